@@ -1,0 +1,190 @@
+"""The table of API resources kubesat serves: group, version, kind, scope, names and verbs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CRUD = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+CRUD_NO_COLLECTION = ("create", "delete", "get", "list", "patch", "update", "watch")
+CREATE_ONLY = ("create",)
+
+
+@dataclass(frozen=True)
+class Subresource:
+    name: str
+    kind: str
+    verbs: tuple[str, ...]
+    group: str = ""  # group of the subresource's kind, when it differs from the parent's
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    """One served resource, the facts discovery, routing, storage and RBAC share."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool
+    verbs: tuple[str, ...] = CRUD
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[Subresource, ...] = ()
+    stored: bool = True  # False for virtual resources (reviews): create answers, nothing is stored
+    list_kind: str = ""
+    field_selectors: tuple[str, ...] = ()  # supported beyond metadata.name / metadata.namespace
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_resource(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def list_kind_name(self) -> str:
+        return self.list_kind or f"{self.kind}List"
+
+    @property
+    def definition(self) -> str:
+        """The OpenAPI definition name, e.g. io.k8s.api.core.v1.Pod."""
+        return definition_name(self.group, self.version, self.kind)
+
+    def storage_prefix(self) -> str:
+        """Keys are laid out as Kubernetes lays them out in etcd: /registry/[group/]resource/[ns/]name."""
+        if self.group:
+            return f"/registry/{self.group}/{self.plural}/"
+        return f"/registry/{self.plural}/"
+
+    def key(self, namespace: str, name: str) -> str:
+        if self.namespaced:
+            return f"{self.storage_prefix()}{namespace}/{name}"
+        return f"{self.storage_prefix()}{name}"
+
+    def list_prefix(self, namespace: str) -> str:
+        if self.namespaced and namespace:
+            return f"{self.storage_prefix()}{namespace}/"
+        return self.storage_prefix()
+
+
+_GROUP_PACKAGES = {
+    "": "core",
+    "rbac.authorization.k8s.io": "rbac",
+    "coordination.k8s.io": "coordination",
+    "authentication.k8s.io": "authentication",
+    "authorization.k8s.io": "authorization",
+    "apps": "apps",
+    "events.k8s.io": "events",
+}
+
+
+def definition_name(group: str, version: str, kind: str) -> str:
+    pkg = _GROUP_PACKAGES.get(group, group.split(".")[0])
+    return f"io.k8s.api.{pkg}.{version}.{kind}"
+
+
+RESOURCES: tuple[ResourceInfo, ...] = (
+    ResourceInfo(
+        "", "v1", "Namespace", "namespaces", "namespace", False,
+        verbs=CRUD_NO_COLLECTION, short_names=("ns",),
+        subresources=(Subresource("status", "Namespace", ("get", "patch", "update")),
+                      Subresource("finalize", "Namespace", ("update",))),
+        field_selectors=("status.phase",),
+    ),
+    ResourceInfo(
+        "", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True,
+        short_names=("sa",),
+        subresources=(Subresource("token", "TokenRequest", ("create",), "authentication.k8s.io", "v1"),),
+    ),
+    ResourceInfo("", "v1", "Secret", "secrets", "secret", True, field_selectors=("type",)),
+    ResourceInfo("", "v1", "ConfigMap", "configmaps", "configmap", True, short_names=("cm",)),
+    ResourceInfo(
+        "", "v1", "Pod", "pods", "pod", True, short_names=("po",), categories=("all",),
+        subresources=(Subresource("status", "Pod", ("get", "patch", "update")),),
+        field_selectors=("spec.nodeName", "spec.serviceAccountName", "spec.restartPolicy",
+                         "spec.schedulerName", "status.phase", "status.podIP", "status.nominatedNodeName"),
+    ),
+    ResourceInfo(
+        "", "v1", "Node", "nodes", "node", False, short_names=("no",),
+        subresources=(Subresource("status", "Node", ("get", "patch", "update")),),
+        field_selectors=("spec.unschedulable",),
+    ),
+    ResourceInfo(
+        "", "v1", "Event", "events", "event", True, short_names=("ev",),
+        field_selectors=("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+                         "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+                         "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"),
+    ),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", True),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", False),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", True),
+    ResourceInfo(
+        "rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", False
+    ),
+    ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
+    ResourceInfo("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", False,
+                 verbs=CREATE_ONLY, stored=False),
+    ResourceInfo("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
+                 False, verbs=CREATE_ONLY, stored=False),
+    ResourceInfo("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews",
+                 "subjectaccessreview", False, verbs=CREATE_ONLY, stored=False),
+    ResourceInfo("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+                 "selfsubjectaccessreview", False, verbs=CREATE_ONLY, stored=False),
+    ResourceInfo("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
+                 "localsubjectaccessreview", True, verbs=CREATE_ONLY, stored=False),
+    ResourceInfo("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
+                 "selfsubjectrulesreview", False, verbs=CREATE_ONLY, stored=False),
+)
+
+# Groups in the order discovery lists them (core first, then as Kubernetes orders its groups).
+GROUP_ORDER: tuple[str, ...] = (
+    "",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "coordination.k8s.io",
+    "rbac.authorization.k8s.io",
+)
+
+
+@dataclass
+class _Index:
+    by_path: dict[tuple[str, str, str], ResourceInfo] = field(default_factory=dict)
+    by_kind: dict[tuple[str, str], ResourceInfo] = field(default_factory=dict)
+
+
+def _build_index() -> _Index:
+    idx = _Index()
+    for r in RESOURCES:
+        idx.by_path[(r.group, r.version, r.plural)] = r
+        idx.by_kind[(r.api_version, r.kind)] = r
+    return idx
+
+
+_INDEX = _build_index()
+
+
+def lookup(group: str, version: str, plural: str) -> ResourceInfo | None:
+    return _INDEX.by_path.get((group, version, plural))
+
+
+def lookup_kind(api_version: str, kind: str) -> ResourceInfo | None:
+    return _INDEX.by_kind.get((api_version, kind))
+
+
+def group_versions() -> dict[str, list[str]]:
+    """group -> served versions (preferred first)."""
+    out: dict[str, list[str]] = {}
+    for g in GROUP_ORDER:
+        out[g] = []
+    for r in RESOURCES:
+        vs = out.setdefault(r.group, [])
+        if r.version not in vs:
+            vs.append(r.version)
+    return out
+
+
+def resources_in(group: str, version: str) -> list[ResourceInfo]:
+    return [r for r in RESOURCES if r.group == group and r.version == version]

@@ -1,0 +1,75 @@
+"""Per-kind behaviour the generic registry calls: defaults, validation, update rules, table, fields.
+
+Each served kind has one Strategy (registry/<kind>.py); the generic store (registry/store.py)
+owns storage, metadata bookkeeping (uid, resourceVersion, generation, timestamps) and
+concurrency, and calls these hooks at fixed points. Hooks are pure: they get dicts in the
+Kubernetes JSON form and either mutate the object in place (prepare_*) or return FieldErrors.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from kubesat.errors import FieldError
+from kubesat.registry.kinds import ResourceInfo
+
+
+class Strategy:
+    """Defaults suit a plain namespaced or cluster-scoped object with no spec/status split."""
+
+    info: ResourceInfo
+    # True for kinds whose spec changes bump metadata.generation (objects with spec and status).
+    has_generation: bool = False
+    # True when the main resource ignores writes to `status` and the status subresource owns it.
+    has_status: bool = False
+
+    def __init__(self, info: ResourceInfo) -> None:
+        self.info = info
+
+    # --- create -------------------------------------------------------------------------
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        """Apply API defaults and clear what a client may not set on create (e.g. status)."""
+
+    def validate(self, obj: dict[str, Any]) -> list[FieldError]:
+        """Validate a whole object (metadata included) for create."""
+        return []
+
+    # --- update -------------------------------------------------------------------------
+    def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        """Apply defaults to `new`; keep what an update may not change (e.g. status from `old`)."""
+
+    def validate_update(self, new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+        """Validate `new` and its transition from `old` (immutable fields)."""
+        return self.validate(new)
+
+    def prepare_for_status_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        """On the status subresource: keep everything of `old` but status."""
+        status = new.get("status")
+        new.clear()
+        new.update({k: v for k, v in old.items() if k != "status"})
+        if status is not None:
+            new["status"] = status
+
+    # --- reads --------------------------------------------------------------------------
+    def table_columns(self) -> list[dict[str, Any]]:
+        """Table columnDefinitions as `kubectl get` shows them for this kind."""
+        return [
+            {"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0},
+            {"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp", "priority": 0},
+        ]
+
+    def table_cells(self, obj: dict[str, Any], now: datetime) -> list[Any]:
+        """One Table row's cells, matching table_columns()."""
+        from kubesat.registry.table import age
+
+        return [obj.get("metadata", {}).get("name", ""), age(obj, now)]
+
+    def field_value(self, obj: dict[str, Any], field: str) -> str | None:
+        """Value of a supported field selector, as a string; None if the field is not supported."""
+        meta = obj.get("metadata", {})
+        if field == "metadata.name":
+            return meta.get("name", "")
+        if field == "metadata.namespace":
+            return meta.get("namespace", "")
+        return None
