@@ -23,6 +23,9 @@ class Strategy:
     has_generation: bool = False
     # True when the main resource ignores writes to `status` and the status subresource owns it.
     has_status: bool = False
+    # How metadata.name is validated: "subdomain" (DNS-1123 subdomain, most kinds), "label"
+    # (DNS-1123 label, e.g. Namespace) or "path_segment" (RBAC kinds: anything but "/", "%", "." and "..").
+    name_rule: str = "subdomain"
 
     def __init__(self, info: ResourceInfo) -> None:
         self.info = info
