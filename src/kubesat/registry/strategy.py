@@ -54,6 +54,18 @@ class Strategy:
         if status is not None:
             new["status"] = status
 
+    # --- delete -------------------------------------------------------------------------
+    def graceful_delete(self, obj: dict[str, Any]) -> bool:
+        """True to keep the object (with a deletionTimestamp) even though no finalizer holds it."""
+        return False
+
+    def on_delete_requested(self, obj: dict[str, Any]) -> None:
+        """Mark an object whose deletion was asked for but must wait (e.g. a Namespace turns Terminating)."""
+
+    def finalized(self, obj: dict[str, Any]) -> bool:
+        """True once nothing holds a deleting object any more, so the store may remove it."""
+        return not obj.get("metadata", {}).get("finalizers")
+
     # --- reads --------------------------------------------------------------------------
     def table_columns(self) -> list[dict[str, Any]]:
         """Table columnDefinitions as `kubectl get` shows them for this kind."""

@@ -1,0 +1,280 @@
+"""The ASGI application: one request in, authenticate, authorize, dispatch, one Kubernetes answer out.
+
+Pure ASGI (no framework) so the hot paths (TokenReview, TokenRequest, gets) stay short.
+Every error leaves as a `Status` object; an unexpected exception is logged with its
+traceback and answered 500 with no internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs
+
+from kubesat import errors
+from kubesat.api import codec, requestinfo
+from kubesat.auth.authn import AuthenticationFailed, RequestAuthenticator
+from kubesat.auth.authz import ALLOW, Attributes, Authorizer, forbidden_message
+from kubesat.auth.user import UserInfo
+from kubesat.registry.store import Registry
+
+log = logging.getLogger("kubesat.api")
+
+TLS_PEER_DER = "kubesat.peer_cert_der"
+
+
+@dataclass
+class Request:
+    scope: dict[str, Any]
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    info: requestinfo.RequestInfo
+    body: bytes = b""
+    user: UserInfo | None = None
+    warnings: list[str] = field(default_factory=list)
+    audit: dict[str, str] = field(default_factory=dict)
+
+    def q(self, name: str, default: str = "") -> str:
+        v = self.query.get(name)
+        return v[0] if v else default
+
+    def flag(self, name: str) -> bool:
+        return self.q(name).lower() in ("1", "true")
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+# A streaming answer (watch): the app calls it with `send` after the headers are out.
+Streamer = Callable[[Callable[[bytes], Awaitable[None]], "Request"], Awaitable[None]]
+
+
+@dataclass
+class Stream:
+    status: int
+    streamer: Streamer
+    content_type: str = "application/json"
+
+
+Handler = Callable[[Request], Awaitable["Response | Stream"]]
+
+
+def json_response(status: int, obj: Any, req: Request | None = None) -> Response:
+    if req is not None and codec.wants_yaml(req.headers.get("accept")):
+        return Response(status, codec.dump_yaml(obj), "application/yaml")
+    return Response(status, codec.dump_json(obj))
+
+
+def status_response(e: errors.StatusError) -> Response:
+    return Response(e.code, codec.dump_json(e.status()))
+
+
+class App:
+    """Routes: non-resource paths by exact match or prefix; resource paths to the resource handler."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        authenticator: RequestAuthenticator,
+        authorizer: Authorizer,
+    ) -> None:
+        self.registry = registry
+        self.authenticator = authenticator
+        self.authorizer = authorizer
+        self.paths: dict[str, Handler] = {}
+        self.prefixes: list[tuple[str, Handler]] = []
+        self.resource_handler: Handler | None = None
+        self.on_startup: list[Callable[[], Awaitable[None]]] = []
+        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
+        self.ready = False
+        self.observe: Callable[[Request, int, float], None] | None = None
+
+    def route(self, path: str, handler: Handler) -> None:
+        self.paths[path] = handler
+
+    def route_prefix(self, prefix: str, handler: Handler) -> None:
+        self.prefixes.append((prefix, handler))
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    for fn in self.on_startup:
+                        await fn()
+                except Exception as e:  # noqa: BLE001 - reported to the server, which exits
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                self.ready = True
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                self.ready = False
+                for fn in self.on_shutdown:
+                    try:
+                        await fn()
+                    except Exception:  # noqa: BLE001
+                        log.exception("shutdown hook failed")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        method = scope["method"]
+        path = scope["path"]
+        raw_qs = scope.get("query_string", b"")
+        query = parse_qs(raw_qs.decode("latin-1"), keep_blank_values=True) if raw_qs else {}
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1").lower()
+            val = v.decode("latin-1")
+            headers[name] = f"{headers[name]},{val}" if name in headers and name != "authorization" else val
+        watch = (query.get("watch") or [""])[0].lower() in ("1", "true")
+        info = requestinfo.parse(method, path, watch)
+        req = Request(scope, method, path, query, headers, info)
+        try:
+            result = await self._handle(req, receive)
+        except errors.StatusError as e:
+            result = status_response(e)
+        except Exception:  # noqa: BLE001 - the one place that turns surprises into a clean 500
+            log.exception("unhandled error serving %s %s", method, path)
+            result = status_response(errors.internal("an unexpected error occurred; see the server log"))
+        if isinstance(result, Stream):
+            await self._stream(req, result, receive, send)
+        else:
+            await self._send(req, result, send)
+        if self.observe is not None:
+            status = result.status
+            self.observe(req, status, time.perf_counter() - started)
+
+    async def _send(self, req: Request, res: Response, send: Any) -> None:
+        hdrs = [
+            (b"content-type", res.content_type.encode()),
+            (b"content-length", str(len(res.body)).encode()),
+            (b"cache-control", b"no-cache, private"),
+        ]
+        hdrs.extend(res.headers)
+        for w in req.warnings:
+            hdrs.append((b"warning", f'299 - "{_escape_warning(w)}"'.encode()))
+        await send({"type": "http.response.start", "status": res.status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": res.body if req.method != "HEAD" else b""})
+
+    async def _stream(self, req: Request, res: Stream, receive: Any, send: Any) -> None:
+        await send({
+            "type": "http.response.start",
+            "status": res.status,
+            "headers": [(b"content-type", res.content_type.encode()), (b"cache-control", b"no-cache, private"),
+                        (b"transfer-encoding", b"chunked")],
+        })
+
+        async def write(chunk: bytes) -> None:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        async def wait_disconnect() -> None:
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    return
+
+        producer = asyncio.ensure_future(res.streamer(write, req))
+        watcher = asyncio.ensure_future(wait_disconnect())
+        try:
+            await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (producer, watcher):
+                if not t.done():
+                    t.cancel()
+            for t in (producer, watcher):
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - the stream is over either way
+                    pass
+        try:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except Exception:  # noqa: BLE001 - the client is already gone
+            pass
+
+    async def _read_body(self, req: Request, receive: Any) -> None:
+        length = req.headers.get("content-length")
+        if length and length.isdigit() and int(length) > codec.MAX_BODY:
+            raise errors.too_large()
+        chunks = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                break
+            body = msg.get("body", b"")
+            size += len(body)
+            if size > codec.MAX_BODY:
+                raise errors.too_large()
+            chunks.append(body)
+            if not msg.get("more_body"):
+                break
+        req.body = b"".join(chunks)
+
+    async def _handle(self, req: Request, receive: Any) -> Response | Stream:
+        try:
+            cert = req.scope.get(TLS_PEER_DER)
+            req.user = await self.authenticator.authenticate(cert, req.headers.get("authorization"))
+        except AuthenticationFailed as e:
+            log.info("authentication failed for %s %s: %s", req.method, req.path, e.reason)
+            req.audit["authentication.k8s.io/failure"] = e.reason
+            raise errors.unauthorized() from None
+        if req.method in ("POST", "PUT", "PATCH", "DELETE"):
+            await self._read_body(req, receive)
+        info = req.info
+        attrs = Attributes(
+            user=req.user,
+            verb=info.verb,
+            resource_request=info.resource_request,
+            namespace=info.namespace,
+            api_group=info.api_group,
+            api_version=info.api_version,
+            resource=info.resource,
+            subresource=info.subresource,
+            name=info.name,
+            path=req.path,
+        )
+        decision, reason = self.authorizer.authorize(attrs)
+        if decision != ALLOW:
+            why = forbidden_message(attrs)
+            if reason:
+                why += f": {reason}"
+            if info.resource_request:
+                raise errors.forbidden(info.resource + (f"/{info.subresource}" if info.subresource else ""),
+                                       info.name, why, info.api_group)
+            raise errors.StatusError(403, "Forbidden", f"forbidden: {why}", details={})
+        handler = self.paths.get(req.path)
+        if handler is None and info.resource_request and self.resource_handler is not None:
+            handler = self.resource_handler
+        if handler is None:
+            for prefix, h in self.prefixes:
+                if req.path.startswith(prefix):
+                    handler = h
+                    break
+        if handler is None:
+            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource",
+                                     details={})
+        return await handler(req)
+
+
+def _escape_warning(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")

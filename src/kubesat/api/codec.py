@@ -1,0 +1,139 @@
+"""Request bodies in (JSON, YAML, Kubernetes protobuf) and answers out, with Kubernetes' error wording."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import yaml
+
+from kubesat import errors
+
+MAX_BODY = 3 * 1024 * 1024
+
+JSON = "application/json"
+YAML = "application/yaml"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH_YAML = "application/apply-patch+yaml"
+APPLY_PATCH_CBOR = "application/apply-patch+cbor"
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML 1.1 safe loading, but duplicate keys are an error (as sigs.k8s.io/yaml makes them)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f'mapping key "{key}" already defined', key_node.start_mark
+            )
+        try:
+            seen.add(key)
+        except TypeError:
+            pass
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(raw: bytes) -> Any:
+    try:
+        return yaml.load(raw, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise errors.bad_request(f"error converting YAML to JSON: yaml: {_yaml_problem(e)}") from None
+    except (ValueError, RecursionError) as e:
+        raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e)
+    if mark is not None:
+        return f"line {mark.line + 1}: {problem}"
+    return str(problem)
+
+
+def load_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
+
+
+def decode_object(content_type: str | None, raw: bytes) -> dict[str, Any]:
+    """A create/update body as an object dict; 400/415 with a clear message otherwise."""
+    mt = media_type(content_type)
+    if mt in ("", JSON, "*/*"):
+        obj = load_json(raw)
+    elif mt in (YAML, "application/x-yaml", "text/yaml"):
+        obj = load_yaml(raw)
+    elif mt == PROTOBUF:
+        from kubesat.api import protobuf
+
+        try:
+            obj = protobuf.decode(raw)
+        except protobuf.ProtobufError as e:
+            raise errors.bad_request(f"unable to decode protobuf body: {e}") from None
+    else:
+        raise errors.unsupported_media_type(content_type or "")
+    if not isinstance(obj, dict):
+        raise errors.bad_request(
+            f"couldn't get version/kind; json parse error: expected a JSON object, got {_json_type(obj)}"
+        )
+    return obj
+
+
+def _json_type(v: Any) -> str:
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, str):
+        return "a string"
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    return "a number"
+
+
+def check_kind(obj: dict[str, Any], api_version: str, kind: str) -> None:
+    """Fill a missing apiVersion/kind from the URL; a different one is a 400, as Kubernetes answers."""
+    have_v = obj.get("apiVersion")
+    have_k = obj.get("kind")
+    if have_v is not None and not isinstance(have_v, str):
+        raise errors.bad_request("apiVersion must be a string")
+    if have_k is not None and not isinstance(have_k, str):
+        raise errors.bad_request("kind must be a string")
+    if have_v and have_v != api_version:
+        raise errors.bad_request(
+            f"the API version in the data ({have_v}) does not match the expected API version ({api_version})"
+        )
+    if have_k and have_k != kind:
+        raise errors.bad_request(f"the kind in the data ({have_k}) does not match the expected kind ({kind})")
+    obj["apiVersion"] = api_version
+    obj["kind"] = kind
+
+
+def wants_yaml(accept: str | None) -> bool:
+    if not accept:
+        return False
+    first = accept.split(",", 1)[0]
+    return media_type(first) in (YAML, "application/x-yaml")
+
+
+def dump_json(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def dump_yaml(obj: Any) -> bytes:
+    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False).encode()

@@ -1,0 +1,427 @@
+"""Resource endpoints: get, list, watch, create, update, patch, delete, deletecollection for every served kind."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from kubesat import errors
+from kubesat.api import codec
+from kubesat.api.app import Request, Response, Stream, json_response
+from kubesat.api.tables import to_table, wants_table
+from kubesat.registry import kinds
+from kubesat.registry.kinds import ResourceInfo
+from kubesat.registry.selectors import parse_field_selector, parse_label_selector
+from kubesat.registry.store import DeleteOptions, Registry
+
+log = logging.getLogger("kubesat.api")
+
+# (group, resource, subresource) -> handler for POSTs the generic code does not own (TokenRequest, reviews).
+CreateHandler = Callable[[Request, ResourceInfo, dict[str, Any]], Awaitable[Response]]
+# Called before a create reaches the registry (admission): may mutate the object or raise a StatusError.
+Admission = Callable[[Request, ResourceInfo, str, dict[str, Any]], Awaitable[None]]
+
+BOOKMARK_EVERY = 60.0
+
+
+def _user_agent_manager(req: Request) -> str:
+    """Kubernetes' default field manager: the User-Agent's program name, e.g. `kubectl` or `Python`."""
+    ua = req.headers.get("user-agent", "")
+    name = ua.split("/", 1)[0].strip()
+    return name[:128] or "unknown"
+
+
+class ResourceHandler:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.create_handlers: dict[tuple[str, str, str], CreateHandler] = {}
+        self.admission: list[Admission] = []
+
+    async def __call__(self, req: Request) -> Response | Stream:
+        info = req.info
+        res = kinds.lookup(info.api_group, info.api_version, info.resource)
+        if res is None:
+            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
+        if res.namespaced is False and info.namespace and res.plural != "namespaces":
+            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
+        if info.subresource:
+            sub = next((s for s in res.subresources if s.name == info.subresource), None)
+            if sub is None:
+                raise errors.StatusError(404, "NotFound", "the server could not find the requested resource",
+                                         details={})
+        ns = info.namespace if res.namespaced else ""
+        if res.plural == "namespaces":
+            ns = ""
+        special = self.create_handlers.get((res.group, res.plural, info.subresource))
+        verb = info.verb
+        if special is not None:
+            if req.method != "POST":
+                raise errors.method_not_allowed()
+            body = codec.decode_object(req.headers.get("content-type"), req.body)
+            return await special(req, res, body)
+        if not res.stored:
+            raise errors.method_not_allowed()
+        if verb == "get":
+            obj = await self.registry.get(res, ns, info.name)
+            return self._reply_one(req, res, obj, 200)
+        if verb == "list":
+            return await self._list(req, res, ns)
+        if verb == "watch":
+            return await self._watch(req, res, ns)
+        if verb == "create":
+            if info.name:
+                raise errors.method_not_allowed()
+            return await self._create(req, res, ns)
+        if verb == "update":
+            return await self._update(req, res, ns)
+        if verb == "patch":
+            return await self._patch(req, res, ns)
+        if verb == "delete":
+            return await self._delete(req, res, ns)
+        if verb == "deletecollection":
+            if "deletecollection" not in res.verbs:
+                raise errors.method_not_allowed()
+            return await self._delete_collection(req, res, ns)
+        raise errors.method_not_allowed()
+
+    # ------------------------------------------------------------------------- helpers
+    def _reply_one(self, req: Request, res: ResourceInfo, obj: dict[str, Any], status: int) -> Response:
+        if wants_table(req.headers.get("accept")):
+            strategy = self.registry.strategy(res)
+            table = to_table(strategy, [obj], include_object=req.q("includeObject", "Metadata"),
+                             list_meta={"resourceVersion": obj.get("metadata", {}).get("resourceVersion", "")})
+            return json_response(status, table, req)
+        return json_response(status, obj, req)
+
+    def _dry_run(self, req: Request) -> bool:
+        values = req.query.get("dryRun") or []
+        for v in values:
+            if v != "All":
+                raise errors.bad_request(f'Invalid dry run value: "{v}". Supported values: "All"')
+        return bool(values)
+
+    def _decode(self, req: Request, res: ResourceInfo, kind: str | None = None) -> dict[str, Any]:
+        obj = codec.decode_object(req.headers.get("content-type"), req.body)
+        codec.check_kind(obj, res.api_version, kind or res.kind)
+        self._field_validation(req, res, obj)
+        return obj
+
+    def _field_validation(self, req: Request, res: ResourceInfo, obj: dict[str, Any]) -> None:
+        mode = req.q("fieldValidation", "Warn")
+        if mode not in ("Strict", "Warn", "Ignore"):
+            raise errors.bad_request(
+                f'fieldValidation parameter unsupported: "{mode}". Supported values: "Ignore", "Warn", "Strict"'
+            )
+        try:
+            from kubesat.registry import fieldcheck
+        except ImportError:  # pragma: no cover - during bring-up only
+            return
+        type_errs = fieldcheck.type_errors(obj, res.definition)
+        if type_errs:
+            raise errors.bad_request(f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: '
+                                     + "; ".join(type_errs))
+        if mode == "Ignore":
+            return
+        unknown = fieldcheck.unknown_fields(obj, res.definition)
+        dups: list[str] = []
+        if codec.media_type(req.headers.get("content-type")) in ("", codec.JSON):
+            dups = fieldcheck.find_duplicate_fields(req.body)
+        if not unknown and not dups:
+            return
+        if mode == "Strict":
+            raise errors.bad_request(fieldcheck.strict_error_message(unknown, dups))
+        for f in unknown:
+            req.warnings.append(f'unknown field "{f}"')
+        for f in dups:
+            req.warnings.append(f'duplicate field "{f}"')
+
+    def _manager(self, req: Request, default_suffix: str = "") -> str:
+        m = req.q("fieldManager")
+        if m:
+            if len(m) > 128:
+                raise errors.bad_request("fieldManager: Too long: may not be more than 128 bytes")
+            return m
+        return _user_agent_manager(req)
+
+    def _managed_hook(self, req: Request, res: ResourceInfo, subresource: str = ""):  # type: ignore[no-untyped-def]
+        manager = self._manager(req)
+
+        def hook(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+            try:
+                from kubesat.api import apply as ssa
+            except ImportError:  # pragma: no cover - during bring-up only
+                return
+            mf = ssa.record_update(old, new, manager, res.definition, self.registry.now(), subresource)
+            if mf:
+                new["metadata"]["managedFields"] = mf
+            else:
+                new["metadata"].pop("managedFields", None)
+
+        return hook
+
+    # --------------------------------------------------------------------------- reads
+    async def _list(self, req: Request, res: ResourceInfo, ns: str) -> Response:
+        strategy = self.registry.strategy(res)
+        labels = parse_label_selector(req.q("labelSelector"))
+        fields = parse_field_selector(
+            req.q("fieldSelector"),
+            lambda f: f in ("metadata.name", "metadata.namespace") or f in res.field_selectors,
+            res.kind, res.version,
+        )
+        limit_s = req.q("limit", "0") or "0"
+        try:
+            limit = int(limit_s)
+        except ValueError:
+            raise errors.bad_request(f'invalid limit "{limit_s}": must be a non-negative integer') from None
+        limit = max(limit, 0)
+        page = await self.registry.list(res, ns, labels=labels, fields=fields, limit=limit,
+                                        continue_token=req.q("continue"))
+        list_meta: dict[str, Any] = {"resourceVersion": page.resource_version}
+        if page.continue_token:
+            list_meta["continue"] = page.continue_token
+        if page.remaining is not None:
+            list_meta["remainingItemCount"] = page.remaining
+        if wants_table(req.headers.get("accept")):
+            return json_response(200, to_table(strategy, page.items, include_object=req.q("includeObject", "Metadata"),
+                                               list_meta=list_meta), req)
+        return json_response(200, {
+            "kind": res.list_kind_name,
+            "apiVersion": res.api_version,
+            "metadata": list_meta,
+            "items": page.items,
+        }, req)
+
+    async def _watch(self, req: Request, res: ResourceInfo, ns: str) -> Stream:
+        labels = parse_label_selector(req.q("labelSelector"))
+        fields = parse_field_selector(
+            req.q("fieldSelector"),
+            lambda f: f in ("metadata.name", "metadata.namespace") or f in res.field_selectors,
+            res.kind, res.version,
+        )
+        if req.info.name:
+            fields = fields + (("metadata.name", "=", req.info.name),)
+        rv_s = req.q("resourceVersion")
+        try:
+            rv = int(rv_s) if rv_s else 0
+        except ValueError:
+            raise errors.bad_request(f'invalid resource version "{rv_s}"') from None
+        if rv < 0:
+            raise errors.bad_request(f'invalid resource version "{rv_s}"')
+        bookmarks = req.flag("allowWatchBookmarks")
+        timeout_s = req.q("timeoutSeconds")
+        timeout = float(timeout_s) if timeout_s.isdigit() else 1800.0
+        table = wants_table(req.headers.get("accept"))
+        strategy = self.registry.strategy(res)
+        registry = self.registry
+        if rv and rv < registry.store.oldest_revision():
+            raise errors.gone(f"too old resource version: {rv} ({registry.store.oldest_revision()})")
+        send_initial = rv == 0
+
+        def encode(kind: str, obj: dict[str, Any]) -> bytes:
+            if table and kind != "BOOKMARK":
+                obj = to_table(strategy, [obj], include_object=req.q("includeObject", "Metadata"),
+                               list_meta={"resourceVersion": obj["metadata"].get("resourceVersion", "")})
+            return orjson.dumps({"type": kind, "object": obj}) + b"\n"
+
+        async def streamer(write: Callable[[bytes], Awaitable[None]], _req: Request) -> None:
+            start = rv
+            if send_initial:
+                # "Get state and start at most recent": synthetic ADDED for what exists, then changes.
+                page = await registry.list(res, ns, labels=labels, fields=fields)
+                start = int(page.resource_version)
+                for obj in page.items:
+                    await write(encode("ADDED", obj))
+            last_rv = start
+            events = registry.watch(res, ns, after_revision=start, labels=labels, fields=fields)
+            it = events.__aiter__()
+            deadline = asyncio.get_running_loop().time() + timeout
+            try:
+                while True:
+                    remaining = deadline - asyncio.get_running_loop().time()
+                    if remaining <= 0:
+                        return
+                    wait = min(remaining, BOOKMARK_EVERY) if bookmarks else remaining
+                    try:
+                        kind, obj = await asyncio.wait_for(it.__anext__(), wait)
+                    except asyncio.TimeoutError:
+                        if bookmarks:
+                            cur = max(last_rv, await registry.revision())
+                            await write(encode("BOOKMARK", {
+                                "kind": res.kind, "apiVersion": res.api_version,
+                                "metadata": {"resourceVersion": str(cur)},
+                            }))
+                        continue
+                    except StopAsyncIteration:
+                        return
+                    except errors.StatusError as e:
+                        await write(orjson.dumps({"type": "ERROR", "object": e.status()}) + b"\n")
+                        return
+                    last_rv = int(obj["metadata"].get("resourceVersion") or last_rv)
+                    await write(encode(kind, obj))
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
+
+        return Stream(200, streamer)
+
+    # -------------------------------------------------------------------------- writes
+    async def _create(self, req: Request, res: ResourceInfo, ns: str) -> Response:
+        obj = self._decode(req, res)
+        dry = self._dry_run(req)
+        for adm in self.admission:
+            await adm(req, res, ns, obj)
+        created = await self.registry.create(res, ns, obj, dry_run=dry, hook=self._managed_hook(req, res))
+        return self._reply_one(req, res, created, 201)
+
+    async def _update(self, req: Request, res: ResourceInfo, ns: str) -> Response:
+        obj = self._decode(req, res)
+        dry = self._dry_run(req)
+        sub = req.info.subresource
+        updated, created = await self.registry.update(
+            res, ns, req.info.name, obj, dry_run=dry, subresource=sub,
+            hook=self._managed_hook(req, res, sub),
+        )
+        return self._reply_one(req, res, updated, 201 if created else 200)
+
+    async def _patch(self, req: Request, res: ResourceInfo, ns: str) -> Response:
+        from kubesat.api import patch as patching
+
+        ct = codec.media_type(req.headers.get("content-type"))
+        dry = self._dry_run(req)
+        sub = req.info.subresource
+        name = req.info.name
+        if ct in (codec.APPLY_PATCH_YAML, codec.APPLY_PATCH_CBOR):
+            return await self._apply(req, res, ns, dry)
+        if ct not in (codec.JSON_PATCH, codec.MERGE_PATCH, codec.STRATEGIC_PATCH):
+            raise errors.StatusError(
+                415, "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{codec.JSON_PATCH}, {codec.MERGE_PATCH}, {codec.STRATEGIC_PATCH}, {codec.APPLY_PATCH_YAML}",
+            )
+        patch_body = codec.load_json(req.body)
+
+        def mutate(current: dict[str, Any]) -> dict[str, Any]:
+            if ct == codec.JSON_PATCH:
+                new = patching.apply_json_patch(current, patch_body)
+            elif ct == codec.MERGE_PATCH:
+                new = patching.apply_merge_patch(current, patch_body)
+            else:
+                new = patching.apply_strategic_merge_patch(current, patch_body, res.definition)
+            if not isinstance(new, dict):
+                raise errors.bad_request("the patch did not produce an object")
+            codec.check_kind(new, res.api_version, res.kind)
+            self._field_validation(req, res, new)
+            return new
+
+        updated, created = await self.registry.guaranteed_update(
+            res, ns, name, mutate, dry_run=dry, subresource=sub, hook=self._managed_hook(req, res, sub),
+        )
+        return self._reply_one(req, res, updated, 201 if created else 200)
+
+    async def _apply(self, req: Request, res: ResourceInfo, ns: str, dry: bool) -> Response:
+        from kubesat.api import apply as ssa
+
+        manager = req.q("fieldManager")
+        if not manager:
+            raise errors.bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set")
+        force = req.flag("force")
+        applied = codec.load_yaml(req.body)
+        if not isinstance(applied, dict):
+            raise errors.bad_request("error decoding YAML: the apply body must be an object")
+        codec.check_kind(applied, res.api_version, res.kind)
+        self._field_validation(req, res, applied)
+        sub = req.info.subresource
+        name = req.info.name
+        meta = applied.get("metadata") or {}
+        if meta.get("name") and meta["name"] != name:
+            raise errors.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+
+        def mutate(current: dict[str, Any]) -> dict[str, Any]:
+            return ssa.server_side_apply(current, applied, manager, force, res.definition, self.registry.now(), sub)
+
+        def create() -> dict[str, Any]:
+            obj = ssa.server_side_apply(None, copy.deepcopy(applied), manager, force, res.definition,
+                                        self.registry.now(), sub)
+            return obj
+
+        if await self.registry.get_or_none(res, ns, name) is None and self.admission:
+            obj = create()
+            obj.setdefault("metadata", {})["name"] = name
+            for adm in self.admission:
+                await adm(req, res, ns, obj)
+            created = await self.registry.create(res, ns, obj, dry_run=dry)
+            return self._reply_one(req, res, created, 201)
+        updated, created_flag = await self.registry.guaranteed_update(
+            res, ns, name, mutate, dry_run=dry, subresource=sub, create_if_missing=create,
+        )
+        return self._reply_one(req, res, updated, 201 if created_flag else 200)
+
+    def _delete_options(self, req: Request) -> DeleteOptions:
+        opts = DeleteOptions(dry_run=self._dry_run(req))
+        body: dict[str, Any] = {}
+        if req.body.strip():
+            body = codec.decode_object(req.headers.get("content-type"), req.body)
+            kind = body.get("kind")
+            if kind not in (None, "DeleteOptions"):
+                raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind (DeleteOptions)")
+        prop = req.q("propagationPolicy") or body.get("propagationPolicy") or ""
+        if prop and prop not in ("Orphan", "Background", "Foreground"):
+            raise errors.invalid("DeleteOptions", "", [errors.not_supported(
+                "propagationPolicy", prop, ["Foreground", "Background", "Orphan", "nil"])])
+        if body.get("orphanDependents") is True or req.q("orphanDependents") == "true":
+            prop = prop or "Orphan"
+        opts.propagation = prop
+        pre = body.get("preconditions") or {}
+        if isinstance(pre, dict):
+            opts.uid = str(pre.get("uid") or "")
+            opts.resource_version = str(pre.get("resourceVersion") or "")
+        if body.get("dryRun") == ["All"]:
+            opts.dry_run = True
+        grace = req.q("gracePeriodSeconds") or body.get("gracePeriodSeconds")
+        if grace not in (None, ""):
+            try:
+                opts.grace_period = int(grace)
+            except (TypeError, ValueError):
+                raise errors.bad_request("gracePeriodSeconds must be an integer") from None
+        return opts
+
+    async def _delete(self, req: Request, res: ResourceInfo, ns: str) -> Response:
+        opts = self._delete_options(req)
+        obj, gone = await self.registry.delete(res, ns, req.info.name, opts)
+        if res.plural == "namespaces" and not gone:
+            return self._reply_one(req, res, obj, 200)
+        return self._reply_one(req, res, obj, 200 if gone else 202)
+
+    async def _delete_collection(self, req: Request, res: ResourceInfo, ns: str) -> Response:
+        opts = self._delete_options(req)
+        labels = parse_label_selector(req.q("labelSelector"))
+        fields = parse_field_selector(
+            req.q("fieldSelector"),
+            lambda f: f in ("metadata.name", "metadata.namespace") or f in res.field_selectors,
+            res.kind, res.version,
+        )
+        page = await self.registry.list(res, ns, labels=labels, fields=fields)
+        deleted = []
+        for obj in page.items:
+            m = obj["metadata"]
+            try:
+                d, _ = await self.registry.delete(res, m.get("namespace", ""), m["name"], opts)
+                deleted.append(d)
+            except errors.StatusError as e:
+                if e.code != 404:
+                    raise
+        return json_response(200, {
+            "kind": res.list_kind_name, "apiVersion": res.api_version,
+            "metadata": {"resourceVersion": str(await self.registry.revision())},
+            "items": deleted,
+        }, req)
+
+
+def status_success(details: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+    if details:
+        out["details"] = details
+    return out

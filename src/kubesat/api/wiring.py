@@ -1,0 +1,63 @@
+"""Features that plug into the API beyond plain storage: admission, reviews, token endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any, Awaitable, Callable
+
+from kubesat import errors
+from kubesat.api.app import App, Request, Response, json_response
+from kubesat.api.resources import ResourceHandler
+from kubesat.registry.kinds import ResourceInfo, lookup_kind
+from kubesat.registry.store import Registry
+
+SERVICEACCOUNTS = lookup_kind("v1", "ServiceAccount")
+
+
+def install(app: App, resources: ResourceHandler, registry: Registry, opts: Any, pki: Any) -> None:
+    async def service_account_admission(req: Request, res: ResourceInfo, ns: str, obj: dict[str, Any]) -> None:
+        if res.kind != "Pod" or res.group:
+            return
+        from kubesat.auth.admission import admit_pod_create
+
+        sa_name = (obj.get("spec") or {}).get("serviceAccountName") or "default"
+        sa = await registry.get_or_none(SERVICEACCOUNTS, ns, sa_name)
+        # The default ServiceAccount of a new namespace may lag behind by a moment.
+        tries = 10 if sa_name == "default" else 1
+        while sa is None and tries > 1:
+            tries -= 1
+            await asyncio.sleep(0.1 + random.random() * 0.1)
+            sa = await registry.get_or_none(SERVICEACCOUNTS, ns, sa_name)
+        obj.setdefault("metadata", {})["namespace"] = ns
+        admit_pod_create(obj, lambda n, s: sa if s == sa_name else None)
+
+    resources.admission.append(service_account_admission)
+
+    async def self_subject_review(req: Request, res: ResourceInfo, body: dict[str, Any]) -> Response:
+        assert req.user is not None
+        return json_response(201, {
+            "kind": "SelfSubjectReview",
+            "apiVersion": res.api_version,
+            "metadata": {"creationTimestamp": None},
+            "status": {"userInfo": req.user.to_api()},
+        }, req)
+
+    resources.create_handlers[("authentication.k8s.io", "selfsubjectreviews", "")] = self_subject_review
+
+
+def controller_starters(app: App, registry: Registry, opts: Any, pki: Any) -> list[Callable[[], Awaitable[Any]]]:
+    """Extra controllers to start after the store is open; each returns an object with `async stop()`."""
+    starters: list[Callable[[], Awaitable[Any]]] = []
+    try:
+        from kubesat.controllers.gc import GarbageCollector
+    except ImportError:
+        return starters
+
+    async def start_gc() -> Any:
+        gc = GarbageCollector(registry)
+        await gc.start()
+        return gc
+
+    starters.append(start_gc)
+    return starters

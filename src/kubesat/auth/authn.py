@@ -1,0 +1,102 @@
+"""Request authentication: x509 client certificates, bearer tokens, then anonymous.
+
+The TLS layer has already verified a presented client certificate against the cluster CA
+(CERT_OPTIONAL, as kube-apiserver does); here the verified certificate becomes a user
+(CN = name, O = groups). Bearer tokens go to the token authenticators in order; a token
+none of them accepts is a 401, never a fall-through to anonymous.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Protocol
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from kubesat.auth.user import ANONYMOUS_USER, UserInfo, with_authenticated_group
+
+log = logging.getLogger("kubesat.authn")
+
+CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
+
+
+class AuthenticationFailed(Exception):
+    """The request carried a credential that is not valid. The reason is for logs, never the caller."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TokenResult:
+    user: UserInfo
+    audiences: tuple[str, ...] = ()
+
+
+class TokenAuthenticator(Protocol):
+    async def authenticate_token(self, token: str, audiences: tuple[str, ...] | None) -> TokenResult | None:
+        """None: not my token (let the next one try). Raise AuthenticationFailed: mine, but invalid."""
+        ...
+
+
+def user_from_certificate(der: bytes) -> UserInfo:
+    cert = x509.load_der_x509_certificate(der)
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not cns:
+        raise AuthenticationFailed("client certificate has no common name")
+    orgs = tuple(str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME))
+    fingerprint = hashlib.sha256(der).hexdigest()
+    return UserInfo(str(cns[0].value), "", orgs, {CREDENTIAL_ID: (f"X509SHA256={fingerprint}",)})
+
+
+class RequestAuthenticator:
+    def __init__(self, *, anonymous: bool = True) -> None:
+        self.anonymous = anonymous
+        self.token_authenticators: list[TokenAuthenticator] = []
+        self._cert_cache: dict[bytes, UserInfo] = {}
+
+    def certificate_user(self, der: bytes) -> UserInfo:
+        user = self._cert_cache.get(der)
+        if user is None:
+            user = with_authenticated_group(user_from_certificate(der))
+            if len(self._cert_cache) > 1024:
+                self._cert_cache.clear()
+            self._cert_cache[der] = user
+        return user
+
+    async def authenticate_token(self, token: str, audiences: tuple[str, ...] | None = None) -> TokenResult:
+        """Run the token authenticators; raises AuthenticationFailed if none accepts the token."""
+        errors: list[str] = []
+        for a in self.token_authenticators:
+            try:
+                res = await a.authenticate_token(token, audiences)
+            except AuthenticationFailed as e:
+                errors.append(e.reason)
+                continue
+            if res is not None:
+                return TokenResult(with_authenticated_group(res.user), res.audiences)
+        if not errors:
+            errors.append("invalid bearer token")
+        elif len(errors) == 1:
+            errors.insert(0, "invalid bearer token")
+        raise AuthenticationFailed("[" + ", ".join(errors) + "]" if len(errors) > 1 else errors[0])
+
+    async def authenticate(self, cert_der: bytes | None, authorization: str | None) -> UserInfo:
+        if authorization:
+            scheme, _, token = authorization.strip().partition(" ")
+            token = token.strip()
+            if scheme.lower() == "bearer" and token:
+                return (await self.authenticate_token(token)).user
+            # Kubernetes ignores other schemes here (basic auth was removed); fall through.
+        if cert_der:
+            return self.certificate_user(cert_der)
+        if self.anonymous:
+            return ANONYMOUS_USER
+        raise AuthenticationFailed("no credentials and anonymous authentication is disabled")
+
+
+AuthenticateFn = Callable[[bytes | None, str | None], Awaitable[UserInfo]]

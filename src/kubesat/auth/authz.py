@@ -1,0 +1,67 @@
+"""Request authorization: the attributes Kubernetes authorizes on and the authorizer interface.
+
+The RBAC authorizer plugs in behind this interface; until it does, the interim policy is
+deny-by-default for anonymous requests and allow for authenticated ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from kubesat.auth.user import MASTERS, UserInfo
+
+
+@dataclass(frozen=True)
+class Attributes:
+    user: UserInfo
+    verb: str
+    resource_request: bool
+    namespace: str = ""
+    api_group: str = ""
+    api_version: str = ""
+    resource: str = ""
+    subresource: str = ""
+    name: str = ""
+    path: str = ""
+
+
+ALLOW = "allow"
+DENY = "deny"
+NO_OPINION = "no-opinion"
+
+
+class Authorizer(Protocol):
+    def authorize(self, attrs: Attributes) -> tuple[str, str]:
+        """(decision, reason)."""
+        ...
+
+
+PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
+
+
+class InterimAuthorizer:
+    """Authenticated users may do anything; anonymous users only read health and version."""
+
+    def authorize(self, attrs: Attributes) -> tuple[str, str]:
+        if MASTERS in attrs.user.groups:
+            return ALLOW, ""
+        if attrs.user.is_anonymous:
+            if not attrs.resource_request and attrs.verb == "get" and attrs.path in PUBLIC_PATHS:
+                return ALLOW, ""
+            return DENY, ""
+        return ALLOW, ""
+
+
+def forbidden_message(attrs: Attributes) -> str:
+    """The reason part of a 403, as Kubernetes words it."""
+    u = attrs.user.name
+    if not attrs.resource_request:
+        return f'User "{u}" cannot {attrs.verb} path "{attrs.path}"'
+    res = attrs.resource + (f"/{attrs.subresource}" if attrs.subresource else "")
+    msg = f'User "{u}" cannot {attrs.verb} resource "{res}" in API group "{attrs.api_group}"'
+    if attrs.namespace:
+        msg += f' in the namespace "{attrs.namespace}"'
+    else:
+        msg += " at the cluster scope"
+    return msg

@@ -1,0 +1,542 @@
+"""The generic registry: object semantics over the store (what Kubernetes' generic registry Store does).
+
+It owns uid, resourceVersion, generation and timestamps, optimistic concurrency, generateName,
+finalizers and deletionTimestamp, dry runs, list paging and watch filtering; each kind's own
+rules come from its Strategy.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import orjson
+
+from kubesat import errors
+from kubesat.registry import meta as meta_validation
+from kubesat.registry.kinds import ResourceInfo, lookup_kind
+from kubesat.registry.selectors import FieldSelector, LabelSelector, fields_match, labels_match
+from kubesat.registry.strategies import strategy_for
+from kubesat.registry.strategy import Strategy
+from kubesat.storage.interface import (
+    Compacted,
+    KeyExists,
+    KeyNotFound,
+    RevisionConflict,
+    Store,
+)
+
+NAMESPACES = lookup_kind("v1", "Namespace")
+assert NAMESPACES is not None
+
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+MODIFIED_MSG = "the object has been modified; please apply your changes to the latest version and try again"
+
+# (old object or None, new object) -> None; called just before a write, e.g. to record managedFields.
+WriteHook = Callable[[dict[str, Any] | None, dict[str, Any]], None]
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """Stored form: the object without resourceVersion (the store's mod revision is the truth)."""
+    meta = obj.get("metadata") or {}
+    rv = meta.pop("resourceVersion", None)
+    try:
+        return orjson.dumps(obj)
+    finally:
+        if rv is not None:
+            meta["resourceVersion"] = rv
+
+
+def decode(value: bytes, revision: int) -> dict[str, Any]:
+    obj = orjson.loads(value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+    return obj
+
+
+@dataclass
+class ListPage:
+    items: list[dict[str, Any]]
+    resource_version: str
+    continue_token: str
+    remaining: int | None
+
+
+@dataclass
+class DeleteOptions:
+    propagation: str = ""  # "", "Background", "Foreground", "Orphan"
+    uid: str = ""
+    resource_version: str = ""
+    dry_run: bool = False
+    grace_period: int | None = None
+
+
+class Registry:
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        # Called after an object is deleted for real (e.g. to drop cached tokens); set by the server.
+        self.on_delete: list[Callable[[ResourceInfo, dict[str, Any]], Awaitable[None] | None]] = []
+
+    def strategy(self, info: ResourceInfo) -> Strategy:
+        return strategy_for(info)
+
+    def now(self) -> str:
+        return rfc3339(self.clock())
+
+    # ----------------------------------------------------------------------------- reads
+    async def get_or_none(self, info: ResourceInfo, namespace: str, name: str) -> dict[str, Any] | None:
+        kv = await self.store.get(info.key(namespace, name))
+        return None if kv is None else decode(kv.value, kv.mod_revision)
+
+    async def get(self, info: ResourceInfo, namespace: str, name: str) -> dict[str, Any]:
+        obj = await self.get_or_none(info, namespace, name)
+        if obj is None:
+            raise errors.not_found(info.plural, name, info.group)
+        return obj
+
+    async def list(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        *,
+        labels: LabelSelector = (),
+        fields: FieldSelector = (),
+        limit: int = 0,
+        continue_token: str = "",
+    ) -> ListPage:
+        strategy = self.strategy(info)
+        prefix = info.list_prefix(namespace)
+        start_after = ""
+        list_rv = 0
+        if continue_token:
+            list_rv, start_after = _parse_continue(continue_token, prefix)
+            if list_rv < self.store.oldest_revision():
+                raise errors.gone(
+                    "The provided continue parameter is too old to display a consistent list result. "
+                    "You can start a new list without the continue parameter."
+                )
+        items: list[dict[str, Any]] = []
+        page = max(limit, 500) if limit else 0
+        last_key = ""
+        more = False
+        while True:
+            res = await self.store.list(prefix, start_after=start_after, limit=page)
+            if not list_rv:
+                list_rv = res.revision
+            for kv in res.items:
+                obj = decode(kv.value, kv.mod_revision)
+                if _selected(strategy, obj, labels, fields):
+                    if limit and len(items) == limit:
+                        more = True
+                        break
+                    items.append(obj)
+                    last_key = kv.key
+            if more or not res.more or not res.items:
+                more = more or False
+                break
+            start_after = res.items[-1].key
+            if limit and len(items) == limit:
+                # The page is full; there may be more after it.
+                more = True
+                break
+        token = _make_continue(list_rv, last_key, prefix) if more and last_key else ""
+        return ListPage(items, str(list_rv), token, None)
+
+    async def watch(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        *,
+        after_revision: int,
+        labels: LabelSelector = (),
+        fields: FieldSelector = (),
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(type, object) pairs: ADDED, MODIFIED, DELETED as an object enters, changes in or leaves the selection."""
+        strategy = self.strategy(info)
+        prefix = info.list_prefix(namespace)
+        try:
+            async for ev in self.store.watch(prefix, after_revision):
+                new = decode(ev.value, ev.revision) if ev.value is not None else None
+                old = decode(ev.prev_value, ev.revision) if ev.prev_value is not None else None
+                new_in = new is not None and _selected(strategy, new, labels, fields)
+                old_in = old is not None and _selected(strategy, old, labels, fields)
+                if ev.type == "DELETE":
+                    if old_in and old is not None:
+                        old["metadata"]["resourceVersion"] = str(ev.revision)
+                        yield "DELETED", old
+                    continue
+                if new_in and new is not None:
+                    yield ("ADDED" if (ev.created or not old_in) else "MODIFIED"), new
+                elif old_in and new is not None:
+                    # Left the selection: watchers see it go.
+                    yield "DELETED", new
+        except Compacted as e:
+            raise errors.gone(f"too old resource version: {e.requested} ({e.oldest})") from None
+
+    async def revision(self) -> int:
+        return await self.store.revision()
+
+    # ---------------------------------------------------------------------------- create
+    async def create(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        obj: dict[str, Any],
+        *,
+        dry_run: bool = False,
+        hook: WriteHook | None = None,
+    ) -> dict[str, Any]:
+        strategy = self.strategy(info)
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        obj["apiVersion"] = info.api_version
+        obj["kind"] = info.kind
+        if info.namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name") and meta.get("generateName"):
+            gen = str(meta["generateName"])
+            meta["name"] = gen[: 63 - 5] + "".join(secrets.choice(_NAME_CHARS) for _ in range(5))
+        for k in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(k, None)
+        meta["creationTimestamp"] = self.now()
+        meta["uid"] = str(uuid.uuid4())
+        if strategy.has_generation:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        strategy.prepare_for_create(obj)
+        errs = meta_validation.validate_object_meta(meta, namespaced=info.namespaced, name_rule=strategy.name_rule)
+        errs += strategy.validate(obj)
+        if errs:
+            raise errors.invalid(info.kind, meta.get("name", ""), errs, info.group)
+        if info.namespaced:
+            await self._check_namespace(info, namespace, meta.get("name", ""))
+        if hook:
+            hook(None, obj)
+        if dry_run:
+            return obj
+        try:
+            rev = await self.store.create(info.key(namespace, meta["name"]), encode(obj))
+        except KeyExists:
+            raise errors.already_exists(info.plural, meta["name"], info.group) from None
+        meta["resourceVersion"] = str(rev)
+        return obj
+
+    async def _check_namespace(self, info: ResourceInfo, namespace: str, name: str) -> None:
+        ns = await self.get_or_none(NAMESPACES, "", namespace)
+        if ns is None:
+            raise errors.not_found("namespaces", namespace)
+        if ns.get("metadata", {}).get("deletionTimestamp") or ns.get("status", {}).get("phase") == "Terminating":
+            raise errors.forbidden(
+                info.plural, name,
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+                info.group,
+            )
+
+    # ---------------------------------------------------------------------------- update
+    async def update(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        obj: dict[str, Any],
+        *,
+        dry_run: bool = False,
+        subresource: str = "",
+        hook: WriteHook | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """PUT: replace the object. Returns (object, created)."""
+        strategy = self.strategy(info)
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        if meta.get("name") and meta["name"] != name:
+            raise errors.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
+            )
+        if info.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
+            raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        meta["name"] = name
+        kv = await self.store.get(info.key(namespace, name))
+        if kv is None:
+            if getattr(strategy, "allow_create_on_update", False) and not subresource:
+                return await self.create(info, namespace, obj, dry_run=dry_run, hook=hook), True
+            raise errors.not_found(info.plural, name, info.group)
+        current = decode(kv.value, kv.mod_revision)
+        want_rv = meta.get("resourceVersion")
+        if want_rv and want_rv != str(kv.mod_revision):
+            raise errors.conflict(info.plural, name, MODIFIED_MSG, info.group)
+        return await self._write_update(
+            info, strategy, namespace, name, current, kv.mod_revision, obj,
+            dry_run=dry_run, subresource=subresource, hook=hook,
+        ), False
+
+    async def guaranteed_update(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        mutate: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        dry_run: bool = False,
+        subresource: str = "",
+        hook: WriteHook | None = None,
+        create_if_missing: Callable[[], dict[str, Any]] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """PATCH and controllers: read, mutate, write with CAS, retried on a conflict."""
+        strategy = self.strategy(info)
+        for _ in range(16):
+            kv = await self.store.get(info.key(namespace, name))
+            if kv is None:
+                if create_if_missing is not None:
+                    created = create_if_missing()
+                    created.setdefault("metadata", {})["name"] = name
+                    try:
+                        return await self.create(info, namespace, created, dry_run=dry_run, hook=hook), True
+                    except errors.StatusError as e:
+                        if e.reason == "AlreadyExists":
+                            continue
+                        raise
+                raise errors.not_found(info.plural, name, info.group)
+            current = decode(kv.value, kv.mod_revision)
+            new = mutate(copy.deepcopy(current))
+            new_meta = new.get("metadata")
+            if not isinstance(new_meta, dict):
+                raise errors.bad_request("metadata must be an object")
+            if new_meta.get("name", name) != name:
+                raise errors.bad_request(
+                    f"the name of the object ({new_meta.get('name')}) does not match the name on the URL ({name})"
+                )
+            want_rv = new_meta.get("resourceVersion")
+            if want_rv and want_rv != str(kv.mod_revision):
+                raise errors.conflict(info.plural, name, MODIFIED_MSG, info.group)
+            try:
+                return await self._write_update(
+                    info, strategy, namespace, name, current, kv.mod_revision, new,
+                    dry_run=dry_run, subresource=subresource, hook=hook,
+                ), False
+            except _Retry:
+                continue
+        raise errors.conflict(info.plural, name, MODIFIED_MSG, info.group)
+
+    async def _write_update(
+        self,
+        info: ResourceInfo,
+        strategy: Strategy,
+        namespace: str,
+        name: str,
+        current: dict[str, Any],
+        current_rev: int,
+        obj: dict[str, Any],
+        *,
+        dry_run: bool,
+        subresource: str,
+        hook: WriteHook | None,
+    ) -> dict[str, Any]:
+        meta = obj.setdefault("metadata", {})
+        old_meta = current["metadata"]
+        if meta.get("uid") and meta["uid"] != old_meta.get("uid"):
+            raise errors.conflict(
+                info.plural, name,
+                f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: {old_meta.get('uid')}",
+                info.group,
+            )
+        obj["apiVersion"] = info.api_version
+        obj["kind"] = info.kind
+        if info.namespaced:
+            meta["namespace"] = namespace
+        # Fields the server owns.
+        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+            if k in old_meta:
+                meta[k] = old_meta[k]
+            else:
+                meta.pop(k, None)
+        meta.pop("selfLink", None)
+        if subresource == "status":
+            strategy.prepare_for_status_update(obj, current)
+            meta = obj["metadata"]
+        elif subresource == "finalize":
+            # Only spec.finalizers may change through /finalize.
+            fin = (obj.get("spec") or {}).get("finalizers")
+            obj.clear()
+            obj.update(copy.deepcopy(current))
+            meta = obj["metadata"]
+            if fin:
+                obj.setdefault("spec", {})["finalizers"] = fin
+            else:
+                obj.get("spec", {}).pop("finalizers", None)
+        else:
+            strategy.prepare_for_update(obj, current)
+            if strategy.has_generation and obj.get("spec") != current.get("spec"):
+                meta["generation"] = int(old_meta.get("generation", 1)) + 1
+        # A deleting object may only lose finalizers, never gain new ones.
+        if old_meta.get("deletionTimestamp"):
+            added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+            if added:
+                raise errors.invalid(info.kind, name, [errors.forbidden_field(
+                    "metadata.finalizers", f"no new finalizers can be added if the object is being deleted, found new finalizers {sorted(added)!r}".replace("'", '"')
+                )], info.group)
+        errs = meta_validation.validate_object_meta_update(meta, old_meta)
+        errs += strategy.validate_update(obj, current)
+        if errs:
+            raise errors.invalid(info.kind, name, errs, info.group)
+        if hook:
+            hook(current, obj)
+        if _same(obj, current):
+            return current
+        if dry_run:
+            meta["resourceVersion"] = str(current_rev)
+            return obj
+        key = info.key(namespace, name)
+        try:
+            if old_meta.get("deletionTimestamp") and strategy.finalized(obj):
+                _, rev = await self.store.delete(key, current_rev)
+                meta["resourceVersion"] = str(rev)
+                await self._deleted(info, obj)
+                return obj
+            rev = await self.store.update(key, encode(obj), current_rev)
+        except RevisionConflict:
+            raise _Retry() from None
+        except KeyNotFound:
+            raise errors.not_found(info.plural, name, info.group) from None
+        meta["resourceVersion"] = str(rev)
+        return obj
+
+    # ---------------------------------------------------------------------------- delete
+    async def delete(
+        self, info: ResourceInfo, namespace: str, name: str, opts: DeleteOptions | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Returns (object, gone): gone is False when finalizers keep it around with a deletionTimestamp."""
+        opts = opts or DeleteOptions()
+        strategy = self.strategy(info)
+        for _ in range(16):
+            kv = await self.store.get(info.key(namespace, name))
+            if kv is None:
+                raise errors.not_found(info.plural, name, info.group)
+            obj = decode(kv.value, kv.mod_revision)
+            meta = obj["metadata"]
+            if opts.uid and opts.uid != meta.get("uid"):
+                raise errors.conflict(
+                    info.plural, name,
+                    f"Precondition failed: UID in precondition: {opts.uid}, UID in object meta: {meta.get('uid')}",
+                    info.group,
+                )
+            if opts.resource_version and opts.resource_version != meta.get("resourceVersion"):
+                raise errors.conflict(
+                    info.plural, name,
+                    f"Precondition failed: ResourceVersion in precondition: {opts.resource_version}, "
+                    f"ResourceVersion in object meta: {meta.get('resourceVersion')}",
+                    info.group,
+                )
+            finalizers = list(meta.get("finalizers") or [])
+            if opts.propagation == "Orphan" and "orphan" not in finalizers:
+                finalizers.append("orphan")
+            elif opts.propagation == "Foreground" and "foregroundDeletion" not in finalizers:
+                finalizers.append("foregroundDeletion")
+            keep = bool(finalizers) or strategy.graceful_delete(obj)
+            if keep:
+                if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
+                    return obj, False
+                meta["finalizers"] = finalizers
+                if not finalizers:
+                    meta.pop("finalizers")
+                meta.setdefault("deletionTimestamp", self.now())
+                meta.setdefault("deletionGracePeriodSeconds", 0)
+                strategy.on_delete_requested(obj)
+                if opts.dry_run:
+                    return obj, False
+                try:
+                    rev = await self.store.update(info.key(namespace, name), encode(obj), kv.mod_revision)
+                except RevisionConflict:
+                    continue
+                meta["resourceVersion"] = str(rev)
+                return obj, False
+            if opts.dry_run:
+                return obj, True
+            try:
+                _, rev = await self.store.delete(info.key(namespace, name), kv.mod_revision)
+            except RevisionConflict:
+                continue
+            except KeyNotFound:
+                raise errors.not_found(info.plural, name, info.group) from None
+            meta["resourceVersion"] = str(rev)
+            await self._deleted(info, obj)
+            return obj, True
+        raise errors.conflict(info.plural, name, MODIFIED_MSG, info.group)
+
+    async def _deleted(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        for cb in self.on_delete:
+            r = cb(info, obj)
+            if r is not None:
+                await r
+
+
+class _Retry(Exception):
+    """The store moved under a read-modify-write; read again."""
+
+
+def _selected(strategy: Strategy, obj: dict[str, Any], labels: LabelSelector, fields: FieldSelector) -> bool:
+    if labels and not labels_match(labels, obj.get("metadata", {}).get("labels")):
+        return False
+    if fields and not fields_match(fields, lambda f: strategy.field_value(obj, f)):
+        return False
+    return True
+
+
+_VOLATILE_META = ("resourceVersion", "managedFields")
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal but for resourceVersion and managedFields timestamps: such an update writes nothing."""
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        if k == "metadata":
+            ma, mb = a[k], b[k]
+            if {x for x in ma if x not in _VOLATILE_META} != {x for x in mb if x not in _VOLATILE_META}:
+                return False
+            if any(ma[x] != mb[x] for x in ma if x not in _VOLATILE_META):
+                return False
+            if _strip_times(ma.get("managedFields")) != _strip_times(mb.get("managedFields")):
+                return False
+        elif a[k] != b[k]:
+            return False
+    return True
+
+
+def _strip_times(mf: Any) -> Any:
+    if not isinstance(mf, list):
+        return mf
+    return [{k: v for k, v in e.items() if k != "time"} if isinstance(e, dict) else e for e in mf]
+
+
+def _make_continue(rv: int, last_key: str, prefix: str) -> str:
+    raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": last_key[len(prefix):]})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_continue(token: str, prefix: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        d = orjson.loads(raw)
+        rv = int(d["rv"])
+        start = str(d["start"])
+    except Exception:
+        raise errors.bad_request("continue key is not valid: the continue token could not be decoded") from None
+    if ".." in start.split("/") or start.startswith("/"):
+        raise errors.bad_request("continue key is not valid: the continue token names a key outside the list")
+    return rv, prefix + start
+

@@ -1,0 +1,215 @@
+"""`kubesat serve`: put the data dir, the store, the API and the controllers together and serve HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import ssl
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from kubesat.pki import ClusterPKI
+
+log = logging.getLogger("kubesat")
+
+DB_FILE = "kubesat.db"
+LOCK_FILE = "kubesat.lock"
+
+
+class ServeError(Exception):
+    """A reason the server cannot start, worded for the person who ran it."""
+
+
+@dataclass
+class ServeOptions:
+    data_dir: Path
+    bind: str = "127.0.0.1"
+    port: int = 6443
+    anonymous_auth: bool = True
+    log_level: str = "warning"
+    extra_sans: tuple[str, ...] = ()
+    # Filled in by later layers (tokens, RBAC) through the same object.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        host = self.bind
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{self.port}"
+
+
+def default_data_dir() -> Path:
+    """$KUBESAT_DATA_DIR, else ~/.kubesat (the user's home), else ./.kubesat."""
+    env = os.environ.get("KUBESAT_DATA_DIR")
+    if env:
+        return Path(env)
+    home = Path.home()
+    if home and str(home) not in ("", "/") and os.access(home, os.W_OK):
+        return home / ".kubesat"
+    return Path.cwd() / ".kubesat"
+
+
+class DataDirLock:
+    """An exclusive lock on the data dir, so two servers never share one store."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_FILE
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            other = ""
+            try:
+                other = os.read(fd, 64).decode().strip()
+            except OSError:
+                pass
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                who = f" (pid {other})" if other else ""
+                raise ServeError(
+                    f"data dir {self.path.parent} is in use by another kubesat server{who}; "
+                    "stop it first or pass a different --data-dir"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self.fd)
+                self.fd = None
+
+
+def prepare_data_dir(opts: ServeOptions) -> ClusterPKI:
+    d = opts.data_dir
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ServeError(f"cannot create data dir {d}: {e.strerror}") from None
+    if not d.is_dir():
+        raise ServeError(f"data dir {d} exists and is not a directory")
+    if not os.access(d, os.W_OK):
+        raise ServeError(f"data dir {d} is not writable")
+    os.chmod(d, 0o700)
+    return ClusterPKI(d)
+
+
+def build(opts: ServeOptions, pki: ClusterPKI):  # type: ignore[no-untyped-def]
+    """The ASGI app with its store, registry, API handlers and controllers wired (not yet started)."""
+    from kubesat.api import system
+    from kubesat.api.app import App
+    from kubesat.api.resources import ResourceHandler
+    from kubesat.auth.authn import RequestAuthenticator
+    from kubesat.auth.authz import InterimAuthorizer
+    from kubesat.controllers.namespace import NamespaceController
+    from kubesat.registry.store import Registry
+    from kubesat.storage.sqlite import SqliteStore
+
+    holder: dict[str, Any] = {}
+    authenticator = RequestAuthenticator(anonymous=opts.anonymous_auth)
+
+    registry = Registry(None)  # type: ignore[arg-type]  # the store is opened at startup
+    app = App(registry, authenticator, InterimAuthorizer())
+    resources = ResourceHandler(registry)
+    app.resource_handler = resources
+    system.install(app, f"{opts.bind}:{opts.port}")
+    from kubesat.api import wiring
+
+    wiring.install(app, resources, registry, opts, pki)
+
+    async def startup() -> None:
+        store = await SqliteStore.open(str(opts.data_dir / DB_FILE))
+        holder["store"] = store
+        registry.store = store
+        ns = NamespaceController(registry, pki.ca_cert.read_text())
+        holder["ns"] = ns
+        await ns.bootstrap()
+        await ns.start()
+        for start in wiring.controller_starters(app, registry, opts, pki):
+            holder.setdefault("controllers", []).append(await start())
+
+    async def shutdown() -> None:
+        for c in holder.get("controllers", []):
+            await c.stop()
+        if "ns" in holder:
+            await holder["ns"].stop()
+        if "store" in holder:
+            await holder["store"].close()
+
+    app.on_startup.append(startup)
+    app.on_shutdown.append(shutdown)
+    return app
+
+
+def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> int:
+    """Run until SIGINT/SIGTERM. Returns the process exit code."""
+    import uvicorn
+
+    from kubesat.api.tls import ClientCertHttpToolsProtocol
+
+    pki = prepare_data_dir(opts)
+    lock = DataDirLock(opts.data_dir)
+    lock.acquire()
+    try:
+        pki.ensure(opts.url, opts.extra_sans)
+        app = build(opts, pki)
+        config = uvicorn.Config(
+            app,
+            host=opts.bind,
+            port=opts.port,
+            http=ClientCertHttpToolsProtocol,
+            loop="uvloop" if sys.platform != "win32" else "asyncio",
+            lifespan="on",
+            ssl_certfile=str(pki.serving_cert),
+            ssl_keyfile=str(pki.serving_key),
+            ssl_ca_certs=str(pki.ca_cert),
+            ssl_cert_reqs=ssl.CERT_OPTIONAL,
+            log_level=opts.log_level,
+            access_log=False,
+            timeout_keep_alive=90,
+            server_header=False,
+            date_header=True,
+        )
+        server = uvicorn.Server(config)
+
+        async def main() -> None:
+            task = asyncio.create_task(server.serve())
+            while not server.started:
+                if task.done():
+                    await task
+                    return
+                await asyncio.sleep(0.005)
+            if on_ready:
+                on_ready(str(pki.kubeconfig))
+            await task
+
+        asyncio.run(main()) if sys.platform == "win32" else _run_uvloop(main)
+        if not server.started:
+            return 1
+        return 0
+    finally:
+        lock.release()
+
+
+def _run_uvloop(main: Callable[[], Any]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+        return
+    uvloop.run(main())
