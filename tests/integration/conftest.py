@@ -1,0 +1,122 @@
+"""A real kubesat server per test module: started as `kubesat serve` on a free port in a temp data dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+READY_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kubectl_binary() -> str:
+    path = shutil.which("kubectl")
+    if not path:
+        pytest.fail("kubectl is not installed: the integration tests drive the real kubectl binary "
+                    "(install it and put it on PATH)", pytrace=False)
+    return path
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    port: int
+    proc: subprocess.Popen
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "admin.kubeconfig"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "pki" / "ca.crt"
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True, kubeconfig: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+        env = dict(os.environ, KUBECONFIG=str(kubeconfig or self.kubeconfig))
+        env.pop("HTTPS_PROXY", None)
+        env.pop("https_proxy", None)
+        res = subprocess.run([kubectl_binary(), *args], input=input, capture_output=True, text=True, env=env,
+                             timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stderr}\n{res.stdout}")
+        return res
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text()
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                return self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait()
+        return self.proc.returncode
+
+
+def start_server(data_dir: Path, port: int | None = None, extra: list[str] | None = None,
+                 timeout: float = READY_TIMEOUT) -> Server:
+    port = port or free_port()
+    log_path = data_dir.parent / f"{data_dir.name}-server-{port}.log"
+    args = [sys.executable, "-m", "kubesat.cli", "serve", "--data-dir", str(data_dir), "--port", str(port),
+            *(extra or [])]
+    logf = open(log_path, "ab")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=logf)
+    server = Server(data_dir, port, proc, log_path, args)
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    line = b""
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line:
+            break
+        if proc.poll() is not None:
+            break
+    if b"ready" not in line:
+        server.stop(signal.SIGKILL)
+        raise AssertionError(f"kubesat did not become ready; stdout {line!r}; log:\n{server.log()}")
+    return server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    kubectl_binary()
+    data_dir = tmp_path_factory.mktemp("kubesat") / "data"
+    srv = start_server(data_dir)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def api(server: Server):
+    """The official kubernetes Python client, configured from the admin kubeconfig."""
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(server.kubeconfig), client_configuration=cfg)
+    return client.ApiClient(cfg)
