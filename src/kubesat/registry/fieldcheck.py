@@ -1,0 +1,358 @@
+"""Strict decoding checks (unknown, duplicate and wrongly typed fields) worded as kube-apiserver words them."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from kubesat.registry import schema
+
+_DEF = "#/definitions/"
+_INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+_QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+_TIMES = ("io.k8s.apimachinery.pkg.apis.meta.v1.Time", "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime")
+# Types with their own JSON decoding that take any JSON value.
+_OPAQUE = ("io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1", "io.k8s.apimachinery.pkg.runtime.RawExtension")
+
+_GO_NAMES = {
+    _INT_OR_STRING: "intstr.IntOrString",
+    _QUANTITY: "resource.Quantity",
+}
+
+_QUANTITY_FORMAT = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+_QUANTITY_FORMAT_ERROR = (
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+)
+_QUANTITY_SUFFIXES = {"", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"}
+_DECIMAL_EXPONENT = re.compile(r"^[eE][-+]?[0-9]+$")
+
+_INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1), "int": (-(2**63), 2**63 - 1)}
+
+
+# ----------------------------------------------------------------------------------------- schema
+
+def _ref_name(node: dict[str, Any]) -> str | None:
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith(_DEF):
+        return ref[len(_DEF):]
+    return None
+
+
+def _lookup(node: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
+    """(definition name if node is a reference, the schema it stands for)."""
+    if not node:
+        return None, {}
+    name = _ref_name(node)
+    if name is None:
+        return None, node
+    return name, schema.get(name) or {}
+
+
+def _is_opaque(name: str | None, s: dict[str, Any]) -> bool:
+    if name in _OPAQUE or s.get("x-kubernetes-preserve-unknown-fields"):
+        return True
+    kind = s.get("type")
+    return kind in (None, "object") and "properties" not in s and "additionalProperties" not in s and "items" not in s
+
+
+def _go_type(node: dict[str, Any] | None) -> str:
+    """The Go type name reflect would print for a field of this schema (best effort: named scalars stay plain)."""
+    name, s = _lookup(node)
+    if name is not None:
+        if name in _GO_NAMES:
+            return _GO_NAMES[name]
+        if "properties" in s or name in _TIMES:
+            parts = name.split(".")
+            return f"{parts[-2]}.{parts[-1]}"
+    kind = s.get("type")
+    fmt = s.get("format")
+    if kind == "array":
+        return "[]" + _go_type(s.get("items"))
+    if kind == "object" or "additionalProperties" in s:
+        extra = s.get("additionalProperties")
+        if isinstance(extra, dict):
+            return "map[string]" + _go_type(extra)
+        return "map[string]interface {}"
+    if kind == "string":
+        return "[]uint8" if fmt == "byte" else "string"
+    if kind == "integer":
+        return fmt if fmt in ("int32", "int64") else "int"
+    if kind == "number":
+        return "float32" if fmt == "float" else "float64"
+    if kind == "boolean":
+        return "bool"
+    return "interface {}"
+
+
+# --------------------------------------------------------------------------------- unknown fields
+
+def unknown_fields(obj: dict[str, Any], definition: str) -> list[str]:
+    """Paths of the fields of obj the definition does not have, in document order (e.g. spec.volumes[0].foo)."""
+    root = schema.get(definition)
+    if root is None or not isinstance(obj, dict):
+        return []
+    out: list[str] = []
+    props = root.get("properties") or {}
+    for key, value in obj.items():
+        if key in props:
+            _unknown_walk(value, props[key], key, out)
+        elif key not in ("apiVersion", "kind"):
+            out.append(key)
+    return out
+
+
+def _unknown_walk(value: Any, node: dict[str, Any], path: str, out: list[str]) -> None:
+    if value is None:
+        return
+    name, s = _lookup(node)
+    if name in (_INT_OR_STRING, _QUANTITY) or name in _TIMES or _is_opaque(name, s):
+        return
+    if isinstance(value, dict):
+        props = s.get("properties")
+        if props is not None:
+            for key, sub in value.items():
+                if key in props:
+                    _unknown_walk(sub, props[key], f"{path}.{key}", out)
+                else:
+                    out.append(f"{path}.{key}")
+            return
+        extra = s.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, sub in value.items():
+                _unknown_walk(sub, extra, f"{path}.{key}", out)
+        return
+    if isinstance(value, list) and s.get("type") == "array":
+        items = s.get("items")
+        if isinstance(items, dict):
+            for i, sub in enumerate(value):
+                _unknown_walk(sub, items, f"{path}[{i}]", out)
+
+
+# ------------------------------------------------------------------------------------ type errors
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    return "number"
+
+
+def _number_literal(value: int | float) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _type_message(value_desc: str, go_type: str, stack: list[str], struct: str) -> str:
+    if stack:
+        return f"json: cannot unmarshal {value_desc} into Go struct field {struct}.{'.'.join(stack)} of type {go_type}"
+    return f"json: cannot unmarshal {value_desc} into Go value of type {go_type}"
+
+
+def type_errors(obj: dict[str, Any], definition: str) -> list[str]:
+    """One Go-json-style message per value whose JSON type does not fit the schema, in document order.
+
+    encoding/json (and so kube-apiserver) reports only the first of these: callers wanting the exact
+    Kubernetes answer use the first element.
+    """
+    root = schema.get(definition)
+    if root is None or not isinstance(obj, dict):
+        return []
+    out: list[str] = []
+    _type_walk(obj, {"$ref": _DEF + definition}, [], definition.rsplit(".", 1)[-1], out)
+    return out
+
+
+def _type_walk(value: Any, node: dict[str, Any], stack: list[str], struct: str, out: list[str]) -> None:
+    if value is None:
+        return  # null leaves any Go value at its zero value
+    name, s = _lookup(node)
+    if name is not None and name in _OPAQUE:
+        return
+    if name == _INT_OR_STRING:
+        _check_int_or_string(value, out)
+        return
+    if name == _QUANTITY:
+        _check_quantity(value, out)
+        return
+    if name in _TIMES:
+        if not isinstance(value, str):
+            out.append(_type_message(_json_kind(value), "string", [], ""))
+        return
+    if s.get("x-kubernetes-preserve-unknown-fields"):
+        return
+    go_type = _go_type(node)
+    props = s.get("properties")
+    if props is not None:
+        if not isinstance(value, dict):
+            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+            return
+        here = (name or "").rsplit(".", 1)[-1] or struct
+        for key, sub in value.items():
+            if key in props:
+                _type_walk(sub, props[key], [*stack, key], here, out)
+        return
+    kind = s.get("type")
+    if kind == "array":
+        if not isinstance(value, list):
+            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+            return
+        items = s.get("items")
+        if isinstance(items, dict):
+            for sub in value:
+                _type_walk(sub, items, stack, struct, out)
+        return
+    if kind == "object" or "additionalProperties" in s:
+        extra = s.get("additionalProperties")
+        if not isinstance(extra, dict):
+            return  # free-form object
+        if not isinstance(value, dict):
+            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+            return
+        for sub in value.values():
+            _type_walk(sub, extra, stack, struct, out)
+        return
+    _check_scalar(value, s, go_type, stack, struct, out)
+
+
+def _check_scalar(value: Any, s: dict[str, Any], go_type: str, stack: list[str], struct: str,
+                  out: list[str]) -> None:
+    kind = s.get("type")
+    if kind == "string":
+        if not isinstance(value, str):
+            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+        elif s.get("format") == "byte":
+            offset = base64_error_offset(value.encode())
+            if offset is not None:
+                out.append(f"illegal base64 data at input byte {offset}")
+        return
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+        return
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+            return
+        lo, hi = _INT_RANGES.get(go_type, _INT_RANGES["int64"])
+        if (isinstance(value, float) and not value.is_integer()) or not lo <= value <= hi:
+            out.append(_type_message(f"number {_number_literal(value)}", go_type, stack, struct))
+        return
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+
+
+def _check_int_or_string(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        return
+    if isinstance(value, bool) or isinstance(value, (dict, list)):
+        out.append(_type_message(_json_kind(value), "int32", [], ""))
+        return
+    lo, hi = _INT_RANGES["int32"]
+    if (isinstance(value, float) and not value.is_integer()) or not lo <= value <= hi:
+        out.append(_type_message(f"number {_number_literal(value)}", "int32", [], ""))
+
+
+def _check_quantity(value: Any, out: list[str]) -> None:
+    if isinstance(value, bool) or isinstance(value, (dict, list)):
+        out.append(_QUANTITY_FORMAT_ERROR)
+        return
+    text = value.strip() if isinstance(value, str) else _number_literal(value)
+    problem = quantity_error(text)
+    if problem:
+        out.append(problem)
+
+
+def quantity_error(text: str) -> str | None:
+    """Why resource.ParseQuantity would refuse text, in its words, or None if it parses."""
+    m = _QUANTITY_FORMAT.match(text)
+    if not m:
+        return _QUANTITY_FORMAT_ERROR
+    number, suffix = m.group(1), m.group(2)
+    digits = number.lstrip("+-")
+    if digits.count(".") > 1 or digits in ("", "."):
+        return "unable to parse numeric part of quantity"
+    if suffix not in _QUANTITY_SUFFIXES and not _DECIMAL_EXPONENT.match(suffix):
+        return "unable to parse quantity's suffix"
+    return None
+
+
+_B64 = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def base64_error_offset(data: bytes) -> int | None:
+    """Byte offset Go's base64.StdEncoding would report as illegal in data, or None if it decodes."""
+    i, n = 0, len(data)
+    while True:
+        j = 0  # symbols of the current quantum read so far
+        while j < 4:
+            if i == n:
+                if j == 0:
+                    return None
+                return i - j  # an unfinished quantum without padding
+            c = data[i]
+            i += 1
+            if c in _B64:
+                j += 1
+                continue
+            if c in (0x0A, 0x0D):
+                continue
+            if c != 0x3D:  # '='
+                return i - 1
+            if j < 2:
+                return i - 1
+            if j == 2:
+                while i < n and data[i] in (0x0A, 0x0D):
+                    i += 1
+                if i == n:
+                    return n
+                if data[i] != 0x3D:
+                    return i - 1
+                i += 1
+            while i < n and data[i] in (0x0A, 0x0D):
+                i += 1
+            return i if i < n else None
+
+
+# ----------------------------------------------------------------------------------- strict errors
+
+def strict_error_message(unknown: list[str], duplicates: list[str]) -> str:
+    """The 400 message of a strict decoding failure: strict decoding error: unknown field "a", ..."""
+    parts = [f'unknown field "{u}"' for u in unknown] + [f'duplicate field "{d}"' for d in duplicates]
+    return "strict decoding error: " + ", ".join(parts)
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object kept as its (key, value) pairs, duplicates included."""
+
+
+def find_duplicate_fields(raw_json: bytes) -> list[str]:
+    """Paths of keys that occur more than once in the same JSON object (e.g. metadata.name), in document order."""
+    try:
+        doc = json.loads(raw_json, object_pairs_hook=_Pairs)
+    except (ValueError, TypeError, RecursionError):
+        return []
+    out: list[str] = []
+    _dup_walk(doc, "", out)
+    return out
+
+
+def _dup_walk(node: Any, path: str, out: list[str]) -> None:
+    if isinstance(node, _Pairs):
+        seen: set[str] = set()
+        for key, value in node:
+            sub = f"{path}.{key}" if path else key
+            if key in seen:
+                out.append(sub)
+            seen.add(key)
+            _dup_walk(value, sub, out)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _dup_walk(value, f"{path}[{i}]", out)
