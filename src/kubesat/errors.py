@@ -29,8 +29,9 @@ class StatusError(Exception):
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
         }
+        if self.reason:
+            out["reason"] = self.reason
         if self.details:
             out["details"] = self.details
         out["code"] = self.code

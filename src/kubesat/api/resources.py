@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import orjson
 
@@ -122,8 +123,9 @@ class ResourceHandler:
             return
         type_errs = fieldcheck.type_errors(obj, res.definition)
         if type_errs:
+            # Kubernetes' decoder stops at the first type error.
             raise errors.bad_request(f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: '
-                                     + "; ".join(type_errs))
+                                     + type_errs[0])
         if mode == "Ignore":
             return
         unknown = fieldcheck.unknown_fields(obj, res.definition)
@@ -301,15 +303,16 @@ class ResourceHandler:
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{codec.JSON_PATCH}, {codec.MERGE_PATCH}, {codec.STRATEGIC_PATCH}, {codec.APPLY_PATCH_YAML}",
             )
-        patch_body = codec.load_json(req.body)
+        patch_body = req.body
 
         def mutate(current: dict[str, Any]) -> dict[str, Any]:
-            if ct == codec.JSON_PATCH:
-                new = patching.apply_json_patch(current, patch_body)
-            elif ct == codec.MERGE_PATCH:
-                new = patching.apply_merge_patch(current, patch_body)
-            else:
-                new = patching.apply_strategic_merge_patch(current, patch_body, res.definition)
+            with _bad_input_is_400():
+                if ct == codec.JSON_PATCH:
+                    new = patching.apply_json_patch(current, patch_body)
+                elif ct == codec.MERGE_PATCH:
+                    new = patching.apply_merge_patch(current, patch_body)
+                else:
+                    new = patching.apply_strategic_merge_patch(current, patch_body, res.definition)
             if not isinstance(new, dict):
                 raise errors.bad_request("the patch did not produce an object")
             codec.check_kind(new, res.api_version, res.kind)
@@ -340,12 +343,14 @@ class ResourceHandler:
             raise errors.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
 
         def mutate(current: dict[str, Any]) -> dict[str, Any]:
-            return ssa.server_side_apply(current, applied, manager, force, res.definition, self.registry.now(), sub)
+            with _bad_input_is_400():
+                return ssa.server_side_apply(current, applied, manager, force, res.definition,
+                                             self.registry.now(), sub)
 
         def create() -> dict[str, Any]:
-            obj = ssa.server_side_apply(None, copy.deepcopy(applied), manager, force, res.definition,
-                                        self.registry.now(), sub)
-            return obj
+            with _bad_input_is_400():
+                return ssa.server_side_apply(None, copy.deepcopy(applied), manager, force, res.definition,
+                                             self.registry.now(), sub)
 
         if await self.registry.get_or_none(res, ns, name) is None and self.admission:
             obj = create()
@@ -418,6 +423,17 @@ class ResourceHandler:
             "metadata": {"resourceVersion": str(await self.registry.revision())},
             "items": deleted,
         }, req)
+
+
+@contextlib.contextmanager
+def _bad_input_is_400() -> Iterator[None]:
+    """Patch and apply report some malformed input as 500 (as Kubernetes does); we never answer 500 to bad input."""
+    try:
+        yield
+    except errors.StatusError as e:
+        if e.code >= 500:
+            raise errors.bad_request(e.message) from None
+        raise
 
 
 def status_success(details: dict[str, Any] | None = None) -> dict[str, Any]:
