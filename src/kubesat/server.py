@@ -118,8 +118,6 @@ def build(opts: ServeOptions, pki: ClusterPKI):  # type: ignore[no-untyped-def]
     from kubesat.auth.authz import InterimAuthorizer
     from kubesat.controllers.namespace import NamespaceController
     from kubesat.registry.store import Registry
-    from kubesat.storage.sqlite import SqliteStore
-
     holder: dict[str, Any] = {}
     authenticator = RequestAuthenticator(anonymous=opts.anonymous_auth)
 
@@ -133,9 +131,6 @@ def build(opts: ServeOptions, pki: ClusterPKI):  # type: ignore[no-untyped-def]
     wiring.install(app, resources, registry, opts, pki)
 
     async def startup() -> None:
-        store = await SqliteStore.open(str(opts.data_dir / DB_FILE))
-        holder["store"] = store
-        registry.store = store
         ns = NamespaceController(registry, pki.ca_cert.read_text())
         holder["ns"] = ns
         await ns.bootstrap()
@@ -148,12 +143,21 @@ def build(opts: ServeOptions, pki: ClusterPKI):  # type: ignore[no-untyped-def]
             await c.stop()
         if "ns" in holder:
             await holder["ns"].stop()
-        if "store" in holder:
-            await holder["store"].close()
 
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
     return app
+
+
+def open_store(opts: ServeOptions):  # type: ignore[no-untyped-def]
+    """The embedded SQLite store; opened on the event loop's thread, which then owns the connection."""
+    from kubesat.storage.interface import StorageError
+    from kubesat.storage.sqlite import SqliteStore
+
+    try:
+        return SqliteStore.open(str(opts.data_dir / DB_FILE))
+    except StorageError as e:
+        raise ServeError(str(e)) from None
 
 
 def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> int:
@@ -188,6 +192,8 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
         server = uvicorn.Server(config)
 
         async def main() -> None:
+            store = open_store(opts)
+            app.registry.store = store
             task = asyncio.create_task(server.serve())
             while not server.started:
                 if task.done():
@@ -196,7 +202,10 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
                 await asyncio.sleep(0.005)
             if on_ready:
                 on_ready(str(pki.kubeconfig))
-            await task
+            try:
+                await task
+            finally:
+                await store.close()
 
         asyncio.run(main()) if sys.platform == "win32" else _run_uvloop(main)
         if not server.started:

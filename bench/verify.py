@@ -1,0 +1,133 @@
+"""Token sign/verify rates: raw cryptography vs kubesat's sign()/Verifier vs PyJWT, on a Kubernetes-shaped token."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Callable
+
+import jwt as pyjwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from kubesat.tokens.claims import EXPIRATION_EXTENSION_SECONDS, WARN_ONLY_BOUND_TOKEN_EXPIRATION, bound_claims
+from kubesat.tokens.jwt import Verifier, b64decode, sign
+from kubesat.tokens.keys import KeySet, SigningKey
+
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+def rate(fn: Callable[[], object], seconds: float) -> float:
+    """Calls per second of fn over about `seconds` (batches of 64 keep the timer out of the loop)."""
+    fn()
+    n = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(64):
+            fn()
+        n += 64
+        now = time.perf_counter()
+        if now >= deadline:
+            return n / (now - start)
+
+
+def claims(now: int, shape: str = "pod") -> dict[str, object]:
+    if shape == "minimal":
+        # A plain TokenRequest token: no bound object, no extension.
+        return bound_claims(
+            issuer=ISSUER, audiences=[ISSUER], namespace="default", sa_name="default",
+            sa_uid="6a4e5f3c-1d2b-4c8e-9f70-2b1a3c4d5e6f", expiration_seconds=3600, now=now,
+            jti="0f1e2d3c-4b5a-4968-8776-655443322110",
+        )
+    # A pod-bound, extended token as the kubelet gets it (spec §1.1 example shape).
+    return bound_claims(
+        issuer=ISSUER,
+        audiences=[ISSUER],
+        namespace="default",
+        sa_name="default",
+        sa_uid="6a4e5f3c-1d2b-4c8e-9f70-2b1a3c4d5e6f",
+        expiration_seconds=WARN_ONLY_BOUND_TOKEN_EXPIRATION,
+        exp_override=now + EXPIRATION_EXTENSION_SECONDS,
+        warn_after=WARN_ONLY_BOUND_TOKEN_EXPIRATION,
+        now=now,
+        jti="0f1e2d3c-4b5a-4968-8776-655443322110",
+        pod=("web-7d9f8c6b5-x2x4q", "3b9c7e2a-8f14-4d5e-a6b7-c8d9e0f1a2b3"),
+        node=("node-a", "9e8d7c6b-5a49-4382-b716-05f4e3d2c1b0"),
+    )
+
+
+def run(kind: str, shape: str, seconds: float) -> None:
+    if kind == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pyjwt_alg = "RS256"
+    else:
+        private = ec.generate_private_key(ec.SECP256R1())
+        pyjwt_alg = "ES256"
+    key = SigningKey(private)
+    keys = KeySet(key)
+    public = private.public_key()
+    now = int(time.time())
+    c = claims(now, shape)
+    token = sign(c, key)
+    hseg, pseg, sseg = token.encode().split(b".")
+    signing_input = hseg + b"." + pseg
+    sig = b64decode(sseg)
+    verifier = Verifier([ISSUER], implicit_audiences=[ISSUER])
+    verifier.verify(token, keys, now)
+
+    if kind == "RS256":
+        pkcs1, sha256 = padding.PKCS1v15(), hashes.SHA256()
+
+        def raw_verify() -> None:
+            public.verify(sig, signing_input, pkcs1, sha256)
+
+        def raw_sign() -> None:
+            private.sign(signing_input, pkcs1, sha256)
+    else:
+        ecdsa = ec.ECDSA(hashes.SHA256())
+        der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+
+        def raw_verify() -> None:
+            public.verify(der, signing_input, ecdsa)
+
+        def raw_sign() -> None:
+            private.sign(signing_input, ecdsa)
+
+    def ours() -> None:
+        verifier.verify(token, keys, now)
+
+    def theirs() -> None:
+        pyjwt.decode(token, public, algorithms=[pyjwt_alg], audience=ISSUER, issuer=ISSUER)
+
+    def ours_sign() -> None:
+        sign(c, key)
+
+    r_raw = rate(raw_verify, seconds)
+    r_ours = rate(ours, seconds)
+    r_pyjwt = rate(theirs, seconds)
+    s_raw = rate(raw_sign, seconds)
+    s_ours = rate(ours_sign, seconds)
+    print(f"{kind}  {shape}-shaped token, {len(token)} bytes, {seconds:g} s per loop")
+    print(f"  (a) raw cryptography verify   {r_raw:10,.0f}/s")
+    print(f"  (b) Verifier.verify + claims  {r_ours:10,.0f}/s   {r_ours / r_raw:.2f}x raw   {r_ours / r_pyjwt:.2f}x PyJWT")
+    print(f"  (c) PyJWT jwt.decode aud/exp  {r_pyjwt:10,.0f}/s   {r_pyjwt / r_raw:.2f}x raw")
+    print(f"  (d) raw cryptography sign     {s_raw:10,.0f}/s")
+    print(f"      sign()                    {s_ours:10,.0f}/s   {s_ours / s_raw:.2f}x raw")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=2.0, help="length of each timed loop")
+    ap.add_argument("--alg", choices=["RS256", "ES256", "all"], default="all")
+    ap.add_argument("--shape", choices=["pod", "minimal", "all"], default="pod",
+                    help="pod: pod-bound extended token (node, jti, warnafter); minimal: plain TokenRequest token")
+    args = ap.parse_args()
+    for kind in ("RS256", "ES256") if args.alg == "all" else (args.alg,):
+        for shape in ("pod", "minimal") if args.shape == "all" else (args.shape,):
+            run(kind, shape, args.seconds)
+
+
+if __name__ == "__main__":
+    main()
