@@ -43,7 +43,8 @@ POD_READER = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch"
     ({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}, res("delete", "deployments", group="apps"), True),
     ({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}, res("get", "pods", sub="exec"), True),
     ({"apiGroups": [""], "resources": ["*/status"], "verbs": ["get"]}, res("get", "pods", sub="status"), True),
-    ({"apiGroups": [""], "resources": ["pods/*"], "verbs": ["get"]}, res("get", "pods", sub="log"), True),
+    # Kubernetes matches only "*" and "*/sub" as wildcards; "pods/*" is a literal that matches nothing real.
+    ({"apiGroups": [""], "resources": ["pods/*"], "verbs": ["get"]}, res("get", "pods", sub="log"), False),
     ({"apiGroups": [""], "resources": ["pods/*"], "verbs": ["get"]}, res("get", "pods"), False),
     # The TokenRequest subresource.
     ({"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},

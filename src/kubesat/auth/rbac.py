@@ -58,7 +58,7 @@ class Rule:
             return True
         if not sub:
             return resource in res
-        return f"{resource}/{sub}" in res or f"*/{sub}" in res or f"{resource}/*" in res
+        return f"{resource}/{sub}" in res or f"*/{sub}" in res
 
     def _name_ok(self, name: str) -> bool:
         if not self.resource_names:
@@ -110,6 +110,7 @@ class _Binding:
     name: str
     role_kind: str
     role_name: str
+    subjects: tuple[tuple[str, str, str], ...] = ()
 
 
 class RBACIndex:
@@ -148,8 +149,8 @@ class RBACIndex:
         ns = m.get("namespace", "")
         self.delete_binding(ns, m["name"])
         ref = obj.get("roleRef") or {}
-        b = _Binding(ns, m["name"], ref.get("kind", ""), ref.get("name", ""))
         keys = binding_subject_keys(obj)
+        b = _Binding(ns, m["name"], ref.get("kind", ""), ref.get("name", ""), tuple(keys))
         per_ns = self.by_subject.setdefault(ns, {})
         for k in keys:
             per_ns.setdefault(k, {})[m["name"]] = b
@@ -178,20 +179,28 @@ class RBACIndex:
             return cached
         return self.cluster_roles.get(name, ())
 
-    def _aggregate(self, obj: dict[str, Any]) -> tuple[Rule, ...]:
-        """An aggregated ClusterRole's rules: its own plus those of every ClusterRole its selectors match."""
+    def _aggregate(self, obj: dict[str, Any], visiting: frozenset[str] = frozenset()) -> tuple[Rule, ...]:
+        """An aggregated ClusterRole's rules: its own plus those of every ClusterRole its selectors match.
+
+        Aggregation nests (admin selects edit, which selects view), so selected roles contribute their
+        own aggregated rules; `visiting` breaks cycles.
+        """
         from kubesat.registry.selectors import labels_match, selector_from_label_selector_object
 
-        rules: list[Rule] = list(self.cluster_roles.get(obj["metadata"]["name"], ()))
+        me = obj["metadata"]["name"]
+        visiting = visiting | {me}
+        rules: list[Rule] = list(self.cluster_roles.get(me, ()))
         seen = set(rules)
         selectors = [selector_from_label_selector_object(s)
                      for s in (obj.get("aggregationRule") or {}).get("clusterRoleSelectors") or []]
         for other_name, other in sorted(self.cluster_role_objs.items()):
-            if other_name == obj["metadata"]["name"]:
+            if other_name in visiting:
                 continue
             labels = other.get("metadata", {}).get("labels") or {}
             if any(sel and labels_match(sel, labels) for sel in selectors):
-                for r in self.cluster_roles.get(other_name, ()):
+                nested = self._aggregate(other, visiting) if other.get("aggregationRule") \
+                    else self.cluster_roles.get(other_name, ())
+                for r in nested:
                     if r not in seen:
                         seen.add(r)
                         rules.append(r)
@@ -234,14 +243,19 @@ class RBACAuthorizer:
         user = attrs.user
         if MASTERS in user.groups:
             return ALLOW, ""
+        keys = set(subject_keys(user))
         for b in self.index.bindings_for(user, attrs.namespace):
             for r in self.index.role_rules(b):
                 if r.allows(attrs):
-                    return ALLOW, _reason(b)
+                    return ALLOW, _reason(b, keys)
         return NO_OPINION, ""
 
 
-def _reason(b: _Binding) -> str:
+def _reason(b: _Binding, user_keys: set[tuple[str, str, str]]) -> str:
+    who = next((k for k in b.subjects if k in user_keys), None)
+    subject = ""
+    if who is not None:
+        subject = f' to {who[0]} "{who[2]}/{who[1]}"' if who[0] == "ServiceAccount" else f' to {who[0]} "{who[2]}"'
     if b.namespace:
-        return f'RBAC: allowed by RoleBinding "{b.name}/{b.namespace}" of {b.role_kind} "{b.role_name}"'
-    return f'RBAC: allowed by ClusterRoleBinding "{b.name}" of ClusterRole "{b.role_name}"'
+        return f'RBAC: allowed by RoleBinding "{b.name}/{b.namespace}" of {b.role_kind} "{b.role_name}"{subject}'
+    return f'RBAC: allowed by ClusterRoleBinding "{b.name}" of ClusterRole "{b.role_name}"{subject}'
