@@ -40,10 +40,12 @@ def _parse_bool(value: str, flag: str) -> bool:
               help="Treat requests without credentials as system:anonymous (false: answer them 401).")
 @click.option("--tls-san", "tls_sans", multiple=True, metavar="NAME",
               help="Extra DNS name or IP for the serving certificate (repeatable).")
+@click.option("--event-history", type=click.IntRange(100, 10_000_000), default=10000, show_default=True,
+              metavar="N", help="How many past changes a watch can resume from; older resourceVersions get 410 Gone.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_sans: tuple[str, ...],
-          log_level: str) -> None:
+          event_history: int, log_level: str) -> None:
     """Serve the Kubernetes API over HTTPS on an embedded SQLite store."""
     from kubesat.pki import PKIError
     from kubesat.server import ServeError, ServeOptions, default_data_dir, serve as run
@@ -56,6 +58,7 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
         anonymous_auth=_parse_bool(anonymous_auth, "--anonymous-auth"),
         log_level=log_level,
         extra_sans=tls_sans,
+        event_history=event_history,
     )
 
     def ready(kubeconfig: str) -> None:

@@ -33,6 +33,7 @@ class ServeOptions:
     anonymous_auth: bool = True
     log_level: str = "warning"
     extra_sans: tuple[str, ...] = ()
+    event_history: int = 10000  # past changes a watch can resume from
     # Filled in by later layers (tokens, RBAC) through the same object.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -155,7 +156,7 @@ def open_store(opts: ServeOptions):  # type: ignore[no-untyped-def]
     from kubesat.storage.sqlite import SqliteStore
 
     try:
-        return SqliteStore.open(str(opts.data_dir / DB_FILE))
+        return SqliteStore.open(str(opts.data_dir / DB_FILE), history=opts.event_history)
     except StorageError as e:
         raise ServeError(str(e)) from None
 
@@ -189,7 +190,7 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
             server_header=False,
             date_header=True,
         )
-        server = uvicorn.Server(config)
+        server = _server_class()(config)
 
         async def main() -> None:
             store = open_store(opts)
@@ -213,6 +214,19 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
         return 0
     finally:
         lock.release()
+
+
+def _server_class():  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            # uvicorn re-raises a caught SIGTERM/SIGINT after shutting down; for kubesat a signal
+            # is the normal way to stop, so the process exits 0 after a clean shutdown instead.
+            self._captured_signals.clear()
+
+    return Server
 
 
 def _run_uvloop(main: Callable[[], Any]) -> None:
