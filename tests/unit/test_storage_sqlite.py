@@ -537,17 +537,19 @@ def test_kill9_durability(tmp_path):
     path = tmp_path / "crash.db"
     acked: dict[str, int] = {}
     for round_ in range(3):
-        proc = subprocess.Popen([sys.executable, str(HERE / "storage_crash_writer.py"), str(path), "10000000"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        err = tmp_path / f"writer{round_}.err"
+        with open(err, "w") as errf:
+            proc = subprocess.Popen([sys.executable, str(HERE / "storage_crash_writer.py"), str(path), "10000000"],
+                                    stdout=subprocess.PIPE, stderr=errf, text=True)
         try:
             start = proc.stdout.readline().split()
-            assert start[0] == "START", proc.stderr.read()
+            assert start and start[0] == "START", err.read_text()
             assert int(start[1]) >= len(acked)
             seen = 0
             kill_after = 150 + 97 * round_
             while seen < kill_after:
                 line = proc.stdout.readline()
-                assert line, proc.stderr.read()
+                assert line, err.read_text()
                 key, rev = line.split()
                 acked[key] = int(rev)
                 seen += 1
@@ -559,6 +561,7 @@ def test_kill9_durability(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            proc.stdout.close()
         assert proc.returncode == -signal.SIGKILL
         # acknowledged before the kill, still in the pipe; the last line may be cut by the kill
         for line in rest.split("\n")[:-1]:

@@ -18,8 +18,10 @@ def parse_time(value: str | None) -> datetime | None:
 def human_duration(seconds: float) -> str:
     """Kubernetes' HumanDuration: 5s, 3m2s, 10m, 2h5m, 3d4h, 400d, 3y20d ..."""
     s = int(seconds)
-    if s < 0:
+    if s < -1:
         return "<invalid>"
+    if s < 0:
+        return "0s"  # a timestamp a moment in the future is clock skew, not an error
     if s < 60 * 2:
         return f"{s}s"
     m = s // 60
