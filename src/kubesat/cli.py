@@ -31,6 +31,22 @@ def _parse_bool(value: str, flag: str) -> bool:
     raise click.BadParameter(f"{flag} takes true or false, got {value!r}")
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _parse_duration(value: str, flag: str) -> int:
+    """Go-style durations kube-apiserver takes (24h, 1h30m, 90s) or plain seconds; returns seconds."""
+    v = value.strip().lower()
+    if v.isdigit():
+        return int(v)
+    import re
+
+    parts = re.findall(r"(\d+)([hms])", v)
+    if not parts or "".join(n + u for n, u in parts) != v:
+        raise click.BadParameter(f"{flag} takes a duration like 24h, 90m or 3600s, got {value!r}")
+    return sum(int(n) * _UNITS[u] for n, u in parts)
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the store, keys and admin.kubeconfig live. Default: $KUBESAT_DATA_DIR, else ~/.kubesat.")
@@ -42,13 +58,46 @@ def _parse_bool(value: str, flag: str) -> bool:
               help="Extra DNS name or IP for the serving certificate (repeatable).")
 @click.option("--event-history", type=click.IntRange(100, 10_000_000), default=10000, show_default=True,
               metavar="N", help="How many past changes a watch can resume from; older resourceVersions get 410 Gone.")
+@click.option("--service-account-issuer", "issuers", multiple=True, metavar="URL",
+              help="Token issuer (repeatable; the first signs). Default https://kubernetes.default.svc.cluster.local.")
+@click.option("--api-audiences", "api_audiences", multiple=True, metavar="AUD[,AUD]",
+              help="Audiences the API accepts (repeatable or comma-separated). Default: the issuers.")
+@click.option("--service-account-max-token-expiration", "max_exp", default="0", metavar="DURATION",
+              help="Cap on TokenRequest expiration (e.g. 24h, 90m, 3600s); 0 means no cap.")
+@click.option("--service-account-extend-token-expiration", "extend", default="true", metavar="BOOL",
+              show_default=True, help="Give pod-bound 3607 s tokens a one-year exp with a warnafter claim.")
+@click.option("--service-account-key-file", "key_files", multiple=True, metavar="FILE",
+              help="Extra PEM file of public keys (or certificates) whose tokens also verify (repeatable).")
+@click.option("--service-account-jwks-uri", "jwks_uri", default="", metavar="URL",
+              help="jwks_uri to publish in the discovery document (https). Default: this server's /openid/v1/jwks.")
+@click.option("--service-account-signing-alg", "signing_alg", type=click.Choice(["RS256", "ES256"]),
+              default="RS256", show_default=True, help="Algorithm of the signing key made on first start.")
+@click.option("--service-account-lookup", "lookup", default="true", metavar="BOOL", show_default=True,
+              help="Check that a legacy Secret token is still the one stored in its Secret.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_sans: tuple[str, ...],
-          event_history: int, log_level: str) -> None:
+          event_history: int, issuers: tuple[str, ...], api_audiences: tuple[str, ...], max_exp: str, extend: str,
+          key_files: tuple[str, ...], jwks_uri: str, signing_alg: str, lookup: str, log_level: str) -> None:
     """Serve the Kubernetes API over HTTPS on an embedded SQLite store."""
     from kubesat.pki import PKIError
     from kubesat.server import ServeError, ServeOptions, default_data_dir, serve as run
+    from kubesat.tokens.issuer import DEFAULT_ISSUER, TokenOptions, validate_options
+
+    auds = tuple(a.strip() for v in api_audiences for a in v.split(",") if a.strip())
+    tokens = TokenOptions(
+        issuers=issuers or (DEFAULT_ISSUER,),
+        api_audiences=auds,
+        max_expiration=_parse_duration(max_exp, "--service-account-max-token-expiration"),
+        extend_expiration=_parse_bool(extend, "--service-account-extend-token-expiration"),
+        jwks_uri=jwks_uri,
+        lookup=_parse_bool(lookup, "--service-account-lookup"),
+        extra_key_files=key_files,
+        signing_alg=signing_alg,
+    )
+    problems = validate_options(tokens)
+    if problems:
+        _fail("; ".join(problems))
 
     logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     opts = ServeOptions(
@@ -59,6 +108,7 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
         log_level=log_level,
         extra_sans=tls_sans,
         event_history=event_history,
+        tokens=tokens,
     )
 
     def ready(kubeconfig: str) -> None:

@@ -175,13 +175,13 @@ class ClusterPKI:
     def kubeconfig(self) -> Path:
         return self.data_dir / "admin.kubeconfig"
 
-    def ensure(self, server_url: str, extra_sans: tuple[str, ...] = ()) -> None:
+    def ensure(self, server_url: str, extra_sans: tuple[str, ...] = (), sa_alg: str = "RS256") -> None:
         self.pki_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.pki_dir, 0o700)
         ca_key, ca_cert = self._ensure_ca()
         self._ensure_serving(ca_key, ca_cert, extra_sans)
         self._ensure_admin(ca_key, ca_cert)
-        self._ensure_sa_key()
+        self._ensure_sa_key(sa_alg)
         self._write_kubeconfig(server_url)
 
     def _ensure_ca(self):  # type: ignore[no-untyped-def]
@@ -231,11 +231,12 @@ class ClusterPKI:
         cert = _issue(x509.Name(attrs), key.public_key(), ca_cert.subject, ca_key, days=LEAF_DAYS, client=True)
         return _pem_key(key), _pem_cert(cert)
 
-    def _ensure_sa_key(self) -> None:
+    def _ensure_sa_key(self, alg: str = "RS256") -> None:
         if self.sa_key.exists():
             _load_key(self.sa_key)
             return
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key = ec.generate_private_key(ec.SECP256R1()) if alg == "ES256" else \
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
         write_private(self.sa_key, _pem_key(key))
         write_public(
             self.sa_pub,

@@ -15,6 +15,9 @@ from typing import Any, Callable
 
 from kubesat.pki import ClusterPKI
 
+if False:  # typing only
+    from kubesat.tokens.issuer import TokenOptions  # noqa: F401
+
 log = logging.getLogger("kubesat")
 
 DB_FILE = "kubesat.db"
@@ -34,8 +37,14 @@ class ServeOptions:
     log_level: str = "warning"
     extra_sans: tuple[str, ...] = ()
     event_history: int = 10000  # past changes a watch can resume from
+    tokens: "TokenOptions" = field(default_factory=lambda: _token_options())
     # Filled in by later layers (tokens, RBAC) through the same object.
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def external_address(self) -> str:
+        """host:port clients reach the server at (used for the JWKS URI)."""
+        return self.url[len("https://"):]
 
     @property
     def url(self) -> str:
@@ -45,6 +54,12 @@ class ServeOptions:
         if ":" in host:
             host = f"[{host}]"
         return f"https://{host}:{self.port}"
+
+
+def _token_options():  # type: ignore[no-untyped-def]
+    from kubesat.tokens.issuer import TokenOptions
+
+    return TokenOptions()
 
 
 def default_data_dir() -> Path:
@@ -116,14 +131,14 @@ def build(opts: ServeOptions, pki: ClusterPKI):  # type: ignore[no-untyped-def]
     from kubesat.api.app import App
     from kubesat.api.resources import ResourceHandler
     from kubesat.auth.authn import RequestAuthenticator
-    from kubesat.auth.authz import InterimAuthorizer
+    from kubesat.auth.authz import DenyAll
     from kubesat.controllers.namespace import NamespaceController
     from kubesat.registry.store import Registry
     holder: dict[str, Any] = {}
     authenticator = RequestAuthenticator(anonymous=opts.anonymous_auth)
 
     registry = Registry(None)  # type: ignore[arg-type]  # the store is opened at startup
-    app = App(registry, authenticator, InterimAuthorizer())
+    app = App(registry, authenticator, DenyAll())
     resources = ResourceHandler(registry)
     app.resource_handler = resources
     system.install(app, f"{opts.bind}:{opts.port}")
@@ -132,6 +147,9 @@ def build(opts: ServeOptions, pki: ClusterPKI):  # type: ignore[no-untyped-def]
     wiring.install(app, resources, registry, opts, pki)
 
     async def startup() -> None:
+        rbac = app.state["rbac"]
+        await rbac.load()
+        await rbac.bootstrap()
         ns = NamespaceController(registry, pki.ca_cert.read_text())
         holder["ns"] = ns
         await ns.bootstrap()
@@ -171,7 +189,7 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
     lock = DataDirLock(opts.data_dir)
     lock.acquire()
     try:
-        pki.ensure(opts.url, opts.extra_sans)
+        pki.ensure(opts.url, opts.extra_sans, opts.tokens.signing_alg)
         app = build(opts, pki)
         config = uvicorn.Config(
             app,

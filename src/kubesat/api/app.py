@@ -98,6 +98,10 @@ class App:
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         self.ready = False
         self.observe: Callable[[Request, int, float], None] | None = None
+        # Shared services later parts look up (e.g. the token issuer for the token controller).
+        self.state: dict[str, Any] = {}
+        # Turns Impersonate-* headers into the impersonated user (raises a StatusError when not allowed).
+        self.impersonator: Callable[[Request], None] | None = None
 
     def route(self, path: str, handler: Handler) -> None:
         self.paths[path] = handler
@@ -168,8 +172,9 @@ class App:
         hdrs = [
             (b"content-type", res.content_type.encode()),
             (b"content-length", str(len(res.body)).encode()),
-            (b"cache-control", b"no-cache, private"),
         ]
+        if not any(k == b"cache-control" for k, _ in res.headers):
+            hdrs.append((b"cache-control", b"no-cache, private"))
         hdrs.extend(res.headers)
         for w in req.warnings:
             hdrs.append((b"warning", f'299 - "{_escape_warning(w)}"'.encode()))
@@ -233,11 +238,18 @@ class App:
     async def _handle(self, req: Request, receive: Any) -> Response | Stream:
         try:
             cert = req.scope.get(TLS_PEER_DER)
-            req.user = await self.authenticator.authenticate(cert, req.headers.get("authorization"))
+            auth = await self.authenticator.authenticate(cert, req.headers.get("authorization"))
         except AuthenticationFailed as e:
-            log.info("authentication failed for %s %s: %s", req.method, req.path, e.reason)
-            req.audit["authentication.k8s.io/failure"] = e.reason
+            # The reason goes to the log and the audit log, never to the caller.
+            log.warning("authentication failed for %s %s: %s", req.method, req.path, e.reason)
+            req.audit["kubesat.io/authentication-failure"] = e.reason
             raise errors.unauthorized() from None
+        req.user = auth.user
+        if auth.token is not None:
+            req.audit.update(auth.token.annotations)
+            req.warnings.extend(auth.token.warnings)
+        if self.impersonator is not None:
+            self.impersonator(req)
         if req.method in ("POST", "PUT", "PATCH", "DELETE"):
             await self._read_body(req, receive)
         info = req.info

@@ -41,6 +41,8 @@ class ResourceHandler:
         self.registry = registry
         self.create_handlers: dict[tuple[str, str, str], CreateHandler] = {}
         self.admission: list[Admission] = []
+        # Checks on the final object of every write, old None on create (e.g. RBAC escalation); raise to refuse.
+        self.write_checks: list[Callable[[Request, ResourceInfo, dict[str, Any] | None, dict[str, Any]], None]] = []
 
     async def __call__(self, req: Request) -> Response | Stream:
         info = req.info
@@ -149,10 +151,16 @@ class ResourceHandler:
             return m
         return _user_agent_manager(req)
 
-    def _managed_hook(self, req: Request, res: ResourceInfo, subresource: str = ""):  # type: ignore[no-untyped-def]
-        manager = self._manager(req)
+    def _managed_hook(self, req: Request, res: ResourceInfo, subresource: str = "",  # type: ignore[no-untyped-def]
+                      record: bool = True):
+        manager = self._manager(req) if record else ""
+        checks = self.write_checks
 
         def hook(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+            for check in checks:
+                check(req, res, old, new)
+            if not record:
+                return
             try:
                 from kubesat.api import apply as ssa
             except ImportError:  # pragma: no cover - during bring-up only
@@ -357,10 +365,12 @@ class ResourceHandler:
             obj.setdefault("metadata", {})["name"] = name
             for adm in self.admission:
                 await adm(req, res, ns, obj)
-            created = await self.registry.create(res, ns, obj, dry_run=dry)
+            created = await self.registry.create(res, ns, obj, dry_run=dry,
+                                                 hook=self._managed_hook(req, res, sub, record=False))
             return self._reply_one(req, res, created, 201)
         updated, created_flag = await self.registry.guaranteed_update(
             res, ns, name, mutate, dry_run=dry, subresource=sub, create_if_missing=create,
+            hook=self._managed_hook(req, res, sub, record=False),
         )
         return self._reply_one(req, res, updated, 201 if created_flag else 200)
 

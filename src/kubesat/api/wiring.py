@@ -44,6 +44,27 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Any,
         }, req)
 
     resources.create_handlers[("authentication.k8s.io", "selfsubjectreviews", "")] = self_subject_review
+    _install_tokens(app, resources, registry, opts, pki)
+    from kubesat.api import rbac_api
+
+    app.state["rbac"] = rbac_api.install(app, resources, registry)
+
+
+def _install_tokens(app: App, resources: ResourceHandler, registry: Registry, opts: Any, pki: Any) -> None:
+    from kubesat.api import tokens_api
+    from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
+    from kubesat.tokens.issuer import TokenIssuer
+    from kubesat.tokens.source import DataDirKeySource
+
+    options = opts.tokens
+    keys = DataDirKeySource(opts.data_dir, options.extra_key_files)
+    issuer = TokenIssuer(keys, options)
+    sa_auth = ServiceAccountAuthenticator(registry, keys, options)
+    app.authenticator.token_authenticators.append(sa_auth)
+    registry.on_delete.append(sa_auth.forget)
+    tokens_api.install(app, resources, registry, issuer, app.authenticator, options, keys, opts.external_address)
+    app.state["issuer"] = issuer
+    app.state["keys"] = keys
 
 
 def controller_starters(app: App, registry: Registry, opts: Any, pki: Any) -> list[Callable[[], Awaitable[Any]]]:

@@ -35,6 +35,15 @@ class AuthenticationFailed(Exception):
 class TokenResult:
     user: UserInfo
     audiences: tuple[str, ...] = ()
+    # Audit annotations and response warnings the authenticator wants on the request.
+    annotations: tuple[tuple[str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    user: UserInfo
+    token: TokenResult | None = None
 
 
 class TokenAuthenticator(Protocol):
@@ -78,25 +87,26 @@ class RequestAuthenticator:
                 errors.append(e.reason)
                 continue
             if res is not None:
-                return TokenResult(with_authenticated_group(res.user), res.audiences)
+                return TokenResult(with_authenticated_group(res.user), res.audiences, res.annotations, res.warnings)
         if not errors:
             errors.append("invalid bearer token")
         elif len(errors) == 1:
             errors.insert(0, "invalid bearer token")
         raise AuthenticationFailed("[" + ", ".join(errors) + "]" if len(errors) > 1 else errors[0])
 
-    async def authenticate(self, cert_der: bytes | None, authorization: str | None) -> UserInfo:
+    async def authenticate(self, cert_der: bytes | None, authorization: str | None) -> AuthResult:
         if authorization:
             scheme, _, token = authorization.strip().partition(" ")
             token = token.strip()
             if scheme.lower() == "bearer" and token:
-                return (await self.authenticate_token(token)).user
+                res = await self.authenticate_token(token)
+                return AuthResult(res.user, res)
             # Kubernetes ignores other schemes here (basic auth was removed); fall through.
         if cert_der:
-            return self.certificate_user(cert_der)
+            return AuthResult(self.certificate_user(cert_der))
         if self.anonymous:
-            return ANONYMOUS_USER
+            return AuthResult(ANONYMOUS_USER)
         raise AuthenticationFailed("no credentials and anonymous authentication is disabled")
 
 
-AuthenticateFn = Callable[[bytes | None, str | None], Awaitable[UserInfo]]
+AuthenticateFn = Callable[[bytes | None, str | None], Awaitable[AuthResult]]

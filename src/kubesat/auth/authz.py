@@ -1,7 +1,6 @@
 """Request authorization: the attributes Kubernetes authorizes on and the authorizer interface.
 
-The RBAC authorizer plugs in behind this interface; until it does, the interim policy is
-deny-by-default for anonymous requests and allow for authenticated ones.
+The RBAC authorizer (auth/rbac.py) plugs in behind this interface; before it does, everything is denied.
 """
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from kubesat.auth.user import MASTERS, UserInfo
+from kubesat.auth.user import UserInfo
 
 
 @dataclass(frozen=True)
@@ -37,20 +36,11 @@ class Authorizer(Protocol):
         ...
 
 
-PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
-
-
-class InterimAuthorizer:
-    """Authenticated users may do anything; anonymous users only read health and version."""
+class DenyAll:
+    """The authorizer before RBAC is installed: deny by default."""
 
     def authorize(self, attrs: Attributes) -> tuple[str, str]:
-        if MASTERS in attrs.user.groups:
-            return ALLOW, ""
-        if attrs.user.is_anonymous:
-            if not attrs.resource_request and attrs.verb == "get" and attrs.path in PUBLIC_PATHS:
-                return ALLOW, ""
-            return DENY, ""
-        return ALLOW, ""
+        return NO_OPINION, ""
 
 
 def forbidden_message(attrs: Attributes) -> str:

@@ -86,6 +86,9 @@ class Registry:
         self.clock = clock
         # Called after an object is deleted for real (e.g. to drop cached tokens); set by the server.
         self.on_delete: list[Callable[[ResourceInfo, dict[str, Any]], Awaitable[None] | None]] = []
+        # Called synchronously after every committed create or update (e.g. to keep the RBAC index
+        # current before the answer leaves, so a new binding works on the very next request).
+        self.on_write: list[Callable[[ResourceInfo, dict[str, Any]], None]] = []
 
     def strategy(self, info: ResourceInfo) -> Strategy:
         return strategy_for(info)
@@ -233,6 +236,7 @@ class Registry:
         except KeyExists:
             raise errors.already_exists(info.plural, meta["name"], info.group) from None
         meta["resourceVersion"] = str(rev)
+        self._written(info, obj)
         return obj
 
     async def _check_namespace(self, info: ResourceInfo, namespace: str, name: str) -> None:
@@ -413,6 +417,7 @@ class Registry:
         except KeyNotFound:
             raise errors.not_found(info.plural, name, info.group) from None
         meta["resourceVersion"] = str(rev)
+        self._written(info, obj)
         return obj
 
     # ---------------------------------------------------------------------------- delete
@@ -463,6 +468,7 @@ class Registry:
                 except RevisionConflict:
                     continue
                 meta["resourceVersion"] = str(rev)
+                self._written(info, obj)
                 return obj, False
             if opts.dry_run:
                 return obj, True
@@ -476,6 +482,10 @@ class Registry:
             await self._deleted(info, obj)
             return obj, True
         raise errors.conflict(info.plural, name, MODIFIED_MSG, info.group)
+
+    def _written(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        for cb in self.on_write:
+            cb(info, obj)
 
     async def _deleted(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         for cb in self.on_delete:

@@ -1,0 +1,157 @@
+"""Issuing tokens: TokenRequest's defaults, limits, the extended-expiration rule, and signing."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from kubesat.tokens import claims as claimsmod
+from kubesat.tokens.jwt import sign
+from kubesat.tokens.keys import KeySet, SigningKey
+
+DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+DEFAULT_EXPIRATION = 3600
+MIN_EXPIRATION = 600
+MAX_EXPIRATION = 1 << 32
+
+
+class KeySource(Protocol):
+    """Where the current keys come from (the data dir's key store, reloaded on rotation)."""
+
+    def keyset(self) -> KeySet: ...
+
+    def record_issued(self, kid: str, exp: int | None, legacy: bool = False) -> None: ...
+
+
+class StaticKeys:
+    """A fixed KeySet, for tests and embedders."""
+
+    def __init__(self, keys: KeySet) -> None:
+        self._keys = keys
+
+    def keyset(self) -> KeySet:
+        return self._keys
+
+    def record_issued(self, kid: str, exp: int | None, legacy: bool = False) -> None:
+        return None
+
+
+@dataclass
+class TokenOptions:
+    issuers: tuple[str, ...] = (DEFAULT_ISSUER,)
+    api_audiences: tuple[str, ...] = ()  # empty: the issuers
+    max_expiration: int = 0  # 0: no cap
+    extend_expiration: bool = True
+    jwks_uri: str = ""
+    lookup: bool = True  # legacy tokens: check the Secret still holds the token
+    extra_key_files: tuple[str, ...] = ()
+    signing_alg: str = "RS256"
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return self.api_audiences or self.issuers
+
+
+def validate_options(o: TokenOptions) -> list[str]:
+    """Flag errors, worded as kube-apiserver words them."""
+    errs = []
+    if not o.issuers:
+        errs.append("service-account-issuer is a required flag")
+    seen: set[str] = set()
+    for iss in o.issuers:
+        if not iss:
+            errs.append("service-account-issuer should not be an empty string")
+        elif iss in seen:
+            errs.append(f'service-account-issuer "{iss}" is already specified')
+        seen.add(iss)
+    if o.max_expiration and not (3600 <= o.max_expiration <= MAX_EXPIRATION):
+        errs.append("the service-account-max-token-expiration must be between 1 hour and 2^32 seconds")
+    if o.jwks_uri and not o.jwks_uri.startswith("https://"):
+        errs.append(f"service-account-jwks-uri requires https scheme, parsed as: {o.jwks_uri}")
+    if o.signing_alg not in ("RS256", "ES256"):
+        errs.append(f'service-account-signing-alg must be RS256 or ES256, got "{o.signing_alg}"')
+    return errs
+
+
+@dataclass
+class Issued:
+    token: str
+    expiration_timestamp: float  # what status.expirationTimestamp reports (not the extended exp)
+    expiration_seconds: int  # after the cap
+    jti: str
+    warnings: list[str] = field(default_factory=list)
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+class TokenIssuer:
+    def __init__(self, keys: KeySource, options: TokenOptions, *, clock: Callable[[], float] = time.time) -> None:
+        self.keys = keys
+        self.options = options
+        self.clock = clock
+
+    def _signing(self) -> SigningKey:
+        ks = self.keys.keyset()
+        if ks.signing is None:
+            raise RuntimeError("no service-account signing key is loaded")
+        return ks.signing
+
+    def issue_bound(
+        self,
+        *,
+        namespace: str,
+        sa_name: str,
+        sa_uid: str,
+        audiences: list[str],
+        expiration_seconds: int,
+        pod: tuple[str, str] | None = None,
+        secret: tuple[str, str] | None = None,
+        node: tuple[str, str] | None = None,
+        now: float | None = None,
+    ) -> Issued:
+        now = self.clock() if now is None else now
+        warnings = []
+        exp_s = expiration_seconds
+        cap = self.options.max_expiration
+        if cap and exp_s > cap:
+            warnings.append(f"requested expiration of {exp_s} seconds shortened to {cap} seconds")
+            exp_s = cap
+        warn_after = None
+        exp_override = None
+        api_auds = set(self.options.audiences)
+        if (
+            self.options.extend_expiration
+            and pod is not None
+            and exp_s == claimsmod.WARN_ONLY_BOUND_TOKEN_EXPIRATION
+            and set(audiences) <= api_auds
+        ):
+            warn_after = exp_s
+            exp_override = int(now) + claimsmod.EXPIRATION_EXTENSION_SECONDS
+        jti = str(uuid.uuid4())
+        c = claimsmod.bound_claims(
+            issuer=self.options.issuers[0],
+            audiences=audiences,
+            namespace=namespace,
+            sa_name=sa_name,
+            sa_uid=sa_uid,
+            expiration_seconds=exp_s,
+            now=now,
+            jti=jti,
+            pod=pod,
+            secret=secret,
+            node=node,
+            warn_after=warn_after,
+            exp_override=exp_override,
+        )
+        key = self._signing()
+        token = sign(c, key)
+        self.keys.record_issued(key.kid, c["exp"])
+        return Issued(token, int(now) + exp_s, exp_s, jti, warnings, c)
+
+    def issue_legacy(self, *, namespace: str, secret_name: str, sa_name: str, sa_uid: str) -> str:
+        c = claimsmod.legacy_claims(namespace=namespace, secret_name=secret_name, sa_name=sa_name, sa_uid=sa_uid)
+        key = self._signing()
+        token = sign(c, key)
+        self.keys.record_issued(key.kid, None, legacy=True)
+        return token

@@ -1,0 +1,252 @@
+"""Service-account tokens end to end: TokenRequest through kubectl, authentication, TokenReview, revocation, OIDC."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import jwt as pyjwt
+import pytest
+import requests
+
+from .conftest import Server, start_server
+
+pytestmark = pytest.mark.integration
+
+
+def b64json(seg: str) -> dict:
+    return json.loads(base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4)))
+
+
+def parts(token: str) -> tuple[dict, dict, str]:
+    h, p, s = token.split(".")
+    return b64json(h), b64json(p), p
+
+
+def bearer(server: Server, token: str, path: str, method: str = "GET", **kw) -> requests.Response:
+    return requests.request(method, server.url + path, headers={"Authorization": f"Bearer {token}"},
+                            verify=str(server.ca_file), timeout=30, **kw)
+
+
+@pytest.fixture(scope="module")
+def ns(server: Server) -> str:
+    server.kubectl("create", "namespace", "tok")
+    server.kubectl("create", "serviceaccount", "app", "-n", "tok")
+    # RBAC: every service account of the namespace may edit it (tokens are the subject here, not RBAC).
+    server.kubectl("create", "rolebinding", "tok-edit", "--clusterrole=edit", "--group=system:serviceaccounts:tok",
+                   "-n", "tok")
+    return "tok"
+
+
+def test_create_token_shape(server: Server, ns: str) -> None:
+    token = server.kubectl("create", "token", "app", "-n", ns).stdout.strip()
+    header, claims, raw_payload = parts(token)
+    assert header == {"alg": "RS256", "kid": header["kid"]} and len(header["kid"]) == 43
+    assert list(claims) == sorted(claims)
+    assert claims["aud"] == ["https://kubernetes.default.svc.cluster.local"]
+    assert claims["iss"] == "https://kubernetes.default.svc.cluster.local"
+    assert claims["sub"] == "system:serviceaccount:tok:app"
+    assert claims["exp"] - claims["iat"] == 3600 and claims["nbf"] == claims["iat"]
+    assert len(claims["jti"]) == 36
+    sa = json.loads(server.kubectl("get", "sa", "app", "-n", ns, "-o", "json").stdout)
+    assert claims["kubernetes.io"] == {"namespace": "tok",
+                                       "serviceaccount": {"name": "app", "uid": sa["metadata"]["uid"]}}
+    assert " " not in base64.urlsafe_b64decode(raw_payload + "==").decode()
+
+
+def test_duration_and_audiences(server: Server, ns: str) -> None:
+    token = server.kubectl("create", "token", "app", "-n", ns, "--duration=24h", "--audience", "https://vault.example.com",
+                           "--audience", "b").stdout.strip()
+    _, claims, _ = parts(token)
+    assert claims["exp"] - claims["iat"] == 86400
+    assert claims["aud"] == ["https://vault.example.com", "b"]
+    short = server.kubectl("create", "token", "app", "-n", ns, "--duration=5m", check=False)
+    assert short.returncode != 0
+    assert "may not specify a duration less than 10 minutes" in short.stderr
+    missing = server.kubectl("create", "token", "nobody", "-n", ns, check=False)
+    assert 'serviceaccounts "nobody" not found' in missing.stderr
+
+
+def test_token_authenticates_as_the_serviceaccount(server: Server, ns: str) -> None:
+    token = server.kubectl("create", "token", "app", "-n", ns).stdout.strip()
+    r = bearer(server, token, "/apis/authentication.k8s.io/v1/selfsubjectreviews", "POST",
+               json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    assert r.status_code == 201, r.text
+    info = r.json()["status"]["userInfo"]
+    assert info["username"] == "system:serviceaccount:tok:app"
+    assert info["groups"] == ["system:serviceaccounts", "system:serviceaccounts:tok", "system:authenticated"]
+    assert info["extra"]["authentication.kubernetes.io/credential-id"][0].startswith("JTI=")
+
+
+def test_pod_bound_token_is_revoked_with_the_pod(server: Server, ns: str) -> None:
+    server.kubectl("run", "bound", "-n", ns, "--image=busybox", "--restart=Never", "--overrides",
+                   json.dumps({"spec": {"serviceAccountName": "app"}}))
+    token = server.kubectl("create", "token", "app", "-n", ns, "--bound-object-kind", "Pod",
+                           "--bound-object-name", "bound").stdout.strip()
+    _, claims, _ = parts(token)
+    pod = json.loads(server.kubectl("get", "pod", "bound", "-n", ns, "-o", "json").stdout)
+    assert claims["kubernetes.io"]["pod"] == {"name": "bound", "uid": pod["metadata"]["uid"]}
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    assert bearer(server, token, path).status_code == 200
+    r = bearer(server, token, "/apis/authentication.k8s.io/v1/selfsubjectreviews", "POST",
+               json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    extra = r.json()["status"]["userInfo"]["extra"]
+    assert extra["authentication.kubernetes.io/pod-name"] == ["bound"]
+    server.kubectl("delete", "pod", "bound", "-n", ns)
+    denied = bearer(server, token, path)
+    assert denied.status_code == 401
+    body = denied.json()
+    assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
+    wrong = server.kubectl("create", "token", "app", "-n", ns, "--bound-object-kind", "Pod",
+                           "--bound-object-name", "bound", check=False)
+    assert 'pods "bound" not found' in wrong.stderr
+
+
+def test_recreated_serviceaccount_revokes_old_tokens(server: Server, ns: str) -> None:
+    server.kubectl("create", "serviceaccount", "phoenix", "-n", ns)
+    token = server.kubectl("create", "token", "phoenix", "-n", ns).stdout.strip()
+    assert bearer(server, token, f"/api/v1/namespaces/{ns}/secrets").status_code == 200
+    server.kubectl("delete", "serviceaccount", "phoenix", "-n", ns)
+    server.kubectl("create", "serviceaccount", "phoenix", "-n", ns)
+    assert bearer(server, token, f"/api/v1/namespaces/{ns}/secrets").status_code == 401
+
+
+def review(server: Server, token: str, audiences: list[str] | None = None) -> dict:
+    spec: dict = {"token": token}
+    if audiences:
+        spec["audiences"] = audiences
+    # `kubectl create -f` of a review would validate against the protobuf OpenAPI v2, which kubesat
+    # does not serve; --raw posts the body as is.
+    out = server.kubectl("create", "--raw", "/apis/authentication.k8s.io/v1/tokenreviews", "-f", "-", input=json.dumps(
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}))
+    return json.loads(out.stdout)["status"]
+
+
+def test_token_review(server: Server, ns: str) -> None:
+    token = server.kubectl("create", "token", "app", "-n", ns, "--audience", "vault").stdout.strip()
+    ok = review(server, token, ["vault"])
+    assert ok["authenticated"] is True and ok["audiences"] == ["vault"]
+    assert ok["user"]["username"] == "system:serviceaccount:tok:app"
+    wrong_aud = review(server, token)
+    assert wrong_aud["authenticated"] is False
+    assert "token audiences" in wrong_aud["error"] and "is invalid for the target audiences" in wrong_aud["error"]
+    garbage = review(server, "not-a-token")
+    assert garbage["authenticated"] is False
+
+
+def forged(header: dict, claims: dict, signature: bytes = b"sig") -> str:
+    enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
+    return f"{enc(header)}.{enc(claims)}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def hs256_with(secret: bytes, header: dict, claims: dict) -> str:
+    import hashlib
+    import hmac
+
+    enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
+    signing_input = f"{enc(header)}.{enc(claims)}"
+    sig = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+
+
+def test_bad_tokens_are_401_without_a_reason(server: Server, ns: str) -> None:
+    good = server.kubectl("create", "token", "app", "-n", ns).stdout.strip()
+    header, claims, _ = parts(good)
+    pub = (server.data_dir / "pki" / "sa.pub").read_bytes()
+    now = int(time.time())
+    bad = {
+        "truncated": good[: len(good) // 2],
+        "garbage": "abc.def.ghi",
+        "alg-none": forged({"alg": "none"}, claims, b""),
+        "hs256-with-public-key": hs256_with(pub, {"alg": "HS256", "kid": header["kid"]}, claims),
+        "unknown-kid": forged({"alg": "RS256", "kid": "x" * 43}, claims),
+        "tampered": good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB"),
+        "expired": forged({"alg": "RS256", "kid": header["kid"]}, {**claims, "exp": now - 3600}),
+        "wrong-issuer": forged({"alg": "RS256", "kid": header["kid"]}, {**claims, "iss": "https://evil.example"}),
+        "oversized": "a" * (70 * 1024),
+    }
+    for name, token in bad.items():
+        r = bearer(server, token, f"/api/v1/namespaces/{ns}/configmaps")
+        assert r.status_code == 401, (name, r.status_code, r.text[:200])
+        assert r.json()["message"] == "Unauthorized", name
+    # The reason is in the server log, not in the answer.
+    assert "invalid bearer token" in server.log() or "authentication failed" in server.log()
+
+
+def test_no_token_is_anonymous(server: Server) -> None:
+    r = requests.get(server.url + "/api/v1/namespaces", verify=str(server.ca_file), timeout=10)
+    assert r.status_code == 403
+    assert 'User "system:anonymous"' in r.json()["message"]
+
+
+def test_official_client_with_a_token(server: Server, ns: str) -> None:
+    from kubernetes import client
+
+    token = server.kubectl("create", "token", "app", "-n", ns).stdout.strip()
+    cfg = client.Configuration()
+    cfg.host = server.url
+    cfg.ssl_ca_cert = str(server.ca_file)
+    cfg.api_key = {"authorization": "Bearer " + token, "BearerToken": token}
+    cfg.api_key_prefix = {"BearerToken": "Bearer"}
+    api = client.CoreV1Api(client.ApiClient(cfg))
+    names = [c.metadata.name for c in api.list_namespaced_config_map(ns).items]
+    assert "kube-root-ca.crt" in names
+
+
+def test_oidc_discovery_and_external_verifier(tmp_path) -> None:
+    """A verifier that knows only the issuer URL validates kubesat tokens (PyJWT and its JWKS client)."""
+    from .conftest import free_port
+
+    port = free_port()
+    issuer = f"https://127.0.0.1:{port}"
+    srv = start_server(tmp_path / "data", port=port, extra=["--service-account-issuer", issuer,
+                                                           "--api-audiences", "https://api.example"])
+    try:
+        srv.kubectl("create", "serviceaccount", "ext")
+        token = srv.kubectl("create", "token", "ext", "--audience", "sts.example.com").stdout.strip()
+        ca = str(srv.ca_file)
+        # Discovery needs a credential unless anonymous access is granted; a service account has it.
+        auth = {"Authorization": f"Bearer {srv.kubectl('create', 'token', 'ext').stdout.strip()}"}
+        conf_r = requests.get(issuer + "/.well-known/openid-configuration", headers=auth, verify=ca, timeout=10)
+        assert conf_r.status_code == 200 and conf_r.headers["content-type"] == "application/json"
+        assert conf_r.headers["cache-control"] == "public, max-age=3600"
+        conf = conf_r.json()
+        assert conf == {"issuer": issuer, "jwks_uri": f"{issuer}/openid/v1/jwks",
+                        "response_types_supported": ["id_token"], "subject_types_supported": ["public"],
+                        "id_token_signing_alg_values_supported": ["RS256"]}
+        jwks_r = requests.get(conf["jwks_uri"], headers=auth, verify=ca, timeout=10)
+        assert jwks_r.headers["content-type"] == "application/jwk-set+json"
+        keys = jwks_r.json()["keys"]
+        assert keys[0]["kid"] == parts(token)[0]["kid"] and keys[0]["use"] == "sig" and keys[0]["alg"] == "RS256"
+        key = pyjwt.PyJWK(keys[0])
+        claims = pyjwt.decode(token, key.key, algorithms=["RS256"], audience="sts.example.com", issuer=issuer)
+        assert claims["sub"] == "system:serviceaccount:default:ext"
+        with pytest.raises(pyjwt.InvalidAudienceError):
+            pyjwt.decode(token, key.key, algorithms=["RS256"], audience="someone-else", issuer=issuer)
+    finally:
+        srv.stop()
+
+
+def test_max_expiration_and_extension(tmp_path) -> None:
+    srv = start_server(tmp_path / "data", extra=["--service-account-max-token-expiration", "2h"])
+    try:
+        srv.kubectl("create", "serviceaccount", "capped")
+        res = srv.kubectl("create", "token", "capped", "--duration", "10h")
+        _, claims, _ = parts(res.stdout.strip())
+        assert claims["exp"] - claims["iat"] == 7200
+        assert "requested expiration of 36000 seconds shortened to 7200 seconds" in res.stderr
+        srv.kubectl("run", "ext", "--image=busybox", "--restart=Never", "--overrides",
+                    json.dumps({"spec": {"serviceAccountName": "capped"}}))
+        tr = srv.kubectl("create", "--raw", "/api/v1/namespaces/default/serviceaccounts/capped/token", "-f", "-",
+                             input=json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                               "spec": {"expirationSeconds": 3607, "boundObjectRef": {
+                                                   "kind": "Pod", "apiVersion": "v1", "name": "ext"}}}))
+        body = json.loads(tr.stdout)
+        _, claims, _ = parts(body["status"]["token"])
+        assert claims["exp"] - claims["iat"] == 31536000
+        assert claims["kubernetes.io"]["warnafter"] - claims["iat"] == 3607
+        assert body["spec"]["expirationSeconds"] == 3607
+    finally:
+        srv.stop()
