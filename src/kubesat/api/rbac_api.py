@@ -115,7 +115,7 @@ class RBAC:
                 user, user_rules, new.get("rules") or [], (old or {}).get("rules") if old is not None else None,
                 can_escalate, only_gc_fields=only_gc)
             if missing:
-                raise escalation.escalation_forbidden(info.group_resource, name, user, missing)
+                raise escalation.escalation_forbidden(info.plural, name, user, missing)
             if info is CLUSTER_ROLES and not can_escalate and not only_gc:
                 changed = (new.get("aggregationRule") or None) != ((old or {}).get("aggregationRule") or None)
                 if changed and (new.get("aggregationRule") or (old or {}).get("aggregationRule")) \
@@ -139,7 +139,7 @@ class RBAC:
         if isinstance(result, str):
             raise escalation.role_ref_not_found(ref)
         if result:
-            raise escalation.escalation_forbidden(info.group_resource, name, user, result)
+            raise escalation.escalation_forbidden(info.plural, name, user, result)
 
     # --------------------------------------------------------------- access reviews
     async def review(self, req: Request, res: ResourceInfo, body: dict[str, Any]) -> Response:
