@@ -38,6 +38,8 @@ STAGE_RESPONSE_COMPLETE = "ResponseComplete"
 # Keys in the ASGI scope the app may fill (see the module docstring).
 AUDIT_ID_KEY = "kubesat.audit_id"
 RESPONSE_STATUS_KEY = "kubesat.response_status"
+# The authenticated UserInfo before impersonation replaced `req.user` (set by the impersonator).
+AUTHENTICATED_USER_KEY = "kubesat.authenticated_user"
 _PEER_CERT_KEY = "kubesat.peer_cert_der"  # same value as kubesat.api.app.TLS_PEER_DER
 
 # Annotation keys other parts of kubesat put in `req.audit`.
@@ -50,9 +52,11 @@ LEGACY_MANUAL_SECRET = "authentication.k8s.io/legacy-token-manual-secret"
 LEGACY_INVALIDATED = "authentication.k8s.io/legacy-token-invalidated"
 TOKEN_REQUEST = "kubesat.io/token-request"
 AUTHENTICATION_FAILURE = "kubesat.io/authentication-failure"
+IMPERSONATED_BY = "kubesat.io/impersonated-by"
 
-_BEARER_ANNOTATIONS = (CREDENTIAL_ID, LEGACY_TOKEN, STALE_TOKEN, LEGACY_AUTO_SECRET, LEGACY_MANUAL_SECRET,
-                       LEGACY_INVALIDATED)
+# Any of these means the request is logged: bearer-token use, and impersonation.
+_LOGGED_ANNOTATIONS = (CREDENTIAL_ID, LEGACY_TOKEN, STALE_TOKEN, LEGACY_AUTO_SECRET, LEGACY_MANUAL_SECRET,
+                       LEGACY_INVALIDATED, IMPERSONATED_BY)
 _WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 _REDACTED = "REDACTED"
 _MIN_SECRET_LEN = 8  # shorter strings are not cut out of free text (too many false hits)
@@ -88,12 +92,17 @@ def _bearer_used(req: Any) -> bool:
 
 
 def should_audit(req: Any, status: int) -> bool:
-    """kubesat's built-in policy: what gets an audit event (everything else is not logged)."""
+    """kubesat's built-in policy: what gets an audit event (everything else is not logged).
+
+    Logged: every 401; every request authenticated with a bearer token; every impersonated request;
+    every write (create/update/patch/delete/deletecollection); every TokenRequest and TokenReview.
+    Not logged: reads by certificate or anonymous users.
+    """
     if status == 401:
         return True
     audit = req.audit
     if audit:
-        for key in _BEARER_ANNOTATIONS:
+        for key in _LOGGED_ANNOTATIONS:
             if key in audit:
                 return True
     info = req.info
@@ -257,6 +266,23 @@ def _response_status(req: Any, status: int, status_object: dict | None) -> dict[
     return out
 
 
+def _users(req: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(user, impersonatedUser) in UserInfo JSON form: Kubernetes logs the authenticated user as
+    `user` and the impersonation target separately."""
+    user = req.user
+    original = req.scope.get(AUTHENTICATED_USER_KEY)
+    if original is not None and original is not user:
+        return original.to_api(), (user.to_api() if user is not None else None)
+    explicit = getattr(req, "impersonated_user", None)
+    if explicit is not None:
+        return (user.to_api() if user is not None else {}), explicit.to_api()
+    actor = req.audit.get(IMPERSONATED_BY) if req.audit else None
+    if actor and user is not None:
+        # Only the impersonator's name survived; that is still the right `user`.
+        return {"username": actor}, user.to_api()
+    return (user.to_api() if user is not None else {}), None
+
+
 def event_for_request(req: Any, status: int, received: float, done: float, *,
                       status_object: dict | None = None) -> dict[str, Any]:
     """Build the audit Event for one finished request (no I/O).
@@ -267,7 +293,7 @@ def event_for_request(req: Any, status: int, received: float, done: float, *,
     """
     secrets = _secrets(req)
     failed_authn = status == 401
-    user = req.user
+    user, impersonated = _users(req)
     event: dict[str, Any] = {
         "kind": "Event",
         "apiVersion": API_VERSION,
@@ -276,11 +302,10 @@ def event_for_request(req: Any, status: int, received: float, done: float, *,
         "stage": STAGE_RESPONSE_STARTED if failed_authn else STAGE_RESPONSE_COMPLETE,
         "requestURI": _cut(request_uri(req), secrets),
         "verb": req.info.verb,
-        "user": user.to_api() if (user is not None and not failed_authn) else {},
+        "user": user if not failed_authn else {},
     }
-    impersonated = getattr(req, "impersonated_user", None)
-    if impersonated is not None:
-        event["impersonatedUser"] = impersonated.to_api()
+    if impersonated is not None and not failed_authn:
+        event["impersonatedUser"] = impersonated
     ips = source_ips(req)
     if ips:
         event["sourceIPs"] = ips

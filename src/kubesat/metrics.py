@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from decimal import Decimal
 from typing import Any, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 log = logging.getLogger("kubesat.metrics")
 
@@ -217,8 +217,9 @@ def observe_request(req: Any, status: int, seconds: float) -> None:
                APISERVER_COMPONENT, status)
     else:
         # Kubernetes instruments non-resource endpoints (healthz & co.) with the path as subresource
-        # and an empty component; unknown paths (404) are not instrumented there, nor here.
-        key = (verb, dry_run, "", "", "", info.path, "", "", status) if status != 404 else None
+        # and an empty component. Unknown paths (404) and unauthenticated probes (401) never reach an
+        # instrumented handler there, and would only let clients mint new series here.
+        key = (verb, dry_run, "", "", "", info.path, "", "", status) if status not in (401, 404) else None
     if key is not None:
         pair = _children.get(key)
         if pair is None and len(_children) < MAX_SERIES:
@@ -236,7 +237,9 @@ def observe_request(req: Any, status: int, seconds: float) -> None:
     user = req.user
     if user is not None:
         authentication_attempts.inc("success")
-        authenticated_user_requests.inc(_compress_username(user.name))
+        # Counted for the authenticated user, not an impersonation target.
+        actor = req.audit.get("kubesat.io/impersonated-by") if req.audit else None
+        authenticated_user_requests.inc(_compress_username(actor or user.name))
     else:
         reason = req.audit.get("kubesat.io/authentication-failure") if req.audit else None
         if reason is not None:
@@ -252,6 +255,39 @@ def observe_request(req: Any, status: int, seconds: float) -> None:
 
 # --- exposition ------------------------------------------------------------------------------------
 
+_PLAIN_NAMES = frozenset({authenticated_user_requests.name, authentication_attempts.name})
+_INF = float("inf")
+
+
+def go_float(v: float) -> str:
+    """A float the way Go's strconv.FormatFloat(v, 'g', -1, 64) writes it (what client_golang emits)."""
+    if v != v:
+        return "NaN"
+    if v == _INF:
+        return "+Inf"
+    if v == -_INF:
+        return "-Inf"
+    iv = int(v)
+    if iv == v and -1e6 < v < 1e6:
+        return str(iv)
+    sign, digit_tuple, exp = Decimal(repr(v)).as_tuple()
+    digits = "".join(map(str, digit_tuple)).rstrip("0") or "0"
+    exp += len(digit_tuple) - len(digits)
+    nd = len(digits)
+    dp = nd + exp  # position of the decimal point relative to the digit string
+    e = dp - 1
+    if e < -4 or e >= 6:
+        mant = digits[0] + ("." + digits[1:] if nd > 1 else "")
+        out = f"{mant}e{'+' if e >= 0 else '-'}{abs(e):02d}"
+    elif dp <= 0:
+        out = "0." + "0" * (-dp) + digits
+    elif dp >= nd:
+        out = digits + "0" * (dp - nd)
+    else:
+        out = digits[:dp] + "." + digits[dp:]
+    return ("-" if sign else "") + out
+
+
 def _escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
@@ -266,24 +302,42 @@ def _labels(labels: dict[str, str]) -> str:
         return ""
     pairs = sorted((k, v) for k, v in labels.items() if k != "le")
     if "le" in labels:
-        pairs.append(("le", labels["le"]))
+        pairs.append(("le", go_float(float(labels["le"]))))
     return "{" + ",".join(f'{k}="{_escape_value(v)}"' for k, v in pairs) + "}"
 
 
+def _sum_before_count(name: str, samples: list) -> list:
+    """Go writes each histogram as buckets, `_sum`, `_count`; the Python client yields `_count` first."""
+    count_name, sum_name = name + "_count", name + "_sum"
+    out = list(samples)
+    for i in range(len(out) - 1):
+        if out[i].name == count_name and out[i + 1].name == sum_name:
+            out[i], out[i + 1] = out[i + 1], out[i]
+    return out
+
+
 def exposition() -> tuple[bytes, str]:
-    """The Prometheus text format (0.0.4) for everything in REGISTRY, and its content type."""
+    """The Prometheus text format (0.0.4) for everything in REGISTRY, and its content type.
+
+    Like kube-apiserver: no `_created` series, labelled families without any series are left out,
+    numbers are written as Go writes them (`1`, `0.05`, `1e+06`).
+    """
     out: list[str] = []
     for metric in REGISTRY.collect():
         created = metric.name + "_created"
         samples = [s for s in metric.samples if s.name != created]
+        if not samples:
+            continue
         exposed = metric.name
-        if metric.type == "counter" and any(s.name == metric.name + "_total" for s in samples):
+        if metric.type == "counter" and metric.name not in _PLAIN_NAMES:
             exposed = metric.name + "_total"
         mtype = "untyped" if metric.type == "unknown" else metric.type
         out.append(f"# HELP {exposed} {_escape_help(metric.documentation)}\n")
         out.append(f"# TYPE {exposed} {mtype}\n")
+        if metric.type == "histogram":
+            samples = _sum_before_count(metric.name, samples)
         for s in samples:
-            out.append(f"{s.name}{_labels(s.labels)} {floatToGoString(s.value)}\n")
+            out.append(f"{s.name}{_labels(s.labels)} {go_float(s.value)}\n")
     return "".join(out).encode("utf-8"), CONTENT_TYPE
 
 

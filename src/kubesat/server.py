@@ -37,6 +37,7 @@ class ServeOptions:
     log_level: str = "warning"
     extra_sans: tuple[str, ...] = ()
     event_history: int = 10000  # past changes a watch can resume from
+    audit_log_path: str | None = None  # None: DATA_DIR/audit.log; "": no audit log
     tokens: "TokenOptions" = field(default_factory=lambda: _token_options())
     # Filled in by later layers (tokens, RBAC) through the same object.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -165,7 +166,38 @@ def build(opts: ServeOptions, pki: ClusterPKI):  # type: ignore[no-untyped-def]
 
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
+    _install_observability(app, opts)
     return app
+
+
+def _install_observability(app, opts: ServeOptions) -> None:  # type: ignore[no-untyped-def]
+    """Request metrics, the audit log and /metrics."""
+    from kubesat import audit, metrics
+    from kubesat.api.app import Request, Response
+
+    path = opts.audit_log_path
+    if path is None:
+        path = str(opts.data_dir / "audit.log")
+    logger = audit.AuditLogger(path or None)
+
+    def observe(req: Request, status: int, seconds: float) -> None:
+        metrics.observe_request(req, status, seconds)
+        logger.observe(req, status, seconds)
+
+    async def metrics_endpoint(req: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(200, body, content_type)
+
+    app.observe = observe
+    app.route("/metrics", metrics_endpoint)
+    app.on_shutdown.append(_closer(logger))
+
+
+def _closer(logger):  # type: ignore[no-untyped-def]
+    async def close() -> None:
+        logger.close()
+
+    return close
 
 
 def open_store(opts: ServeOptions):  # type: ignore[no-untyped-def]
@@ -205,6 +237,7 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
             log_level=opts.log_level,
             access_log=False,
             timeout_keep_alive=90,
+            timeout_graceful_shutdown=10,
             server_header=False,
             date_header=True,
         )

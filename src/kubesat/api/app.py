@@ -24,6 +24,8 @@ from kubesat.registry.store import Registry
 log = logging.getLogger("kubesat.api")
 
 TLS_PEER_DER = "kubesat.peer_cert_der"
+RESPONSE_STATUS = "kubesat.response_status"  # the error Status of a failed request, for the audit log
+STREAMING = "kubesat.streaming"  # set on a request's scope while it streams (watch)
 
 
 @dataclass
@@ -156,6 +158,7 @@ class App:
         try:
             result = await self._handle(req, receive)
         except errors.StatusError as e:
+            req.scope[RESPONSE_STATUS] = e.status()
             result = status_response(e)
         except Exception:  # noqa: BLE001 - the one place that turns surprises into a clean 500
             log.exception("unhandled error serving %s %s", method, path)
@@ -182,6 +185,7 @@ class App:
         await send({"type": "http.response.body", "body": res.body if req.method != "HEAD" else b""})
 
     async def _stream(self, req: Request, res: Stream, receive: Any, send: Any) -> None:
+        req.scope[STREAMING] = True
         await send({
             "type": "http.response.start",
             "status": res.status,

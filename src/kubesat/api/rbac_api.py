@@ -229,6 +229,7 @@ class RBAC:
         if target_user != "system:anonymous" and AUTHENTICATED not in groups:
             groups.append(AUTHENTICATED)
         req.audit["kubesat.io/impersonated-by"] = actor.name
+        req.scope["kubesat.authenticated_user"] = actor
         req.user = UserInfo(target_user, uid, tuple(groups), {k: tuple(v) for k, v in extras.items()})
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from kubesat.api.app import TLS_PEER_DER
+from kubesat.api.app import STREAMING, TLS_PEER_DER
 
 
 class ClientCertHttpToolsProtocol(HttpToolsProtocol):
@@ -39,6 +39,17 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
             "tls_version": None,
             "cipher_suite": None,
         }
+
+    def shutdown(self) -> None:
+        # An idle keep-alive connection or a watch stream is cut at once: a TLS close would wait
+        # (up to 30 s) for a close_notify from a client that is not reading, and a watch never ends
+        # by itself. Requests in flight still finish, as uvicorn does it.
+        idle = self.cycle is None or self.cycle.response_complete
+        streaming = self.scope is not None and self.scope.get(STREAMING)
+        if idle or streaming:
+            self.transport.abort()
+        else:
+            super().shutdown()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
