@@ -250,3 +250,39 @@ def test_max_expiration_and_extension(tmp_path) -> None:
         assert body["spec"]["expirationSeconds"] == 3607
     finally:
         srv.stop()
+
+
+def test_audit_log_records_issuance_and_use_never_the_token(server: Server, ns: str) -> None:
+    token = server.kubectl("create", "token", "app", "-n", ns, "--audience", "audit-check").stdout.strip()
+    _, claims, _ = parts(token)
+    token2 = server.kubectl("create", "token", "app", "-n", ns).stdout.strip()
+    _, claims2, _ = parts(token2)
+    assert bearer(server, token2, f"/api/v1/namespaces/{ns}/configmaps").status_code == 200
+    assert bearer(server, "garbage.token.here", f"/api/v1/namespaces/{ns}/configmaps").status_code == 401
+    deadline = time.time() + 5
+    text = ""
+    while time.time() < deadline:
+        text = (server.data_dir / "audit.log").read_text()
+        if f"JTI={claims2['jti']}" in text and "garbage" not in text and "authentication-failure" in text:
+            break
+        time.sleep(0.1)
+    events = [json.loads(line) for line in text.splitlines()]
+    issued = [e for e in events if e.get("annotations", {}).get("authentication.kubernetes.io/issued-credential-id")
+              == f"JTI={claims['jti']}"]
+    assert issued and issued[0]["objectRef"]["subresource"] == "token"
+    detail = json.loads(issued[0]["annotations"]["kubesat.io/token-request"])
+    assert detail["serviceAccount"] == "tok/app" and detail["audiences"] == ["audit-check"]
+    used = [e for e in events if e.get("annotations", {}).get("authentication.kubernetes.io/credential-id")
+            == f"JTI={claims2['jti']}"]
+    assert used and used[0]["user"]["username"] == "system:serviceaccount:tok:app"
+    assert any(e["responseStatus"]["code"] == 401 for e in events)
+    for t in (token, token2, "garbage.token.here"):
+        assert t not in text
+    assert (server.data_dir / "audit.log").stat().st_mode & 0o777 == 0o600
+
+
+def test_metrics_endpoint(server: Server, ns: str) -> None:
+    out = server.kubectl("get", "--raw", "/metrics").stdout
+    assert "# TYPE serviceaccount_legacy_tokens_total counter" in out
+    assert 'apiserver_request_total{' in out and 'resource="serviceaccounts"' in out
+    assert "apiserver_request_duration_seconds_bucket" in out
