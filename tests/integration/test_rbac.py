@@ -165,3 +165,34 @@ def test_anonymous_auth_false_gives_401(tmp_path) -> None:
         srv.kubectl("get", "ns")
     finally:
         srv.stop()
+
+
+def test_aggregated_roles_carry_their_rules(server: Server) -> None:
+    import time
+
+    view = json.loads(server.kubectl("get", "clusterrole", "view", "-o", "json").stdout)
+    resources = {r for rule in view["rules"] for r in rule.get("resources", [])}
+    assert "pods" in resources and "secrets" not in resources
+    server.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "widgets-view", "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+        "rules": [{"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get", "list"]}]}))
+    # The authorizer sees it at once; the stored view role catches up right after.
+    assert server.kubectl("auth", "can-i", "list", "widgets.example.com", "--as", "v",
+                          "--as-group", "viewers", check=False).stdout.strip() == "no"
+    server.kubectl("create", "clusterrolebinding", "viewers-view", "--clusterrole=view", "--group=viewers")
+    sar = server.kubectl("create", "--raw", "/apis/authorization.k8s.io/v1/subjectaccessreviews", "-f", "-",
+                         input=json.dumps({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                                           "spec": {"user": "v", "groups": ["viewers"], "resourceAttributes": {
+                                               "verb": "list", "group": "example.com", "resource": "widgets"}}}))
+    assert json.loads(sar.stdout)["status"]["allowed"] is True
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        view = json.loads(server.kubectl("get", "clusterrole", "view", "-o", "json").stdout)
+        if any("widgets" in rule.get("resources", []) for rule in view["rules"]):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the view ClusterRole never got the aggregated widgets rule")
+    edit = json.loads(server.kubectl("get", "clusterrole", "edit", "-o", "json").stdout)
+    assert any("widgets" in rule.get("resources", []) for rule in edit["rules"])

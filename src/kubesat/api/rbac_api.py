@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -37,6 +38,7 @@ class RBAC:
         self.registry = registry
         self.index = RBACIndex()
         self.authorizer = RBACAuthorizer(self.index)
+        self._aggregation: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ the index
     def on_write(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
@@ -46,8 +48,38 @@ class RBAC:
             self.index.put_role(obj)
         elif info is CLUSTER_ROLES:
             self.index.put_cluster_role(obj)
+            self._schedule_aggregation()
         else:
             self.index.put_binding(obj)
+
+    # ------------------------------------------------------- aggregated ClusterRoles
+    def _schedule_aggregation(self) -> None:
+        """Write aggregated rules into admin/edit/view-style roles soon (the index already applies them)."""
+        if self._aggregation is not None and not self._aggregation.done():
+            return
+        try:
+            self._aggregation = asyncio.get_running_loop().create_task(self.write_aggregated_rules())
+        except RuntimeError:
+            self._aggregation = None  # no loop yet (startup load); bootstrap calls it directly
+
+    async def write_aggregated_rules(self) -> None:
+        await asyncio.sleep(0)  # let the write that triggered us finish first
+        for name, obj in sorted(self.index.cluster_role_objs.items()):
+            if not obj.get("aggregationRule"):
+                continue
+            want = [r.raw for r in self.index.cluster_role_rules(name)]
+            if (obj.get("rules") or []) == want:
+                continue
+
+            def mutate(o: dict[str, Any], want: list[dict[str, Any]] = want) -> dict[str, Any]:
+                o["rules"] = want
+                return o
+
+            try:
+                await self.registry.guaranteed_update(CLUSTER_ROLES, "", name, mutate)
+            except errors.StatusError as e:
+                if e.code != 404:
+                    log.warning("aggregating rules into clusterrole %s: %s", name, e.message)
 
     def on_delete(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         if info.group != RBAC_GROUP:
@@ -57,6 +89,7 @@ class RBAC:
             self.index.delete_role(m.get("namespace", ""), m["name"])
         elif info is CLUSTER_ROLES:
             self.index.delete_cluster_role(m["name"])
+            self._schedule_aggregation()
         else:
             self.index.delete_binding(m.get("namespace", ""), m["name"])
 
@@ -92,6 +125,7 @@ class RBAC:
             else:
                 new.setdefault("metadata", {})["resourceVersion"] = existing["metadata"]["resourceVersion"]
                 await self.registry.update(CLUSTER_ROLE_BINDINGS, "", name, new)
+        await self.write_aggregated_rules()
 
     # ------------------------------------------------------------ escalation checks
     def _allowed(self, user: UserInfo, verb: str, resource: str, namespace: str, name: str) -> bool:

@@ -189,8 +189,10 @@ class RBACIndex:
 
         me = obj["metadata"]["name"]
         visiting = visiting | {me}
-        rules: list[Rule] = list(self.cluster_roles.get(me, ()))
-        seen = set(rules)
+        # An aggregated role's own `rules` are what the aggregation last wrote there, so only the
+        # selected roles count (as Kubernetes' aggregation controller overwrites them).
+        rules: list[Rule] = []
+        seen: set[Rule] = set()
         selectors = [selector_from_label_selector_object(s)
                      for s in (obj.get("aggregationRule") or {}).get("clusterRoleSelectors") or []]
         for other_name, other in sorted(self.cluster_role_objs.items()):
