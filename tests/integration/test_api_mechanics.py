@@ -321,3 +321,29 @@ def test_table_columns_match_kubectl(server: Server) -> None:
 def test_explain_uses_openapi(server: Server) -> None:
     out = server.kubectl("explain", "serviceaccount.automountServiceAccountToken").stdout
     assert "automountServiceAccountToken" in out and "boolean" in out
+
+
+def test_delete_collection_with_selector(raw: Raw, ns: str) -> None:
+    for i in range(3):
+        raw.req("POST", f"/api/v1/namespaces/{ns}/configmaps",
+                json={"metadata": {"name": f"dc-{i}", "labels": {"batch": "dc" if i < 2 else "keep"}}})
+    r = raw.req("DELETE", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=batch%3Ddc")
+    assert r.status_code == 200, r.text
+    assert sorted(i["metadata"]["name"] for i in r.json()["items"]) == ["dc-0", "dc-1"]
+    left = raw.req("GET", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=batch").json()["items"]
+    assert [i["metadata"]["name"] for i in left] == ["dc-2"]
+
+
+def test_official_client_watch(api, ns: str) -> None:
+    from kubernetes import client, watch
+
+    core = client.CoreV1Api(api)
+    rv = core.list_namespaced_config_map(ns).metadata.resource_version
+    core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="via-client")))
+    w = watch.Watch()
+    seen = []
+    for ev in w.stream(core.list_namespaced_config_map, ns, resource_version=rv, timeout_seconds=3):
+        seen.append((ev["type"], ev["object"].metadata.name))
+        if ev["object"].metadata.name == "via-client":
+            w.stop()
+    assert ("ADDED", "via-client") in seen
