@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 import json
 import time
 
@@ -327,3 +328,65 @@ def _admin_cert(server: Server) -> tuple[str, str]:
     cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
     key.write_bytes(base64.b64decode(user["client-key-data"]))
     return str(cert), str(key)
+
+
+def _wait(fn, timeout: float = 10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_legacy_secret_token(server: Server) -> None:
+    server.kubectl("create", "namespace", "legacy")
+    server.kubectl("create", "serviceaccount", "app-controller", "-n", "legacy")
+    server.kubectl("create", "rolebinding", "lv", "--clusterrole=view", "--serviceaccount=legacy:app-controller",
+                   "-n", "legacy")
+    manifest = (Path(__file__).resolve().parent.parent / "fixtures" / "seeds" / "001-long-lived-token.yaml").read_text()
+    server.kubectl("apply", "-f", "-", input=manifest.replace("namespace: production", "namespace: legacy"))
+
+    def token_b64() -> str:
+        return server.kubectl("get", "secret", "app-controller-token", "-n", "legacy", "-o",
+                              "jsonpath={.data.token}").stdout
+
+    raw = base64.b64decode(_wait(token_b64)).decode()
+    header, claims, _ = parts(raw)
+    sa = json.loads(server.kubectl("get", "sa", "app-controller", "-n", "legacy", "-o", "json").stdout)
+    assert claims == {
+        "iss": "kubernetes/serviceaccount",
+        "kubernetes.io/serviceaccount/namespace": "legacy",
+        "kubernetes.io/serviceaccount/secret.name": "app-controller-token",
+        "kubernetes.io/serviceaccount/service-account.name": "app-controller",
+        "kubernetes.io/serviceaccount/service-account.uid": sa["metadata"]["uid"],
+        "sub": "system:serviceaccount:legacy:app-controller",
+    }
+    secret = json.loads(server.kubectl("get", "secret", "app-controller-token", "-n", "legacy", "-o", "json").stdout)
+    assert base64.b64decode(secret["data"]["ca.crt"]).decode() == server.ca_file.read_text()
+    assert base64.b64decode(secret["data"]["namespace"]) == b"legacy"
+    assert secret["metadata"]["annotations"]["kubernetes.io/service-account.uid"] == sa["metadata"]["uid"]
+    r = bearer(server, raw, "/api/v1/namespaces/legacy/configmaps")
+    assert r.status_code == 200, r.text
+    # Use is tracked with the last-used label (at most one write a day).
+    _wait(lambda: json.loads(server.kubectl("get", "secret", "app-controller-token", "-n", "legacy", "-o", "json")
+                             .stdout)["metadata"].get("labels", {}).get("kubernetes.io/legacy-token-last-used"))
+    # Deleting the ServiceAccount deletes its token Secret, and the token stops working.
+    server.kubectl("delete", "sa", "app-controller", "-n", "legacy")
+    _wait(lambda: server.kubectl("get", "secret", "app-controller-token", "-n", "legacy", check=False).returncode != 0)
+    assert bearer(server, raw, "/api/v1/namespaces/legacy/configmaps").status_code == 401
+
+
+def test_legacy_secret_without_serviceaccount_is_deleted(server: Server) -> None:
+    server.kubectl("create", "namespace", "orphans")
+    server.kubectl("apply", "-f", "-", input="""apiVersion: v1
+kind: Secret
+metadata:
+  name: early-token
+  namespace: orphans
+  annotations:
+    kubernetes.io/service-account.name: not-yet
+type: kubernetes.io/service-account-token
+""")
+    _wait(lambda: server.kubectl("get", "secret", "early-token", "-n", "orphans", check=False).returncode != 0)

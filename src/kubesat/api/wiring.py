@@ -69,16 +69,27 @@ def _install_tokens(app: App, resources: ResourceHandler, registry: Registry, op
 
 def controller_starters(app: App, registry: Registry, opts: Any, pki: Any) -> list[Callable[[], Awaitable[Any]]]:
     """Extra controllers to start after the store is open; each returns an object with `async stop()`."""
-    starters: list[Callable[[], Awaitable[Any]]] = []
-    try:
-        from kubesat.controllers.gc import GarbageCollector
-    except ImportError:
-        return starters
+    from kubesat.controllers.gc import GarbageCollector
+    from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
+    from kubesat.controllers.tokens import TokensController
 
-    async def start_gc() -> Any:
-        gc = GarbageCollector(registry)
-        await gc.start()
-        return gc
+    issuer = app.state["issuer"]
+    root_ca = pki.ca_cert.read_text()
 
-    starters.append(start_gc)
+    def starter(make: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+        async def start() -> Any:
+            c = make()
+            await c.start()
+            return c
+
+        return start
+
+    starters = [
+        starter(lambda: GarbageCollector(registry)),
+        starter(lambda: TokensController(registry, issuer.sign_legacy_claims, root_ca)),
+        starter(lambda: LegacyTokenTracking(registry)),
+    ]
+    days = opts.tokens.legacy_cleanup_days
+    if days:
+        starters.append(starter(lambda: LegacyTokenCleaner(registry, period_days=days)))
     return starters

@@ -48,6 +48,7 @@ class TokenOptions:
     lookup: bool = True  # legacy tokens: check the Secret still holds the token
     extra_key_files: tuple[str, ...] = ()
     signing_alg: str = "RS256"
+    legacy_cleanup_days: float = 0  # 0: the legacy token cleaner does not run
 
     @property
     def audiences(self) -> tuple[str, ...]:
@@ -151,6 +152,10 @@ class TokenIssuer:
 
     def issue_legacy(self, *, namespace: str, secret_name: str, sa_name: str, sa_uid: str) -> str:
         c = claimsmod.legacy_claims(namespace=namespace, secret_name=secret_name, sa_name=sa_name, sa_uid=sa_uid)
+        return self.sign_legacy_claims(c)
+
+    def sign_legacy_claims(self, c: dict[str, Any]) -> str:
+        """Sign a never-expiring legacy Secret token; the key store remembers the key must live on."""
         key = self._signing()
         token = sign(c, key)
         self.keys.record_issued(key.kid, None, legacy=True)
