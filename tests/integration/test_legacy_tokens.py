@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from .conftest import Server
 
 SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
-NEEDS_WIRING = "needs the lead's wiring of TokensController into the server"
 
 pytestmark = pytest.mark.integration
 
@@ -73,16 +73,20 @@ def test_seed_long_lived_token_is_populated(server: Server) -> None:
         "kubernetes.io/serviceaccount/service-account.uid": sa["metadata"]["uid"],
         "sub": "system:serviceaccount:production:app-controller",
     }
-    # `kubectl describe` shows the keys, as on Kubernetes.
+    # `kubectl describe` prints a service-account token in clear and the other keys' sizes.
     described = server.kubectl("describe", "secret", "app-controller-token", "-n", "production").stdout
-    assert re.search(r"^token:\s+\d+ bytes", described, re.M), described
-    assert re.search(r"^ca\.crt:\s+\d+ bytes", described, re.M), described
+    assert re.search(r"^token:\s+" + re.escape(token) + "$", described, re.M), described
+    assert re.search(r"^ca\.crt:\s+\d+ bytes$", described, re.M), described
+    assert re.search(r"^namespace:\s+10 bytes$", described, re.M), described
 
     # The token authenticates as the ServiceAccount.
-    who = server.kubectl("auth", "whoami", "-o", "json", f"--token={token}", check=False)
-    if who.returncode == 0:
-        assert json.loads(who.stdout)["status"]["userInfo"]["username"] == \
-            "system:serviceaccount:production:app-controller"
+    res = requests.post(f"{server.url}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                        json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+                        headers={"Authorization": f"Bearer {token}"}, verify=str(server.ca_file), timeout=10)
+    assert res.status_code == 201, res.text
+    user = res.json()["status"]["userInfo"]
+    assert user["username"] == "system:serviceaccount:production:app-controller"
+    assert user["uid"] == sa["metadata"]["uid"]
 
     # Still there a moment later: a Secret created after its ServiceAccount is never deleted.
     time.sleep(1)

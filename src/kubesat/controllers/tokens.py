@@ -99,7 +99,7 @@ class TokensController:
         self.registry = registry
         self.sign_legacy = sign_legacy
         self.root_ca = root_ca_pem.encode() if root_ca_pem else b""
-        self.clock = clock
+        self.clock = clock  # unused for now: legacy tokens carry no time claims; kept for symmetry
         self._task: asyncio.Task[None] | None = None
         # What the last list or event showed, so that deletions missed while the watch history
         # was lost are still acted on at the next resync (an informer's relist does the same).
