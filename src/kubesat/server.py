@@ -222,7 +222,10 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
     lock.acquire()
     try:
         pki.ensure(opts.url, opts.extra_sans, opts.tokens.signing_alg)
-        app = build(opts, pki)
+        try:
+            app = build(opts, pki)
+        except ValueError as e:  # a key file that cannot be used, named in the message
+            raise ServeError(str(e)) from None
         config = uvicorn.Config(
             app,
             host=opts.bind,

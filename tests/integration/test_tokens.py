@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 from pathlib import Path
 import json
 import time
@@ -390,3 +392,24 @@ metadata:
 type: kubernetes.io/service-account-token
 """)
     _wait(lambda: server.kubectl("get", "secret", "early-token", "-n", "orphans", check=False).returncode != 0)
+
+
+def test_extra_verification_keys(server: Server, ns: str, tmp_path) -> None:
+    """--service-account-key-file: another kubesat's tokens pass the signature check here."""
+    other = start_server(tmp_path / "other", extra=["--service-account-key-file", str(server.data_dir / "pki" / "sa.pub")])
+    try:
+        token = server.kubectl("create", "token", "app", "-n", ns).stdout.strip()
+        # The signature verifies with the extra key; the token then fails only because ServiceAccount
+        # tok/app does not exist on this other server (liveness), as in Kubernetes.
+        other.kubectl("create", "namespace", "tok")
+        status = review(other, token)
+        assert status["authenticated"] is False
+        assert 'serviceaccounts "app" not found' in status["error"]
+        unknown = review(other, server.kubectl("create", "token", "app", "-n", ns).stdout.strip()[:-8] + "AAAAAAAA")
+        assert "serviceaccounts" not in unknown["error"]
+    finally:
+        other.stop()
+    bad = subprocess.run([sys.executable, "-m", "kubesat.cli", "serve", "--data-dir", str(tmp_path / "bad"),
+                          "--port", "1", "--service-account-key-file", str(tmp_path / "missing.pem")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "missing.pem" in bad.stderr and "Traceback" not in bad.stderr

@@ -18,8 +18,8 @@ class DataDirKeySource:
                  clock: Callable[[], float] = time.monotonic) -> None:
         try:
             from kubesat.tokens.keystore import KeyStore
-        except ImportError:  # TEMPORARY during bring-up: remove once keystore.py lands
-            KeyStore = _BringUpStore  # type: ignore[misc,assignment]  # noqa: N806
+        except ImportError:  # until the rotating key store lands: the one signing key plus extra files
+            KeyStore = _SingleKeyStore  # type: ignore[misc,assignment]  # noqa: N806
 
         self.store = KeyStore(data_dir)
         self.extra = tuple(extra_key_files)
@@ -42,14 +42,24 @@ class DataDirKeySource:
         self.store.record_issued(kid, exp, legacy)
 
 
-class _BringUpStore:  # TEMPORARY
+class _SingleKeyStore:
+    """The data dir's signing key and the extra verification-only key files; no rotation."""
+
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / "pki" / "sa.key"
 
     def load(self, extra: list[str]) -> KeySet:
-        from kubesat.tokens.keys import SigningKey, load_pem_private_key
+        from kubesat.tokens.keys import SigningKey, load_pem_keys, load_pem_private_key
 
-        return KeySet(SigningKey(load_pem_private_key(self.path.read_bytes(), str(self.path))))
+        extra_keys = []
+        for f in extra:
+            try:
+                data = Path(f).read_bytes()
+            except OSError as e:
+                raise ValueError(f"service account key file {f}: {e.strerror}") from None
+            extra_keys.extend(load_pem_keys(data, f))
+        signing = SigningKey(load_pem_private_key(self.path.read_bytes(), str(self.path)))
+        return KeySet(signing, extra=extra_keys)
 
     def fingerprint(self) -> tuple:
         return ()
