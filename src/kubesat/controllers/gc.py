@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from kubesat import errors
-from kubesat.controllers.base import loads, resource_of_key, run_watch, split_key
+from kubesat.controllers.base import loads, resource_of_key, cancel, watch_in_background, split_key
 from kubesat.registry.kinds import RESOURCES, ResourceInfo, lookup_kind
 from kubesat.registry.store import DeleteOptions, Registry
 from kubesat.storage.interface import WatchEvent
@@ -31,15 +31,10 @@ class GarbageCollector:
 
     async def start(self) -> None:
         rev = await self.resync()
-        self._task = asyncio.create_task(run_watch(self.registry.store, rev, self._on_event, self.resync, "gc"))
+        self._task = watch_in_background(self.registry.store, rev, self._on_event, self.resync, "gc")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        self._task = await cancel(self._task)
 
     async def resync(self) -> int:
         self.dependents.clear()

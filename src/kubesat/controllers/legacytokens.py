@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from kubesat import errors
 from kubesat.auth.admission import _pod_secret_names as pod_secret_names
-from kubesat.controllers.base import run_watch
+from kubesat.controllers.base import cancel, watch_in_background
 from kubesat.registry.kinds import lookup_kind
 from kubesat.registry.secret import SA_NAME_KEY, SA_UID_KEY, TYPE_SA_TOKEN
 from kubesat.registry.store import DeleteOptions, Registry
@@ -128,17 +128,10 @@ class LegacyTokenTracking:
 
     async def start(self) -> None:
         rev = await self.resync()
-        self._task = asyncio.create_task(run_watch(self.registry.store, rev, self._on_event, self.resync,
-                                                   "legacy-token-tracking"))
+        self._task = watch_in_background(self.registry.store, rev, self._on_event, self.resync, "legacy-token-tracking")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        self._task = await cancel(self._task)
 
     async def resync(self) -> int:
         rev = await self.registry.revision()
@@ -241,13 +234,7 @@ class LegacyTokenCleaner:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        self._task = await cancel(self._task)
 
     async def _loop(self) -> None:
         # As wait.Until: a pass at once, then one every interval.

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from kubesat import errors
-from kubesat.controllers.base import resource_of_key, run_watch, split_key
+from kubesat.controllers.base import resource_of_key, cancel, watch_in_background, split_key
 from kubesat.registry.kinds import lookup_kind
 from kubesat.registry.secret import SA_NAME_KEY, SA_UID_KEY, TYPE_SA_TOKEN, decode_value
 from kubesat.registry.store import DeleteOptions, Registry, decode
@@ -109,17 +109,10 @@ class TokensController:
     # ------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         rev = await self.resync()
-        self._task = asyncio.create_task(run_watch(self.registry.store, rev, self.handle_event, self.resync,
-                                                   "tokens-controller"))
+        self._task = watch_in_background(self.registry.store, rev, self.handle_event, self.resync, "tokens-controller")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        self._task = await cancel(self._task)
 
     async def resync(self) -> int:
         """Look at every token Secret and ServiceAccount; returns the revision to watch from."""
