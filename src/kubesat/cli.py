@@ -137,5 +137,71 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
     sys.exit(code)
 
 
+@main.group()
+def keys() -> None:
+    """Service-account signing keys: rotate them, list them."""
+
+
+def _keyring(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    from kubesat.server import default_data_dir
+    from kubesat.tokens.keyring import KeyRing
+
+    return KeyRing((data_dir or default_data_dir()).expanduser().absolute())
+
+
+def _when(ts: float | None) -> str:
+    from datetime import datetime, timezone
+
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@keys.command("rotate")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The server's data dir. Default: $KUBESAT_DATA_DIR, else ~/.kubesat.")
+@click.option("--service-account-signing-alg", "alg", type=click.Choice(["RS256", "ES256"]), default="RS256",
+              show_default=True, help="Algorithm of the new key.")
+def keys_rotate(data_dir: Path | None, alg: str) -> None:
+    """Make a new signing key; the old one stays accepted until its last token can have expired.
+
+    A running server picks the new key up within a second.
+    """
+    from kubesat.tokens.keyring import KeyRingError
+
+    try:
+        old, new, not_after = _keyring(data_dir).rotate(alg)
+    except KeyRingError as e:
+        _fail(str(e))
+        return
+    until = "forever (it signed legacy Secret tokens)" if not_after is None else _when(not_after)
+    click.echo(f"rotated service-account signing key: {old} -> {new}; {old} is accepted until {until}")
+
+
+@keys.command("list")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The server's data dir. Default: $KUBESAT_DATA_DIR, else ~/.kubesat.")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def keys_list(data_dir: Path | None, output: str) -> None:
+    """The signing key and every retired key still accepted."""
+    import json
+
+    from kubesat.tokens.keyring import KeyRingError
+
+    try:
+        rows = _keyring(data_dir).rows()
+    except KeyRingError as e:
+        _fail(str(e))
+        return
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    widths = (44, 6, 10, 21)
+    click.echo("".join(h.ljust(w) for h, w in zip(("KID", "ALG", "STATUS", "CREATED"), widths)) + "NOT-AFTER")
+    for r in rows:
+        cells = (r["kid"], r["alg"], r["status"], _when(r["created"]))
+        click.echo("".join(str(c).ljust(w) for c, w in zip(cells, widths)) + _when(r["not_after"]))
+
+
 if __name__ == "__main__":
     main()

@@ -413,3 +413,30 @@ def test_extra_verification_keys(server: Server, ns: str, tmp_path) -> None:
                           "--port", "1", "--service-account-key-file", str(tmp_path / "missing.pem")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "missing.pem" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_keys_rotate_while_serving(server: Server, ns: str) -> None:
+    old_token = server.kubectl("create", "token", "app", "-n", ns).stdout.strip()
+    old_kid = parts(old_token)[0]["kid"]
+    out = subprocess.run([sys.executable, "-m", "kubesat.cli", "keys", "rotate", "--data-dir", str(server.data_dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"rotated service-account signing key: {old_kid} -> ")
+    new_kid = out.stdout.split(" -> ")[1].split(";")[0]
+
+    def new_token() -> str:
+        t = server.kubectl("create", "token", "app", "-n", ns).stdout.strip()
+        return t if parts(t)[0]["kid"] == new_kid else ""
+
+    token = _wait(new_token)
+    assert bearer(server, token, f"/api/v1/namespaces/{ns}/configmaps").status_code == 200
+    assert bearer(server, old_token, f"/api/v1/namespaces/{ns}/configmaps").status_code == 200
+    listing = subprocess.run([sys.executable, "-m", "kubesat.cli", "keys", "list", "--data-dir", str(server.data_dir)],
+                             capture_output=True, text=True, timeout=60).stdout
+    lines = listing.splitlines()
+    assert lines[0].split() == ["KID", "ALG", "STATUS", "CREATED", "NOT-AFTER"]
+    assert lines[1].split()[:3] == [new_kid, "RS256", "signing"]
+    assert lines[2].split()[:3] == [old_kid, "RS256", "verifying"]
+    missing = subprocess.run([sys.executable, "-m", "kubesat.cli", "keys", "list", "--data-dir",
+                              str(server.data_dir / "nowhere")], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "kubesat serve" in missing.stderr and "Traceback" not in missing.stderr

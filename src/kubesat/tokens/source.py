@@ -16,12 +16,9 @@ class DataDirKeySource:
 
     def __init__(self, data_dir: Path, extra_key_files: tuple[str, ...] = (), *,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        try:
-            from kubesat.tokens.keystore import KeyStore
-        except ImportError:  # until the rotating key store lands: the one signing key plus extra files
-            KeyStore = _SingleKeyStore  # type: ignore[misc,assignment]  # noqa: N806
+        from kubesat.tokens.keyring import KeyRing
 
-        self.store = KeyStore(data_dir)
+        self.store = KeyRing(data_dir)
         self.extra = tuple(extra_key_files)
         self.clock = clock
         self._keys = self.store.load(list(self.extra))
@@ -41,28 +38,3 @@ class DataDirKeySource:
     def record_issued(self, kid: str, exp: int | None, legacy: bool = False) -> None:
         self.store.record_issued(kid, exp, legacy)
 
-
-class _SingleKeyStore:
-    """The data dir's signing key and the extra verification-only key files; no rotation."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / "pki" / "sa.key"
-
-    def load(self, extra: list[str]) -> KeySet:
-        from kubesat.tokens.keys import SigningKey, load_pem_keys, load_pem_private_key
-
-        extra_keys = []
-        for f in extra:
-            try:
-                data = Path(f).read_bytes()
-            except OSError as e:
-                raise ValueError(f"service account key file {f}: {e.strerror}") from None
-            extra_keys.extend(load_pem_keys(data, f))
-        signing = SigningKey(load_pem_private_key(self.path.read_bytes(), str(self.path)))
-        return KeySet(signing, extra=extra_keys)
-
-    def fingerprint(self) -> tuple:
-        return ()
-
-    def record_issued(self, kid: str, exp: int | None, legacy: bool = False) -> None:
-        return None
