@@ -440,3 +440,40 @@ def test_keys_rotate_while_serving(server: Server, ns: str) -> None:
     missing = subprocess.run([sys.executable, "-m", "kubesat.cli", "keys", "list", "--data-dir",
                               str(server.data_dir / "nowhere")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "kubesat serve" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_node_and_secret_bindings(server: Server, ns: str) -> None:
+    server.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Node",
+                                                         "metadata": {"name": "worker-1"}}))
+    node = json.loads(server.kubectl("get", "node", "worker-1", "-o", "json").stdout)
+    server.kubectl("run", "on-node", "-n", ns, "--image=busybox", "--restart=Never", "--overrides",
+                   json.dumps({"spec": {"serviceAccountName": "app", "nodeName": "worker-1"}}))
+    t = server.kubectl("create", "token", "app", "-n", ns, "--bound-object-kind", "Pod",
+                       "--bound-object-name", "on-node").stdout.strip()
+    k8s = parts(t)[1]["kubernetes.io"]
+    assert k8s["node"] == {"name": "worker-1", "uid": node["metadata"]["uid"]}
+    r = bearer(server, t, "/apis/authentication.k8s.io/v1/selfsubjectreviews", "POST",
+               json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    extra = r.json()["status"]["userInfo"]["extra"]
+    assert extra["authentication.kubernetes.io/node-name"] == ["worker-1"]
+    assert extra["authentication.kubernetes.io/node-uid"] == [node["metadata"]["uid"]]
+    nt = server.kubectl("create", "token", "app", "-n", ns, "--bound-object-kind", "Node",
+                        "--bound-object-name", "worker-1").stdout.strip()
+    assert bearer(server, nt, f"/api/v1/namespaces/{ns}/configmaps").status_code == 200
+    server.kubectl("create", "secret", "generic", "anchor", "-n", ns, "--from-literal=a=b")
+    st = server.kubectl("create", "token", "app", "-n", ns, "--bound-object-kind", "Secret",
+                        "--bound-object-name", "anchor").stdout.strip()
+    assert "secret" in parts(st)[1]["kubernetes.io"]
+    assert bearer(server, st, f"/api/v1/namespaces/{ns}/configmaps").status_code == 200
+    server.kubectl("delete", "secret", "anchor", "-n", ns)
+    assert bearer(server, st, f"/api/v1/namespaces/{ns}/configmaps").status_code == 401
+    server.kubectl("delete", "node", "worker-1")
+    assert bearer(server, nt, f"/api/v1/namespaces/{ns}/configmaps").status_code == 401
+    wrong = server.kubectl("create", "token", "default", "-n", ns, "--bound-object-kind", "Pod",
+                           "--bound-object-name", "on-node", check=False)
+    assert 'cannot bind token for serviceaccount "default" to pod running with different serviceaccount name.' \
+        in wrong.stderr
+    uid = server.kubectl("create", "token", "app", "-n", ns, "--bound-object-kind", "Pod",
+                         "--bound-object-name", "on-node", "--bound-object-uid", "00000000-0000-0000-0000-000000000000",
+                         check=False)
+    assert "the UID in the bound object reference (00000000-0000-0000-0000-000000000000) does not match" in uid.stderr
