@@ -477,3 +477,20 @@ def test_node_and_secret_bindings(server: Server, ns: str) -> None:
                          "--bound-object-name", "on-node", "--bound-object-uid", "00000000-0000-0000-0000-000000000000",
                          check=False)
     assert "the UID in the bound object reference (00000000-0000-0000-0000-000000000000) does not match" in uid.stderr
+
+
+def test_es256_signing(tmp_path) -> None:
+    srv = start_server(tmp_path / "data", extra=["--service-account-signing-alg", "ES256"])
+    try:
+        srv.kubectl("create", "serviceaccount", "ec")
+        token = srv.kubectl("create", "token", "ec").stdout.strip()
+        header = parts(token)[0]
+        assert header["alg"] == "ES256" and len(header["kid"]) == 43
+        status = review(srv, token)
+        assert status["authenticated"] is True
+        jwks = json.loads(srv.kubectl("get", "--raw", "/openid/v1/jwks").stdout)
+        assert jwks["keys"][0]["kty"] == "EC" and jwks["keys"][0]["crv"] == "P-256"
+        key = pyjwt.PyJWK(jwks["keys"][0])
+        pyjwt.decode(token, key.key, algorithms=["ES256"], audience="https://kubernetes.default.svc.cluster.local")
+    finally:
+        srv.stop()
