@@ -34,8 +34,8 @@ def free_port() -> int:
 def tls_context(data: Path) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(data / "pki" / "ca.crt"))
     user = yaml.safe_load((data / "admin.kubeconfig").read_text())["users"][0]["user"]
-    cert = data / "bench-admin.crt"
-    key = data / "bench-admin.key"
+    cert = data / f"bench-admin-{os.getpid()}.crt"
+    key = data / f"bench-admin-{os.getpid()}.key"
     cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
     key.write_bytes(base64.b64decode(user["client-key-data"]))
     os.chmod(key, 0o600)

@@ -87,7 +87,7 @@ class TokenEndpoints:
                 raise errors.bad_request("spec.boundObjectRef must be an object")
             pod, secret, node = await self._bound_object(ns, sa_name, ref)
         try:
-            issued = self.issuer.issue_bound(
+            issued = await self.issuer.issue_bound_async(
                 namespace=ns, sa_name=sa_name, sa_uid=sa_uid, audiences=audiences, expiration_seconds=exp,
                 pod=pod, secret=secret, node=node,
             )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -97,6 +99,21 @@ class TokenIssuer:
         if ks.signing is None:
             raise RuntimeError("no service-account signing key is loaded")
         return ks.signing
+
+    async def issue_bound_async(self, **kw: Any) -> Issued:
+        """issue_bound with the signature made on a worker thread.
+
+        RSA signing releases the GIL, so the event loop keeps serving other requests (and a second
+        core signs) while a token is being signed.
+        """
+        return await asyncio.get_running_loop().run_in_executor(self._pool(), lambda: self.issue_bound(**kw))
+
+    _executor: ThreadPoolExecutor | None = None
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubesat-sign")
+        return self._executor
 
     def issue_bound(
         self,
