@@ -217,3 +217,16 @@ def invalid(kind: str, name: str, errors: list[FieldError], group: str = "") -> 
         f'{qual_kind} "{name}" is invalid: {joined}',
         details={**_details(name, group, kind), "causes": [e.cause() for e in errors]},
     )
+
+
+def go_json_kind(value: Any) -> str:
+    """How Go's JSON decoder names a value's kind in `cannot unmarshal X into ...`."""
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    return "number"

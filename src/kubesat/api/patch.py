@@ -8,7 +8,7 @@ from typing import Any
 
 import jsonpatch
 
-from kubesat.errors import StatusError
+from kubesat.errors import StatusError, go_json_kind
 from kubesat.registry import schema as openapi
 
 # Strategic-merge-patch directive keys.
@@ -83,17 +83,7 @@ def _go_type(value: Any) -> str | None:
     return "float64"
 
 
-def _json_word(value: Any) -> str:
-    """How Go's JSON decoder names a value's kind in `cannot unmarshal X into ...`."""
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    return "number"
+_json_word = go_json_kind
 
 
 def _go_float(value: float) -> str:

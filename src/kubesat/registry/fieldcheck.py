@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from kubesat.errors import go_json_kind
 from kubesat.registry import schema
 
 _DEF = "#/definitions/"
@@ -131,16 +132,7 @@ def _unknown_walk(value: Any, node: dict[str, Any], path: str, out: list[str]) -
 
 # ------------------------------------------------------------------------------------ type errors
 
-def _json_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    return "number"
+_json_kind = go_json_kind
 
 
 def _number_literal(value: int | float) -> str:
