@@ -11,7 +11,7 @@ import yaml
 from kubesat.auth.admission import NAME_ALPHABET, admit_pod_create, random_suffix, token_volume_source
 from kubesat.errors import StatusError
 
-SEEDS = Path("/work/shared/seed-manifests")
+SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 EXPECTED_VOLUME = {

@@ -11,7 +11,7 @@ import yaml
 
 from kubesat.registry import fieldcheck, kinds
 
-SEEDS = Path("/work/shared/seed-manifests")
+SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 POD = "io.k8s.api.core.v1.Pod"
 
 

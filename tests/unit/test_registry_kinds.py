@@ -15,7 +15,7 @@ from kubesat.registry.meta import validate_object_meta
 from kubesat.registry.strategies import STRATEGIES, strategy_for
 from kubesat.registry.strategy import Strategy
 
-SEEDS = Path("/work/shared/seed-manifests")
+SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 CREATED = "2025-01-01T11:55:00Z"  # five minutes before NOW
 

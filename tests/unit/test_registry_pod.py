@@ -14,7 +14,7 @@ from kubesat.errors import StatusError, invalid
 from kubesat.registry.kinds import lookup_kind
 from kubesat.registry.pod import PodStrategy, default_pull_policy, pod_qos
 
-SEEDS = Path("/work/shared/seed-manifests")
+SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
 
