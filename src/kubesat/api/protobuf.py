@@ -418,32 +418,6 @@ _MESSAGES: dict[str, dict[int, tuple]] = {
         1: ("ephemeralContainerCommon", INLINE, "core.v1.EphemeralContainerCommon"),
         2: ("targetContainerName", STRING),
     },
-    "core.v1.EphemeralContainerCommon": {
-        1: ("name", STRING),
-        2: ("image", STRING),
-        3: ("command", STRING | REP),
-        4: ("args", STRING | REP),
-        5: ("workingDir", STRING),
-        6: ("ports", MSG | REP, "core.v1.ContainerPort"),
-        7: ("env", MSG | REP, "core.v1.EnvVar"),
-        8: ("resources", MSG, "core.v1.ResourceRequirements"),
-        9: ("volumeMounts", MSG | REP, "core.v1.VolumeMount"),
-        10: ("livenessProbe", MSG, "core.v1.Probe"),
-        11: ("readinessProbe", MSG, "core.v1.Probe"),
-        12: ("lifecycle", MSG, "core.v1.Lifecycle"),
-        13: ("terminationMessagePath", STRING),
-        14: ("imagePullPolicy", STRING),
-        15: ("securityContext", MSG, "core.v1.SecurityContext"),
-        16: ("stdin", BOOL),
-        17: ("stdinOnce", BOOL),
-        18: ("tty", BOOL),
-        19: ("envFrom", MSG | REP, "core.v1.EnvFromSource"),
-        20: ("terminationMessagePolicy", STRING),
-        21: ("volumeDevices", MSG | REP, "core.v1.VolumeDevice"),
-        22: ("startupProbe", MSG, "core.v1.Probe"),
-        23: ("resizePolicy", MSG | REP, "core.v1.ContainerResizePolicy"),
-        24: ("restartPolicy", STRING | PTR),
-    },
     "core.v1.EphemeralVolumeSource": {
         1: ("volumeClaimTemplate", MSG, "core.v1.PersistentVolumeClaimTemplate"),
     },
@@ -1251,6 +1225,9 @@ _MESSAGES: dict[str, dict[int, tuple]] = {
 SPAN = 15  # internal: the (start, stop) byte offsets of a length-delimited payload
 
 # The small messages behind the special kinds, decoded like any other and then converted.
+# Kubernetes keeps the two field lists identical on purpose (an ephemeral container is a container).
+_MESSAGES["core.v1.EphemeralContainerCommon"] = _MESSAGES["core.v1.Container"]
+
 _HELPERS: dict[str, dict[int, tuple]] = {
     "meta.v1.Time": {1: ("seconds", INT64 | PTR), 2: ("nanos", INT32 | PTR)},
     "intstr.IntOrString": {1: ("type", INT64 | PTR), 2: ("intVal", INT32 | PTR), 3: ("strVal", STRING | PTR)},
