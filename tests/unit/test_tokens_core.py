@@ -594,3 +594,95 @@ def test_fuzz_mutated_tokens_verify_only_if_unmodified(token: str, edits) -> Non
     except TokenError:
         return
     assert t == token
+
+
+# ------------------------------------------------------------------ RS256 verify-recover vs verify()
+
+from cryptography.exceptions import InvalidSignature  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import padding as _padding  # noqa: E402
+
+from kubesat.tokens import jwt as _jwt  # noqa: E402
+
+_VK = VerificationKey.of(_RSA.public_key())
+_PRIV = _RSA.private_numbers()
+_N, _D, _K = _PRIV.public_numbers.n, _PRIV.d, 256
+_DIGEST_INFO = {
+    "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "sha256-no-null": bytes.fromhex("302f300b0609608648016503040201" "0420"),
+    "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "sha1": bytes.fromhex("3021300906052b0e03021a05000414"),
+}
+
+
+def _raw_sign(em: bytes) -> bytes:
+    """The RSA private operation on an encoded message of our choosing (to forge paddings)."""
+    return pow(int.from_bytes(em, "big"), _D, _N).to_bytes(_K, "big")
+
+
+def _em(t: bytes, *, block_type: bytes = b"\x01", fill: int = 0xFF, sep: bytes = b"\x00") -> bytes:
+    return b"\x00" + block_type + bytes([fill]) * (_K - 3 - len(t)) + sep + t
+
+
+def _library_accepts(sig: bytes, data: bytes) -> bool:
+    try:
+        _RSA.public_key().verify(sig, data, _padding.PKCS1v15(), hashes.SHA256())
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+def _case_signatures(data: bytes) -> dict[str, bytes]:
+    h = hashlib.sha256(data).digest()
+    good = _RSA.sign(data, _padding.PKCS1v15(), hashes.SHA256())
+    cases = {
+        "library signature": good,
+        "forged, canonical encoding": _raw_sign(_em(_DIGEST_INFO["sha256"] + h)),
+        "DigestInfo without NULL": _raw_sign(_em(_DIGEST_INFO["sha256-no-null"] + h)),
+        "SHA-384 DigestInfo": _raw_sign(_em(_DIGEST_INFO["sha384"] + hashlib.sha384(data).digest())),
+        "SHA-1 DigestInfo": _raw_sign(_em(_DIGEST_INFO["sha1"] + hashlib.sha1(data).digest())),
+        "bare digest": _raw_sign(_em(h)),
+        "block type 2": _raw_sign(_em(_DIGEST_INFO["sha256"] + h, block_type=b"\x02")),
+        "fill not FF": _raw_sign(_em(_DIGEST_INFO["sha256"] + h, fill=0xFE)),
+        "no separator": _raw_sign(b"\x00\x01" + b"\xff" * (_K - 2 - 51) + b"\x01" + _DIGEST_INFO["sha256"] + h),
+        "digest + trailing byte": _raw_sign(_em(_DIGEST_INFO["sha256"] + h + b"\x00")),
+        "other digest": _raw_sign(_em(_DIGEST_INFO["sha256"] + hashlib.sha256(data + b"x").digest())),
+        "signature == n": _N.to_bytes(_K, "big"),
+        "signature > n": (_N + 1).to_bytes(_K, "big"),
+        "one byte longer": b"\x00" + good,
+        "one byte shorter": good[1:],
+        "empty": b"",
+        "all zero": bytes(_K),
+        "flipped bit": bytes([good[0] ^ 0x01]) + good[1:],
+    }
+    return cases
+
+
+def test_rs256_fast_verify_agrees_with_library_verify() -> None:
+    data = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0"
+    outcomes = {}
+    for name, sig in _case_signatures(data).items():
+        ours = _jwt._verify_rs256(_VK, sig, data)
+        assert ours == _library_accepts(sig, data), name
+        outcomes[name] = ours
+    # The cases are not all trivially equal: exactly the two canonical encodings verify.
+    assert {n for n, ok in outcomes.items() if ok} == {"library signature", "forged, canonical encoding"}
+
+
+def test_rs256_fast_verify_rejects_a_signature_with_its_leading_zero_stripped() -> None:
+    # Go's rsa.VerifyPKCS1v15 wants exactly k bytes; OpenSSL's recover would take 255.
+    for i in range(4096):
+        data = b"payload-%d" % i
+        sig = _RSA.sign(data, _padding.PKCS1v15(), hashes.SHA256())
+        if sig[0] == 0:
+            break
+    else:  # pragma: no cover - 1 - (255/256)^4096 is 1 to 7 decimals
+        pytest.fail("no signature with a leading zero byte found")
+    assert _jwt._verify_rs256(_VK, sig, data)
+    assert not _jwt._verify_rs256(_VK, sig[1:], data)
+    assert not _library_accepts(sig[1:], data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=300), st.binary(min_size=1, max_size=64))
+def test_fuzz_rs256_fast_verify_agrees_with_library_verify(sig: bytes, data: bytes) -> None:
+    assert _jwt._verify_rs256(_VK, sig, data) == _library_accepts(sig, data)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import binascii
+import hashlib
+import hmac
 import math
 import re
-from typing import Any, Collection, Iterable
+from types import MappingProxyType
+from typing import Any, Collection, Iterable, Mapping
 
 import orjson
+import pybase64
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
@@ -82,14 +86,19 @@ def go_json(obj: Any) -> bytes:
 
 _ENCODE_TR = bytes.maketrans(b"+/", b"-_")
 # Map the url alphabet onto the standard one and the standard-only characters (and padding)
-# onto "!", which binascii's strict mode rejects: one C pass gives a strict base64url check.
+# onto "!", which a validating decoder rejects: one C pass, then a strict standard decode,
+# gives a strict base64url check. "." is left alone, so a whole token translates at once.
 _DECODE_TR = bytes.maketrans(b"-_+/=", b"+/!!!")
 _PAD = (b"", b"", b"==", b"=")
-_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# The standard alphabet, which is what a segment reads as after _DECODE_TR.
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 # For a segment whose length is 2 or 3 mod 4, the last character carries 4 or 2 unused bits;
 # these tables say whether those bits are zero, so every byte string has exactly one encoding.
 _CANON2 = frozenset(c for i, c in enumerate(_ALPHABET) if i & 0x0F == 0)
 _CANON3 = frozenset(c for i, c in enumerate(_ALPHABET) if i & 0x03 == 0)
+# pybase64's SIMD decoder; validate=True rejects anything outside the standard alphabet and
+# misplaced padding. Standard-alphabet input only: see _DECODE_TR.
+_std_decode = pybase64.b64decode
 
 
 def b64encode(data: bytes) -> bytes:
@@ -97,17 +106,22 @@ def b64encode(data: bytes) -> bytes:
     return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_ENCODE_TR)
 
 
-def b64decode(seg: bytes) -> bytes:
-    """Strict base64url without padding; raises ValueError for anything else, including non-canonical tails."""
+def _decode_translated(seg: bytes) -> bytes:
+    """Strictly decode a base64url segment already passed through _DECODE_TR."""
     rem = len(seg) & 3
     if rem == 1:
         raise ValueError("bad base64url length")
     if rem == 2 and seg[-1] not in _CANON2 or rem == 3 and seg[-1] not in _CANON3:
         raise ValueError("non-canonical base64url")
     try:
-        return binascii.a2b_base64(seg.translate(_DECODE_TR) + _PAD[rem], strict_mode=True)
-    except binascii.Error as e:
+        return _std_decode(seg + _PAD[rem], validate=True)
+    except (binascii.Error, ValueError) as e:
         raise ValueError(str(e)) from None
+
+
+def b64decode(seg: bytes) -> bytes:
+    """Strict base64url without padding; raises ValueError for anything else, including non-canonical tails."""
+    return _decode_translated(seg.translate(_DECODE_TR))
 
 
 # ---------------------------------------------------------------------------------------------- signing
@@ -144,20 +158,37 @@ _ECDSA = {
 }
 
 
+# RFC 8017 §9.2 step 2: the DER DigestInfo prefix of a SHA-256 digest.
+_SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+
+
+def _verify_rs256(key: VerificationKey, signature: bytes, signing_input: bytes) -> bool:
+    # RSASSA-PKCS1-v1_5 as RFC 8017 §8.2.2 words it: OpenSSL applies the public exponent and
+    # checks the 00 01 FF..FF 00 padding (verify-recover), and we compare what it recovers
+    # with DigestInfo(SHA-256(input)). The same check as public_key.verify(), minus the
+    # digest lookup it does per call; cross-checked against verify() and PyJWT in the tests.
+    if len(signature) != key.size:  # Go's rsa.VerifyPKCS1v15 wants exactly k bytes
+        return False
+    try:
+        recovered = key.public_key.recover_data_from_signature(signature, _PKCS1, None)  # type: ignore[union-attr]
+    except (InvalidSignature, ValueError):
+        return False
+    return hmac.compare_digest(recovered, _SHA256_DIGEST_INFO + hashlib.sha256(signing_input).digest())
+
+
 def _verify_one(key: VerificationKey, alg: str, signature: bytes, signing_input: bytes) -> bool:
     # An alg that is not the key's own (none, HS256 with the public key as secret, ES vs RSA,
     # ES384 on a P-256 key) fails like a bad signature, as go-jose reports it.
     if alg != key.alg:
         return False
+    if alg == "RS256":
+        return _verify_rs256(key, signature, signing_input)
+    scheme, size, _ = _ECDSA[alg]
+    if len(signature) != 2 * size:
+        return False
+    r = int.from_bytes(signature[:size], "big")
+    s = int.from_bytes(signature[size:], "big")
     try:
-        if alg == "RS256":
-            key.public_key.verify(signature, signing_input, _PKCS1, _SHA256)  # type: ignore[call-arg]
-            return True
-        scheme, size, _ = _ECDSA[alg]
-        if len(signature) != 2 * size:
-            return False
-        r = int.from_bytes(signature[:size], "big")
-        s = int.from_bytes(signature[size:], "big")
         key.public_key.verify(encode_dss_signature(r, s), signing_input, scheme)  # type: ignore[call-arg]
         return True
     except (InvalidSignature, ValueError):
@@ -282,14 +313,12 @@ class Verifier:
         self.check_times = check_times
         self.leeway = leeway
         # header segment -> (alg, kid, header); bounded so junk headers cannot grow it.
-        self._headers: dict[bytes, tuple[str, str, dict[str, Any]]] = {}
+        self._headers: dict[bytes, tuple[str, str, Mapping[str, Any]]] = {}
 
-    def _header(self, seg: bytes) -> tuple[str, str, dict[str, Any]]:
-        hit = self._headers.get(seg)
-        if hit is not None:
-            return hit
+    def _header(self, seg: bytes) -> tuple[str, str, Mapping[str, Any]]:
+        # `seg` is the header segment after _DECODE_TR; verify() looks in the cache first.
         try:
-            header = orjson.loads(b64decode(seg))
+            header = orjson.loads(_decode_translated(seg))
         except (ValueError, orjson.JSONDecodeError):
             raise TokenError("malformed JWS header", not_mine=True) from None
         if not isinstance(header, dict):
@@ -302,7 +331,7 @@ class Verifier:
             # Still resolved against the keys first (so "no keys found" wins), then fails
             # as a bad signature, which is what go-jose reports.
             alg = ""
-        entry = (alg, kid, header)
+        entry = (alg, kid, MappingProxyType(header))
         if len(self._headers) >= self._MAX_HEADERS:
             self._headers.clear()
         self._headers[seg] = entry
@@ -315,28 +344,41 @@ class Verifier:
         now: float,
         *,
         audiences: Collection[str] | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Return (header, claims) of a valid token or raise TokenError with Kubernetes' reason."""
+    ) -> tuple[Mapping[str, Any], dict[str, Any]]:
+        """Return (header, claims) of a valid token or raise TokenError with Kubernetes' reason.
+
+        The header is shared between calls (read-only); the claims are the caller's own.
+        """
         # §1.4 steps 1-2: anything that is not a compact JWS of ours is silently "not mine".
         if len(token) > MAX_TOKEN_BYTES or not token.isascii():
             raise TokenError("not a compact JWS", not_mine=True)
         raw = token.encode()
-        parts = raw.split(b".")
+        # The whole token goes to the standard alphabet in one pass ("." is kept), so each
+        # segment decodes with one strict SIMD pass. The translation is one-to-one on the
+        # base64url alphabet, so a translated header is as good a cache key as the raw one.
+        parts = raw.translate(_DECODE_TR).split(b".")
         if len(parts) != 3 or (raw[0] in _LEADING and raw.lstrip()[:1] == b"{"):
             raise TokenError("not a compact JWS", not_mine=True)
         hseg, pseg, sseg = parts
+        # _decode_translated, inlined for the payload and the signature (hot path).
+        rem = len(pseg) & 3
+        if rem == 1 or rem == 2 and pseg[-1] not in _CANON2 or rem == 3 and pseg[-1] not in _CANON3:
+            raise TokenError("payload is not base64url JSON", not_mine=True)
         try:
-            claims = orjson.loads(b64decode(pseg))
-        except (ValueError, orjson.JSONDecodeError):
+            claims = orjson.loads(_std_decode(pseg + _PAD[rem], validate=True))
+        except (ValueError, orjson.JSONDecodeError):  # binascii.Error is a ValueError
             raise TokenError("payload is not base64url JSON", not_mine=True) from None
         if type(claims) is not dict:
             raise TokenError("payload is not a JSON object", not_mine=True)
         iss = claims.get("iss")
         if self.issuers is not None and (type(iss) is not str or iss not in self.issuers):
             raise TokenError("issuer not accepted", not_mine=True)
-        alg, kid, header = self._header(hseg)
+        alg, kid, header = self._headers.get(hseg) or self._header(hseg)
+        rem = len(sseg) & 3
+        if rem == 1 or rem == 2 and sseg[-1] not in _CANON2 or rem == 3 and sseg[-1] not in _CANON3:
+            raise TokenError("malformed JWS signature", not_mine=True)
         try:
-            signature = b64decode(sseg)
+            signature = _std_decode(sseg + _PAD[rem], validate=True)
         except ValueError:
             raise TokenError("malformed JWS signature", not_mine=True) from None
 
@@ -346,7 +388,10 @@ class Verifier:
             raise TokenError(NO_KEYS)
         signing_input = raw[: len(hseg) + 1 + len(pseg)]
         for key in candidates:
-            if _verify_one(key, alg, signature, signing_input):
+            if alg == "RS256" == key.alg:
+                if _verify_rs256(key, signature, signing_input):
+                    break
+            elif _verify_one(key, alg, signature, signing_input):
                 break
         else:
             raise TokenError(CRYPTO_FAILURE)
@@ -377,11 +422,11 @@ class Verifier:
                     raise TokenError(EXPIRED)
                 if now + leeway < iat:
                     raise TokenError(ISSUED_IN_FUTURE)
-            return dict(header), claims
+            return header, claims
 
         check_registered_claims(claims)
         if audiences is not None or self._implicit_set:
             match_audiences(claims, audiences, self.implicit_audiences)
         if self.check_times and iss != LEGACY_ISSUER:
             check_time_claims(claims, now, self.leeway)
-        return dict(header), claims
+        return header, claims

@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Union
 
 from cryptography import x509
@@ -192,6 +192,12 @@ class VerificationKey:
     kid: str
     alg: str
     not_after: float | None = None
+    # Signature length in bytes for an RSA key (the modulus size), 0 for EC keys.
+    size: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pub = self.public_key
+        object.__setattr__(self, "size", (pub.key_size + 7) // 8 if isinstance(pub, rsa.RSAPublicKey) else 0)
 
     @classmethod
     def of(cls, key: PublicKey | PrivateKey, not_after: float | None = None) -> "VerificationKey":
