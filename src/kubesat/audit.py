@@ -15,6 +15,7 @@ status/reason/message/details are copied into ``responseStatus`` as Kubernetes d
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -158,7 +159,9 @@ def request_uri(req: Any) -> str:
     return f"{path}?{_scrub_query(qs.decode('latin-1'))}"
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse_ip(text: str) -> str | None:
+    # Cached: the same few peers and proxies send nearly every request.
     text = text.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]

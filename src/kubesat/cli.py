@@ -77,6 +77,10 @@ def _parse_duration(value: str, flag: str) -> int:
 @click.option("--legacy-service-account-token-clean-up-period", "cleanup", default="0", metavar="DURATION",
               help="Mark auto-generated legacy token Secrets unused for this long invalid, delete them one period "
                    "later (e.g. 8760h); 0 (default) never cleans.")
+@click.option("--token-signing-processes", "signing_processes", default=1, show_default=True, metavar="N",
+              type=click.IntRange(0, 64),
+              help="Helper processes that make RSA token signatures, so TokenRequests do not stall the server; "
+                   "0 signs in the server process.")
 @click.option("--audit-log-path", "audit_log_path", default=None, metavar="FILE",
               help="Audit log (JSON lines, audit.k8s.io/v1 events). Default DATA_DIR/audit.log; '' turns it off.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
@@ -84,7 +88,7 @@ def _parse_duration(value: str, flag: str) -> int:
 def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_sans: tuple[str, ...],
           event_history: int, issuers: tuple[str, ...], api_audiences: tuple[str, ...], max_exp: str, extend: str,
           key_files: tuple[str, ...], jwks_uri: str, signing_alg: str, lookup: str, cleanup: str,
-          audit_log_path: str | None,
+          signing_processes: int, audit_log_path: str | None,
           log_level: str) -> None:
     """Serve the Kubernetes API over HTTPS on an embedded SQLite store."""
     from kubesat.pki import PKIError
@@ -101,6 +105,7 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
         lookup=_parse_bool(lookup, "--service-account-lookup"),
         extra_key_files=key_files,
         signing_alg=signing_alg,
+        signing_processes=signing_processes,
         legacy_cleanup_days=_parse_duration(cleanup, "--legacy-service-account-token-clean-up-period") / 86400,
     )
     problems = validate_options(tokens)

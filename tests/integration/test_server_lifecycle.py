@@ -130,3 +130,83 @@ def test_kill_9_keeps_every_acknowledged_write(tmp_path) -> None:
         assert got == {f"cm-{i}": str(i) for i in range(n)}
     finally:
         again.stop()
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of pid (from /proc), zombies excluded."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(entry))
+    return out
+
+
+def _signer_children(pid: int) -> list[int]:
+    found = []
+    for child in _children(pid):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                if b"kubesat.tokens.signer" in f.read():
+                    found.append(child)
+        except OSError:
+            pass
+    return found
+
+
+def _wait_for(pred, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    return pred()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc")
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_signer_processes_serve_tokens_and_end_with_the_server(tmp_path, how: int) -> None:
+    srv = start_server(tmp_path / "data", extra=["--token-signing-processes", "2"])
+    try:
+        srv.kubectl("create", "token", "default")  # the first TokenRequest starts the signers
+        signers = _wait_for(lambda: len(_signer_children(srv.proc.pid)) == 2 and _signer_children(srv.proc.pid))
+        assert signers and len(signers) == 2, "two signer processes run beside the server"
+        # Tokens signed by the children authenticate (a TokenReview by the server's own verifier).
+        for _ in range(4):
+            token = srv.kubectl("create", "token", "default").stdout.strip()
+            review = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                                 "spec": {"token": token}})
+            out = srv.kubectl("create", "--raw", "/apis/authentication.k8s.io/v1/tokenreviews", "-f", "-",
+                              input=review).stdout
+            assert json.loads(out)["status"]["authenticated"] is True
+    finally:
+        if how == signal.SIGKILL:
+            os.kill(srv.proc.pid, signal.SIGKILL)
+            srv.proc.wait()
+        else:
+            assert srv.stop(how) == 0
+
+    def gone() -> bool:
+        return not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0]
+                       != "Z" for p in signers)
+
+    assert _wait_for(gone), "the signer processes exit when the server does, even after kill -9"
+
+
+def test_token_signing_in_process(tmp_path) -> None:
+    srv = start_server(tmp_path / "data", extra=["--token-signing-processes", "0"])
+    try:
+        token = srv.kubectl("create", "token", "default").stdout.strip()
+        assert token.count(".") == 2
+        assert _signer_children(srv.proc.pid) == []
+    finally:
+        srv.stop()

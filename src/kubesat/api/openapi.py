@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from kubesat.api import openapi_proto
+from kubesat.api.discovery import _parse_media_ranges
 from kubesat.registry import kinds, schema
 from kubesat.registry.kinds import ResourceInfo, Subresource
 
@@ -372,6 +374,54 @@ def openapi_v2() -> bytes:
         "security": [{"BearerToken": []}],
     }
     return orjson.dumps(doc)
+
+
+# The protobuf form of /openapi/v2 (gnostic's openapi.v2.Document), under both names kube-openapi accepts;
+# it answers with the second whichever was asked for.
+V2_PROTOBUF_DEPRECATED = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+V2_JSON = "application/json"
+_V2_OFFERS = ((V2_JSON, V2_JSON), (V2_PROTOBUF_DEPRECATED, V2_PROTOBUF), (V2_PROTOBUF, V2_PROTOBUF))
+
+
+@functools.cache
+def openapi_v2_protobuf() -> bytes:
+    """The v2 document as gnostic's protobuf, made from the JSON bytes as kube-openapi makes it."""
+    return openapi_proto.encode_document(orjson.loads(openapi_v2()))
+
+
+@functools.cache
+def openapi_v2_etag() -> str:
+    """The quoted ETag of /openapi/v2 (either form): uppercase hex SHA-512 of the JSON form, as kube-openapi has it."""
+    return f'"{hashlib.sha512(openapi_v2()).hexdigest().upper()}"'
+
+
+def openapi_v2_media_type(accept: str) -> str | None:
+    """The Content-Type /openapi/v2 answers an Accept header with (JSON or protobuf), or None for a 406.
+
+    As kube-openapi: the clauses by quality, then concrete types before wildcards; the first that matches an offered
+    type, in the order JSON, protobuf (old name), protobuf. A missing header is */*.
+    """
+    ranges = _parse_media_ranges(accept or "*/*")
+    ranges.sort(key=lambda r: (-r[2], r[0].startswith("*/"), r[0].endswith("/*")))
+    for mt, _params, q in ranges:
+        if q <= 0:
+            continue
+        want_type, _, want_sub = ("*/*" if mt == "*" else mt).partition("/")
+        for offer, answer in _V2_OFFERS:
+            offer_type, _, offer_sub = offer.partition("/")
+            if want_type in ("*", offer_type) and want_sub in ("*", offer_sub):
+                return answer
+    return None
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """Whether an If-None-Match header names etag (or is *), compared weakly as Go's http.ServeContent does."""
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == etag.removeprefix("W/"):
+            return True
+    return False
 
 
 # ------------------------------------------------------------------------------------------- v3

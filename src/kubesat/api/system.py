@@ -96,10 +96,16 @@ def install(app: App, server_address: str) -> None:
     async def openapi_v2(req: Request) -> Response:
         from kubesat.api import openapi
 
-        accept = req.headers.get("accept", "")
-        if "protobuf" in accept and "json" not in accept:
-            raise errors.not_acceptable("only application/json is supported for /openapi/v2")
-        return Response(200, openapi.openapi_v2())
+        content_type = openapi.openapi_v2_media_type(req.headers.get("accept", ""))
+        if content_type is None:
+            raise errors.not_acceptable(
+                f"only {openapi.V2_JSON} and {openapi.V2_PROTOBUF} are supported for /openapi/v2")
+        etag = openapi.openapi_v2_etag()
+        headers = [(b"etag", etag.encode()), (b"vary", b"Accept")]
+        if req.method in ("GET", "HEAD") and openapi.etag_matches(req.headers.get("if-none-match", ""), etag):
+            return Response(304, b"", content_type, headers)
+        body = openapi.openapi_v2() if content_type == openapi.V2_JSON else openapi.openapi_v2_protobuf()
+        return Response(200, body, content_type, headers)
 
     async def openapi_v3(req: Request) -> Response:
         from kubesat.api import openapi

@@ -58,7 +58,17 @@ def _install_tokens(app: App, resources: ResourceHandler, registry: Registry, op
 
     options = opts.tokens
     keys = DataDirKeySource(opts.data_dir, options.extra_key_files)
-    issuer = TokenIssuer(keys, options)
+    signer = None
+    if options.signing_processes > 0:
+        from kubesat.tokens.signer import ProcessSigner
+
+        signer = ProcessSigner(options.signing_processes)
+
+        async def close_signer() -> None:
+            await signer.close()
+
+        app.on_shutdown.append(close_signer)
+    issuer = TokenIssuer(keys, options, signer=signer)
     sa_auth = ServiceAccountAuthenticator(registry, keys, options)
     app.authenticator.token_authenticators.append(sa_auth)
     registry.on_delete.append(sa_auth.forget)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from kubesat.tokens import claims as claimsmod
-from kubesat.tokens.jwt import sign
+from kubesat.tokens.jwt import compact, sign, signature, signing_input
 from kubesat.tokens.keys import KeySet, SigningKey
 
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -25,6 +23,12 @@ class KeySource(Protocol):
     def keyset(self) -> KeySet: ...
 
     def record_issued(self, kid: str, exp: int | None, legacy: bool = False) -> None: ...
+
+
+class AsyncSigner(Protocol):
+    """Makes a JWS signature somewhere other than the event loop (see kubesat.tokens.signer)."""
+
+    async def sign(self, data: bytes, key: SigningKey) -> bytes: ...
 
 
 class StaticKeys:
@@ -50,6 +54,7 @@ class TokenOptions:
     lookup: bool = True  # legacy tokens: check the Secret still holds the token
     extra_key_files: tuple[str, ...] = ()
     signing_alg: str = "RS256"
+    signing_processes: int = 1  # helper processes making RSA signatures; 0: sign in the server process
     legacy_cleanup_days: float = 0  # 0: the legacy token cleaner does not run
 
     @property
@@ -89,10 +94,12 @@ class Issued:
 
 
 class TokenIssuer:
-    def __init__(self, keys: KeySource, options: TokenOptions, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, keys: KeySource, options: TokenOptions, *, clock: Callable[[], float] = time.time,
+                 signer: AsyncSigner | None = None) -> None:
         self.keys = keys
         self.options = options
         self.clock = clock
+        self.signer = signer
 
     def _signing(self) -> SigningKey:
         ks = self.keys.keyset()
@@ -101,21 +108,29 @@ class TokenIssuer:
         return ks.signing
 
     async def issue_bound_async(self, **kw: Any) -> Issued:
-        """issue_bound with the signature made on a worker thread.
+        """issue_bound with an RSA signature made by `self.signer` (the helper processes), if set.
 
-        RSA signing releases the GIL, so the event loop keeps serving other requests (and a second
-        core signs) while a token is being signed.
+        Only the signing primitive leaves the event loop; claims, JSON and base64 stay on it.
+        ECDSA signs faster than a hand-over costs and is always made here.
         """
-        return await asyncio.get_running_loop().run_in_executor(self._pool(), lambda: self.issue_bound(**kw))
+        issued, key, data = self._prepare(**kw)
+        if self.signer is not None and key.alg == "RS256":
+            sig = await self.signer.sign(data, key)
+        else:
+            sig = signature(data, key)
+        return self._finish(issued, key, data, sig)
 
-    _executor: ThreadPoolExecutor | None = None
+    def issue_bound(self, **kw: Any) -> Issued:
+        """A bound token (TokenRequest): defaults, the max-expiration cap and the 3607 s extension, signed."""
+        issued, key, data = self._prepare(**kw)
+        return self._finish(issued, key, data, signature(data, key))
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubesat-sign")
-        return self._executor
+    def _finish(self, issued: Issued, key: SigningKey, data: bytes, sig: bytes) -> Issued:
+        issued.token = compact(data, sig)
+        self.keys.record_issued(key.kid, issued.claims["exp"])
+        return issued
 
-    def issue_bound(
+    def _prepare(
         self,
         *,
         namespace: str,
@@ -127,7 +142,7 @@ class TokenIssuer:
         secret: tuple[str, str] | None = None,
         node: tuple[str, str] | None = None,
         now: float | None = None,
-    ) -> Issued:
+    ) -> tuple[Issued, SigningKey, bytes]:
         now = self.clock() if now is None else now
         warnings = []
         exp_s = expiration_seconds
@@ -163,9 +178,7 @@ class TokenIssuer:
             exp_override=exp_override,
         )
         key = self._signing()
-        token = sign(c, key)
-        self.keys.record_issued(key.kid, c["exp"])
-        return Issued(token, int(now) + exp_s, exp_s, jti, warnings, c)
+        return Issued("", int(now) + exp_s, exp_s, jti, warnings, c), key, signing_input(c, key)
 
     def issue_legacy(self, *, namespace: str, secret_name: str, sa_name: str, sa_uid: str) -> str:
         c = claimsmod.legacy_claims(namespace=namespace, secret_name=secret_name, sa_name=sa_name, sa_uid=sa_uid)

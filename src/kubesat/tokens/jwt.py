@@ -139,12 +139,26 @@ def encode_header(alg: str, kid: str) -> bytes:
     return seg
 
 
+def signing_input(claims: dict[str, Any], key: SigningKey) -> bytes:
+    """The JWS signing input Kubernetes writes: header {"alg","kid"}, "." and the payload sorted at every level."""
+    return encode_header(key.alg, key.kid) + b"." + b64encode(go_json(claims))
+
+
+def signature(data: bytes, key: SigningKey) -> bytes:
+    """The JWS signature over `data` (the primitive alone; cryptography releases the GIL while it runs)."""
+    # PyJWT's algorithm objects do the signature (and ECDSA DER -> JOSE r||s).
+    return _PYJWT_ALGS[key.alg].sign(data, key.private_key)
+
+
+def compact(data: bytes, sig: bytes) -> str:
+    """signing input + "." + base64url(signature): the compact JWS."""
+    return (data + b"." + b64encode(sig)).decode("ascii")
+
+
 def sign(claims: dict[str, Any], key: SigningKey) -> str:
     """Sign claims as Kubernetes does: header {"alg","kid"}, payload sorted at every level, compact JWS."""
-    signing_input = encode_header(key.alg, key.kid) + b"." + b64encode(go_json(claims))
-    # PyJWT's algorithm objects do the signature (and ECDSA DER -> JOSE r||s).
-    signature = _PYJWT_ALGS[key.alg].sign(signing_input, key.private_key)
-    return (signing_input + b"." + b64encode(signature)).decode("ascii")
+    data = signing_input(claims, key)
+    return compact(data, signature(data, key))
 
 
 # ---------------------------------------------------------------------------------------------- verifying
