@@ -3,15 +3,8 @@ and client-side validation of the create-only review kinds (TokenReview, Subject
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import http.client
 import json
-import ssl
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import yaml
@@ -89,108 +82,56 @@ def test_create_token_review_without_validation(server: Server) -> None:
     assert res.stdout == "true"
 
 
-class _CRDListStandIn:
-    """A plain-HTTP front for the server that answers the CustomResourceDefinition list itself.
-
-    kubectl decides between server- and client-side validation of a kind with no PATCH endpoint by asking whether it
-    is a CRD (cli-runtime's QueryParamVerifier lists customresourcedefinitions). kubesat does not serve
-    apiextensions.k8s.io, so this front answers that one list as a cluster without CRDs does (an empty list) and
-    passes every other request to the server unchanged, as the admin (its client certificate). Drop it once kubesat
-    serves that list.
-    """
-
-    def __init__(self, server: Server, tmp: Path) -> None:
-        user = yaml.safe_load(server.kubeconfig.read_text())["users"][0]["user"]
-        cert, key = tmp / "admin.crt", tmp / "admin.key"
-        cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
-        key.write_bytes(base64.b64decode(user["client-key-data"]))
-        tls = ssl.create_default_context(cafile=str(server.ca_file))
-        tls.load_cert_chain(str(cert), str(key))
-        self.crd_lists = 0
-        front = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-                self.send_response(status)
-                for k, v in headers:
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _forward(self) -> None:
-                if self.command == "GET" and self.path.split("?", 1)[0] == CRD_LIST:
-                    front.crd_lists += 1
-                    empty = {"kind": "CustomResourceDefinitionList", "apiVersion": "apiextensions.k8s.io/v1",
-                             "metadata": {"resourceVersion": "1"}, "items": []}
-                    return self._answer(200, [("Content-Type", "application/json")], json.dumps(empty).encode())
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=tls, timeout=30)
-                try:
-                    conn.request(self.command, self.path, body=body or None, headers=headers)
-                    r = conn.getresponse()
-                    self._answer(r.status, r.getheaders(), r.read())
-                finally:
-                    conn.close()
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward  # noqa: N815
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.kubeconfig = tmp / "front.kubeconfig"
-        self.kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "front",
-            "clusters": [{"name": "front", "cluster": {"server": f"http://127.0.0.1:{self.httpd.server_address[1]}"}}],
-            "users": [{"name": "front", "user": {}}],
-            "contexts": [{"name": "front", "context": {"cluster": "front", "user": "front"}}],
-        }))
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def front(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_CRDListStandIn]:
-    f = _CRDListStandIn(server, tmp_path_factory.mktemp("front"))
-    yield f
-    f.close()
-
-
-def test_create_token_review_is_validated_client_side(server: Server, front: _CRDListStandIn) -> None:
+def test_create_token_review_is_validated_client_side(server: Server) -> None:
+    # kubectl lists CustomResourceDefinitions (always none here), then validates the TokenReview
+    # against the protobuf /openapi/v2 before it creates it.
     token = server.kubectl("create", "token", "default").stdout.strip()
-    before = front.crd_lists
-    res = server.kubectl("create", "-f", "-", "-o", "yaml", input=_token_review(token),
-                         kubeconfig=str(front.kubeconfig))
+    res = server.kubectl("create", "-f", "-", "-o", "yaml", "-v=6", input=_token_review(token))
     status = yaml.safe_load(res.stdout)["status"]
     assert status["authenticated"] is True
     assert status["user"]["username"] == "system:serviceaccount:default:default"
-    assert front.crd_lists > before  # kubectl did take the client-side validation path
+    assert CRD_LIST in res.stderr and "/openapi/v2" in res.stderr  # it did take the client-side path
 
 
-def test_unknown_field_fails_client_side_validation(server: Server, front: _CRDListStandIn) -> None:
-    res = server.kubectl("create", "-f", "-", input=_token_review("x", field="tokn"), check=False,
-                         kubeconfig=str(front.kubeconfig))
+def test_unknown_field_fails_client_side_validation(server: Server) -> None:
+    res = server.kubectl("create", "-f", "-", input=_token_review("x", field="tokn"), check=False)
     assert res.returncode != 0
     assert 'unknown field "tokn"' in res.stderr, res.stderr
     assert "io.k8s.api.authentication.v1.TokenReviewSpec" in res.stderr
     assert "turn validation off with --validate=false" in res.stderr
 
 
-def test_create_subject_access_review(server: Server, front: _CRDListStandIn) -> None:
+def test_create_subject_access_review(server: Server) -> None:
     sar = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
            "spec": {"user": "system:serviceaccount:default:default",
                     "resourceAttributes": {"verb": "list", "resource": "secrets", "namespace": "default"}}}
-    res = server.kubectl("create", "-f", "-", "-o", "jsonpath={.status.allowed}", input=yaml.safe_dump(sar),
-                         kubeconfig=str(front.kubeconfig))
+    res = server.kubectl("create", "-f", "-", "-o", "jsonpath={.status.allowed}", input=yaml.safe_dump(sar))
     assert res.stdout == "false"
     sar["spec"] = {"user": "someone", "groups": ["system:masters"],
                    "resourceAttributes": {"verb": "list", "resource": "secrets", "namespace": "default"}}
-    res = server.kubectl("create", "-f", "-", "-o", "jsonpath={.status.allowed}", input=yaml.safe_dump(sar),
-                         kubeconfig=str(front.kubeconfig))
+    res = server.kubectl("create", "-f", "-", "-o", "jsonpath={.status.allowed}", input=yaml.safe_dump(sar))
     assert res.stdout == "true"
+
+
+_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "foos.example.com"},
+    "spec": {"group": "example.com", "scope": "Namespaced", "names": {"plural": "foos", "kind": "Foo"},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "schema": {"openAPIV3Schema": {"type": "object"}}}]},
+}
+
+
+def test_custom_resource_definitions_are_listed_empty_and_read_only(server: Server) -> None:
+    assert "No resources found" in server.kubectl("get", "crd").stderr
+    listed = json.loads(server.kubectl("get", "--raw", CRD_LIST).stdout)
+    assert listed["kind"] == "CustomResourceDefinitionList" and listed["items"] == []
+    for verb in ("create", "apply"):
+        res = server.kubectl(verb, "-f", "-", input=yaml.safe_dump(_CRD), check=False)
+        assert res.returncode != 0
+        assert "the server does not allow this method on the requested resource" in res.stderr, res.stderr
+    res = server.kubectl("delete", "crd", "foos.example.com", check=False)
+    assert "the server does not allow this method" in res.stderr
+    assert json.loads(server.kubectl("get", "--raw", CRD_LIST).stdout)["items"] == []
+    res = server.kubectl("get", "crd", "foos.example.com", check=False)
+    assert res.returncode != 0 and "NotFound" in res.stderr

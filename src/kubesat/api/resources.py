@@ -51,11 +51,13 @@ class ResourceHandler:
             raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
         if res.namespaced is False and info.namespace and res.plural != "namespaces":
             raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
+        allowed = res.verbs
         if info.subresource:
             sub = next((s for s in res.subresources if s.name == info.subresource), None)
             if sub is None:
                 raise errors.StatusError(404, "NotFound", "the server could not find the requested resource",
                                          details={})
+            allowed = sub.verbs
         ns = info.namespace if res.namespaced else ""
         if res.plural == "namespaces":
             ns = ""
@@ -66,7 +68,7 @@ class ResourceHandler:
                 raise errors.method_not_allowed()
             body = codec.decode_object(req.headers.get("content-type"), req.body)
             return await special(req, res, body)
-        if not res.stored:
+        if not res.stored or verb not in allowed:
             raise errors.method_not_allowed()
         if verb == "get":
             obj = await self.registry.get(res, ns, info.name)
@@ -86,8 +88,6 @@ class ResourceHandler:
         if verb == "delete":
             return await self._delete(req, res, ns)
         if verb == "deletecollection":
-            if "deletecollection" not in res.verbs:
-                raise errors.method_not_allowed()
             return await self._delete_collection(req, res, ns)
         raise errors.method_not_allowed()
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 CRUD = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 CRUD_NO_COLLECTION = ("create", "delete", "get", "list", "patch", "update", "watch")
 CREATE_ONLY = ("create",)
+READ_ONLY = ("get", "list", "watch")
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,16 @@ _GROUP_PACKAGES = {
 }
 
 
+# Groups whose types live outside k8s.io/api (their OpenAPI names carry the Go package path).
+_DEFINITION_PREFIXES = {
+    "apiextensions.k8s.io": "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions",
+}
+
+
 def definition_name(group: str, version: str, kind: str) -> str:
+    prefix = _DEFINITION_PREFIXES.get(group)
+    if prefix:
+        return f"{prefix}.{version}.{kind}"
     pkg = _GROUP_PACKAGES.get(group, group.split(".")[0])
     return f"io.k8s.api.{pkg}.{version}.{kind}"
 
@@ -137,6 +147,11 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                  "localsubjectaccessreview", True, verbs=CREATE_ONLY, stored=False),
     ResourceInfo("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
                  "selfsubjectrulesreview", False, verbs=CREATE_ONLY, stored=False),
+    # kubesat has no custom resources; the (always empty) list is served because kubectl asks for it
+    # before it validates a kind client-side (kubectl create -f of a review kind).
+    ResourceInfo("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+                 "customresourcedefinition", False, verbs=READ_ONLY, short_names=("crd", "crds"),
+                 categories=("api-extensions",)),
 )
 
 # Groups in the order discovery lists them (core first, then as Kubernetes orders its groups).
@@ -146,6 +161,7 @@ GROUP_ORDER: tuple[str, ...] = (
     "authorization.k8s.io",
     "coordination.k8s.io",
     "rbac.authorization.k8s.io",
+    "apiextensions.k8s.io",
 )
 
 
