@@ -228,6 +228,21 @@ def test_oidc_discovery_and_external_verifier(tmp_path) -> None:
         assert claims["sub"] == "system:serviceaccount:default:ext"
         with pytest.raises(pyjwt.InvalidAudienceError):
             pyjwt.decode(token, key.key, algorithms=["RS256"], audience="someone-else", issuer=issuer)
+
+        # Published to the world as Kubernetes documents it, PyJWT's own JWKS client finds the key
+        # from nothing but the issuer URL, with no credentials.
+        srv.kubectl("create", "clusterrolebinding", "oidc-reviewer",
+                    "--clusterrole=system:service-account-issuer-discovery", "--group=system:unauthenticated")
+        import ssl
+
+        anon_conf = requests.get(issuer + "/.well-known/openid-configuration", verify=ca, timeout=10).json()
+        jwks_client = pyjwt.PyJWKClient(anon_conf["jwks_uri"], cache_keys=False,
+                                        ssl_context=ssl.create_default_context(cafile=ca))
+        signing_key = jwks_client.get_signing_key_from_jwt(token)
+        assert signing_key.key_id == parts(token)[0]["kid"]
+        claims = pyjwt.decode(token, signing_key.key, algorithms=["RS256"], audience="sts.example.com",
+                              issuer=anon_conf["issuer"])
+        assert claims["kubernetes.io"]["serviceaccount"]["name"] == "ext"
     finally:
         srv.stop()
 
