@@ -12,7 +12,7 @@ import sys
 import pytest
 import requests
 
-from .conftest import Server, free_port, start_server
+from .conftest import Server, free_port, start_server, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -160,26 +160,14 @@ def _signer_children(pid: int) -> list[int]:
     return found
 
 
-def _wait_for(pred, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    return pred()
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc")
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_signer_processes_serve_tokens_and_end_with_the_server(tmp_path, how: int) -> None:
     srv = start_server(tmp_path / "data", extra=["--token-signing-processes", "2"])
     try:
         srv.kubectl("create", "token", "default")  # the first TokenRequest starts the signers
-        signers = _wait_for(lambda: len(_signer_children(srv.proc.pid)) == 2 and _signer_children(srv.proc.pid))
-        assert signers and len(signers) == 2, "two signer processes run beside the server"
+        signers = wait_for(lambda: len(_signer_children(srv.proc.pid)) == 2 and _signer_children(srv.proc.pid),
+                           what="two signer processes beside the server")
         # Tokens signed by the children authenticate (a TokenReview by the server's own verifier).
         for _ in range(4):
             token = srv.kubectl("create", "token", "default").stdout.strip()
@@ -199,7 +187,7 @@ def test_signer_processes_serve_tokens_and_end_with_the_server(tmp_path, how: in
         return not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0]
                        != "Z" for p in signers)
 
-    assert _wait_for(gone), "the signer processes exit when the server does, even after kill -9"
+    wait_for(gone, what="the signer processes exiting with the server")
 
 
 def test_token_signing_in_process(tmp_path) -> None:

@@ -13,7 +13,7 @@ import jwt as pyjwt
 import pytest
 import requests
 
-from .conftest import Server, start_server
+from .conftest import Server, start_server, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -347,14 +347,7 @@ def _admin_cert(server: Server) -> tuple[str, str]:
     return str(cert), str(key)
 
 
-def _wait(fn, timeout: float = 10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+_wait = wait_for
 
 
 def test_legacy_secret_token(server: Server) -> None:
