@@ -200,7 +200,7 @@ def aggregated_discovery(core: bool, version: str) -> dict[str, Any]:
     return _aggregated(core, version)
 
 
-def _parse_media_ranges(accept: str) -> list[tuple[str, dict[str, str], float]]:
+def parse_media_ranges(accept: str) -> list[tuple[str, dict[str, str], float]]:
     ranges: list[tuple[str, dict[str, str], float]] = []
     for clause in accept.split(","):
         parts = [p.strip() for p in clause.split(";")]
@@ -224,7 +224,7 @@ def _parse_media_ranges(accept: str) -> list[tuple[str, dict[str, str], float]]:
 
 def accept_wants_aggregated(accept_header: str) -> str | None:
     """"v2" or "v2beta1" when the Accept header's first servable choice is aggregated discovery (JSON), else None."""
-    for mt, params, q in _parse_media_ranges(accept_header or ""):
+    for mt, params, q in parse_media_ranges(accept_header or ""):
         if q <= 0:
             continue
         if "g" in params or "as" in params or "v" in params:

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from kubesat.api import openapi_proto
-from kubesat.api.discovery import _parse_media_ranges
+from kubesat.api.discovery import parse_media_ranges
 from kubesat.registry import kinds, schema
 from kubesat.registry.kinds import ResourceInfo, Subresource
 
@@ -402,7 +402,7 @@ def openapi_v2_media_type(accept: str) -> str | None:
     As kube-openapi: the clauses by quality, then concrete types before wildcards; the first that matches an offered
     type, in the order JSON, protobuf (old name), protobuf. A missing header is */*.
     """
-    ranges = _parse_media_ranges(accept or "*/*")
+    ranges = parse_media_ranges(accept or "*/*")
     ranges.sort(key=lambda r: (-r[2], r[0].startswith("*/"), r[0].endswith("/*")))
     for mt, _params, q in ranges:
         if q <= 0:

@@ -85,7 +85,7 @@ def should_automount(sa: dict[str, Any], pod: dict[str, Any]) -> bool:
     return True
 
 
-def _pod_secret_names(pod: dict[str, Any]) -> list[str]:
+def pod_secret_names(pod: dict[str, Any]) -> list[str]:
     """Every Secret a pod refers to (Kubernetes' VisitPodSecretNames, all container kinds)."""
     spec = _d(pod.get("spec"))
     out: list[str] = [_d(r).get("name") or "" for r in _l(spec.get("imagePullSecrets"))]
@@ -124,7 +124,7 @@ def _validate_mirror_pod(pod: dict[str, Any]) -> None:
     spec = _d(pod.get("spec"))
     if spec.get("serviceAccountName"):
         raise _forbidden(pod, "a mirror pod may not reference service accounts")
-    if _pod_secret_names(pod):
+    if pod_secret_names(pod):
         raise _forbidden(pod, "a mirror pod may not reference secrets")
     for v in _l(spec.get("volumes")):
         for src in _l(_d(_d(v).get("projected")).get("sources")):

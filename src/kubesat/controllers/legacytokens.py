@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
 from kubesat import errors
-from kubesat.auth.admission import _pod_secret_names as pod_secret_names
+from kubesat.auth.admission import pod_secret_names
 from kubesat.controllers.base import cancel, watch_in_background
 from kubesat.registry.kinds import lookup_kind
 from kubesat.registry.secret import SA_NAME_KEY, SA_UID_KEY, TYPE_SA_TOKEN
