@@ -165,3 +165,21 @@ def test_a_cancelled_request_does_not_shift_the_answers() -> None:
             await signer.close()
 
     _run(main())
+
+
+def test_a_stuck_child_is_replaced_by_in_process_signing() -> None:
+    async def main() -> None:
+        signer = S.ProcessSigner(1, timeout=0.3)
+        try:
+            await _until_running(signer, 1)
+            child = signer._children[0]
+            os.kill(child.proc.pid, signal.SIGSTOP)  # alive, but answers nothing
+            sigs = await asyncio.gather(*(signer.sign(b"stuck-%d" % i, _KEY) for i in range(3)))
+            for i, s in enumerate(sigs):
+                assert _verifies(_KEY, b"stuck-%d" % i, s)
+            assert not child.alive and signer.running == 0
+            assert await asyncio.wait_for(child.proc.wait(), 5) == -signal.SIGKILL
+        finally:
+            await signer.close()
+
+    _run(main())

@@ -37,6 +37,7 @@ log = logging.getLogger("kubesat.signer")
 
 MAX_FRAME = 1 << 20  # a signing input is a few KB; anything near this is a broken peer
 RESPAWN_SECONDS = 5.0  # a child that died is not replaced more often than this
+ANSWER_SECONDS = 5.0  # a signature takes well under a millisecond; a child this late is stuck
 
 
 class SignerUnavailable(Exception):
@@ -167,6 +168,14 @@ class _Child:
             if not fut.done():
                 fut.set_exception(SignerUnavailable(why))
 
+    def kill(self) -> None:
+        """Stop a stuck child; its pending requests fail over when its pipe closes."""
+        self._die("signer stopped answering")
+        try:
+            self.proc.kill()
+        except ProcessLookupError:
+            pass
+
     async def close(self) -> None:
         self.alive = False
         if self.proc.stdin is not None:
@@ -199,8 +208,9 @@ class ProcessSigner:
     (about a tenth of a second) are made in-process, as are all of them when a child cannot run.
     """
 
-    def __init__(self, processes: int = 1) -> None:
+    def __init__(self, processes: int = 1, *, timeout: float = ANSWER_SECONDS) -> None:
         self.processes = processes
+        self.timeout = timeout
         self._children: list[_Child] = []
         self._starting: asyncio.Task[None] | None = None
         self._last_start = -RESPAWN_SECONDS
@@ -243,9 +253,14 @@ class ProcessSigner:
                 der = self._der[key.kid] = _private_der(key)
             child = min(live, key=lambda c: len(c.pending))
             try:
-                return await child.sign(data, key, der)
+                return await asyncio.wait_for(child.sign(data, key, der), self.timeout)
             except SignerUnavailable:
                 pass
+            except asyncio.TimeoutError:
+                # A child that stops answering is as good as dead: its queue fails over to in-process.
+                log.warning("token signer process %s did not answer within %g s; restarting it",
+                            child.proc.pid, self.timeout)
+                child.kill()
         return signature(data, key)
 
     @property
