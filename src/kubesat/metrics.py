@@ -100,6 +100,10 @@ serviceaccount_token_requests_total = Counter(
     "serviceaccount_token_requests_total",
     "[ALPHA] kubesat: TokenRequest (serviceaccounts/token create) calls, by HTTP response code.",
     ("code",), registry=REGISTRY)
+kubesat_token_signatures_total = Counter(
+    "kubesat_token_signatures_total",
+    "[ALPHA] kubesat: RSA TokenRequest signatures, by where they were made (helper process or server).",
+    ("signer",), registry=REGISTRY)
 
 # --- request metrics (staging/src/k8s.io/apiserver/pkg/endpoints/metrics/metrics.go) --------------
 apiserver_request_total = Counter(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -168,14 +169,38 @@ def test_signer_processes_serve_tokens_and_end_with_the_server(tmp_path, how: in
         srv.kubectl("create", "token", "default")  # the first TokenRequest starts the signers
         signers = wait_for(lambda: len(_signer_children(srv.proc.pid)) == 2 and _signer_children(srv.proc.pid),
                            what="two signer processes beside the server")
-        # Tokens signed by the children authenticate (a TokenReview by the server's own verifier).
-        for _ in range(4):
-            token = srv.kubectl("create", "token", "default").stdout.strip()
-            review = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                                 "spec": {"token": token}})
-            out = srv.kubectl("create", "--raw", "/apis/authentication.k8s.io/v1/tokenreviews", "-f", "-",
-                              input=review).stdout
-            assert json.loads(out)["status"]["authenticated"] is True
+        # Concurrent TokenRequests are handed to the children (one at a time, an idle server signs
+        # in place); every token, wherever it was signed, authenticates.
+        from concurrent.futures import ThreadPoolExecutor
+
+        import yaml
+
+        user = yaml.safe_load(srv.kubeconfig.read_text())["users"][0]["user"]
+        cert, key = tmp_path / "admin.crt", tmp_path / "admin.key"
+        cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
+        key.write_bytes(base64.b64decode(user["client-key-data"]))
+        session = requests.Session()
+        session.cert = (str(cert), str(key))
+        ca = str(srv.ca_file)  # per request: an environment CA bundle would beat Session.verify
+        url = srv.url + "/api/v1/namespaces/default/serviceaccounts/default/token"
+
+        def token_request(_: int) -> str:
+            r = session.post(url, json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                        "spec": {}}, verify=ca, timeout=30)
+            assert r.status_code == 201, r.text
+            return r.json()["status"]["token"]
+
+        with ThreadPoolExecutor(8) as pool:
+            tokens = list(pool.map(token_request, range(64)))
+        for token in set(tokens):
+            r = session.post(srv.url + "/apis/authentication.k8s.io/v1/tokenreviews", verify=ca, timeout=30, json={
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}})
+            assert r.json()["status"]["authenticated"] is True
+        metrics = session.get(srv.url + "/metrics", verify=ca, timeout=30).text
+        by_signer = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                     if line.startswith("kubesat_token_signatures_total{")}
+        assert by_signer.get("helper", 0) > 0, by_signer
+        assert sum(by_signer.values()) >= 65
     finally:
         if how == signal.SIGKILL:
             os.kill(srv.proc.pid, signal.SIGKILL)

@@ -183,3 +183,25 @@ def test_a_stuck_child_is_replaced_by_in_process_signing() -> None:
             await signer.close()
 
     _run(main())
+
+
+@pytest.mark.parametrize("busy,to_child", [(False, False), (True, True)], ids=["idle server", "busy server"])
+def test_an_idle_server_signs_in_place_and_a_busy_one_hands_over(busy: bool, to_child: bool) -> None:
+    async def main() -> None:
+        signer = S.ProcessSigner(1, busy=lambda: busy)
+        try:
+            # Children start on the first request even when it is signed in place.
+            assert _verifies(_KEY, b"first", await signer.sign(b"first", _KEY))
+            for _ in range(200):
+                if signer.running:
+                    break
+                await asyncio.sleep(0.02)
+            child = signer._children[0]
+            for i in range(3):
+                assert _verifies(_KEY, b"n%d" % i, await signer.sign(b"n%d" % i, _KEY))
+            # The child learns a key only when it is asked to sign with it.
+            assert (child.keys == {_KEY.kid}) is to_child
+        finally:
+            await signer.close()
+
+    _run(main())

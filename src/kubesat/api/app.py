@@ -104,6 +104,8 @@ class App:
         self.state: dict[str, Any] = {}
         # Turns Impersonate-* headers into the impersonated user (raises a StatusError when not allowed).
         self.impersonator: Callable[[Request], None] | None = None
+        # Requests whose handler is running now (streams such as watches count only until they start).
+        self.handling = 0
 
     def route(self, path: str, handler: Handler) -> None:
         self.paths[path] = handler
@@ -155,6 +157,7 @@ class App:
         watch = (query.get("watch") or [""])[0].lower() in ("1", "true")
         info = requestinfo.parse(method, path, watch)
         req = Request(scope, method, path, query, headers, info)
+        self.handling += 1
         try:
             result = await self._handle(req, receive)
         except errors.StatusError as e:
@@ -163,6 +166,8 @@ class App:
         except Exception:  # noqa: BLE001 - the one place that turns surprises into a clean 500
             log.exception("unhandled error serving %s %s", method, path)
             result = status_response(errors.internal("an unexpected error occurred; see the server log"))
+        finally:
+            self.handling -= 1
         if isinstance(result, Stream):
             await self._stream(req, result, receive, send)
         else:

@@ -62,7 +62,7 @@ def _install_tokens(app: App, resources: ResourceHandler, registry: Registry, op
     if options.signing_processes > 0:
         from kubesat.tokens.signer import ProcessSigner
 
-        signer = ProcessSigner(options.signing_processes)
+        signer = ProcessSigner(options.signing_processes, busy=lambda: app.handling > 1)
 
         async def close_signer() -> None:
             await signer.close()

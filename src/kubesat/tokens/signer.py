@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from cryptography.hazmat.primitives import serialization
 
@@ -38,6 +38,14 @@ log = logging.getLogger("kubesat.signer")
 MAX_FRAME = 1 << 20  # a signing input is a few KB; anything near this is a broken peer
 RESPAWN_SECONDS = 5.0  # a child that died is not replaced more often than this
 ANSWER_SECONDS = 5.0  # a signature takes well under a millisecond; a child this late is stuck
+
+
+def _signature_counter(where: str) -> Callable[[], None]:
+    try:
+        from kubesat import metrics
+    except ImportError:  # pragma: no cover - metrics are optional for embedders
+        return lambda: None
+    return metrics.kubesat_token_signatures_total.labels(where).inc
 
 
 class SignerUnavailable(Exception):
@@ -208,9 +216,15 @@ class ProcessSigner:
     (about a tenth of a second) are made in-process, as are all of them when a child cannot run.
     """
 
-    def __init__(self, processes: int = 1, *, timeout: float = ANSWER_SECONDS) -> None:
+    def __init__(self, processes: int = 1, *, timeout: float = ANSWER_SECONDS,
+                 busy: Callable[[], bool] | None = None) -> None:
         self.processes = processes
         self.timeout = timeout
+        # Whether other requests are being served. When they are not and no child has work, the
+        # hand-over (two process wake-ups) would cost more than it saves: sign in place instead.
+        self.busy = busy
+        self._count_helper = _signature_counter("helper")
+        self._count_server = _signature_counter("server")
         self._children: list[_Child] = []
         self._starting: asyncio.Task[None] | None = None
         self._last_start = -RESPAWN_SECONDS
@@ -247,13 +261,20 @@ class ProcessSigner:
 
     async def sign(self, data: bytes, key: SigningKey) -> bytes:
         live = self._ready()
+        if live and self.busy is not None and not any(c.pending for c in live):
+            # Let requests that arrived meanwhile start first, so `busy` sees them.
+            await asyncio.sleep(0)
+            if not self.busy() and not any(c.pending for c in live):
+                live = []
         if live:
             der = self._der.get(key.kid)
             if der is None:
                 der = self._der[key.kid] = _private_der(key)
             child = min(live, key=lambda c: len(c.pending))
             try:
-                return await asyncio.wait_for(child.sign(data, key, der), self.timeout)
+                sig = await asyncio.wait_for(child.sign(data, key, der), self.timeout)
+                self._count_helper()
+                return sig
             except SignerUnavailable:
                 pass
             except asyncio.TimeoutError:
@@ -261,6 +282,7 @@ class ProcessSigner:
                 log.warning("token signer process %s did not answer within %g s; restarting it",
                             child.proc.pid, self.timeout)
                 child.kill()
+        self._count_server()
         return signature(data, key)
 
     @property
