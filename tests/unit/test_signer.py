@@ -169,10 +169,12 @@ def test_a_cancelled_request_does_not_shift_the_answers() -> None:
 
 def test_a_stuck_child_is_replaced_by_in_process_signing() -> None:
     async def main() -> None:
-        signer = S.ProcessSigner(1, timeout=0.3)
+        signer = S.ProcessSigner(1, timeout=0.5)
         try:
             await _until_running(signer, 1)
             child = signer._children[0]
+            await signer.sign(b"answered", _KEY)  # the child is up and answering
+            assert child.keys == {_KEY.kid}
             os.kill(child.proc.pid, signal.SIGSTOP)  # alive, but answers nothing
             sigs = await asyncio.gather(*(signer.sign(b"stuck-%d" % i, _KEY) for i in range(3)))
             for i, s in enumerate(sigs):
