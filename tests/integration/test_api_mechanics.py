@@ -83,7 +83,7 @@ def test_pagination(raw: Raw, ns: str) -> None:
                        json={"metadata": {"name": f"page-{i}", "labels": {"page": "yes"}}}).status_code == 201
     names, cont, pages = [], "", 0
     while True:
-        q = f"?labelSelector=page%3Dyes&limit=3" + (f"&continue={cont}" if cont else "")
+        q = "?labelSelector=page%3Dyes&limit=3" + (f"&continue={cont}" if cont else "")
         body = raw.req("GET", f"/api/v1/namespaces/{ns}/secrets{q}").json()
         names += [i["metadata"]["name"] for i in body["items"]]
         pages += 1

@@ -1149,7 +1149,6 @@ def server_side_apply(
     root = _root_schema(definition)
     api_version = _api_version(definition, applied)
     ignored = _reset_prefixes(subresource)
-    applier = _identifier(manager, "Apply", api_version, subresource)
 
     if live is None:
         managers: dict[str, _Entry] = {}

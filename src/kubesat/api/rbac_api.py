@@ -235,7 +235,6 @@ class RBAC:
         def need(resource: str, name: str, group: str = "", sub: str = "", ns: str = "") -> None:
             attrs = Attributes(actor, "impersonate", True, ns, group, "v1", resource, sub, name)
             if self.authorizer.authorize(attrs)[0] != ALLOW:
-                what = f'{resource.rstrip("s")} "{name}"' if resource != "userextras" else f'userextras/{sub} "{name}"'
                 raise errors.StatusError(
                     403, "Forbidden",
                     f'{resource} "{name}" is forbidden: User "{actor.name}" cannot impersonate resource '

@@ -6,7 +6,6 @@ import asyncio
 import random
 from typing import Any, Awaitable, Callable
 
-from kubesat import errors
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler
 from kubesat.registry.kinds import ResourceInfo, lookup_kind

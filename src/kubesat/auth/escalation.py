@@ -138,7 +138,7 @@ def compact_string(rule: dict[str, Any]) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-def escalation_message(user: UserInfo, missing: list[dict[str, Any]], resolution_errors: list[str] = []) -> str:
+def escalation_message(user: UserInfo, missing: list[dict[str, Any]], resolution_errors: tuple[str, ...] | list[str] = ()) -> str:
     """The reason Kubernetes gives when a write would grant rules the user does not hold."""
     lines = sorted({compact_string(r) for r in compact_rules(missing)})
     msg = (f"user {go_quote(user.name)} (groups={go_quote_list(user.groups)}) is attempting to grant RBAC "
@@ -149,7 +149,7 @@ def escalation_message(user: UserInfo, missing: list[dict[str, Any]], resolution
 
 
 def escalation_forbidden(resource: str, name: str, user: UserInfo, missing: list[dict[str, Any]],
-                         resolution_errors: list[str] = []) -> errors.StatusError:
+                         resolution_errors: tuple[str, ...] | list[str] = ()) -> errors.StatusError:
     """The 403 for an escalating write to `<resource>.rbac.authorization.k8s.io "<name>"`."""
     return errors.forbidden(resource, name, escalation_message(user, missing, resolution_errors), RBAC_GROUP)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from kubesat import errors
 from kubesat.auth.authz import ALLOW, DENY, Attributes
-from kubesat.auth.escalation import go_quote, go_quote_list
+from kubesat.auth.escalation import go_quote
 from kubesat.auth.rbac import Rule
 from kubesat.auth.user import UserInfo
 

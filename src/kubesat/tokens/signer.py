@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any, BinaryIO, Callable
+from typing import BinaryIO, Callable
 
 from cryptography.hazmat.primitives import serialization
 
