@@ -138,6 +138,28 @@ def test_escalation_prevention(server: Server) -> None:
     assert "created" in mine.stdout
 
 
+def test_updating_a_role_beyond_ones_rules_is_refused_even_if_its_rules_stay(server: Server) -> None:
+    # kube-apiserver checks every rule on any update but a GC-only one (ownerReferences, finalizers).
+    server.kubectl("create", "namespace", "esc-upd")
+    server.kubectl("create", "serviceaccount", "editor", "-n", "esc-upd")
+    server.kubectl("create", "role", "role-editor", "-n", "esc-upd", "--verb=get,update,patch", "--resource=roles")
+    server.kubectl("create", "rolebinding", "editor-edits-roles", "-n", "esc-upd", "--role=role-editor",
+                   "--serviceaccount=esc-upd:editor")
+    server.kubectl("create", "role", "pod-deleter", "-n", "esc-upd", "--verb=delete", "--resource=pods")
+    as_editor = ["--as", "system:serviceaccount:esc-upd:editor", "-n", "esc-upd"]
+    label = server.kubectl("label", "role", "pod-deleter", "team=x", *as_editor, check=False)
+    assert label.returncode != 0
+    assert 'roles.rbac.authorization.k8s.io "pod-deleter" is forbidden' in label.stderr
+    assert '{APIGroups:[""], Resources:["pods"], Verbs:["delete"]}' in label.stderr
+    gc_only = server.kubectl("patch", "role", "pod-deleter", "--type=merge", "-p",
+                             '{"metadata":{"finalizers":["example.com/hold"]}}', *as_editor)
+    assert "patched" in gc_only.stdout
+    server.kubectl("patch", "role", "pod-deleter", "-n", "esc-upd", "--type=merge", "-p",
+                   '{"metadata":{"finalizers":null}}')
+    # The role it can hold is its to relabel.
+    server.kubectl("label", "role", "role-editor", "team=x", *as_editor)
+
+
 def test_impersonation_needs_the_verb(server: Server, seeded: str) -> None:
     r = call(server, seeded, "GET", "/api/v1/namespaces/production/pods",
              headers={"Impersonate-User": "admin"})

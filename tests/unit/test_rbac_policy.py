@@ -336,22 +336,24 @@ CREATE_ROLES_GET_PODS = rules(
 
 def test_cannot_grant_delete_pods_with_get_only():
     want = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]}]
-    missing = check_role_write(ALICE, CREATE_ROLES_GET_PODS, want, None, can_escalate=False)
+    missing = check_role_write(ALICE, CREATE_ROLES_GET_PODS, want, can_escalate=False)
     assert missing == [{"verbs": ["delete"], "apiGroups": [""], "resources": ["pods"]}]
     assert check_role_write(ALICE, CREATE_ROLES_GET_PODS, want[:0] + [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}], None, False) == []
-    assert check_role_write(ALICE, CREATE_ROLES_GET_PODS, want, None, can_escalate=True) == []
-    assert check_role_write(ADMIN, [], want, None, can_escalate=False) == []
-    # an update that leaves the rules as they were is allowed; one that adds is not
-    assert check_role_write(ALICE, [], want, copy.deepcopy(want), can_escalate=False) == []
-    assert check_role_write(ALICE, [], want, [], can_escalate=False) != []
-    assert check_role_write(ALICE, [], want, [], can_escalate=False, only_gc_fields=True) == []
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}], False) == []
+    assert check_role_write(ALICE, CREATE_ROLES_GET_PODS, want, can_escalate=True) == []
+    assert check_role_write(ADMIN, [], want, can_escalate=False) == []
+    # Any update but a GC-only one is checked against all its rules, even when they are unchanged
+    # (kube-apiserver's policybased role storage: only IsOnlyMutatingGCFields is exempt).
+    assert check_role_write(ALICE, [], want, can_escalate=False) == want
+    assert check_role_write(ALICE, CREATE_ROLES_GET_PODS, want, False) == [
+        {"verbs": ["delete"], "apiGroups": [""], "resources": ["pods"]}]
+    assert check_role_write(ALICE, [], want, can_escalate=False, only_gc_fields=True) == []
 
 
 def test_exact_message():
     missing = check_role_write(ALICE, CREATE_ROLES_GET_PODS,
                                [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["delete", "get"]},
-                                {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}], None, False)
+                                {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}], False)
     err = escalation_forbidden("roles", "r1", ALICE, missing)
     assert isinstance(err, errors.StatusError) and err.code == 403 and err.reason == "Forbidden"
     assert err.message == (

@@ -145,9 +145,8 @@ class RBAC:
         if info in (ROLES, CLUSTER_ROLES):
             can_escalate = self._allowed(user, "escalate", info.plural, ns, name)
             only_gc = old is not None and _only_gc_fields_changed(old, new)
-            missing = escalation.check_role_write(
-                user, user_rules, new.get("rules") or [], (old or {}).get("rules") if old is not None else None,
-                can_escalate, only_gc_fields=only_gc)
+            missing = escalation.check_role_write(user, user_rules, new.get("rules") or [], can_escalate,
+                                                  only_gc_fields=only_gc)
             if missing:
                 raise escalation.escalation_forbidden(info.plural, name, user, missing)
             if info is CLUSTER_ROLES and not can_escalate and not only_gc:

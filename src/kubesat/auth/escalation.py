@@ -167,25 +167,17 @@ def role_ref_not_found(role_ref: dict[str, Any]) -> errors.StatusError:
 
 
 # ------------------------------------------------------------------------------- write checks
-def _normalized(rules: list[dict[str, Any]] | None) -> frozenset[tuple]:
-    return frozenset(
-        tuple(tuple(sorted(r.get(k) or ())) for k in ("verbs", "apiGroups", "resources", "resourceNames",
-                                                      "nonResourceURLs"))
-        for r in rules or [])
-
-
 def check_role_write(user: UserInfo, rules_of_user: list[Rule], new_rules: list[dict[str, Any]],
-                     old_rules: list[dict[str, Any]] | None, can_escalate: bool, *,
+                     can_escalate: bool, *,
                      only_gc_fields: bool = False) -> list[dict[str, Any]]:
     """The rules a Role/ClusterRole create (old_rules None) or update would grant beyond the user's own ([] = allowed).
 
-    Allowed outright for system:masters, for `escalate` on the role, for updates touching only
-    GC fields (finalizers, ownerReferences), and for updates whose rules are unchanged (a kubesat
-    addition: kube-apiserver 1.32 exempts only the GC-field updates).
+    Allowed outright for system:masters, for `escalate` on the role and for updates touching only
+    GC fields (finalizers, ownerReferences). Any other update is checked against all its rules,
+    unchanged or not, as kube-apiserver's role storage does (so a label change on a role the user
+    could not have written is refused too).
     """
     if MASTERS in user.groups or can_escalate or only_gc_fields:
-        return []
-    if old_rules is not None and _normalized(old_rules) == _normalized(new_rules):
         return []
     _, missing = covers(rules_of_user, new_rules)
     return missing
