@@ -180,41 +180,15 @@ class ServiceAccountAuthenticator:
         uids = [sa_uid]
         extra: dict[str, tuple[str, ...]] = {}
         if pc.has_secret:
-            secret = await self.registry.get_or_none(SECRETS, ns, pc.secret_name)
-            if secret is None:
-                raise AuthenticationFailed(INVALIDATED)
-            suid = secret["metadata"].get("uid", "")
-            if suid != pc.secret_uid:
-                raise AuthenticationFailed(
-                    f"secret UID ({suid}) does not match service account secret ref claim ({pc.secret_uid})")
-            if _deleted_before(secret, cutoff):
-                raise AuthenticationFailed(INVALIDATED)
-            uids.append(suid)
+            uids.append(await self._bound_uid(SECRETS, ns, pc.secret_name, pc.secret_uid, "secret", cutoff))
         if pc.has_pod:
-            pod = await self.registry.get_or_none(PODS, ns, pc.pod_name)
-            if pod is None:
-                raise AuthenticationFailed(INVALIDATED)
-            puid = pod["metadata"].get("uid", "")
-            if puid != pc.pod_uid:
-                raise AuthenticationFailed(f"pod UID ({puid}) does not match service account pod ref claim ({pc.pod_uid})")
-            if _deleted_before(pod, cutoff):
-                raise AuthenticationFailed(INVALIDATED)
-            uids.append(puid)
+            uids.append(await self._bound_uid(PODS, ns, pc.pod_name, pc.pod_uid, "pod", cutoff))
             if pc.pod_name and pc.pod_uid:
                 extra[EXTRA_POD_NAME] = (pc.pod_name,)
                 extra[EXTRA_POD_UID] = (pc.pod_uid,)
         if pc.has_node:
             if not pc.has_pod:
-                node = await self.registry.get_or_none(NODES, "", pc.node_name)
-                if node is None:
-                    raise AuthenticationFailed(INVALIDATED)
-                nuid = node["metadata"].get("uid", "")
-                if nuid != pc.node_uid:
-                    raise AuthenticationFailed(
-                        f"node UID ({nuid}) does not match service account node ref claim ({pc.node_uid})")
-                if _deleted_before(node, cutoff):
-                    raise AuthenticationFailed(INVALIDATED)
-                uids.append(nuid)
+                uids.append(await self._bound_uid(NODES, "", pc.node_name, pc.node_uid, "node", cutoff))
             if pc.node_name:
                 extra[EXTRA_NODE_NAME] = (pc.node_name,)
                 if pc.node_uid:
@@ -238,6 +212,19 @@ class ServiceAccountAuthenticator:
             extra,
         )
         return TokenResult(user, self._audiences(claims, audiences), tuple(annotations)), tuple(uids)
+
+    async def _bound_uid(self, info: ResourceInfo, ns: str, name: str, claim_uid: str, kind: str,
+                         cutoff: float) -> str:
+        """The uid of the object a token is bound to, if it still exists as the one the token names (§1.5)."""
+        obj = await self.registry.get_or_none(info, ns, name)
+        if obj is None:
+            raise AuthenticationFailed(INVALIDATED)
+        uid = obj["metadata"].get("uid", "")
+        if uid != claim_uid:
+            raise AuthenticationFailed(f"{kind} UID ({uid}) does not match service account {kind} ref claim ({claim_uid})")
+        if _deleted_before(obj, cutoff):
+            raise AuthenticationFailed(INVALIDATED)
+        return uid
 
     async def _legacy(self, token: str, claims: dict[str, Any], now: float) -> tuple[TokenResult, tuple[str, ...]]:
         self._legacy_counter()
