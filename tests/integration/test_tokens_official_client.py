@@ -121,3 +121,37 @@ def test_token_request_errors_reach_the_client_as_kubernetes_status(api, objects
                 kind="Pod", api_version="v1", name="no-such-pod"))))
     assert gone_pod.value.status == 404
     assert json.loads(gone_pod.value.body)["message"] == 'pods "no-such-pod" not found'
+
+
+def test_a_recreated_bound_object_does_not_revive_its_tokens(api) -> None:  # type: ignore[no-untyped-def]
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    auth = client.AuthenticationV1Api(api)
+    ns = "pyclient-recreate"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+
+    def pod() -> client.V1Pod:
+        return client.V1Pod(metadata=client.V1ObjectMeta(name="p"), spec=client.V1PodSpec(
+            automount_service_account_token=False, containers=[client.V1Container(name="c", image="busybox")]))
+
+    def secret() -> client.V1Secret:
+        return client.V1Secret(metadata=client.V1ObjectMeta(name="s"), string_data={"k": "v"})
+
+    for kind, make, create, delete in (
+        ("Pod", pod, core.create_namespaced_pod, core.delete_namespaced_pod),
+        ("Secret", secret, core.create_namespaced_secret, core.delete_namespaced_secret),
+    ):
+        name = make().metadata.name
+        old_uid = create(ns, make()).metadata.uid
+        token = core.create_namespaced_service_account_token("default", ns, client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], bound_object_ref=client.V1BoundObjectReference(
+                kind=kind, api_version="v1", name=name)))).status.token
+        assert auth.create_token_review(client.V1TokenReview(
+            spec=client.V1TokenReviewSpec(token=token))).status.authenticated is True
+        delete(name, ns)
+        new_uid = create(ns, make()).metadata.uid
+        st = auth.create_token_review(client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))).status
+        assert st.authenticated is False
+        word = kind.lower()
+        assert f"{word} UID ({new_uid}) does not match service account {word} ref claim ({old_uid})" in st.error
