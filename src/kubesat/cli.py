@@ -79,8 +79,8 @@ def _parse_duration(value: str, flag: str) -> int:
                    "later (e.g. 8760h); 0 (default) never cleans.")
 @click.option("--token-signing-processes", "signing_processes", default=1, show_default=True, metavar="N",
               type=click.IntRange(0, 64),
-              help="Helper processes that make RSA token signatures, so TokenRequests do not stall the server; "
-                   "0 signs in the server process.")
+              help="Helper processes that make RSA token signatures while the server is busy, so TokenRequests "
+                   "do not stall it; 0 always signs in the server process.")
 @click.option("--audit-log-path", "audit_log_path", default=None, metavar="FILE",
               help="Audit log (JSON lines, audit.k8s.io/v1 events). Default DATA_DIR/audit.log; '' turns it off.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
