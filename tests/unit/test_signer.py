@@ -207,3 +207,19 @@ def test_an_idle_server_signs_in_place_and_a_busy_one_hands_over(busy: bool, to_
             await signer.close()
 
     _run(main())
+
+
+def test_an_error_answer_is_retried_in_process() -> None:
+    async def main() -> None:
+        signer = S.ProcessSigner(1)
+        try:
+            await _until_running(signer, 1)
+            child = signer._children[0]
+            child.keys.add(_KEY2.kid)  # the parent believes the child knows a key it was never sent
+            assert _verifies(_KEY2, b"retried", await signer.sign(b"retried", _KEY2))
+            assert signer.running == 1  # the child stays: it answered, in order
+            assert _verifies(_KEY, b"next", await signer.sign(b"next", _KEY))
+        finally:
+            await signer.close()
+
+    _run(main())

@@ -277,6 +277,9 @@ class ProcessSigner:
                 return sig
             except SignerUnavailable:
                 pass
+            except RuntimeError as e:  # the child answered with an error: try here, where it raises for real
+                log.warning("token signer process %s could not sign (%s); signing in the server process",
+                            child.proc.pid, e)
             except asyncio.TimeoutError:
                 # A child that stops answering is as good as dead: its queue fails over to in-process.
                 log.warning("token signer process %s did not answer within %g s; restarting it",
