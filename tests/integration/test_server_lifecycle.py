@@ -221,5 +221,8 @@ def test_token_signing_in_process(tmp_path) -> None:
         token = srv.kubectl("create", "token", "default").stdout.strip()
         assert token.count(".") == 2
         assert _signer_children(srv.proc.pid) == []
+        metrics = srv.kubectl("get", "--raw", "/metrics").stdout
+        assert 'kubesat_token_signatures_total{signer="server"} 1\n' in metrics
+        assert 'signer="helper"' not in metrics
     finally:
         srv.stop()

@@ -25,6 +25,18 @@ class KeySource(Protocol):
     def record_issued(self, kid: str, exp: int | None, legacy: bool = False) -> None: ...
 
 
+def signature_counter(where: str) -> Callable[[], None]:
+    """Increments kubesat_token_signatures_total{signer=where} (a no-op without the metrics module)."""
+    try:
+        from kubesat import metrics
+    except ImportError:  # pragma: no cover - metrics are optional for embedders
+        return lambda: None
+    return metrics.kubesat_token_signatures_total.labels(where).inc
+
+
+_count_in_server = signature_counter("server")
+
+
 class AsyncSigner(Protocol):
     """Makes a JWS signature somewhere other than the event loop (see kubesat.tokens.signer)."""
 
@@ -114,10 +126,13 @@ class TokenIssuer:
         ECDSA signs faster than a hand-over costs and is always made here.
         """
         issued, key, data = self._prepare(**kw)
-        if self.signer is not None and key.alg == "RS256":
-            sig = await self.signer.sign(data, key)
+        if key.alg != "RS256":
+            sig = signature(data, key)
+        elif self.signer is not None:
+            sig = await self.signer.sign(data, key)  # counts where it signed
         else:
             sig = signature(data, key)
+            _count_in_server()
         return self._finish(issued, key, data, sig)
 
     def issue_bound(self, **kw: Any) -> Issued:

@@ -30,6 +30,7 @@ from typing import BinaryIO, Callable
 
 from cryptography.hazmat.primitives import serialization
 
+from kubesat.tokens.issuer import signature_counter
 from kubesat.tokens.jwt import signature
 from kubesat.tokens.keys import SigningKey
 
@@ -38,14 +39,6 @@ log = logging.getLogger("kubesat.signer")
 MAX_FRAME = 1 << 20  # a signing input is a few KB; anything near this is a broken peer
 RESPAWN_SECONDS = 5.0  # a child that died is not replaced more often than this
 ANSWER_SECONDS = 5.0  # a signature takes well under a millisecond; a child this late is stuck
-
-
-def _signature_counter(where: str) -> Callable[[], None]:
-    try:
-        from kubesat import metrics
-    except ImportError:  # pragma: no cover - metrics are optional for embedders
-        return lambda: None
-    return metrics.kubesat_token_signatures_total.labels(where).inc
 
 
 class SignerUnavailable(Exception):
@@ -223,8 +216,8 @@ class ProcessSigner:
         # Whether other requests are being served. When they are not and no child has work, the
         # hand-over (two process wake-ups) would cost more than it saves: sign in place instead.
         self.busy = busy
-        self._count_helper = _signature_counter("helper")
-        self._count_server = _signature_counter("server")
+        self._count_helper = signature_counter("helper")
+        self._count_server = signature_counter("server")
         self._children: list[_Child] = []
         self._starting: asyncio.Task[None] | None = None
         self._last_start = -RESPAWN_SECONDS
