@@ -71,8 +71,18 @@ def test_child_stops_on_a_broken_stream(stream: bytes, code: int) -> None:
 # ------------------------------------------------------------------------------ real children
 
 
-def _run(coro):  # type: ignore[no-untyped-def]
-    return asyncio.run(coro)
+def _with_signer(body, processes: int = 1, *, wait: bool = True, **kw):  # type: ignore[no-untyped-def]
+    """Run `await body(signer)` with a fresh ProcessSigner (its children up first, if `wait`), then close it."""
+    async def main():  # type: ignore[no-untyped-def]
+        signer = S.ProcessSigner(processes, **kw)
+        try:
+            if wait:
+                await _until_running(signer, processes)
+            return await body(signer)
+        finally:
+            await signer.close()
+
+    return asyncio.run(main())
 
 
 async def _until_running(signer: S.ProcessSigner, n: int) -> None:
@@ -85,141 +95,107 @@ async def _until_running(signer: S.ProcessSigner, n: int) -> None:
 
 
 def test_children_sign_concurrently_with_rotated_keys() -> None:
-    async def main() -> None:
-        signer = S.ProcessSigner(2)
-        try:
-            await _until_running(signer, 2)
-            pids = [c.proc.pid for c in signer._children]
-            inputs = [b"token-%d" % i for i in range(40)]
-            keys = [_KEY if i % 3 else _KEY2 for i in range(40)]
-            sigs = await asyncio.gather(*(signer.sign(d, k) for d, k in zip(inputs, keys)))
-            for d, k, s in zip(inputs, keys, sigs):
-                assert _verifies(k, d, s)
-            # Both children did work and learnt both keys: the load was spread.
-            assert all(c.keys == {_KEY.kid, _KEY2.kid} for c in signer._children)
-            # PKCS#1 v1.5 is deterministic: the children's signatures are the in-process ones.
-            assert sigs[1] == signature(inputs[1], _KEY)
-        finally:
-            await signer.close()
-        for pid in pids:
-            with pytest.raises(ProcessLookupError):
-                os.kill(pid, 0)  # closed children are gone (and reaped)
+    async def body(signer: S.ProcessSigner) -> list[int]:
+        inputs = [b"token-%d" % i for i in range(40)]
+        keys = [_KEY if i % 3 else _KEY2 for i in range(40)]
+        sigs = await asyncio.gather(*(signer.sign(d, k) for d, k in zip(inputs, keys)))
+        for d, k, s in zip(inputs, keys, sigs):
+            assert _verifies(k, d, s)
+        # Both children did work and learnt both keys: the load was spread.
+        assert all(c.keys == {_KEY.kid, _KEY2.kid} for c in signer._children)
+        # PKCS#1 v1.5 is deterministic: the children's signatures are the in-process ones.
+        assert sigs[1] == signature(inputs[1], _KEY)
+        return [c.proc.pid for c in signer._children]
 
-    _run(main())
+    for pid in _with_signer(body, 2):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # closed children are gone (and reaped)
 
 
 def test_a_killed_child_costs_only_speed() -> None:
-    async def main() -> None:
-        signer = S.ProcessSigner(1)
-        try:
-            await _until_running(signer, 1)
-            child = signer._children[0]
-            pending = [asyncio.ensure_future(signer.sign(b"in-flight-%d" % i, _KEY)) for i in range(5)]
-            await asyncio.sleep(0)
-            os.kill(child.proc.pid, signal.SIGKILL)
-            sigs = await asyncio.gather(*pending)
-            for i, s in enumerate(sigs):
-                assert _verifies(_KEY, b"in-flight-%d" % i, s)
-            await child.proc.wait()
-            for _ in range(100):
-                if not child.alive:
-                    break
-                await asyncio.sleep(0.01)
-            assert signer.running == 0
-            # Within the respawn back-off the server signs in-process, correctly.
-            assert _verifies(_KEY, b"after", await signer.sign(b"after", _KEY))
-        finally:
-            await signer.close()
+    async def body(signer: S.ProcessSigner) -> None:
+        child = signer._children[0]
+        pending = [asyncio.ensure_future(signer.sign(b"in-flight-%d" % i, _KEY)) for i in range(5)]
+        await asyncio.sleep(0)
+        os.kill(child.proc.pid, signal.SIGKILL)
+        sigs = await asyncio.gather(*pending)
+        for i, s in enumerate(sigs):
+            assert _verifies(_KEY, b"in-flight-%d" % i, s)
+        await child.proc.wait()
+        for _ in range(100):
+            if not child.alive:
+                break
+            await asyncio.sleep(0.01)
+        assert signer.running == 0
+        # Within the respawn back-off the server signs in-process, correctly.
+        assert _verifies(_KEY, b"after", await signer.sign(b"after", _KEY))
 
-    _run(main())
+    _with_signer(body)
 
 
 def test_a_child_that_cannot_start_falls_back_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
 
-    async def main() -> None:
-        signer = S.ProcessSigner(1)
-        try:
-            for i in range(3):
-                assert _verifies(_KEY, b"x%d" % i, await signer.sign(b"x%d" % i, _KEY))
-                await asyncio.sleep(0.05)
-            assert signer.running == 0
-        finally:
-            await signer.close()
+    async def body(signer: S.ProcessSigner) -> None:
+        for i in range(3):
+            assert _verifies(_KEY, b"x%d" % i, await signer.sign(b"x%d" % i, _KEY))
+            await asyncio.sleep(0.05)
+        assert signer.running == 0
 
-    _run(main())
+    _with_signer(body, wait=False)
 
 
 def test_a_cancelled_request_does_not_shift_the_answers() -> None:
-    async def main() -> None:
-        signer = S.ProcessSigner(1)
-        try:
-            await _until_running(signer, 1)
-            first = asyncio.ensure_future(signer.sign(b"gone", _KEY))
-            second = asyncio.ensure_future(signer.sign(b"kept", _KEY))
-            await asyncio.sleep(0)
-            first.cancel()
-            assert _verifies(_KEY, b"kept", await second)
-            assert signer.running == 1
-        finally:
-            await signer.close()
+    async def body(signer: S.ProcessSigner) -> None:
+        first = asyncio.ensure_future(signer.sign(b"gone", _KEY))
+        second = asyncio.ensure_future(signer.sign(b"kept", _KEY))
+        await asyncio.sleep(0)
+        first.cancel()
+        assert _verifies(_KEY, b"kept", await second)
+        assert signer.running == 1
 
-    _run(main())
+    _with_signer(body)
 
 
 def test_a_stuck_child_is_replaced_by_in_process_signing() -> None:
-    async def main() -> None:
-        signer = S.ProcessSigner(1, timeout=0.5)
-        try:
-            await _until_running(signer, 1)
-            child = signer._children[0]
-            await signer.sign(b"answered", _KEY)  # the child is up and answering
-            assert child.keys == {_KEY.kid}
-            os.kill(child.proc.pid, signal.SIGSTOP)  # alive, but answers nothing
-            sigs = await asyncio.gather(*(signer.sign(b"stuck-%d" % i, _KEY) for i in range(3)))
-            for i, s in enumerate(sigs):
-                assert _verifies(_KEY, b"stuck-%d" % i, s)
-            assert not child.alive and signer.running == 0
-            assert await asyncio.wait_for(child.proc.wait(), 5) == -signal.SIGKILL
-        finally:
-            await signer.close()
+    async def body(signer: S.ProcessSigner) -> None:
+        child = signer._children[0]
+        await signer.sign(b"answered", _KEY)  # the child is up and answering
+        assert child.keys == {_KEY.kid}
+        os.kill(child.proc.pid, signal.SIGSTOP)  # alive, but answers nothing
+        sigs = await asyncio.gather(*(signer.sign(b"stuck-%d" % i, _KEY) for i in range(3)))
+        for i, s in enumerate(sigs):
+            assert _verifies(_KEY, b"stuck-%d" % i, s)
+        assert not child.alive and signer.running == 0
+        assert await asyncio.wait_for(child.proc.wait(), 5) == -signal.SIGKILL
 
-    _run(main())
+    _with_signer(body, timeout=0.5)
 
 
 @pytest.mark.parametrize("busy,to_child", [(False, False), (True, True)], ids=["idle server", "busy server"])
 def test_an_idle_server_signs_in_place_and_a_busy_one_hands_over(busy: bool, to_child: bool) -> None:
-    async def main() -> None:
-        signer = S.ProcessSigner(1, busy=lambda: busy)
-        try:
-            # Children start on the first request even when it is signed in place.
-            assert _verifies(_KEY, b"first", await signer.sign(b"first", _KEY))
-            for _ in range(200):
-                if signer.running:
-                    break
-                await asyncio.sleep(0.02)
-            child = signer._children[0]
-            for i in range(3):
-                assert _verifies(_KEY, b"n%d" % i, await signer.sign(b"n%d" % i, _KEY))
-            # The child learns a key only when it is asked to sign with it.
-            assert (child.keys == {_KEY.kid}) is to_child
-        finally:
-            await signer.close()
+    async def body(signer: S.ProcessSigner) -> None:
+        # Children start on the first request even when it is signed in place.
+        assert _verifies(_KEY, b"first", await signer.sign(b"first", _KEY))
+        for _ in range(200):
+            if signer.running:
+                break
+            await asyncio.sleep(0.02)
+        child = signer._children[0]
+        for i in range(3):
+            assert _verifies(_KEY, b"n%d" % i, await signer.sign(b"n%d" % i, _KEY))
+        # The child learns a key only when it is asked to sign with it.
+        assert (child.keys == {_KEY.kid}) is to_child
 
-    _run(main())
+    _with_signer(body, wait=False, busy=lambda: busy)
 
 
 def test_an_error_answer_is_retried_in_process() -> None:
-    async def main() -> None:
-        signer = S.ProcessSigner(1)
-        try:
-            await _until_running(signer, 1)
-            child = signer._children[0]
-            child.keys.add(_KEY2.kid)  # the parent believes the child knows a key it was never sent
-            assert _verifies(_KEY2, b"retried", await signer.sign(b"retried", _KEY2))
-            assert signer.running == 1  # the child stays: it answered, in order
-            assert _verifies(_KEY, b"next", await signer.sign(b"next", _KEY))
-        finally:
-            await signer.close()
+    async def body(signer: S.ProcessSigner) -> None:
+        child = signer._children[0]
+        child.keys.add(_KEY2.kid)  # the parent believes the child knows a key it was never sent
+        assert _verifies(_KEY2, b"retried", await signer.sign(b"retried", _KEY2))
+        assert signer.running == 1  # the child stays: it answered, in order
+        assert _verifies(_KEY, b"next", await signer.sign(b"next", _KEY))
 
-    _run(main())
+    _with_signer(body)
