@@ -22,12 +22,13 @@ import os
 import re
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import unquote_plus
 
 import orjson
+
+from kubesat import ids
 
 log = logging.getLogger("kubesat.audit")
 
@@ -217,7 +218,7 @@ def audit_id(req: Any) -> str:
     if aid:
         return aid
     hdr = req.headers.get("audit-id", "").strip()
-    aid = hdr if hdr and _AUDIT_ID_RE.match(hdr) else str(uuid.uuid4())
+    aid = hdr if hdr and _AUDIT_ID_RE.match(hdr) else ids.uuid4()
     req.scope[AUDIT_ID_KEY] = aid
     return aid
 

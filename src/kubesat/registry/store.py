@@ -11,14 +11,13 @@ import base64
 import copy
 import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
 
-from kubesat import errors
+from kubesat import errors, ids
 from kubesat.registry import meta as meta_validation
 from kubesat.registry.kinds import ResourceInfo, lookup_kind
 from kubesat.registry.selectors import FieldSelector, LabelSelector, fields_match, labels_match
@@ -215,7 +214,7 @@ class Registry:
         for k in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(k, None)
         meta["creationTimestamp"] = self.now()
-        meta["uid"] = str(uuid.uuid4())
+        meta["uid"] = ids.uuid4()
         if strategy.has_generation:
             meta["generation"] = 1
         else:

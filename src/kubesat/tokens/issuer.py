@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from kubesat import ids
 from kubesat.tokens import claims as claimsmod
 from kubesat.tokens.jwt import compact, sign, signature, signing_input
 from kubesat.tokens.keys import KeySet, SigningKey
@@ -176,7 +176,7 @@ class TokenIssuer:
         ):
             warn_after = exp_s
             exp_override = int(now) + claimsmod.EXPIRATION_EXTENSION_SECONDS
-        jti = str(uuid.uuid4())
+        jti = ids.uuid4()
         c = claimsmod.bound_claims(
             issuer=self.options.issuers[0],
             audiences=audiences,
