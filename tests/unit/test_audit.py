@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from datetime import datetime
+from datetime import datetime, timezone
 from urllib.parse import parse_qs
 
 import pytest
@@ -338,3 +338,27 @@ class TestPolicy:
 def test_micro_time():
     assert audit.micro_time(0) == "1970-01-01T00:00:00.000000Z"
     assert audit.micro_time(1700000000.000001) == "2023-11-14T22:13:20.000001Z"
+
+
+def test_micro_time_matches_datetime_rounding():
+    import math
+    import random
+
+    rng = random.Random(7)
+    stamps = [rng.uniform(0, 4e9) for _ in range(20000)]
+    stamps += [math.floor(t) + 0.9999996 for t in stamps[:500]] + [1.0000005, 2.9999995, 1700000000.5]
+    for t in stamps:
+        want = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert audit.micro_time(t) == want, t
+
+
+def test_rfc3339_matches_datetime_and_survives_its_cache():
+    import random
+
+    from kubesat.registry.store import rfc3339
+
+    rng = random.Random(11)
+    stamps = [0, 0.999, 1.0, 1700000000.99, 1700000000.0, 1699999999.5]
+    stamps += [rng.uniform(0, 4e9) for _ in range(5000)]
+    for t in stamps + stamps[::-1]:  # repeated seconds hit the cache, changes refresh it
+        assert rfc3339(t) == datetime.fromtimestamp(int(t), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), t

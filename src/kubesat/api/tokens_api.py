@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlparse
 
@@ -15,7 +14,7 @@ from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler
 from kubesat.auth.authn import AuthenticationFailed, RequestAuthenticator
 from kubesat.registry.kinds import ResourceInfo, lookup_kind
-from kubesat.registry.store import Registry
+from kubesat.registry.store import Registry, rfc3339
 from kubesat.tokens.issuer import MAX_EXPIRATION, MIN_EXPIRATION, KeySource, TokenIssuer, TokenOptions
 
 log = logging.getLogger("kubesat.tokens")
@@ -24,10 +23,6 @@ SERVICEACCOUNTS = lookup_kind("v1", "ServiceAccount")
 TOKEN_GROUP = "authentication.k8s.io"
 _BINDABLE = {"Pod": lookup_kind("v1", "Pod"), "Secret": lookup_kind("v1", "Secret"), "Node": lookup_kind("v1", "Node")}
 NODES = lookup_kind("v1", "Node")
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _tr_invalid(name: str, errs: list[errors.FieldError]) -> errors.StatusError:
@@ -103,7 +98,7 @@ class TokenEndpoints:
         req.audit["kubesat.io/token-request"] = orjson.dumps({
             "serviceAccount": f"{ns}/{sa_name}", "audiences": audiences,
             "expirationSeconds": issued.expiration_seconds,
-            "expirationTimestamp": _iso(issued.expiration_timestamp), "jti": issued.jti,
+            "expirationTimestamp": rfc3339(issued.expiration_timestamp), "jti": issued.jti,
             **({"boundObject": bound} if bound else {}),
         }).decode()
         out_spec: dict[str, Any] = {"audiences": audiences, "expirationSeconds": issued.expiration_seconds}
@@ -114,7 +109,7 @@ class TokenEndpoints:
             "apiVersion": f"{TOKEN_GROUP}/v1",
             "metadata": {"name": sa_name, "namespace": ns, "creationTimestamp": self.registry.now()},
             "spec": out_spec,
-            "status": {"token": issued.token, "expirationTimestamp": _iso(issued.expiration_timestamp)},
+            "status": {"token": issued.token, "expirationTimestamp": rfc3339(issued.expiration_timestamp)},
         }, req)
 
     async def _bound_object(self, ns: str, sa_name: str, ref: dict[str, Any]):  # type: ignore[no-untyped-def]

@@ -12,7 +12,6 @@ import copy
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -41,8 +40,17 @@ MODIFIED_MSG = "the object has been modified; please apply your changes to the l
 WriteHook = Callable[[dict[str, Any] | None, dict[str, Any]], None]
 
 
+_rfc3339_last: tuple[int, str] = (-1, "")
+
+
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """metav1.Time's JSON form (whole seconds, UTC); the last second formatted is remembered."""
+    global _rfc3339_last
+    sec = int(ts)
+    last = _rfc3339_last
+    if last[0] != sec:
+        last = _rfc3339_last = (sec, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sec)))
+    return last[1]
 
 
 def encode(obj: dict[str, Any]) -> bytes:
