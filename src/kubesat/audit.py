@@ -29,6 +29,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 from kubesat import ids
+from kubesat.registry.store import rfc3339
 
 log = logging.getLogger("kubesat.audit")
 
@@ -73,24 +74,17 @@ _REASONS = {
 }
 
 
-_second: tuple[int, str] = (-1, "")  # the last whole second formatted (two stamps an event, same second)
-
-
 def micro_time(t: float) -> str:
     """metav1.MicroTime's JSON form: RFC 3339 in UTC with exactly six fractional digits.
 
-    Rounds as datetime.fromtimestamp does (half-even on the fraction), with the seconds part
-    formatted once a second.
+    Rounds as datetime.fromtimestamp does (half-even on the fraction); the seconds part is the
+    registry's metav1.Time text of that second.
     """
-    global _second
     sec = math.floor(t)
     us = round((t - sec) * 1e6)
     if us >= 1_000_000:
         sec, us = sec + 1, us - 1_000_000
-    cached = _second
-    if cached[0] != sec:
-        cached = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-    return f"{cached[1]}.{us:06d}Z"
+    return f"{rfc3339(sec)[:-1]}.{us:06d}Z"
 
 
 def _is_token_request(info: Any) -> bool:
