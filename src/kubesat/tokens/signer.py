@@ -45,9 +45,13 @@ class SignerUnavailable(Exception):
     """The child cannot answer (not started, exited, pipe closed): sign in-process instead."""
 
 
-def _frame(kind: bytes, kid: str, body: bytes) -> bytes:
-    payload = kind + kid.encode("ascii") + b"\0" + body
+def _prefixed(payload: bytes) -> bytes:
+    """A frame on the pipe, either way: 4-byte big-endian length, then the payload."""
     return len(payload).to_bytes(4, "big") + payload
+
+
+def _frame(kind: bytes, kid: str, body: bytes) -> bytes:
+    return _prefixed(kind + kid.encode("ascii") + b"\0" + body)
 
 
 def _private_der(key: SigningKey) -> bytes:
@@ -95,7 +99,7 @@ def serve_child(inp: BinaryIO, out: BinaryIO) -> int:
             answer = b"O" + signature(body, key)
         except Exception as e:  # noqa: BLE001 - every failure is answered, in order
             answer = b"E" + f"{type(e).__name__}: {e}".encode()
-        out.write(len(answer).to_bytes(4, "big") + answer)
+        out.write(_prefixed(answer))
         out.flush()
 
 
