@@ -7,9 +7,12 @@ from typing import Any
 import orjson
 import yaml
 
-from kubesat import errors
+from kubesat import errors, limits
+from kubesat.api import protobuf
 
-MAX_BODY = 3 * 1024 * 1024
+MAX_BODY = limits.MAX_REQUEST_BYTES
+# A YAML merge key (`<<: [*a, *b]`) copies entries; nested merges would double them at every level.
+MAX_MERGED_ENTRIES = 100_000
 
 JSON = "application/json"
 YAML = "application/yaml"
@@ -27,6 +30,12 @@ def media_type(content_type: str | None) -> str:
 
 class _StrictLoader(yaml.SafeLoader):
     """YAML 1.1 safe loading, but duplicate keys are an error (as sigs.k8s.io/yaml makes them)."""
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        super().flatten_mapping(node)
+        if len(node.value) > MAX_MERGED_ENTRIES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"merge keys expand a mapping past {MAX_MERGED_ENTRIES} entries", node.start_mark)
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -48,12 +57,17 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def load_yaml(raw: bytes) -> Any:
+    """One YAML document, whose expanded size (aliases repeated where used) counts against the body limit."""
     try:
-        return yaml.load(raw, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(raw, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise errors.bad_request(f"error converting YAML to JSON: yaml: {_yaml_problem(e)}") from None
-    except (ValueError, RecursionError) as e:
+    except RecursionError:
+        raise limits.too_deep() from None
+    except ValueError as e:
         raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
+    limits.check_document(doc)
+    return doc
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:
@@ -66,9 +80,11 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
 
 def load_json(raw: bytes) -> Any:
     try:
-        return orjson.loads(raw)
+        doc = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
+    limits.check_document(doc)
+    return doc
 
 
 def decode_object(content_type: str | None, raw: bytes) -> dict[str, Any]:
@@ -79,12 +95,11 @@ def decode_object(content_type: str | None, raw: bytes) -> dict[str, Any]:
     elif mt in (YAML, "application/x-yaml", "text/yaml"):
         obj = load_yaml(raw)
     elif mt == PROTOBUF:
-        from kubesat.api import protobuf
-
         try:
             obj = protobuf.decode(raw)
         except protobuf.ProtobufError as e:
             raise errors.bad_request(f"unable to decode protobuf body: {e}") from None
+        limits.check_document(obj)
     else:
         raise errors.unsupported_media_type(content_type or "")
     if not isinstance(obj, dict):

@@ -7,7 +7,9 @@ import json
 from typing import Any
 
 import jsonpatch
+import jsonpointer
 
+from kubesat import limits
 from kubesat.errors import StatusError, go_json_kind
 from kubesat.registry import schema as openapi
 
@@ -207,11 +209,15 @@ def _parse(raw: bytes | bytearray | str) -> Any:
     """Parse a JSON body; a ValueError carries Go's message for what is wrong with it."""
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, (bytes, bytearray)) else raw
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        doc = json.loads(text, parse_constant=_reject_constant)
     except _NonFinite as e:
         raise ValueError(f"invalid character {_go_quote_char(str(e)[0])} looking for beginning of value") from None
     except json.JSONDecodeError as e:
         raise ValueError(_syntax_message(text, e)) from None
+    except RecursionError:
+        raise limits.too_deep() from None
+    limits.check_document(doc)
+    return doc
 
 
 def _is_raw(patch: Any) -> bool:
@@ -253,15 +259,42 @@ def apply_json_patch(doc: dict[str, Any], patch: bytes | list[Any]) -> dict[str,
             "RequestEntityTooLarge",
             f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}",
         )
-    if not ops:
-        return copy.deepcopy(doc)
-    try:
-        result = jsonpatch.JsonPatch(copy.deepcopy(ops)).apply(copy.deepcopy(doc), in_place=True)
-    except Exception:  # every failure to apply is the same 422 in Kubernetes
-        raise _unprocessable() from None
+    result = copy.deepcopy(doc)
+    copied = 0
+    for op in copy.deepcopy(ops):
+        try:
+            copied += _copied_bytes(result, op, limits.MAX_REQUEST_BYTES - copied)
+            result = jsonpatch.JsonPatch([op]).apply(result, in_place=True)
+        except StatusError:
+            raise
+        except Exception:  # every failure to apply is the same 422 in Kubernetes
+            raise _unprocessable() from None
     if not isinstance(result, dict):
         raise _not_an_object(result, _json_word(result) if result is not None else "null")
     return result
+
+
+def _copied_bytes(doc: Any, op: Any, budget: int) -> int:
+    """What a `copy` operation adds to the document; 422 once all copies of a patch pass the budget.
+
+    Copies are what let a small patch double a document again and again; like kube-apiserver, the
+    accumulated size of what a patch copies may not pass the request size limit.
+    """
+    if not isinstance(op, dict) or op.get("op") != "copy" or not isinstance(op.get("from"), str):
+        return 0
+    try:
+        value = jsonpointer.resolve_pointer(doc, op["from"])
+    except jsonpointer.JsonPointerException:
+        return 0  # the operation itself reports the bad pointer
+    try:
+        return limits.check_document(value, max(budget, 0))
+    except StatusError as e:
+        if e.code != 413:
+            raise
+        raise StatusError(422, "Invalid", "the server rejected our request due to an error in our request",
+                          details={"causes": [{"reason": "UnexpectedServerResponse", "message": (
+                              "Unable to complete the copy, the accumulated size increase of copy "
+                              f"exceeds the limit {limits.MAX_REQUEST_BYTES}")}]}) from None
 
 
 # ---------------------------------------------------------------------------------------------

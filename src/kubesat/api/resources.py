@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import copy
 import logging
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterator
 
 import orjson
 
-from kubesat import errors
+from kubesat import errors, limits
 from kubesat.api import codec
 from kubesat.api.app import Request, Response, Stream, json_response
 from kubesat.api.tables import to_table, wants_table
-from kubesat.registry import kinds
+from kubesat.registry import fieldcheck, kinds
 from kubesat.registry.kinds import ResourceInfo
 from kubesat.registry.selectors import parse_field_selector, parse_label_selector
 from kubesat.registry.store import DeleteOptions, Registry
@@ -27,6 +28,52 @@ CreateHandler = Callable[[Request, ResourceInfo, dict[str, Any]], Awaitable[Resp
 Admission = Callable[[Request, ResourceInfo, str, dict[str, Any]], Awaitable[None]]
 
 BOOKMARK_EVERY = 60.0
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_MAX_LIMIT = 2**31  # more than any store holds
+_WATCH_SECONDS = 1800  # a watch without timeoutSeconds
+
+
+def int64_param(req: Request, name: str, default: int) -> int:
+    """A query parameter Kubernetes declares int64: 400 naming it when it is not one."""
+    text = req.q(name)
+    if not text:
+        return default
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise errors.bad_request(f'invalid value for query parameter {name}: "{_clip(text)}" is not an integer') from None
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise errors.bad_request(f'invalid value for query parameter {name}: "{_clip(text)}" is out of the int64 range')
+    return value
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 64 else text[:64] + "..."
+
+
+def check_path_segment(what: str, value: str) -> None:
+    """Names and namespaces in the path can never hold control characters, '/' or '%' (400 naming them)."""
+    if value and (not value.isprintable() or "/" in value or "%" in value):
+        raise errors.bad_request(f"invalid {what} in the request path: {_clip(value)!r} may not contain "
+                                 "control characters, '/' or '%'")
+
+
+@dataclass(frozen=True)
+class _BodyKind:
+    """The kind a request body decodes to: its name and version for messages, its OpenAPI definition."""
+
+    kind: str
+    version: str
+    definition: str
+
+
+def _request_kind(res: ResourceInfo, subresource: str) -> _BodyKind:
+    """The kind a create-only endpoint reads (TokenRequest for serviceaccounts/token, else the resource's)."""
+    sub = next((s for s in res.subresources if s.name == subresource), None) if subresource else None
+    if sub is None or sub.kind == res.kind:
+        return _BodyKind(res.kind, res.version, res.definition)
+    version = sub.version or res.version
+    return _BodyKind(sub.kind, version, kinds.definition_name(sub.group or res.group, version, sub.kind))
 
 
 def _user_agent_manager(req: Request) -> str:
@@ -58,6 +105,8 @@ class ResourceHandler:
                 raise errors.StatusError(404, "NotFound", "the server could not find the requested resource",
                                          details={})
             allowed = sub.verbs
+        check_path_segment("namespace", info.namespace)
+        check_path_segment("name", info.name)
         ns = info.namespace if res.namespaced else ""
         if res.plural == "namespaces":
             ns = ""
@@ -67,6 +116,7 @@ class ResourceHandler:
             if req.method != "POST":
                 raise errors.method_not_allowed()
             body = codec.decode_object(req.headers.get("content-type"), req.body)
+            self._check_fields(req, _request_kind(res, info.subresource), body)
             return await special(req, res, body)
         if not res.stored or verb not in allowed:
             raise errors.method_not_allowed()
@@ -110,27 +160,28 @@ class ResourceHandler:
     def _decode(self, req: Request, res: ResourceInfo, kind: str | None = None) -> dict[str, Any]:
         obj = codec.decode_object(req.headers.get("content-type"), req.body)
         codec.check_kind(obj, res.api_version, kind or res.kind)
-        self._field_validation(req, res, obj)
+        self._check_fields(req, _BodyKind(res.kind, res.version, res.definition), obj)
         return obj
 
     def _field_validation(self, req: Request, res: ResourceInfo, obj: dict[str, Any]) -> None:
+        self._check_fields(req, _BodyKind(res.kind, res.version, res.definition), obj)
+
+    def _check_fields(self, req: Request, kind: _BodyKind, obj: dict[str, Any]) -> None:
+        """Type errors are 400s; unknown fields are dropped (as Go decoding drops them) and, per
+        fieldValidation, reported as warnings or refused; duplicate JSON fields likewise."""
         mode = req.q("fieldValidation", "Warn")
         if mode not in ("Strict", "Warn", "Ignore"):
             raise errors.bad_request(
                 f'fieldValidation parameter unsupported: "{mode}". Supported values: "Ignore", "Warn", "Strict"'
             )
-        try:
-            from kubesat.registry import fieldcheck
-        except ImportError:  # pragma: no cover - during bring-up only
-            return
-        type_errs = fieldcheck.type_errors(obj, res.definition)
+        type_errs = fieldcheck.type_errors(obj, kind.definition)
         if type_errs:
             # Kubernetes' decoder stops at the first type error.
-            raise errors.bad_request(f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: '
+            raise errors.bad_request(f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: '
                                      + type_errs[0])
+        unknown = fieldcheck.unknown_fields(obj, kind.definition, prune=mode != "Strict")
         if mode == "Ignore":
             return
-        unknown = fieldcheck.unknown_fields(obj, res.definition)
         dups: list[str] = []
         if codec.media_type(req.headers.get("content-type")) in ("", codec.JSON):
             dups = fieldcheck.find_duplicate_fields(req.body)
@@ -182,12 +233,8 @@ class ResourceHandler:
             lambda f: f in ("metadata.name", "metadata.namespace") or f in res.field_selectors,
             res.kind, res.version,
         )
-        limit_s = req.q("limit", "0") or "0"
-        try:
-            limit = int(limit_s)
-        except ValueError:
-            raise errors.bad_request(f'invalid limit "{limit_s}": must be a non-negative integer') from None
-        limit = max(limit, 0)
+        # Any int64 is a valid limit; past what a store could hold it means "everything".
+        limit = min(max(int64_param(req, "limit", 0), 0), _MAX_LIMIT)
         page = await self.registry.list(res, ns, labels=labels, fields=fields, limit=limit,
                                         continue_token=req.q("continue"))
         list_meta: dict[str, Any] = {"resourceVersion": page.resource_version}
@@ -219,11 +266,13 @@ class ResourceHandler:
             rv = int(rv_s) if rv_s else 0
         except ValueError:
             raise errors.bad_request(f'invalid resource version "{rv_s}"') from None
-        if rv < 0:
+        if not 0 <= rv <= _INT64_MAX:
             raise errors.bad_request(f'invalid resource version "{rv_s}"')
         bookmarks = req.flag("allowWatchBookmarks")
-        timeout_s = req.q("timeoutSeconds")
-        timeout = float(timeout_s) if timeout_s.isdigit() else 1800.0
+        # A watch lasts timeoutSeconds when given, else the server's 30 minutes.
+        timeout = float(min(int64_param(req, "timeoutSeconds", 0), _MAX_LIMIT) or _WATCH_SECONDS)
+        if timeout < 0:
+            raise errors.bad_request("invalid value for query parameter timeoutSeconds: must not be negative")
         table = wants_table(req.headers.get("accept"))
         strategy = self.registry.strategy(res)
         registry = self.registry
@@ -323,6 +372,7 @@ class ResourceHandler:
                     new = patching.apply_strategic_merge_patch(current, patch_body, res.definition)
             if not isinstance(new, dict):
                 raise errors.bad_request("the patch did not produce an object")
+            limits.check_document(new)
             codec.check_kind(new, res.api_version, res.kind)
             self._field_validation(req, res, new)
             return new
@@ -352,8 +402,10 @@ class ResourceHandler:
 
         def mutate(current: dict[str, Any]) -> dict[str, Any]:
             with _bad_input_is_400():
-                return ssa.server_side_apply(current, applied, manager, force, res.definition,
-                                             self.registry.now(), sub)
+                new = ssa.server_side_apply(current, applied, manager, force, res.definition,
+                                            self.registry.now(), sub)
+            limits.check_document(new)
+            return new
 
         def create() -> dict[str, Any]:
             with _bad_input_is_400():
@@ -395,12 +447,13 @@ class ResourceHandler:
             opts.resource_version = str(pre.get("resourceVersion") or "")
         if body.get("dryRun") == ["All"]:
             opts.dry_run = True
-        grace = req.q("gracePeriodSeconds") or body.get("gracePeriodSeconds")
-        if grace not in (None, ""):
-            try:
-                opts.grace_period = int(grace)
-            except (TypeError, ValueError):
-                raise errors.bad_request("gracePeriodSeconds must be an integer") from None
+        if req.q("gracePeriodSeconds"):
+            opts.grace_period = int64_param(req, "gracePeriodSeconds", 0)
+        elif body.get("gracePeriodSeconds") is not None:
+            grace = body["gracePeriodSeconds"]
+            if isinstance(grace, bool) or not isinstance(grace, int) or not _INT64_MIN <= grace <= _INT64_MAX:
+                raise errors.bad_request("gracePeriodSeconds must be an integer")
+            opts.grace_period = grace
         return opts
 
     async def _delete(self, req: Request, res: ResourceInfo, ns: str) -> Response:

@@ -88,22 +88,31 @@ def _go_type(node: dict[str, Any] | None) -> str:
 
 # --------------------------------------------------------------------------------- unknown fields
 
-def unknown_fields(obj: dict[str, Any], definition: str) -> list[str]:
-    """Paths of the fields of obj the definition does not have, in document order (e.g. spec.volumes[0].foo)."""
+def unknown_fields(obj: dict[str, Any], definition: str, prune: bool = False) -> list[str]:
+    """Paths of the fields of obj the definition does not have, in document order (e.g. spec.volumes[0].foo).
+
+    With prune, they are also removed from obj, as decoding into Kubernetes' Go types drops them.
+    """
     root = schema.get(definition)
     if root is None or not isinstance(obj, dict):
         return []
     out: list[str] = []
+    drop: list[tuple[dict[str, Any], str]] = []
     props = root.get("properties") or {}
     for key, value in obj.items():
         if key in props:
-            _unknown_walk(value, props[key], key, out)
+            _unknown_walk(value, props[key], key, out, drop)
         elif key not in ("apiVersion", "kind"):
             out.append(key)
+            drop.append((obj, key))
+    if prune:
+        for parent, key in drop:
+            parent.pop(key, None)
     return out
 
 
-def _unknown_walk(value: Any, node: dict[str, Any], path: str, out: list[str]) -> None:
+def _unknown_walk(value: Any, node: dict[str, Any], path: str, out: list[str],
+                  drop: list[tuple[dict[str, Any], str]]) -> None:
     if value is None:
         return
     name, s = _lookup(node)
@@ -114,20 +123,21 @@ def _unknown_walk(value: Any, node: dict[str, Any], path: str, out: list[str]) -
         if props is not None:
             for key, sub in value.items():
                 if key in props:
-                    _unknown_walk(sub, props[key], f"{path}.{key}", out)
+                    _unknown_walk(sub, props[key], f"{path}.{key}", out, drop)
                 else:
                     out.append(f"{path}.{key}")
+                    drop.append((value, key))
             return
         extra = s.get("additionalProperties")
         if isinstance(extra, dict):
             for key, sub in value.items():
-                _unknown_walk(sub, extra, f"{path}.{key}", out)
+                _unknown_walk(sub, extra, f"{path}.{key}", out, drop)
         return
     if isinstance(value, list) and s.get("type") == "array":
         items = s.get("items")
         if isinstance(items, dict):
             for i, sub in enumerate(value):
-                _unknown_walk(sub, items, f"{path}[{i}]", out)
+                _unknown_walk(sub, items, f"{path}[{i}]", out, drop)
 
 
 # ------------------------------------------------------------------------------------ type errors

@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
 
-from kubesat import errors, ids
+from kubesat import errors, ids, limits
 from kubesat.registry import meta as meta_validation
 from kubesat.registry.kinds import ResourceInfo, lookup_kind
 from kubesat.registry.selectors import FieldSelector, LabelSelector, fields_match, labels_match
@@ -58,10 +58,12 @@ def encode(obj: dict[str, Any]) -> bytes:
     meta = obj.get("metadata") or {}
     rv = meta.pop("resourceVersion", None)
     try:
-        return orjson.dumps(obj)
+        data = orjson.dumps(obj)
     finally:
         if rv is not None:
             meta["resourceVersion"] = rv
+    limits.check_stored(data)
+    return data
 
 
 def decode(value: bytes, revision: int) -> dict[str, Any]:

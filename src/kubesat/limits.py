@@ -1,0 +1,99 @@
+"""The bounds on what one request may make the server hold: body size, decoded size, nesting, stored object size.
+
+Every decoded request body (JSON, YAML, protobuf, every patch type) goes through `check_document`, and
+every stored object through `check_stored`, so a small request can never become a large object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubesat import errors
+
+# kube-apiserver refuses request bodies over 3 MiB; the decoded document counts against the same limit,
+# whatever the encoding (a YAML alias expands where it is used, CVE-2019-11253).
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+# etcd's default request limit, and so the largest object Kubernetes can store.
+MAX_OBJECT_BYTES = 1536 * 1024
+# Deeper than any Kubernetes object (a pod nests about 10 levels, managedFields about 20); it keeps the
+# recursive walks (validation, merging, encoding) far from Python's recursion limit.
+MAX_DEPTH = 128
+
+def too_large_body() -> errors.StatusError:
+    return errors.too_large(f"Request entity too large: limit is {MAX_REQUEST_BYTES}")
+
+
+def too_deep() -> errors.StatusError:
+    return errors.bad_request(f"the request body nests more than {MAX_DEPTH} levels deep")
+
+
+def check_document(doc: Any, limit: int = MAX_REQUEST_BYTES) -> int:
+    """The JSON size `doc` would have, after raising 413 if it is over `limit` and 400 if it nests too deep.
+
+    A container reached twice (a YAML alias) counts every time, as its JSON form repeats it, but is
+    walked once; a container inside itself (a recursive alias) is a 400.
+    """
+    size = _Walk(limit).size(doc, 0)
+    if size > limit:
+        raise too_large_body()
+    return size
+
+
+class _Walk:
+    __slots__ = ("limit", "seen", "open")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen: dict[int, tuple[int, int]] = {}  # id(container) -> (JSON size, height of its subtree)
+        self.open: set[int] = set()  # containers on the current path
+
+    def size(self, value: Any, depth: int) -> int:
+        """JSON size of value; the cost is one visit per distinct container, however often it is used."""
+        if isinstance(value, str):
+            return len(value) + 3
+        if isinstance(value, (dict, list)):
+            return self._container(value, depth)[0]
+        if isinstance(value, bool) or value is None:
+            return 5
+        if isinstance(value, int):
+            return (value.bit_length() * 3 + 9) // 10 + 2
+        return 24
+
+    def _container(self, value: dict[Any, Any] | list[Any], depth: int) -> tuple[int, int]:
+        key = id(value)
+        seen = self.seen.get(key)
+        if seen is None:
+            if key in self.open:
+                raise errors.bad_request("the request body contains itself (a recursive YAML alias)")
+            if depth >= MAX_DEPTH:
+                raise too_deep()
+            self.open.add(key)
+            seen = self._measure(value, depth)
+            self.open.discard(key)
+            self.seen[key] = seen
+        if depth + seen[1] > MAX_DEPTH:
+            raise too_deep()
+        return seen
+
+    def _measure(self, value: dict[Any, Any] | list[Any], depth: int) -> tuple[int, int]:
+        n, height = 2, 1
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            if isinstance(v, (dict, list)):
+                size, h = self._container(v, depth + 1)
+                height = max(height, h + 1)
+            else:
+                size = self.size(v, depth + 1)
+            n += size + (self.size(k, depth + 1) if isinstance(value, dict) else 1)
+        if n > self.limit:
+            raise too_large_body() if self.limit >= MAX_REQUEST_BYTES else errors.too_large(
+                f"Request entity too large: the result would be more than {self.limit} bytes")
+        return n, height
+
+
+def check_stored(encoded: bytes) -> None:
+    """413 for an object larger than Kubernetes could store."""
+    if len(encoded) > MAX_OBJECT_BYTES:
+        raise errors.too_large(
+            f"Request entity too large: the object would be {len(encoded)} bytes when stored, "
+            f"more than the limit of {MAX_OBJECT_BYTES}")
