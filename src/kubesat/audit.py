@@ -29,6 +29,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 from kubesat import ids
+from kubesat.auth.authn import bearer_token
 from kubesat.registry.store import rfc3339
 
 log = logging.getLogger("kubesat.audit")
@@ -97,9 +98,7 @@ def _is_token_review(info: Any) -> bool:
 
 
 def _bearer_used(req: Any) -> bool:
-    auth = req.headers.get("authorization", "")
-    scheme, _, cred = auth.strip().partition(" ")
-    return scheme.lower() == "bearer" and bool(cred.strip())
+    return bool(bearer_token(req.headers.get("authorization", "")))
 
 
 def should_audit(req: Any, status: int) -> bool:
@@ -339,6 +338,20 @@ def event_for_request(req: Any, status: int, received: float, done: float, *,
     return event
 
 
+# orjson escapes C0 but writes U+0085, U+2028 and U+2029 raw, and some line readers (Python's
+# splitlines) end a line at each: they are written as JSON escapes (Go's encoding/json escapes the last two).
+_LINE_BREAKS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
+
+
+def json_line(event: dict[str, Any]) -> bytes:
+    """One event as one JSON line that no line reader can split."""
+    data = orjson.dumps(event)
+    if b"\xc2\x85" in data or b"\xe2\x80" in data:
+        for raw, escaped in _LINE_BREAKS:
+            data = data.replace(raw, escaped)
+    return data + b"\n"
+
+
 def _count(name: str, *labels: str) -> None:
     try:
         from kubesat import metrics
@@ -383,7 +396,7 @@ class AuditLogger:
         if fd is None:
             return
         try:
-            line = orjson.dumps(event) + b"\n"
+            line = json_line(event)
         except TypeError:
             log.exception("audit event could not be serialised")
             _count("apiserver_audit_error_total", "log")

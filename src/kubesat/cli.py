@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import click
 
-from kubesat import __version__
+from kubesat import __version__, logs
 
 
 def _fail(message: str) -> None:
@@ -112,7 +111,7 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
     if problems:
         _fail("; ".join(problems))
 
-    logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(log_level)
     opts = ServeOptions(
         data_dir=(data_dir or default_data_dir()).expanduser().absolute(),
         bind=bind,

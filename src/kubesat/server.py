@@ -238,6 +238,7 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
             ssl_ca_certs=str(pki.ca_cert),
             ssl_cert_reqs=ssl.CERT_OPTIONAL,
             log_level=opts.log_level,
+            log_config=None,  # uvicorn's records propagate to the one escaping handler (kubesat.logs)
             access_log=False,
             timeout_keep_alive=90,
             timeout_graceful_shutdown=10,

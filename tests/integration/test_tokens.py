@@ -331,7 +331,8 @@ def test_fuzzed_tokens_never_500(server: Server, ns: str) -> None:
         if not (token.isascii() and token.isprintable()):
             return  # not a value an HTTP header can carry (the HTTP parser answers 400 itself)
         b = bearer(server, token, "/api/v1/namespaces")
-        assert b.status_code == 401, (token, b.status_code)
+        # "Bearer  x" (a token starting with a space) holds no token for Kubernetes: the request is anonymous.
+        assert b.status_code == (403 if token.startswith(" ") else 401), (token, b.status_code)
 
     check()
 

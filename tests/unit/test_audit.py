@@ -362,3 +362,17 @@ def test_rfc3339_matches_datetime_and_survives_its_cache():
     stamps += [rng.uniform(0, 4e9) for _ in range(5000)]
     for t in stamps + stamps[::-1]:  # repeated seconds hit the cache, changes refresh it
         assert rfc3339(t) == datetime.fromtimestamp(int(t), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), t
+
+
+def test_an_event_is_one_line_for_every_line_reader(tmp_path):
+    # orjson escapes C0 itself; U+0085, U+2028 and U+2029 end a line for str.splitlines too.
+    value = "/x\nFORGED\rFORGED\x1b\x85FORGED\u2028FORGED\u2029FORGED\x7f\x9b"
+    event = {"requestURI": value, "annotations": {value: value}}
+    logger = audit.AuditLogger(str(tmp_path / "audit.log"))
+    logger.log(event)
+    logger.log(event)
+    logger.close()
+    text = (tmp_path / "audit.log").read_text()
+    lines = text.splitlines()
+    assert len(lines) == 2 and text.count("\n") == 2, lines
+    assert [json.loads(line) for line in lines] == [event, event]

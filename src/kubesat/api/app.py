@@ -153,7 +153,10 @@ class App:
         for k, v in scope["headers"]:
             name = k.decode("latin-1").lower()
             val = v.decode("latin-1")
-            headers[name] = f"{headers[name]},{val}" if name in headers and name != "authorization" else val
+            if name not in headers:
+                headers[name] = val
+            elif name != "authorization":  # Go's Header.Get, which Kubernetes uses, reads the first one
+                headers[name] = f"{headers[name]},{val}"
         watch = (query.get("watch") or [""])[0].lower() in ("1", "true")
         info = requestinfo.parse(method, path, watch)
         req = Request(scope, method, path, query, headers, info)

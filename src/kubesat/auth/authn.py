@@ -22,6 +22,11 @@ log = logging.getLogger("kubesat.authn")
 
 CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
 
+# What Go's unicode.IsSpace accepts: ASCII first (every real header), then the rest of Unicode.
+_ASCII_SPACE = "\t\n\v\f\r "
+_UNICODE_SPACE = (_ASCII_SPACE + "\x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
+                  + "\u2028\u2029\u202f\u205f\u3000")
+
 
 class AuthenticationFailed(Exception):
     """The request carried a credential that is not valid. The reason is for logs, never the caller."""
@@ -50,6 +55,27 @@ class TokenAuthenticator(Protocol):
     async def authenticate_token(self, token: str, audiences: tuple[str, ...] | None) -> TokenResult | None:
         """None: not my token (let the next one try). Raise AuthenticationFailed: mine, but invalid."""
         ...
+
+
+def bearer_token(authorization: str) -> str:
+    """The token of an Authorization header value as Kubernetes reads it; "" when it holds none.
+
+    The value is trimmed of surrounding whitespace and split at single spaces: the first field must
+    be "bearer" (any case), the second is the token and any further fields are ignored. So
+    "Bearer  t" (two spaces) has an empty token, and "Bearer t x" the token "t".
+    """
+    value = authorization.strip(_ASCII_SPACE) if authorization.isascii() else _trim_unicode_space(authorization)
+    scheme, _, rest = value.partition(" ")  # the fields of split(" ", 2) without its list: ~3x faster
+    if scheme.lower() != "bearer":
+        return ""
+    return rest.partition(" ")[0]
+
+
+def _trim_unicode_space(value: str) -> str:
+    """Go's strings.TrimSpace on the header's bytes (the value arrives decoded as latin-1): Go trims
+    Unicode spaces of the UTF-8 text, and an invalid byte (kept here as a surrogate) stops the trim."""
+    text = value.encode("latin-1").decode("utf-8", "surrogateescape").strip(_UNICODE_SPACE)
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
 def user_from_certificate(der: bytes) -> UserInfo:
@@ -95,13 +121,12 @@ class RequestAuthenticator:
         raise AuthenticationFailed("[" + ", ".join(errors) + "]" if len(errors) > 1 else errors[0])
 
     async def authenticate(self, cert_der: bytes | None, authorization: str | None) -> AuthResult:
-        if authorization:
-            scheme, _, token = authorization.strip().partition(" ")
-            token = token.strip()
-            if scheme.lower() == "bearer" and token:
-                res = await self.authenticate_token(token)
-                return AuthResult(res.user, res)
-            # Kubernetes ignores other schemes here (basic auth was removed); fall through.
+        token = bearer_token(authorization) if authorization else ""
+        if token:
+            res = await self.authenticate_token(token)
+            return AuthResult(res.user, res)
+        # No bearer token (none, another scheme, or an empty one): as in Kubernetes, the request
+        # is authenticated by its certificate or is anonymous, not refused.
         if cert_der:
             return AuthResult(self.certificate_user(cert_der))
         if self.anonymous:

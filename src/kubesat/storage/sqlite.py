@@ -25,6 +25,7 @@ client re-lists.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 from typing import AsyncIterator, Callable, TypeVar
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger("kubesat.storage")
 
 SCHEMA_VERSION = 1
 DEFAULT_HISTORY = 10000
@@ -300,6 +303,8 @@ class SqliteStore(WatchHub):
             raise TypeError(f"path must be a non-empty str or PathLike, got {path!r}")
         if os.path.isdir(path):
             raise StoreOpenError(path, f"{path}: is a directory, not a store file")
+        if path != ":memory:":
+            cls._make_private(path)
         try:
             conn = sqlite3.connect(path, isolation_level=None, cached_statements=64)
         except sqlite3.Error as e:
@@ -317,6 +322,24 @@ class SqliteStore(WatchHub):
                 raise StoreOpenError(path, f"{path}: store is in use by another process ({e})") from None
             raise StoreOpenError(path, f"{path}: not a usable kubesat SQLite store: {e}") from None
         return store
+
+    @staticmethod
+    def _make_private(path: str) -> None:
+        """Create the store file 0600 (SQLite gives its -wal and -shm the file's mode, as the keys
+        have) and take group and other access off the files an older version created 0644."""
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except OSError as e:
+            raise StoreOpenError(path, f"{path}: cannot create store: {e}") from None
+        for name in (path, path + "-wal", path + "-shm"):
+            try:
+                mode = os.stat(name).st_mode & 0o7777
+                if mode & 0o077:
+                    os.chmod(name, mode & 0o700)
+            except FileNotFoundError:
+                continue
+            except OSError as e:  # not our file to chmod; SQLite may still open it
+                log.warning("could not set mode 0600 on %s: %s", name, e)
 
     def _setup(self) -> None:
         c = self._conn
