@@ -56,8 +56,12 @@ class _Walk:
         if isinstance(value, bool) or value is None:
             return 5
         if isinstance(value, int):
+            if not -(2**63) <= value < 2**64:
+                raise errors.bad_request("the request body holds an integer that does not fit in 64 bits")
             return (value.bit_length() * 3 + 9) // 10 + 2
-        return 24
+        if isinstance(value, float):
+            return 24
+        raise errors.bad_request(f"the request body holds a value JSON cannot represent (a {type(value).__name__})")
 
     def _container(self, value: dict[Any, Any] | list[Any], depth: int) -> tuple[int, int]:
         key = id(value)
@@ -84,7 +88,12 @@ class _Walk:
                 height = max(height, h + 1)
             else:
                 size = self.size(v, depth + 1)
-            n += size + (self.size(k, depth + 1) if isinstance(value, dict) else 1)
+            if isinstance(value, dict):
+                if not isinstance(k, str):
+                    raise errors.bad_request(f"the request body has a mapping key that is not a string: {k!r:.64}")
+                n += size + len(k) + 4
+            else:
+                n += size + 1
         if n > self.limit:
             raise too_large_body() if self.limit >= MAX_REQUEST_BYTES else errors.too_large(
                 f"Request entity too large: the result would be more than {self.limit} bytes")

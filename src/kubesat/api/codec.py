@@ -22,6 +22,8 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH_YAML = "application/apply-patch+yaml"
 APPLY_PATCH_CBOR = "application/apply-patch+cbor"
+# Bodies read as YAML (an apply body is YAML, and so may be JSON).
+YAML_TYPES = (YAML, "application/x-yaml", "text/yaml", APPLY_PATCH_YAML)
 
 
 def media_type(content_type: str | None) -> str:
@@ -50,10 +52,30 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
             seen.add(key)
         except TypeError:
             pass
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+    out = yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+    if all(isinstance(k, str) for k in out):
+        return out
+    # JSON keys are strings: scalar keys become their text, as sigs.k8s.io/yaml turns YAML into JSON.
+    return {_key_text(k): v for k, v in out.items()}
+
+
+def _key_text(key: Any) -> Any:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    if isinstance(key, (int, float)):
+        return repr(key)
+    return key  # anything else is refused where the document is checked
+
+
+def _construct_timestamp(loader: _StrictLoader, node: yaml.ScalarNode) -> str:
+    """A date stays the text it was written as: decoding into a JSON value leaves it a string."""
+    return loader.construct_scalar(node)
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def load_yaml(raw: bytes) -> Any:
@@ -64,7 +86,7 @@ def load_yaml(raw: bytes) -> Any:
         raise errors.bad_request(f"error converting YAML to JSON: yaml: {_yaml_problem(e)}") from None
     except RecursionError:
         raise limits.too_deep() from None
-    except ValueError as e:
+    except (ValueError, TypeError) as e:  # e.g. an int too long to convert, a list as a mapping key
         raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
     limits.check_document(doc)
     return doc
@@ -92,7 +114,7 @@ def decode_object(content_type: str | None, raw: bytes) -> dict[str, Any]:
     mt = media_type(content_type)
     if mt in ("", JSON, "*/*"):
         obj = load_json(raw)
-    elif mt in (YAML, "application/x-yaml", "text/yaml"):
+    elif mt in YAML_TYPES:
         obj = load_yaml(raw)
     elif mt == PROTOBUF:
         try:

@@ -220,6 +220,18 @@ def _parse(raw: bytes | bytearray | str) -> Any:
     return doc
 
 
+def decode_patch(json_patch: bool, merge_patch: bool, raw: bytes) -> Any:
+    """A patch body parsed ahead of applying it, failing as applying the raw body would."""
+    if json_patch:
+        return _decode_json_patch(raw)
+    if merge_patch:
+        try:
+            return _parse(raw)
+        except ValueError:
+            raise _bad_request("Invalid JSON Patch") from None
+    return _decode_strategic_patch(raw)
+
+
 def _is_raw(patch: Any) -> bool:
     return isinstance(patch, (bytes, bytearray, str))
 

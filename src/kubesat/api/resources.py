@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable, Iterator
 import orjson
 
 from kubesat import errors, limits
-from kubesat.api import codec
+from kubesat.api import codec, yamlproc
 from kubesat.api.app import Request, Response, Stream, json_response
 from kubesat.api.tables import to_table, wants_table
 from kubesat.registry import fieldcheck, kinds
@@ -65,15 +65,27 @@ class _BodyKind:
     kind: str
     version: str
     definition: str
+    group: str = ""
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+_DELETE_OPTIONS = _BodyKind("DeleteOptions", "v1", "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions")
+
+
+def _resource_kind(res: ResourceInfo) -> _BodyKind:
+    return _BodyKind(res.kind, res.version, res.definition, res.group)
 
 
 def _request_kind(res: ResourceInfo, subresource: str) -> _BodyKind:
     """The kind a create-only endpoint reads (TokenRequest for serviceaccounts/token, else the resource's)."""
     sub = next((s for s in res.subresources if s.name == subresource), None) if subresource else None
     if sub is None or sub.kind == res.kind:
-        return _BodyKind(res.kind, res.version, res.definition)
-    version = sub.version or res.version
-    return _BodyKind(sub.kind, version, kinds.definition_name(sub.group or res.group, version, sub.kind))
+        return _resource_kind(res)
+    group, version = sub.group or res.group, sub.version or res.version
+    return _BodyKind(sub.kind, version, kinds.definition_name(group, version, sub.kind), group)
 
 
 def _user_agent_manager(req: Request) -> str:
@@ -115,8 +127,7 @@ class ResourceHandler:
         if special is not None:
             if req.method != "POST":
                 raise errors.method_not_allowed()
-            body = codec.decode_object(req.headers.get("content-type"), req.body)
-            self._check_fields(req, _request_kind(res, info.subresource), body)
+            body = await self._body(req, _request_kind(res, info.subresource))
             return await special(req, res, body)
         if not res.stored or verb not in allowed:
             raise errors.method_not_allowed()
@@ -157,16 +168,32 @@ class ResourceHandler:
                 raise errors.bad_request(f'Invalid dry run value: "{v}". Supported values: "All"')
         return bool(values)
 
-    def _decode(self, req: Request, res: ResourceInfo, kind: str | None = None) -> dict[str, Any]:
-        obj = codec.decode_object(req.headers.get("content-type"), req.body)
-        codec.check_kind(obj, res.api_version, kind or res.kind)
-        self._check_fields(req, _BodyKind(res.kind, res.version, res.definition), obj)
+    async def _body(self, req: Request, kind: _BodyKind, check_kind: bool = True) -> dict[str, Any]:
+        """The request body decoded, its kind and fields checked; a large one is worked on off the event
+        loop (YAML in a child process, the rest in a thread), so that it never stalls other requests."""
+        content_type, raw = req.headers.get("content-type"), req.body
+        if len(raw) <= yamlproc.OFFLOAD_BYTES:
+            return self._body_now(req, kind, check_kind, content_type, raw)
+        if codec.media_type(content_type) in codec.YAML_TYPES:
+            raw, content_type = await yamlproc.yaml_to_json(raw), codec.JSON
+        return await asyncio.to_thread(self._body_now, req, kind, check_kind, content_type, raw)
+
+    def _body_now(self, req: Request, kind: _BodyKind, check_kind: bool, content_type: str | None,
+                  raw: bytes) -> dict[str, Any]:
+        obj = codec.decode_object(content_type, raw)
+        if check_kind:
+            codec.check_kind(obj, kind.api_version, kind.kind)
+        json_body = raw if codec.media_type(content_type) in ("", codec.JSON) else None
+        self._check_fields(req, kind, obj, json_body)
         return obj
 
-    def _field_validation(self, req: Request, res: ResourceInfo, obj: dict[str, Any]) -> None:
-        self._check_fields(req, _BodyKind(res.kind, res.version, res.definition), obj)
+    async def _decode(self, req: Request, res: ResourceInfo) -> dict[str, Any]:
+        return await self._body(req, _resource_kind(res))
 
-    def _check_fields(self, req: Request, kind: _BodyKind, obj: dict[str, Any]) -> None:
+    def _field_validation(self, req: Request, res: ResourceInfo, obj: dict[str, Any]) -> None:
+        self._check_fields(req, _resource_kind(res), obj, None)
+
+    def _check_fields(self, req: Request, kind: _BodyKind, obj: dict[str, Any], json_body: bytes | None) -> None:
         """Type errors are 400s; unknown fields are dropped (as Go decoding drops them) and, per
         fieldValidation, reported as warnings or refused; duplicate JSON fields likewise."""
         mode = req.q("fieldValidation", "Warn")
@@ -182,9 +209,7 @@ class ResourceHandler:
         unknown = fieldcheck.unknown_fields(obj, kind.definition, prune=mode != "Strict")
         if mode == "Ignore":
             return
-        dups: list[str] = []
-        if codec.media_type(req.headers.get("content-type")) in ("", codec.JSON):
-            dups = fieldcheck.find_duplicate_fields(req.body)
+        dups = fieldcheck.find_duplicate_fields(json_body) if json_body else []
         if not unknown and not dups:
             return
         if mode == "Strict":
@@ -328,7 +353,7 @@ class ResourceHandler:
 
     # -------------------------------------------------------------------------- writes
     async def _create(self, req: Request, res: ResourceInfo, ns: str) -> Response:
-        obj = self._decode(req, res)
+        obj = await self._decode(req, res)
         dry = self._dry_run(req)
         for adm in self.admission:
             await adm(req, res, ns, obj)
@@ -336,7 +361,7 @@ class ResourceHandler:
         return self._reply_one(req, res, created, 201)
 
     async def _update(self, req: Request, res: ResourceInfo, ns: str) -> Response:
-        obj = self._decode(req, res)
+        obj = await self._decode(req, res)
         dry = self._dry_run(req)
         sub = req.info.subresource
         updated, created = await self.registry.update(
@@ -360,16 +385,21 @@ class ResourceHandler:
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{codec.JSON_PATCH}, {codec.MERGE_PATCH}, {codec.STRATEGIC_PATCH}, {codec.APPLY_PATCH_YAML}",
             )
-        patch_body = req.body
+        patch_body: Any = req.body
+        if len(patch_body) > yamlproc.OFFLOAD_BYTES:  # parsed off the event loop, as other large bodies are
+            patch_body = await asyncio.to_thread(patching.decode_patch, ct == codec.JSON_PATCH,
+                                                 ct == codec.MERGE_PATCH, patch_body)
 
         def mutate(current: dict[str, Any]) -> dict[str, Any]:
+            # A parsed patch is copied for each try: what one try stored must not change the next.
+            body = patch_body if isinstance(patch_body, bytes) else copy.deepcopy(patch_body)
             with _bad_input_is_400():
                 if ct == codec.JSON_PATCH:
-                    new = patching.apply_json_patch(current, patch_body)
+                    new = patching.apply_json_patch(current, body)
                 elif ct == codec.MERGE_PATCH:
-                    new = patching.apply_merge_patch(current, patch_body)
+                    new = patching.apply_merge_patch(current, body)
                 else:
-                    new = patching.apply_strategic_merge_patch(current, patch_body, res.definition)
+                    new = patching.apply_strategic_merge_patch(current, body, res.definition)
             if not isinstance(new, dict):
                 raise errors.bad_request("the patch did not produce an object")
             limits.check_document(new)
@@ -389,11 +419,7 @@ class ResourceHandler:
         if not manager:
             raise errors.bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set")
         force = req.flag("force")
-        applied = codec.load_yaml(req.body)
-        if not isinstance(applied, dict):
-            raise errors.bad_request("error decoding YAML: the apply body must be an object")
-        codec.check_kind(applied, res.api_version, res.kind)
-        self._field_validation(req, res, applied)
+        applied = await self._body(req, _resource_kind(res))
         sub = req.info.subresource
         name = req.info.name
         meta = applied.get("metadata") or {}
@@ -426,11 +452,11 @@ class ResourceHandler:
         )
         return self._reply_one(req, res, updated, 201 if created_flag else 200)
 
-    def _delete_options(self, req: Request) -> DeleteOptions:
+    async def _delete_options(self, req: Request) -> DeleteOptions:
         opts = DeleteOptions(dry_run=self._dry_run(req))
         body: dict[str, Any] = {}
         if req.body.strip():
-            body = codec.decode_object(req.headers.get("content-type"), req.body)
+            body = await self._body(req, _DELETE_OPTIONS, check_kind=False)
             kind = body.get("kind")
             if kind not in (None, "DeleteOptions"):
                 raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind (DeleteOptions)")
@@ -457,14 +483,14 @@ class ResourceHandler:
         return opts
 
     async def _delete(self, req: Request, res: ResourceInfo, ns: str) -> Response:
-        opts = self._delete_options(req)
+        opts = await self._delete_options(req)
         obj, gone = await self.registry.delete(res, ns, req.info.name, opts)
         if res.plural == "namespaces" and not gone:
             return self._reply_one(req, res, obj, 200)
         return self._reply_one(req, res, obj, 200 if gone else 202)
 
     async def _delete_collection(self, req: Request, res: ResourceInfo, ns: str) -> Response:
-        opts = self._delete_options(req)
+        opts = await self._delete_options(req)
         labels = parse_label_selector(req.q("labelSelector"))
         fields = parse_field_selector(
             req.q("fieldSelector"),

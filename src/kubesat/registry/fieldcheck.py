@@ -28,6 +28,7 @@ _QUANTITY_FORMAT_ERROR = (
 _QUANTITY_SUFFIXES = {"", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"}
 _DECIMAL_EXPONENT = re.compile(r"^[eE][-+]?[0-9]+$")
 
+_SCALAR_TYPES = ("string", "integer", "number", "boolean")  # values with no fields of their own
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1), "int": (-(2**63), 2**63 - 1)}
 
 
@@ -129,7 +130,7 @@ def _unknown_walk(value: Any, node: dict[str, Any], path: str, out: list[str],
                     drop.append((value, key))
             return
         extra = s.get("additionalProperties")
-        if isinstance(extra, dict):
+        if isinstance(extra, dict) and extra.get("type") not in _SCALAR_TYPES:
             for key, sub in value.items():
                 _unknown_walk(sub, extra, f"{path}.{key}", out, drop)
         return
@@ -189,11 +190,10 @@ def _type_walk(value: Any, node: dict[str, Any], stack: list[str], struct: str, 
         return
     if s.get("x-kubernetes-preserve-unknown-fields"):
         return
-    go_type = _go_type(node)
     props = s.get("properties")
     if props is not None:
         if not isinstance(value, dict):
-            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+            out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
             return
         here = (name or "").rsplit(".", 1)[-1] or struct
         for key, sub in value.items():
@@ -203,7 +203,7 @@ def _type_walk(value: Any, node: dict[str, Any], stack: list[str], struct: str, 
     kind = s.get("type")
     if kind == "array":
         if not isinstance(value, list):
-            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+            out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
             return
         items = s.get("items")
         if isinstance(items, dict):
@@ -215,20 +215,23 @@ def _type_walk(value: Any, node: dict[str, Any], stack: list[str], struct: str, 
         if not isinstance(extra, dict):
             return  # free-form object
         if not isinstance(value, dict):
-            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+            out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
             return
+        if extra.get("type") == "string" and "format" not in extra and all(type(sub) is str for sub in value.values()):
+            return  # labels, annotations, ConfigMap data: one pass instead of one walk per value
         for sub in value.values():
             _type_walk(sub, extra, stack, struct, out)
         return
-    _check_scalar(value, s, go_type, stack, struct, out)
+    _check_scalar(value, s, node, stack, struct, out)
 
 
-def _check_scalar(value: Any, s: dict[str, Any], go_type: str, stack: list[str], struct: str,
+def _check_scalar(value: Any, s: dict[str, Any], node: dict[str, Any], stack: list[str], struct: str,
                   out: list[str]) -> None:
+    """Go type names are worked out only for a value that does not fit (most values do)."""
     kind = s.get("type")
     if kind == "string":
         if not isinstance(value, str):
-            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+            out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
         elif s.get("format") == "byte":
             offset = base64_error_offset(value.encode())
             if offset is not None:
@@ -236,19 +239,19 @@ def _check_scalar(value: Any, s: dict[str, Any], go_type: str, stack: list[str],
         return
     if kind == "boolean":
         if not isinstance(value, bool):
-            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+            out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
         return
     if kind == "integer":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+            out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
             return
-        lo, hi = _INT_RANGES.get(go_type, _INT_RANGES["int64"])
+        lo, hi = _INT_RANGES.get(s.get("format") or "", _INT_RANGES["int64"])
         if (isinstance(value, float) and not value.is_integer()) or not lo <= value <= hi:
-            out.append(_type_message(f"number {_number_literal(value)}", go_type, stack, struct))
+            out.append(_type_message(f"number {_number_literal(value)}", _go_type(node), stack, struct))
         return
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            out.append(_type_message(_json_kind(value), go_type, stack, struct))
+            out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
 
 
 def _check_int_or_string(value: Any, out: list[str]) -> None:
@@ -347,14 +350,16 @@ def find_duplicate_fields(raw_json: bytes) -> list[str]:
 
 
 def _dup_walk(node: Any, path: str, out: list[str]) -> None:
+    # Paths are only built for containers and duplicates: large flat maps stay cheap.
     if isinstance(node, _Pairs):
         seen: set[str] = set()
         for key, value in node:
-            sub = f"{path}.{key}" if path else key
             if key in seen:
-                out.append(sub)
+                out.append(f"{path}.{key}" if path else key)
             seen.add(key)
-            _dup_walk(value, sub, out)
+            if isinstance(value, list):
+                _dup_walk(value, f"{path}.{key}" if path else key, out)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            _dup_walk(value, f"{path}[{i}]", out)
+            if isinstance(value, list):
+                _dup_walk(value, f"{path}[{i}]", out)
