@@ -27,16 +27,56 @@ def too_deep() -> errors.StatusError:
     return errors.bad_request(f"the request body nests more than {MAX_DEPTH} levels deep")
 
 
-def check_document(doc: Any, limit: int = MAX_REQUEST_BYTES) -> int:
-    """The JSON size `doc` would have, after raising 413 if it is over `limit` and 400 if it nests too deep.
+def check_document(doc: Any, limit: int = MAX_REQUEST_BYTES, shared: bool = False) -> int:
+    """The JSON size `doc` would have, after raising 413 if it is over `limit` and 400 if it nests too deep
+    or holds what JSON cannot.
 
-    A container reached twice (a YAML alias) counts every time, as its JSON form repeats it, but is
-    walked once; a container inside itself (a recursive alias) is a 400.
+    With `shared` (a document from YAML, whose aliases share containers) a container reached twice counts
+    every time, as its JSON form repeats it, but is walked once, and a container inside itself (a
+    recursive alias) is a 400; without it, the document must be a tree (as JSON decoders make them).
     """
-    size = _Walk(limit).size(doc, 0)
+    size = _Walk(limit).size(doc, 0) if shared else _tree_size(doc, 0)
     if size > limit:
-        raise too_large_body()
+        raise too_large_body() if limit >= MAX_REQUEST_BYTES else errors.too_large(
+            f"Request entity too large: the result would be more than {limit} bytes")
     return size
+
+
+def _tree_size(value: Any, depth: int) -> int:
+    kind = type(value)
+    if kind is str:
+        return len(value) + 3
+    if kind is dict:
+        if depth >= MAX_DEPTH:
+            raise too_deep()
+        n = 2
+        for k, v in value.items():
+            if type(k) is not str:
+                raise errors.bad_request(f"the request body has a mapping key that is not a string: {k!r:.64}")
+            n += len(k) + 4 + _tree_size(v, depth + 1)
+        return n
+    if kind is list:
+        if depth >= MAX_DEPTH:
+            raise too_deep()
+        n = 2
+        for v in value:
+            n += _tree_size(v, depth + 1) + 1
+        return n
+    return _scalar_size(value)
+
+
+def _scalar_size(value: Any) -> int:
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**64:
+            raise errors.bad_request("the request body holds an integer that does not fit in 64 bits")
+        return (value.bit_length() * 3 + 9) // 10 + 2
+    if isinstance(value, float):
+        return 24
+    if isinstance(value, str):
+        return len(value) + 3
+    raise errors.bad_request(f"the request body holds a value JSON cannot represent (a {type(value).__name__})")
 
 
 class _Walk:
@@ -49,19 +89,9 @@ class _Walk:
 
     def size(self, value: Any, depth: int) -> int:
         """JSON size of value; the cost is one visit per distinct container, however often it is used."""
-        if isinstance(value, str):
-            return len(value) + 3
         if isinstance(value, (dict, list)):
             return self._container(value, depth)[0]
-        if isinstance(value, bool) or value is None:
-            return 5
-        if isinstance(value, int):
-            if not -(2**63) <= value < 2**64:
-                raise errors.bad_request("the request body holds an integer that does not fit in 64 bits")
-            return (value.bit_length() * 3 + 9) // 10 + 2
-        if isinstance(value, float):
-            return 24
-        raise errors.bad_request(f"the request body holds a value JSON cannot represent (a {type(value).__name__})")
+        return _scalar_size(value)
 
     def _container(self, value: dict[Any, Any] | list[Any], depth: int) -> tuple[int, int]:
         key = id(value)
@@ -95,8 +125,7 @@ class _Walk:
             else:
                 n += size + 1
         if n > self.limit:
-            raise too_large_body() if self.limit >= MAX_REQUEST_BYTES else errors.too_large(
-                f"Request entity too large: the result would be more than {self.limit} bytes")
+            raise too_large_body()
         return n, height
 
 

@@ -88,7 +88,7 @@ def load_yaml(raw: bytes) -> Any:
         raise limits.too_deep() from None
     except (ValueError, TypeError) as e:  # e.g. an int too long to convert, a list as a mapping key
         raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
-    limits.check_document(doc)
+    limits.check_document(doc, shared=True)
     return doc
 
 
@@ -104,6 +104,8 @@ def load_json(raw: bytes) -> Any:
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
+        if "depth" in str(e) or "recursion" in str(e).lower():
+            raise limits.too_deep() from None
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
     limits.check_document(doc)
     return doc

@@ -12,13 +12,14 @@ from typing import Any, Awaitable, Callable, Iterator
 import orjson
 
 from kubesat import errors, limits
-from kubesat.api import codec, yamlproc
+from kubesat.api import codec, liststream, yamlproc
 from kubesat.api.app import Request, Response, Stream, json_response
 from kubesat.api.tables import to_table, wants_table
 from kubesat.registry import fieldcheck, kinds
 from kubesat.registry.kinds import ResourceInfo
 from kubesat.registry.selectors import parse_field_selector, parse_label_selector
-from kubesat.registry.store import DeleteOptions, Registry
+from kubesat.registry.store import DeleteOptions, ListStream, Registry
+from kubesat.registry.strategy import Strategy
 
 log = logging.getLogger("kubesat.api")
 
@@ -98,6 +99,7 @@ def _user_agent_manager(req: Request) -> str:
 class ResourceHandler:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self.yaml = yamlproc.YamlHelper()
         self.create_handlers: dict[tuple[str, str, str], CreateHandler] = {}
         self.admission: list[Admission] = []
         # Checks on the final object of every write, old None on create (e.g. RBAC escalation); raise to refuse.
@@ -172,10 +174,10 @@ class ResourceHandler:
         """The request body decoded, its kind and fields checked; a large one is worked on off the event
         loop (YAML in a child process, the rest in a thread), so that it never stalls other requests."""
         content_type, raw = req.headers.get("content-type"), req.body
+        if codec.media_type(content_type) in codec.YAML_TYPES:
+            raw, content_type = await self.yaml.to_json(raw), codec.JSON
         if len(raw) <= yamlproc.OFFLOAD_BYTES:
             return self._body_now(req, kind, check_kind, content_type, raw)
-        if codec.media_type(content_type) in codec.YAML_TYPES:
-            raw, content_type = await yamlproc.yaml_to_json(raw), codec.JSON
         return await asyncio.to_thread(self._body_now, req, kind, check_kind, content_type, raw)
 
     def _body_now(self, req: Request, kind: _BodyKind, check_kind: bool, content_type: str | None,
@@ -250,7 +252,7 @@ class ResourceHandler:
         return hook
 
     # --------------------------------------------------------------------------- reads
-    async def _list(self, req: Request, res: ResourceInfo, ns: str) -> Response:
+    async def _list(self, req: Request, res: ResourceInfo, ns: str) -> Response | Stream:
         strategy = self.registry.strategy(res)
         labels = parse_label_selector(req.q("labelSelector"))
         fields = parse_field_selector(
@@ -260,14 +262,15 @@ class ResourceHandler:
         )
         # Any int64 is a valid limit; past what a store could hold it means "everything".
         limit = min(max(int64_param(req, "limit", 0), 0), _MAX_LIMIT)
-        page = await self.registry.list(res, ns, labels=labels, fields=fields, limit=limit,
-                                        continue_token=req.q("continue"))
+        page = await self.registry.open_list(res, ns, labels=labels, fields=fields, limit=limit,
+                                             continue_token=req.q("continue"))
         list_meta: dict[str, Any] = {"resourceVersion": page.resource_version}
         if page.continue_token:
             list_meta["continue"] = page.continue_token
-        if page.remaining is not None:
-            list_meta["remainingItemCount"] = page.remaining
-        if wants_table(req.headers.get("accept")):
+        table = wants_table(req.headers.get("accept"))
+        if page.items is None:  # more than a chunk: streamed from the list's snapshot
+            return _list_stream(req, res, page, list_meta, strategy if table else None)
+        if table:
             return json_response(200, to_table(strategy, page.items, include_object=req.q("includeObject", "Metadata"),
                                                list_meta=list_meta), req)
         return json_response(200, {
@@ -314,11 +317,17 @@ class ResourceHandler:
         async def streamer(write: Callable[[bytes], Awaitable[None]], _req: Request) -> None:
             start = rv
             if send_initial:
-                # "Get state and start at most recent": synthetic ADDED for what exists, then changes.
-                page = await registry.list(res, ns, labels=labels, fields=fields)
-                start = int(page.resource_version)
-                for obj in page.items:
-                    await write(encode("ADDED", obj))
+                # "Get state and start at most recent": synthetic ADDED for what exists (read and
+                # written a chunk at a time), then the changes after the list's revision.
+                page = await registry.open_list(res, ns, labels=labels, fields=fields)
+                try:
+                    start = int(page.resource_version)
+                    out = liststream.Buffered(write)
+                    async for obj in page.objects():
+                        await out.add(encode("ADDED", obj))
+                    await out.flush()
+                finally:
+                    page.close()
             last_rv = start
             events = registry.watch(res, ns, after_revision=start, labels=labels, fields=fields)
             it = events.__aiter__()
@@ -512,6 +521,23 @@ class ResourceHandler:
             "metadata": {"resourceVersion": str(await self.registry.revision())},
             "items": deleted,
         }, req)
+
+
+def _list_stream(req: Request, res: ResourceInfo, page: ListStream, list_meta: dict[str, Any],
+                 table: Strategy | None) -> Stream:
+    """A list too large to hold at once, encoded and sent a chunk at a time (the snapshot keeps it consistent)."""
+    encoder = liststream.list_encoder(res.list_kind_name, res.api_version, list_meta, table,
+                                      req.q("includeObject", "Metadata"), codec.wants_yaml(req.headers.get("accept")))
+
+    async def streamer(write: Callable[[bytes], Awaitable[None]], _req: Request) -> None:
+        try:
+            await liststream.write_list(write, encoder, page.objects())
+        except Exception:  # noqa: BLE001 - the status is sent; cutting the body is all that is left
+            log.exception("list of %s cut short", res.plural)
+        finally:
+            page.close()
+
+    return Stream(200, streamer, encoder.content_type, long_running=False)
 
 
 @contextlib.contextmanager

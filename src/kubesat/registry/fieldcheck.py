@@ -340,7 +340,19 @@ class _Pairs(list):  # type: ignore[type-arg]
 
 def find_duplicate_fields(raw_json: bytes) -> list[str]:
     """Paths of keys that occur more than once in the same JSON object (e.g. metadata.name), in document order."""
+    # First a pass that keeps nothing (objects become None), so a large body without duplicates, the
+    # usual case, costs one scan; the Python hook also lets other threads run meanwhile.
+    found = False
+
+    def spot(pairs: list[tuple[str, Any]]) -> None:
+        nonlocal found
+        if len(pairs) > 1 and not found and len({k for k, _ in pairs}) != len(pairs):
+            found = True
+
     try:
+        json.loads(raw_json, object_pairs_hook=spot)
+        if not found:
+            return []
         doc = json.loads(raw_json, object_pairs_hook=_Pairs)
     except (ValueError, TypeError, RecursionError):
         return []
