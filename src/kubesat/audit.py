@@ -31,6 +31,7 @@ import orjson
 from kubesat import ids
 from kubesat.auth.authn import bearer_token
 from kubesat.registry.store import rfc3339
+from kubesat import metrics
 
 log = logging.getLogger("kubesat.audit")
 
@@ -353,10 +354,6 @@ def json_line(event: dict[str, Any]) -> bytes:
 
 
 def _count(name: str, *labels: str) -> None:
-    try:
-        from kubesat import metrics
-    except ImportError:  # pragma: no cover
-        return
     c = getattr(metrics, name, None)
     if c is not None:
         (c.labels(*labels) if labels else c).inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import unquote
 
 from kubesat import errors
 from kubesat.api import codec
@@ -220,8 +221,6 @@ class RBAC:
         for k, v in req.scope["headers"]:
             lk = k.decode("latin-1").lower()
             if lk.startswith(IMPERSONATE_EXTRA):
-                from urllib.parse import unquote
-
                 extras.setdefault(unquote(lk[len(IMPERSONATE_EXTRA):]), []).append(v.decode("latin-1"))
         if not target_user and not groups_raw and not uid and not extras:
             return

@@ -8,6 +8,7 @@ from typing import Any
 from kubesat import __version__, errors
 from kubesat.api import codec
 from kubesat.api.app import App, Request, Response, json_response
+from kubesat.api import discovery, openapi
 
 KUBERNETES_VERSION = "v1.32.4"
 
@@ -36,8 +37,6 @@ def _text(status: int, body: str) -> Response:
 
 
 def install(app: App, server_address: str) -> None:
-    from kubesat.api import discovery
-
     async def healthz(req: Request) -> Response:
         if req.path == "/readyz" and not app.ready:
             return _text(500, "[-]kubesat not ready\nreadyz check failed")
@@ -94,8 +93,6 @@ def install(app: App, server_address: str) -> None:
     app.route_prefix("/apis/", group_or_version)
 
     async def openapi_v2(req: Request) -> Response:
-        from kubesat.api import openapi
-
         content_type = openapi.openapi_v2_media_type(req.headers.get("accept", ""))
         if content_type is None:
             raise errors.not_acceptable(
@@ -108,8 +105,6 @@ def install(app: App, server_address: str) -> None:
         return Response(200, body, content_type, headers)
 
     async def openapi_v3(req: Request) -> Response:
-        from kubesat.api import openapi
-
         if req.path.rstrip("/") == "/openapi/v3":
             return json_response(200, openapi.openapi_v3_index(openapi.openapi_v3_hash))
         doc = openapi.openapi_v3_group(req.path[len("/openapi/v3/"):])

@@ -6,10 +6,19 @@ import asyncio
 import random
 from typing import Any, Awaitable, Callable
 
+from kubesat.api import rbac_api, tokens_api
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler
+from kubesat.auth.admission import admit_pod_create
+from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
+from kubesat.controllers.gc import GarbageCollector
+from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
+from kubesat.controllers.tokens import TokensController
 from kubesat.registry.kinds import ResourceInfo, lookup_kind
 from kubesat.registry.store import Registry
+from kubesat.tokens.issuer import TokenIssuer
+from kubesat.tokens.signer import ProcessSigner
+from kubesat.tokens.source import DataDirKeySource
 
 SERVICEACCOUNTS = lookup_kind("v1", "ServiceAccount")
 
@@ -18,8 +27,6 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Any,
     async def service_account_admission(req: Request, res: ResourceInfo, ns: str, obj: dict[str, Any]) -> None:
         if res.kind != "Pod" or res.group:
             return
-        from kubesat.auth.admission import admit_pod_create
-
         sa_name = (obj.get("spec") or {}).get("serviceAccountName") or "default"
         sa = await registry.get_or_none(SERVICEACCOUNTS, ns, sa_name)
         # The default ServiceAccount of a new namespace may lag behind by a moment.
@@ -44,23 +51,14 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Any,
 
     resources.create_handlers[("authentication.k8s.io", "selfsubjectreviews", "")] = self_subject_review
     _install_tokens(app, resources, registry, opts, pki)
-    from kubesat.api import rbac_api
-
     app.state["rbac"] = rbac_api.install(app, resources, registry)
 
 
 def _install_tokens(app: App, resources: ResourceHandler, registry: Registry, opts: Any, pki: Any) -> None:
-    from kubesat.api import tokens_api
-    from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
-    from kubesat.tokens.issuer import TokenIssuer
-    from kubesat.tokens.source import DataDirKeySource
-
     options = opts.tokens
     keys = DataDirKeySource(opts.data_dir, options.extra_key_files)
     signer = None
     if options.signing_processes > 0:
-        from kubesat.tokens.signer import ProcessSigner
-
         signer = ProcessSigner(options.signing_processes, busy=lambda: app.handling > 1)
 
         async def close_signer() -> None:
@@ -78,10 +76,6 @@ def _install_tokens(app: App, resources: ResourceHandler, registry: Registry, op
 
 def controller_starters(app: App, registry: Registry, opts: Any, pki: Any) -> list[Callable[[], Awaitable[Any]]]:
     """Extra controllers to start after the store is open; each returns an object with `async stop()`."""
-    from kubesat.controllers.gc import GarbageCollector
-    from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
-    from kubesat.controllers.tokens import TokensController
-
     issuer = app.state["issuer"]
     root_ca = pki.ca_cert.read_text()
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from kubesat.auth.escalation import covers
+from kubesat.auth.rbac import Rule
+
 RBAC_GROUP = "rbac.authorization.k8s.io"
 RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
 AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
@@ -180,9 +183,6 @@ def reconcile_cluster_role(existing: dict[str, Any] | None, desired: dict[str, A
     removed), missing aggregation selectors are appended, and an aggregationRule on a role that
     should not aggregate is dropped.
     """
-    from kubesat.auth.escalation import covers
-    from kubesat.auth.rbac import Rule
-
     if existing is None:
         return copy.deepcopy(desired)
     if _protected(existing):

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from kubesat.auth.authz import ALLOW, NO_OPINION, Attributes
 from kubesat.auth.user import MASTERS, UserInfo
+from kubesat.registry.selectors import labels_match, selector_from_label_selector_object
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 SA_PREFIX = "system:serviceaccount:"
@@ -185,8 +186,6 @@ class RBACIndex:
         Aggregation nests (admin selects edit, which selects view), so selected roles contribute their
         own aggregated rules; `visiting` breaks cycles.
         """
-        from kubesat.registry.selectors import labels_match, selector_from_label_selector_object
-
         me = obj["metadata"]["name"]
         visiting = visiting | {me}
         # An aggregated role's own `rules` are what the aggregation last wrote there, so only the

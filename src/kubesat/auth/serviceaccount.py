@@ -24,6 +24,7 @@ from kubesat.registry.store import Registry
 from kubesat.tokens import claims as claimsmod
 from kubesat.tokens.issuer import KeySource, TokenOptions
 from kubesat.tokens.jwt import LEGACY_ISSUER, TokenError, Verifier
+from kubesat import metrics
 
 log = logging.getLogger("kubesat.authn.serviceaccount")
 
@@ -50,10 +51,6 @@ INVALID_SINCE_LABEL = "kubernetes.io/legacy-token-invalid-since"
 
 
 def _counter(name: str) -> Callable[[], None]:
-    try:
-        from kubesat import metrics
-    except ImportError:  # pragma: no cover - metrics are optional for embedders
-        return lambda: None
     c = getattr(metrics, name, None)
     return (lambda: c.inc()) if c is not None else (lambda: None)
 

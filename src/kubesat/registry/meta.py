@@ -16,6 +16,7 @@ import re
 from typing import Any, Callable
 
 from kubesat.errors import FieldError, forbidden_field, invalid_value, required, too_long
+from kubesat.registry.schema import definitions
 
 # --------------------------------------------------------------------------------------------
 # Detail-message building blocks (same wording as Kubernetes)
@@ -491,8 +492,6 @@ def _go_time(ts: Any) -> str:
 def field_doc(definition: str, field: str) -> str:
     """The description of `field` in OpenAPI definition `definition` (e.g. io.k8s.api.core.v1.Secret)."""
     try:
-        from kubesat.registry.schema import definitions
-
         props = definitions().get(definition, {}).get("properties", {})
         return str(props.get(field, {}).get("description", ""))
     except Exception:  # the schema package is missing or unreadable: columns still work

@@ -17,11 +17,7 @@ from kubesat.registry.rbac import (
 from kubesat.registry.secret import SecretStrategy
 from kubesat.registry.serviceaccount import ServiceAccountStrategy
 from kubesat.registry.strategy import Strategy
-
-try:
-    from kubesat.registry.pod import PodStrategy
-except ImportError:  # pod.py is not there yet: Pods get the plain strategy
-    PodStrategy = Strategy  # type: ignore[misc,assignment]
+from kubesat.registry.pod import PodStrategy
 
 _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("v1", "Namespace"): NamespaceStrategy,

@@ -13,6 +13,7 @@ from typing import Any
 
 from kubesat.errors import FieldError
 from kubesat.registry.kinds import ResourceInfo
+from kubesat.registry.table import age
 
 
 class Strategy:
@@ -76,8 +77,6 @@ class Strategy:
 
     def table_cells(self, obj: dict[str, Any], now: datetime) -> list[Any]:
         """One Table row's cells, matching table_columns()."""
-        from kubesat.registry.table import age
-
         return [obj.get("metadata", {}).get("name", ""), age(obj, now)]
 
     def field_value(self, obj: dict[str, Any], field: str) -> str | None:
