@@ -57,7 +57,7 @@ class Response:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-# A streaming answer (watch): the app calls it with `send` after the headers are out.
+# A streaming answer (a watch, a large list): the app calls it with `send` after the headers are out.
 Streamer = Callable[[Callable[[bytes], Awaitable[None]], "Request"], Awaitable[None]]
 
 
@@ -66,6 +66,7 @@ class Stream:
     status: int
     streamer: Streamer
     content_type: str = "application/json"
+    long_running: bool = True  # a watch (cut at shutdown); a list streams but ends by itself
 
 
 Handler = Callable[[Request], Awaitable["Response | Stream"]]
@@ -193,13 +194,13 @@ class App:
         await send({"type": "http.response.body", "body": res.body if req.method != "HEAD" else b""})
 
     async def _stream(self, req: Request, res: Stream, receive: Any, send: Any) -> None:
-        req.scope[STREAMING] = True
-        await send({
-            "type": "http.response.start",
-            "status": res.status,
-            "headers": [(b"content-type", res.content_type.encode()), (b"cache-control", b"no-cache, private"),
-                        (b"transfer-encoding", b"chunked")],
-        })
+        if res.long_running:
+            req.scope[STREAMING] = True
+        hdrs = [(b"content-type", res.content_type.encode()), (b"cache-control", b"no-cache, private"),
+                (b"transfer-encoding", b"chunked")]
+        for w in req.warnings:
+            hdrs.append((b"warning", f'299 - "{_escape_warning(w)}"'.encode()))
+        await send({"type": "http.response.start", "status": res.status, "headers": hdrs})
 
         async def write(chunk: bytes) -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})

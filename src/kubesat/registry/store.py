@@ -26,9 +26,11 @@ from kubesat.storage.interface import (
     Compacted,
     KeyExists,
     KeyNotFound,
+    KeyValue,
     RevisionConflict,
     Store,
 )
+from kubesat.storage.snapshot import Snapshot
 
 NAMESPACES = lookup_kind("v1", "Namespace")
 assert NAMESPACES is not None
@@ -80,6 +82,84 @@ class ListPage:
     remaining: int | None
 
 
+# Stored objects a list reads (and decodes) at a time: the most a list or a watch's initial events
+# hold at once, and the largest page answered from memory in one piece.
+LIST_CHUNK = 100
+
+
+class ListStream:
+    """A list read from one snapshot: `items` when it fits in a chunk, else `objects()` reads it in chunks."""
+
+    def __init__(self, snapshot: Snapshot, strategy: Strategy, labels: LabelSelector, fields: FieldSelector,
+                 start_after: str) -> None:
+        self.snapshot = snapshot
+        self.resource_version = ""
+        self.continue_token = ""
+        self.items: list[dict[str, Any]] | None = []  # None: too many to hold, read them with objects()
+        self.last_key = ""  # the page's last key (with a limit)
+        self.more = False  # a limited page was cut short
+        self._strategy = strategy
+        self._labels = labels
+        self._fields = fields
+        self._start_after = start_after
+        self._limit = 0
+
+    def close(self) -> None:
+        self.snapshot.close()
+
+    async def _chunks(self) -> AsyncIterator[list[KeyValue]]:
+        after = self._start_after
+        while True:
+            res = await self.snapshot.read(after, LIST_CHUNK)
+            if res.items:
+                yield res.items
+                after = res.items[-1].key
+            if not res.more or not res.items:
+                return
+
+    def _selected(self, kv: KeyValue) -> dict[str, Any] | None:
+        obj = decode(kv.value, kv.mod_revision)
+        return obj if _selected(self._strategy, obj, self._labels, self._fields) else None
+
+    async def _measure(self, limit: int) -> None:
+        """Keep the objects while they fit in a chunk; with a limit, find where the page ends."""
+        self._limit = limit
+        selecting = bool(self._labels or self._fields)
+        count = 0
+        async for chunk in self._chunks():
+            for kv in chunk:
+                if limit and count == limit:
+                    self.more = True  # a stored object follows the full page, as etcd's `more` says
+                    return
+                obj: dict[str, Any] | None = None
+                if self.items is not None or selecting:
+                    obj = self._selected(kv)
+                    if obj is None:
+                        continue
+                count += 1
+                self.last_key = kv.key
+                if self.items is not None and obj is not None:
+                    self.items.append(obj)
+                    if len(self.items) > LIST_CHUNK:
+                        self.items = None
+            if self.items is None and not limit:
+                return  # the whole list streams: nothing more to learn now
+
+    async def objects(self) -> AsyncIterator[dict[str, Any]]:
+        """The list's objects in key order, decoded one at a time from chunks of stored ones."""
+        if self.items is not None:
+            for obj in self.items:
+                yield obj
+            return
+        async for chunk in self._chunks():
+            for kv in chunk:
+                if self._limit and kv.key > self.last_key:
+                    return
+                obj = self._selected(kv)
+                if obj is not None:
+                    yield obj
+
+
 @dataclass
 class DeleteOptions:
     propagation: str = ""  # "", "Background", "Foreground", "Orphan"
@@ -116,6 +196,44 @@ class Registry:
             raise errors.not_found(info.plural, name, info.group)
         return obj
 
+    async def open_list(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        *,
+        labels: LabelSelector = (),
+        fields: FieldSelector = (),
+        limit: int = 0,
+        continue_token: str = "",
+    ) -> ListStream:
+        """A list (or, with `limit`, a page of one) at one revision; close() it when done.
+
+        A page of up to LIST_CHUNK objects is read whole; a larger one is only measured here (where it
+        ends, whether more follow) and then read again in chunks by `objects()`, so that no answer ever
+        holds more than a chunk of decoded objects.
+        """
+        prefix = info.list_prefix(namespace)
+        start_after, list_rv = "", 0
+        if continue_token:
+            list_rv, start_after = _parse_continue(continue_token, prefix)
+            if list_rv < self.store.oldest_revision():
+                raise errors.gone(
+                    "The provided continue parameter is too old to display a consistent list result. "
+                    "You can start a new list without the continue parameter."
+                )
+        stream = ListStream(self.store.snapshot(prefix), self.strategy(info), labels, fields, start_after)
+        try:
+            await stream._measure(limit)
+        except BaseException:
+            stream.close()
+            raise
+        stream.resource_version = str(list_rv or stream.snapshot.revision)
+        if stream.more and stream.last_key:
+            stream.continue_token = _make_continue(list_rv or stream.snapshot.revision, stream.last_key, prefix)
+        if stream.items is not None:
+            stream.close()
+        return stream
+
     async def list(
         self,
         info: ResourceInfo,
@@ -126,43 +244,14 @@ class Registry:
         limit: int = 0,
         continue_token: str = "",
     ) -> ListPage:
-        strategy = self.strategy(info)
-        prefix = info.list_prefix(namespace)
-        start_after = ""
-        list_rv = 0
-        if continue_token:
-            list_rv, start_after = _parse_continue(continue_token, prefix)
-            if list_rv < self.store.oldest_revision():
-                raise errors.gone(
-                    "The provided continue parameter is too old to display a consistent list result. "
-                    "You can start a new list without the continue parameter."
-                )
-        items: list[dict[str, Any]] = []
-        page = max(limit, 500) if limit else 0
-        last_key = ""
-        more = False
-        while True:
-            res = await self.store.list(prefix, start_after=start_after, limit=page)
-            if not list_rv:
-                list_rv = res.revision
-            for kv in res.items:
-                obj = decode(kv.value, kv.mod_revision)
-                if _selected(strategy, obj, labels, fields):
-                    if limit and len(items) == limit:
-                        more = True
-                        break
-                    items.append(obj)
-                    last_key = kv.key
-            if more or not res.more or not res.items:
-                more = more or False
-                break
-            start_after = res.items[-1].key
-            if limit and len(items) == limit:
-                # The page is full; there may be more after it.
-                more = True
-                break
-        token = _make_continue(list_rv, last_key, prefix) if more and last_key else ""
-        return ListPage(items, str(list_rv), token, None)
+        """The whole list (or page) in memory, for callers that need every object at once."""
+        stream = await self.open_list(info, namespace, labels=labels, fields=fields, limit=limit,
+                                      continue_token=continue_token)
+        try:
+            items = stream.items if stream.items is not None else [obj async for obj in stream.objects()]
+        finally:
+            stream.close()
+        return ListPage(items, stream.resource_version, stream.continue_token, None)
 
     async def watch(
         self,

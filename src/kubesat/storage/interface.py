@@ -8,7 +8,10 @@ make every acknowledged write durable before returning (it survives `kill -9` of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol
+from typing import TYPE_CHECKING, AsyncIterator, Protocol
+
+if TYPE_CHECKING:
+    from kubesat.storage.snapshot import Snapshot
 
 
 class StorageError(Exception):
@@ -75,6 +78,10 @@ class Store(Protocol):
     async def list(self, prefix: str, *, start_after: str = "", limit: int = 0) -> ListResult: ...
 
     async def count(self, prefix: str) -> int: ...
+
+    def snapshot(self, prefix: str) -> Snapshot:
+        """The keys under `prefix` at the current revision, to read in chunks while writes go on."""
+        ...
 
     async def create(self, key: str, value: bytes) -> int:
         """Store a new key; returns the new revision. Raises KeyExists."""

@@ -29,17 +29,19 @@ from kubesat.storage.sqlite import (
     _check_text,
     prefix_end,
 )
+from kubesat.storage.snapshot import SnapshotHub
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(WatchHub):
+class MemoryStore(WatchHub, SnapshotHub):
     def __init__(self, *, history: int = DEFAULT_HISTORY, watch_queue_size: int = DEFAULT_WATCH_QUEUE) -> None:
         if isinstance(history, bool) or not isinstance(history, int) or history < 1:
             raise ValueError(f"history must be a positive int, got {history!r}")
         self._history_size = history
         self._closed = False
         self._init_hub(watch_queue_size)
+        self._init_snapshots()
         self._rev = 1
         self._compacted = 1
         self._kv: dict[str, KeyValue] = {}
@@ -99,6 +101,8 @@ class MemoryStore(WatchHub):
         self._live()
         if key in self._kv:
             raise KeyExists(key, f"{key}: already exists")
+        if self._snapshots:
+            self._before_write(key, None)
         rev = self._rev + 1
         self._kv[key] = KeyValue(key, value, rev, rev)
         bisect.insort(self._keys, key)
@@ -115,6 +119,8 @@ class MemoryStore(WatchHub):
             raise KeyNotFound(key, f"{key}: not found")
         if expected and old.mod_revision != expected:
             raise RevisionConflict(key, old.mod_revision)
+        if self._snapshots:
+            self._before_write(key, old)
         rev = self._rev + 1
         self._kv[key] = KeyValue(key, value, rev, old.create_revision)
         self._commit(WatchEvent("PUT", key, value, old.value, rev, False))
@@ -129,6 +135,8 @@ class MemoryStore(WatchHub):
             raise KeyNotFound(key, f"{key}: not found")
         if expected and old.mod_revision != expected:
             raise RevisionConflict(key, old.mod_revision)
+        if self._snapshots:
+            self._before_write(key, old)
         rev = self._rev + 1
         del self._kv[key]
         del self._keys[bisect.bisect_left(self._keys, key)]

@@ -20,6 +20,9 @@ switches to live delivery through a bounded asyncio.Queue fed after each commit.
 de-duplicated by revision. A watcher whose queue overflows is terminated with WatchOverflow, a
 subclass of Compacted, so the API layer answers it like any too-old watch (410 Gone) and the
 client re-lists.
+
+Snapshots (snapshot.py) read a key range at one revision in chunks: every write hands the key's
+state before it to the open snapshots, so the exclusive single connection serves them too.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from kubesat.storage.interface import (
     StorageError,
     WatchEvent,
 )
+from kubesat.storage.snapshot import SnapshotHub
 
 __all__ = [
     "SqliteStore",
@@ -277,7 +281,7 @@ _TABLES = {
 }
 
 
-class SqliteStore(WatchHub):
+class SqliteStore(WatchHub, SnapshotHub):
     """The Store protocol on one SQLite file. Create with SqliteStore.open(path)."""
 
     def __init__(self, conn: sqlite3.Connection, path: str, history: int, queue_size: int) -> None:
@@ -286,6 +290,7 @@ class SqliteStore(WatchHub):
         self._history_size = history
         self._closed = False
         self._init_hub(queue_size)
+        self._init_snapshots()
         self._rev = 0
         self._compacted = 0
 
@@ -485,6 +490,8 @@ class SqliteStore(WatchHub):
         def tx(c: sqlite3.Connection, rev: int) -> tuple[int, WatchEvent]:
             if c.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone() is not None:
                 raise KeyExists(key, f"{key}: already exists")
+            if self._snapshots:
+                self._before_write(key, None)
             c.execute("INSERT INTO kv(key, value, mod_revision, create_revision) VALUES (?, ?, ?, ?)",
                       (key, value, rev, rev))
             return rev, WatchEvent("PUT", key, value, None, rev, True)
@@ -497,11 +504,14 @@ class SqliteStore(WatchHub):
         expected = check_revision("expected_mod_revision", expected_mod_revision)
 
         def tx(c: sqlite3.Connection, rev: int) -> tuple[int, WatchEvent]:
-            row = c.execute("SELECT value, mod_revision FROM kv WHERE key = ?", (key,)).fetchone()
+            row = c.execute("SELECT value, mod_revision, create_revision FROM kv WHERE key = ?",
+                            (key,)).fetchone()
             if row is None:
                 raise KeyNotFound(key, f"{key}: not found")
             if expected and row[1] != expected:
                 raise RevisionConflict(key, row[1])
+            if self._snapshots:
+                self._before_write(key, KeyValue(key, *row))
             c.execute("UPDATE kv SET value = ?, mod_revision = ? WHERE key = ?", (value, rev, key))
             return rev, WatchEvent("PUT", key, value, row[0], rev, False)
 
@@ -512,11 +522,14 @@ class SqliteStore(WatchHub):
         expected = check_revision("expected_mod_revision", expected_mod_revision)
 
         def tx(c: sqlite3.Connection, rev: int) -> tuple[tuple[bytes, int], WatchEvent]:
-            row = c.execute("SELECT value, mod_revision FROM kv WHERE key = ?", (key,)).fetchone()
+            row = c.execute("SELECT value, mod_revision, create_revision FROM kv WHERE key = ?",
+                            (key,)).fetchone()
             if row is None:
                 raise KeyNotFound(key, f"{key}: not found")
             if expected and row[1] != expected:
                 raise RevisionConflict(key, row[1])
+            if self._snapshots:
+                self._before_write(key, KeyValue(key, *row))
             c.execute("DELETE FROM kv WHERE key = ?", (key,))
             return (row[0], rev), WatchEvent("DELETE", key, None, row[0], rev, False)
 
