@@ -6,6 +6,7 @@ every stored object through `check_stored`, so a small request can never become 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from kubesat import errors
@@ -18,6 +19,9 @@ MAX_OBJECT_BYTES = 1536 * 1024
 # Deeper than any Kubernetes object (a pod nests about 10 levels, managedFields about 20); it keeps the
 # recursive walks (validation, merging, encoding) far from Python's recursion limit.
 MAX_DEPTH = 128
+# Work on a body or stored object larger than this (decoding, checks, patching, validation) is done off
+# the event loop, so that one large request never holds up the others.
+OFFLOAD_BYTES = 64 * 1024
 
 def too_large_body() -> errors.StatusError:
     return errors.too_large(f"Request entity too large: limit is {MAX_REQUEST_BYTES}")
@@ -42,10 +46,19 @@ def check_document(doc: Any, limit: int = MAX_REQUEST_BYTES, shared: bool = Fals
     return size
 
 
+def _text_size(text: str) -> int:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise errors.bad_request("the request body holds text that is not valid Unicode (a lone surrogate)") from None
+    return len(text) + 3
+
+
 def _tree_size(value: Any, depth: int) -> int:
     kind = type(value)
     if kind is str:
-        return len(value) + 3
+        return _text_size(value)
     if kind is dict:
         if depth >= MAX_DEPTH:
             raise too_deep()
@@ -53,7 +66,7 @@ def _tree_size(value: Any, depth: int) -> int:
         for k, v in value.items():
             if type(k) is not str:
                 raise errors.bad_request(f"the request body has a mapping key that is not a string: {k!r:.64}")
-            n += len(k) + 4 + _tree_size(v, depth + 1)
+            n += _text_size(k) + 1 + _tree_size(v, depth + 1)
         return n
     if kind is list:
         if depth >= MAX_DEPTH:
@@ -73,9 +86,11 @@ def _scalar_size(value: Any) -> int:
             raise errors.bad_request("the request body holds an integer that does not fit in 64 bits")
         return (value.bit_length() * 3 + 9) // 10 + 2
     if isinstance(value, float):
+        if not math.isfinite(value):
+            raise errors.bad_request("the request body holds a number too large for a float64")
         return 24
     if isinstance(value, str):
-        return len(value) + 3
+        return _text_size(value)
     raise errors.bad_request(f"the request body holds a value JSON cannot represent (a {type(value).__name__})")
 
 
@@ -121,7 +136,7 @@ class _Walk:
             if isinstance(value, dict):
                 if not isinstance(k, str):
                     raise errors.bad_request(f"the request body has a mapping key that is not a string: {k!r:.64}")
-                n += size + len(k) + 4
+                n += size + _text_size(k) + 1
             else:
                 n += size + 1
         if n > self.limit:

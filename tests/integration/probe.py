@@ -70,9 +70,9 @@ class ReadyzProbe:
     def slowest(self) -> float:
         return max(self.latencies, default=float("inf"))
 
-    def check(self, what: str) -> None:
+    def check(self, what: str, budget: float = READYZ_BUDGET) -> None:
         assert not self.failures, f"/readyz failed during {what}: {self.failures[:3]}"
         assert self.latencies, f"/readyz was never answered during {what}"
-        assert self.slowest < READYZ_BUDGET, (
-            f"/readyz took {self.slowest * 1000:.0f} ms during {what} (budget {READYZ_BUDGET * 1000:.0f} ms; "
+        assert self.slowest < budget, (
+            f"/readyz took {self.slowest * 1000:.0f} ms during {what} (budget {budget * 1000:.0f} ms; "
             f"{len(self.latencies)} probes)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -32,6 +33,21 @@ def media_type(content_type: str | None) -> str:
 
 class _StrictLoader(yaml.SafeLoader):
     """YAML 1.1 safe loading, but duplicate keys are an error (as sigs.k8s.io/yaml makes them)."""
+
+    # Nesting is refused while scanning: PyYAML's scanner slows down with every open level (a few KiB of
+    # `[` took seconds) and its composer recurses once per level.
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        super().fetch_flow_collection_start(token_class)  # type: ignore[misc]
+        self._check_depth()
+
+    def add_indent(self, column: int) -> bool:
+        added: bool = super().add_indent(column)  # type: ignore[misc]
+        self._check_depth()
+        return added
+
+    def _check_depth(self) -> None:
+        if self.flow_level + len(self.indents) > limits.MAX_DEPTH:  # type: ignore[attr-defined]
+            raise limits.too_deep()
 
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
         super().flatten_mapping(node)
@@ -100,7 +116,26 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     return str(problem)
 
 
+# A JSON string escape of a UTF-16 surrogate: a pair stands for one character, a lone one for nothing.
+_SURROGATE_ESCAPES = re.compile(
+    rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_ANY_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def replace_lone_surrogates(raw: bytes) -> bytes:
+    """JSON whose lone surrogate escapes (`"\ud800"`) read as U+FFFD, as Go's decoder reads them."""
+    if b"\\u" not in raw or not _ANY_SURROGATE.search(raw):
+        return raw
+    return _SURROGATE_ESCAPES.sub(_keep_or_replace, raw)
+
+
+def _keep_or_replace(m: re.Match[bytes]) -> bytes:
+    text = m.group(0)
+    return text if len(text) != 6 else b"\\ufffd"
+
+
 def load_json(raw: bytes) -> Any:
+    raw = replace_lone_surrogates(raw)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as e:

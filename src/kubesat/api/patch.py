@@ -10,6 +10,7 @@ import jsonpatch
 import jsonpointer
 
 from kubesat import limits
+from kubesat.api.codec import replace_lone_surrogates
 from kubesat.errors import StatusError, go_json_kind
 from kubesat.registry import schema as openapi
 
@@ -207,6 +208,8 @@ def _syntax_message(text: str, err: json.JSONDecodeError) -> str:
 
 def _parse(raw: bytes | bytearray | str) -> Any:
     """Parse a JSON body; a ValueError carries Go's message for what is wrong with it."""
+    if isinstance(raw, (bytes, bytearray)):
+        raw = replace_lone_surrogates(bytes(raw))
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, (bytes, bytearray)) else raw
     try:
         doc = json.loads(text, parse_constant=_reject_constant)

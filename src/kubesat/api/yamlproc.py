@@ -1,8 +1,8 @@
 """YAML bodies become JSON in a helper process, so that parsing them never stalls the server.
 
 PyYAML can spend seconds on a few MiB of YAML, or on a few KiB nested deeply, much of it in C that never
-lets the event loop run. One long-lived helper (`python -m kubesat.api.yamlproc`, started with the first
-YAML body) parses them on the other core; one that takes too long is killed and replaced. A body that is
+lets the event loop run. One long-lived helper (`python -m kubesat.api.yamlproc`, started with the server,
+and again after one is killed) parses them on the other core; one that takes too long is killed and replaced. A body that is
 JSON (as kubectl's apply bodies are) skips the helper.
 
 Frames on the pipes: to the helper, a 4-byte big-endian length and the YAML; back, one status byte
@@ -19,14 +19,12 @@ from typing import Any
 
 import orjson
 
-from kubesat import errors
+from kubesat import errors, limits
 from kubesat.api import codec
 from kubesat.registry import fieldcheck
 
 log = logging.getLogger("kubesat.api")
 
-# Larger bodies are also checked off the event loop.
-OFFLOAD_BYTES = 64 * 1024
 # A body still being parsed after this long is refused and its helper replaced.
 PARSE_SECONDS = 10.0
 _HEADER = struct.Struct(">I")
@@ -38,6 +36,10 @@ class YamlHelper:
     def __init__(self) -> None:
         self._proc: asyncio.subprocess.Process | None = None
         self._turn = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Start the helper now, so that its start-up never delays a request."""
+        await self._process()
 
     async def to_json(self, raw: bytes) -> bytes:
         """The JSON of one YAML document, checked against the body limits; a StatusError as load_yaml raises it."""
@@ -91,7 +93,7 @@ async def _is_json(raw: bytes) -> bool:
     """Whether a YAML body is plain JSON without duplicate keys, which parses the same either way."""
     if raw.lstrip()[:1] not in (b"{", b"["):
         return False
-    if len(raw) > OFFLOAD_BYTES:
+    if len(raw) > limits.OFFLOAD_BYTES:
         return await asyncio.to_thread(_parses_as_json, raw)
     return _parses_as_json(raw)
 
@@ -116,6 +118,8 @@ def main() -> None:
             status, out = b"0", orjson.dumps(codec.load_yaml(raw))
         except errors.StatusError as e:
             status, out = b"1", orjson.dumps(e.status())
+        except Exception as e:  # noqa: BLE001 - whatever the parser trips on is the body's fault, never fatal here
+            status, out = b"1", orjson.dumps(errors.bad_request(f"error converting YAML to JSON: {e}").status())
         write.write(status + _HEADER.pack(len(out)) + out)
         write.flush()
 
