@@ -189,7 +189,7 @@ class App:
             hdrs.append((b"cache-control", b"no-cache, private"))
         hdrs.extend(res.headers)
         for w in req.warnings:
-            hdrs.append((b"warning", f'299 - "{_escape_warning(w)}"'.encode()))
+            hdrs.append((b"warning", f'299 - "{_escape_warning(w)}"'.encode("utf-8", "backslashreplace")))
         await send({"type": "http.response.start", "status": res.status, "headers": hdrs})
         await send({"type": "http.response.body", "body": res.body if req.method != "HEAD" else b""})
 
@@ -199,7 +199,7 @@ class App:
         hdrs = [(b"content-type", res.content_type.encode()), (b"cache-control", b"no-cache, private"),
                 (b"transfer-encoding", b"chunked")]
         for w in req.warnings:
-            hdrs.append((b"warning", f'299 - "{_escape_warning(w)}"'.encode()))
+            hdrs.append((b"warning", f'299 - "{_escape_warning(w)}"'.encode("utf-8", "backslashreplace")))
         await send({"type": "http.response.start", "status": res.status, "headers": hdrs})
 
         async def write(chunk: bytes) -> None:
@@ -302,4 +302,9 @@ class App:
 
 
 def _escape_warning(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    """A warning's text as a quoted-string that any HTTP stack sends: control characters become \\xNN escapes."""
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+                       for c in text)
+    return text
