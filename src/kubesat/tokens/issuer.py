@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 from kubesat import ids
 from kubesat.tokens import claims as claimsmod
 from kubesat.tokens.jwt import compact, sign, signature, signing_input
-from kubesat.tokens.keys import KeySet, SigningKey
+from kubesat.tokens.keys import KeyRetired, KeySet, SigningKey
 
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_EXPIRATION = 3600
 MIN_EXPIRATION = 600
 MAX_EXPIRATION = 1 << 32
+# A rotation during a request costs one more signature; several in a row within one request is not
+# an operator rotating keys, and the request fails rather than loop.
+SIGN_ATTEMPTS = 3
+
+T = TypeVar("T")
 
 
 class KeySource(Protocol):
@@ -22,7 +27,11 @@ class KeySource(Protocol):
 
     def keyset(self) -> KeySet: ...
 
-    def record_issued(self, kid: str, exp: int | None, legacy: bool = False) -> None: ...
+    def record_issued(self, kid: str, exp: int | None, legacy: bool = False) -> None:
+        """Make the key's retirement cover this token, before it is answered.
+
+        Raises KeyRetired when the key was retired meanwhile; keyset() then has its successor.
+        """
 
 
 def signature_counter(where: str) -> Callable[[], None]:
@@ -125,24 +134,35 @@ class TokenIssuer:
         Only the signing primitive leaves the event loop; claims, JSON and base64 stay on it.
         ECDSA signs faster than a hand-over costs and is always made here.
         """
-        issued, key, data = self._prepare(**kw)
-        if key.alg != "RS256":
-            sig = signature(data, key)
-        elif self.signer is not None:
-            sig = await self.signer.sign(data, key)  # counts where it signed
-        else:
-            sig = signature(data, key)
-            _count_in_server()
-        return self._finish(issued, key, data, sig)
+        for attempt in range(1, SIGN_ATTEMPTS + 1):  # inline, not via _until_recorded: no extra coroutine per token
+            issued, key, data = self._prepare(**kw)
+            if key.alg != "RS256":
+                sig = signature(data, key)
+            elif self.signer is not None:
+                sig = await self.signer.sign(data, key)  # counts where it signed
+            else:
+                sig = signature(data, key)
+                _count_in_server()
+            try:
+                return self._finish(issued, key, data, sig)
+            except KeyRetired:
+                if attempt == SIGN_ATTEMPTS:
+                    raise  # keyset() holds the key that replaced it; the next attempt signs with that
+        raise AssertionError("unreachable")
 
     def issue_bound(self, **kw: Any) -> Issued:
         """A bound token (TokenRequest): defaults, the max-expiration cap and the 3607 s extension, signed."""
-        issued, key, data = self._prepare(**kw)
-        return self._finish(issued, key, data, signature(data, key))
+
+        def once() -> Issued:
+            issued, key, data = self._prepare(**kw)
+            return self._finish(issued, key, data, signature(data, key))
+
+        return _until_recorded(once)
 
     def _finish(self, issued: Issued, key: SigningKey, data: bytes, sig: bytes) -> Issued:
-        issued.token = compact(data, sig)
+        """The token, once its key's retirement covers it (KeyRetired: sign it again)."""
         self.keys.record_issued(key.kid, issued.claims["exp"])
+        issued.token = compact(data, sig)
         return issued
 
     def _prepare(
@@ -201,7 +221,21 @@ class TokenIssuer:
 
     def sign_legacy_claims(self, c: dict[str, Any]) -> str:
         """Sign a never-expiring legacy Secret token; the key store remembers the key must live on."""
-        key = self._signing()
-        token = sign(c, key)
-        self.keys.record_issued(key.kid, None, legacy=True)
-        return token
+
+        def once() -> str:
+            key = self._signing()
+            token = sign(c, key)
+            self.keys.record_issued(key.kid, None, legacy=True)
+            return token
+
+        return _until_recorded(once)
+
+
+def _until_recorded(sign_once: Callable[[], T]) -> T:
+    """sign_once() signs and records; a key retired meanwhile means signing again, with its successor."""
+    for _ in range(SIGN_ATTEMPTS - 1):
+        try:
+            return sign_once()
+        except KeyRetired:
+            pass
+    return sign_once()

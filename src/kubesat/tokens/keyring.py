@@ -1,10 +1,15 @@
 """The data dir's service-account keys over time: the signing key, retired keys and how long each must live.
 
-A retired public key stays published and accepted until the last token it signed can have
-expired: the server records the latest `exp` each key signed (persisting it an hour ahead, so a
-busy server writes about once an hour), and a key that ever signed a never-expiring legacy Secret
-token is kept for good. Layout under DATA_DIR/pki: `sa.key` (current, 0600), `sa.pub`,
-`sa-retired/<kid>.pub`, and the manifest `sa-keys.json`, written atomically under `sa-keys.lock`.
+Issuing and retirement meet in one record per key, its manifest entry, read and written under
+one lock. A token leaves the server only once its key's entry covers it: the latest `exp` the key
+may have signed (persisted an hour ahead, so a busy server writes about once an hour), or
+`legacy` for a never-expiring Secret token. `rotate` fixes the old key's `not_after` from that
+entry, and a retired entry takes no further records: a server still signing with the old key
+(it notices a rotation within a second) is told so and signs again with the new one. So an
+answered token never outlives its key, however late a server process notices the rotation.
+
+Layout under DATA_DIR/pki: `sa.key` (current, 0600), `sa.pub`, `sa-retired/<kid>.pub`, and the
+manifest `sa-keys.json`, written atomically (and durably) under `sa-keys.lock`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from kubesat.tokens.keys import KeySet, SigningKey, alg_for, key_id, load_pem_keys, load_pem_private_key
+from kubesat.tokens.keys import (
+    KeyRetired,
+    KeySet,
+    SigningKey,
+    alg_for,
+    key_id,
+    load_pem_keys,
+    load_pem_private_key,
+)
 
 LEEWAY = 60  # the validators' clock leeway
 PERSIST_AHEAD = 3600
@@ -40,10 +53,44 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
         os.close(fd)
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+    # The rename is durable only once the directory is: a recorded key use must survive a crash.
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def _public_pem(key: Any) -> bytes:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+Entry = dict[str, Any]
+
+
+def may_sign(entry: Entry | None) -> bool:
+    """Whether a key with this manifest entry may sign: it is known and not retired."""
+    return entry is not None and not entry.get("retired")
+
+
+def recorded(entry: Entry | None, kid: str, exp: int | None, legacy: bool) -> Entry:
+    """The entry once it covers a token of `exp` (or a legacy token); KeyRetired if the key may no longer sign."""
+    if not may_sign(entry):
+        raise KeyRetired(f"service-account key {kid} was retired while it signed a token")
+    assert entry is not None
+    out = dict(entry)
+    if legacy:
+        out["legacy"] = True
+    elif exp is not None:
+        out["max_exp"] = max(int(entry.get("max_exp") or 0), int(exp) + PERSIST_AHEAD)
+    return out
+
+
+def retirement(entry: Entry, now: float) -> int | None:
+    """not_after of a key retired at `now`: past the last token it can have signed; None (never) after a legacy one."""
+    if entry.get("legacy"):
+        return None
+    return max(int(entry.get("max_exp") or 0), int(now)) + LEEWAY
 
 
 class KeyRing:
@@ -107,6 +154,8 @@ class KeyRing:
         now = self.clock() if now is None else now
         signing = self._signing()
         keys = self._read()
+        if not may_sign(keys.get(signing.kid)):
+            signing, keys = self._claim_signing(now)
         retired = []
         for kid, entry in keys.items():
             if kid == signing.kid or not entry.get("retired"):
@@ -131,17 +180,37 @@ class KeyRing:
             except ValueError as e:
                 raise KeyRingError(str(e)) from None
         cur = keys.get(signing.kid, {})
+        # The cache says only what the manifest holds: it lets a token out with no write.
         self._max_exp[signing.kid] = int(cur.get("max_exp") or 0)
         if cur.get("legacy"):
             self._legacy.add(signing.kid)
+        else:
+            self._legacy.discard(signing.kid)
         return KeySet(signing, retired=retired, extra=extra)
+
+    def _claim_signing(self, now: float) -> tuple[SigningKey, dict[str, Entry]]:
+        """Give the key in sa.key a manifest entry that may sign, before it signs anything.
+
+        Needed for the first key (made without one) and after a rotation that stopped between
+        writing the manifest and sa.key (the old key signs on; it only lives longer).
+        """
+        with self._locked():
+            signing = self._signing()
+            keys = self._read()
+            entry = keys.get(signing.kid)
+            if not may_sign(entry):
+                keys[signing.kid] = {"created": int(now), "max_exp": 0, **(entry or {}), "alg": signing.alg,
+                                     "retired": None, "not_after": None}
+                self._write(keys)
+        return signing, keys
 
     def fingerprint(self) -> tuple[Any, ...]:
         out: list[Any] = []
         for p in (self.signing_path, self.manifest_path):
             try:
                 st = p.stat()
-                out.append((st.st_mtime_ns, st.st_size))
+                # Every write replaces the file: a new inode tells two writes apart within one mtime tick.
+                out.append((st.st_ino, st.st_mtime_ns, st.st_size))
             except FileNotFoundError:
                 out.append(None)
         return tuple(out)
@@ -162,25 +231,29 @@ class KeyRing:
 
     # -------------------------------------------------------------------- writes
     def record_issued(self, kid: str, exp: int | None, legacy: bool = False) -> None:
-        """Called for every token signed; writes only when the persisted bound must move."""
+        """Called for every token signed, before it is answered; writes only when the persisted bound must move.
+
+        Raises KeyRetired when the key was retired meanwhile (the token must be signed again), and
+        KeyRingError when the record cannot be written (the token must not be answered).
+        """
         if legacy:
             if kid in self._legacy:
                 return
+        elif exp is None or exp <= self._max_exp.get(kid, 0):
+            return
+        try:
+            with self._locked():
+                keys = self._read()
+                entry = keys[kid] = recorded(keys.get(kid), kid, exp, legacy)
+                self._write(keys)
+        except OSError as e:
+            raise KeyRingError(f"{self.manifest_path}: cannot record a use of service-account key {kid} "
+                               f"({e.strerror or e}); no token is issued until it can") from None
+        # Only now, with the record durable, may later tokens skip the write.
+        if legacy:
             self._legacy.add(kid)
-            self._update(kid, lambda e: e.__setitem__("legacy", True))
-            return
-        if exp is None or exp <= self._max_exp.get(kid, 0):
-            return
-        ahead = int(exp) + PERSIST_AHEAD
-        self._max_exp[kid] = ahead
-        self._update(kid, lambda e: e.__setitem__("max_exp", max(int(e.get("max_exp") or 0), ahead)))
-
-    def _update(self, kid: str, change: Any) -> None:
-        with self._locked():
-            keys = self._read()
-            entry = keys.setdefault(kid, {"created": int(self.clock())})
-            change(entry)
-            self._write(keys)
+        else:
+            self._max_exp[kid] = max(self._max_exp.get(kid, 0), int(entry["max_exp"]))
 
     def rotate(self, alg: str = "RS256", now: float | None = None) -> tuple[str, str, float | None]:
         """A new signing key; the old one is retired. Returns (old kid, new kid, old key's not_after)."""
@@ -193,7 +266,7 @@ class KeyRing:
             entry = keys.setdefault(old.kid, {"created": None})
             entry["alg"] = old.alg
             entry["retired"] = int(now)
-            entry["not_after"] = None if entry.get("legacy") else max(int(entry.get("max_exp") or 0), int(now)) + LEEWAY
+            entry["not_after"] = retirement(entry, now)
             self.retired_dir.mkdir(parents=True, exist_ok=True)
             _write_atomic(self.retired_dir / f"{old.kid}.pub", _public_pem(old.public_key), 0o644)
             new_key = ec.generate_private_key(ec.SECP256R1()) if alg == "ES256" else \
@@ -209,14 +282,15 @@ class KeyRing:
         return old.kid, new_kid, entry["not_after"]
 
     def prune(self, now: float | None = None) -> list[str]:
-        """Forget retired keys past their not_after."""
+        """Forget retired keys past their not_after (never the key in sa.key)."""
         now = self.clock() if now is None else now
         gone = []
         with self._locked():
+            signing = self._signing().kid
             keys = self._read()
             for kid, e in list(keys.items()):
                 na = e.get("not_after")
-                if e.get("retired") and na is not None and na < now:
+                if kid != signing and e.get("retired") and na is not None and na < now:
                     (self.retired_dir / f"{kid}.pub").unlink(missing_ok=True)
                     del keys[kid]
                     gone.append(kid)

@@ -169,6 +169,10 @@ def load_pem_private_key(data: bytes, source: str) -> PrivateKey:
 # ---------------------------------------------------------------------------------------------- keys
 
 
+class KeyRetired(RuntimeError):
+    """A token was signed with a key that has been retired meanwhile: it must not be answered; sign it again."""
+
+
 class SigningKey:
     """The current private key with its Kubernetes kid and JOSE alg."""
 

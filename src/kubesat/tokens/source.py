@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from kubesat.tokens.keys import KeySet
+from kubesat.tokens.keyring import KeyRing
+from kubesat.tokens.keys import KeyRetired, KeySet
 
 RELOAD_CHECK_SECONDS = 1.0
 
@@ -16,8 +17,6 @@ class DataDirKeySource:
 
     def __init__(self, data_dir: Path, extra_key_files: tuple[str, ...] = (), *,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        from kubesat.tokens.keyring import KeyRing
-
         self.store = KeyRing(data_dir)
         self.extra = tuple(extra_key_files)
         self.clock = clock
@@ -29,12 +28,18 @@ class DataDirKeySource:
         now = self.clock()
         if now - self._checked >= RELOAD_CHECK_SECONDS:
             self._checked = now
-            fp = self.store.fingerprint()
-            if fp != self._fingerprint:
-                self._keys = self.store.load(list(self.extra))
-                self._fingerprint = fp
+            if self.store.fingerprint() != self._fingerprint:
+                self.reload()
         return self._keys
 
-    def record_issued(self, kid: str, exp: int | None, legacy: bool = False) -> None:
-        self.store.record_issued(kid, exp, legacy)
+    def reload(self) -> None:
+        """Read the keys now (the fingerprint first, so a write racing the read is seen next time)."""
+        self._fingerprint = self.store.fingerprint()
+        self._keys = self.store.load(list(self.extra))
 
+    def record_issued(self, kid: str, exp: int | None, legacy: bool = False) -> None:
+        try:
+            self.store.record_issued(kid, exp, legacy)
+        except KeyRetired:
+            self.reload()  # the caller signs again, with the key that replaced this one
+            raise
