@@ -146,8 +146,9 @@ class TokenIssuer:
             try:
                 return self._finish(issued, key, data, sig)
             except KeyRetired:
+                # keyset() now holds the key that replaced it: the next attempt signs with that.
                 if attempt == SIGN_ATTEMPTS:
-                    raise  # keyset() holds the key that replaced it; the next attempt signs with that
+                    raise
         raise AssertionError("unreachable")
 
     def issue_bound(self, **kw: Any) -> Issued:
