@@ -46,6 +46,14 @@ def _parse_duration(value: str, flag: str) -> int:
     return sum(int(n) * _UNITS[u] for n, u in parts)
 
 
+def _parse_timeout(value: str, flag: str) -> int:
+    """A duration of at least one second: a zero timeout would turn the protection off."""
+    seconds = _parse_duration(value, flag)
+    if seconds < 1:
+        raise click.BadParameter(f"{flag} must be at least 1s, got {value!r}")
+    return seconds
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the store, keys and admin.kubeconfig live. Default: $KUBESAT_DATA_DIR, else ~/.kubesat.")
@@ -82,12 +90,17 @@ def _parse_duration(value: str, flag: str) -> int:
                    "do not stall it; 0 always signs in the server process.")
 @click.option("--audit-log-path", "audit_log_path", default=None, metavar="FILE",
               help="Audit log (JSON lines, audit.k8s.io/v1 events). Default DATA_DIR/audit.log; '' turns it off.")
+@click.option("--request-header-timeout", "header_timeout", default="32s", show_default=True, metavar="DURATION",
+              help="Time a client has to finish the TLS handshake, and again to send a request's headers; "
+                   "the connection is closed after it.")
+@click.option("--idle-connection-timeout", "idle_timeout", default="90s", show_default=True, metavar="DURATION",
+              help="Time a keep-alive connection may wait for its next request before it is closed.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_sans: tuple[str, ...],
           event_history: int, issuers: tuple[str, ...], api_audiences: tuple[str, ...], max_exp: str, extend: str,
           key_files: tuple[str, ...], jwks_uri: str, signing_alg: str, lookup: str, cleanup: str,
-          signing_processes: int, audit_log_path: str | None,
+          signing_processes: int, audit_log_path: str | None, header_timeout: str, idle_timeout: str,
           log_level: str) -> None:
     """Serve the Kubernetes API over HTTPS on an embedded SQLite store."""
     from kubesat.pki import PKIError
@@ -122,6 +135,8 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
         event_history=event_history,
         tokens=tokens,
         audit_log_path=audit_log_path,
+        request_header_timeout=_parse_timeout(header_timeout, "--request-header-timeout"),
+        idle_connection_timeout=_parse_timeout(idle_timeout, "--idle-connection-timeout"),
     )
 
     def ready(kubeconfig: str) -> None:
@@ -133,8 +148,6 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
     except (ServeError, PKIError) as e:
         _fail(str(e))
     except OSError as e:
-        if e.errno == 98:
-            _fail(f"cannot listen on {bind}:{port}: address already in use; pass another --port")
         _fail(f"cannot start: {e}")
     except KeyboardInterrupt:
         code = 0

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import functools
 import logging
 import os
+import socket
 import ssl
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from kubesat.api.tls import ClientCertHttpToolsProtocol, event_loop
+from kubesat.listener import ListenError, listen_sockets
 from kubesat.pki import ClusterPKI
 
 if False:  # typing only
@@ -38,6 +41,8 @@ class ServeOptions:
     extra_sans: tuple[str, ...] = ()
     event_history: int = 10000  # past changes a watch can resume from
     audit_log_path: str | None = None  # None: DATA_DIR/audit.log; "": no audit log
+    request_header_timeout: float = 32.0  # kube-apiserver's: TLS handshake, then a request's headers
+    idle_connection_timeout: float = 90.0  # kube-apiserver's: a keep-alive connection between requests
     tokens: "TokenOptions" = field(default_factory=lambda: _token_options())
     # Filled in by later layers (tokens, RBAC) through the same object.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -215,12 +220,12 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
     """Run until SIGINT/SIGTERM. Returns the process exit code."""
     import uvicorn
 
-    from kubesat.api.tls import ClientCertHttpToolsProtocol
-
     pki = prepare_data_dir(opts)
     lock = DataDirLock(opts.data_dir)
     lock.acquire()
+    sockets: list[socket.socket] = []
     try:
+        sockets = _listen(opts)
         pki.ensure(opts.url, opts.extra_sans, opts.tokens.signing_alg)
         try:
             app = build(opts, pki)
@@ -230,8 +235,10 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
             app,
             host=opts.bind,
             port=opts.port,
-            http=ClientCertHttpToolsProtocol,
-            loop="uvloop" if sys.platform != "win32" else "asyncio",
+            # uvicorn calls this as it would the class
+            http=functools.partial(  # type: ignore[arg-type]
+                ClientCertHttpToolsProtocol, header_timeout=opts.request_header_timeout),
+            loop="none",  # serve() runs the loop (event_loop: it bounds the TLS handshake)
             lifespan="on",
             ssl_certfile=str(pki.serving_cert),
             ssl_keyfile=str(pki.serving_key),
@@ -240,7 +247,7 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
             log_level=opts.log_level,
             log_config=None,  # uvicorn's records propagate to the one escaping handler (kubesat.logs)
             access_log=False,
-            timeout_keep_alive=90,
+            timeout_keep_alive=opts.idle_connection_timeout,  # type: ignore[arg-type]
             timeout_graceful_shutdown=10,
             server_header=False,
             date_header=True,
@@ -250,7 +257,7 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
         async def main() -> None:
             store = open_store(opts)
             app.registry.store = store
-            task = asyncio.create_task(server.serve())
+            task = asyncio.create_task(server.serve(sockets=sockets))
             while not server.started:
                 if task.done():
                     await task
@@ -263,12 +270,23 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
             finally:
                 await store.close()
 
-        asyncio.run(main()) if sys.platform == "win32" else _run_uvloop(main)
+        with asyncio.Runner(loop_factory=lambda: event_loop(opts.request_header_timeout)) as runner:
+            runner.run(main())
         if not server.started:
             return 1
         return 0
     finally:
+        for sock in sockets:
+            sock.close()
         lock.release()
+
+
+def _listen(opts: ServeOptions) -> list[socket.socket]:
+    """The bound sockets, before anything else starts: a busy port is one line, not a failed start-up."""
+    try:
+        return listen_sockets(opts.bind, opts.port)
+    except ListenError as e:
+        raise ServeError(str(e)) from None
 
 
 def _server_class():  # type: ignore[no-untyped-def]
@@ -282,12 +300,3 @@ def _server_class():  # type: ignore[no-untyped-def]
             self._captured_signals.clear()
 
     return Server
-
-
-def _run_uvloop(main: Callable[[], Any]) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main())
-        return
-    uvloop.run(main())

@@ -1,25 +1,65 @@
-"""Hand the verified TLS client certificate to the ASGI app, which no released ASGI server does yet.
+"""The HTTP/1.1 connection as kubesat serves it: the client certificate, and bounds on what a connection may hold.
 
 uvicorn lets us name the HTTP protocol class; this subclass reads the peer certificate once per
 connection (the TLS layer has already verified it against the cluster CA) and puts it in every
 request's scope: the DER bytes under a kubesat key, and the ASGI TLS extension's shape under
-`scope["extensions"]["tls"]`. It touches one private method of uvicorn, so uvicorn is pinned to a
-range and tests/integration fail if certificates stop arriving.
+`scope["extensions"]["tls"]`. It also bounds a connection as Go's server does for kube-apiserver:
+request line and headers at most 1 MiB and 1,000 fields (431 past that), headers read within the
+header timeout, the TLS handshake within the same timeout (`event_loop`). It touches private parts of
+uvicorn, so uvicorn is pinned to a range and tests/integration fail if any of this stops working.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
+import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kubesat.api.app import STREAMING, TLS_PEER_DER
+
+# Go's http.Server default (kube-apiserver keeps it): the request line and headers together.
+MAX_HEADER_BYTES = 1 << 20
+# Real clients send tens of fields (kubectl about 10); the byte cap alone would let 260,000 tiny
+# fields through, each a Python tuple of two objects.
+MAX_HEADER_FIELDS = 1000
+# kube-apiserver's ReadHeaderTimeout, in seconds.
+DEFAULT_HEADER_TIMEOUT = 32.0
+# Go waits this long after a refusal before closing, so the client can read the answer first.
+REFUSAL_GRACE = 0.5
+
+_TOO_LARGE_TEXT = b"431 Request Header Fields Too Large"
+_TOO_LARGE = b"".join([
+    b"HTTP/1.1 ", _TOO_LARGE_TEXT, b"\r\n",
+    b"content-type: text/plain; charset=utf-8\r\n",
+    b"content-length: ", str(len(_TOO_LARGE_TEXT)).encode(), b"\r\n",
+    b"connection: close\r\n\r\n",
+    _TOO_LARGE_TEXT,
+])
+
+
+_on_header = HttpToolsProtocol.on_header
 
 
 class ClientCertHttpToolsProtocol(HttpToolsProtocol):
     _peer_der: bytes | None = None
     _tls_ext: dict[str, Any] | None = None
+
+    def __init__(self, *args: Any, header_timeout: float = DEFAULT_HEADER_TIMEOUT, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timeout = header_timeout
+        # Bytes of the current request line and headers seen so far; None once they are complete.
+        self._header_bytes: int | None = 0
+        self._header_fields = 0
+        self._unparsed = bytearray()  # the start of a header line whose end has not arrived
+        self._refused = False
+        # When the current request's headers are due (loop time); None when no headers are awaited.
+        self._deadline: float | None = None
+        # A pending check of the deadline, or the close after a refusal. One check serves many
+        # requests (it re-arms only if a deadline is still set), so a request costs no timer.
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -39,6 +79,95 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
             "tls_version": None,
             "cipher_suite": None,
         }
+        # As in Go, the first request's headers are due within the timeout of the handshake's end.
+        self._start_header_clock()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # refused or timed out: nothing more is parsed
+        if self._header_bytes is None:  # a body: its own limits apply in the app
+            super().data_received(data)
+            return
+        if self._deadline is None:  # the first bytes of a keep-alive connection's next request
+            self._start_header_clock()
+        room = MAX_HEADER_BYTES - self._header_bytes
+        if len(data) <= room and not self._unparsed and b"\r\n\r\n" in data:
+            super().data_received(data)  # the usual read: a whole header block, maybe a body after it
+            return
+        head = data[:room]
+        self._header_bytes += len(head)
+        self._parse_lines(head)
+        if self.transport.is_closing():
+            return
+        if self._header_bytes is not None and self._header_bytes >= MAX_HEADER_BYTES:
+            self._refuse()
+        elif len(data) > room:  # the headers ended within the cap: a body or a pipelined request follows
+            self.data_received(data[room:])
+
+    def _parse_lines(self, head: bytes) -> None:
+        """Give the parser whole lines only, holding back the unfinished last one.
+
+        The parser joins the pieces of a line it is given in parts by copying, so a header trickled
+        in many small reads would cost time quadratic in its length.
+        """
+        end = head.rfind(b"\n") + 1
+        if not end:
+            self._unparsed += head
+            return
+        if self._unparsed:
+            lines = bytes(self._unparsed) + head[:end]
+            self._unparsed.clear()
+        else:
+            lines = head[:end]
+        self._unparsed += head[end:]
+        super().data_received(lines)
+        if self._header_bytes is None and self._unparsed and not self.transport.is_closing():
+            tail = bytes(self._unparsed)  # after the headers: body bytes, parsed at once
+            self._unparsed.clear()
+            super().data_received(tail)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_fields = 0
+        self.scope[TLS_PEER_DER] = self._peer_der  # type: ignore[literal-required]
+        self.scope["extensions"] = {"tls": self._tls_ext}  # type: ignore[typeddict-item,dict-item]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_fields += 1
+        if self._header_fields <= MAX_HEADER_FIELDS:
+            _on_header(self, name, value)  # not super(): this runs for every header of every request
+        elif not self._refused:
+            self._refuse()
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return
+        self._header_bytes = None
+        self._deadline = None
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        super().on_message_complete()
+        self._header_bytes = 0  # what follows is the next request's headers
+
+    def on_response_complete(self) -> None:
+        # Answered before its body ended (a 413, say)? Then close rather than wait, with no clock
+        # running, for a body nobody reads (Go closes too when much of it is left). A request
+        # queued behind it would mean its body had ended.
+        unread_body = self._header_bytes is None and self.cycle.response_complete
+        super().on_response_complete()
+        if unread_body:
+            self.transport.close()
 
     def shutdown(self) -> None:
         # An idle keep-alive connection or a watch stream is cut at once: a TLS close would wait
@@ -51,10 +180,61 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
         else:
             super().shutdown()
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.scope[TLS_PEER_DER] = self._peer_der  # type: ignore[literal-required]
-        self.scope["extensions"] = {"tls": self._tls_ext}  # type: ignore[typeddict-item]
+    def _start_header_clock(self) -> None:
+        self._deadline = self.loop.time() + self._header_timeout
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._deadline, self._check_deadline)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # Bytes of a next request arrived while this one is still answered (a watch, say): Go
+            # reads the next request only after the answer, so its clock starts then.
+            self._start_header_clock()
+        elif self.loop.time() < self._deadline:  # a later request's deadline
+            self._timer = self.loop.call_at(self._deadline, self._check_deadline)
+        else:
+            # No answer is owed; abort rather than close, which would wait for the client's close_notify.
+            self.transport.abort()
+
+    def _refuse(self) -> None:
+        """431 and close, as Go answers headers over the cap; the parser ignores the rest."""
+        self._refused = True
+        self._deadline = None
+        self._stop_timer()
+        self.transport.write(_TOO_LARGE)
+        self.transport.close()
+        self._timer = self.loop.call_later(REFUSAL_GRACE, self.transport.abort)
+
+
+class HandshakeTimeoutLoop(uvloop.Loop):
+    """An event loop whose TLS servers drop a client that has not finished the handshake in time.
+
+    uvicorn creates the listening server itself and has no setting for this timeout (the loop's
+    default is 60 s); its `create_server` call goes through here. Go bounds the handshake by the
+    header timeout, and so does kubesat.
+    """
+
+    ssl_handshake_timeout: float = DEFAULT_HEADER_TIMEOUT
+
+    async def create_server(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("ssl") is not None:
+            kwargs.setdefault("ssl_handshake_timeout", self.ssl_handshake_timeout)
+        return await super().create_server(*args, **kwargs)
+
+
+def event_loop(handshake_timeout: float) -> asyncio.AbstractEventLoop:
+    """A new event loop that times out TLS handshakes after `handshake_timeout` seconds."""
+    loop = HandshakeTimeoutLoop()
+    loop.ssl_handshake_timeout = handshake_timeout
+    return loop
 
 
 def server_context(cert_file: str, key_file: str, client_ca_file: str) -> ssl.SSLContext:
