@@ -13,6 +13,7 @@ import pytest
 from .conftest import Server
 from .fuzzing import Findings, LogTail
 from .fuzzshapes import MALFORMED
+from .probe import ReadyzProbe, probe_while
 from .rawclient import RawClient, Sent
 
 pytestmark = pytest.mark.integration
@@ -91,24 +92,13 @@ class Record:
     latencies: list[float] = field(default_factory=list)
     ready_failures: list[str] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)
-    in_flight: str = ""  # the attack being sent now, to name what a slow /readyz coincided with
-    slow: list[str] = field(default_factory=list)
+    # (wall-clock start, attack) of every attack sent, to find what a slow /readyz coincided with.
+    timeline: list[tuple[float, Attack]] = field(default_factory=list)
 
-
-def probe_readyz(admin: RawClient, stop: threading.Event, record: Record) -> None:
-    while not stop.is_set():
-        started = time.perf_counter()
-        try:
-            answer = admin.request("GET", "/readyz")
-            if answer.status != 200:
-                record.ready_failures.append(f"/readyz answered {answer.status}")
-        except OSError as e:
-            record.ready_failures.append(f"/readyz: {e!r}")
-        elapsed = time.perf_counter() - started
-        record.latencies.append(elapsed)
-        if elapsed >= READY_WITHIN:
-            record.slow.append(f"/readyz took {elapsed * 1000:.0f} ms during {record.in_flight}")
-        stop.wait(PROBE_EVERY)
+    def during(self, when: float) -> Attack | None:
+        """The attack in flight at `when` (the last one sent before it)."""
+        before = [a for t, a in self.timeline if t <= when]
+        return before[-1] if before else None
 
 
 def attack(admin: RawClient, pod: RawClient, plan: list[Attack], stop: threading.Event, record: Record) -> None:
@@ -117,12 +107,28 @@ def attack(admin: RawClient, pod: RawClient, plan: list[Attack], stop: threading
             if stop.is_set():
                 return
             client = pod if a.by_pod else admin
-            record.in_flight = f"{a.sent.reproducer(80)}, just after {record.in_flight.split(', just after')[0]}"
+            record.timeline.append((time.time(), a))
             answer = record.findings.check(client, a.sent)
             if not answer.status:
                 client.close()
             elif answer.status < 300 and a.must_fail:
                 record.accepted.append(f"accepted with {answer.status}: {a.sent.reproducer(200)}")
+
+
+def stalls(server: Server, admin: RawClient, pod: RawClient, suspects: list[Attack]) -> list[str]:
+    """The attacks that held /readyz over its budget, each confirmed by sending it again alone (a slow
+    probe with no attack in flight is the normal traffic or the machine, not an attack's doing).
+
+    On a busy machine a probe is sometimes slow whatever the server does; a stall an attack causes
+    shows again every time it is sent (probe_while tries three times), noise does not.
+    """
+    out = []
+    for a in suspects:
+        client = pod if a.by_pod else admin
+        _, probe = probe_while(server.port, server.data_dir, lambda: client.send(a.sent), budget=READY_WITHIN)
+        if probe.slowest >= READY_WITHIN:
+            out.append(f"/readyz took {probe.slowest * 1000:.0f} ms or more each time during {a.sent.reproducer(120)}")
+    return out
 
 
 def normal_traffic(server: Server, i: int) -> None:
@@ -154,32 +160,33 @@ def test_soak_attacks_alongside_kubectl(server: Server, clients: tuple[RawClient
     plan = attacks(admin, pod)
     record = Record(Findings(LogTail(server.log_path)))
     stop = threading.Event()
-    workers = [threading.Thread(target=probe_readyz, args=(RawClient.admin(server.data_dir, server.port), stop,
-                                                           record)),
-               threading.Thread(target=attack, args=(admin, pod, plan, stop, record))]
-    for w in workers:
-        w.start()
+    worker = threading.Thread(target=attack, args=(admin, pod, plan, stop, record))
     deadline = time.monotonic() + SOAK_SECONDS
     rounds = 0
     slow_rounds = []
-    try:
-        while time.monotonic() < deadline:
-            started = time.monotonic()
-            normal_traffic(server, rounds)
-            if time.monotonic() - started > ROUND_WITHIN:
-                slow_rounds.append(f"kubectl round {rounds} took {time.monotonic() - started:.1f} s")
-            rounds += 1
-    finally:
-        stop.set()
-        for w in workers:
-            w.join(timeout=60)
+    with ReadyzProbe(server.port, server.data_dir, every=PROBE_EVERY) as probe:
+        worker.start()
+        try:
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                normal_traffic(server, rounds)
+                if time.monotonic() - started > ROUND_WITHIN:
+                    slow_rounds.append(f"kubectl round {rounds} took {time.monotonic() - started:.1f} s")
+                rounds += 1
+        finally:
+            stop.set()
+            worker.join(timeout=60)
+    record.latencies = [s for _, s in probe.latencies]
+    record.ready_failures = probe.failures
+    suspects = {id(a): a for a in (record.during(t) for t, _ in probe.slow(READY_WITHIN)) if a is not None}
+    slow = stalls(server, admin, pod, list(suspects.values()))
     slowest = sorted(record.latencies)[-5:]
     summary = (f"{rounds} rounds of kubectl, {record.findings.sent} attacks, {len(record.latencies)} /readyz "
                f"probes, slowest {[round(s * 1000) for s in slowest]} ms")
     assert server.proc.poll() is None, "the server died: " + summary
     assert rounds >= 3 and record.findings.sent >= len(plan), summary
     problems = ([record.findings.report()] if record.findings.groups else []) + sorted(set(record.accepted)) + \
-        record.ready_failures[:10] + record.slow[:10] + slow_rounds
+        record.ready_failures[:10] + slow[:10] + slow_rounds
     assert not problems, summary + "\n" + "\n".join(problems)
     left = server.kubectl("get", "configmaps", "-n", NS, "-o", "name").stdout
     assert "attack-" not in left, left  # no attack wrote anything
