@@ -15,9 +15,11 @@ import asyncio
 import ssl
 from typing import Any
 
+import orjson
 import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from kubesat import errors
 from kubesat.api.app import STREAMING, TLS_PEER_DER
 
 # Go's http.Server default (kube-apiserver keeps it): the request line and headers together.
@@ -30,6 +32,9 @@ DEFAULT_HEADER_TIMEOUT = 32.0
 # Go waits this long after a refusal before closing, so the client can read the answer first.
 REFUSAL_GRACE = 0.5
 
+# The longest URL httptools' parser reads (its offsets are 16 bits).
+_MAX_URL = 65535
+_REASONS = {400: b"Bad Request", 414: b"URI Too Long"}
 _TOO_LARGE_TEXT = b"431 Request Header Fields Too Large"
 _TOO_LARGE = b"".join([
     b"HTTP/1.1 ", _TOO_LARGE_TEXT, b"\r\n",
@@ -203,6 +208,26 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
         else:
             # No answer is owed; abort rather than close, which would wait for the client's close_notify.
             self.transport.abort()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the HTTP parser cannot read: a Kubernetes Status, and the connection closed.
+
+        httptools cannot parse a URL longer than 65,535 bytes (Go reads up to the 1 MiB header cap):
+        that one is 414 and says so.
+        """
+        if len(getattr(self, "url", b"")) > _MAX_URL:
+            status = errors.StatusError(414, "RequestURITooLong",
+                                        f"the request URL is longer than {_MAX_URL} bytes, the most kubesat reads")
+        else:
+            status = errors.bad_request("the request could not be parsed as HTTP/1.1")
+        body = orjson.dumps(status.status())
+        self.transport.write(b"".join([
+            b"HTTP/1.1 %d %s\r\n" % (status.code, _REASONS[status.code]),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n", body,
+        ]))
+        self.transport.close()
 
     def _refuse(self) -> None:
         """431 and close, as Go answers headers over the cap; the parser ignores the rest."""
