@@ -98,3 +98,20 @@ def test_a_header_without_a_bearer_token_is_no_credential(header: str) -> None:
 def test_a_header_without_a_bearer_token_leaves_the_client_certificate() -> None:
     der = certificate_der()
     assert authenticate("Bearer  good", anonymous=False, cert=der) == ("alice", [])
+
+
+@pytest.mark.parametrize("header", ["Bearer good", "Bearer bad"])
+def test_a_client_certificate_wins_over_any_bearer_token(header: str) -> None:
+    # kube-apiserver's x509 authenticator comes before the token authenticators; the first success wins.
+    assert authenticate(header, anonymous=False, cert=certificate_der()) == ("alice", [])
+
+
+def test_a_certificate_without_a_common_name_falls_through_to_the_token() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "no-cn")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    der = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+           .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(hours=1))
+           .sign(key, hashes.SHA256())).public_bytes(serialization.Encoding.DER)
+    assert authenticate("Bearer good", anonymous=False, cert=der) == ("system:serviceaccount:ns:app", ["good"])
+    assert authenticate(None, anonymous=True, cert=der) == ("401", [])

@@ -121,14 +121,23 @@ class RequestAuthenticator:
         raise AuthenticationFailed("[" + ", ".join(errors) + "]" if len(errors) > 1 else errors[0])
 
     async def authenticate(self, cert_der: bytes | None, authorization: str | None) -> AuthResult:
+        # kube-apiserver asks its authenticators in turn, the client certificate before bearer tokens,
+        # and the first that accepts the request wins: a verified certificate is the user even when a
+        # token (valid or not) comes with it.
+        cert_error: AuthenticationFailed | None = None
+        if cert_der:
+            try:
+                return AuthResult(self.certificate_user(cert_der))
+            except AuthenticationFailed as e:
+                cert_error = e
         token = bearer_token(authorization) if authorization else ""
         if token:
             res = await self.authenticate_token(token)
             return AuthResult(res.user, res)
         # No bearer token (none, another scheme, or an empty one): as in Kubernetes, the request
-        # is authenticated by its certificate or is anonymous, not refused.
-        if cert_der:
-            return AuthResult(self.certificate_user(cert_der))
+        # is anonymous, not refused, unless a certificate failed.
+        if cert_error is not None:
+            raise cert_error
         if self.anonymous:
             return AuthResult(ANONYMOUS_USER)
         raise AuthenticationFailed("no credentials and anonymous authentication is disabled")
