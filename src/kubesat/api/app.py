@@ -28,6 +28,10 @@ RESPONSE_STATUS = "kubesat.response_status"  # the error Status of a failed requ
 STREAMING = "kubesat.streaming"  # set on a request's scope while it streams (watch)
 
 
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"", "0", "f", "F", "FALSE", "false", "False"})
+
+
 @dataclass
 class Request:
     scope: dict[str, Any]
@@ -46,7 +50,13 @@ class Request:
         return v[0] if v else default
 
     def flag(self, name: str) -> bool:
-        return self.q(name).lower() in ("1", "true")
+        """A boolean query parameter as Go's strconv.ParseBool reads it (absent or empty: false); 400 otherwise."""
+        value = self.q(name)
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise errors.bad_request(f'invalid value for query parameter {name}: "{value[:64]}" is not a boolean')
 
 
 @dataclass
@@ -158,7 +168,7 @@ class App:
                 headers[name] = val
             elif name != "authorization":  # Go's Header.Get, which Kubernetes uses, reads the first one
                 headers[name] = f"{headers[name]},{val}"
-        watch = (query.get("watch") or [""])[0].lower() in ("1", "true")
+        watch = (query.get("watch") or [""])[0] in _TRUE
         info = requestinfo.parse(method, path, watch)
         req = Request(scope, method, path, query, headers, info)
         self.handling += 1

@@ -40,7 +40,7 @@ def install(app: App, server_address: str) -> None:
     async def healthz(req: Request) -> Response:
         if req.path == "/readyz" and not app.ready:
             return _text(500, "[-]kubesat not ready\nreadyz check failed")
-        if req.flag("verbose"):
+        if "verbose" in req.query:  # as kube-apiserver: present, whatever its value
             name = req.path.strip("/")
             return _text(200, f"[+]ping ok\n[+]etcd ok\n{name} check passed\n")
         return _text(200, "ok")
