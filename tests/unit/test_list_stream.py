@@ -101,6 +101,44 @@ def test_writes_while_a_large_list_streams_are_not_in_it() -> None:
     run(main())
 
 
+class YieldingStore(MemoryStore):
+    """A backend whose reads suspend, so that writes can land between any two of them."""
+
+    async def list(self, prefix: str, *, start_after: str = "", limit: int = 0):  # type: ignore[no-untyped-def]
+        res = await super().list(prefix, start_after=start_after, limit=limit)
+        await asyncio.sleep(0)
+        return res
+
+
+def test_a_write_between_the_first_chunk_and_the_snapshot_is_not_in_the_list() -> None:
+    async def main() -> None:
+        reg = Registry(YieldingStore())
+        await reg.create(NAMESPACES, "", {"metadata": {"name": "ns"}})
+        for i in range(2 * LIST_CHUNK):
+            await reg.create(CONFIGMAPS, "ns", {"metadata": {"name": f"cm-{i:04}"}})
+        before = await stored(reg)
+
+        async def writer() -> None:
+            await reg.delete(CONFIGMAPS, "ns", "cm-0001")  # in the first chunk
+            await reg.delete(CONFIGMAPS, "ns", "cm-0003")
+            await reg.create(CONFIGMAPS, "ns", {"metadata": {"name": "cm-0002x"}})
+            await reg.delete(CONFIGMAPS, "ns", f"cm-{LIST_CHUNK + 50:04}")  # after it
+
+        limit = LIST_CHUNK + 20  # a page that streams, so its end is measured before it is read
+        opened, _ = await asyncio.gather(reg.open_list(CONFIGMAPS, "ns", limit=limit), writer())
+        try:
+            got = [o async for o in opened.objects()]
+        finally:
+            opened.close()
+        now = await stored(reg)
+        assert len(now) == len(before) - 2  # three deleted, one created
+        assert got in (before[:limit], now[:limit])  # one revision, whichever the list was read at
+        assert all(int(o["metadata"]["resourceVersion"]) <= int(opened.resource_version) for o in got)
+        assert opened.last_key.endswith(got[-1]["metadata"]["name"])  # the continue token starts after it
+
+    run(main())
+
+
 @pytest.mark.parametrize("limit", [7, LIST_CHUNK, LIST_CHUNK + 1, 2 * LIST_CHUNK + 3, 10 * COUNT])
 @pytest.mark.parametrize("selector", ["", "odd=1"])
 def test_pages_of_every_size_cover_the_list_once(limit: int, selector: str) -> None:

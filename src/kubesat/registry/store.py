@@ -88,62 +88,69 @@ LIST_CHUNK = 100
 
 
 class ListStream:
-    """A list read from one snapshot: `items` when it fits in a chunk, else `objects()` reads it in chunks."""
+    """A list at one revision: `items` when it fits in a chunk, else `objects()` reads it in chunks from a snapshot."""
 
-    def __init__(self, snapshot: Snapshot, strategy: Strategy, labels: LabelSelector, fields: FieldSelector,
-                 start_after: str) -> None:
-        self.snapshot = snapshot
-        self.resource_version = ""
-        self.continue_token = ""
+    __slots__ = ("snapshot", "revision", "items", "last_key", "more", "resource_version", "continue_token",
+                 "_strategy", "_labels", "_fields", "_selecting", "_start_after", "_limit", "_count")
+
+    def __init__(self, strategy: Strategy, labels: LabelSelector, fields: FieldSelector, start_after: str,
+                 limit: int) -> None:
+        self.snapshot: Snapshot | None = None  # open while the list is larger than a chunk
+        self.revision = 0
         self.items: list[dict[str, Any]] | None = []  # None: too many to hold, read them with objects()
         self.last_key = ""  # the page's last key (with a limit)
         self.more = False  # a limited page was cut short
+        self.resource_version = ""
+        self.continue_token = ""
         self._strategy = strategy
         self._labels = labels
         self._fields = fields
+        self._selecting = bool(labels or fields)
         self._start_after = start_after
-        self._limit = 0
+        self._limit = limit
+        self._count = 0
 
     def close(self) -> None:
-        self.snapshot.close()
-
-    async def _chunks(self) -> AsyncIterator[list[KeyValue]]:
-        after = self._start_after
-        while True:
-            res = await self.snapshot.read(after, LIST_CHUNK)
-            if res.items:
-                yield res.items
-                after = res.items[-1].key
-            if not res.more or not res.items:
-                return
+        if self.snapshot is not None:
+            self.snapshot.close()
 
     def _selected(self, kv: KeyValue) -> dict[str, Any] | None:
         obj = decode(kv.value, kv.mod_revision)
         return obj if _selected(self._strategy, obj, self._labels, self._fields) else None
 
-    async def _measure(self, limit: int) -> None:
-        """Keep the objects while they fit in a chunk; with a limit, find where the page ends."""
-        self._limit = limit
-        selecting = bool(self._labels or self._fields)
-        count = 0
-        async for chunk in self._chunks():
-            for kv in chunk:
-                if limit and count == limit:
-                    self.more = True  # a stored object follows the full page, as etcd's `more` says
-                    return
-                obj: dict[str, Any] | None = None
-                if self.items is not None or selecting:
-                    obj = self._selected(kv)
-                    if obj is None:
-                        continue
-                count += 1
-                self.last_key = kv.key
-                if self.items is not None and obj is not None:
-                    self.items.append(obj)
-                    if len(self.items) > LIST_CHUNK:
-                        self.items = None
-            if self.items is None and not limit:
-                return  # the whole list streams: nothing more to learn now
+    def _take(self, chunk: list[KeyValue], more_follow: bool) -> bool:
+        """Count the page's objects in `chunk`, keeping them while they fit; True once the answer's
+        shape is known (the list ended, the page is full, or the whole list streams)."""
+        limit = self._limit
+        for kv in chunk:
+            if limit and self._count == limit:
+                self.more = True  # a stored object follows the full page, as etcd's `more` says
+                return True
+            obj: dict[str, Any] | None = None
+            if self.items is not None or self._selecting:
+                obj = self._selected(kv)
+                if obj is None:
+                    continue
+            self._count += 1
+            self.last_key = kv.key
+            if self.items is not None and obj is not None:
+                self.items.append(obj)
+                if len(self.items) > LIST_CHUNK:
+                    self.items = None
+                    if not limit:
+                        return True
+        if limit and self._count == limit and more_follow:
+            self.more = True
+            return True
+        return not more_follow
+
+    async def _measure(self, start_after: str) -> None:
+        assert self.snapshot is not None
+        while True:
+            res = await self.snapshot.read(start_after, LIST_CHUNK)
+            if self._take(res.items, res.more):
+                return
+            start_after = res.items[-1].key
 
     async def objects(self) -> AsyncIterator[dict[str, Any]]:
         """The list's objects in key order, decoded one at a time from chunks of stored ones."""
@@ -151,13 +158,19 @@ class ListStream:
             for obj in self.items:
                 yield obj
             return
-        async for chunk in self._chunks():
-            for kv in chunk:
+        assert self.snapshot is not None
+        after = self._start_after
+        while True:
+            res = await self.snapshot.read(after, LIST_CHUNK)
+            for kv in res.items:
                 if self._limit and kv.key > self.last_key:
                     return
                 obj = self._selected(kv)
                 if obj is not None:
                     yield obj
+            if not res.more or not res.items:
+                return
+            after = res.items[-1].key
 
 
 @dataclass
@@ -221,17 +234,34 @@ class Registry:
                     "The provided continue parameter is too old to display a consistent list result. "
                     "You can start a new list without the continue parameter."
                 )
-        stream = ListStream(self.store.snapshot(prefix), self.strategy(info), labels, fields, start_after)
+        stream = await self._open_list(prefix, self.strategy(info), labels, fields, limit, start_after)
+        stream.resource_version = str(list_rv or stream.revision)
+        if stream.more and stream.last_key:
+            stream.continue_token = _make_continue(list_rv or stream.revision, stream.last_key, prefix)
+        return stream
+
+    async def _open_list(self, prefix: str, strategy: Strategy, labels: LabelSelector, fields: FieldSelector,
+                         limit: int, start_after: str) -> ListStream:
+        stream = ListStream(strategy, labels, fields, start_after, limit)
+        # The first chunk is read as it is now: a small list needs no snapshot.
+        first = await self.store.list(prefix, start_after=start_after, limit=LIST_CHUNK)
+        stream.revision = first.revision
+        if stream._take(first.items, first.more):
+            return stream  # whole in `items`: a chunk never holds more than a page of LIST_CHUNK
+        snap = self.store.snapshot(prefix)
+        if snap.revision != first.revision:  # a write came in between: measure again, all at the snapshot
+            stream = ListStream(strategy, labels, fields, start_after, limit)
+            after = start_after
+        else:
+            after = first.items[-1].key
+        stream.snapshot, stream.revision = snap, snap.revision
         try:
-            await stream._measure(limit)
+            await stream._measure(after)
         except BaseException:
             stream.close()
             raise
-        stream.resource_version = str(list_rv or stream.snapshot.revision)
-        if stream.more and stream.last_key:
-            stream.continue_token = _make_continue(list_rv or stream.snapshot.revision, stream.last_key, prefix)
         if stream.items is not None:
-            stream.close()
+            stream.close()  # with selectors, a long list can still make a small page
         return stream
 
     async def list(

@@ -445,11 +445,14 @@ class SqliteStore(WatchHub, SnapshotHub):
         return result
 
     @staticmethod
-    def _range(prefix: str) -> tuple[str, list[object]]:
+    def _range(prefix: str, start_after: str = "") -> tuple[str, list[object]]:
+        # One lower bound only: with two, SQLite seeks to one and filters on the other, so each chunk
+        # of a long list would re-walk every row before its start.
+        lower = ("key > ?", start_after) if start_after >= prefix and start_after else ("key >= ?", prefix)
         end = prefix_end(prefix)
         if end is None:
-            return "key >= ?", [prefix]
-        return "key >= ? AND key < ?", [prefix, end]
+            return lower[0], [lower[1]]
+        return f"{lower[0]} AND key < ?", [lower[1], end]
 
     # -- Store protocol --
 
@@ -463,10 +466,7 @@ class SqliteStore(WatchHub, SnapshotHub):
         prefix = check_prefix(prefix)
         start_after = _check_text("start_after", start_after, allow_empty=True)
         limit = check_revision("limit", limit)
-        where, args = self._range(prefix)
-        if start_after:
-            where += " AND key > ?"
-            args.append(start_after)
+        where, args = self._range(prefix, start_after)
         sql = f"SELECT key, value, mod_revision, create_revision FROM kv WHERE {where} ORDER BY key"
         if limit:
             sql += " LIMIT ?"
