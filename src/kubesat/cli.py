@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
 from kubesat import __version__, logs
+from kubesat.pki import PKIError
+from kubesat.server import ServeError, ServeOptions, default_data_dir, serve as run
+from kubesat.tokens.issuer import DEFAULT_ISSUER, TokenOptions, validate_options
+from kubesat.tokens.keyring import KeyRing, KeyRingError
 
 
 def _fail(message: str) -> None:
@@ -38,8 +45,6 @@ def _parse_duration(value: str, flag: str) -> int:
     v = value.strip().lower()
     if v.isdigit():
         return int(v)
-    import re
-
     parts = re.findall(r"(\d+)([hms])", v)
     if not parts or "".join(n + u for n, u in parts) != v:
         raise click.BadParameter(f"{flag} takes a duration like 24h, 90m or 3600s, got {value!r}")
@@ -103,10 +108,6 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
           signing_processes: int, audit_log_path: str | None, header_timeout: str, idle_timeout: str,
           log_level: str) -> None:
     """Serve the Kubernetes API over HTTPS on an embedded SQLite store."""
-    from kubesat.pki import PKIError
-    from kubesat.server import ServeError, ServeOptions, default_data_dir, serve as run
-    from kubesat.tokens.issuer import DEFAULT_ISSUER, TokenOptions, validate_options
-
     auds = tuple(a.strip() for v in api_audiences for a in v.split(",") if a.strip())
     tokens = TokenOptions(
         issuers=issuers or (DEFAULT_ISSUER,),
@@ -160,15 +161,10 @@ def keys() -> None:
 
 
 def _keyring(data_dir: Path | None):  # type: ignore[no-untyped-def]
-    from kubesat.server import default_data_dir
-    from kubesat.tokens.keyring import KeyRing
-
     return KeyRing((data_dir or default_data_dir()).expanduser().absolute())
 
 
 def _when(ts: float | None) -> str:
-    from datetime import datetime, timezone
-
     if ts is None:
         return "-"
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -184,8 +180,6 @@ def keys_rotate(data_dir: Path | None, alg: str) -> None:
 
     A running server picks the new key up within a second.
     """
-    from kubesat.tokens.keyring import KeyRingError
-
     try:
         old, new, not_after = _keyring(data_dir).rotate(alg)
     except KeyRingError as e:
@@ -201,10 +195,6 @@ def keys_rotate(data_dir: Path | None, alg: str) -> None:
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def keys_list(data_dir: Path | None, output: str) -> None:
     """The signing key and every retired key still accepted."""
-    import json
-
-    from kubesat.tokens.keyring import KeyRingError
-
     try:
         rows = _keyring(data_dir).rows()
     except KeyRingError as e:

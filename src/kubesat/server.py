@@ -10,19 +10,32 @@ import logging
 import os
 import socket
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import uvicorn
+
+from kubesat import audit, metrics
+from kubesat.api import system, wiring
+from kubesat.api.app import App, Request, Response
+from kubesat.api.resources import ResourceHandler
 from kubesat.api.tls import ClientCertHttpToolsProtocol, event_loop
+from kubesat.auth.authn import RequestAuthenticator
+from kubesat.auth.authz import DenyAll
+from kubesat.controllers.namespace import NamespaceController
 from kubesat.listener import ListenError, listen_sockets
 from kubesat.pki import ClusterPKI
+from kubesat.registry.store import Registry
+from kubesat.storage.interface import StorageError
+from kubesat.storage.sqlite import SqliteStore
+from kubesat.tokens.issuer import TokenOptions
 
-if False:  # typing only
-    from kubesat.tokens.issuer import TokenOptions  # noqa: F401
 
 log = logging.getLogger("kubesat")
 
+OFFLOAD_THREADS = 4
 DB_FILE = "kubesat.db"
 LOCK_FILE = "kubesat.lock"
 
@@ -43,7 +56,7 @@ class ServeOptions:
     audit_log_path: str | None = None  # None: DATA_DIR/audit.log; "": no audit log
     request_header_timeout: float = 32.0  # kube-apiserver's: TLS handshake, then a request's headers
     idle_connection_timeout: float = 90.0  # kube-apiserver's: a keep-alive connection between requests
-    tokens: "TokenOptions" = field(default_factory=lambda: _token_options())
+    tokens: TokenOptions = field(default_factory=TokenOptions)
     # Filled in by later layers (tokens, RBAC) through the same object.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -60,12 +73,6 @@ class ServeOptions:
         if ":" in host:
             host = f"[{host}]"
         return f"https://{host}:{self.port}"
-
-
-def _token_options():  # type: ignore[no-untyped-def]
-    from kubesat.tokens.issuer import TokenOptions
-
-    return TokenOptions()
 
 
 def default_data_dir() -> Path:
@@ -133,13 +140,6 @@ def prepare_data_dir(opts: ServeOptions) -> ClusterPKI:
 
 def build(opts: ServeOptions, pki: ClusterPKI):  # type: ignore[no-untyped-def]
     """The ASGI app with its store, registry, API handlers and controllers wired (not yet started)."""
-    from kubesat.api import system
-    from kubesat.api.app import App
-    from kubesat.api.resources import ResourceHandler
-    from kubesat.auth.authn import RequestAuthenticator
-    from kubesat.auth.authz import DenyAll
-    from kubesat.controllers.namespace import NamespaceController
-    from kubesat.registry.store import Registry
     holder: dict[str, Any] = {}
     authenticator = RequestAuthenticator(anonymous=opts.anonymous_auth)
 
@@ -147,12 +147,16 @@ def build(opts: ServeOptions, pki: ClusterPKI):  # type: ignore[no-untyped-def]
     app = App(registry, authenticator, DenyAll())
     resources = ResourceHandler(registry)
     app.resource_handler = resources
+    app.on_startup.append(resources.yaml.start)
+    app.on_shutdown.append(resources.yaml.close)
     system.install(app, f"{opts.bind}:{opts.port}")
-    from kubesat.api import wiring
-
     wiring.install(app, resources, registry, opts, pki)
 
     async def startup() -> None:
+        # The threads that take large bodies and objects off the event loop, made now so that the first
+        # large request does not pay for them; a few suffice, as they share the interpreter lock.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=OFFLOAD_THREADS, thread_name_prefix="kubesat-offload"))
         rbac = app.state["rbac"]
         await rbac.load()
         await rbac.bootstrap()
@@ -177,9 +181,6 @@ def build(opts: ServeOptions, pki: ClusterPKI):  # type: ignore[no-untyped-def]
 
 def _install_observability(app, opts: ServeOptions) -> None:  # type: ignore[no-untyped-def]
     """Request metrics, the audit log and /metrics."""
-    from kubesat import audit, metrics
-    from kubesat.api.app import Request, Response
-
     path = opts.audit_log_path
     if path is None:
         path = str(opts.data_dir / "audit.log")
@@ -207,9 +208,6 @@ def _closer(logger):  # type: ignore[no-untyped-def]
 
 def open_store(opts: ServeOptions):  # type: ignore[no-untyped-def]
     """The embedded SQLite store; opened on the event loop's thread, which then owns the connection."""
-    from kubesat.storage.interface import StorageError
-    from kubesat.storage.sqlite import SqliteStore
-
     try:
         return SqliteStore.open(str(opts.data_dir / DB_FILE), history=opts.event_history)
     except StorageError as e:
@@ -218,8 +216,6 @@ def open_store(opts: ServeOptions):  # type: ignore[no-untyped-def]
 
 def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> int:
     """Run until SIGINT/SIGTERM. Returns the process exit code."""
-    import uvicorn
-
     pki = prepare_data_dir(opts)
     lock = DataDirLock(opts.data_dir)
     lock.acquire()
@@ -290,8 +286,6 @@ def _listen(opts: ServeOptions) -> list[socket.socket]:
 
 
 def _server_class():  # type: ignore[no-untyped-def]
-    import uvicorn
-
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
