@@ -48,6 +48,27 @@ def int64_param(req: Request, name: str, default: int) -> int:
     return value
 
 
+def check_list_options(req: Request) -> None:
+    """The ListOptions query parameters of a list or watch, refused as Kubernetes refuses them."""
+    int64_param(req, "timeoutSeconds", 0)
+    req.flag("watch")
+    req.flag("allowWatchBookmarks")
+    rv = req.q("resourceVersion")
+    if rv and not (rv.isascii() and rv.isdigit() and int(rv) <= _INT64_MAX):
+        raise errors.bad_request(f'invalid resource version "{_clip(rv)}"')
+    match = req.q("resourceVersionMatch")
+    if not match:
+        return
+    errs = []
+    if not req.q("resourceVersion"):
+        errs.append(errors.forbidden_field("resourceVersionMatch",
+                                           "resourceVersionMatch is forbidden unless resourceVersion is provided"))
+    if match not in ("Exact", "NotOlderThan"):
+        errs.append(errors.not_supported("resourceVersionMatch", match, ["Exact", "NotOlderThan"]))
+    if errs:
+        raise errors.invalid("ListOptions", "", errs, "meta.k8s.io")
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= 64 else text[:64] + "..."
 
@@ -87,6 +108,11 @@ def _request_kind(res: ResourceInfo, subresource: str) -> _BodyKind:
         return _resource_kind(res)
     group, version = sub.group or res.group, sub.version or res.version
     return _BodyKind(sub.kind, version, kinds.definition_name(group, version, sub.kind), group)
+
+
+def _large(req: Request) -> bool:
+    """Whether the request's body is large enough that working on it belongs off the event loop."""
+    return len(req.body) > limits.OFFLOAD_BYTES
 
 
 def _user_agent_manager(req: Request) -> str:
@@ -176,7 +202,7 @@ class ResourceHandler:
         content_type, raw = req.headers.get("content-type"), req.body
         if codec.media_type(content_type) in codec.YAML_TYPES:
             raw, content_type = await self.yaml.to_json(raw), codec.JSON
-        if len(raw) <= yamlproc.OFFLOAD_BYTES:
+        if len(raw) <= limits.OFFLOAD_BYTES:
             return self._body_now(req, kind, check_kind, content_type, raw)
         return await asyncio.to_thread(self._body_now, req, kind, check_kind, content_type, raw)
 
@@ -253,6 +279,7 @@ class ResourceHandler:
 
     # --------------------------------------------------------------------------- reads
     async def _list(self, req: Request, res: ResourceInfo, ns: str) -> Response | Stream:
+        check_list_options(req)
         strategy = self.registry.strategy(res)
         labels = parse_label_selector(req.q("labelSelector"))
         fields = parse_field_selector(
@@ -281,6 +308,7 @@ class ResourceHandler:
         }, req)
 
     async def _watch(self, req: Request, res: ResourceInfo, ns: str) -> Stream:
+        check_list_options(req)
         labels = parse_label_selector(req.q("labelSelector"))
         fields = parse_field_selector(
             req.q("fieldSelector"),
@@ -366,7 +394,8 @@ class ResourceHandler:
         dry = self._dry_run(req)
         for adm in self.admission:
             await adm(req, res, ns, obj)
-        created = await self.registry.create(res, ns, obj, dry_run=dry, hook=self._managed_hook(req, res))
+        created = await self.registry.create(res, ns, obj, dry_run=dry, hook=self._managed_hook(req, res),
+                                             offload=_large(req))
         return self._reply_one(req, res, created, 201)
 
     async def _update(self, req: Request, res: ResourceInfo, ns: str) -> Response:
@@ -375,7 +404,7 @@ class ResourceHandler:
         sub = req.info.subresource
         updated, created = await self.registry.update(
             res, ns, req.info.name, obj, dry_run=dry, subresource=sub,
-            hook=self._managed_hook(req, res, sub),
+            hook=self._managed_hook(req, res, sub), offload=_large(req),
         )
         return self._reply_one(req, res, updated, 201 if created else 200)
 
@@ -395,7 +424,7 @@ class ResourceHandler:
                 f"{codec.JSON_PATCH}, {codec.MERGE_PATCH}, {codec.STRATEGIC_PATCH}, {codec.APPLY_PATCH_YAML}",
             )
         patch_body: Any = req.body
-        if len(patch_body) > yamlproc.OFFLOAD_BYTES:  # parsed off the event loop, as other large bodies are
+        if len(patch_body) > limits.OFFLOAD_BYTES:  # parsed off the event loop, as other large bodies are
             patch_body = await asyncio.to_thread(patching.decode_patch, ct == codec.JSON_PATCH,
                                                  ct == codec.MERGE_PATCH, patch_body)
 
@@ -418,6 +447,8 @@ class ResourceHandler:
 
         updated, created = await self.registry.guaranteed_update(
             res, ns, name, mutate, dry_run=dry, subresource=sub, hook=self._managed_hook(req, res, sub),
+            # Copies can make a small JSON patch do megabytes of work (bounded, but not for the loop).
+            offload=_large(req) or (ct == codec.JSON_PATCH and b'"copy"' in req.body),
         )
         return self._reply_one(req, res, updated, 201 if created else 200)
 
@@ -453,11 +484,12 @@ class ResourceHandler:
             for adm in self.admission:
                 await adm(req, res, ns, obj)
             created = await self.registry.create(res, ns, obj, dry_run=dry,
-                                                 hook=self._managed_hook(req, res, sub, record=False))
+                                                 hook=self._managed_hook(req, res, sub, record=False),
+                                                 offload=_large(req))
             return self._reply_one(req, res, created, 201)
         updated, created_flag = await self.registry.guaranteed_update(
             res, ns, name, mutate, dry_run=dry, subresource=sub, create_if_missing=create,
-            hook=self._managed_hook(req, res, sub, record=False),
+            hook=self._managed_hook(req, res, sub, record=False), offload=_large(req),
         )
         return self._reply_one(req, res, updated, 201 if created_flag else 200)
 

@@ -7,6 +7,7 @@ rules come from its Strategy.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import secrets
@@ -53,6 +54,18 @@ def rfc3339(ts: float) -> str:
     if last[0] != sec:
         last = _rfc3339_last = (sec, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sec)))
     return last[1]
+
+
+async def _cpu(offload: bool, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args), on a worker thread when the object is large, so the event loop keeps serving meanwhile."""
+    if offload:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
+
+
+def _mutated(mutate: Callable[[dict[str, Any]], dict[str, Any]], kv: KeyValue) -> dict[str, Any]:
+    """What mutate makes of a fresh copy of the stored object."""
+    return mutate(decode(kv.value, kv.mod_revision))
 
 
 def encode(obj: dict[str, Any]) -> bytes:
@@ -326,7 +339,9 @@ class Registry:
         *,
         dry_run: bool = False,
         hook: WriteHook | None = None,
+        offload: bool = False,
     ) -> dict[str, Any]:
+        """offload: the object is large, so its validation and hook run off the event loop."""
         strategy = self.strategy(info)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -350,13 +365,13 @@ class Registry:
             meta.pop("generation", None)
         strategy.prepare_for_create(obj)
         errs = meta_validation.validate_object_meta(meta, namespaced=info.namespaced, name_rule=strategy.name_rule)
-        errs += strategy.validate(obj)
+        errs += await _cpu(offload, strategy.validate, obj)
         if errs:
             raise errors.invalid(info.kind, meta.get("name", ""), errs, info.group)
         if info.namespaced:
             await self._check_namespace(info, namespace, meta.get("name", ""))
         if hook:
-            hook(None, obj)
+            await _cpu(offload, hook, None, obj)
         if dry_run:
             return obj
         try:
@@ -389,6 +404,7 @@ class Registry:
         dry_run: bool = False,
         subresource: str = "",
         hook: WriteHook | None = None,
+        offload: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """PUT: replace the object. Returns (object, created)."""
         strategy = self.strategy(info)
@@ -405,7 +421,7 @@ class Registry:
         kv = await self.store.get(info.key(namespace, name))
         if kv is None:
             if getattr(strategy, "allow_create_on_update", False) and not subresource:
-                return await self.create(info, namespace, obj, dry_run=dry_run, hook=hook), True
+                return await self.create(info, namespace, obj, dry_run=dry_run, hook=hook, offload=offload), True
             raise errors.not_found(info.plural, name, info.group)
         current = decode(kv.value, kv.mod_revision)
         want_rv = meta.get("resourceVersion")
@@ -414,6 +430,7 @@ class Registry:
         return await self._write_update(
             info, strategy, namespace, name, current, kv.mod_revision, obj,
             dry_run=dry_run, subresource=subresource, hook=hook,
+            offload=offload or len(kv.value) > limits.OFFLOAD_BYTES,
         ), False
 
     async def guaranteed_update(
@@ -427,8 +444,13 @@ class Registry:
         subresource: str = "",
         hook: WriteHook | None = None,
         create_if_missing: Callable[[], dict[str, Any]] | None = None,
+        offload: bool = False,
     ) -> tuple[dict[str, Any], bool]:
-        """PATCH and controllers: read, mutate, write with CAS, retried on a conflict."""
+        """PATCH and controllers: read, mutate, write with CAS, retried on a conflict.
+
+        offload: the change is large (so is a large stored object): mutate, validation and hook run
+        off the event loop.
+        """
         strategy = self.strategy(info)
         for _ in range(16):
             kv = await self.store.get(info.key(namespace, name))
@@ -437,14 +459,16 @@ class Registry:
                     created = create_if_missing()
                     created.setdefault("metadata", {})["name"] = name
                     try:
-                        return await self.create(info, namespace, created, dry_run=dry_run, hook=hook), True
+                        return await self.create(info, namespace, created, dry_run=dry_run, hook=hook,
+                                                 offload=offload), True
                     except errors.StatusError as e:
                         if e.reason == "AlreadyExists":
                             continue
                         raise
                 raise errors.not_found(info.plural, name, info.group)
             current = decode(kv.value, kv.mod_revision)
-            new = mutate(copy.deepcopy(current))
+            big = offload or len(kv.value) > limits.OFFLOAD_BYTES
+            new = await _cpu(big, _mutated, mutate, kv)
             new_meta = new.get("metadata")
             if not isinstance(new_meta, dict):
                 raise errors.bad_request("metadata must be an object")
@@ -458,7 +482,7 @@ class Registry:
             try:
                 return await self._write_update(
                     info, strategy, namespace, name, current, kv.mod_revision, new,
-                    dry_run=dry_run, subresource=subresource, hook=hook,
+                    dry_run=dry_run, subresource=subresource, hook=hook, offload=big,
                 ), False
             except _Retry:
                 continue
@@ -477,7 +501,37 @@ class Registry:
         dry_run: bool,
         subresource: str,
         hook: WriteHook | None,
+        offload: bool = False,
     ) -> dict[str, Any]:
+        changed = await _cpu(offload, self._prepare_update, info, strategy, name, namespace, current, obj,
+                             subresource, hook)
+        if not changed:
+            return current
+        meta = obj["metadata"]
+        old_meta = current["metadata"]
+        if dry_run:
+            meta["resourceVersion"] = str(current_rev)
+            return obj
+        key = info.key(namespace, name)
+        try:
+            if old_meta.get("deletionTimestamp") and strategy.finalized(obj):
+                _, rev = await self.store.delete(key, current_rev)
+                meta["resourceVersion"] = str(rev)
+                await self._deleted(info, obj)
+                return obj
+            rev = await self.store.update(key, encode(obj), current_rev)
+        except RevisionConflict:
+            raise _Retry() from None
+        except KeyNotFound:
+            raise errors.not_found(info.plural, name, info.group) from None
+        meta["resourceVersion"] = str(rev)
+        self._written(info, obj)
+        return obj
+
+    def _prepare_update(self, info: ResourceInfo, strategy: Strategy, name: str, namespace: str,
+                        current: dict[str, Any], obj: dict[str, Any], subresource: str,
+                        hook: WriteHook | None) -> bool:
+        """Server-owned fields, validation and the hook for an update; False when nothing changes."""
         meta = obj.setdefault("metadata", {})
         old_meta = current["metadata"]
         if meta.get("uid") and meta["uid"] != old_meta.get("uid"):
@@ -527,26 +581,7 @@ class Registry:
             raise errors.invalid(info.kind, name, errs, info.group)
         if hook:
             hook(current, obj)
-        if _same(obj, current):
-            return current
-        if dry_run:
-            meta["resourceVersion"] = str(current_rev)
-            return obj
-        key = info.key(namespace, name)
-        try:
-            if old_meta.get("deletionTimestamp") and strategy.finalized(obj):
-                _, rev = await self.store.delete(key, current_rev)
-                meta["resourceVersion"] = str(rev)
-                await self._deleted(info, obj)
-                return obj
-            rev = await self.store.update(key, encode(obj), current_rev)
-        except RevisionConflict:
-            raise _Retry() from None
-        except KeyNotFound:
-            raise errors.not_found(info.plural, name, info.group) from None
-        meta["resourceVersion"] = str(rev)
-        self._written(info, obj)
-        return obj
+        return not _same(obj, current)
 
     # ---------------------------------------------------------------------------- delete
     async def delete(
