@@ -12,7 +12,9 @@ from typing import Any, Awaitable, Callable, Iterator
 import orjson
 
 from kubesat import errors, limits
+from kubesat.api import apply as ssa
 from kubesat.api import codec, liststream, yamlproc
+from kubesat.api import patch as patching
 from kubesat.api.app import Request, Response, Stream, json_response
 from kubesat.api.tables import to_table, wants_table
 from kubesat.registry import fieldcheck, kinds
@@ -265,10 +267,6 @@ class ResourceHandler:
                 check(req, res, old, new)
             if not record:
                 return
-            try:
-                from kubesat.api import apply as ssa
-            except ImportError:  # pragma: no cover - during bring-up only
-                return
             mf = ssa.record_update(old, new, manager, res.definition, self.registry.now(), subresource)
             if mf:
                 new["metadata"]["managedFields"] = mf
@@ -409,8 +407,6 @@ class ResourceHandler:
         return self._reply_one(req, res, updated, 201 if created else 200)
 
     async def _patch(self, req: Request, res: ResourceInfo, ns: str) -> Response:
-        from kubesat.api import patch as patching
-
         ct = codec.media_type(req.headers.get("content-type"))
         dry = self._dry_run(req)
         sub = req.info.subresource
@@ -453,8 +449,6 @@ class ResourceHandler:
         return self._reply_one(req, res, updated, 201 if created else 200)
 
     async def _apply(self, req: Request, res: ResourceInfo, ns: str, dry: bool) -> Response:
-        from kubesat.api import apply as ssa
-
         manager = req.q("fieldManager")
         if not manager:
             raise errors.bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set")

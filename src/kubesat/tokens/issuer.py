@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, TypeVar
 
-from kubesat import ids
+from kubesat import ids, metrics
 from kubesat.tokens import claims as claimsmod
 from kubesat.tokens.jwt import compact, sign, signature, signing_input
 from kubesat.tokens.keys import KeyRetired, KeySet, SigningKey
@@ -35,11 +35,7 @@ class KeySource(Protocol):
 
 
 def signature_counter(where: str) -> Callable[[], None]:
-    """Increments kubesat_token_signatures_total{signer=where} (a no-op without the metrics module)."""
-    try:
-        from kubesat import metrics
-    except ImportError:  # pragma: no cover - metrics are optional for embedders
-        return lambda: None
+    """Increments kubesat_token_signatures_total{signer=where}."""
     return metrics.kubesat_token_signatures_total.labels(where).inc
 
 
