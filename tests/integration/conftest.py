@@ -92,13 +92,13 @@ class Server:
 
 
 def start_server(data_dir: Path, port: int | None = None, extra: list[str] | None = None,
-                 timeout: float = READY_TIMEOUT) -> Server:
+                 timeout: float = READY_TIMEOUT, env: dict[str, str] | None = None) -> Server:
     port = port or free_port()
     log_path = data_dir.parent / f"{data_dir.name}-server-{port}.log"
     args = [sys.executable, "-m", "kubesat.cli", "serve", "--data-dir", str(data_dir), "--port", str(port),
             *(extra or [])]
     logf = open(log_path, "ab")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=logf)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=logf, env=env)
     server = Server(data_dir, port, proc, log_path, args)
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
