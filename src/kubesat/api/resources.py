@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterator
@@ -99,10 +100,12 @@ class _BodyKind:
 _DELETE_OPTIONS = _BodyKind("DeleteOptions", "v1", "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions")
 
 
+@functools.cache
 def _resource_kind(res: ResourceInfo) -> _BodyKind:
     return _BodyKind(res.kind, res.version, res.definition, res.group)
 
 
+@functools.cache
 def _request_kind(res: ResourceInfo, subresource: str) -> _BodyKind:
     """The kind a create-only endpoint reads (TokenRequest for serviceaccounts/token, else the resource's)."""
     sub = next((s for s in res.subresources if s.name == subresource), None) if subresource else None
@@ -239,7 +242,7 @@ class ResourceHandler:
         unknown = fieldcheck.unknown_fields(obj, kind.definition, prune=mode != "Strict")
         if mode == "Ignore":
             return
-        dups = fieldcheck.find_duplicate_fields(json_body) if json_body else []
+        dups = fieldcheck.find_duplicate_fields(json_body, obj) if json_body else []
         if not unknown and not dups:
             return
         if mode == "Strict":

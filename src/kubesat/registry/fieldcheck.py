@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -41,14 +42,27 @@ def _ref_name(node: dict[str, Any]) -> str | None:
     return None
 
 
+# id(schema node) -> (definition name, resolved schema, the node itself: kept so its id stays its own).
+_RESOLVED: dict[int, tuple[str | None, dict[str, Any], dict[str, Any]]] = {}
+
+
 def _lookup(node: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
-    """(definition name if node is a reference, the schema it stands for)."""
+    """(definition name if node is a reference, the schema it stands for); schema nodes live as long as
+    the schema, so each is resolved once."""
     if not node:
         return None, {}
+    hit = _RESOLVED.get(id(node))
+    if hit is not None and hit[2] is node:
+        return hit[0], hit[1]
     name = _ref_name(node)
-    if name is None:
-        return None, node
-    return name, schema.get(name) or {}
+    resolved = (name, node if name is None else (schema.get(name) or {}), node)
+    _RESOLVED[id(node)] = resolved
+    return resolved[0], resolved[1]
+
+
+@functools.cache
+def _reference(definition: str) -> dict[str, Any]:
+    return {"$ref": _DEF + definition}
 
 
 def _is_opaque(name: str | None, s: dict[str, Any]) -> bool:
@@ -102,7 +116,8 @@ def unknown_fields(obj: dict[str, Any], definition: str, prune: bool = False) ->
     props = root.get("properties") or {}
     for key, value in obj.items():
         if key in props:
-            _unknown_walk(value, props[key], key, out, drop)
+            if isinstance(value, (dict, list)):  # a scalar has no fields to be unknown
+                _unknown_walk(value, props[key], key, out, drop)
         elif key not in ("apiVersion", "kind"):
             out.append(key)
             drop.append((obj, key))
@@ -124,7 +139,8 @@ def _unknown_walk(value: Any, node: dict[str, Any], path: str, out: list[str],
         if props is not None:
             for key, sub in value.items():
                 if key in props:
-                    _unknown_walk(sub, props[key], f"{path}.{key}", out, drop)
+                    if isinstance(sub, (dict, list)):
+                        _unknown_walk(sub, props[key], f"{path}.{key}", out, drop)
                 else:
                     out.append(f"{path}.{key}")
                     drop.append((value, key))
@@ -168,7 +184,7 @@ def type_errors(obj: dict[str, Any], definition: str) -> list[str]:
     if root is None or not isinstance(obj, dict):
         return []
     out: list[str] = []
-    _type_walk(obj, {"$ref": _DEF + definition}, [], definition.rsplit(".", 1)[-1], out)
+    _type_walk(obj, _reference(definition), [], definition.rsplit(".", 1)[-1], out)
     return out
 
 
@@ -197,8 +213,12 @@ def _type_walk(value: Any, node: dict[str, Any], stack: list[str], struct: str, 
             return
         here = (name or "").rsplit(".", 1)[-1] or struct
         for key, sub in value.items():
-            if key in props:
-                _type_walk(sub, props[key], [*stack, key], here, out)
+            prop = props.get(key)
+            if prop is None:
+                continue
+            if type(sub) is str and prop.get("type") == "string" and "format" not in prop:
+                continue  # the most common field of all, fitting its schema: no walk needed
+            _type_walk(sub, prop, [*stack, key], here, out)
         return
     kind = s.get("type")
     if kind == "array":
@@ -338,8 +358,19 @@ class _Pairs(list):  # type: ignore[type-arg]
     """A JSON object kept as its (key, value) pairs, duplicates included."""
 
 
-def find_duplicate_fields(raw_json: bytes) -> list[str]:
-    """Paths of keys that occur more than once in the same JSON object (e.g. metadata.name), in document order."""
+# The end of every object key in a JSON text (and of any string value followed by a colon).
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+
+
+def find_duplicate_fields(raw_json: bytes, decoded: Any = None) -> list[str]:
+    """Paths of keys that occur more than once in the same JSON object (e.g. metadata.name), in document order.
+
+    `decoded`, the body as already decoded (duplicates collapsed), makes the usual case cheap: each key
+    of the text ends in a quote and a colon (so may a string value), so when the text holds no more of
+    those than the decoded document has keys, no key was repeated.
+    """
+    if decoded is not None and len(_KEY_END.findall(raw_json)) <= _count_keys(decoded):
+        return []
     # First a pass that keeps nothing (objects become None), so a large body without duplicates, the
     # usual case, costs one scan; the Python hook also lets other threads run meanwhile.
     found = False
@@ -359,6 +390,14 @@ def find_duplicate_fields(raw_json: bytes) -> list[str]:
     out: list[str] = []
     _dup_walk(doc, "", out)
     return out
+
+
+def _count_keys(value: Any) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(_count_keys(v) for v in value.values() if isinstance(v, (dict, list)))
+    if isinstance(value, list):
+        return sum(_count_keys(v) for v in value if isinstance(v, (dict, list)))
+    return 0
 
 
 def _dup_walk(node: Any, path: str, out: list[str]) -> None:
