@@ -2,12 +2,16 @@
 
 Both servers run side by side on fresh data dirs, each from its own source tree (the other commit is checked
 out in a temporary git worktree). Each endpoint is measured in interleaved rounds, base then this tree,
-and every ratio is the median over rounds of two rates measured back to back, so a busy neighbour or a
-change of clock hits both sides alike. wrk (a C load generator) drives them with a bearer token, so the
+and every ratio is the median over rounds of two figures measured back to back (which server goes first
+alternates), so a busy neighbour or a change of clock hits both sides alike. Two figures per run: the
+throughput, and the server's CPU time per request (its process and its helper processes, from /proc),
+which a noisy machine disturbs less. A ratio above 1 is better than the base. wrk (a C load generator) drives them with a bearer token, so the
 client is not the bottleneck.
 
 Usage: python bench/compare.py [--base HEAD~1] [--seconds 4] [--rounds 3] [--connections 4] [--threads 1]
 Target (hardening issue): each of the three within 5% of the base (ratio >= 0.95).
+An A/A run (a tree against itself) shows the noise: on the shared 2-core machine, about +-10% in
+throughput over 4 rounds.
 """
 
 from __future__ import annotations
@@ -89,15 +93,40 @@ def bench_identity(server: Server) -> str:
     return server.kubectl("create", "token", "bench", "--duration=24h").strip()
 
 
-def wrk(server: Server, path: str, script: Path, seconds: float, connections: int, threads: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by a server process and its helper processes (signer, YAML parser)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1] is the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def wrk(server: Server, path: str, script: Path, seconds: float, connections: int,
+        threads: int) -> tuple[float, float]:
+    """(requests per second, server CPU microseconds per request) of one wrk run."""
+    cpu = cpu_seconds(server.proc.pid)
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{round(seconds)}s", "-s", str(script),
                           server.url + path], check=True, capture_output=True, text=True)
+    cpu = cpu_seconds(server.proc.pid) - cpu
     if "unexpected status" in out.stderr or "Non-2xx" in out.stdout:
         raise SystemExit(f"{server.name} {path}: errors during the run:\n{out.stdout}{out.stderr}")
+    rate = total = 0.0
     for line in out.stdout.splitlines():
         if line.startswith("Requests/sec:"):
-            return float(line.split()[1])
-    raise SystemExit(f"no rate in wrk's output:\n{out.stdout}")
+            rate = float(line.split()[1])
+        elif "requests in" in line:
+            total = float(line.split()[0])
+    if not rate or not total:
+        raise SystemExit(f"no rate in wrk's output:\n{out.stdout}")
+    return rate, cpu / total * 1e6
 
 
 def script(workdir: Path, name: str, method: str, body: dict[str, object] | None, token: str) -> Path:
@@ -126,6 +155,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default="", help="comma-separated endpoints to measure (default: all three)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
@@ -152,24 +182,34 @@ def main() -> None:
         ]
         print(f"base {base_rev} vs this tree ({head_rev} + work tree), wrk -t{args.threads} -c{args.connections} "
               f"-d{args.seconds:g}s, {args.rounds} interleaved rounds")
-        print(f"{'endpoint':<14}{'base req/s':>12}{'this req/s':>12}{'ratio':>8}")
+        print(f"{'endpoint':<14}{'base req/s':>12}{'this req/s':>12}{'ratio':>8}"
+              f"{'base CPU/req':>14}{'this CPU/req':>14}{'CPU ratio':>11}")
+        wanted = {w.strip() for w in args.only.split(",") if w.strip()}
         for label, method, body, path in cases:
+            if wanted and label.strip("/") not in wanted:
+                continue
             rates: dict[str, list[float]] = {"base": [], "this": []}
-            ratios = []
-            for _ in range(args.rounds):
-                pair = {}
-                for s in servers:
+            costs: dict[str, list[float]] = {"base": [], "this": []}
+            ratios, cost_ratios = [], []
+            for round_no in range(args.rounds):
+                pair: dict[str, tuple[float, float]] = {}
+                # Alternate which server goes first, so a drift within a round favours neither.
+                for s in servers if round_no % 2 == 0 else servers[::-1]:
                     payload = body
                     if body == "token":
                         payload = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
                                    "spec": {"token": tokens[s.name]}}
                     lua = script(workdir, f"{s.name}-{label.strip('/')}", method, payload, tokens[s.name])  # type: ignore[arg-type]
                     pair[s.name] = wrk(s, path, lua, args.seconds, args.connections, args.threads)
-                    rates[s.name].append(pair[s.name])
-                ratios.append(pair["this"] / pair["base"])
+                    rates[s.name].append(pair[s.name][0])
+                    costs[s.name].append(pair[s.name][1])
+                ratios.append(pair["this"][0] / pair["base"][0])
+                cost_ratios.append(pair["base"][1] / pair["this"][1])
             ratio = statistics.median(ratios)
+            cost_ratio = statistics.median(cost_ratios)
             print(f"{label:<14}{statistics.median(rates['base']):>12,.0f}{statistics.median(rates['this']):>12,.0f}"
-                  f"{ratio:>7.2f}x{'' if ratio >= 0.95 else '  (below 0.95)'}")
+                  f"{ratio:>7.2f}x{statistics.median(costs['base']):>12,.0f}us"
+                  f"{statistics.median(costs['this']):>12,.0f}us{cost_ratio:>10.2f}x")
     finally:
         for s in servers:
             s.proc.send_signal(signal.SIGTERM)

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from kubesat.registry import fieldcheck, kinds
+from kubesat.registry import fieldcheck, kinds, schema
 
 SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 POD = "io.k8s.api.core.v1.Pod"
@@ -211,3 +213,75 @@ def test_duplicates() -> None:
 def test_unknown_definition_or_non_object() -> None:
     assert fieldcheck.unknown_fields({"a": 1}, "io.k8s.api.nope.v1.Nothing") == []
     assert fieldcheck.type_errors({"a": 1}, "io.k8s.api.nope.v1.Nothing") == []
+
+
+# --------------------------------------------------------------------------- fast check
+
+_FAST_DEFS = ["io.k8s.api.authentication.v1.TokenReview", "io.k8s.api.authentication.v1.TokenRequest",
+              "io.k8s.api.authorization.v1.SubjectAccessReview", "io.k8s.api.core.v1.Pod",
+              "io.k8s.api.core.v1.ConfigMap", "io.k8s.api.core.v1.Secret", "io.k8s.api.rbac.v1.ClusterRole"]
+
+
+def _count_keys(value: object) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(_count_keys(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_count_keys(v) for v in value)
+    return 0
+
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False,
+                     allow_infinity=False), st.text(max_size=8), st.sampled_from(["1Gi", "2024-01-01T00:00:00Z", "aGk="]))
+
+
+def _shaped(node: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any]:
+    """Values that fit a schema node, each leaf now and then of a wrong type and each object now and then
+    with an unknown field: documents on both sides of the line the fast check draws."""
+    ref = node.get("$ref", "")
+    name = ref[len("#/definitions/"):] if ref.startswith("#/definitions/") else None
+    s = (schema.get(name) or {}) if name else node
+    good: st.SearchStrategy[Any]
+    if name and name.endswith(("IntOrString", "Quantity", "Time", "MicroTime")):
+        good = st.sampled_from(["1", "1Gi", "2024-01-01T00:00:00Z", 3, 2**40, 1.5])
+    elif "properties" in s and depth < 4:
+        props = {k: _shaped(v, depth + 1) for k, v in s["properties"].items()}
+        fitting = st.fixed_dictionaries({}, optional=props)
+        good = st.one_of(fitting, fitting, fitting, fitting, fitting, fitting,
+                         fitting.map(lambda d: {**d, "zUnknown": 1}))
+    elif s.get("type") == "array" and isinstance(s.get("items"), dict) and depth < 4:
+        good = st.lists(_shaped(s["items"], depth + 1), max_size=2)
+    elif isinstance(s.get("additionalProperties"), dict) and depth < 4:
+        good = st.dictionaries(st.text(max_size=3), _shaped(s["additionalProperties"], depth + 1), max_size=2)
+    elif s.get("type") == "string":
+        good = st.text(max_size=6) if s.get("format") != "byte" else st.sampled_from(["aGk=", "!!"])
+    elif s.get("type") == "integer":
+        good = st.integers(-(2**33), 2**33)
+    elif s.get("type") == "boolean":
+        good = st.booleans()
+    elif s.get("type") == "number":
+        good = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-5, 5)
+    else:
+        good = _SCALARS
+    return st.one_of(*[good] * 12, _SCALARS)
+
+
+@pytest.mark.parametrize("definition", _FAST_DEFS)
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_the_fast_check_never_passes_what_the_walks_refuse(definition: str, data: st.DataObject) -> None:
+    doc = data.draw(_shaped({"$ref": "#/definitions/" + definition}))
+    if not isinstance(doc, dict):
+        return
+    n = fieldcheck.fitting_keys(doc, definition)
+    if n >= 0:
+        assert fieldcheck.type_errors(doc, definition) == []
+        assert fieldcheck.unknown_fields(doc, definition) == []
+        assert n == _count_keys(doc)
+
+
+def test_the_fast_check_passes_a_plain_token_review() -> None:
+    doc = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+           "spec": {"token": "t", "audiences": ["a", "b"]}}
+    assert fieldcheck.fitting_keys(doc, "io.k8s.api.authentication.v1.TokenReview") == 5
+    doc["spec"]["token"] = 1
+    assert fieldcheck.fitting_keys(doc, "io.k8s.api.authentication.v1.TokenReview") == -1

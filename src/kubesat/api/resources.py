@@ -234,15 +234,18 @@ class ResourceHandler:
             raise errors.bad_request(
                 f'fieldValidation parameter unsupported: "{mode}". Supported values: "Ignore", "Warn", "Strict"'
             )
-        type_errs = fieldcheck.type_errors(obj, kind.definition)
-        if type_errs:
-            # Kubernetes' decoder stops at the first type error.
-            raise errors.bad_request(f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: '
-                                     + type_errs[0])
-        unknown = fieldcheck.unknown_fields(obj, kind.definition, prune=mode != "Strict")
+        keys = fieldcheck.fitting_keys(obj, kind.definition)
+        unknown: list[str] = []
+        if keys < 0:  # something does not fit: the walks say what
+            type_errs = fieldcheck.type_errors(obj, kind.definition)
+            if type_errs:
+                # Kubernetes' decoder stops at the first type error.
+                raise errors.bad_request(f'{kind.kind} in version "{kind.version}" cannot be handled as a '
+                                         f'{kind.kind}: ' + type_errs[0])
+            unknown = fieldcheck.unknown_fields(obj, kind.definition, prune=mode != "Strict")
         if mode == "Ignore":
             return
-        dups = fieldcheck.find_duplicate_fields(json_body, obj) if json_body else []
+        dups = fieldcheck.find_duplicate_fields(json_body, keys if keys >= 0 else None) if json_body else []
         if not unknown and not dups:
             return
         if mode == "Strict":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Any
+from typing import Any, Callable
 
 from kubesat.errors import go_json_kind
 from kubesat.registry import schema
@@ -155,6 +155,135 @@ def _unknown_walk(value: Any, node: dict[str, Any], path: str, out: list[str],
         if isinstance(items, dict):
             for i, sub in enumerate(value):
                 _unknown_walk(sub, items, f"{path}[{i}]", out, drop)
+
+
+# ------------------------------------------------------------------------------------- fast check
+
+# A Check answers how many object keys a value holds when it certainly has neither a type error nor
+# an unknown field, and -1 when it may have one (then the walks below find and word them).
+Check = Callable[[Any], int]
+_CHECKS: dict[int, tuple[Check, dict[str, Any]]] = {}  # id(schema node) -> (its check, the node)
+
+
+def fitting_keys(obj: dict[str, Any], definition: str) -> int:
+    """The number of object keys in obj if it certainly fits the definition (no type error, no unknown
+    field), else -1. One walk with checks made once per schema node, for the hot paths' bodies."""
+    if schema.get(definition) is None:
+        return -1
+    return _check_for(_reference(definition))(obj)
+
+
+def _check_for(node: dict[str, Any]) -> Check:
+    hit = _CHECKS.get(id(node))
+    if hit is not None and hit[1] is node:
+        return hit[0]
+    check = _make_check(node)
+    _CHECKS[id(node)] = (check, node)
+    return check
+
+
+def _accept(value: Any) -> int:
+    return 0
+
+
+def _refuse(value: Any) -> int:
+    return -1
+
+
+def _make_check(node: dict[str, Any]) -> Check:
+    name, s = _lookup(node)
+    if name in _TIMES:
+        return lambda v: 0 if type(v) is str else -1
+    if name == _INT_OR_STRING:
+        return lambda v: 0 if type(v) is str or (type(v) is int and -(2**31) <= v < 2**31) else -1
+    if name == _QUANTITY or s.get("x-kubernetes-preserve-unknown-fields") and "properties" in s:
+        return _refuse  # rare: the walks decide
+    if _is_opaque(name, s):
+        return _accept
+    props = s.get("properties")
+    if props is not None:
+        return _object_check(props)
+    kind = s.get("type")
+    if kind == "array":
+        items = s.get("items")
+        return _list_check(items) if isinstance(items, dict) else _accept
+    extra = s.get("additionalProperties")
+    if kind == "object" or extra is not None:
+        return _map_check(extra) if isinstance(extra, dict) else _accept
+    return _scalar_check(kind, s.get("format"))
+
+
+def _object_check(props: dict[str, Any]) -> Check:
+    fields: dict[str, Check] = {}  # filled on first use: schemas refer to themselves
+
+    def check(value: Any) -> int:
+        if type(value) is not dict:
+            return -1
+        keys = len(value)
+        for key, sub in value.items():
+            if sub is None:
+                if key not in props:
+                    return -1
+                continue
+            field = fields.get(key)
+            if field is None:
+                if key not in props:
+                    return -1
+                field = fields[key] = _check_for(props[key])
+            n = field(sub)
+            if n < 0:
+                return -1
+            keys += n
+        return keys
+
+    return check
+
+
+def _list_check(items: dict[str, Any]) -> Check:
+    def check(value: Any) -> int:
+        if type(value) is not list:
+            return -1
+        item = _check_for(items)
+        keys = 0
+        for sub in value:
+            if sub is not None:
+                n = item(sub)
+                if n < 0:
+                    return -1
+                keys += n
+        return keys
+
+    return check
+
+
+def _map_check(extra: dict[str, Any]) -> Check:
+    def check(value: Any) -> int:
+        if type(value) is not dict:
+            return -1
+        item = _check_for(extra)
+        keys = len(value)
+        for sub in value.values():
+            if sub is not None:
+                n = item(sub)
+                if n < 0:
+                    return -1
+                keys += n
+        return keys
+
+    return check
+
+
+def _scalar_check(kind: str | None, fmt: str | None) -> Check:
+    if kind == "string":
+        return _refuse if fmt == "byte" else (lambda v: 0 if type(v) is str else -1)
+    if kind == "boolean":
+        return lambda v: 0 if type(v) is bool else -1
+    if kind == "integer":
+        lo, hi = _INT_RANGES.get(fmt or "", _INT_RANGES["int64"])
+        return lambda v: 0 if type(v) is int and lo <= v <= hi else -1
+    if kind == "number":
+        return lambda v: 0 if type(v) in (int, float) else -1
+    return _accept
 
 
 # ------------------------------------------------------------------------------------ type errors
@@ -362,14 +491,14 @@ class _Pairs(list):  # type: ignore[type-arg]
 _KEY_END = re.compile(rb'"[ \t\r\n]*:')
 
 
-def find_duplicate_fields(raw_json: bytes, decoded: Any = None) -> list[str]:
+def find_duplicate_fields(raw_json: bytes, decoded_keys: int | None = None) -> list[str]:
     """Paths of keys that occur more than once in the same JSON object (e.g. metadata.name), in document order.
 
-    `decoded`, the body as already decoded (duplicates collapsed), makes the usual case cheap: each key
-    of the text ends in a quote and a colon (so may a string value), so when the text holds no more of
-    those than the decoded document has keys, no key was repeated.
+    `decoded_keys`, how many object keys the decoded body has (duplicates collapsed), makes the usual
+    case cheap: each key of the text ends in a quote and a colon (so may a string value), so when the
+    text holds no more of those than the decoded body has keys, no key was repeated.
     """
-    if decoded is not None and len(_KEY_END.findall(raw_json)) <= _count_keys(decoded):
+    if decoded_keys is not None and len(_KEY_END.findall(raw_json)) <= decoded_keys:
         return []
     # First a pass that keeps nothing (objects become None), so a large body without duplicates, the
     # usual case, costs one scan; the Python hook also lets other threads run meanwhile.
@@ -390,14 +519,6 @@ def find_duplicate_fields(raw_json: bytes, decoded: Any = None) -> list[str]:
     out: list[str] = []
     _dup_walk(doc, "", out)
     return out
-
-
-def _count_keys(value: Any) -> int:
-    if isinstance(value, dict):
-        return len(value) + sum(_count_keys(v) for v in value.values() if isinstance(v, (dict, list)))
-    if isinstance(value, list):
-        return sum(_count_keys(v) for v in value if isinstance(v, (dict, list)))
-    return 0
 
 
 def _dup_walk(node: Any, path: str, out: list[str]) -> None:
