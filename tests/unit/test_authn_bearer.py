@@ -57,9 +57,9 @@ class Tokens:
         raise AuthenticationFailed("invalid")
 
 
-def certificate_der() -> bytes:
+def certificate_der(attribute: x509.NameAttribute = x509.NameAttribute(NameOID.COMMON_NAME, "alice")) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice")])
+    name = x509.Name([attribute])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(hours=1))
@@ -107,11 +107,6 @@ def test_a_client_certificate_wins_over_any_bearer_token(header: str) -> None:
 
 
 def test_a_certificate_without_a_common_name_falls_through_to_the_token() -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "no-cn")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    der = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-           .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(hours=1))
-           .sign(key, hashes.SHA256())).public_bytes(serialization.Encoding.DER)
+    der = certificate_der(x509.NameAttribute(NameOID.ORGANIZATION_NAME, "no-cn"))
     assert authenticate("Bearer good", anonymous=False, cert=der) == ("system:serviceaccount:ns:app", ["good"])
     assert authenticate(None, anonymous=True, cert=der) == ("401", [])

@@ -206,10 +206,10 @@ def _make_check(node: dict[str, Any]) -> Check:
     kind = s.get("type")
     if kind == "array":
         items = s.get("items")
-        return _list_check(items) if isinstance(items, dict) else _accept
+        return _each_check(items, list, _members) if isinstance(items, dict) else _accept
     extra = s.get("additionalProperties")
     if kind == "object" or extra is not None:
-        return _map_check(extra) if isinstance(extra, dict) else _accept
+        return _each_check(extra, dict, dict.values) if isinstance(extra, dict) else _accept
     return _scalar_check(kind, s.get("format"))
 
 
@@ -239,30 +239,18 @@ def _object_check(props: dict[str, Any]) -> Check:
     return check
 
 
-def _list_check(items: dict[str, Any]) -> Check:
+def _members(value: list[Any]) -> list[Any]:
+    return value
+
+
+def _each_check(node: dict[str, Any], container: type, members: Callable[[Any], Any]) -> Check:
+    """A list or a map whose every member must fit node (a map's own keys count too)."""
     def check(value: Any) -> int:
-        if type(value) is not list:
+        if type(value) is not container:
             return -1
-        item = _check_for(items)
-        keys = 0
-        for sub in value:
-            if sub is not None:
-                n = item(sub)
-                if n < 0:
-                    return -1
-                keys += n
-        return keys
-
-    return check
-
-
-def _map_check(extra: dict[str, Any]) -> Check:
-    def check(value: Any) -> int:
-        if type(value) is not dict:
-            return -1
-        item = _check_for(extra)
-        keys = len(value)
-        for sub in value.values():
+        item = _check_for(node)
+        keys = len(value) if container is dict else 0
+        for sub in members(value):
             if sub is not None:
                 n = item(sub)
                 if n < 0:
