@@ -20,7 +20,12 @@ import orjson
 from kubesat import errors, ids, limits
 from kubesat.registry import meta as meta_validation
 from kubesat.registry.kinds import ResourceInfo, lookup_kind
-from kubesat.registry.selectors import FieldSelector, LabelSelector, fields_match, labels_match
+from kubesat.registry.selectors import (
+    FieldSelector,
+    LabelSelector,
+    fields_match,
+    labels_match,
+)
 from kubesat.registry.strategies import strategy_for
 from kubesat.registry.strategy import Strategy
 from kubesat.storage.interface import (
@@ -28,10 +33,10 @@ from kubesat.storage.interface import (
     KeyExists,
     KeyNotFound,
     KeyValue,
+    ListSnapshot,
     RevisionConflict,
     Store,
 )
-from kubesat.storage.snapshot import Snapshot
 
 NAMESPACES = lookup_kind("v1", "Namespace")
 assert NAMESPACES is not None
@@ -108,7 +113,7 @@ class ListStream:
 
     def __init__(self, strategy: Strategy, labels: LabelSelector, fields: FieldSelector, start_after: str,
                  limit: int) -> None:
-        self.snapshot: Snapshot | None = None  # open while the list is larger than a chunk
+        self.snapshot: ListSnapshot | None = None  # open while the list is larger than a chunk
         self.revision = 0
         self.items: list[dict[str, Any]] | None = []  # None: too many to hold, read them with objects()
         self.last_key = ""  # the page's last key (with a limit)

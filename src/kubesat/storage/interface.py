@@ -8,10 +8,7 @@ make every acknowledged write durable before returning (it survives `kill -9` of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, AsyncIterator, Protocol
-
-if TYPE_CHECKING:
-    from kubesat.storage.snapshot import Snapshot
+from typing import AsyncIterator, Protocol
 
 
 class StorageError(Exception):
@@ -72,6 +69,16 @@ class WatchEvent:
     created: bool = False  # PUT that created the key
 
 
+class ListSnapshot(Protocol):
+    """The keys under a prefix as they were at one revision, read in chunks (storage/snapshot.py)."""
+
+    revision: int
+
+    async def read(self, start_after: str, limit: int) -> ListResult: ...
+
+    def close(self) -> None: ...
+
+
 class Store(Protocol):
     async def get(self, key: str) -> KeyValue | None: ...
 
@@ -79,7 +86,7 @@ class Store(Protocol):
 
     async def count(self, prefix: str) -> int: ...
 
-    def snapshot(self, prefix: str) -> Snapshot:
+    def snapshot(self, prefix: str) -> ListSnapshot:
         """The keys under `prefix` at the current revision, to read in chunks while writes go on."""
         ...
 
