@@ -7,8 +7,9 @@ at most that much encoded output besides what the connection buffers.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from kubesat.api import codec
 from kubesat.api.tables import to_table
@@ -85,7 +86,7 @@ def list_encoder(kind: str, api_version: str, list_meta: dict[str, Any], table: 
         envelope = {"kind": kind, "apiVersion": api_version, "metadata": list_meta, "items": []}
         return ListEncoder(envelope, _same, yaml)
     strategy = table
-    now = datetime.now(timezone.utc)  # one clock for every row's age, as a whole Table has
+    now = datetime.now(UTC)  # one clock for every row's age, as a whole Table has
 
     def row(obj: dict[str, Any]) -> Any:
         return to_table(strategy, [obj], include_object=include_object, now=now)["rows"][0]

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import re
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["encode_document"]
 
@@ -357,7 +358,10 @@ _SECURITY_SCHEMES: dict[tuple[str, str | None], tuple[int, Spec]] = {
 def _security_definitions_item(value: Any, where: str) -> bytes:
     obj = _object(value, where)
     kind = obj.get("type")
-    found = _SECURITY_SCHEMES.get((kind, obj.get("flow") if kind == "oauth2" else None))
+    flow = obj.get("flow") if kind == "oauth2" else None
+    found = None
+    if isinstance(kind, str) and (flow is None or isinstance(flow, str)):
+        found = _SECURITY_SCHEMES.get((kind, flow))
     if found is None:
         raise _fail(where, f"security scheme of type {kind!r} (flow {obj.get('flow')!r}) is not one OpenAPI v2 has")
     number, spec = found

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 __all__ = ["MAGIC", "ProtobufError", "decode"]
 
@@ -1296,7 +1297,7 @@ def _compile() -> dict[str, _Table]:
     specs = {**_MESSAGES, **_HELPERS}
     tables: dict[str, _Table] = {name: (name, {}) for name in specs}
 
-    def field(owner: str, name: str, code: int, ref: Union[str, int, None]) -> _Field:
+    def field(owner: str, name: str, code: int, ref: str | int | None) -> _Field:
         kind = code & 0xFF
         sub: Any = None
         if kind in (MSG, INLINE):
@@ -1326,7 +1327,7 @@ def _compile() -> dict[str, _Table]:
 _TABLES = _compile()
 _ENVELOPE = _TABLES["runtime.Unknown"]
 _U64 = (1 << 64) - 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OMIT: Any = object()
 
 
@@ -1346,7 +1347,7 @@ def _varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
     raise ProtobufError(f"protobuf body is truncated at byte {end}: a varint runs past the end of its message")
 
 
-def _scalar(kind: int, value: int) -> Union[int, bool]:
+def _scalar(kind: int, value: int) -> int | bool:
     if kind == BOOL:
         return value != 0
     if kind == INT64:

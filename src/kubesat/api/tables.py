@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from kubesat.registry.strategy import Strategy
@@ -38,7 +38,7 @@ def to_table(
     list_meta: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     rows = []
     for o in objs:
         row: dict[str, Any] = {"cells": strategy.table_cells(o, now)}

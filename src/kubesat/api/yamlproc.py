@@ -2,8 +2,8 @@
 
 PyYAML can spend seconds on a few MiB of YAML, or on a few KiB nested deeply, much of it in C that never
 lets the event loop run. One long-lived helper (`python -m kubesat.api.yamlproc`, started with the server,
-and again after one is killed) parses them on the other core; one that takes too long is killed and replaced. A body that is
-JSON (as kubectl's apply bodies are) skips the helper.
+and again after one is killed) parses them on the other core; one that takes too long is killed and replaced.
+A body that is JSON (as kubectl's apply bodies are) skips the helper.
 
 Frames on the pipes: to the helper, a 4-byte big-endian length and the YAML; back, one status byte
 (`0` JSON follows, `1` a Kubernetes Status follows) and a 4-byte length.
@@ -48,7 +48,7 @@ class YamlHelper:
         async with self._turn:
             try:
                 return await asyncio.wait_for(self._ask(raw), PARSE_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._kill()
                 raise errors.bad_request(
                     f"error converting YAML to JSON: not done within {PARSE_SECONDS:g} s") from None
