@@ -1,10 +1,13 @@
-"""The three PATCH bodies Kubernetes accepts (JSON patch, JSON merge patch, strategic merge patch) as pure functions on dicts."""
+"""The three PATCH bodies Kubernetes accepts, as pure functions on dicts.
+
+JSON patch, JSON merge patch and strategic merge patch.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, TypeGuard
 
 import jsonpatch
 import jsonpointer
@@ -192,7 +195,10 @@ def _syntax_message(text: str, err: json.JSONDecodeError) -> str:
                 return "unexpected end of JSON input"
             got = text[err.pos + i]
             if got != want:
-                return f"invalid character {_go_quote_char(got)} in literal {literal} (expecting {_go_quote_char(want)})"
+                return (
+                    f"invalid character {_go_quote_char(got)} in literal {literal} "
+                    f"(expecting {_go_quote_char(want)})"
+                )
     where = {
         "Expecting value": "looking for beginning of value",
         "Expecting property name enclosed in double quotes": "looking for beginning of object key string",
@@ -235,7 +241,7 @@ def decode_patch(json_patch: bool, merge_patch: bool, raw: bytes) -> Any:
     return _decode_strategic_patch(raw)
 
 
-def _is_raw(patch: Any) -> bool:
+def _is_raw(patch: object) -> TypeGuard[bytes | bytearray | str]:
     return isinstance(patch, (bytes, bytearray, str))
 
 
@@ -320,7 +326,12 @@ def _merge_patch_value(target: Any, patch: Any) -> Any:
     """RFC 7386 MergePatch(Target, Patch), building new containers rather than mutating."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
+    return _merge_patch_map(target, patch)
+
+
+def _merge_patch_map(target: Any, patch: dict[str, Any]) -> dict[str, Any]:
+    """MergePatch for an object patch: the target's members (if it is an object) with `patch` merged in."""
+    out: dict[str, Any] = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             out.pop(key, None)
@@ -335,16 +346,17 @@ def apply_merge_patch(doc: dict[str, Any], patch: bytes | dict[str, Any]) -> dic
     400 `Invalid JSON Patch` when the body is not JSON, is null or is a scalar; a list
     replaces the whole document, which is then not an object: 422 Invalid.
     """
-    if _is_raw(patch):
+    body: object = patch
+    if _is_raw(body):
         try:
-            patch = _parse(patch)
+            body = _parse(body)
         except ValueError:
             raise _bad_request("Invalid JSON Patch") from None
-    if isinstance(patch, list):
-        raise _not_an_object(patch, "array")
-    if not isinstance(patch, dict):
+    if isinstance(body, list):
+        raise _not_an_object(body, "array")
+    if not isinstance(body, dict):
         raise _bad_request("Invalid JSON Patch")
-    return _merge_patch_value(copy.deepcopy(doc), patch)
+    return _merge_patch_map(copy.deepcopy(doc), body)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -825,7 +837,9 @@ def _diff_maps(original: dict[str, Any], modified: dict[str, Any], schema: Schem
     return patch
 
 
-def _diff_lists(key: str, old: list[Any], new: list[Any], declared: dict[str, Any] | None, patch: dict[str, Any]) -> None:
+def _diff_lists(
+    key: str, old: list[Any], new: list[Any], declared: dict[str, Any] | None, patch: dict[str, Any]
+) -> None:
     strategy, merge_key = _strategy(declared)
     if strategy != "merge" or not (old or new):
         if old != new:
@@ -860,7 +874,7 @@ def _diff_lists(key: str, old: list[Any], new: list[Any], declared: dict[str, An
     gone = [_merge_key_of(i, merge_key) for i in old if _find(new, merge_key, _merge_key_of(i, merge_key)) < 0]
     changes.extend({PATCH_DIRECTIVE: "delete", merge_key: v} for v in sorted(gone, key=_go_fmt))
     same_order = len(old) == len(new) and all(
-        _same(_merge_key_of(a, merge_key), _merge_key_of(b, merge_key)) for a, b in zip(old, new)
+        _same(_merge_key_of(a, merge_key), _merge_key_of(b, merge_key)) for a, b in zip(old, new, strict=True)
     )
     if changes:
         patch[key] = changes
