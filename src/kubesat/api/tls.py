@@ -48,12 +48,26 @@ _TOO_LARGE = b"".join([
 _on_header = HttpToolsProtocol.on_header
 
 
+def _tls_extension(der: bytes | None) -> dict[object, object]:
+    """The ASGI TLS extension (`scope["extensions"]["tls"]`) for a connection whose client sent `der`."""
+    return {
+        "server_cert": None,
+        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+        "client_cert_name": None,
+        "client_cert_error": None,
+        "tls_version": None,
+        "cipher_suite": None,
+    }
+
+
 class ClientCertHttpToolsProtocol(HttpToolsProtocol):
     _peer_der: bytes | None = None
-    _tls_ext: dict[str, Any] | None = None
 
+    # Any: uvicorn's constructor arguments, passed through unchanged.
     def __init__(self, *args: Any, header_timeout: float = DEFAULT_HEADER_TIMEOUT, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The ASGI TLS extension every request of this connection carries; connection_made fills it in.
+        self._tls_ext = _tls_extension(None)
         self._header_timeout = header_timeout
         # Bytes of the current request line and headers seen so far; None once they are complete.
         self._header_bytes: int | None = 0
@@ -66,7 +80,8 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
         # requests (it re-arms only if a deadline is still set), so a request costs no timer.
         self._timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    # uvicorn narrows BaseProtocol's BaseTransport to Transport; this override matches uvicorn's.
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         ssl_obj: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
         der = None
@@ -76,14 +91,7 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
             except ValueError:
                 der = None
         self._peer_der = der or None
-        self._tls_ext = {
-            "server_cert": None,
-            "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
-            "client_cert_name": None,
-            "client_cert_error": None,
-            "tls_version": None,
-            "cipher_suite": None,
-        }
+        self._tls_ext = _tls_extension(der)
         # As in Go, the first request's headers are due within the timeout of the handshake's end.
         self._start_header_clock()
 
@@ -138,8 +146,9 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_fields = 0
+        # ASGI lets a server add its own scope keys; uvicorn's HTTPScope TypedDict does not declare ours.
         self.scope[TLS_PEER_DER] = self._peer_der  # type: ignore[literal-required]
-        self.scope["extensions"] = {"tls": self._tls_ext}  # type: ignore[typeddict-item,dict-item]
+        self.scope["extensions"] = {"tls": self._tls_ext}
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_fields += 1
@@ -249,6 +258,8 @@ class HandshakeTimeoutLoop(uvloop.Loop):
 
     ssl_handshake_timeout: float = DEFAULT_HEADER_TIMEOUT
 
+    # Any: asyncio's create_server arguments and result, passed through unchanged (asyncio's stubs
+    # say the result is a Server, uvloop's an AbstractServer; uvicorn takes either).
     async def create_server(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("ssl") is not None:
             kwargs.setdefault("ssl_handshake_timeout", self.ssl_handshake_timeout)
