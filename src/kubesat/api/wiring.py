@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
 
 from kubesat.api import rbac_api, tokens_api
 from kubesat.api.app import App, Request, Response, json_response
@@ -14,16 +16,46 @@ from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
 from kubesat.controllers.gc import GarbageCollector
 from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
 from kubesat.controllers.tokens import TokensController
+from kubesat.pki import ClusterPKI
 from kubesat.registry.kinds import ResourceInfo, lookup_kind
 from kubesat.registry.store import Registry
-from kubesat.tokens.issuer import TokenIssuer
+from kubesat.tokens.issuer import TokenIssuer, TokenOptions
 from kubesat.tokens.signer import ProcessSigner
 from kubesat.tokens.source import DataDirKeySource
 
-SERVICEACCOUNTS = lookup_kind("v1", "ServiceAccount")
+
+def _served_kind(api_version: str, kind: str) -> ResourceInfo:
+    info = lookup_kind(api_version, kind)
+    if info is None:
+        raise KeyError(f"{api_version} {kind} is not a served kind")
+    return info
 
 
-def install(app: App, resources: ResourceHandler, registry: Registry, opts: Any, pki: Any) -> None:
+SERVICEACCOUNTS = _served_kind("v1", "ServiceAccount")
+
+
+class WiringOptions(Protocol):
+    """What the wiring reads of the server's options (kubesat.server.ServeOptions)."""
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def tokens(self) -> TokenOptions: ...
+
+    @property
+    def external_address(self) -> str: ...
+
+
+class Controller(Protocol):
+    """A controller the server starts after the store is open and stops at shutdown."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def install(app: App, resources: ResourceHandler, registry: Registry, opts: WiringOptions, pki: ClusterPKI) -> None:
     async def service_account_admission(req: Request, res: ResourceInfo, ns: str, obj: dict[str, Any]) -> None:
         if res.kind != "Pod" or res.group:
             return
@@ -41,7 +73,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Any,
     resources.admission.append(service_account_admission)
 
     async def self_subject_review(req: Request, res: ResourceInfo, body: dict[str, Any]) -> Response:
-        assert req.user is not None
+        assert req.user is not None  # App._handle authenticates (or refuses) before any handler runs
         return json_response(201, {
             "kind": "SelfSubjectReview",
             "apiVersion": res.api_version,
@@ -54,7 +86,9 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Any,
     app.state["rbac"] = rbac_api.install(app, resources, registry)
 
 
-def _install_tokens(app: App, resources: ResourceHandler, registry: Registry, opts: Any, pki: Any) -> None:
+def _install_tokens(
+    app: App, resources: ResourceHandler, registry: Registry, opts: WiringOptions, pki: ClusterPKI
+) -> None:
     options = opts.tokens
     keys = DataDirKeySource(opts.data_dir, options.extra_key_files)
     signer = None
@@ -74,13 +108,15 @@ def _install_tokens(app: App, resources: ResourceHandler, registry: Registry, op
     app.state["keys"] = keys
 
 
-def controller_starters(app: App, registry: Registry, opts: Any, pki: Any) -> list[Callable[[], Awaitable[Any]]]:
+def controller_starters(
+    app: App, registry: Registry, opts: WiringOptions, pki: ClusterPKI
+) -> list[Callable[[], Awaitable[Controller]]]:
     """Extra controllers to start after the store is open; each returns an object with `async stop()`."""
     issuer = app.state["issuer"]
     root_ca = pki.ca_cert.read_text()
 
-    def starter(make: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
-        async def start() -> Any:
+    def starter(make: Callable[[], Controller]) -> Callable[[], Awaitable[Controller]]:
+        async def start() -> Controller:
             c = make()
             await c.start()
             return c
