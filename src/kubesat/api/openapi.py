@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -537,9 +538,15 @@ def _v3_paths_for(path: str) -> tuple[dict[str, dict[str, Any]], tuple[str, ...]
         return None
     if len(parts) == 2 and parts[0] == "apis" and parts[1] in groups and parts[1]:
         return _group_paths(parts[1]), ()
-    if len(parts) == 3 and parts[0] == "apis" and parts[1] and parts[1] in groups:
-        if parts[2] in gvs.get(parts[1], []) and kinds.resources_in(parts[1], parts[2]):
-            return _gv_paths(parts[1], parts[2]), ()
+    if (
+        len(parts) == 3
+        and parts[0] == "apis"
+        and parts[1]
+        and parts[1] in groups
+        and parts[2] in gvs.get(parts[1], [])
+        and kinds.resources_in(parts[1], parts[2])
+    ):
+        return _gv_paths(parts[1], parts[2]), ()
     return None
 
 
@@ -584,7 +591,7 @@ def openapi_v3_hash(path: str) -> str:
     return _v3_hash(_normalize_key(path))
 
 
-def openapi_v3_index(hash_fn: Any = None) -> dict[str, Any]:
+def openapi_v3_index(hash_fn: Callable[[str], str] | None = None) -> dict[str, Any]:
     """GET /openapi/v3: each document's path with its hash-pinned server-relative URL."""
     fn = hash_fn or openapi_v3_hash
     return {"paths": {k: {"serverRelativeURL": f"/openapi/v3/{k}?hash={fn(k)}"} for k in _v3_keys()}}
