@@ -37,6 +37,16 @@ def _text(status: int, body: str) -> Response:
 
 
 def install(app: App, server_address: str) -> None:
+    """Route the health checks, /version, discovery and the OpenAPI documents on `app`."""
+    _install_health(app)
+    _install_version(app)
+    _install_discovery(app, server_address)
+    _install_openapi(app)
+
+
+def _install_health(app: App) -> None:
+    """/healthz, /livez and /readyz, with or without a named check after them."""
+
     async def healthz(req: Request) -> Response:
         if req.path == "/readyz" and not app.ready:
             return _text(500, "[-]kubesat not ready\nreadyz check failed")
@@ -51,6 +61,8 @@ def install(app: App, server_address: str) -> None:
     app.route_prefix("/livez/", healthz)
     app.route_prefix("/readyz/", healthz)
 
+
+def _install_version(app: App) -> None:
     version = codec.dump_json(version_info())
 
     async def get_version(req: Request) -> Response:
@@ -58,6 +70,10 @@ def install(app: App, server_address: str) -> None:
 
     app.route("/version", get_version)
     app.route("/version/", get_version)
+
+
+def _install_discovery(app: App, server_address: str) -> None:
+    """The discovery documents: /api and /apis, and each group and group version below them."""
 
     async def api_root(req: Request) -> Response:
         agg = discovery.accept_wants_aggregated(req.headers.get("accept", ""))
@@ -92,6 +108,10 @@ def install(app: App, server_address: str) -> None:
     app.route_prefix("/api/", group_or_version)
     app.route_prefix("/apis/", group_or_version)
 
+
+def _install_openapi(app: App) -> None:
+    """/openapi/v2 (JSON or protobuf, with an ETag) and /openapi/v3 (the index and each document)."""
+
     async def openapi_v2(req: Request) -> Response:
         content_type = openapi.openapi_v2_media_type(req.headers.get("accept", ""))
         if content_type is None:
@@ -110,7 +130,8 @@ def install(app: App, server_address: str) -> None:
         doc = openapi.openapi_v3_group(req.path[len("/openapi/v3/"):])
         if doc is None:
             raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
-        return Response(200, doc, headers=[(b"etag", f'"{openapi.openapi_v3_hash(req.path[len("/openapi/v3/"):])}"'.encode())])
+        etag = f'"{openapi.openapi_v3_hash(req.path[len("/openapi/v3/"):])}"'
+        return Response(200, doc, headers=[(b"etag", etag.encode())])
 
     app.route("/openapi/v2", openapi_v2)
     app.route("/openapi/v3", openapi_v3)
