@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jwt as pyjwt
 from cryptography.hazmat.primitives import hashes

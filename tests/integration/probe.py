@@ -16,7 +16,8 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Callable, TypeVar
+from typing import TypeVar
+from collections.abc import Callable
 
 T = TypeVar("T")
 
@@ -40,7 +41,7 @@ class ReadyzProbe:
         self.failures: list[str] = []
         self._proc: subprocess.Popen[str] | None = None
 
-    def __enter__(self) -> "ReadyzProbe":
+    def __enter__(self) -> ReadyzProbe:
         self._proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self._proc.stdout is not None
         first = self._proc.stdout.readline()  # connected, handshake done, first answer in

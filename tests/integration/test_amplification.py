@@ -8,7 +8,7 @@ and that nothing was written.
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import requests

@@ -39,7 +39,7 @@ def test_token_request_with_audience_duration_and_pod_binding(api, objects) -> N
     from kubernetes import client
 
     core, sa, pod = objects
-    before = datetime.datetime.now(datetime.timezone.utc)
+    before = datetime.datetime.now(datetime.UTC)
     tr = core.create_namespaced_service_account_token("worker", "pyclient", client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(
             audiences=["https://vault.example.com"], expiration_seconds=1800,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from urllib.parse import parse_qs
 
 import pytest
@@ -348,7 +348,7 @@ def test_micro_time_matches_datetime_rounding():
     stamps = [rng.uniform(0, 4e9) for _ in range(20000)]
     stamps += [math.floor(t) + 0.9999996 for t in stamps[:500]] + [1.0000005, 2.9999995, 1700000000.5]
     for t in stamps:
-        want = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        want = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         assert audit.micro_time(t) == want, t
 
 
@@ -361,7 +361,7 @@ def test_rfc3339_matches_datetime_and_survives_its_cache():
     stamps = [0, 0.999, 1.0, 1700000000.99, 1700000000.0, 1699999999.5]
     stamps += [rng.uniform(0, 4e9) for _ in range(5000)]
     for t in stamps + stamps[::-1]:  # repeated seconds hit the cache, changes refresh it
-        assert rfc3339(t) == datetime.fromtimestamp(int(t), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), t
+        assert rfc3339(t) == datetime.fromtimestamp(int(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), t
 
 
 def test_an_event_is_one_line_for_every_line_reader(tmp_path):

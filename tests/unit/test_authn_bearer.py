@@ -60,7 +60,7 @@ class Tokens:
 def certificate_der(attribute: x509.NameAttribute = x509.NameAttribute(NameOID.COMMON_NAME, "alice")) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([attribute])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(hours=1))
             .sign(key, hashes.SHA256()))

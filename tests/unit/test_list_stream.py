@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 import orjson
@@ -224,7 +224,7 @@ def test_a_table_encoded_in_pieces_is_the_whole_table(include: str, yaml_out: bo
     enc = liststream.list_encoder("ConfigMapList", "v1", meta, strategy, include, yaml_out)
     body, _ = run(encode(enc, items))
     decoded = yaml.safe_load(body) if yaml_out else orjson.loads(body)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     whole = to_table(strategy, items, include_object=include, list_meta=meta, now=now)
     assert list(decoded) == list(whole)
     assert decoded == whole  # ages are whole days here, so the clocks of the two encodings agree

@@ -6,7 +6,7 @@ import base64
 import json
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 
 import pytest
@@ -116,8 +116,8 @@ def _ld(number: int, payload: bytes) -> bytes:
 
 def _time(text: str, micro: bool) -> bytes:
     fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ"
-    t = datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
-    delta = t - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    t = datetime.strptime(text, fmt).replace(tzinfo=UTC)
+    delta = t - datetime(1970, 1, 1, tzinfo=UTC)
     seconds = delta.days * 86400 + delta.seconds
     out = _key(1, 0) + _varint(seconds)
     return out + (_key(2, 0) + _varint(delta.microseconds * 1000) if micro else b"")
@@ -664,7 +664,7 @@ _SECONDS = st.integers(-62135596800, 253402300799)
 
 def _time_text(micro: bool) -> st.SearchStrategy[str]:
     def fmt(s: int, us: int) -> str:
-        t = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=s)
+        t = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=s)
         text = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
         return f"{text}.{us:06d}Z" if micro else f"{text}Z"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from kubesat.registry.strategies import STRATEGIES, strategy_for
 from kubesat.registry.strategy import Strategy
 
 SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
-NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 CREATED = "2025-01-01T11:55:00Z"  # five minutes before NOW
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from kubesat.registry.kinds import lookup_kind
 from kubesat.registry.pod import PodStrategy, default_pull_policy, pod_qos
 
 SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
-NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture()

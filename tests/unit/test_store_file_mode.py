@@ -6,7 +6,7 @@ import asyncio
 import os
 import stat
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

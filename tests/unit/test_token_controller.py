@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -46,7 +47,7 @@ DAY = 86400
 
 def ts(day: str) -> float:
     """Unix time of 12:00 UTC on a YYYY-MM-DD day."""
-    return datetime.fromisoformat(day).replace(hour=12, tzinfo=timezone.utc).timestamp()
+    return datetime.fromisoformat(day).replace(hour=12, tzinfo=UTC).timestamp()
 
 
 def b64(text: str) -> str:
@@ -449,7 +450,7 @@ def test_dates_parse_as_go_does() -> None:
                 " 2024-01-05"):
         assert parse_date(bad) is None, bad
     assert utc_date(ts("2024-05-01")) == "2024-05-01"
-    assert utc_date(datetime(2024, 5, 1, 23, 59, 59, tzinfo=timezone.utc).timestamp()) == "2024-05-01"
+    assert utc_date(datetime(2024, 5, 1, 23, 59, 59, tzinfo=UTC).timestamp()) == "2024-05-01"
 
 
 def test_label_names_agree_with_the_authenticator() -> None:

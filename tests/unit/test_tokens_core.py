@@ -134,7 +134,7 @@ def test_alg_for_and_kubernetes_errors() -> None:
 
 def _self_signed(key) -> bytes:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sa-signer")])
-    now = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
