@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 import orjson
 
@@ -38,20 +40,17 @@ def loads(value: bytes | None) -> dict[str, Any] | None:
     return None if value is None else orjson.loads(value)
 
 
-async def cancel(task: "asyncio.Task[Any] | None") -> None:
-    """Stop a controller's background task and wait until it has stopped. Returns None to clear the slot."""
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    """Stop a controller's background task (if any) and wait until it has stopped."""
     if task is None:
-        return None
+        return
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
-    return None
 
 
 def watch_in_background(store: Store, start_revision: int, on_event: Callable[[WatchEvent], Awaitable[None]],
-                        resync: Callable[[], Awaitable[int]], name: str) -> "asyncio.Task[None]":
+                        resync: Callable[[], Awaitable[int]], name: str) -> asyncio.Task[None]:
     """The usual controller loop (run_watch) as a task."""
     return asyncio.create_task(run_watch(store, start_revision, on_event, resync, name))
 

@@ -34,7 +34,8 @@ class GarbageCollector:
         self._task = watch_in_background(self.registry.store, rev, self._on_event, self.resync, "gc")
 
     async def stop(self) -> None:
-        self._task = await cancel(self._task)
+        await cancel(self._task)
+        self._task = None
 
     async def resync(self) -> int:
         self.dependents.clear()

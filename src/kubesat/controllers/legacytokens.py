@@ -12,23 +12,25 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import date, datetime, timedelta, UTC
+from typing import Any
+from collections.abc import Callable
 
 from kubesat import errors
 from kubesat.auth.admission import pod_secret_names
 from kubesat.controllers.base import cancel, watch_in_background
-from kubesat.registry.kinds import lookup_kind
+from kubesat.registry.kinds import builtin_kind
+from kubesat.registry.meta import as_dict
 from kubesat.registry.secret import SA_NAME_KEY, SA_UID_KEY, TYPE_SA_TOKEN
 from kubesat.registry.store import DeleteOptions, Registry
 from kubesat.storage.interface import WatchEvent
 
 log = logging.getLogger("kubesat.controllers.legacytokens")
 
-SECRETS = lookup_kind("v1", "Secret")
-SERVICEACCOUNTS = lookup_kind("v1", "ServiceAccount")
-CONFIGMAPS = lookup_kind("v1", "ConfigMap")
-PODS = lookup_kind("v1", "Pod")
+SECRETS = builtin_kind("v1", "Secret")
+SERVICEACCOUNTS = builtin_kind("v1", "ServiceAccount")
+CONFIGMAPS = builtin_kind("v1", "ConfigMap")
+PODS = builtin_kind("v1", "Pod")
 assert SECRETS and SERVICEACCOUNTS and CONFIGMAPS and PODS
 
 TRACKING_NAMESPACE = "kube-system"
@@ -47,7 +49,7 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # ----------------------------------------------------------------------------- dates
 def utc_date(ts: float) -> str:
     """The UTC calendar date of a Unix time, as `YYYY-MM-DD`."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
 def parse_date(value: Any) -> date | None:
@@ -131,7 +133,8 @@ class LegacyTokenTracking:
         self._task = watch_in_background(self.registry.store, rev, self._on_event, self.resync, "legacy-token-tracking")
 
     async def stop(self) -> None:
-        self._task = await cancel(self._task)
+        await cancel(self._task)
+        self._task = None
 
     async def resync(self) -> int:
         rev = await self.registry.revision()
@@ -190,7 +193,7 @@ def _parse_rfc3339(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -234,7 +237,8 @@ class LegacyTokenCleaner:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        self._task = await cancel(self._task)
+        await cancel(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         # As wait.Until: a pass at once, then one every interval.
@@ -252,14 +256,14 @@ class LegacyTokenCleaner:
 
     async def run_once(self, now: float | None = None) -> CleanerPass:
         out = CleanerPass()
-        now_dt = datetime.fromtimestamp(self.clock() if now is None else now, timezone.utc)
+        now_dt = datetime.fromtimestamp(self.clock() if now is None else now, UTC)
         since = await tracked_since(self.registry)
         if since is None:
             log.warning("legacy-token-cleaner: no usable %s/%s ConfigMap; skipping this pass",
                         TRACKING_NAMESPACE, TRACKING_CONFIGMAP)
             return out
         # From 00:00 UTC on the day after tracking began (allows for clock skew).
-        tracking_start = datetime(since.year, since.month, since.day, tzinfo=timezone.utc) + timedelta(days=1)
+        tracking_start = datetime(since.year, since.month, since.day, tzinfo=UTC) + timedelta(days=1)
         if now_dt < tracking_start + self.period:
             return out  # not tracked for a full period yet
         out.ran = True
@@ -278,7 +282,7 @@ class LegacyTokenCleaner:
                 continue
             if meta.get("deletionTimestamp"):
                 continue
-            labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+            labels = as_dict(meta.get("labels"))
             if LAST_USED_LABEL in labels:
                 last_used = labels[LAST_USED_LABEL]
                 if parse_date(last_used) is None:
@@ -315,7 +319,7 @@ class LegacyTokenCleaner:
     async def _auto_generated(self, secret: dict[str, Any]) -> bool:
         """Its ServiceAccount exists (uid matching, if annotated) and lists it in `secrets`."""
         meta = secret["metadata"]
-        ann = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+        ann = as_dict(meta.get("annotations"))
         sa_name = ann.get(SA_NAME_KEY) or ""
         if not sa_name:
             return False

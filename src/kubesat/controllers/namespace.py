@@ -9,7 +9,7 @@ from typing import Any
 
 from kubesat import errors
 from kubesat.controllers.base import loads, resource_of_key, cancel, watch_in_background, split_key
-from kubesat.registry.kinds import RESOURCES, lookup_kind
+from kubesat.registry.kinds import RESOURCES, builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry
 from kubesat.storage.interface import WatchEvent
 
@@ -23,9 +23,9 @@ ROOT_CA_DESCRIPTION = (
     "distributions of Kubernetes clusters."
 )
 
-NAMESPACES = lookup_kind("v1", "Namespace")
-SERVICEACCOUNTS = lookup_kind("v1", "ServiceAccount")
-CONFIGMAPS = lookup_kind("v1", "ConfigMap")
+NAMESPACES = builtin_kind("v1", "Namespace")
+SERVICEACCOUNTS = builtin_kind("v1", "ServiceAccount")
+CONFIGMAPS = builtin_kind("v1", "ConfigMap")
 assert NAMESPACES and SERVICEACCOUNTS and CONFIGMAPS
 
 
@@ -66,7 +66,8 @@ class NamespaceController:
         self._task = watch_in_background(self.registry.store, rev, self._on_event, self.resync, "namespace-controller")
 
     async def stop(self) -> None:
-        self._task = await cancel(self._task)
+        await cancel(self._task)
+        self._task = None
 
     async def _on_event(self, ev: WatchEvent) -> None:
         info = resource_of_key(ev.key)

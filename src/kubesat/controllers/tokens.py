@@ -24,11 +24,12 @@ import base64
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 from kubesat import errors
 from kubesat.controllers.base import resource_of_key, cancel, watch_in_background, split_key
-from kubesat.registry.kinds import lookup_kind
+from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.secret import SA_NAME_KEY, SA_UID_KEY, TYPE_SA_TOKEN, decode_value
 from kubesat.registry.store import DeleteOptions, Registry, decode
 from kubesat.storage.interface import WatchEvent
@@ -36,8 +37,8 @@ from kubesat.tokens.claims import legacy_claims
 
 log = logging.getLogger("kubesat.controllers.tokens")
 
-SECRETS = lookup_kind("v1", "Secret")
-SERVICEACCOUNTS = lookup_kind("v1", "ServiceAccount")
+SECRETS = builtin_kind("v1", "Secret")
+SERVICEACCOUNTS = builtin_kind("v1", "ServiceAccount")
 assert SECRETS and SERVICEACCOUNTS
 
 # Data keys of a service-account token Secret (core/v1 ServiceAccountTokenKey etc.).
@@ -112,7 +113,8 @@ class TokensController:
         self._task = watch_in_background(self.registry.store, rev, self.handle_event, self.resync, "tokens-controller")
 
     async def stop(self) -> None:
-        self._task = await cancel(self._task)
+        await cancel(self._task)
+        self._task = None
 
     async def resync(self) -> int:
         """Look at every token Secret and ServiceAccount; returns the revision to watch from."""
@@ -142,7 +144,7 @@ class TokensController:
             await self.secret_deleted(ns, name, seen)
         return rev
 
-    async def _guard(self, work: Any, obj: dict[str, Any]) -> None:
+    async def _guard(self, work: Awaitable[None], obj: dict[str, Any]) -> None:
         try:
             await work
         except asyncio.CancelledError:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from kubesat.errors import FieldError, forbidden_field, invalid_value, too_long
-from kubesat.registry.meta import age_column, column, config_map_key, field_doc, name_column, validate_kube_finalizers
+from kubesat.registry.meta import age_column, as_dict, column, config_map_key, field_doc, name_column, validate_kube_finalizers
 from kubesat.registry.strategy import Strategy
 from kubesat.registry.table import age
 
@@ -26,8 +26,8 @@ def _binary_size(value: Any) -> int:
 class ConfigMapStrategy(Strategy):
     def validate(self, obj: dict[str, Any]) -> list[FieldError]:
         errs = validate_kube_finalizers(obj.get("metadata") or {})
-        data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
-        binary = obj.get("binaryData") if isinstance(obj.get("binaryData"), dict) else {}
+        data = as_dict(obj.get("data"))
+        binary = as_dict(obj.get("binaryData"))
         total = 0
         for key, value in data.items():
             for msg in config_map_key(key):
@@ -59,6 +59,6 @@ class ConfigMapStrategy(Strategy):
         return [name_column(), column("Data", field_doc("io.k8s.api.core.v1.ConfigMap", "data")), age_column()]
 
     def table_cells(self, obj: dict[str, Any], now: datetime) -> list[Any]:
-        data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
-        binary = obj.get("binaryData") if isinstance(obj.get("binaryData"), dict) else {}
+        data = as_dict(obj.get("data"))
+        binary = as_dict(obj.get("binaryData"))
         return [(obj.get("metadata") or {}).get("name", ""), len(data) + len(binary), age(obj, now)]

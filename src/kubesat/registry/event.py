@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 
 from kubesat.errors import FieldError, invalid_value, required
-from kubesat.registry.meta import column, dns1123_subdomain, field_doc, name_column, qualified_name
+from kubesat.registry.meta import as_dict, column, dns1123_subdomain, field_doc, name_column, qualified_name
 from kubesat.registry.strategy import Strategy
 from kubesat.registry.table import human_duration
 
@@ -36,10 +36,10 @@ def parse_any_time(value: Any) -> datetime | None:
     if frac:
         ts = ts.replace(microsecond=int((frac[1:] + "000000")[:6]))
     if zone == "Z":
-        return ts.replace(tzinfo=timezone.utc)
+        return ts.replace(tzinfo=UTC)
     sign = 1 if zone[0] == "+" else -1
     hours, minutes = int(zone[1:3]), int(zone[4:6])
-    return (ts - sign * timedelta(hours=hours, minutes=minutes)).replace(tzinfo=timezone.utc)
+    return (ts - sign * timedelta(hours=hours, minutes=minutes)).replace(tzinfo=UTC)
 
 
 def _since(value: Any, now: datetime) -> str:
@@ -50,7 +50,7 @@ def _since(value: Any, now: datetime) -> str:
 
 
 def _source(obj: dict[str, Any]) -> str:
-    src = obj.get("source") if isinstance(obj.get("source"), dict) else {}
+    src = as_dict(obj.get("source"))
     component = src.get("component") or obj.get("reportingComponent") or ""
     instance = src.get("host") or obj.get("reportingInstance") or ""
     return f"{component}, {instance}" if instance else component
@@ -60,7 +60,7 @@ class EventStrategy(Strategy):
     def validate(self, obj: dict[str, Any]) -> list[FieldError]:
         errs: list[FieldError] = []
         namespace = (obj.get("metadata") or {}).get("namespace") or ""
-        involved = obj.get("involvedObject") if isinstance(obj.get("involvedObject"), dict) else {}
+        involved = as_dict(obj.get("involvedObject"))
         involved_ns = involved.get("namespace") or ""
         if not obj.get("eventTime"):
             # An old-style event: its namespace follows the object it is about.
@@ -123,7 +123,7 @@ class EventStrategy(Strategy):
             count = series.get("count") or 0
         elif not count:
             count = 1  # a singleton event of the newer API carries no count
-        involved = obj.get("involvedObject") if isinstance(obj.get("involvedObject"), dict) else {}
+        involved = as_dict(obj.get("involvedObject"))
         kind = str(involved.get("kind") or "").lower()
         target = f"{kind}/{involved['name']}" if involved.get("name") else kind
         return [
@@ -140,7 +140,7 @@ class EventStrategy(Strategy):
         ]
 
     def field_value(self, obj: dict[str, Any], field: str) -> str | None:
-        involved = obj.get("involvedObject") if isinstance(obj.get("involvedObject"), dict) else {}
+        involved = as_dict(obj.get("involvedObject"))
         if field.startswith("involvedObject."):
             sub = field[len("involvedObject."):]
             if sub in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"):
@@ -151,7 +151,7 @@ class EventStrategy(Strategy):
         if field == "reportingComponent":
             return str(obj.get("reportingComponent") or "")
         if field == "source":
-            src = obj.get("source") if isinstance(obj.get("source"), dict) else {}
+            src = as_dict(obj.get("source"))
             return str(src.get("component") or obj.get("reportingComponent") or "")
         if field == "type":
             return str(obj.get("type") or "")

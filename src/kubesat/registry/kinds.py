@@ -190,6 +190,14 @@ def lookup_kind(api_version: str, kind: str) -> ResourceInfo | None:
     return _INDEX.by_kind.get((api_version, kind))
 
 
+def builtin_kind(api_version: str, kind: str) -> ResourceInfo:
+    """The ResourceInfo of a kind this server always serves; a KeyError if it does not."""
+    info = lookup_kind(api_version, kind)
+    if info is None:
+        raise KeyError(f"{api_version} {kind} is not a served kind")
+    return info
+
+
 def group_versions() -> dict[str, list[str]]:
     """group -> served versions (preferred first)."""
     out: dict[str, list[str]] = {}

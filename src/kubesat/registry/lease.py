@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from kubesat.errors import FieldError, invalid_value
-from kubesat.registry.meta import age_column, column, field_doc, name_column
+from kubesat.registry.meta import age_column, as_dict, column, field_doc, name_column
 from kubesat.registry.strategy import Strategy
 from kubesat.registry.table import age
 
@@ -33,7 +33,7 @@ class LeaseStrategy(Strategy):
 
     def validate(self, obj: dict[str, Any]) -> list[FieldError]:
         errs: list[FieldError] = []
-        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        spec = as_dict(obj.get("spec"))
         duration = _int(spec.get("leaseDurationSeconds"))
         if duration is not None and duration <= 0:
             errs.append(invalid_value("spec.leaseDurationSeconds", duration, "must be greater than 0"))
@@ -50,5 +50,5 @@ class LeaseStrategy(Strategy):
         ]
 
     def table_cells(self, obj: dict[str, Any], now: datetime) -> list[Any]:
-        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        spec = as_dict(obj.get("spec"))
         return [(obj.get("metadata") or {}).get("name", ""), spec.get("holderIdentity") or "", age(obj, now)]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from kubesat.errors import FieldError, forbidden_field, invalid_value, required, too_long
 from kubesat.registry.schema import definitions
@@ -228,8 +229,8 @@ class GoValue:
 
 
 def go_quote(s: Any) -> str:
-    s = "" if s is None else str(s)
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+    text = "" if s is None else str(s)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
 
 
 def go_strings(values: Any) -> GoValue:
@@ -266,7 +267,8 @@ STANDARD_FINALIZERS = frozenset({FINALIZER_KUBERNETES, FINALIZER_ORPHAN, FINALIZ
 BANNED_OWNERS = frozenset({("", "v1", "Event")})
 
 
-def _as_dict(v: Any) -> dict[str, Any]:
+def as_dict(v: Any) -> dict[str, Any]:
+    """A JSON value as an object: itself when it is one, else an empty one."""
     return v if isinstance(v, dict) else {}
 
 
@@ -276,7 +278,7 @@ def _str(v: Any) -> str:
 
 def validate_labels(labels: Any, path: str) -> list[FieldError]:
     errs: list[FieldError] = []
-    for k, v in _as_dict(labels).items():
+    for k, v in as_dict(labels).items():
         k = _str(k)
         for msg in qualified_name(k):
             errs.append(invalid_value(path, k, msg))
@@ -289,7 +291,7 @@ def validate_labels(labels: Any, path: str) -> list[FieldError]:
 def validate_annotations(annotations: Any, path: str) -> list[FieldError]:
     errs: list[FieldError] = []
     total = 0
-    for k, v in _as_dict(annotations).items():
+    for k, v in as_dict(annotations).items():
         k, v = _str(k), _str(v)
         # Annotation keys are qualified names, but letter case does not matter.
         for msg in qualified_name(k.lower()):
@@ -330,7 +332,7 @@ def validate_owner_references(refs: Any, path: str) -> list[FieldError]:
         return errs
     first_controller = ""
     for raw in refs:
-        ref = _as_dict(raw)
+        ref = as_dict(raw)
         api_version, kind = _str(ref.get("apiVersion")), _str(ref.get("kind"))
         gv = _parse_group_version(api_version)
         group, version = gv if gv is not None else ("", "")
@@ -347,7 +349,7 @@ def validate_owner_references(refs: Any, path: str) -> list[FieldError]:
         if ref.get("controller") is True:
             current = f"{kind}/{_str(ref.get('name'))}"
             if first_controller:
-                shown = GoValue("[]v1.OwnerReference{" + ", ".join(_owner_go_value(_as_dict(r)).text for r in refs) + "}")
+                shown = GoValue("[]v1.OwnerReference{" + ", ".join(_owner_go_value(as_dict(r)).text for r in refs) + "}")
                 errs.append(invalid_value(
                     path, shown,
                     f'Only one reference can have Controller set to true. Found "true" in references for '
@@ -432,7 +434,7 @@ def validate_object_meta(
     meta: dict[str, Any], *, namespaced: bool, name_rule: str, path: str = "metadata"
 ) -> list[FieldError]:
     """Metadata of an object being created (after any generateName was turned into a name)."""
-    meta = _as_dict(meta)
+    meta = as_dict(meta)
     return _identity(meta, namespaced, name_rule, path) + _common(meta, path)
 
 
@@ -454,7 +456,7 @@ def validate_object_meta_update(
 
     With `namespaced` and `name_rule` given, the name and namespace are also checked as on create.
     """
-    new, old = _as_dict(new), _as_dict(old)
+    new, old = as_dict(new), as_dict(old)
     errs: list[FieldError] = []
     new_gen, old_gen = new.get("generation"), old.get("generation")
     if isinstance(new_gen, int) and isinstance(old_gen, int) and new_gen < old_gen:

@@ -9,6 +9,7 @@ from kubesat.errors import FieldError, invalid_value
 from kubesat.registry.meta import (
     FINALIZER_KUBERNETES,
     age_column,
+    as_dict,
     column,
     kube_finalizer_name,
     name_column,
@@ -60,7 +61,7 @@ class NamespaceStrategy(Strategy):
 
     def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
         # spec.finalizers changes only through /finalize, status only through /status.
-        old_spec = old.get("spec") if isinstance(old.get("spec"), dict) else {}
+        old_spec = as_dict(old.get("spec"))
         spec = new.get("spec")
         if not isinstance(spec, dict):
             spec = new["spec"] = {}

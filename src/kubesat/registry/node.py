@@ -10,6 +10,7 @@ from kubesat.errors import FieldError, forbidden_field, invalid_value, not_suppo
 from kubesat.registry.meta import (
     GoValue,
     age_column,
+    as_dict,
     column,
     field_doc,
     go_quote,
@@ -131,7 +132,7 @@ class NodeStrategy(Strategy):
 
     def validate(self, obj: dict[str, Any]) -> list[FieldError]:
         errs = validate_kube_finalizers(obj.get("metadata") or {})
-        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        spec = as_dict(obj.get("spec"))
         # Kubernetes reports taint problems under metadata.taints (sic).
         errs += validate_taints(spec.get("taints"), "metadata.taints")
         errs += _validate_pod_cidrs(spec.get("podCIDRs"))
@@ -139,8 +140,8 @@ class NodeStrategy(Strategy):
 
     def validate_update(self, new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
         errs = validate_kube_finalizers(new.get("metadata") or {})
-        spec = new.get("spec") if isinstance(new.get("spec"), dict) else {}
-        old_spec = old.get("spec") if isinstance(old.get("spec"), dict) else {}
+        spec = as_dict(new.get("spec"))
+        old_spec = as_dict(old.get("spec"))
         seen: list[Any] = []
         for i, a in enumerate((new.get("status") or {}).get("addresses") or []):
             if a in seen:

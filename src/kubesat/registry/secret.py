@@ -12,6 +12,7 @@ from kubesat.errors import FieldError, forbidden_field, invalid_value, required,
 from kubesat.registry.meta import (
     IMMUTABLE,
     age_column,
+    as_dict,
     column,
     config_map_key,
     field_doc,
@@ -132,7 +133,7 @@ class SecretStrategy(Strategy):
 
         stype = obj.get("type") or ""
         if stype == TYPE_SA_TOKEN:
-            annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+            annotations = as_dict(meta.get("annotations"))
             if not annotations.get(SA_NAME_KEY):
                 errs.append(required(f"metadata.annotations[{SA_NAME_KEY}]"))
         elif stype in (TYPE_DOCKERCFG, TYPE_DOCKERCONFIGJSON):
