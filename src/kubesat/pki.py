@@ -17,7 +17,12 @@ from pathlib import Path
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+    PrivateKeyTypes,
+)
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 SERVING_DNS_NAMES = (
@@ -30,6 +35,10 @@ SERVING_DNS_NAMES = (
 SERVING_IPS = ("127.0.0.1", "::1")
 CA_DAYS = 3650
 LEAF_DAYS = 365
+# The private keys x509.CertificateBuilder.sign accepts (CertificateIssuerPrivateKeyTypes).
+_ISSUER_KEY_TYPES = (
+    rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey, dsa.DSAPrivateKey,
+)
 
 
 class PKIError(Exception):
@@ -56,10 +65,10 @@ def write_public(path: Path, data: bytes) -> None:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
-def _pem_key(key) -> bytes:  # type: ignore[no-untyped-def]
+def _pem_key(key: PrivateKeyTypes) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -69,11 +78,19 @@ def _pem_cert(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _load_key(path: Path):  # type: ignore[no-untyped-def]
+def _load_key(path: Path) -> PrivateKeyTypes:
     try:
         return serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError) as e:
         raise PKIError(f"{path}: not a usable PEM private key ({e}); remove it to have kubesat make a new one") from e
+
+
+def _load_issuer_key(path: Path) -> CertificateIssuerPrivateKeyTypes:
+    key = _load_key(path)
+    if not isinstance(key, _ISSUER_KEY_TYPES):
+        raise PKIError(f"{path}: a {type(key).__name__} cannot sign certificates; "
+                       "remove it to have kubesat make a new one")
+    return key
 
 
 def _load_cert(path: Path) -> x509.Certificate:
@@ -85,9 +102,9 @@ def _load_cert(path: Path) -> x509.Certificate:
 
 def _issue(
     subject: x509.Name,
-    public_key,  # type: ignore[no-untyped-def]
+    public_key: CertificatePublicKeyTypes,
     issuer: x509.Name,
-    issuer_key,  # type: ignore[no-untyped-def]
+    issuer_key: CertificateIssuerPrivateKeyTypes,
     *,
     days: int,
     ca: bool = False,
@@ -184,9 +201,9 @@ class ClusterPKI:
         self._ensure_sa_key(sa_alg)
         self._write_kubeconfig(server_url)
 
-    def _ensure_ca(self):  # type: ignore[no-untyped-def]
+    def _ensure_ca(self) -> tuple[CertificateIssuerPrivateKeyTypes, x509.Certificate]:
         if self.ca_cert.exists() and self.ca_key.exists():
-            return _load_key(self.ca_key), _load_cert(self.ca_cert)
+            return _load_issuer_key(self.ca_key), _load_cert(self.ca_cert)
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
         cert = _issue(name, key.public_key(), name, key, days=CA_DAYS, ca=True)
@@ -197,7 +214,9 @@ class ClusterPKI:
             p.unlink(missing_ok=True)
         return key, cert
 
-    def _ensure_serving(self, ca_key, ca_cert: x509.Certificate, extra_sans: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    def _ensure_serving(
+        self, ca_key: CertificateIssuerPrivateKeyTypes, ca_cert: x509.Certificate, extra_sans: tuple[str, ...]
+    ) -> None:
         dns = SERVING_DNS_NAMES + tuple(s for s in extra_sans if not _is_ip(s))
         ips = SERVING_IPS + tuple(s for s in extra_sans if _is_ip(s))
         if self.serving_cert.exists() and self.serving_key.exists():
@@ -210,21 +229,27 @@ class ClusterPKI:
         write_private(self.serving_key, _pem_key(key))
         write_public(self.serving_cert, _pem_cert(cert))
 
-    def _ensure_admin(self, ca_key, ca_cert: x509.Certificate) -> None:  # type: ignore[no-untyped-def]
+    def _ensure_admin(self, ca_key: CertificateIssuerPrivateKeyTypes, ca_cert: x509.Certificate) -> None:
         if self.admin_cert.exists() and self.admin_key.exists():
             cert = _load_cert(self.admin_cert)
             if cert.not_valid_after_utc > _now() + datetime.timedelta(days=1):
                 return
-        key, cert = self.issue_client_cert("kubernetes-admin", ("system:masters",), ca_key, ca_cert)
-        write_private(self.admin_key, key)
-        write_public(self.admin_cert, cert)
+        key_pem, cert_pem = self.issue_client_cert("kubernetes-admin", ("system:masters",), ca_key, ca_cert)
+        write_private(self.admin_key, key_pem)
+        write_public(self.admin_cert, cert_pem)
 
     def issue_client_cert(
-        self, user: str, groups: tuple[str, ...], ca_key=None, ca_cert: x509.Certificate | None = None  # type: ignore[no-untyped-def]
+        self,
+        user: str,
+        groups: tuple[str, ...],
+        ca_key: CertificateIssuerPrivateKeyTypes | None = None,
+        ca_cert: x509.Certificate | None = None,
     ) -> tuple[bytes, bytes]:
         """A client certificate as Kubernetes reads one: CN = user name, O = groups. Returns PEM (key, cert)."""
-        ca_key = ca_key or _load_key(self.ca_key)
-        ca_cert = ca_cert or _load_cert(self.ca_cert)
+        if ca_key is None:
+            ca_key = _load_issuer_key(self.ca_key)
+        if ca_cert is None:
+            ca_cert = _load_cert(self.ca_cert)
         key = ec.generate_private_key(ec.SECP256R1())
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, user))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Protocol, Required, TypedDict, TypeVar, Unpack
+from collections.abc import Callable
 
 from kubesat import ids, metrics
 from kubesat.tokens import claims as claimsmod
@@ -100,6 +101,21 @@ def validate_options(o: TokenOptions) -> list[str]:
     return errs
 
 
+class BoundToken(TypedDict, total=False):
+    """What a bound token (TokenRequest) is for: issue_bound's keyword arguments."""
+
+    namespace: Required[str]
+    sa_name: Required[str]
+    sa_uid: Required[str]
+    audiences: Required[list[str]]
+    expiration_seconds: Required[int]
+    # What the token is bound to, as (name, uid) pairs.
+    pod: tuple[str, str] | None
+    secret: tuple[str, str] | None
+    node: tuple[str, str] | None
+    now: float | None
+
+
 @dataclass
 class Issued:
     token: str
@@ -124,7 +140,7 @@ class TokenIssuer:
             raise RuntimeError("no service-account signing key is loaded")
         return ks.signing
 
-    async def issue_bound_async(self, **kw: Any) -> Issued:
+    async def issue_bound_async(self, **kw: Unpack[BoundToken]) -> Issued:
         """issue_bound with an RSA signature made by `self.signer` (the helper processes), if set.
 
         Only the signing primitive leaves the event loop; claims, JSON and base64 stay on it.
@@ -147,7 +163,7 @@ class TokenIssuer:
                     raise
         raise AssertionError("unreachable")
 
-    def issue_bound(self, **kw: Any) -> Issued:
+    def issue_bound(self, **kw: Unpack[BoundToken]) -> Issued:
         """A bound token (TokenRequest): defaults, the max-expiration cap and the 3607 s extension, signed."""
 
         def once() -> Issued:

@@ -8,13 +8,14 @@ import hmac
 import math
 import re
 from types import MappingProxyType
-from typing import Any, Collection, Iterable, Mapping
+from typing import Any
+from collections.abc import Collection, Iterable, Mapping
 
 import orjson
 import pybase64
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import get_default_algorithms
 
@@ -180,10 +181,13 @@ def _verify_rs256(key: VerificationKey, signature: bytes, signing_input: bytes) 
     # checks the 00 01 FF..FF 00 padding (verify-recover), and we compare what it recovers
     # with DigestInfo(SHA-256(input)). The same check as public_key.verify(), minus the
     # digest lookup it does per call; cross-checked against verify() and PyJWT in the tests.
+    pub = key.public_key
+    if not isinstance(pub, rsa.RSAPublicKey):  # RS256 is only ever an RSA key's alg (alg_for)
+        return False
     if len(signature) != key.size:  # Go's rsa.VerifyPKCS1v15 wants exactly k bytes
         return False
     try:
-        recovered = key.public_key.recover_data_from_signature(signature, _PKCS1, None)  # type: ignore[union-attr]
+        recovered = pub.recover_data_from_signature(signature, _PKCS1, None)
     except (InvalidSignature, ValueError):
         return False
     return hmac.compare_digest(recovered, _SHA256_DIGEST_INFO + hashlib.sha256(signing_input).digest())
@@ -197,12 +201,13 @@ def _verify_one(key: VerificationKey, alg: str, signature: bytes, signing_input:
     if alg == "RS256":
         return _verify_rs256(key, signature, signing_input)
     scheme, size, _ = _ECDSA[alg]
-    if len(signature) != 2 * size:
+    pub = key.public_key
+    if len(signature) != 2 * size or not isinstance(pub, ec.EllipticCurvePublicKey):
         return False
     r = int.from_bytes(signature[:size], "big")
     s = int.from_bytes(signature[size:], "big")
     try:
-        key.public_key.verify(encode_dss_signature(r, s), signing_input, scheme)  # type: ignore[call-arg]
+        pub.verify(encode_dss_signature(r, s), signing_input, scheme)
         return True
     except (InvalidSignature, ValueError):
         return False

@@ -19,7 +19,8 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import orjson
 from cryptography.hazmat.primitives import serialization
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from kubesat.tokens.keys import (
     KeyRetired,
     KeySet,
+    PublicKey,
     SigningKey,
     alg_for,
     key_id,
@@ -61,7 +63,7 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
         os.close(dfd)
 
 
-def _public_pem(key: Any) -> bytes:
+def _public_pem(key: PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -94,7 +96,7 @@ def retirement(entry: Entry, now: float) -> int | None:
 
 
 class KeyRing:
-    def __init__(self, data_dir: Path, *, clock: Any = time.time) -> None:
+    def __init__(self, data_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.pki = Path(data_dir) / "pki"
         self.clock = clock
         self._max_exp: dict[str, int] = {}  # persisted bound per kid, as last read or written

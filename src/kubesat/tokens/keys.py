@@ -7,15 +7,19 @@ import binascii
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Union
+from collections.abc import Callable, Iterable
+from typing import overload
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
-PublicKey = Union[rsa.RSAPublicKey, ec.EllipticCurvePublicKey]
-PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+# What a PEM block may hold: any key cryptography can load, supported here or not.
+AnyKey = PublicKeyTypes | PrivateKeyTypes
 
 # curve name -> (JOSE alg, JWK crv, coordinate size in bytes)
 _CURVES: dict[str, tuple[str, str, int]] = {
@@ -32,7 +36,11 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _public(key: Any) -> Any:
+@overload
+def _public(key: PublicKey | PrivateKey) -> PublicKey: ...
+@overload
+def _public(key: AnyKey) -> AnyKey: ...
+def _public(key: AnyKey) -> AnyKey:
     # Private keys stand for their public half everywhere a key is only looked at.
     if isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         return key.public_key()
@@ -64,11 +72,11 @@ def alg_for(key: PublicKey | PrivateKey) -> str:
     raise ValueError("unknown public key type, must be *rsa.PublicKey, *ecdsa.PublicKey, or jose.OpaqueSigner")
 
 
-def _is_private(key: Any) -> bool:
+def _is_private(key: object) -> bool:
     return "Private" in type(key).__name__ or hasattr(key, "private_bytes")
 
 
-def _type_name(key: Any) -> str:
+def _type_name(key: object) -> str:
     # Name the cryptography interface (e.g. Ed25519PrivateKey), not its private Rust class.
     for base in type(key).__mro__:
         if not base.__name__.startswith("_") and base.__module__.startswith("cryptography"):
@@ -83,9 +91,9 @@ _PEM_BLOCK = re.compile(
 )
 
 
-def _parse_block(kind: str, der: bytes) -> Any:
+def _parse_block(kind: str, der: bytes) -> AnyKey | None:
     """One PEM block -> a key or certificate public key; None for blocks that are not keys."""
-    loaders: list[Any]
+    loaders: list[Callable[[bytes], AnyKey]]
     if kind == "CERTIFICATE":
         loaders = [lambda d: x509.load_der_x509_certificate(d).public_key()]
     elif kind.endswith("PRIVATE KEY"):  # PKCS#8, PKCS#1 ("RSA ...") and SEC1 ("EC ...")
@@ -204,7 +212,7 @@ class VerificationKey:
         object.__setattr__(self, "size", (pub.key_size + 7) // 8 if isinstance(pub, rsa.RSAPublicKey) else 0)
 
     @classmethod
-    def of(cls, key: PublicKey | PrivateKey, not_after: float | None = None) -> "VerificationKey":
+    def of(cls, key: PublicKey | PrivateKey, not_after: float | None = None) -> VerificationKey:
         pub = _public(key)
         return cls(pub, key_id(pub), alg_for(pub), not_after)
 
@@ -271,8 +279,8 @@ class KeySet:
             add(VerificationKey(signing.public_key, signing.kid, signing.alg, None))
         for key, not_after in retired:
             add(VerificationKey.of(key, not_after))
-        for key in extra:
-            add(key if isinstance(key, VerificationKey) else VerificationKey.of(key))
+        for item in extra:
+            add(item if isinstance(item, VerificationKey) else VerificationKey.of(item))
         self.keys: tuple[VerificationKey, ...] = tuple(merged.values())
         self._by_kid: dict[str, tuple[VerificationKey, ...]] = {k.kid: (k,) for k in self.keys}
         self._expiring = any(k.not_after is not None for k in self.keys)

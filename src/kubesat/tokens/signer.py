@@ -26,7 +26,8 @@ import os
 import signal
 import sys
 import time
-from typing import BinaryIO, Callable
+from typing import BinaryIO
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives import serialization
 
@@ -187,7 +188,7 @@ class _Child:
             self.proc.stdin.close()
         try:
             await asyncio.wait_for(self.proc.wait(), 2)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
         self.reader.cancel()
@@ -277,7 +278,7 @@ class ProcessSigner:
             except RuntimeError as e:  # the child answered with an error: try here, where it raises for real
                 log.warning("token signer process %s could not sign (%s); signing in the server process",
                             child.proc.pid, e)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 # A child that stops answering is as good as dead: its queue fails over to in-process.
                 log.warning("token signer process %s did not answer within %g s; restarting it",
                             child.proc.pid, self.timeout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from kubesat.tokens.keyring import KeyRing
 from kubesat.tokens.keys import KeyRetired, KeySet
