@@ -23,13 +23,15 @@ import os
 import re
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
 import orjson
 
 from kubesat import ids
 from kubesat.auth.authn import bearer_token
+from kubesat.auth.user import UserInfo
 from kubesat.registry.store import rfc3339
 from kubesat import metrics
 
@@ -46,6 +48,50 @@ RESPONSE_STATUS_KEY = "kubesat.response_status"
 # The authenticated UserInfo before impersonation replaced `req.user` (set by the impersonator).
 AUTHENTICATED_USER_KEY = "kubesat.authenticated_user"
 _PEER_CERT_KEY = "kubesat.peer_cert_der"  # same value as kubesat.api.app.TLS_PEER_DER
+
+
+
+class AuditedRequestInfo(Protocol):
+    """What the audit log reads of a request's path (kubesat.api.requestinfo.RequestInfo)."""
+
+    @property
+    def resource_request(self) -> bool: ...
+    @property
+    def verb(self) -> str: ...
+    @property
+    def api_group(self) -> str: ...
+    @property
+    def api_version(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def resource(self) -> str: ...
+    @property
+    def subresource(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+class AuditedRequest(Protocol):
+    """What the audit log reads of a request (kubesat.api.app.Request, which this module must not import)."""
+
+    @property
+    def scope(self) -> dict[str, Any]: ...  # the ASGI scope; the audit ID is stored back into it
+    @property
+    def path(self) -> str: ...
+    @property
+    def query(self) -> Mapping[str, list[str]]: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def info(self) -> AuditedRequestInfo: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def user(self) -> UserInfo | None: ...
+    @property
+    def audit(self) -> Mapping[str, str]: ...
+
 
 # Annotation keys other parts of kubesat put in `req.audit`.
 CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
@@ -89,20 +135,20 @@ def micro_time(t: float) -> str:
     return f"{rfc3339(sec)[:-1]}.{us:06d}Z"
 
 
-def _is_token_request(info: Any) -> bool:
+def _is_token_request(info: AuditedRequestInfo) -> bool:
     return (info.resource_request and info.verb == "create" and info.api_group == ""
             and info.resource == "serviceaccounts" and info.subresource == "token")
 
 
-def _is_token_review(info: Any) -> bool:
+def _is_token_review(info: AuditedRequestInfo) -> bool:
     return info.resource_request and info.api_group == "authentication.k8s.io" and info.resource == "tokenreviews"
 
 
-def _bearer_used(req: Any) -> bool:
+def _bearer_used(req: AuditedRequest) -> bool:
     return bool(bearer_token(req.headers.get("authorization", "")))
 
 
-def should_audit(req: Any, status: int) -> bool:
+def should_audit(req: AuditedRequest, status: int) -> bool:
     """kubesat's built-in policy: what gets an audit event (everything else is not logged).
 
     Logged: every 401; every request authenticated with a bearer token; every impersonated request;
@@ -125,7 +171,7 @@ def should_audit(req: Any, status: int) -> bool:
     return req.user is not None and _bearer_used(req)
 
 
-def _secrets(req: Any) -> list[str]:
+def _secrets(req: AuditedRequest) -> list[str]:
     """The credential strings this request carried: they must not appear anywhere in the event."""
     out: list[str] = []
     auth = req.headers.get("authorization")
@@ -158,10 +204,10 @@ def _scrub_query(raw: str) -> str:
     return "&".join(parts) if changed else raw
 
 
-def request_uri(req: Any) -> str:
+def request_uri(req: AuditedRequest) -> str:
     """The URI as the client sent it (raw path and query), with token-bearing query values replaced."""
     scope = req.scope
-    raw_path = scope.get("raw_path")
+    raw_path: bytes | None = scope.get("raw_path")
     path = raw_path.decode("latin-1") if raw_path else req.path
     qs = scope.get("query_string", b"")
     if not qs:
@@ -181,7 +227,7 @@ def _parse_ip(text: str) -> str | None:
         return None
 
 
-def source_ips(req: Any) -> list[str]:
+def source_ips(req: AuditedRequest) -> list[str]:
     """Kubernetes' order: X-Forwarded-For IPs, then X-Real-Ip if new, then the peer unless it repeats the last."""
     ips: list[str] = []
     fwd = req.headers.get("x-forwarded-for")
@@ -203,7 +249,7 @@ def source_ips(req: Any) -> list[str]:
     return ips
 
 
-def _auth_methods_message(req: Any) -> str:
+def _auth_methods_message(req: AuditedRequest) -> str:
     """The message Kubernetes' failed-authentication audit puts in responseStatus."""
     methods: list[str] = []
     auth = req.headers.get("authorization", "").strip()
@@ -221,18 +267,18 @@ def _auth_methods_message(req: Any) -> str:
     return "Authentication failed, no credentials provided"
 
 
-def audit_id(req: Any) -> str:
+def audit_id(req: AuditedRequest) -> str:
     """The request's audit ID: one the app stored, a sane client `Audit-ID` header (as Kubernetes honours), or new."""
-    aid = req.scope.get(AUDIT_ID_KEY)
-    if aid:
-        return aid
+    stored: str | None = req.scope.get(AUDIT_ID_KEY)
+    if stored:
+        return stored
     hdr = req.headers.get("audit-id", "").strip()
     aid = hdr if hdr and _AUDIT_ID_RE.match(hdr) else ids.uuid4()
     req.scope[AUDIT_ID_KEY] = aid
     return aid
 
 
-def _created_name(req: Any) -> str:
+def _created_name(req: AuditedRequest) -> str:
     """For a create, Kubernetes fills objectRef.name from the submitted object; do that for JSON bodies."""
     body = req.body
     if not body or len(body) > 1 << 20 or body.lstrip()[:1] != b"{":
@@ -245,7 +291,7 @@ def _created_name(req: Any) -> str:
     return name if isinstance(name, str) else ""
 
 
-def _object_ref(req: Any) -> dict[str, str] | None:
+def _object_ref(req: AuditedRequest) -> dict[str, str] | None:
     info = req.info
     if not info.resource_request:
         return None
@@ -259,7 +305,7 @@ def _object_ref(req: Any) -> dict[str, str] | None:
     return {k: v for k, v in ref.items() if v}
 
 
-def _response_status(req: Any, status: int, status_object: dict | None) -> dict[str, Any]:
+def _response_status(req: AuditedRequest, status: int, status_object: dict[str, Any] | None) -> dict[str, Any]:
     if status == 401:
         return {"metadata": {}, "message": _auth_methods_message(req), "code": 401}
     if status_object is None:
@@ -279,7 +325,7 @@ def _response_status(req: Any, status: int, status_object: dict | None) -> dict[
     return out
 
 
-def _users(req: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _users(req: AuditedRequest) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(user, impersonatedUser) in UserInfo JSON form: Kubernetes logs the authenticated user as
     `user` and the impersonation target separately."""
     user = req.user
@@ -296,8 +342,8 @@ def _users(req: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     return (user.to_api() if user is not None else {}), None
 
 
-def event_for_request(req: Any, status: int, received: float, done: float, *,
-                      status_object: dict | None = None) -> dict[str, Any]:
+def event_for_request(req: AuditedRequest, status: int, received: float, done: float, *,
+                      status_object: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the audit Event for one finished request (no I/O).
 
     `received` and `done` are wall-clock epoch seconds. A 401 is shaped as Kubernetes' failed-
@@ -414,7 +460,7 @@ class AuditLogger:
             self._failing = False
         _count("apiserver_audit_event_total")
 
-    def observe(self, req: Any, status: int, seconds: float) -> None:
+    def observe(self, req: AuditedRequest, status: int, seconds: float) -> None:
         """`App.observe`-compatible hook: audit `req` if the policy says so. Never raises."""
         if self._fd is None:
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import click
@@ -160,14 +160,14 @@ def keys() -> None:
     """Service-account signing keys: rotate them, list them."""
 
 
-def _keyring(data_dir: Path | None):  # type: ignore[no-untyped-def]
+def _keyring(data_dir: Path | None) -> KeyRing:
     return KeyRing((data_dir or default_data_dir()).expanduser().absolute())
 
 
 def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @keys.command("rotate")

@@ -37,7 +37,12 @@ def listen_sockets(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-def _bind(sock: socket.socket, addr: tuple, host: str, port: int) -> None:  # type: ignore[type-arg]
+# A socket address as getaddrinfo gives it: (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6
+# (and, in the typeshed union, the (id, bytes) form of raw sockets).
+SockAddr = tuple[str, int] | tuple[str, int, int, int] | tuple[int, bytes]
+
+
+def _bind(sock: socket.socket, addr: SockAddr, host: str, port: int) -> None:
     try:
         sock.bind(addr)
     except OSError as e:

@@ -13,7 +13,9 @@ import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
+from types import FrameType
 
 import uvicorn
 
@@ -138,7 +140,7 @@ def prepare_data_dir(opts: ServeOptions) -> ClusterPKI:
     return ClusterPKI(d)
 
 
-def build(opts: ServeOptions, pki: ClusterPKI):  # type: ignore[no-untyped-def]
+def build(opts: ServeOptions, pki: ClusterPKI) -> App:
     """The ASGI app with its store, registry, API handlers and controllers wired (not yet started)."""
     holder: dict[str, Any] = {}
     authenticator = RequestAuthenticator(anonymous=opts.anonymous_auth)
@@ -179,7 +181,7 @@ def build(opts: ServeOptions, pki: ClusterPKI):  # type: ignore[no-untyped-def]
     return app
 
 
-def _install_observability(app, opts: ServeOptions) -> None:  # type: ignore[no-untyped-def]
+def _install_observability(app: App, opts: ServeOptions) -> None:
     """Request metrics, the audit log and /metrics."""
     path = opts.audit_log_path
     if path is None:
@@ -199,14 +201,14 @@ def _install_observability(app, opts: ServeOptions) -> None:  # type: ignore[no-
     app.on_shutdown.append(_closer(logger))
 
 
-def _closer(logger):  # type: ignore[no-untyped-def]
+def _closer(logger: audit.AuditLogger) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
         logger.close()
 
     return close
 
 
-def open_store(opts: ServeOptions):  # type: ignore[no-untyped-def]
+def open_store(opts: ServeOptions) -> SqliteStore:
     """The embedded SQLite store; opened on the event loop's thread, which then owns the connection."""
     try:
         return SqliteStore.open(str(opts.data_dir / DB_FILE), history=opts.event_history)
@@ -231,7 +233,7 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
             app,
             host=opts.bind,
             port=opts.port,
-            # uvicorn calls this as it would the class
+            # uvicorn annotates a Protocol class but only calls it, so a partial of one does
             http=functools.partial(  # type: ignore[arg-type]
                 ClientCertHttpToolsProtocol, header_timeout=opts.request_header_timeout),
             loop="none",  # serve() runs the loop (event_loop: it bounds the TLS handshake)
@@ -243,6 +245,7 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
             log_level=opts.log_level,
             log_config=None,  # uvicorn's records propagate to the one escaping handler (kubesat.logs)
             access_log=False,
+            # uvicorn annotates int, but only hands the value to loop.call_later, which takes float seconds
             timeout_keep_alive=opts.idle_connection_timeout,  # type: ignore[arg-type]
             timeout_graceful_shutdown=10,
             server_header=False,
@@ -285,9 +288,9 @@ def _listen(opts: ServeOptions) -> list[socket.socket]:
         raise ServeError(str(e)) from None
 
 
-def _server_class():  # type: ignore[no-untyped-def]
+def _server_class() -> type[uvicorn.Server]:
     class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             super().handle_exit(sig, frame)
             # uvicorn re-raises a caught SIGTERM/SIGINT after shutting down; for kubesat a signal
             # is the normal way to stop, so the process exits 0 after a clean shutdown instead.

@@ -11,7 +11,8 @@ Errors are 403 Forbidden StatusErrors worded as Kubernetes words them.
 from __future__ import annotations
 
 import secrets
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from kubesat import errors
 
@@ -218,7 +219,7 @@ def validate_pod_create(pod: dict[str, Any], sa: dict[str, Any] | None, namespac
 
 def admit_pod_create(
     pod: dict[str, Any],
-    get_service_account: Callable[[str, str], dict | None],
+    get_service_account: Callable[[str, str], dict[str, Any] | None],
     rand: Callable[[int], str] | None = None,
 ) -> None:
     """Run the ServiceAccount plugin on a pod being created; mutates `pod` or raises a 403 StatusError.

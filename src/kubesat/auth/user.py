@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 ANONYMOUS = "system:anonymous"
 UNAUTHENTICATED = "system:unauthenticated"
@@ -21,9 +22,9 @@ class UserInfo:
     def is_anonymous(self) -> bool:
         return self.name == ANONYMOUS
 
-    def to_api(self) -> dict:
+    def to_api(self) -> dict[str, Any]:
         """The authentication.k8s.io/v1 UserInfo JSON form (empty fields omitted)."""
-        out: dict = {"username": self.name}
+        out: dict[str, Any] = {"username": self.name}
         if self.uid:
             out["uid"] = self.uid
         if self.groups:

@@ -1092,7 +1092,7 @@ _COLUMNS = [
 
 
 def _restartable(c: dict[str, Any] | None) -> bool:
-    return bool(c) and c.get("restartPolicy") == "Always"
+    return c is not None and c.get("restartPolicy") == "Always"
 
 
 def _finished_at(cs: dict[str, Any]) -> datetime | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from kubesat.errors import StatusError, bad_request
 
@@ -42,7 +43,9 @@ LabelSelector = tuple[Requirement, ...]
 
 def _split_top(s: str) -> list[str]:
     """Split on commas that are not inside parentheses."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    depth = 0
+    cur: list[str] = []
     for ch in s:
         if ch == "(":
             depth += 1
@@ -154,7 +157,7 @@ def fields_match(selector: FieldSelector, value_of: Callable[[str], str | None])
     return True
 
 
-def selector_from_label_selector_object(sel: dict | None) -> LabelSelector:
+def selector_from_label_selector_object(sel: dict[str, Any] | None) -> LabelSelector:
     """A metav1.LabelSelector object (matchLabels, matchExpressions) as requirements."""
     if not sel:
         return ()

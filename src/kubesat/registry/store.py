@@ -13,13 +13,14 @@ import copy
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar, TypeVarTuple
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 
 from kubesat import errors, ids, limits
 from kubesat.registry import meta as meta_validation
-from kubesat.registry.kinds import ResourceInfo, lookup_kind
+from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.selectors import (
     FieldSelector,
     LabelSelector,
@@ -38,7 +39,7 @@ from kubesat.storage.interface import (
     Store,
 )
 
-NAMESPACES = lookup_kind("v1", "Namespace")
+NAMESPACES = builtin_kind("v1", "Namespace")
 assert NAMESPACES is not None
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
@@ -61,7 +62,11 @@ def rfc3339(ts: float) -> str:
     return last[1]
 
 
-async def _cpu(offload: bool, fn: Callable[..., Any], *args: Any) -> Any:
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
+
+
+async def _cpu(offload: bool, fn: Callable[[*_Ts], _T], *args: *_Ts) -> _T:
     """fn(*args), on a worker thread when the object is large, so the event loop keeps serving meanwhile."""
     if offload:
         return await asyncio.to_thread(fn, *args)
@@ -87,7 +92,7 @@ def encode(obj: dict[str, Any]) -> bytes:
 
 
 def decode(value: bytes, revision: int) -> dict[str, Any]:
-    obj = orjson.loads(value)
+    obj: dict[str, Any] = orjson.loads(value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
     return obj
 
@@ -183,9 +188,9 @@ class ListStream:
             for kv in res.items:
                 if self._limit and kv.key > self.last_key:
                     return
-                obj = self._selected(kv)
-                if obj is not None:
-                    yield obj
+                selected = self._selected(kv)
+                if selected is not None:
+                    yield selected
             if not res.more or not res.items:
                 return
             after = res.items[-1].key
@@ -669,9 +674,7 @@ class _Retry(Exception):
 def _selected(strategy: Strategy, obj: dict[str, Any], labels: LabelSelector, fields: FieldSelector) -> bool:
     if labels and not labels_match(labels, obj.get("metadata", {}).get("labels")):
         return False
-    if fields and not fields_match(fields, lambda f: strategy.field_value(obj, f)):
-        return False
-    return True
+    return not fields or fields_match(fields, lambda f: strategy.field_value(obj, f))
 
 
 _VOLATILE_META = ("resourceVersion", "managedFields")

@@ -82,8 +82,9 @@ class Strategy:
     def field_value(self, obj: dict[str, Any], field: str) -> str | None:
         """Value of a supported field selector, as a string; None if the field is not supported."""
         meta = obj.get("metadata", {})
+        value: str | None = None  # names are strings once an object is stored
         if field == "metadata.name":
-            return meta.get("name", "")
-        if field == "metadata.namespace":
-            return meta.get("namespace", "")
-        return None
+            value = meta.get("name", "")
+        elif field == "metadata.namespace":
+            value = meta.get("namespace", "")
+        return value

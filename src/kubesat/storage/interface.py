@@ -8,7 +8,8 @@ make every acknowledged write durable before returning (it survives `kill -9` of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol
+from typing import Protocol
+from collections.abc import AsyncIterator
 
 
 class StorageError(Exception):

@@ -6,6 +6,7 @@ Same semantics as SqliteStore: revisions start at 1, every write bumps the revis
 
 from __future__ import annotations
 
+import builtins
 import bisect
 from collections import deque
 
@@ -50,7 +51,7 @@ class MemoryStore(WatchHub, SnapshotHub):
 
     @classmethod
     def open(cls, *, history: int = DEFAULT_HISTORY,
-             watch_queue_size: int = DEFAULT_WATCH_QUEUE) -> "MemoryStore":
+             watch_queue_size: int = DEFAULT_WATCH_QUEUE) -> MemoryStore:
         return cls(history=history, watch_queue_size=watch_queue_size)
 
     def _live(self) -> None:
@@ -147,7 +148,7 @@ class MemoryStore(WatchHub, SnapshotHub):
         self._live()
         return self._rev
 
-    def _history(self, prefix: str, after: int, upto: int) -> list[WatchEvent]:
+    def _history(self, prefix: str, after: int, upto: int) -> builtins.list[WatchEvent]:  # `list` alone is the method
         if not self._events:
             return []
         first = self._events[0].revision  # events are contiguous revisions

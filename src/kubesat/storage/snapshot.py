@@ -23,7 +23,7 @@ class Snapshot:
 
     __slots__ = ("prefix", "revision", "_store", "_open", "_before", "_keys", "__weakref__")
 
-    def __init__(self, store: "SnapshotHub", prefix: str, revision: int) -> None:
+    def __init__(self, store: SnapshotHub, prefix: str, revision: int) -> None:
         self.prefix = prefix
         self.revision = revision
         self._store = store
@@ -31,7 +31,7 @@ class Snapshot:
         self._before: dict[str, KeyValue | None] = {}  # key -> its state at `revision` (None: absent)
         self._keys: list[str] = []  # the keys of `_before`, sorted
 
-    def __enter__(self) -> "Snapshot":
+    def __enter__(self) -> Snapshot:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -27,11 +27,13 @@ state before it to the open snapshots, so the exclusive single connection serves
 
 from __future__ import annotations
 
+import builtins
 import asyncio
 import logging
 import os
 import sqlite3
-from typing import AsyncIterator, Callable, TypeVar
+from typing import TypeVar
+from collections.abc import AsyncIterator, Callable
 
 from kubesat.storage.interface import (
     Compacted,
@@ -224,11 +226,11 @@ class WatchHub:
                     return
                 if w.overflowed:
                     raise WatchOverflow(last, self._compacted, self._queue_size)
-                ev = await w.queue.get()
-                if ev is None or ev.revision <= last:
+                live = await w.queue.get()
+                if live is None or live.revision <= last:
                     continue
-                last = ev.revision
-                yield ev
+                last = live.revision
+                yield live
         finally:
             self._watchers.discard(w)
 
@@ -298,7 +300,7 @@ class SqliteStore(WatchHub, SnapshotHub):
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, history: int = DEFAULT_HISTORY,
-             watch_queue_size: int = DEFAULT_WATCH_QUEUE) -> "SqliteStore":
+             watch_queue_size: int = DEFAULT_WATCH_QUEUE) -> SqliteStore:
         """Open (creating if missing) the store at `path`. Synchronous; call it from the thread
         that runs the event loop (the connection is bound to that thread)."""
         if isinstance(history, bool) or not isinstance(history, int) or history < 1:
@@ -480,8 +482,8 @@ class SqliteStore(WatchHub, SnapshotHub):
     async def count(self, prefix: str) -> int:
         prefix = check_prefix(prefix)
         where, args = self._range(prefix)
-        return self._read(prefix, lambda c: c.execute(
-            f"SELECT COUNT(*) FROM kv WHERE {where}", args).fetchone()[0])
+        row = self._read(prefix, lambda c: c.execute(f"SELECT COUNT(*) FROM kv WHERE {where}", args).fetchone())
+        return int(row[0])
 
     async def create(self, key: str, value: bytes) -> int:
         key = check_key(key)
@@ -539,7 +541,7 @@ class SqliteStore(WatchHub, SnapshotHub):
         self._live()
         return self._rev
 
-    def _history(self, prefix: str, after: int, upto: int) -> list[WatchEvent]:
+    def _history(self, prefix: str, after: int, upto: int) -> builtins.list[WatchEvent]:  # `list` alone is the method
         where, args = self._range(prefix)
         rows = self._read(prefix, lambda c: c.execute(
             "SELECT revision, type, key, value, prev_value, created FROM events "
