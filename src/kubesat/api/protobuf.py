@@ -38,7 +38,9 @@ PTR = 0x200  # a Go pointer: a zero value that is present on the wire is kept in
 # k8s.io/apimachinery, as compiled into kubectl v1.32.4), plus the few fields v1.33 added; JSON names are the
 # Go json tags where they differ from the proto name (BoundObjectReference.uid).  Scalars that are not
 # pointers follow Go's omitempty: zero values are left out.
-_MESSAGES: dict[str, dict[int, tuple]] = {
+# A field's entry: (JSON name, kind | flags) or (JSON name, kind | flags, message name or map value kind).
+_Spec = tuple[str, int] | tuple[str, int, str | int]
+_MESSAGES: dict[str, dict[int, _Spec]] = {
     # authentication.v1
     "authentication.v1.BoundObjectReference": {
         1: ("kind", STRING),
@@ -1229,7 +1231,7 @@ SPAN = 15  # internal: the (start, stop) byte offsets of a length-delimited payl
 # Kubernetes keeps the two field lists identical on purpose (an ephemeral container is a container).
 _MESSAGES["core.v1.EphemeralContainerCommon"] = _MESSAGES["core.v1.Container"]
 
-_HELPERS: dict[str, dict[int, tuple]] = {
+_HELPERS: dict[str, dict[int, _Spec]] = {
     "meta.v1.Time": {1: ("seconds", INT64 | PTR), 2: ("nanos", INT32 | PTR)},
     "intstr.IntOrString": {1: ("type", INT64 | PTR), 2: ("intVal", INT32 | PTR), 3: ("strVal", STRING | PTR)},
     "resource.Quantity": {1: ("string", STRING | PTR)},
@@ -1282,6 +1284,8 @@ for _api in {"meta.k8s.io/v1", *(api for api, _ in _KINDS)}:
     _KINDS[(_api, "DeleteOptions")] = _META
 
 # Compiled tables: (message name, {number: (JSON name, kind, repeated, pointer, wire type, sub-table)}).
+# The sub-table's type depends on the kind (a _Table for messages and special kinds, (entry _Table, value
+# kind) for maps, None for scalars), which a tuple type cannot say; the decoder reads it by kind.
 _Field = tuple[str, int, bool, bool, int, Any]
 _Table = tuple[str, dict[int, _Field]]
 _MAP_DEFAULTS: dict[int, Callable[[], Any]] = {
@@ -1320,7 +1324,7 @@ def _compile() -> dict[str, _Table]:
     for owner, fields in specs.items():
         compiled = tables[owner][1]
         for number, spec in fields.items():
-            compiled[number] = field(owner, spec[0], spec[1], spec[2] if len(spec) > 2 else None)
+            compiled[number] = field(owner, spec[0], spec[1], spec[2] if len(spec) == 3 else None)
     return tables
 
 
@@ -1364,7 +1368,7 @@ def _text(buf: bytes, start: int, stop: int) -> str:
         raise ProtobufError(f"invalid UTF-8 in a string field at byte {start + e.start}") from None
 
 
-def _timestamp(fields: dict, micro: bool) -> str:
+def _timestamp(fields: dict[str, Any], micro: bool) -> str:
     total = fields.get("seconds", 0) * 1_000_000_000 + fields.get("nanos", 0)
     seconds, nanos = divmod(total, 1_000_000_000)
     try:
@@ -1375,9 +1379,9 @@ def _timestamp(fields: dict, micro: bool) -> str:
     return f"{text}.{nanos // 1000:06d}Z" if micro else f"{text}Z"
 
 
-def _special(kind: int, fields: dict, buf: bytes, empty: bool) -> Any:
+def _special(kind: int, fields: dict[str, Any], buf: bytes, empty: bool) -> Any:
     """Turn a decoded helper message into its JSON value (or _OMIT)."""
-    if kind == TIME or kind == MICROTIME:
+    if kind in (TIME, MICROTIME):
         # Kubernetes writes the zero time as an empty message.
         return _OMIT if empty else _timestamp(fields, kind == MICROTIME)
     if kind == QUANTITY:
@@ -1401,7 +1405,7 @@ def _special(kind: int, fields: dict, buf: bytes, empty: bool) -> Any:
         raise ProtobufError(f"FieldsV1 at byte {start} does not hold a JSON document") from None
 
 
-def _message(buf: bytes, i: int, end: int, table: _Table, depth: int, out: dict) -> dict:
+def _message(buf: bytes, i: int, end: int, table: _Table, depth: int, out: dict[str, Any]) -> dict[str, Any]:
     """Decode the message in buf[i:end] into out (a dict in Kubernetes' JSON form) and return it."""
     if depth > MAX_DEPTH:
         raise ProtobufError(f"protobuf messages nest deeper than {MAX_DEPTH} at byte {i}")
@@ -1417,80 +1421,32 @@ def _message(buf: bytes, i: int, end: int, table: _Table, depth: int, out: dict)
         wire = key & 7
         if number == 0:
             raise ProtobufError(f"invalid field number 0 at byte {at}")
-        if wire == 0:
-            if i >= end:
-                raise ProtobufError(f"protobuf body is truncated at byte {end}: field {number} has no value")
+        # The usual short fields inline; _payload reads every other shape and names what is wrong.
+        if wire == 2 and i < end and buf[i] < 0x80 and i + 1 + buf[i] <= end:
+            value = i + 1
+            i = value + buf[i]
+        elif wire == 0 and i < end and buf[i] < 0x80:
             value = buf[i]
-            if value < 0x80:
-                i += 1
-            else:
-                value, i = _varint(buf, i, end)
-        elif wire == 2:
-            if i < end and buf[i] < 0x80:
-                size = buf[i]
-                i += 1
-            else:
-                size, i = _varint(buf, i, end)
-            value = i
-            i += size
-            if i > end:
-                raise ProtobufError(
-                    f"protobuf body is truncated at byte {end}: field {number} at byte {at} "
-                    f"needs {size} bytes, only {end - value} remain"
-                )
-        elif wire == 1 or wire == 5:
-            value = i
-            i += 8 if wire == 1 else 4
-            if i > end:
-                raise ProtobufError(f"protobuf body is truncated at byte {end}: fixed-size field {number} at byte {at}")
+            i += 1
         else:
-            raise ProtobufError(f"unsupported wire type {wire} for field {number} at byte {at}")
+            value, i = _payload(buf, i, end, number, wire, at)
 
         spec = fields.get(number)
         if spec is None:
             continue  # unknown field: skipped
-        name, kind, rep, ptr, want, sub = spec
+        name, kind, rep, ptr, want, _ = spec
         if wire != want:
-            if rep and want == 0 and wire == 2:  # a packed repeated scalar
-                items = out.setdefault(name, [])
-                p = value
-                while p < i:
-                    raw, p = _varint(buf, p, i)
-                    items.append(_scalar(kind, raw))
-                continue
-            raise ProtobufError(
-                f"field {number} ({name}) of {msg_name} at byte {at} has wire type {wire}, expected {want}"
-            )
+            _packed(buf, value, i, spec, wire, f"field {number} ({name}) of {msg_name} at byte {at}", out)
+            continue
 
-        if wire == 0:
+        if want == 0:
             v: Any = _scalar(kind, value)
         elif kind == STRING:
             v = _text(buf, value, i)
-        elif kind == MSG:
-            previous = None if rep else out.get(name)
-            v = _message(buf, value, i, sub, depth + 1, previous if isinstance(previous, dict) else {})
-        elif kind == INLINE:
-            _message(buf, value, i, sub, depth + 1, out)
-            continue
-        elif kind == MAP:
-            entry, vkind = sub
-            pair = _message(buf, value, i, entry, depth + 1, {})
-            mapping = out.get(name)
-            if not isinstance(mapping, dict):
-                mapping = out[name] = {}
-            mapping[pair.get("key", "")] = pair["value"] if "value" in pair else _MAP_DEFAULTS[vkind]()
-            continue
-        elif kind == BYTES:
-            v = base64.b64encode(buf[value:i]).decode("ascii")
-        elif kind == SPAN:
-            v = (value, i)
         else:
-            v = _special(kind, _message(buf, value, i, sub, depth + 1, {}), buf, value == i)
+            v = _field_value(buf, value, i, spec, depth, out)
             if v is _OMIT:
-                if not rep:
-                    out.pop(name, None)
                 continue
-
         if rep:
             items = out.get(name)
             if not isinstance(items, list):
@@ -1503,7 +1459,91 @@ def _message(buf: bytes, i: int, end: int, table: _Table, depth: int, out: dict)
     return out
 
 
-def decode(body: bytes) -> dict:
+def _payload(buf: bytes, i: int, end: int, number: int, wire: int, at: int) -> tuple[int, int]:
+    """Read the value of field `number` (key at byte `at`) that starts at buf[i].
+
+    Answers (value, next index): the value itself for a varint, else the offset its bytes start at.
+    """
+    if wire == 0:
+        if i >= end:
+            raise ProtobufError(f"protobuf body is truncated at byte {end}: field {number} has no value")
+        value = buf[i]
+        if value < 0x80:
+            return value, i + 1
+        return _varint(buf, i, end)
+    if wire == 2:
+        if i < end and buf[i] < 0x80:
+            size = buf[i]
+            i += 1
+        else:
+            size, i = _varint(buf, i, end)
+        if i + size > end:
+            raise ProtobufError(
+                f"protobuf body is truncated at byte {end}: field {number} at byte {at} "
+                f"needs {size} bytes, only {end - i} remain"
+            )
+        return i, i + size
+    if wire == 1 or wire == 5:
+        stop = i + (8 if wire == 1 else 4)
+        if stop > end:
+            raise ProtobufError(f"protobuf body is truncated at byte {end}: fixed-size field {number} at byte {at}")
+        return i, stop
+    raise ProtobufError(f"unsupported wire type {wire} for field {number} at byte {at}")
+
+
+def _packed(buf: bytes, start: int, stop: int, spec: _Field, wire: int, where: str, out: dict[str, Any]) -> None:
+    """A field whose wire type is not its table's: a packed repeated scalar in buf[start:stop], or an error.
+
+    The scalars are appended to the list out[name].
+    """
+    name, kind, rep, _, want, _ = spec
+    if not (rep and want == 0 and wire == 2):
+        raise ProtobufError(f"{where} has wire type {wire}, expected {want}")
+    items = out.setdefault(name, [])
+    p = start
+    while p < stop:
+        raw, p = _varint(buf, p, stop)
+        items.append(_scalar(kind, raw))
+
+
+def _field_value(buf: bytes, start: int, stop: int, spec: _Field, depth: int, out: dict[str, Any]) -> Any:
+    """The JSON value of a length-delimited field other than a string, whose bytes are buf[start:stop].
+
+    Answers _OMIT when there is nothing to store: an inlined struct or a map entry already went into out,
+    and an omitted special value (a zero time, an empty FieldsV1) removed a previous singular value.
+    """
+    name, kind, rep, _, _, sub = spec
+    if kind == MSG:
+        previous = None if rep else out.get(name)
+        return _message(buf, start, stop, sub, depth + 1, previous if isinstance(previous, dict) else {})
+    if kind == INLINE:
+        _message(buf, start, stop, sub, depth + 1, out)
+        return _OMIT
+    if kind == MAP:
+        _map_entry(buf, start, stop, sub, depth, name, out)
+        return _OMIT
+    if kind == BYTES:
+        return base64.b64encode(buf[start:stop]).decode("ascii")
+    if kind == SPAN:
+        return (start, stop)
+    v = _special(kind, _message(buf, start, stop, sub, depth + 1, {}), buf, start == stop)
+    if v is _OMIT and not rep:
+        out.pop(name, None)
+    return v
+
+
+def _map_entry(buf: bytes, start: int, stop: int, sub: tuple[_Table, int], depth: int, name: str,
+               out: dict[str, Any]) -> None:
+    """Decode one map entry message in buf[start:stop] into the map out[name] (created when missing)."""
+    entry, vkind = sub
+    pair = _message(buf, start, stop, entry, depth + 1, {})
+    mapping = out.get(name)
+    if not isinstance(mapping, dict):
+        mapping = out[name] = {}
+    mapping[pair.get("key", "")] = pair["value"] if "value" in pair else _MAP_DEFAULTS[vkind]()
+
+
+def decode(body: bytes) -> dict[str, Any]:
     """Decode a `application/vnd.kubernetes.protobuf` body into the object's JSON form (a dict)."""
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise ProtobufError(f"protobuf body must be bytes, not {type(body).__name__}")
