@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kubesat.auth.authz import ALLOW, Attributes
+from kubesat.auth import rbac
 from kubesat.auth.rbac import RBACAuthorizer, RBACIndex, Rule
 from kubesat.auth.user import UserInfo
 
@@ -115,3 +116,45 @@ def test_aggregated_cluster_roles() -> None:
                                      "verbs": ["get", "list", "watch"]}]})
     rules = idx.cluster_role_rules("monitoring")
     assert any(r.allows(res("watch", "endpoints")) for r in rules)
+
+
+def test_remembered_decisions_follow_every_index_change() -> None:
+    """Decisions are remembered, but each kind of update (role, cluster role, binding; put and
+    delete) makes the authorizer decide again."""
+    idx = RBACIndex()
+    az = RBACAuthorizer(idx)
+    ask = res("get", "pods")
+    assert az.authorize(ask)[0] != ALLOW
+    idx.put_role({"metadata": {"name": "r", "namespace": "default"}, "rules": [POD_READER]})
+    assert az.authorize(ask)[0] != ALLOW  # a role alone grants nothing
+    idx.put_binding(_binding("RoleBinding", "b", "default", "Role", "r",
+                             [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]))
+    assert az.authorize(ask)[0] == ALLOW
+    idx.put_role({"metadata": {"name": "r", "namespace": "default"}, "rules": []})
+    assert az.authorize(ask)[0] != ALLOW
+    idx.put_role({"metadata": {"name": "r", "namespace": "default"}, "rules": [POD_READER]})
+    assert az.authorize(ask)[0] == ALLOW
+    idx.delete_role("default", "r")
+    assert az.authorize(ask)[0] != ALLOW
+    idx.put_cluster_role({"metadata": {"name": "c"}, "rules": [POD_READER]})
+    idx.put_binding(_binding("ClusterRoleBinding", "cb", "", "ClusterRole", "c",
+                             [{"kind": "Group", "name": "devs", "apiGroup": "rbac.authorization.k8s.io"}]))
+    assert az.authorize(ask)[0] == ALLOW
+    idx.delete_cluster_role("c")
+    assert az.authorize(ask)[0] != ALLOW
+    idx.put_cluster_role({"metadata": {"name": "c"}, "rules": [POD_READER]})
+    assert az.authorize(ask)[0] == ALLOW
+    idx.delete_binding("", "cb")
+    assert az.authorize(ask)[0] != ALLOW
+    # The same attributes for another user are a different decision.
+    idx.put_binding(_binding("ClusterRoleBinding", "cb", "", "ClusterRole", "c",
+                             [{"kind": "User", "name": "bob", "apiGroup": "rbac.authorization.k8s.io"}]))
+    assert az.authorize(ask)[0] != ALLOW
+    assert az.authorize(res("get", "pods", user=UserInfo("bob")))[0] == ALLOW
+
+
+def test_remembered_decisions_are_bounded() -> None:
+    az = RBACAuthorizer(RBACIndex())
+    for i in range(rbac.MAX_REMEMBERED_DECISIONS * 3):
+        az.authorize(res("get", "pods", name=f"p{i}"))
+    assert len(az._decisions) <= rbac.MAX_REMEMBERED_DECISIONS

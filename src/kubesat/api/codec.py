@@ -37,16 +37,16 @@ class _StrictLoader(yaml.SafeLoader):
     # Nesting is refused while scanning: PyYAML's scanner slows down with every open level (a few KiB of
     # `[` took seconds) and its composer recurses once per level.
     def fetch_flow_collection_start(self, token_class: Any) -> None:
-        super().fetch_flow_collection_start(token_class)  # type: ignore[misc]
+        super().fetch_flow_collection_start(token_class)
         self._check_depth()
 
     def add_indent(self, column: int) -> bool:
-        added: bool = super().add_indent(column)  # type: ignore[misc]
+        added: bool = super().add_indent(column)
         self._check_depth()
         return added
 
     def _check_depth(self) -> None:
-        if self.flow_level + len(self.indents) > limits.MAX_DEPTH:  # type: ignore[attr-defined]
+        if self.flow_level + len(self.indents) > limits.MAX_DEPTH:
             raise limits.too_deep()
 
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
@@ -56,18 +56,19 @@ class _StrictLoader(yaml.SafeLoader):
                 None, None, f"merge keys expand a mapping past {MAX_MERGED_ENTRIES} entries", node.start_mark)
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
-        if key in seen:
+        try:
+            repeated = key in seen
+            seen.add(key)
+        except TypeError:  # an unhashable key (a list, a map) repeats no key seen
+            continue
+        if repeated:
             raise yaml.constructor.ConstructorError(
                 None, None, f'mapping key "{key}" already defined', key_node.start_mark
             )
-        try:
-            seen.add(key)
-        except TypeError:
-            pass
     out = yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
     if all(isinstance(k, str) for k in out):
         return out
@@ -124,7 +125,8 @@ _ANY_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 def replace_lone_surrogates(raw: bytes) -> bytes:
     """JSON whose lone surrogate escapes (`"\ud800"`) read as U+FFFD, as Go's decoder reads them."""
-    if b"\\u" not in raw or not _ANY_SURROGATE.search(raw):
+    # A backslash is found with one memchr; most bodies have none, and need no further look.
+    if b"\\" not in raw or b"\\u" not in raw or not _ANY_SURROGATE.search(raw):
         return raw
     return _SURROGATE_ESCAPES.sub(_keep_or_replace, raw)
 

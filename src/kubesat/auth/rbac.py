@@ -7,8 +7,10 @@ not grow with the number of objects elsewhere.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from kubesat.auth.authz import ALLOW, NO_OPINION, Attributes
 from kubesat.auth.user import MASTERS, UserInfo
@@ -29,7 +31,7 @@ class Rule:
     raw: dict[str, Any] = field(compare=False, hash=False, default_factory=dict)
 
     @classmethod
-    def from_api(cls, r: dict[str, Any]) -> "Rule":
+    def from_api(cls, r: dict[str, Any]) -> Rule:
         return cls(
             frozenset(r.get("verbs") or ()),
             frozenset(r.get("apiGroups") or ()),
@@ -105,6 +107,18 @@ def binding_subject_keys(binding: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 # ------------------------------------------------------------------------------- the index
+def _changes(update: Callable[..., None]) -> Callable[..., None]:
+    """An index update that bumps the index's generation once it is done, so that a decision made
+    while it ran is never remembered as current."""
+    @functools.wraps(update)
+    def run(self: RBACIndex, *args: Any) -> None:
+        try:
+            update(self, *args)
+        finally:
+            self.generation += 1
+    return run
+
+
 @dataclass
 class _Binding:
     namespace: str  # "" for ClusterRoleBindings
@@ -125,26 +139,33 @@ class RBACIndex:
         # subject key -> bindings, per namespace ("" = cluster bindings)
         self.by_subject: dict[str, dict[tuple[str, str, str], dict[str, _Binding]]] = {}
         self.binding_keys: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+        # Bumped by every update, so that whoever remembers a decision knows when to forget it.
+        self.generation = 0
 
     # --- updates (called from store events) ---
+    @_changes
     def put_role(self, obj: dict[str, Any]) -> None:
         m = obj["metadata"]
         self.roles[(m.get("namespace", ""), m["name"])] = tuple(Rule.from_api(r) for r in obj.get("rules") or [])
 
+    @_changes
     def delete_role(self, namespace: str, name: str) -> None:
         self.roles.pop((namespace, name), None)
 
+    @_changes
     def put_cluster_role(self, obj: dict[str, Any]) -> None:
         name = obj["metadata"]["name"]
         self.cluster_roles[name] = tuple(Rule.from_api(r) for r in obj.get("rules") or [])
         self.cluster_role_objs[name] = obj
         self.aggregated.clear()
 
+    @_changes
     def delete_cluster_role(self, name: str) -> None:
         self.cluster_roles.pop(name, None)
         self.cluster_role_objs.pop(name, None)
         self.aggregated.clear()
 
+    @_changes
     def put_binding(self, obj: dict[str, Any]) -> None:
         m = obj["metadata"]
         ns = m.get("namespace", "")
@@ -157,6 +178,7 @@ class RBACIndex:
             per_ns.setdefault(k, {})[m["name"]] = b
         self.binding_keys[(ns, m["name"])] = keys
 
+    @_changes
     def delete_binding(self, namespace: str, name: str) -> None:
         keys = self.binding_keys.pop((namespace, name), None)
         if not keys:
@@ -234,16 +256,45 @@ class RBACIndex:
         return out
 
 
+# Decisions remembered at most; past this the memory starts over (an identity can vary the
+# attributes of its requests at will, so the memory must not grow with them).
+MAX_REMEMBERED_DECISIONS = 4096
+
+_DecisionKey = tuple[str, tuple[str, ...], str, bool, str, str, str, str, str, str]
+
+
 class RBACAuthorizer:
-    """Kubernetes' authorizer chain for kubesat: system:masters first, then RBAC; no opinion means deny."""
+    """Kubernetes' authorizer chain for kubesat: system:masters first, then RBAC; no opinion means deny.
+
+    A decision depends only on the user's name and groups, the request's attributes and the index,
+    so decisions are remembered until the index next changes: a client repeating one request (a
+    controller's list, a TokenReview webhook) is decided once per RBAC change.
+    """
 
     def __init__(self, index: RBACIndex) -> None:
         self.index = index
+        self._decisions: dict[_DecisionKey, tuple[str, str]] = {}
+        self._generation = index.generation
 
     def authorize(self, attrs: Attributes) -> tuple[str, str]:
         user = attrs.user
         if MASTERS in user.groups:
             return ALLOW, ""
+        if self._generation != self.index.generation or len(self._decisions) >= MAX_REMEMBERED_DECISIONS:
+            self._decisions.clear()
+            self._generation = self.index.generation
+        key = (user.name, tuple(user.groups), attrs.verb, attrs.resource_request, attrs.namespace, attrs.api_group,
+               attrs.resource, attrs.subresource, attrs.name, attrs.path)
+        decision = self._decisions.get(key)
+        if decision is None:
+            generation = self.index.generation
+            decision = self._decide(attrs)
+            if generation == self.index.generation:  # no update ran meanwhile (writes may run on threads)
+                self._decisions[key] = decision
+        return decision
+
+    def _decide(self, attrs: Attributes) -> tuple[str, str]:
+        user = attrs.user
         keys = set(subject_keys(user))
         for b in self.index.bindings_for(user, attrs.namespace):
             for r in self.index.role_rules(b):
