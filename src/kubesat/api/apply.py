@@ -6,7 +6,7 @@ import copy
 import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from kubesat import errors
 from kubesat.registry import schema as k8s_schema
@@ -58,6 +58,7 @@ class _Missing:
         return "<missing>"
 
 
+# Typed Any so that it stands in for an absent value wherever a JSON value is expected.
 _MISSING: Any = _Missing()
 
 
@@ -146,7 +147,7 @@ def _go_json(value: Any) -> str:
     )
 
 
-def _value_rank(v: Any) -> tuple:
+def _value_rank(v: Any) -> tuple[Any, ...]:
     """A total order over JSON values: numbers, strings, booleans, lists, maps, null."""
     if isinstance(v, bool):
         return (2, v)
@@ -161,7 +162,7 @@ def _value_rank(v: Any) -> tuple:
     return (5,)
 
 
-def _token_sort_key(tok: str) -> tuple:
+def _token_sort_key(tok: str) -> tuple[Any, ...]:
     kind, body = tok[:1], tok[2:]
     if kind == "f":
         return (0, body.encode("utf-8"))
@@ -186,7 +187,7 @@ def _token_sort_key(tok: str) -> tuple:
     return (4, tok)
 
 
-def _path_sort_key(path: Path) -> tuple:
+def _path_sort_key(path: Path) -> tuple[Any, ...]:
     return tuple(_token_sort_key(t) for t in path)
 
 
@@ -277,7 +278,7 @@ def _nest(paths: Iterable[Path]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- FieldsV1
 
 
-def to_fields_v1(fs: FieldSet) -> dict:
+def to_fields_v1(fs: FieldSet) -> dict[str, Any]:
     """The FieldsV1 JSON form of a field set (`{"f:metadata":{"f:labels":{"f:app":{}}}}`)."""
 
     def emit(node: dict[str, Any], include_self: bool) -> dict[str, Any]:
@@ -295,7 +296,7 @@ def to_fields_v1(fs: FieldSet) -> dict:
     return emit(_nest(fs.paths), False)
 
 
-def from_fields_v1(d: dict) -> FieldSet:
+def from_fields_v1(d: dict[str, Any]) -> FieldSet:
     """Parse FieldsV1 JSON back into a field set; `.` marks the enclosing path as a member."""
     paths: set[Path] = set()
 
@@ -338,8 +339,8 @@ def _root_schema(definition: str) -> dict[str, Any] | None:
     return _with_ext(k8s_schema.get(definition) or {})
 
 
-def _is_struct(s: dict[str, Any] | None) -> bool:
-    return bool(s) and isinstance(s.get("properties"), dict) and bool(s["properties"])
+def _is_struct(s: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    return s is not None and isinstance(s.get("properties"), dict) and bool(s["properties"])
 
 
 def _child(s: dict[str, Any] | None, key: str) -> tuple[dict[str, Any] | None, bool]:
@@ -359,7 +360,6 @@ def _undeclared(s: dict[str, Any] | None, key: str) -> bool:
     """True when `s` is a closed struct without a field `key`."""
     if not _is_struct(s):
         return False
-    assert s is not None
     return key not in s["properties"] and not isinstance(s.get("additionalProperties"), dict)
 
 
@@ -481,14 +481,14 @@ def _collect(v: Any, s: dict[str, Any] | None, path: Path, out: set[Path], stric
         out.add(p)
 
 
-def _fields(obj: dict, root: dict[str, Any] | None, strict: bool = False) -> set[Path]:
+def _fields(obj: dict[str, Any], root: dict[str, Any] | None, strict: bool = False) -> set[Path]:
     out: set[Path] = set()
     _collect(obj, root, (), out, strict)
     out.discard(())
     return out
 
 
-def fields_of(obj: dict, definition: str) -> FieldSet:
+def fields_of(obj: dict[str, Any], definition: str) -> FieldSet:
     """Every leaf and keyed node set in `obj`, as Kubernetes' ToFieldSet sees it (bookkeeping metadata included)."""
     root = _root_schema(definition)
     try:
@@ -525,7 +525,7 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and a == b
 
 
@@ -549,67 +549,84 @@ def _empty(v: Any) -> bool:
     return v is _MISSING or v is None or (isinstance(v, (dict, list)) and not v)
 
 
-def _leaf(l: Any, r: Any, path: Path, d: _Diff) -> None:
-    if l is _MISSING:
+def _leaf(old: Any, new: Any, path: Path, d: _Diff) -> None:
+    if old is _MISSING:
         d.added.add(path)
-    elif r is _MISSING:
+    elif new is _MISSING:
         d.removed.add(path)
-    elif not _equal(l, r):
+    elif not _equal(old, new):
         d.modified.add(path)
 
 
 def _always_present(parent_s: dict[str, Any] | None, key: str, cs: dict[str, Any] | None) -> bool:
     """Fields a typed (Go) object always carries once its parent exists: nested structs and required fields."""
-    if _is_struct(cs) and cs is not None and cs.get("x-kubernetes-map-type") != "atomic":
+    if _is_struct(cs) and cs.get("x-kubernetes-map-type") != "atomic":
         return True
-    return bool(parent_s) and key in (parent_s.get("required") or [])  # type: ignore[union-attr]
+    return parent_s is not None and key in (parent_s.get("required") or [])
 
 
-def _compare(l: Any, r: Any, s: dict[str, Any] | None, path: Path, d: _Diff) -> None:
-    here = r if r is not _MISSING else l
+def _missing_or(v: Any, container: type) -> bool:
+    return v is _MISSING or isinstance(v, container)
+
+
+def _compare(old: Any, new: Any, s: dict[str, Any] | None, path: Path, d: _Diff) -> None:
+    """Record in `d` how the value at `path` changed from `old` to `new` (either may be _MISSING)."""
+    here = new if new is not _MISSING else old
     kind = _kind(s, here)
-    if kind in ("scalar", "atomic") or l is None or r is None:
-        _leaf(l, r, path, d)
+    if kind in ("scalar", "atomic") or old is None or new is None:
+        _leaf(old, new, path, d)
+        return
+    container = dict if kind == "map" else list
+    if not (_missing_or(old, container) and _missing_or(new, container)) or (_empty(old) and _empty(new)):
+        # Not the shape the schema says (or nothing on either side): compared as a whole.
+        _leaf(old, new, path, d)
         return
     if kind == "map":
-        if (l is not _MISSING and not isinstance(l, dict)) or (r is not _MISSING and not isinstance(r, dict)):
-            _leaf(l, r, path, d)
-            return
-        if _empty(l) and _empty(r):
-            _leaf(l, r, path, d)
-            return
-        lm = l if isinstance(l, dict) else {}
-        rm = r if isinstance(r, dict) else {}
-        for key in list(lm) + [k for k in rm if k not in lm]:
-            cs, declared = _child(s, key)
-            lv, rv = lm.get(key, _MISSING), rm.get(key, _MISSING)
-            if declared and _always_present(s, key, cs):
-                # A Go object carries such a field as a zero value: not an added/removed node.
-                if lv is _MISSING and l is not _MISSING and isinstance(rv, (dict, list)) and rv:
-                    lv = {} if isinstance(rv, dict) else []
-                if rv is _MISSING and r is not _MISSING and isinstance(lv, (dict, list)) and lv:
-                    rv = {} if isinstance(lv, dict) else []
-            _compare(lv, rv, cs, path + ("f:" + key,), d)
+        _compare_maps(old, new, s, path, d)
     else:
-        if (l is not _MISSING and not isinstance(l, list)) or (r is not _MISSING and not isinstance(r, list)):
-            _leaf(l, r, path, d)
-            return
-        if _empty(l) and _empty(r):
-            _leaf(l, r, path, d)
-            return
-        item_s = _items(s)
-        li = dict(_index_list(kind, s, l if isinstance(l, list) else [], path, False))
-        ri = dict(_index_list(kind, s, r if isinstance(r, list) else [], path, False))
-        for tok in list(li) + [t for t in ri if t not in li]:
-            _compare(li.get(tok, _MISSING), ri.get(tok, _MISSING), item_s, path + (tok,), d)
+        _compare_lists(kind, old, new, s, path, d)
     if path:
-        if l is _MISSING:
+        if old is _MISSING:
             d.added.add(path)
-        elif r is _MISSING:
+        elif new is _MISSING:
             d.removed.add(path)
 
 
-def _diff(old: dict, new: dict, root: dict[str, Any] | None) -> _Diff:
+def _compare_maps(old: Any, new: Any, s: dict[str, Any] | None, path: Path, d: _Diff) -> None:
+    """Compare two maps (either may be _MISSING) member by member, old's keys first."""
+    old_m = old if isinstance(old, dict) else {}
+    new_m = new if isinstance(new, dict) else {}
+    for key in list(old_m) + [k for k in new_m if k not in old_m]:
+        cs, declared = _child(s, key)
+        ov, nv = old_m.get(key, _MISSING), new_m.get(key, _MISSING)
+        if declared and _always_present(s, key, cs):
+            ov, nv = _zero_for_missing(ov, nv, old, new)
+        _compare(ov, nv, cs, path + ("f:" + key,), d)
+
+
+def _zero_for_missing(ov: Any, nv: Any, old: Any, new: Any) -> tuple[Any, Any]:
+    """A Go object carries an always-present field as a zero value: not an added/removed node.
+
+    `ov` and `nv` are the field's values in the maps `old` and `new`; a side where the field is missing
+    but its map exists gets the empty value of the other side's container.
+    """
+    if ov is _MISSING and old is not _MISSING and isinstance(nv, (dict, list)) and nv:
+        ov = {} if isinstance(nv, dict) else []
+    if nv is _MISSING and new is not _MISSING and isinstance(ov, (dict, list)) and ov:
+        nv = {} if isinstance(ov, dict) else []
+    return ov, nv
+
+
+def _compare_lists(kind: str, old: Any, new: Any, s: dict[str, Any] | None, path: Path, d: _Diff) -> None:
+    """Compare two associative lists (either may be _MISSING) item by item, matched by their tokens."""
+    item_s = _items(s)
+    old_items = dict(_index_list(kind, s, old if isinstance(old, list) else [], path, False))
+    new_items = dict(_index_list(kind, s, new if isinstance(new, list) else [], path, False))
+    for tok in list(old_items) + [t for t in new_items if t not in old_items]:
+        _compare(old_items.get(tok, _MISSING), new_items.get(tok, _MISSING), item_s, path + (tok,), d)
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any], root: dict[str, Any] | None) -> _Diff:
     d = _Diff()
     try:
         _compare(old, new, root, (), d)
@@ -622,11 +639,11 @@ def _diff(old: dict, new: dict, root: dict[str, Any] | None) -> _Diff:
 # --------------------------------------------------------------------------- merge and removal
 
 
-def _merge_lists(kind: str, s: dict[str, Any] | None, l: list, r: list, path: Path) -> list:
+def _merge_lists(kind: str, s: dict[str, Any] | None, live: list[Any], applied: list[Any], path: Path) -> list[Any]:
     """Merge two associative lists: applied order for shared items, live-only items kept in place."""
     item_s = _items(s)
-    lpairs = _index_list(kind, s, l, path, False)
-    rpairs = _index_list(kind, s, r, path, False)
+    lpairs = _index_list(kind, s, live, path, False)
+    rpairs = _index_list(kind, s, applied, path, False)
     lmap, rmap = dict(lpairs), dict(rpairs)
     shared = [tok for tok, _ in rpairs if tok in lmap]
     out: list[Any] = []
@@ -664,45 +681,42 @@ def _merge_lists(kind: str, s: dict[str, Any] | None, l: list, r: list, path: Pa
     return out
 
 
-def _merge(l: Any, r: Any, s: dict[str, Any] | None, path: Path) -> Any:
-    if r is _MISSING:
-        return l
-    if l is _MISSING:
-        return copy.deepcopy(r)
-    kind = _kind(s, r if r is not None else l)
-    if kind == "map" and isinstance(l, dict):
-        if r is None:
-            return l
-        if isinstance(r, dict):
-            out = dict(l)
-            for key, rv in r.items():
-                cs, _ = _child(s, key)
-                out[key] = _merge(l.get(key, _MISSING), rv, cs, path + ("f:" + key,))
-            return out
-    if kind in ("set", "listmap") and isinstance(l, list):
-        if r is None:
-            return l
-        if isinstance(r, list):
-            return _merge_lists(kind, s, l, r, path)
-    return copy.deepcopy(r)
+def _merge(live: Any, applied: Any, s: dict[str, Any] | None, path: Path) -> Any:
+    if applied is _MISSING:
+        return live
+    if live is _MISSING:
+        return copy.deepcopy(applied)
+    kind = _kind(s, applied if applied is not None else live)
+    if kind == "map" and isinstance(live, dict):
+        if applied is None:
+            return live
+        if isinstance(applied, dict):
+            return _merge_maps(live, applied, s, path)
+    if kind in ("set", "listmap") and isinstance(live, list):
+        if applied is None:
+            return live
+        if isinstance(applied, list):
+            return _merge_lists(kind, s, live, applied, path)
+    return copy.deepcopy(applied)
+
+
+def _merge_maps(live: dict[str, Any], applied: dict[str, Any], s: dict[str, Any] | None, path: Path) -> dict[str, Any]:
+    """`live` with each member of `applied` merged into it."""
+    out = dict(live)
+    for key, av in applied.items():
+        cs, _ = _child(s, key)
+        out[key] = _merge(live.get(key, _MISSING), av, cs, path + ("f:" + key,))
+    return out
 
 
 def _remove(v: Any, s: dict[str, Any] | None, path: Path, rm: set[Path], pre: set[Path]) -> tuple[Any, bool]:
-    """Drop the map keys and list items at paths in `rm`; (value, emptied by the removal)."""
+    """Drop the map keys and list items at paths in `rm`; (value, emptied by the removal).
+
+    `pre` holds every proper prefix of a path in `rm`: only there is there anything to look into.
+    """
     kind = _kind(s, v)
     if kind == "map" and isinstance(v, dict):
-        out: dict[str, Any] = {}
-        for key, cv in v.items():
-            p = path + ("f:" + key,)
-            if p in rm:
-                continue
-            if p in pre:
-                cs, _ = _child(s, key)
-                cv, emptied = _remove(cv, cs, p, rm, pre)
-                if emptied and not _is_struct(cs):
-                    continue
-            out[key] = cv
-        return out, bool(v) and not out
+        return _remove_from_map(v, s, path, rm, pre)
     if kind in ("set", "listmap") and isinstance(v, list):
         item_s = _items(s)
         kept: list[Any] = []
@@ -718,12 +732,29 @@ def _remove(v: Any, s: dict[str, Any] | None, path: Path, rm: set[Path], pre: se
     return v, False
 
 
-def _remove_items(obj: dict, root: dict[str, Any] | None, paths: set[Path]) -> dict:
+def _remove_from_map(
+    v: dict[str, Any], s: dict[str, Any] | None, path: Path, rm: set[Path], pre: set[Path]
+) -> tuple[dict[str, Any], bool]:
+    out: dict[str, Any] = {}
+    for key, cv in v.items():
+        p = path + ("f:" + key,)
+        if p in rm:
+            continue
+        if p in pre:
+            cs, _ = _child(s, key)
+            cv, emptied = _remove(cv, cs, p, rm, pre)
+            if emptied and not _is_struct(cs):
+                continue
+        out[key] = cv
+    return out, bool(v) and not out
+
+
+def _remove_items(obj: dict[str, Any], root: dict[str, Any] | None, paths: set[Path]) -> dict[str, Any]:
     paths = {p for p in paths if p}
-    if not paths:
+    if not paths or _kind(root, obj) != "map":  # an object the schema makes atomic keeps all of itself
         return obj
     pre = {p[:i] for p in paths for i in range(1, len(p))}
-    out, _ = _remove(obj, root, (), paths, pre)
+    out, _ = _remove_from_map(obj, root, (), paths, pre)
     return out
 
 
@@ -879,7 +910,7 @@ def _gvk(definition: str) -> tuple[str, str, str] | None:
     return None
 
 
-def _api_version(definition: str, obj: dict | None) -> str:
+def _api_version(definition: str, obj: dict[str, Any] | None) -> str:
     gvk = _gvk(definition)
     if gvk and gvk[1]:
         group, version, _ = gvk
@@ -896,7 +927,7 @@ def _reset_prefixes(subresource: str) -> list[Path]:
     return [("f:status",)]
 
 
-def _without_managed(obj: dict | None) -> dict:
+def _without_managed(obj: dict[str, Any] | None) -> dict[str, Any]:
     if not obj:
         return {}
     out = dict(obj)
@@ -914,8 +945,8 @@ def _owned(paths: set[Path], ignored: list[Path]) -> set[Path]:
 
 def _take_update(
     managers: dict[str, _Entry],
-    old: dict,
-    new: dict,
+    old: dict[str, Any],
+    new: dict[str, Any],
     root: dict[str, Any] | None,
     manager: str,
     api_version: str,
@@ -932,12 +963,12 @@ def _take_update(
     taken = _owned(changed, ignored)
     ident = _identifier(manager, "Update", api_version, subresource)
     if taken:
-        entry = managers.get(ident)
-        if entry is None:
+        mine = managers.get(ident)
+        if mine is None:
             managers[ident] = _Entry(manager, "Update", api_version, subresource, now, taken)
         else:
-            entry.fields |= taken
-            entry.time = now
+            mine.fields |= taken
+            mine.time = now
     for key in [k for k, e in managers.items() if not e.fields]:
         del managers[key]
 
@@ -946,13 +977,13 @@ def _take_update(
 
 
 def record_update(
-    old: dict | None,
-    new: dict,
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
     manager: str,
     definition: str,
     now: str,
     subresource: str = "",
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """New metadata.managedFields after a create/update/patch by `manager` (operation Update)."""
     old_meta = (old or {}).get("metadata") or {}
     new_meta = new.get("metadata") or {}
@@ -1037,7 +1068,7 @@ def _conflicts(
     return out
 
 
-def _allowed_from_last_applied(live: dict, root: dict[str, Any] | None, api_version: str) -> set[Path] | None:
+def _allowed_from_last_applied(live: dict[str, Any], root: dict[str, Any] | None, api_version: str) -> set[Path] | None:
     """Fields kubectl's client-side last-applied annotation still describes truthfully (upgrade path to SSA)."""
     annotations = (live.get("metadata") or {}).get("annotations") or {}
     raw = annotations.get(LAST_APPLIED) if isinstance(annotations, dict) else None
@@ -1058,11 +1089,11 @@ def _allowed_from_last_applied(live: dict, root: dict[str, Any] | None, api_vers
 
 
 def _prune(
-    merged: dict,
+    merged: dict[str, Any],
     root: dict[str, Any] | None,
     managers: dict[str, _Entry],
     last: set[Path],
-) -> dict:
+) -> dict[str, Any]:
     """Remove what the applier owned last time and dropped now, unless someone (including itself) still owns it."""
     if not last:
         return merged
@@ -1079,7 +1110,7 @@ def _prune(
     return _remove_items(merged, root, (merged_e - pruned_e) & last_e)
 
 
-def _build_last_applied(applied: dict) -> str:
+def _build_last_applied(applied: dict[str, Any]) -> str:
     cfg = copy.deepcopy(applied)
     annotations = (cfg.get("metadata") or {}).get("annotations")
     if isinstance(annotations, dict):
@@ -1087,7 +1118,7 @@ def _build_last_applied(applied: dict) -> str:
     return _go_json(cfg) + "\n"
 
 
-def _set_last_applied(obj: dict, value: str) -> None:
+def _set_last_applied(obj: dict[str, Any], value: str) -> None:
     meta = obj.setdefault("metadata", {})
     annotations = dict(meta.get("annotations") or {})
     annotations[LAST_APPLIED] = value
@@ -1097,14 +1128,15 @@ def _set_last_applied(obj: dict, value: str) -> None:
     meta["annotations"] = annotations
 
 
-def _typed_patch_error(applied: dict, err: _TypedError) -> errors.StatusError:
-    meta = applied.get("metadata") if isinstance(applied.get("metadata"), dict) else {}
+def _typed_patch_error(applied: dict[str, Any], err: _TypedError) -> errors.StatusError:
+    raw_meta = applied.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     gvk = _gvk_string(str(applied.get("apiVersion") or ""), str(applied.get("kind") or ""))
     where = f'{meta.get("namespace") or ""}/{meta.get("name") or ""}; {gvk}'
     return errors.StatusError(500, "", f"failed to create typed patch object ({where}): {err.text()}")
 
 
-def _validate_applied(live: dict | None, applied: Any, definition: str) -> None:
+def _validate_applied(live: dict[str, Any] | None, applied: Any, definition: str) -> None:
     if not isinstance(applied, dict):
         raise errors.bad_request("error decoding YAML: the apply patch must be an object")
     api_version = applied.get("apiVersion")
@@ -1117,10 +1149,10 @@ def _validate_applied(live: dict | None, applied: Any, definition: str) -> None:
         want_api = f"{group}/{version}" if group else version
         if (api_version, kind) != (want_api, want_kind):
             raise errors.bad_request(f"invalid object type: {_gvk_string(str(api_version), str(kind))}")
-    meta = applied.get("metadata")
-    if meta is not None and not isinstance(meta, dict):
+    raw_meta = applied.get("metadata")
+    if raw_meta is not None and not isinstance(raw_meta, dict):
         raise errors.bad_request("metadata must be an object")
-    meta = meta or {}
+    meta: dict[str, Any] = raw_meta or {}
     if meta.get("managedFields") is not None:
         raise errors.bad_request("metadata.managedFields must be nil")
     name = meta.get("name")
@@ -1136,14 +1168,14 @@ def _validate_applied(live: dict | None, applied: Any, definition: str) -> None:
 
 
 def server_side_apply(
-    live: dict | None,
-    applied: dict,
+    live: dict[str, Any] | None,
+    applied: dict[str, Any],
     manager: str,
     force: bool,
     definition: str,
     now: str,
     subresource: str = "",
-) -> dict:
+) -> dict[str, Any]:
     """Merge `applied` (the manager's whole intent) into `live`; the new object with managedFields, or 409 Conflict."""
     _validate_applied(live, applied, definition)
     root = _root_schema(definition)
@@ -1152,7 +1184,7 @@ def server_side_apply(
 
     if live is None:
         managers: dict[str, _Entry] = {}
-        base: dict = {}
+        base: dict[str, Any] = {}
     else:
         try:
             managers = _decode((live.get("metadata") or {}).get("managedFields"))
@@ -1177,10 +1209,10 @@ def server_side_apply(
 
 
 def _apply_merged(
-    live: dict | None,
-    base: dict,
-    applied: dict,
-    merged: dict,
+    live: dict[str, Any] | None,
+    base: dict[str, Any],
+    applied: dict[str, Any],
+    merged: dict[str, Any],
     managers: dict[str, _Entry],
     manager: str,
     config_fields: set[Path],
@@ -1189,7 +1221,7 @@ def _apply_merged(
     api_version: str,
     subresource: str,
     now: str,
-) -> dict:
+) -> dict[str, Any]:
     applier = _identifier(manager, "Apply", api_version, subresource)
     ignored = _reset_prefixes(subresource)
 
