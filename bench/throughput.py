@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 import yaml
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 
 def free_port() -> int:
@@ -73,9 +75,6 @@ def rate(data: Path, port: int, method: str, path: str, body: bytes, seconds: fl
 
 
 def raw_sign_rate(seconds: float = 2.0) -> float:
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     msg = b"x" * 600
     n = 0

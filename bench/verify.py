@@ -34,7 +34,7 @@ def interleaved(fns: dict[str, Callable[[], object]], seconds: float, rounds: in
 
 def ratio(a: list[float], b: list[float]) -> float:
     """Median over rounds of a/b, each round's pair measured back to back."""
-    return statistics.median(x / y for x, y in zip(a, b))
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def rate(fn: Callable[[], object], seconds: float) -> float:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from kubernetes import client, config
 
 READY_TIMEOUT = 30.0
 
@@ -97,8 +98,8 @@ def start_server(data_dir: Path, port: int | None = None, extra: list[str] | Non
     log_path = data_dir.parent / f"{data_dir.name}-server-{port}.log"
     args = [sys.executable, "-m", "kubesat.cli", "serve", "--data-dir", str(data_dir), "--port", str(port),
             *(extra or [])]
-    logf = open(log_path, "ab")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=logf, env=env)
+    with open(log_path, "ab") as logf:  # the child writes to its own copy of the descriptor
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=logf, env=env)
     server = Server(data_dir, port, proc, log_path, args)
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
@@ -127,8 +128,6 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def api(server: Server):
     """The official kubernetes Python client, configured from the admin kubeconfig."""
-    from kubernetes import client, config
-
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(server.kubeconfig), client_configuration=cfg)
     return client.ApiClient(cfg)

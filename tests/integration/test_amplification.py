@@ -63,7 +63,7 @@ def test_yaml_alias_bomb_from_a_pod_token_is_refused_at_the_body_limit(server: S
                 "  resourceAttributes:\n    verb: get\n  extra:\n" + alias_bomb(levels, "    ") + "\n")
         assert len(body) < 1024
         ans = attack(server, f"a {len(body)}-byte YAML alias bomb ({levels} levels)",
-                     lambda: pod_identity.request("POST", SSAR, body.encode(), "application/yaml"))
+                     lambda body=body: pod_identity.request("POST", SSAR, body.encode(), "application/yaml"))
         assert ans.status == 413, ans.body[:300]
         assert message(ans) == f"Request entity too large: limit is {BODY_LIMIT}"
 
@@ -184,7 +184,7 @@ def test_deeply_nested_bodies_are_400_in_every_encoding(server: Server, admin: R
         ("application/apply-patch+yaml", deep_yaml, "PATCH", f"{CM}/deep?fieldManager=t"),
     ]:
         ans = attack(server, f"a {ct} body nested 5000 deep",
-                     lambda: admin.request(method, path, body.encode(), ct))
+                     lambda method=method, path=path, body=body, ct=ct: admin.request(method, path, body.encode(), ct))
         assert ans.status == 400, (ct, ans.body[:300])
         assert "nest" in message(ans), (ct, message(ans))
     assert admin.request("GET", f"{CM}/deep").status == 404

@@ -10,8 +10,9 @@ import time
 import pytest
 import requests
 import yaml
+from kubernetes import client, watch
 
-from .conftest import Server
+from .conftest import Server, start_server
 
 pytestmark = pytest.mark.integration
 
@@ -125,8 +126,6 @@ def test_watch_resume_and_gone(raw: Raw, ns: str) -> None:
 
 
 def test_watch_from_compacted_revision_is_gone(tmp_path) -> None:
-    from .conftest import start_server
-
     small = start_server(tmp_path / "data", extra=["--event-history", "100"])
     try:
         raw = Raw(small, tmp_path)
@@ -335,8 +334,6 @@ def test_delete_collection_with_selector(raw: Raw, ns: str) -> None:
 
 
 def test_official_client_watch(api, ns: str) -> None:
-    from kubernetes import client, watch
-
     core = client.CoreV1Api(api)
     rv = core.list_namespaced_config_map(ns).metadata.resource_version
     core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="via-client")))

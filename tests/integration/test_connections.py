@@ -6,6 +6,7 @@ Throughout every attack a keep-alive connection opened before it asks `/readyz`,
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import multiprocessing
@@ -240,10 +241,8 @@ def test_slowloris_and_silent_connections_are_closed_after_the_header_timeout(
     def trickle() -> Iterator[None]:
         while True:
             for conn in slow.values():
-                try:
+                with contextlib.suppress(OSError):
                     conn.sock.sendall(b"a")
-                except OSError:
-                    pass
             yield
 
     conns = {**slow, **silent_tls, **no_hello}

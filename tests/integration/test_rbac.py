@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -190,8 +191,6 @@ def test_anonymous_auth_false_gives_401(tmp_path) -> None:
 
 
 def test_aggregated_roles_carry_their_rules(server: Server) -> None:
-    import time
-
     view = json.loads(server.kubectl("get", "clusterrole", "view", "-o", "json").stdout)
     resources = {r for rule in view["rules"] for r in rule.get("resources", [])}
     assert "pods" in resources and "secrets" not in resources

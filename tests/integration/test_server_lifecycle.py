@@ -9,9 +9,13 @@ import signal
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+import yaml
+from cryptography import x509
+from kubernetes import client, config
 
 from .conftest import Server, free_port, start_server, wait_for
 
@@ -28,8 +32,6 @@ def test_health_and_version_endpoints(server: Server) -> None:
 
 
 def test_serving_certificate_names(server: Server) -> None:
-    from cryptography import x509
-
     cert = x509.load_pem_x509_certificate((server.data_dir / "pki" / "apiserver.crt").read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     names = set(san.get_values_for_type(x509.DNSName))
@@ -61,10 +63,6 @@ def test_admin_is_system_masters(server: Server) -> None:
 
 def test_client_certificate_reaches_the_app(server: Server, tmp_path) -> None:
     """Fails if the TLS shim stops handing the verified client certificate to the application."""
-    import base64
-
-    import yaml
-
     user = yaml.safe_load(server.kubeconfig.read_text())["users"][0]["user"]
     cert, key = tmp_path / "admin.crt", tmp_path / "admin.key"
     cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
@@ -108,8 +106,6 @@ def test_restart_reuses_keys_and_sigterm_exits_cleanly(tmp_path) -> None:
 
 
 def test_kill_9_keeps_every_acknowledged_write(tmp_path) -> None:
-    from kubernetes import client, config
-
     data = tmp_path / "data"
     srv = start_server(data)
     cfg = client.Configuration()
@@ -171,10 +167,6 @@ def test_signer_processes_serve_tokens_and_end_with_the_server(tmp_path, how: in
                            what="two signer processes beside the server")
         # Concurrent TokenRequests are handed to the children (one at a time, an idle server signs
         # in place); every token, wherever it was signed, authenticates.
-        from concurrent.futures import ThreadPoolExecutor
-
-        import yaml
-
         user = yaml.safe_load(srv.kubeconfig.read_text())["users"][0]["user"]
         cert, key = tmp_path / "admin.crt", tmp_path / "admin.key"
         cert.write_bytes(base64.b64decode(user["client-certificate-data"]))

@@ -125,7 +125,8 @@ def stalls(server: Server, admin: RawClient, pod: RawClient, suspects: list[Atta
     out = []
     for a in suspects:
         client = pod if a.by_pod else admin
-        _, probe = probe_while(server.port, server.data_dir, lambda: client.send(a.sent), budget=READY_WITHIN)
+        _, probe = probe_while(server.port, server.data_dir, lambda client=client, a=a: client.send(a.sent),
+                               budget=READY_WITHIN)
         if probe.slowest >= READY_WITHIN:
             out.append(f"/readyz took {probe.slowest * 1000:.0f} ms or more each time during {a.sent.reproducer(120)}")
     return out

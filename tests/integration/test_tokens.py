@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import subprocess
 import sys
 from pathlib import Path
 import json
+import ssl
 import time
 
 import jwt as pyjwt
 import pytest
 import requests
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kubernetes import client
 
-from .conftest import Server, start_server, wait_for
+from .conftest import Server, free_port, start_server, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -145,9 +152,6 @@ def forged(header: dict, claims: dict, signature: bytes = b"sig") -> str:
 
 
 def hs256_with(secret: bytes, header: dict, claims: dict) -> str:
-    import hashlib
-    import hmac
-
     enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
     signing_input = f"{enc(header)}.{enc(claims)}"
     sig = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
@@ -185,8 +189,6 @@ def test_no_token_is_anonymous(server: Server) -> None:
 
 
 def test_official_client_with_a_token(server: Server, ns: str) -> None:
-    from kubernetes import client
-
     token = server.kubectl("create", "token", "app", "-n", ns).stdout.strip()
     cfg = client.Configuration()
     cfg.host = server.url
@@ -200,8 +202,6 @@ def test_official_client_with_a_token(server: Server, ns: str) -> None:
 
 def test_oidc_discovery_and_external_verifier(tmp_path) -> None:
     """A verifier that knows only the issuer URL validates kubesat tokens (PyJWT and its JWKS client)."""
-    from .conftest import free_port
-
     port = free_port()
     issuer = f"https://127.0.0.1:{port}"
     srv = start_server(tmp_path / "data", port=port, extra=["--service-account-issuer", issuer,
@@ -233,7 +233,6 @@ def test_oidc_discovery_and_external_verifier(tmp_path) -> None:
         # from nothing but the issuer URL, with no credentials.
         srv.kubectl("create", "clusterrolebinding", "oidc-reviewer",
                     "--clusterrole=system:service-account-issuer-discovery", "--group=system:unauthenticated")
-        import ssl
 
         anon_conf = requests.get(issuer + "/.well-known/openid-configuration", verify=ca, timeout=10).json()
         jwks_client = pyjwt.PyJWKClient(anon_conf["jwks_uri"], cache_keys=False,
@@ -307,9 +306,6 @@ def test_metrics_endpoint(server: Server, ns: str) -> None:
 
 
 def test_fuzzed_tokens_never_500(server: Server, ns: str) -> None:
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
-
     good = server.kubectl("create", "token", "app", "-n", ns).stdout.strip()
     admin_cert = _admin_cert(server)
 
@@ -338,8 +334,6 @@ def test_fuzzed_tokens_never_500(server: Server, ns: str) -> None:
 
 
 def _admin_cert(server: Server) -> tuple[str, str]:
-    import yaml
-
     user = yaml.safe_load(server.kubeconfig.read_text())["users"][0]["user"]
     cert = server.data_dir / "test-admin.crt"
     key = server.data_dir / "test-admin.key"

@@ -7,6 +7,8 @@ import datetime
 import json
 
 import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from .conftest import Server
 
@@ -22,7 +24,6 @@ def _claims(token: str) -> dict:
 
 @pytest.fixture(scope="module")
 def objects(api):  # type: ignore[no-untyped-def]
-    from kubernetes import client
 
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="pyclient")))
@@ -36,7 +37,6 @@ def objects(api):  # type: ignore[no-untyped-def]
 
 
 def test_token_request_with_audience_duration_and_pod_binding(api, objects) -> None:  # type: ignore[no-untyped-def]
-    from kubernetes import client
 
     core, sa, pod = objects
     before = datetime.datetime.now(datetime.UTC)
@@ -59,7 +59,6 @@ def test_token_request_with_audience_duration_and_pod_binding(api, objects) -> N
 
 
 def test_token_review_and_self_subject_review(server: Server, api, objects) -> None:  # type: ignore[no-untyped-def]
-    from kubernetes import client
 
     core, sa, pod = objects
     token = core.create_namespaced_service_account_token("worker", "pyclient", client.AuthenticationV1TokenRequest(
@@ -99,8 +98,6 @@ def test_token_review_and_self_subject_review(server: Server, api, objects) -> N
 
 
 def test_token_request_errors_reach_the_client_as_kubernetes_status(api, objects) -> None:  # type: ignore[no-untyped-def]
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
 
     core, _, _ = objects
     with pytest.raises(ApiException) as short:
@@ -124,7 +121,6 @@ def test_token_request_errors_reach_the_client_as_kubernetes_status(api, objects
 
 
 def test_a_recreated_bound_object_does_not_revive_its_tokens(api) -> None:  # type: ignore[no-untyped-def]
-    from kubernetes import client
 
     core = client.CoreV1Api(api)
     auth = client.AuthenticationV1Api(api)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kubesat.api import protobuf
+
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
 # group/version -> [(resource, kind, namespaced, verbs)]; just enough discovery for the commands we run.
@@ -107,8 +109,6 @@ def _answer(req: Request) -> dict:
     obj: dict = {}
     if "protobuf" in req.content_type:
         try:
-            from kubesat.api import protobuf
-
             obj = protobuf.decode(req.body)
         except Exception:
             obj = {}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import stat
 from datetime import datetime, UTC
 from urllib.parse import parse_qs
@@ -14,6 +16,7 @@ from kubesat import audit
 from kubesat.api.app import TLS_PEER_DER, Request
 from kubesat.api.requestinfo import parse
 from kubesat.auth.user import UserInfo, with_authenticated_group
+from kubesat.registry.store import rfc3339
 
 TOKEN = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImFiYyJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDpib3QifQ.c2lnbmF0dXJl"
 SA_USER = with_authenticated_group(UserInfo(
@@ -341,9 +344,6 @@ def test_micro_time():
 
 
 def test_micro_time_matches_datetime_rounding():
-    import math
-    import random
-
     rng = random.Random(7)
     stamps = [rng.uniform(0, 4e9) for _ in range(20000)]
     stamps += [math.floor(t) + 0.9999996 for t in stamps[:500]] + [1.0000005, 2.9999995, 1700000000.5]
@@ -353,10 +353,6 @@ def test_micro_time_matches_datetime_rounding():
 
 
 def test_rfc3339_matches_datetime_and_survives_its_cache():
-    import random
-
-    from kubesat.registry.store import rfc3339
-
     rng = random.Random(11)
     stamps = [0, 0.999, 1.0, 1700000000.99, 1700000000.0, 1699999999.5]
     stamps += [rng.uniform(0, 4e9) for _ in range(5000)]

@@ -57,7 +57,10 @@ class Tokens:
         raise AuthenticationFailed("invalid")
 
 
-def certificate_der(attribute: x509.NameAttribute = x509.NameAttribute(NameOID.COMMON_NAME, "alice")) -> bytes:
+ALICE = x509.NameAttribute(NameOID.COMMON_NAME, "alice")
+
+
+def certificate_der(attribute: x509.NameAttribute = ALICE) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([attribute])
     now = datetime.datetime.now(datetime.UTC)

@@ -7,6 +7,7 @@ import time
 from urllib.parse import parse_qs
 
 import pytest
+from prometheus_client import REGISTRY as DEFAULT
 
 from kubesat import metrics
 from kubesat.api.app import Request
@@ -168,10 +169,10 @@ class TestRequestMetrics:
 
     def test_label_names_exact(self):
         metrics.observe_request(make_request("GET", "/api/v1/namespaces/a/pods"), 200, 0.01)
-        line = next(l for l in text().splitlines() if l.startswith("apiserver_request_total{"))
+        line = next(ln for ln in text().splitlines() if ln.startswith("apiserver_request_total{"))
         names = re.findall(r'(\w+)="', line)
         assert names == sorted(REQ_LABELS + ("code",))
-        line = next(l for l in text().splitlines() if l.startswith("apiserver_request_duration_seconds_bucket{"))
+        line = next(ln for ln in text().splitlines() if ln.startswith("apiserver_request_duration_seconds_bucket{"))
         assert re.findall(r'(\w+)="', line) == sorted(REQ_LABELS) + ["le"]
 
 
@@ -214,7 +215,6 @@ def test_go_float():
 
 
 def test_private_registry():
-    from prometheus_client import REGISTRY as DEFAULT
     assert metrics.REGISTRY is not DEFAULT
     assert DEFAULT.get_sample_value("serviceaccount_legacy_tokens_total") is None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import time
@@ -616,10 +617,8 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 
 def _decode_or_reject(body: bytes) -> None:
     start = time.perf_counter()
-    try:
+    with contextlib.suppress(ProtobufError):
         assert isinstance(decode(body), dict)
-    except ProtobufError:
-        pass
     assert time.perf_counter() - start < 1.0
 
 

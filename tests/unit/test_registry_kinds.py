@@ -63,7 +63,7 @@ def test_every_stored_kind_has_a_strategy() -> None:
 
 
 def test_columns_match_cells_in_length() -> None:
-    for (av, kind), s in STRATEGIES.items():
+    for (_av, kind), s in STRATEGIES.items():
         cols = s.table_columns()
         assert all(set(c) == {"name", "type", "format", "description", "priority"} for c in cols), kind
         if kind == "Pod":

@@ -98,8 +98,8 @@ def test_children_sign_concurrently_with_rotated_keys() -> None:
     async def body(signer: S.ProcessSigner) -> list[int]:
         inputs = [b"token-%d" % i for i in range(40)]
         keys = [_KEY if i % 3 else _KEY2 for i in range(40)]
-        sigs = await asyncio.gather(*(signer.sign(d, k) for d, k in zip(inputs, keys)))
-        for d, k, s in zip(inputs, keys, sigs):
+        sigs = await asyncio.gather(*(signer.sign(d, k) for d, k in zip(inputs, keys, strict=True)))
+        for d, k, s in zip(inputs, keys, sigs, strict=True):
             assert _verifies(k, d, s)
         # Both children did work and learnt both keys: the load was spread.
         assert all(c.keys == {_KEY.kid, _KEY2.kid} for c in signer._children)

@@ -340,7 +340,7 @@ def test_watch_replay_then_live_no_gap(make_store):
         # all watchers agree with a fresh replay of the history
         full = await take(s.watch("", 1), total)
         by_rev = {e.revision: e for e in full}
-        for after, got in results[1:]:
+        for _after, got in results[1:]:
             assert all(by_rev[e.revision] == e for e in got)
         await s.close()
 

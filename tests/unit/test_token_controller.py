@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from kubesat import errors
+from kubesat.auth import serviceaccount as authsa
 from kubesat.controllers import legacytokens as lt
 from kubesat.controllers.legacytokens import (
     INVALID_SINCE_LABEL,
@@ -454,8 +455,6 @@ def test_dates_parse_as_go_does() -> None:
 
 
 def test_label_names_agree_with_the_authenticator() -> None:
-    from kubesat.auth import serviceaccount as authsa
-
     assert lt.LAST_USED_LABEL == authsa.LAST_USED_LABEL
     assert lt.INVALID_SINCE_LABEL == authsa.INVALID_SINCE_LABEL
 

@@ -13,7 +13,7 @@ import jwt as pyjwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -353,7 +353,7 @@ def test_signature_verifies_with_pyjwt_and_jwks(curve: str) -> None:
 
 def test_signature_verifies_with_joserfc() -> None:
     joserfc = pytest.importorskip("joserfc")
-    from joserfc import jwk as jjwk, jws as jjws
+    from joserfc import jwk as jjwk, jws as jjws  # noqa: PLC0415 - joserfc is optional: importorskip above
 
     for private in (_RSA, _EC["secp256r1"]):
         key = SigningKey(private)
@@ -404,7 +404,6 @@ def test_unknown_kid_and_empty_keyset(rsa_key: SigningKey, rsa_keys: KeySet) -> 
 
 
 def _pkcs1():
-    from cryptography.hazmat.primitives.asymmetric import padding
     return padding.PKCS1v15(), hashes.SHA256()
 
 
