@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import functools
@@ -101,10 +102,8 @@ class DataDirLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             other = ""
-            try:
+            with contextlib.suppress(OSError):
                 other = os.read(fd, 64).decode().strip()
-            except OSError:
-                pass
             os.close(fd)
             if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 who = f" (pid {other})" if other else ""

@@ -47,10 +47,7 @@ def _resource_covered(owner: frozenset[str], resource: str) -> bool:
 
 
 def _url_covered(owner_urls: Iterable[str], url: str) -> bool:
-    for o in owner_urls:
-        if o == url or (o.endswith("*") and url.startswith(o.rstrip("*"))):
-            return True
-    return False
+    return any(o == url or (o.endswith("*") and url.startswith(o.rstrip("*"))) for o in owner_urls)
 
 
 def rule_covers(owner: Rule, atom: dict[str, Any]) -> bool:

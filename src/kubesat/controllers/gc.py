@@ -117,7 +117,7 @@ class GarbageCollector:
         owners = obj["metadata"].get("ownerReferences") or []
         states = [await self._owner_exists(ref[1], o) for o in owners]
         if any(s is None or s for s in states):
-            missing = {o.get("uid") for o, s in zip(owners, states) if s is False}
+            missing = {o.get("uid") for o, s in zip(owners, states, strict=True) if s is False}
             if missing:
                 await self._remove_owner_refs(ref, missing)
             return

@@ -582,9 +582,8 @@ def _volume_source(v: dict[str, Any], path: str) -> list[FieldError]:
                 errs.append(required(f"{p}.path"))
             if not str(src.get("path") or "").startswith("/"):
                 errs.append(invalid_value(f"{p}.path", src.get("path") or "", "must be an absolute path"))
-        elif key == "csi":
-            if not src.get("driver"):
-                errs.append(required(f"{p}.driver"))
+        elif key == "csi" and not src.get("driver"):
+            errs.append(required(f"{p}.driver"))
     if n == 0:
         errs.append(required(path, "must specify a volume type"))
     return errs
@@ -996,7 +995,8 @@ def validate_pod_spec_update(new_spec: dict[str, Any], old_spec: dict[str, Any])
         return errs
     munged = copy.deepcopy(new_spec)
     for key in ("containers", "initContainers"):
-        for c, oc in zip(_l(munged.get(key)), _l(old_spec.get(key))):
+        # A container added or removed is not matched with anything (the spec differs anyway).
+        for c, oc in zip(_l(munged.get(key)), _l(old_spec.get(key)), strict=False):
             if isinstance(c, dict):
                 if "image" in _d(oc):
                     c["image"] = _d(oc)["image"]

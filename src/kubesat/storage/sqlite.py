@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import builtins
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -250,10 +251,10 @@ class WatchHub:
     def _close_watchers(self) -> None:
         for w in list(self._watchers):
             w.closed = True
-            try:
-                w.queue.put_nowait(None)  # wake a consumer blocked in get()
-            except asyncio.QueueFull:
-                pass  # not blocked: it sees `closed` on its next step
+            # Wake a consumer blocked in get(); a full queue means it is not blocked, and it
+            # sees `closed` on its next step.
+            with contextlib.suppress(asyncio.QueueFull):
+                w.queue.put_nowait(None)
         self._watchers.clear()
 
 

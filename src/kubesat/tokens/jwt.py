@@ -249,9 +249,8 @@ def check_registered_claims(claims: dict[str, Any]) -> None:
         if v is not None:
             _numeric_date(v)
     aud = claims.get("aud")
-    if aud is not None and type(aud) is not str:
-        if type(aud) is not list or not all(type(a) is str for a in aud):
-            raise TokenError(BAD_AUDIENCE)
+    if aud is not None and type(aud) is not str and (type(aud) is not list or not all(type(a) is str for a in aud)):
+        raise TokenError(BAD_AUDIENCE)
 
 
 def check_time_claims(claims: dict[str, Any], now: float, leeway: float = DEFAULT_LEEWAY) -> None:

@@ -20,6 +20,7 @@ signatures and all later ones are made in the server process until a new child i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import collections
 import logging
 import os
@@ -177,10 +178,8 @@ class _Child:
     def kill(self) -> None:
         """Stop a stuck child; its pending requests fail over when its pipe closes."""
         self._die("signer stopped answering")
-        try:
+        with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
-        except ProcessLookupError:
-            pass
 
     async def close(self) -> None:
         self.alive = False
@@ -192,10 +191,8 @@ class _Child:
             self.proc.kill()
             await self.proc.wait()
         self.reader.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self.reader
-        except asyncio.CancelledError:
-            pass
         self._die("signer closed")
 
 
