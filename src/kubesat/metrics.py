@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import Metric
@@ -65,7 +66,7 @@ class _PlainCounterVec(Collector):
         with self._lock:
             items = [(k, v[0]) for k, v in self._values.items()]
         for labelvalues, v in sorted(items):
-            m.add_sample(self.name, dict(zip(self.labelnames, labelvalues)), v)
+            m.add_sample(self.name, dict(zip(self.labelnames, labelvalues, strict=True)), v)
         yield m
 
 
@@ -164,7 +165,7 @@ _ANONYMOUS_DISABLED = "no credentials"  # prefix of kubesat's reason when nothin
 
 # Children are cached per label tuple; the cache is capped so odd paths cannot grow memory forever.
 MAX_SERIES = 5000
-_children: dict[tuple, tuple[Any, Any]] = {}
+_children: dict[tuple[object, ...], tuple[Any, Any]] = {}
 _token_children: dict[int, Any] = {}
 _overflow_warned = False
 
@@ -216,6 +217,7 @@ def observe_request(req: Any, status: int, seconds: float) -> None:
     scope = _scope(info)
     verb = _verb(method, info, scope, req.headers.get("content-type") if method == "PATCH" else None)
     dry_run = _dry_run(req.query) if req.query else ""
+    key: tuple[object, ...] | None
     if info.resource_request:
         key = (verb, dry_run, info.api_group, info.api_version, info.resource, info.subresource, scope,
                APISERVER_COMPONENT, status)
@@ -275,6 +277,7 @@ def go_float(v: float) -> str:
     if iv == v and -1e6 < v < 1e6:
         return str(iv)
     sign, digit_tuple, exp = Decimal(repr(v)).as_tuple()
+    assert isinstance(exp, int)  # v is finite: NaN and the infinities were written above
     digits = "".join(map(str, digit_tuple)).rstrip("0") or "0"
     exp += len(digit_tuple) - len(digits)
     nd = len(digits)
@@ -310,7 +313,7 @@ def _labels(labels: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{_escape_value(v)}"' for k, v in pairs) + "}"
 
 
-def _sum_before_count(name: str, samples: list) -> list:
+def _sum_before_count(name: str, samples: list[Any]) -> list[Any]:
     """Go writes each histogram as buckets, `_sum`, `_count`; the Python client yields `_count` first."""
     count_name, sum_name = name + "_count", name + "_sum"
     out = list(samples)

@@ -8,10 +8,12 @@ traceback and answered 500 with no internals.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
 from kubesat import errors
@@ -230,14 +232,10 @@ class App:
                 if not t.done():
                     t.cancel()
             for t in (producer, watcher):
-                try:
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # the stream is over either way
                     await t
-                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - the stream is over either way
-                    pass
-        try:
+        with contextlib.suppress(Exception):  # the client is already gone
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except Exception:  # noqa: BLE001 - the client is already gone
-            pass
 
     async def _read_body(self, req: Request, receive: Any) -> None:
         length = req.headers.get("content-length")

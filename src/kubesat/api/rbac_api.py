@@ -15,15 +15,15 @@ from kubesat.auth import bootstrap_policy, escalation, reviews
 from kubesat.auth.authz import ALLOW, DENY, Attributes
 from kubesat.auth.rbac import RBAC_GROUP, RBACAuthorizer, RBACIndex
 from kubesat.auth.user import AUTHENTICATED, MASTERS, UserInfo
-from kubesat.registry.kinds import ResourceInfo, lookup_kind
+from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.store import Registry
 
 log = logging.getLogger("kubesat.rbac")
 
-ROLES = lookup_kind(f"{RBAC_GROUP}/v1", "Role")
-CLUSTER_ROLES = lookup_kind(f"{RBAC_GROUP}/v1", "ClusterRole")
-ROLE_BINDINGS = lookup_kind(f"{RBAC_GROUP}/v1", "RoleBinding")
-CLUSTER_ROLE_BINDINGS = lookup_kind(f"{RBAC_GROUP}/v1", "ClusterRoleBinding")
+ROLES = builtin_kind(f"{RBAC_GROUP}/v1", "Role")
+CLUSTER_ROLES = builtin_kind(f"{RBAC_GROUP}/v1", "ClusterRole")
+ROLE_BINDINGS = builtin_kind(f"{RBAC_GROUP}/v1", "RoleBinding")
+CLUSTER_ROLE_BINDINGS = builtin_kind(f"{RBAC_GROUP}/v1", "ClusterRoleBinding")
 assert ROLES and CLUSTER_ROLES and ROLE_BINDINGS and CLUSTER_ROLE_BINDINGS
 RBAC_KINDS = {ROLES.plural: ROLES, CLUSTER_ROLES.plural: CLUSTER_ROLES, ROLE_BINDINGS.plural: ROLE_BINDINGS,
               CLUSTER_ROLE_BINDINGS.plural: CLUSTER_ROLE_BINDINGS}
@@ -194,10 +194,7 @@ class RBAC:
             return json_response(201, {"kind": kind, "apiVersion": res.api_version,
                                        "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}, req)
         reviews.validate_sar(kind, body, req.info.namespace)
-        if kind in (reviews.SELF_SAR,):
-            subject = req.user
-        else:
-            subject = reviews.user_from_sar_spec(spec)
+        subject = req.user if kind == reviews.SELF_SAR else reviews.user_from_sar_spec(spec)
         attrs = reviews.attributes_from_sar_spec(spec, subject)
         decision, reason = self.authorizer.authorize(attrs)
         out_spec = dict(spec)

@@ -8,7 +8,8 @@ import copy
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
 
 import orjson
 
@@ -17,6 +18,7 @@ from kubesat.api import apply as ssa
 from kubesat.api import codec, liststream, yamlproc
 from kubesat.api import patch as patching
 from kubesat.api.app import Request, Response, Stream, json_response
+from kubesat.api.requestinfo import RequestInfo
 from kubesat.api.tables import to_table, wants_table
 from kubesat.registry import fieldcheck, kinds
 from kubesat.registry.kinds import ResourceInfo
@@ -45,7 +47,8 @@ def int64_param(req: Request, name: str, default: int) -> int:
     try:
         value = int(text, 10)
     except ValueError:
-        raise errors.bad_request(f'invalid value for query parameter {name}: "{_clip(text)}" is not an integer') from None
+        raise errors.bad_request(
+            f'invalid value for query parameter {name}: "{_clip(text)}" is not an integer') from None
     if not _INT64_MIN <= value <= _INT64_MAX:
         raise errors.bad_request(f'invalid value for query parameter {name}: "{_clip(text)}" is out of the int64 range')
     return value
@@ -127,6 +130,42 @@ def _user_agent_manager(req: Request) -> str:
     return name[:128] or "unknown"
 
 
+_NOT_FOUND = "the server could not find the requested resource"
+
+
+def _served(info: RequestInfo) -> tuple[ResourceInfo, tuple[str, ...]]:
+    """The resource a request names and the verbs its (sub)resource allows; 404 when it is not served,
+    400 when the path's namespace or name could never be one."""
+    res = kinds.lookup(info.api_group, info.api_version, info.resource)
+    if res is None or (res.namespaced is False and info.namespace and res.plural != "namespaces"):
+        raise errors.StatusError(404, "NotFound", _NOT_FOUND, details={})
+    allowed = res.verbs
+    if info.subresource:
+        sub = next((s for s in res.subresources if s.name == info.subresource), None)
+        if sub is None:
+            raise errors.StatusError(404, "NotFound", _NOT_FOUND, details={})
+        allowed = sub.verbs
+    check_path_segment("namespace", info.namespace)
+    check_path_segment("name", info.name)
+    return res, allowed
+
+
+def _watch_start(req: Request) -> tuple[int, float]:
+    """A watch's starting revision (0: from the current state) and how long it lasts: timeoutSeconds
+    when given, else the server's 30 minutes."""
+    rv_s = req.q("resourceVersion")
+    try:
+        rv = int(rv_s) if rv_s else 0
+    except ValueError:
+        raise errors.bad_request(f'invalid resource version "{rv_s}"') from None
+    if not 0 <= rv <= _INT64_MAX:
+        raise errors.bad_request(f'invalid resource version "{rv_s}"')
+    timeout = float(min(int64_param(req, "timeoutSeconds", 0), _MAX_LIMIT) or _WATCH_SECONDS)
+    if timeout < 0:
+        raise errors.bad_request("invalid value for query parameter timeoutSeconds: must not be negative")
+    return rv, timeout
+
+
 class ResourceHandler:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -135,55 +174,31 @@ class ResourceHandler:
         self.admission: list[Admission] = []
         # Checks on the final object of every write, old None on create (e.g. RBAC escalation); raise to refuse.
         self.write_checks: list[Callable[[Request, ResourceInfo, dict[str, Any] | None, dict[str, Any]], None]] = []
+        self._by_verb: dict[str, Callable[[Request, ResourceInfo, str], Awaitable[Response | Stream]]] = {
+            "get": self._get, "list": self._list, "watch": self._watch, "create": self._create,
+            "update": self._update, "patch": self._patch, "delete": self._delete,
+            "deletecollection": self._delete_collection,
+        }
 
     async def __call__(self, req: Request) -> Response | Stream:
         info = req.info
-        res = kinds.lookup(info.api_group, info.api_version, info.resource)
-        if res is None:
-            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
-        if res.namespaced is False and info.namespace and res.plural != "namespaces":
-            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
-        allowed = res.verbs
-        if info.subresource:
-            sub = next((s for s in res.subresources if s.name == info.subresource), None)
-            if sub is None:
-                raise errors.StatusError(404, "NotFound", "the server could not find the requested resource",
-                                         details={})
-            allowed = sub.verbs
-        check_path_segment("namespace", info.namespace)
-        check_path_segment("name", info.name)
-        ns = info.namespace if res.namespaced else ""
-        if res.plural == "namespaces":
-            ns = ""
+        res, allowed = _served(info)
+        ns = info.namespace if res.namespaced and res.plural != "namespaces" else ""
         special = self.create_handlers.get((res.group, res.plural, info.subresource))
-        verb = info.verb
         if special is not None:
             if req.method != "POST":
                 raise errors.method_not_allowed()
             body = await self._body(req, _request_kind(res, info.subresource))
             return await special(req, res, body)
-        if not res.stored or verb not in allowed:
+        verb = info.verb
+        handler = self._by_verb.get(verb)
+        if handler is None or not res.stored or verb not in allowed or (verb == "create" and info.name):
             raise errors.method_not_allowed()
-        if verb == "get":
-            obj = await self.registry.get(res, ns, info.name)
-            return self._reply_one(req, res, obj, 200)
-        if verb == "list":
-            return await self._list(req, res, ns)
-        if verb == "watch":
-            return await self._watch(req, res, ns)
-        if verb == "create":
-            if info.name:
-                raise errors.method_not_allowed()
-            return await self._create(req, res, ns)
-        if verb == "update":
-            return await self._update(req, res, ns)
-        if verb == "patch":
-            return await self._patch(req, res, ns)
-        if verb == "delete":
-            return await self._delete(req, res, ns)
-        if verb == "deletecollection":
-            return await self._delete_collection(req, res, ns)
-        raise errors.method_not_allowed()
+        return await handler(req, res, ns)
+
+    async def _get(self, req: Request, res: ResourceInfo, ns: str) -> Response:
+        obj = await self.registry.get(res, ns, req.info.name)
+        return self._reply_one(req, res, obj, 200)
 
     # ------------------------------------------------------------------------- helpers
     def _reply_one(self, req: Request, res: ResourceInfo, obj: dict[str, Any], status: int) -> Response:
@@ -321,18 +336,8 @@ class ResourceHandler:
         )
         if req.info.name:
             fields = fields + (("metadata.name", "=", req.info.name),)
-        rv_s = req.q("resourceVersion")
-        try:
-            rv = int(rv_s) if rv_s else 0
-        except ValueError:
-            raise errors.bad_request(f'invalid resource version "{rv_s}"') from None
-        if not 0 <= rv <= _INT64_MAX:
-            raise errors.bad_request(f'invalid resource version "{rv_s}"')
+        rv, timeout = _watch_start(req)
         bookmarks = req.flag("allowWatchBookmarks")
-        # A watch lasts timeoutSeconds when given, else the server's 30 minutes.
-        timeout = float(min(int64_param(req, "timeoutSeconds", 0), _MAX_LIMIT) or _WATCH_SECONDS)
-        if timeout < 0:
-            raise errors.bad_request("invalid value for query parameter timeoutSeconds: must not be negative")
         table = wants_table(req.headers.get("accept"))
         strategy = self.registry.strategy(res)
         registry = self.registry
@@ -372,7 +377,7 @@ class ResourceHandler:
                     wait = min(remaining, BOOKMARK_EVERY) if bookmarks else remaining
                     try:
                         kind, obj = await asyncio.wait_for(it.__anext__(), wait)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         if bookmarks:
                             cur = max(last_rv, await registry.revision())
                             await write(encode("BOOKMARK", {
@@ -464,7 +469,8 @@ class ResourceHandler:
         name = req.info.name
         meta = applied.get("metadata") or {}
         if meta.get("name") and meta["name"] != name:
-            raise errors.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+            raise errors.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
 
         def mutate(current: dict[str, Any]) -> dict[str, Any]:
             with _bad_input_is_400():
@@ -500,7 +506,8 @@ class ResourceHandler:
             body = await self._body(req, _DELETE_OPTIONS, check_kind=False)
             kind = body.get("kind")
             if kind not in (None, "DeleteOptions"):
-                raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind (DeleteOptions)")
+                raise errors.bad_request(
+                    f"the kind in the data ({kind}) does not match the expected kind (DeleteOptions)")
         prop = req.q("propagationPolicy") or body.get("propagationPolicy") or ""
         if prop and prop not in ("Orphan", "Background", "Foreground"):
             raise errors.invalid("DeleteOptions", "", [errors.not_supported(

@@ -13,20 +13,62 @@ from kubesat.api import codec
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler
 from kubesat.auth.authn import AuthenticationFailed, RequestAuthenticator
-from kubesat.registry.kinds import ResourceInfo, lookup_kind
+from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.store import Registry, rfc3339
-from kubesat.tokens.issuer import MAX_EXPIRATION, MIN_EXPIRATION, KeySource, TokenIssuer, TokenOptions
+from kubesat.tokens.issuer import MAX_EXPIRATION, MIN_EXPIRATION, Issued, KeySource, TokenIssuer, TokenOptions
 
 log = logging.getLogger("kubesat.tokens")
 
-SERVICEACCOUNTS = lookup_kind("v1", "ServiceAccount")
+SERVICEACCOUNTS = builtin_kind("v1", "ServiceAccount")
 TOKEN_GROUP = "authentication.k8s.io"
-_BINDABLE = {"Pod": lookup_kind("v1", "Pod"), "Secret": lookup_kind("v1", "Secret"), "Node": lookup_kind("v1", "Node")}
-NODES = lookup_kind("v1", "Node")
+_BINDABLE = {kind: builtin_kind("v1", kind) for kind in ("Pod", "Secret", "Node")}
+NODES = builtin_kind("v1", "Node")
 
 
 def _tr_invalid(name: str, errs: list[errors.FieldError]) -> errors.StatusError:
     return errors.invalid("TokenRequest", name, errs, TOKEN_GROUP)
+
+
+_Ref = tuple[str, str] | None  # a bound object's (name, uid)
+
+
+def _check_request_meta(meta: dict[str, Any], ns: str, sa_name: str) -> None:
+    """A TokenRequest's own name and namespace, when given, are the service account's."""
+    if meta.get("name") and meta["name"] != sa_name:
+        raise _tr_invalid(sa_name, [errors.invalid_value("metadata.name", meta["name"],
+                                                         "must match the service account name if specified")])
+    if meta.get("namespace") and meta["namespace"] != ns:
+        raise _tr_invalid(sa_name, [errors.invalid_value("metadata.namespace", meta["namespace"],
+                                                         "must match the service account namespace if specified")])
+
+
+def _expiration_seconds(spec: dict[str, Any]) -> int:
+    """spec.expirationSeconds, an hour when absent; 422 outside Kubernetes' bounds."""
+    exp = spec.get("expirationSeconds")
+    if exp is None:
+        return 3600
+    if not isinstance(exp, int) or isinstance(exp, bool):
+        raise errors.bad_request("spec.expirationSeconds must be an integer")
+    if exp < MIN_EXPIRATION:
+        raise _tr_invalid("", [errors.invalid_value("spec.expirationSeconds", exp,
+                                                    "may not specify a duration less than 10 minutes")])
+    if exp > MAX_EXPIRATION:
+        raise _tr_invalid("", [errors.invalid_value("spec.expirationSeconds", exp,
+                                                    "may not specify a duration larger than 2^32 seconds")])
+    return exp
+
+
+def _audit_issued(req: Request, service_account: str, audiences: list[str], issued: Issued,
+                  ref: dict[str, Any] | None) -> None:
+    """The audit annotations of an issued token: its credential id, and what it was issued for (never the token)."""
+    req.audit["authentication.kubernetes.io/issued-credential-id"] = f"JTI={issued.jti}"
+    bound = f"{ref.get('kind')}/{ref.get('name')}" if ref else ""
+    req.audit["kubesat.io/token-request"] = orjson.dumps({
+        "serviceAccount": service_account, "audiences": audiences,
+        "expirationSeconds": issued.expiration_seconds,
+        "expirationTimestamp": rfc3339(issued.expiration_timestamp), "jti": issued.jti,
+        **({"boundObject": bound} if bound else {}),
+    }).decode()
 
 
 class TokenEndpoints:
@@ -48,13 +90,7 @@ class TokenEndpoints:
         spec = body.get("spec") or {}
         if not isinstance(meta, dict) or not isinstance(spec, dict):
             raise errors.bad_request("TokenRequest metadata and spec must be objects")
-        if meta.get("name") and meta["name"] != sa_name:
-            raise _tr_invalid(sa_name, [errors.invalid_value("metadata.name", meta["name"],
-                                                             "must match the service account name if specified")])
-        if meta.get("namespace") and meta["namespace"] != ns:
-            raise _tr_invalid(sa_name, [errors.invalid_value("metadata.namespace", meta["namespace"],
-                                                             "must match the service account namespace if specified")])
-        assert SERVICEACCOUNTS is not None
+        _check_request_meta(meta, ns, sa_name)
         sa = await self.registry.get(SERVICEACCOUNTS, ns, sa_name)
         sa_uid = sa["metadata"]["uid"]
         if meta.get("uid") and meta["uid"] != sa_uid:
@@ -64,17 +100,7 @@ class TokenEndpoints:
         audiences = spec.get("audiences") or list(self.options.audiences)
         if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
             raise errors.bad_request("spec.audiences must be a list of strings")
-        exp = spec.get("expirationSeconds")
-        if exp is None:
-            exp = 3600
-        if not isinstance(exp, int) or isinstance(exp, bool):
-            raise errors.bad_request("spec.expirationSeconds must be an integer")
-        if exp < MIN_EXPIRATION:
-            raise _tr_invalid("", [errors.invalid_value("spec.expirationSeconds", exp,
-                                                        "may not specify a duration less than 10 minutes")])
-        if exp > MAX_EXPIRATION:
-            raise _tr_invalid("", [errors.invalid_value("spec.expirationSeconds", exp,
-                                                        "may not specify a duration larger than 2^32 seconds")])
+        exp = _expiration_seconds(spec)
         pod = secret = node = None
         ref = spec.get("boundObjectRef")
         if ref:
@@ -91,16 +117,7 @@ class TokenEndpoints:
         except RuntimeError as e:
             raise errors.internal(f"failed to generate token: {e}") from None
         req.warnings.extend(issued.warnings)
-        req.audit["authentication.kubernetes.io/issued-credential-id"] = f"JTI={issued.jti}"
-        bound = ""
-        if ref:
-            bound = f"{ref.get('kind')}/{ref.get('name')}"
-        req.audit["kubesat.io/token-request"] = orjson.dumps({
-            "serviceAccount": f"{ns}/{sa_name}", "audiences": audiences,
-            "expirationSeconds": issued.expiration_seconds,
-            "expirationTimestamp": rfc3339(issued.expiration_timestamp), "jti": issued.jti,
-            **({"boundObject": bound} if bound else {}),
-        }).decode()
+        _audit_issued(req, f"{ns}/{sa_name}", audiences, issued, ref)
         out_spec: dict[str, Any] = {"audiences": audiences, "expirationSeconds": issued.expiration_seconds}
         if ref:
             out_spec["boundObjectRef"] = ref
@@ -112,7 +129,8 @@ class TokenEndpoints:
             "status": {"token": issued.token, "expirationTimestamp": rfc3339(issued.expiration_timestamp)},
         }, req)
 
-    async def _bound_object(self, ns: str, sa_name: str, ref: dict[str, Any]):  # type: ignore[no-untyped-def]
+    async def _bound_object(self, ns: str, sa_name: str, ref: dict[str, Any]) -> tuple[_Ref, _Ref, _Ref]:
+        """The (name, uid) of the pod, secret and node a token is bound to; the pod's node too."""
         kind = ref.get("kind", "")
         api_version = ref.get("apiVersion", "") or ""
         group, _, version = api_version.rpartition("/")
@@ -136,12 +154,11 @@ class TokenEndpoints:
         if kind == "Pod":
             pod_sa = (obj.get("spec") or {}).get("serviceAccountName") or "default"
             if pod_sa != sa_name:
-                raise errors.bad_request(
-                    f'cannot bind token for serviceaccount "{sa_name}" to pod running with different serviceaccount name.')
+                raise errors.bad_request(f'cannot bind token for serviceaccount "{sa_name}" to pod running with '
+                                         'different serviceaccount name.')
             node_name = (obj.get("spec") or {}).get("nodeName")
             node = None
             if node_name:
-                assert NODES is not None
                 n = await self.registry.get_or_none(NODES, "", node_name)
                 node = (node_name, n["metadata"]["uid"] if n else "")
             return (name, uid), None, node

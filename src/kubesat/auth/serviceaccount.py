@@ -14,12 +14,13 @@ import hashlib
 import hmac
 import logging
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Callable
 
 from kubesat.auth.authn import AuthenticationFailed, TokenResult
 from kubesat.auth.user import UserInfo
-from kubesat.registry.kinds import ResourceInfo, lookup_kind
+from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.store import Registry
 from kubesat.tokens import claims as claimsmod
 from kubesat.tokens.issuer import KeySource, TokenOptions
@@ -28,10 +29,10 @@ from kubesat import metrics
 
 log = logging.getLogger("kubesat.authn.serviceaccount")
 
-SERVICEACCOUNTS = lookup_kind("v1", "ServiceAccount")
-SECRETS = lookup_kind("v1", "Secret")
-PODS = lookup_kind("v1", "Pod")
-NODES = lookup_kind("v1", "Node")
+SERVICEACCOUNTS = builtin_kind("v1", "ServiceAccount")
+SECRETS = builtin_kind("v1", "Secret")
+PODS = builtin_kind("v1", "Pod")
+NODES = builtin_kind("v1", "Node")
 assert SERVICEACCOUNTS and SECRETS and PODS and NODES
 
 CACHE_TTL = 10.0
@@ -60,7 +61,7 @@ def _deleted_before(obj: dict[str, Any], cutoff: float) -> bool:
     if not ts:
         return False
     try:
-        t = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+        t = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return True
     return t < cutoff
@@ -216,9 +217,10 @@ class ServiceAccountAuthenticator:
         obj = await self.registry.get_or_none(info, ns, name)
         if obj is None:
             raise AuthenticationFailed(INVALIDATED)
-        uid = obj["metadata"].get("uid", "")
+        uid: str = obj["metadata"].get("uid", "")
         if uid != claim_uid:
-            raise AuthenticationFailed(f"{kind} UID ({uid}) does not match service account {kind} ref claim ({claim_uid})")
+            raise AuthenticationFailed(
+                f"{kind} UID ({uid}) does not match service account {kind} ref claim ({claim_uid})")
         if _deleted_before(obj, cutoff):
             raise AuthenticationFailed(INVALIDATED)
         return uid
@@ -261,7 +263,8 @@ class ServiceAccountAuthenticator:
                 raise AuthenticationFailed(
                     f"the token in secret {ns}/{pc.secret_name} for service account {ns}/{pc.sa_name} has been "
                     "marked invalid. Use tokens from the TokenRequest API or manually created secret-based tokens, "
-                    f"or remove the '{INVALID_SINCE_LABEL}' label from the secret to temporarily allow use of this token"
+                    f"or remove the '{INVALID_SINCE_LABEL}' label from the secret to temporarily allow use of this "
+                    "token"
                 )
             if any((s or {}).get("name") == pc.secret_name for s in sa.get("secrets") or []):
                 warnings.append("Use tokens from the TokenRequest API or manually created secret-based tokens "
@@ -281,9 +284,9 @@ class ServiceAccountAuthenticator:
 
     def _touch_last_used(self, ns: str, name: str, secret: dict[str, Any], now: float) -> None:
         """At most one write a day: the last-used label, when it is neither today nor tomorrow (clock skew)."""
-        today_dt = datetime.fromtimestamp(now, timezone.utc)
+        today_dt = datetime.fromtimestamp(now, UTC)
         today = today_dt.strftime("%Y-%m-%d")
-        tomorrow = datetime.fromtimestamp(now + 86400, timezone.utc).strftime("%Y-%m-%d")
+        tomorrow = datetime.fromtimestamp(now + 86400, UTC).strftime("%Y-%m-%d")
         current = (secret["metadata"].get("labels") or {}).get(LAST_USED_LABEL)
         if current in (today, tomorrow):
             return

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from kubesat.errors import go_json_kind
 from kubesat.registry import schema
@@ -243,9 +244,10 @@ def _members(value: list[Any]) -> list[Any]:
     return value
 
 
-def _each_check(node: dict[str, Any], container: type, members: Callable[[Any], Any]) -> Check:
+def _each_check(node: dict[str, Any], container: type[list[Any]] | type[dict[str, Any]],
+                members: Callable[[Any], Any]) -> Check:
     """A list or a map whose every member must fit node (a map's own keys count too)."""
-    def check(value: Any) -> int:
+    def check(value: list[Any] | dict[str, Any]) -> int:
         if type(value) is not container:
             return -1
         item = _check_for(node)
@@ -309,57 +311,77 @@ def _type_walk(value: Any, node: dict[str, Any], stack: list[str], struct: str, 
     if value is None:
         return  # null leaves any Go value at its zero value
     name, s = _lookup(node)
-    if name is not None and name in _OPAQUE:
-        return
-    if name == _INT_OR_STRING:
-        _check_int_or_string(value, out)
-        return
-    if name == _QUANTITY:
-        _check_quantity(value, out)
-        return
-    if name in _TIMES:
-        if not isinstance(value, str):
-            out.append(_type_message(_json_kind(value), "string", [], ""))
+    if name is not None and _check_named_type(name, value, out):
         return
     if s.get("x-kubernetes-preserve-unknown-fields"):
         return
     props = s.get("properties")
     if props is not None:
-        if not isinstance(value, dict):
-            out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
-            return
-        here = (name or "").rsplit(".", 1)[-1] or struct
-        for key, sub in value.items():
-            prop = props.get(key)
-            if prop is None:
-                continue
-            if type(sub) is str and prop.get("type") == "string" and "format" not in prop:
-                continue  # the most common field of all, fitting its schema: no walk needed
-            _type_walk(sub, prop, [*stack, key], here, out)
+        _walk_struct(value, node, name, props, stack, struct, out)
         return
     kind = s.get("type")
     if kind == "array":
-        if not isinstance(value, list):
-            out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
-            return
-        items = s.get("items")
-        if isinstance(items, dict):
-            for sub in value:
-                _type_walk(sub, items, stack, struct, out)
+        _walk_array(value, node, s, stack, struct, out)
+    elif kind == "object" or "additionalProperties" in s:
+        _walk_map(value, node, s, stack, struct, out)
+    else:
+        _check_scalar(value, s, node, stack, struct, out)
+
+
+def _check_named_type(name: str, value: Any, out: list[str]) -> bool:
+    """Types with a JSON form of their own (opaque, int-or-string, quantity, times): True if `name` is one."""
+    if name in _OPAQUE:
+        return True
+    if name == _INT_OR_STRING:
+        _check_int_or_string(value, out)
+    elif name == _QUANTITY:
+        _check_quantity(value, out)
+    elif name in _TIMES:
+        if not isinstance(value, str):
+            out.append(_type_message(_json_kind(value), "string", [], ""))
+    else:
+        return False
+    return True
+
+
+def _walk_struct(value: Any, node: dict[str, Any], name: str | None, props: dict[str, Any], stack: list[str],
+                 struct: str, out: list[str]) -> None:
+    if not isinstance(value, dict):
+        out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
         return
-    if kind == "object" or "additionalProperties" in s:
-        extra = s.get("additionalProperties")
-        if not isinstance(extra, dict):
-            return  # free-form object
-        if not isinstance(value, dict):
-            out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
-            return
-        if extra.get("type") == "string" and "format" not in extra and all(type(sub) is str for sub in value.values()):
-            return  # labels, annotations, ConfigMap data: one pass instead of one walk per value
-        for sub in value.values():
-            _type_walk(sub, extra, stack, struct, out)
+    here = (name or "").rsplit(".", 1)[-1] or struct
+    for key, sub in value.items():
+        prop = props.get(key)
+        if prop is None:
+            continue
+        if type(sub) is str and prop.get("type") == "string" and "format" not in prop:
+            continue  # the most common field of all, fitting its schema: no walk needed
+        _type_walk(sub, prop, [*stack, key], here, out)
+
+
+def _walk_array(value: Any, node: dict[str, Any], s: dict[str, Any], stack: list[str], struct: str,
+                out: list[str]) -> None:
+    if not isinstance(value, list):
+        out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
         return
-    _check_scalar(value, s, node, stack, struct, out)
+    items = s.get("items")
+    if isinstance(items, dict):
+        for sub in value:
+            _type_walk(sub, items, stack, struct, out)
+
+
+def _walk_map(value: Any, node: dict[str, Any], s: dict[str, Any], stack: list[str], struct: str,
+              out: list[str]) -> None:
+    extra = s.get("additionalProperties")
+    if not isinstance(extra, dict):
+        return  # free-form object
+    if not isinstance(value, dict):
+        out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
+        return
+    if extra.get("type") == "string" and "format" not in extra and all(type(sub) is str for sub in value.values()):
+        return  # labels, annotations, ConfigMap data: one pass instead of one walk per value
+    for sub in value.values():
+        _type_walk(sub, extra, stack, struct, out)
 
 
 def _check_scalar(value: Any, s: dict[str, Any], node: dict[str, Any], stack: list[str], struct: str,
@@ -386,15 +408,14 @@ def _check_scalar(value: Any, s: dict[str, Any], node: dict[str, Any], stack: li
         if (isinstance(value, float) and not value.is_integer()) or not lo <= value <= hi:
             out.append(_type_message(f"number {_number_literal(value)}", _go_type(node), stack, struct))
         return
-    if kind == "number":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
+    if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        out.append(_type_message(_json_kind(value), _go_type(node), stack, struct))
 
 
 def _check_int_or_string(value: Any, out: list[str]) -> None:
     if isinstance(value, str):
         return
-    if isinstance(value, bool) or isinstance(value, (dict, list)):
+    if isinstance(value, (bool, dict, list)):
         out.append(_type_message(_json_kind(value), "int32", [], ""))
         return
     lo, hi = _INT_RANGES["int32"]
@@ -403,7 +424,7 @@ def _check_int_or_string(value: Any, out: list[str]) -> None:
 
 
 def _check_quantity(value: Any, out: list[str]) -> None:
-    if isinstance(value, bool) or isinstance(value, (dict, list)):
+    if isinstance(value, (bool, dict, list)):
         out.append(_QUANTITY_FORMAT_ERROR)
         return
     text = value.strip() if isinstance(value, str) else _number_literal(value)
