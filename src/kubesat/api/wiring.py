@@ -17,21 +17,13 @@ from kubesat.controllers.gc import GarbageCollector
 from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
 from kubesat.controllers.tokens import TokensController
 from kubesat.pki import ClusterPKI
-from kubesat.registry.kinds import ResourceInfo, lookup_kind
+from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.store import Registry
 from kubesat.tokens.issuer import TokenIssuer, TokenOptions
 from kubesat.tokens.signer import ProcessSigner
 from kubesat.tokens.source import DataDirKeySource
 
-
-def _served_kind(api_version: str, kind: str) -> ResourceInfo:
-    info = lookup_kind(api_version, kind)
-    if info is None:
-        raise KeyError(f"{api_version} {kind} is not a served kind")
-    return info
-
-
-SERVICEACCOUNTS = _served_kind("v1", "ServiceAccount")
+SERVICEACCOUNTS = builtin_kind("v1", "ServiceAccount")
 
 
 class WiringOptions(Protocol):
