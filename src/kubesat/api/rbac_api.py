@@ -135,29 +135,33 @@ class RBAC:
 
     def check_write(self, req: Request, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
         """Escalation prevention for Role, ClusterRole and their bindings (raises 403/404)."""
-        if info.group != RBAC_GROUP or req.user is None:
-            return
-        user = req.user
-        if MASTERS in user.groups:
+        if info.group != RBAC_GROUP or req.user is None or MASTERS in req.user.groups:
             return
         ns = new.get("metadata", {}).get("namespace", "") if info.namespaced else ""
+        if info in (ROLES, CLUSTER_ROLES):
+            self._check_role_write(req.user, info, ns, old, new)
+        elif old is None or not _only_gc_fields_changed(old, new):
+            self._check_binding_write(req.user, info, ns, new)
+
+    def _check_role_write(self, user: UserInfo, info: ResourceInfo, ns: str, old: dict[str, Any] | None,
+                          new: dict[str, Any]) -> None:
+        """A role may hold only rules its writer holds, unless the writer may escalate; so may its aggregation rule."""
         name = new.get("metadata", {}).get("name", "")
         user_rules = self.index.rules_for(user, ns)
-        if info in (ROLES, CLUSTER_ROLES):
-            can_escalate = self._allowed(user, "escalate", info.plural, ns, name)
-            only_gc = old is not None and _only_gc_fields_changed(old, new)
-            missing = escalation.check_role_write(user, user_rules, new.get("rules") or [], can_escalate,
-                                                  only_gc_fields=only_gc)
-            if missing:
-                raise escalation.escalation_forbidden(info.plural, name, user, missing)
-            if info is CLUSTER_ROLES and not can_escalate and not only_gc:
-                changed = (new.get("aggregationRule") or None) != ((old or {}).get("aggregationRule") or None)
-                if changed and (new.get("aggregationRule") or (old or {}).get("aggregationRule")) \
-                        and not escalation.holds_full_authority(user_rules):
-                    raise escalation.aggregation_rule_forbidden(name)
+        can_escalate = self._allowed(user, "escalate", info.plural, ns, name)
+        only_gc = old is not None and _only_gc_fields_changed(old, new)
+        missing = escalation.check_role_write(user, user_rules, new.get("rules") or [], can_escalate,
+                                              only_gc_fields=only_gc)
+        if missing:
+            raise escalation.escalation_forbidden(info.plural, name, user, missing)
+        if info is not CLUSTER_ROLES or can_escalate or only_gc:
             return
-        if old is not None and _only_gc_fields_changed(old, new):
-            return
+        before, after = (old or {}).get("aggregationRule") or None, new.get("aggregationRule") or None
+        if before != after and not escalation.holds_full_authority(user_rules):
+            raise escalation.aggregation_rule_forbidden(name)
+
+    def _check_binding_write(self, user: UserInfo, info: ResourceInfo, ns: str, new: dict[str, Any]) -> None:
+        """A binding may grant only a role its writer holds all of, unless the writer may bind that role."""
         ref = new.get("roleRef") or {}
         ref_name = ref.get("name", "")
         ref_kind = ref.get("kind", "")
@@ -169,11 +173,12 @@ class RBAC:
             role_rules = list(self.index.cluster_role_rules(ref_name))
         elif ref_kind == "Role" and (ref_ns, ref_name) in self.index.roles:
             role_rules = list(self.index.roles[(ref_ns, ref_name)])
+        user_rules = self.index.rules_for(user, ns)
         result = escalation.check_binding_write(user, user_rules, role_rules, can_bind, role_ref=ref)
         if isinstance(result, str):
             raise escalation.role_ref_not_found(ref)
         if result:
-            raise escalation.escalation_forbidden(info.plural, name, user, result)
+            raise escalation.escalation_forbidden(info.plural, new.get("metadata", {}).get("name", ""), user, result)
 
     # --------------------------------------------------------------- access reviews
     async def review(self, req: Request, res: ResourceInfo, body: dict[str, Any]) -> Response:
