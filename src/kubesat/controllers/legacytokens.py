@@ -201,6 +201,28 @@ def _parse_rfc3339(value: Any) -> datetime | None:
             return None
 
 
+def _unused_since(secret: dict[str, Any], cutoff: datetime, preserve_used_on_or_after: str) -> bool:
+    """A service-account token Secret, older than `cutoff`, not being deleted, and not used since then."""
+    if secret.get("type") != TYPE_SA_TOKEN:
+        return False
+    meta = secret["metadata"]
+    created = _parse_rfc3339(meta.get("creationTimestamp"))
+    if created is None or not created < cutoff:
+        return False
+    if meta.get("deletionTimestamp"):
+        return False
+    labels = as_dict(meta.get("labels"))
+    if LAST_USED_LABEL in labels:
+        last_used = labels[LAST_USED_LABEL]
+        if parse_date(last_used) is None:
+            log.warning("legacy-token-cleaner: secret %s/%s: unparsable %s %r", meta.get("namespace", ""),
+                        meta["name"], LAST_USED_LABEL, last_used)
+            return False
+        if last_used >= preserve_used_on_or_after:
+            return False
+    return True
+
+
 class LegacyTokenCleaner:
     """Invalidates, then deletes, auto-generated token Secrets unused for a whole period (spec §5.3).
 
@@ -273,48 +295,42 @@ class LegacyTokenCleaner:
         mounted: dict[str, set[str]] = {}
 
         for secret in (await self.registry.list(SECRETS, "")).items:
-            if secret.get("type") != TYPE_SA_TOKEN:
+            if not _unused_since(secret, cutoff, preserve_used_on_or_after):
+                continue
+            if not await self._auto_generated(secret):
                 continue
             meta = secret["metadata"]
             ns, name = meta.get("namespace", ""), meta["name"]
-            created = _parse_rfc3339(meta.get("creationTimestamp"))
-            if created is None or not created < cutoff:
-                continue
-            if meta.get("deletionTimestamp"):
-                continue
-            labels = as_dict(meta.get("labels"))
-            if LAST_USED_LABEL in labels:
-                last_used = labels[LAST_USED_LABEL]
-                if parse_date(last_used) is None:
-                    log.warning("legacy-token-cleaner: secret %s/%s: unparsable %s %r", ns, name,
-                                LAST_USED_LABEL, last_used)
-                    continue
-                if last_used >= preserve_used_on_or_after:
-                    continue
-            if not await self._auto_generated(secret):
-                continue
             if ns not in mounted:
                 mounted[ns] = await self._mounted_secret_names(ns)
             if name in mounted[ns]:
                 continue
-            invalid_since = labels.get(INVALID_SINCE_LABEL, "")
-            if parse_date(invalid_since) is None:
-                if await self._invalidate(secret, today):
-                    out.invalidated.append((ns, name))
-                continue
-            if invalid_since >= preserve_used_on_or_after:
-                continue
-            log.info("legacy-token-cleaner: deleting unused auto-generated token secret %s/%s "
-                     "(last used %s, invalid since %s)", ns, name, labels.get(LAST_USED_LABEL, "never"),
-                     invalid_since)
-            try:
-                await self.registry.delete(SECRETS, ns, name,
-                                           DeleteOptions(resource_version=meta.get("resourceVersion", "")))
-                out.deleted.append((ns, name))
-            except errors.StatusError as e:
-                if e.code not in (404, 409):
-                    log.warning("legacy-token-cleaner: deleting %s/%s: %s", ns, name, e.message)
+            await self._invalidate_or_delete(secret, today, preserve_used_on_or_after, out)
         return out
+
+    async def _invalidate_or_delete(self, secret: dict[str, Any], today: str, preserve_used_on_or_after: str,
+                                    out: CleanerPass) -> None:
+        """An unused token Secret is first labelled invalid, and deleted once it has been invalid for a period."""
+        meta = secret["metadata"]
+        ns, name = meta.get("namespace", ""), meta["name"]
+        labels = as_dict(meta.get("labels"))
+        invalid_since = labels.get(INVALID_SINCE_LABEL, "")
+        if parse_date(invalid_since) is None:
+            if await self._invalidate(secret, today):
+                out.invalidated.append((ns, name))
+            return
+        if invalid_since >= preserve_used_on_or_after:
+            return
+        log.info("legacy-token-cleaner: deleting unused auto-generated token secret %s/%s "
+                 "(last used %s, invalid since %s)", ns, name, labels.get(LAST_USED_LABEL, "never"),
+                 invalid_since)
+        try:
+            await self.registry.delete(SECRETS, ns, name,
+                                       DeleteOptions(resource_version=meta.get("resourceVersion", "")))
+            out.deleted.append((ns, name))
+        except errors.StatusError as e:
+            if e.code not in (404, 409):
+                log.warning("legacy-token-cleaner: deleting %s/%s: %s", ns, name, e.message)
 
     async def _auto_generated(self, secret: dict[str, Any]) -> bool:
         """Its ServiceAccount exists (uid matching, if annotated) and lists it in `secrets`."""

@@ -56,6 +56,34 @@ def _source(obj: dict[str, Any]) -> str:
     return f"{component}, {instance}" if instance else component
 
 
+def _validate_reporting(obj: dict[str, Any]) -> list[FieldError]:
+    """What a new-style event (one with an eventTime) must say: who reported what, and why."""
+    errs: list[FieldError] = []
+    controller = obj.get("reportingComponent") or ""
+    if not controller:
+        errs.append(required("reportingController"))
+    for msg in qualified_name(controller):
+        errs.append(invalid_value("reportingController", controller, msg))
+    instance = obj.get("reportingInstance") or ""
+    if not instance:
+        errs.append(required("reportingInstance"))
+    if len(instance) > REPORTING_INSTANCE_LIMIT:
+        errs.append(invalid_value("reportingInstance", "", f"can have at most {REPORTING_INSTANCE_LIMIT} characters"))
+    action = obj.get("action") or ""
+    if not action:
+        errs.append(required("action"))
+    if len(action) > ACTION_LIMIT:
+        errs.append(invalid_value("action", "", f"can have at most {ACTION_LIMIT} characters"))
+    reason = obj.get("reason") or ""
+    if not reason:
+        errs.append(required("reason"))
+    if len(reason) > REASON_LIMIT:
+        errs.append(invalid_value("reason", "", f"can have at most {REASON_LIMIT} characters"))
+    if len(obj.get("message") or "") > NOTE_LIMIT:
+        errs.append(invalid_value("message", "", f"can have at most {NOTE_LIMIT} characters"))
+    return errs
+
+
 class EventStrategy(Strategy):
     def validate(self, obj: dict[str, Any]) -> list[FieldError]:
         errs: list[FieldError] = []
@@ -72,28 +100,7 @@ class EventStrategy(Strategy):
         else:
             if not involved_ns and namespace not in ("default", "kube-system"):
                 errs.append(invalid_value("involvedObject.namespace", involved_ns, "does not match event.namespace"))
-            controller = obj.get("reportingComponent") or ""
-            if not controller:
-                errs.append(required("reportingController"))
-            for msg in qualified_name(controller):
-                errs.append(invalid_value("reportingController", controller, msg))
-            instance = obj.get("reportingInstance") or ""
-            if not instance:
-                errs.append(required("reportingInstance"))
-            if len(instance) > REPORTING_INSTANCE_LIMIT:
-                errs.append(invalid_value("reportingInstance", "", f"can have at most {REPORTING_INSTANCE_LIMIT} characters"))
-            action = obj.get("action") or ""
-            if not action:
-                errs.append(required("action"))
-            if len(action) > ACTION_LIMIT:
-                errs.append(invalid_value("action", "", f"can have at most {ACTION_LIMIT} characters"))
-            reason = obj.get("reason") or ""
-            if not reason:
-                errs.append(required("reason"))
-            if len(reason) > REASON_LIMIT:
-                errs.append(invalid_value("reason", "", f"can have at most {REASON_LIMIT} characters"))
-            if len(obj.get("message") or "") > NOTE_LIMIT:
-                errs.append(invalid_value("message", "", f"can have at most {NOTE_LIMIT} characters"))
+            errs += _validate_reporting(obj)
         for msg in dns1123_subdomain(namespace):
             errs.append(invalid_value("namespace", namespace, msg))
         return errs

@@ -11,8 +11,10 @@ import copy
 import ipaddress
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from collections.abc import Callable
 from typing import Any
 
 from kubesat import errors
@@ -192,6 +194,19 @@ def _default_container(c: dict[str, Any], limits_to_requests: bool) -> None:
         c["terminationMessagePath"] = "/dev/termination-log"
     if not c.get("terminationMessagePolicy"):
         c["terminationMessagePolicy"] = "File"
+    _default_resources(c, limits_to_requests)
+    for p in _l(c.get("ports")):
+        if isinstance(p, dict) and not p.get("protocol"):
+            p["protocol"] = "TCP"
+    for e in _l(c.get("env")):
+        fr = _d(_d(_d(e).get("valueFrom")).get("fieldRef"))
+        if fr and not fr.get("apiVersion"):
+            fr["apiVersion"] = "v1"
+    _default_probes_and_hooks(c)
+
+
+def _default_resources(c: dict[str, Any], limits_to_requests: bool) -> None:
+    """resources is always present; requests default to the limits (not for ephemeral containers)."""
     res = c.get("resources")
     if not isinstance(res, dict):
         res = c["resources"] = {}
@@ -201,13 +216,9 @@ def _default_container(c: dict[str, Any], limits_to_requests: bool) -> None:
             reqs = res["requests"] = {}
         for k, v in res["limits"].items():
             reqs.setdefault(k, v)
-    for p in _l(c.get("ports")):
-        if isinstance(p, dict) and not p.get("protocol"):
-            p["protocol"] = "TCP"
-    for e in _l(c.get("env")):
-        fr = _d(_d(_d(e).get("valueFrom")).get("fieldRef"))
-        if fr and not fr.get("apiVersion"):
-            fr["apiVersion"] = "v1"
+
+
+def _default_probes_and_hooks(c: dict[str, Any]) -> None:
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         pr = c.get(probe)
         if isinstance(pr, dict):
@@ -259,6 +270,23 @@ def apply_pod_defaults(pod: dict[str, Any]) -> None:
     spec = pod.get("spec")
     if not isinstance(spec, dict):
         spec = pod["spec"] = {}
+    _mirror_service_account(spec)
+    _default_spec_fields(spec)
+    for key in ("containers", "initContainers"):
+        for c in _l(spec.get(key)):
+            if isinstance(c, dict):
+                _default_container(c, limits_to_requests=True)
+    for c in _l(spec.get("ephemeralContainers")):
+        if isinstance(c, dict):
+            _default_container(c, limits_to_requests=False)
+    if spec.get("hostNetwork"):
+        _default_host_ports(spec)
+    for v in _l(spec.get("volumes")):
+        if isinstance(v, dict):
+            _default_volume(v)
+
+
+def _mirror_service_account(spec: dict[str, Any]) -> None:
     # The deprecated `serviceAccount` mirrors serviceAccountName both ways (v1 conversion).
     if not spec.get("serviceAccountName") and spec.get("serviceAccount"):
         spec["serviceAccountName"] = spec["serviceAccount"]
@@ -266,6 +294,9 @@ def apply_pod_defaults(pod: dict[str, Any]) -> None:
         spec["serviceAccount"] = spec["serviceAccountName"]
     else:
         spec.pop("serviceAccount", None)
+
+
+def _default_spec_fields(spec: dict[str, Any]) -> None:
     if not spec.get("dnsPolicy"):
         spec["dnsPolicy"] = "ClusterFirst"
     if not spec.get("restartPolicy"):
@@ -278,22 +309,15 @@ def apply_pod_defaults(pod: dict[str, Any]) -> None:
         spec["schedulerName"] = "default-scheduler"
     if spec.get("enableServiceLinks") is None:
         spec["enableServiceLinks"] = True
+
+
+def _default_host_ports(spec: dict[str, Any]) -> None:
+    """On the host network a container port is also the host port."""
     for key in ("containers", "initContainers"):
         for c in _l(spec.get(key)):
-            if isinstance(c, dict):
-                _default_container(c, limits_to_requests=True)
-    for c in _l(spec.get("ephemeralContainers")):
-        if isinstance(c, dict):
-            _default_container(c, limits_to_requests=False)
-    if spec.get("hostNetwork"):
-        for key in ("containers", "initContainers"):
-            for c in _l(spec.get(key)):
-                for p in _l(_d(c).get("ports")):
-                    if isinstance(p, dict) and not p.get("hostPort") and p.get("containerPort"):
-                        p["hostPort"] = p["containerPort"]
-    for v in _l(spec.get("volumes")):
-        if isinstance(v, dict):
-            _default_volume(v)
+            for p in _l(_d(c).get("ports")):
+                if isinstance(p, dict) and not p.get("hostPort") and p.get("containerPort"):
+                    p["hostPort"] = p["containerPort"]
 
 
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
@@ -454,66 +478,91 @@ def _downward_file(f: dict[str, Any], path: str) -> list[FieldError]:
 
 def _projected(proj: dict[str, Any], path: str) -> list[FieldError]:
     errs = _mode(proj.get("defaultMode"), f"{path}.defaultMode")
-    seen: set[str] = set()
+    seen: set[str] = set()  # file paths already used in this volume
     for i, src in enumerate(_l(proj.get("sources"))):
         src = _d(src)
         sp = f"{path}.sources[{i}]"
         n = 0
         for kind in ("secret", "configMap"):
             s = src.get(kind)
-            if not isinstance(s, dict):
-                continue
-            n += 1
-            if not s.get("name"):
-                errs.append(required(f"{sp}.{kind}.name"))
-            for j, kp in enumerate(_l(s.get("items"))):
-                kp = _d(kp)
-                errs += _key_to_path(kp, f"{sp}.{kind}.items[{j}]")
-                if kp.get("path"):
-                    if kp["path"] in seen:
-                        errs.append(invalid_value(path, s.get("name", ""), "conflicting duplicate paths"))
-                    seen.add(kp["path"])
+            if isinstance(s, dict):
+                n += 1
+                errs += _projected_object(s, kind, sp, path, seen)
         dapi = src.get("downwardAPI")
         if isinstance(dapi, dict):
             n += 1
-            for f in _l(dapi.get("items")):
-                f = _d(f)
-                errs += _downward_file(f, f"{sp}.downwardAPI")
-                if f.get("path"):
-                    if f["path"] in seen:
-                        errs.append(invalid_value(path, f["path"], "conflicting duplicate paths"))
-                    seen.add(f["path"])
+            errs += _projected_downward_api(dapi, sp, path, seen)
         sat = src.get("serviceAccountToken")
         if isinstance(sat, dict):
             n += 1
-            exp = sat.get("expirationSeconds")
-            exp = exp if isinstance(exp, int) else 0
-            if exp < 600:
-                errs.append(invalid_value(f"{sp}.serviceAccountToken.expirationSeconds", exp,
-                                          "may not specify a duration less than 10 minutes"))
-            if exp > 1 << 32:
-                errs.append(invalid_value(f"{sp}.serviceAccountToken.expirationSeconds", exp,
-                                          "may not specify a duration larger than 2^32 seconds"))
-            # Kubernetes reports these two at the projected volume's own path (`...projected.path`).
-            if not sat.get("path"):
-                errs.append(required(f"{path}.path"))
-            else:
-                errs += _local_path(sat["path"], f"{path}.path")
+            errs += _projected_token(sat, sp, path)
         ctb = src.get("clusterTrustBundle")
         if isinstance(ctb, dict):
             n += 1
-            cp = f"{sp}.clusterTrustBundle"
-            if ctb.get("name") is None and ctb.get("signerName") is None:
-                errs.append(required(cp, "either name or signerName must be specified"))
-            if not ctb.get("path"):
-                errs.append(required(f"{cp}.path"))
-            errs += _local_path(ctb.get("path") or "", f"{cp}.path")
-            if ctb.get("path"):
-                if ctb["path"] in seen:
-                    errs.append(invalid_value(path, ctb["path"], "conflicting duplicate paths"))
-                seen.add(ctb["path"])
+            errs += _projected_trust_bundle(ctb, sp, path, seen)
         if n > 1:
             errs.append(forbidden_field(sp, "may not specify more than 1 volume type per source"))
+    return errs
+
+
+def _duplicate_path(file_path: str, seen: set[str], path: str, shown: Any) -> list[FieldError]:
+    """A file path used twice in one projected volume is an error (at the volume's path); records it as used."""
+    duplicate = file_path in seen
+    seen.add(file_path)
+    return [invalid_value(path, shown, "conflicting duplicate paths")] if duplicate else []
+
+
+def _projected_object(s: dict[str, Any], kind: str, sp: str, path: str, seen: set[str]) -> list[FieldError]:
+    """A secret or configMap projection."""
+    errs: list[FieldError] = []
+    if not s.get("name"):
+        errs.append(required(f"{sp}.{kind}.name"))
+    for j, kp in enumerate(_l(s.get("items"))):
+        kp = _d(kp)
+        errs += _key_to_path(kp, f"{sp}.{kind}.items[{j}]")
+        if kp.get("path"):
+            errs += _duplicate_path(kp["path"], seen, path, s.get("name", ""))
+    return errs
+
+
+def _projected_downward_api(dapi: dict[str, Any], sp: str, path: str, seen: set[str]) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for f in _l(dapi.get("items")):
+        f = _d(f)
+        errs += _downward_file(f, f"{sp}.downwardAPI")
+        if f.get("path"):
+            errs += _duplicate_path(f["path"], seen, path, f["path"])
+    return errs
+
+
+def _projected_token(sat: dict[str, Any], sp: str, path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    exp = sat.get("expirationSeconds")
+    exp = exp if isinstance(exp, int) else 0
+    if exp < 600:
+        errs.append(invalid_value(f"{sp}.serviceAccountToken.expirationSeconds", exp,
+                                  "may not specify a duration less than 10 minutes"))
+    if exp > 1 << 32:
+        errs.append(invalid_value(f"{sp}.serviceAccountToken.expirationSeconds", exp,
+                                  "may not specify a duration larger than 2^32 seconds"))
+    # Kubernetes reports these two at the projected volume's own path (`...projected.path`).
+    if not sat.get("path"):
+        errs.append(required(f"{path}.path"))
+    else:
+        errs += _local_path(sat["path"], f"{path}.path")
+    return errs
+
+
+def _projected_trust_bundle(ctb: dict[str, Any], sp: str, path: str, seen: set[str]) -> list[FieldError]:
+    errs: list[FieldError] = []
+    cp = f"{sp}.clusterTrustBundle"
+    if ctb.get("name") is None and ctb.get("signerName") is None:
+        errs.append(required(cp, "either name or signerName must be specified"))
+    if not ctb.get("path"):
+        errs.append(required(f"{cp}.path"))
+    errs += _local_path(ctb.get("path") or "", f"{cp}.path")
+    if ctb.get("path"):
+        errs += _duplicate_path(ctb["path"], seen, path, ctb["path"])
     return errs
 
 
@@ -542,51 +591,87 @@ def _volume_source(v: dict[str, Any], path: str) -> list[FieldError]:
             errs.append(forbidden_field(f"{path}.{shown}", "may not specify more than 1 volume type"))
             continue
         n += 1
-        src = _d(src)
-        p = f"{path}.{key}"
-        if key == "secret":
-            if not src.get("secretName"):
-                errs.append(required(f"{p}.secretName"))
-            errs += _mode(src.get("defaultMode"), f"{p}.defaultMode")
-            for j, kp in enumerate(_l(src.get("items"))):
-                errs += _key_to_path(_d(kp), f"{p}.items[{j}]")
-        elif key == "configMap":
-            if not src.get("name"):
-                errs.append(required(f"{p}.name"))
-            errs += _mode(src.get("defaultMode"), f"{p}.defaultMode")
-            for j, kp in enumerate(_l(src.get("items"))):
-                errs += _key_to_path(_d(kp), f"{p}.items[{j}]")
-        elif key == "downwardAPI":
-            errs += _mode(src.get("defaultMode"), f"{p}.defaultMode")
-            for f in _l(src.get("items")):
-                errs += _downward_file(_d(f), p)
-        elif key == "projected":
-            errs += _projected(src, p)
-        elif key == "hostPath":
-            hp = src.get("path") or ""
-            if not hp:
-                errs.append(required(f"{p}.path"))
-            else:
-                if ".." in hp.split("/"):
-                    errs.append(invalid_value(f"{p}.path", hp, "must not contain '..'"))
-                types = ["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"]
-                if src.get("type") is not None and src.get("type") not in types:
-                    errs.append(not_supported(f"{p}.type", src.get("type"), types))
-        elif key == "persistentVolumeClaim":
-            if not src.get("claimName"):
-                errs.append(required(f"{p}.claimName"))
-        elif key == "nfs":
-            if not src.get("server"):
-                errs.append(required(f"{p}.server"))
-            if not src.get("path"):
-                errs.append(required(f"{p}.path"))
-            if not str(src.get("path") or "").startswith("/"):
-                errs.append(invalid_value(f"{p}.path", src.get("path") or "", "must be an absolute path"))
-        elif key == "csi" and not src.get("driver"):
-            errs.append(required(f"{p}.driver"))
+        check = _SOURCE_CHECKS.get(key)
+        if check is not None:
+            errs += check(_d(src), f"{path}.{key}")
     if n == 0:
         errs.append(required(path, "must specify a volume type"))
     return errs
+
+
+def _secret_source(src: dict[str, Any], p: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    if not src.get("secretName"):
+        errs.append(required(f"{p}.secretName"))
+    errs += _mode(src.get("defaultMode"), f"{p}.defaultMode")
+    for j, kp in enumerate(_l(src.get("items"))):
+        errs += _key_to_path(_d(kp), f"{p}.items[{j}]")
+    return errs
+
+
+def _config_map_source(src: dict[str, Any], p: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    if not src.get("name"):
+        errs.append(required(f"{p}.name"))
+    errs += _mode(src.get("defaultMode"), f"{p}.defaultMode")
+    for j, kp in enumerate(_l(src.get("items"))):
+        errs += _key_to_path(_d(kp), f"{p}.items[{j}]")
+    return errs
+
+
+def _downward_api_source(src: dict[str, Any], p: str) -> list[FieldError]:
+    errs = _mode(src.get("defaultMode"), f"{p}.defaultMode")
+    for f in _l(src.get("items")):
+        errs += _downward_file(_d(f), p)
+    return errs
+
+
+_HOST_PATH_TYPES = ["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"]
+
+
+def _host_path_source(src: dict[str, Any], p: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    hp = src.get("path") or ""
+    if not hp:
+        errs.append(required(f"{p}.path"))
+        return errs
+    if ".." in hp.split("/"):
+        errs.append(invalid_value(f"{p}.path", hp, "must not contain '..'"))
+    if src.get("type") is not None and src.get("type") not in _HOST_PATH_TYPES:
+        errs.append(not_supported(f"{p}.type", src.get("type"), _HOST_PATH_TYPES))
+    return errs
+
+
+def _pvc_source(src: dict[str, Any], p: str) -> list[FieldError]:
+    return [] if src.get("claimName") else [required(f"{p}.claimName")]
+
+
+def _nfs_source(src: dict[str, Any], p: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    if not src.get("server"):
+        errs.append(required(f"{p}.server"))
+    if not src.get("path"):
+        errs.append(required(f"{p}.path"))
+    if not str(src.get("path") or "").startswith("/"):
+        errs.append(invalid_value(f"{p}.path", src.get("path") or "", "must be an absolute path"))
+    return errs
+
+
+def _csi_source(src: dict[str, Any], p: str) -> list[FieldError]:
+    return [] if src.get("driver") else [required(f"{p}.driver")]
+
+
+# The checks of the volume sources kubesat validates beyond their presence.
+_SOURCE_CHECKS: dict[str, Callable[[dict[str, Any], str], list[FieldError]]] = {
+    "secret": _secret_source,
+    "configMap": _config_map_source,
+    "downwardAPI": _downward_api_source,
+    "projected": _projected,
+    "hostPath": _host_path_source,
+    "persistentVolumeClaim": _pvc_source,
+    "nfs": _nfs_source,
+    "csi": _csi_source,
+}
 
 
 def _validate_volumes(volumes: list[Any], path: str) -> tuple[set[str], list[FieldError]]:
@@ -822,28 +907,37 @@ def validate_pod_spec(spec: dict[str, Any], path: str = "spec") -> list[FieldErr
         errs.append(required(f"{path}.terminationGracePeriodSeconds"))
     volumes, verrs = _validate_volumes(_l(spec.get("volumes")), f"{path}.volumes")
     errs += verrs
-
     containers = _l(spec.get("containers"))
-    cpath = f"{path}.containers"
-    if not containers:
-        errs.append(required(cpath))
-    else:
-        names: set[str] = set()
-        for i, c in enumerate(containers):
-            c = _d(c)
-            ip = f"{cpath}[{i}]"
-            errs += _container_common(c, volumes, ip)
-            if (c.get("name") or "") in names:
-                errs.append(duplicate(f"{ip}.name", c.get("name") or ""))
-            else:
-                names.add(c.get("name") or "")
-            if c.get("restartPolicy") is not None:
-                errs.append(forbidden_field(f"{ip}.restartPolicy", "may not be set for non-init containers"))
-        errs += _host_port_conflicts(containers, cpath)
+    errs += _validate_containers(containers, volumes, f"{path}.containers")
+    errs += _validate_init_containers(_l(spec.get("initContainers")), containers, volumes, f"{path}.initContainers")
+    errs += _validate_policies(spec, path)
+    errs += _validate_scheduling(spec, path)
+    return errs
 
-    ipath = f"{path}.initContainers"
+
+def _validate_containers(containers: list[Any], volumes: set[str], cpath: str) -> list[FieldError]:
+    if not containers:
+        return [required(cpath)]
+    errs: list[FieldError] = []
+    names: set[str] = set()
+    for i, c in enumerate(containers):
+        c = _d(c)
+        ip = f"{cpath}[{i}]"
+        errs += _container_common(c, volumes, ip)
+        if (c.get("name") or "") in names:
+            errs.append(duplicate(f"{ip}.name", c.get("name") or ""))
+        else:
+            names.add(c.get("name") or "")
+        if c.get("restartPolicy") is not None:
+            errs.append(forbidden_field(f"{ip}.restartPolicy", "may not be set for non-init containers"))
+    errs += _host_port_conflicts(containers, cpath)
+    return errs
+
+
+def _validate_init_containers(init: list[Any], containers: list[Any], volumes: set[str], ipath: str) -> list[FieldError]:
+    errs: list[FieldError] = []
     all_names = {_d(c).get("name") or "" for c in containers}
-    for i, c in enumerate(_l(spec.get("initContainers"))):
+    for i, c in enumerate(init):
         c = _d(c)
         ip = f"{ipath}[{i}]"
         errs += _container_common(c, volumes, ip)
@@ -860,7 +954,12 @@ def validate_pod_spec(spec: dict[str, Any], path: str = "spec") -> list[FieldErr
             for f in ("lifecycle", "livenessProbe", "readinessProbe", "startupProbe"):
                 if c.get(f) is not None:
                     errs.append(forbidden_field(f"{ip}.{f}", "may not be set for init containers without restartPolicy=Always"))
+    return errs
 
+
+def _validate_policies(spec: dict[str, Any], path: str) -> list[FieldError]:
+    """restartPolicy, dnsPolicy (and the dnsConfig None needs), imagePullSecrets."""
+    errs: list[FieldError] = []
     rp = spec.get("restartPolicy") or ""
     if not rp:
         errs.append(required(f"{path}.restartPolicy"))
@@ -878,7 +977,12 @@ def validate_pod_spec(spec: dict[str, Any], path: str = "spec") -> list[FieldErr
             errs.append(invalid_value(f"{path}.imagePullSecrets[{i}]", json.dumps(ref, sort_keys=True), "only name may be set"))
     if dp == "None" and not spec.get("dnsConfig"):
         errs.append(required(f"{path}.dnsConfig", "must provide `dnsConfig` when `dnsPolicy` is None"))
+    return errs
 
+
+def _validate_scheduling(spec: dict[str, Any], path: str) -> list[FieldError]:
+    """The names and settings that place and run the pod: accounts, node, host names, tolerations, priority."""
+    errs: list[FieldError] = []
     if spec.get("serviceAccountName"):
         errs += _subdomain(spec["serviceAccountName"], f"{path}.serviceAccountName")
     if spec.get("nodeName"):
@@ -949,29 +1053,57 @@ def _spec_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 def validate_pod_spec_update(new_spec: dict[str, Any], old_spec: dict[str, Any]) -> list[FieldError]:
     """The spec rules of ValidatePodUpdate: only images, activeDeadlineSeconds, tolerations (additions) ..."""
+    errs, final = _image_updates(new_spec, old_spec)
+    if final:
+        return errs
+    final_err = _active_deadline_update(new_spec, old_spec)
+    if final_err is not None:
+        return errs + [final_err]
+    if new_spec.get("activeDeadlineSeconds") is None and old_spec.get("activeDeadlineSeconds") is not None:
+        errs.append(invalid_value("spec.activeDeadlineSeconds", None, "must not update from a positive integer to nil value"))
+    if not _tolerations_kept(_l(new_spec.get("tolerations")), _l(old_spec.get("tolerations"))):
+        errs.append(forbidden_field("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"))
+    old_gates = {(_d(g).get("name") or "") for g in _l(old_spec.get("schedulingGates"))}
+    for i, g in enumerate(_l(new_spec.get("schedulingGates"))):
+        name = _d(g).get("name") or ""
+        if name not in old_gates:
+            errs.append(forbidden_field(f"spec.schedulingGates[{i}]", f"only deletion is allowed, but found new scheduling gate '{name}'"))
+    if new_spec != old_spec:
+        errs += _other_spec_changes(new_spec, old_spec)
+    return errs
+
+
+def _image_updates(new_spec: dict[str, Any], old_spec: dict[str, Any]) -> tuple[list[FieldError], bool]:
+    """The images' errors; True with them when containers were added or removed (nothing else is checked then)."""
     errs: list[FieldError] = []
     for key in ("containers", "initContainers"):
         new_c, old_c = _l(new_spec.get(key)), _l(old_spec.get(key))
         if len(new_c) != len(old_c):
-            return errs + [forbidden_field(f"spec.{key}", "pod updates may not add or remove containers")]
+            return errs + [forbidden_field(f"spec.{key}", "pod updates may not add or remove containers")], True
         for i, c in enumerate(new_c):
             img = _d(c).get("image") or ""
             if not img:
                 errs.append(required(f"spec.{key}[{i}].image"))
             if img != img.strip():
                 errs.append(invalid_value(f"spec.{key}[{i}].image", img, "must not have leading or trailing whitespace"))
+    return errs, False
 
+
+def _active_deadline_update(new_spec: dict[str, Any], old_spec: dict[str, Any]) -> FieldError | None:
+    """The error that ends the update's validation when activeDeadlineSeconds is invalid or grows."""
     new_ads, old_ads = new_spec.get("activeDeadlineSeconds"), old_spec.get("activeDeadlineSeconds")
-    if new_ads is not None:
-        if not isinstance(new_ads, int) or new_ads < 0 or new_ads > MAX_INT32:
-            return errs + [invalid_value("spec.activeDeadlineSeconds", new_ads, f"must be between 0 and {MAX_INT32}, inclusive")]
-        if old_ads is not None and old_ads < new_ads:
-            return errs + [invalid_value("spec.activeDeadlineSeconds", new_ads, "must be less than or equal to previous value")]
-    elif old_ads is not None:
-        errs.append(invalid_value("spec.activeDeadlineSeconds", None, "must not update from a positive integer to nil value"))
+    if new_ads is None:
+        return None
+    if not isinstance(new_ads, int) or new_ads < 0 or new_ads > MAX_INT32:
+        return invalid_value("spec.activeDeadlineSeconds", new_ads, f"must be between 0 and {MAX_INT32}, inclusive")
+    if old_ads is not None and old_ads < new_ads:
+        return invalid_value("spec.activeDeadlineSeconds", new_ads, "must be less than or equal to previous value")
+    return None
 
-    new_tols = _l(new_spec.get("tolerations"))
-    for old in _l(old_spec.get("tolerations")):
+
+def _tolerations_kept(new_tols: list[Any], old_tols: list[Any]) -> bool:
+    """Every old toleration is still there, but for its tolerationSeconds."""
+    for old in old_tols:
         found = False
         for nt in new_tols:
             clone = dict(_d(old))
@@ -982,21 +1114,16 @@ def validate_pod_spec_update(new_spec: dict[str, Any], old_spec: dict[str, Any])
                 found = True
                 break
         if not found:
-            errs.append(forbidden_field("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"))
-            break
+            return False
+    return True
 
-    old_gates = {(_d(g).get("name") or "") for g in _l(old_spec.get("schedulingGates"))}
-    for i, g in enumerate(_l(new_spec.get("schedulingGates"))):
-        name = _d(g).get("name") or ""
-        if name not in old_gates:
-            errs.append(forbidden_field(f"spec.schedulingGates[{i}]", f"only deletion is allowed, but found new scheduling gate '{name}'"))
 
-    if new_spec == old_spec:
-        return errs
+def _other_spec_changes(new_spec: dict[str, Any], old_spec: dict[str, Any]) -> list[FieldError]:
+    """The error for a change to anything but the updatable fields (the new spec with those put back as they were)."""
     munged = copy.deepcopy(new_spec)
     for key in ("containers", "initContainers"):
-        # A container added or removed is not matched with anything (the spec differs anyway).
-        for c, oc in zip(_l(munged.get(key)), _l(old_spec.get(key)), strict=False):
+        # _image_updates has checked that both lists have the same length.
+        for c, oc in zip(_l(munged.get(key)), _l(old_spec.get(key)), strict=True):
             if isinstance(c, dict):
                 if "image" in _d(oc):
                     c["image"] = _d(oc)["image"]
@@ -1010,13 +1137,13 @@ def validate_pod_spec_update(new_spec: dict[str, Any], old_spec: dict[str, Any])
     old_tgps = old_spec.get("terminationGracePeriodSeconds")
     if isinstance(old_tgps, int) and old_tgps < 0 and munged.get("terminationGracePeriodSeconds") == 1:
         munged["terminationGracePeriodSeconds"] = old_tgps
-    if munged != old_spec:
-        errs.append(forbidden_field(
-            "spec",
-            "pod updates may not change fields other than " + ",".join(UPDATABLE_POD_SPEC_FIELDS) + "\n"
-            + _spec_diff(old_spec, munged),
-        ))
-    return errs
+    if munged == old_spec:
+        return []
+    return [forbidden_field(
+        "spec",
+        "pod updates may not change fields other than " + ",".join(UPDATABLE_POD_SPEC_FIELDS) + "\n"
+        + _spec_diff(old_spec, munged),
+    )]
 
 
 def _valid_ip(s: Any) -> bool:
@@ -1106,30 +1233,64 @@ def pod_row(pod: dict[str, Any], now: datetime) -> list[Any]:
     containers = _l(spec.get("containers"))
     init_specs = {(_d(c).get("name") or ""): _d(c) for c in _l(spec.get("initContainers"))}
     total = len(containers) + sum(1 for c in init_specs.values() if _restartable(c))
-    ready = 0
-    restarts = 0
-    sidecar_restarts = 0
-    last_restart: datetime | None = None
-    last_sidecar_restart: datetime | None = None
     phase = status.get("phase") or ""
     reason = status.get("reason") or phase
     for cond in _l(status.get("conditions")):
         if _d(cond).get("type") == "PodScheduled" and _d(cond).get("reason") == "SchedulingGated":
             reason = "SchedulingGated"
 
-    initializing = False
+    reason, initializing, ready, restarts, sidecar_restarts = _init_containers_state(status, init_specs, reason)
+    initialized = any(_d(c).get("type") == "Initialized" and _d(c).get("status") == "True"
+                      for c in _l(status.get("conditions")))
+    if not initializing or initialized:
+        restarts = sidecar_restarts
+        reason, running_ready = _containers_state(status, reason, restarts)
+        ready += running_ready
+
+    if meta.get("deletionTimestamp") and status.get("reason") == "NodeLost":
+        reason = "Unknown"
+    elif meta.get("deletionTimestamp") and phase not in ("Succeeded", "Failed"):
+        reason = "Terminating"
+
+    restarts_str = str(restarts.count)
+    if restarts.count and restarts.last is not None:
+        restarts_str = f"{restarts.count} ({human_duration((now - restarts.last).total_seconds())} ago)"
+
+    ips = _l(status.get("podIPs"))
+    pod_ip = (_d(ips[0]).get("ip") if ips else "") or "<none>"
+    node = spec.get("nodeName") or "<none>"
+    nominated = status.get("nominatedNodeName") or "<none>"
+    return [meta.get("name", ""), f"{ready}/{total}", reason, restarts_str, age(pod, now),
+            pod_ip, node, nominated, _readiness_gates(spec, status)]
+
+
+@dataclass
+class _Restarts:
+    """Restarts as kubectl's pod printer adds them up: the count, and the latest finish of a terminated run."""
+
+    count: int = 0
+    last: datetime | None = None
+
+    def add(self, cs: dict[str, Any]) -> None:
+        self.count += int(cs.get("restartCount") or 0)
+        fin = _finished_at(cs)
+        if fin and (self.last is None or fin > self.last):
+            self.last = fin
+
+
+def _init_containers_state(
+    status: dict[str, Any], init_specs: dict[str, dict[str, Any]], reason: str
+) -> tuple[str, bool, int, _Restarts, _Restarts]:
+    """(reason, still initializing, ready sidecars, restarts of all init containers, of the sidecars)."""
+    everything, sidecars = _Restarts(), _Restarts()
+    ready = 0
     n_init = len(init_specs)
     for i, cs in enumerate(_l(status.get("initContainerStatuses"))):
         cs = _d(cs)
-        restarts += int(cs.get("restartCount") or 0)
-        fin = _finished_at(cs)
-        if fin and (last_restart is None or fin > last_restart):
-            last_restart = fin
+        everything.add(cs)
         sidecar = _restartable(init_specs.get(cs.get("name") or ""))
         if sidecar:
-            sidecar_restarts += int(cs.get("restartCount") or 0)
-            if fin and (last_sidecar_restart is None or fin > last_sidecar_restart):
-                last_sidecar_restart = fin
+            sidecars.add(cs)
         state = _d(cs.get("state"))
         term, wait = state.get("terminated"), state.get("waiting")
         if isinstance(term, dict) and (term.get("exitCode") or 0) == 0:
@@ -1138,76 +1299,66 @@ def pod_row(pod: dict[str, Any], now: datetime) -> list[Any]:
             if cs.get("ready"):
                 ready += 1
             continue
-        if isinstance(term, dict):
-            if not term.get("reason"):
-                if term.get("signal"):
-                    reason = f"Init:Signal:{term['signal']}"
-                else:
-                    reason = f"Init:ExitCode:{term.get('exitCode') or 0}"
-            else:
-                reason = "Init:" + term["reason"]
-        elif isinstance(wait, dict) and wait.get("reason") and wait.get("reason") != "PodInitializing":
-            reason = "Init:" + wait["reason"]
+        return _init_reason(term, wait, i, n_init), True, ready, everything, sidecars
+    return reason, False, ready, everything, sidecars
+
+
+def _init_reason(term: Any, wait: Any, i: int, n_init: int) -> str:
+    """The STATUS of a pod whose init container i is not done (terminated and waiting are its states)."""
+    status: str
+    if isinstance(term, dict):
+        if term.get("reason"):
+            status = "Init:" + term["reason"]
+        elif term.get("signal"):
+            status = f"Init:Signal:{term['signal']}"
         else:
-            reason = f"Init:{i}/{n_init}"
-        initializing = True
-        break
+            status = f"Init:ExitCode:{term.get('exitCode') or 0}"
+    elif isinstance(wait, dict) and wait.get("reason") and wait.get("reason") != "PodInitializing":
+        status = "Init:" + wait["reason"]
+    else:
+        status = f"Init:{i}/{n_init}"
+    return status
 
-    initialized = any(_d(c).get("type") == "Initialized" and _d(c).get("status") == "True"
-                      for c in _l(status.get("conditions")))
-    if not initializing or initialized:
-        restarts = sidecar_restarts
-        last_restart = last_sidecar_restart
-        has_running = False
-        for cs in reversed(_l(status.get("containerStatuses"))):
-            cs = _d(cs)
-            restarts += int(cs.get("restartCount") or 0)
-            fin = _finished_at(cs)
-            if fin and (last_restart is None or fin > last_restart):
-                last_restart = fin
-            state = _d(cs.get("state"))
-            term, wait = state.get("terminated"), state.get("waiting")
-            if isinstance(wait, dict) and wait.get("reason"):
-                reason = wait["reason"]
-            elif isinstance(term, dict) and term.get("reason"):
-                reason = term["reason"]
-            elif isinstance(term, dict):
-                reason = f"Signal:{term['signal']}" if term.get("signal") else f"ExitCode:{term.get('exitCode') or 0}"
-            elif cs.get("ready") and state.get("running") is not None:
-                has_running = True
-                ready += 1
-        if reason == "Completed" and has_running:
-            ready_cond = any(_d(c).get("type") == "Ready" and _d(c).get("status") == "True"
-                             for c in _l(status.get("conditions")))
-            reason = "Running" if ready_cond else "NotReady"
 
-    if meta.get("deletionTimestamp") and status.get("reason") == "NodeLost":
-        reason = "Unknown"
-    elif meta.get("deletionTimestamp") and phase not in ("Succeeded", "Failed"):
-        reason = "Terminating"
+def _containers_state(status: dict[str, Any], reason: str, restarts: _Restarts) -> tuple[str, int]:
+    """(reason, ready containers) from the container statuses; their restarts are added to `restarts`."""
+    ready = 0
+    has_running = False
+    for cs in reversed(_l(status.get("containerStatuses"))):
+        cs = _d(cs)
+        restarts.add(cs)
+        state = _d(cs.get("state"))
+        term, wait = state.get("terminated"), state.get("waiting")
+        if isinstance(wait, dict) and wait.get("reason"):
+            reason = wait["reason"]
+        elif isinstance(term, dict) and term.get("reason"):
+            reason = term["reason"]
+        elif isinstance(term, dict):
+            reason = f"Signal:{term['signal']}" if term.get("signal") else f"ExitCode:{term.get('exitCode') or 0}"
+        elif cs.get("ready") and state.get("running") is not None:
+            has_running = True
+            ready += 1
+    if reason == "Completed" and has_running:
+        ready_cond = any(_d(c).get("type") == "Ready" and _d(c).get("status") == "True"
+                         for c in _l(status.get("conditions")))
+        reason = "Running" if ready_cond else "NotReady"
+    return reason, ready
 
-    restarts_str = str(restarts)
-    if restarts and last_restart is not None:
-        restarts_str = f"{restarts} ({human_duration((now - last_restart).total_seconds())} ago)"
 
-    ips = _l(status.get("podIPs"))
-    pod_ip = (_d(ips[0]).get("ip") if ips else "") or "<none>"
-    node = spec.get("nodeName") or "<none>"
-    nominated = status.get("nominatedNodeName") or "<none>"
+def _readiness_gates(spec: dict[str, Any], status: dict[str, Any]) -> str:
+    """READINESS GATES: how many of the gates' conditions are True, of how many."""
     gates = _l(spec.get("readinessGates"))
-    gates_str = "<none>"
-    if gates:
-        true = 0
-        for g in gates:
-            ctype = _d(g).get("conditionType")
-            for c in _l(status.get("conditions")):
-                if _d(c).get("type") == ctype:
-                    if _d(c).get("status") == "True":
-                        true += 1
-                    break
-        gates_str = f"{true}/{len(gates)}"
-    return [meta.get("name", ""), f"{ready}/{total}", reason, restarts_str, age(pod, now),
-            pod_ip, node, nominated, gates_str]
+    if not gates:
+        return "<none>"
+    true = 0
+    for g in gates:
+        ctype = _d(g).get("conditionType")
+        for c in _l(status.get("conditions")):
+            if _d(c).get("type") == ctype:
+                if _d(c).get("status") == "True":
+                    true += 1
+                break
+    return f"{true}/{len(gates)}"
 
 
 # ----------------------------------------------------------------------------------- strategy

@@ -106,6 +106,36 @@ def _go_json_error(raw: bytes) -> str | None:
     return None
 
 
+def _validate_type_data(stype: str, meta: dict[str, Any], data: dict[str, Any]) -> list[FieldError]:
+    """What a Secret of a well-known type must hold."""
+    errs: list[FieldError] = []
+    if stype == TYPE_SA_TOKEN:
+        annotations = as_dict(meta.get("annotations"))
+        if not annotations.get(SA_NAME_KEY):
+            errs.append(required(f"metadata.annotations[{SA_NAME_KEY}]"))
+    elif stype in (TYPE_DOCKERCFG, TYPE_DOCKERCONFIGJSON):
+        key = DOCKERCFG_KEY if stype == TYPE_DOCKERCFG else DOCKERCONFIGJSON_KEY
+        if key not in data:
+            errs.append(required(f"data[{key}]"))
+        else:
+            problem = _go_json_error(decode_value(data[key]) or b"")
+            if problem:
+                errs.append(invalid_value(f"data[{key}]", REDACTED, problem))
+    elif stype == TYPE_BASIC_AUTH:
+        if BASIC_USERNAME_KEY not in data and BASIC_PASSWORD_KEY not in data:
+            errs.append(required(f"data[{BASIC_USERNAME_KEY}]"))
+            errs.append(required(f"data[{BASIC_PASSWORD_KEY}]"))
+    elif stype == TYPE_SSH_AUTH:
+        if not decode_value(data.get(SSH_PRIVATE_KEY)):
+            errs.append(required(f"data[{SSH_PRIVATE_KEY}]"))
+    elif stype == TYPE_TLS:
+        if TLS_CERT_KEY not in data:
+            errs.append(required(f"data[{TLS_CERT_KEY}]"))
+        if TLS_KEY_KEY not in data:
+            errs.append(required(f"data[{TLS_KEY_KEY}]"))
+    return errs
+
+
 class SecretStrategy(Strategy):
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
         merge_string_data(obj)
@@ -131,31 +161,7 @@ class SecretStrategy(Strategy):
         if total > MAX_SECRET_SIZE:
             errs.append(too_long("data", MAX_SECRET_SIZE))
 
-        stype = obj.get("type") or ""
-        if stype == TYPE_SA_TOKEN:
-            annotations = as_dict(meta.get("annotations"))
-            if not annotations.get(SA_NAME_KEY):
-                errs.append(required(f"metadata.annotations[{SA_NAME_KEY}]"))
-        elif stype in (TYPE_DOCKERCFG, TYPE_DOCKERCONFIGJSON):
-            key = DOCKERCFG_KEY if stype == TYPE_DOCKERCFG else DOCKERCONFIGJSON_KEY
-            if key not in data:
-                errs.append(required(f"data[{key}]"))
-            else:
-                problem = _go_json_error(decode_value(data[key]) or b"")
-                if problem:
-                    errs.append(invalid_value(f"data[{key}]", REDACTED, problem))
-        elif stype == TYPE_BASIC_AUTH:
-            if BASIC_USERNAME_KEY not in data and BASIC_PASSWORD_KEY not in data:
-                errs.append(required(f"data[{BASIC_USERNAME_KEY}]"))
-                errs.append(required(f"data[{BASIC_PASSWORD_KEY}]"))
-        elif stype == TYPE_SSH_AUTH:
-            if not decode_value(data.get(SSH_PRIVATE_KEY)):
-                errs.append(required(f"data[{SSH_PRIVATE_KEY}]"))
-        elif stype == TYPE_TLS:
-            if TLS_CERT_KEY not in data:
-                errs.append(required(f"data[{TLS_CERT_KEY}]"))
-            if TLS_KEY_KEY not in data:
-                errs.append(required(f"data[{TLS_KEY_KEY}]"))
+        errs += _validate_type_data(obj.get("type") or "", meta, data)
         return errs
 
     def validate_update(self, new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:

@@ -193,6 +193,41 @@ def _verify_rs256(key: VerificationKey, signature: bytes, signing_input: bytes) 
     return hmac.compare_digest(recovered, _SHA256_DIGEST_INFO + hashlib.sha256(signing_input).digest())
 
 
+def _split_compact(token: str) -> tuple[bytes, bytes, bytes, bytes, dict[str, Any]]:
+    """(token bytes, header, payload and signature segments in the standard alphabet, claims).
+
+    §1.4 steps 1-2: anything that is not a compact JWS of ours is silently "not mine".
+    """
+    if len(token) > MAX_TOKEN_BYTES or not token.isascii():
+        raise TokenError("not a compact JWS", not_mine=True)
+    raw = token.encode()
+    # The whole token goes to the standard alphabet in one pass ("." is kept), so each
+    # segment decodes with one strict SIMD pass. The translation is one-to-one on the
+    # base64url alphabet, so a translated header is as good a cache key as the raw one.
+    parts = raw.translate(_DECODE_TR).split(b".")
+    if len(parts) != 3 or (raw[0] in _LEADING and raw.lstrip()[:1] == b"{"):
+        raise TokenError("not a compact JWS", not_mine=True)
+    hseg, pseg, sseg = parts
+    try:
+        claims = orjson.loads(_decode_translated(pseg))
+    except (ValueError, orjson.JSONDecodeError):
+        raise TokenError("payload is not base64url JSON", not_mine=True) from None
+    if type(claims) is not dict:
+        raise TokenError("payload is not a JSON object", not_mine=True)
+    return raw, hseg, pseg, sseg, claims
+
+
+def _check_signature(candidates: tuple[VerificationKey, ...], alg: str, signature: bytes,
+                     signing_input: bytes) -> None:
+    """Steps 3-4: one of the candidate keys verifies the signature, or the token is refused."""
+    if not candidates:
+        raise TokenError(NO_KEYS)
+    for key in candidates:
+        if _verify_one(key, alg, signature, signing_input):
+            return
+    raise TokenError(CRYPTO_FAILURE)
+
+
 def _verify_one(key: VerificationKey, alg: str, signature: bytes, signing_input: bytes) -> bool:
     # An alg that is not the key's own (none, HS256 with the public key as secret, ES vs RSA,
     # ES384 on a P-256 key) fails like a bad signature, as go-jose reports it.
@@ -366,23 +401,7 @@ class Verifier:
 
         The header is shared between calls (read-only); the claims are the caller's own.
         """
-        # §1.4 steps 1-2: anything that is not a compact JWS of ours is silently "not mine".
-        if len(token) > MAX_TOKEN_BYTES or not token.isascii():
-            raise TokenError("not a compact JWS", not_mine=True)
-        raw = token.encode()
-        # The whole token goes to the standard alphabet in one pass ("." is kept), so each
-        # segment decodes with one strict SIMD pass. The translation is one-to-one on the
-        # base64url alphabet, so a translated header is as good a cache key as the raw one.
-        parts = raw.translate(_DECODE_TR).split(b".")
-        if len(parts) != 3 or (raw[0] in _LEADING and raw.lstrip()[:1] == b"{"):
-            raise TokenError("not a compact JWS", not_mine=True)
-        hseg, pseg, sseg = parts
-        try:
-            claims = orjson.loads(_decode_translated(pseg))
-        except (ValueError, orjson.JSONDecodeError):
-            raise TokenError("payload is not base64url JSON", not_mine=True) from None
-        if type(claims) is not dict:
-            raise TokenError("payload is not a JSON object", not_mine=True)
+        raw, hseg, pseg, sseg, claims = _split_compact(token)
         iss = claims.get("iss")
         if self.issuers is not None and (type(iss) is not str or iss not in self.issuers):
             raise TokenError("issuer not accepted", not_mine=True)
@@ -393,18 +412,22 @@ class Verifier:
             raise TokenError("malformed JWS signature", not_mine=True) from None
 
         # Steps 3-4: keys by kid, one verify per candidate.
-        candidates = keys.candidates(kid, now)
-        if not candidates:
-            raise TokenError(NO_KEYS)
-        signing_input = raw[: len(hseg) + 1 + len(pseg)]
-        for key in candidates:
-            if _verify_one(key, alg, signature, signing_input):
-                break
-        else:
-            raise TokenError(CRYPTO_FAILURE)
+        _check_signature(keys.candidates(kid, now), alg, signature, raw[: len(hseg) + 1 + len(pseg)])
 
         # Registered-claim types, step 6 (audiences), then the bound validator's time checks
         # (§1.5). The common shape (int dates, str ids, list aud) takes the inline path.
+        if self._checked_common_shape(claims, iss, now, audiences):
+            return header, claims
+        check_registered_claims(claims)
+        if audiences is not None or self._implicit_set:
+            match_audiences(claims, audiences, self.implicit_audiences)
+        if self.check_times and iss != LEGACY_ISSUER:
+            check_time_claims(claims, now, self.leeway)
+        return header, claims
+
+    def _checked_common_shape(self, claims: dict[str, Any], iss: Any, now: float,
+                              audiences: Collection[str] | None) -> bool:
+        """The claim checks for the common shape, inline; False (nothing checked) for any other shape."""
         get = claims.get
         nbf, exp, iat, aud = get("nbf"), get("exp"), get("iat"), get("aud")
         sub, jti = get("sub"), get("jti")
@@ -429,11 +452,5 @@ class Verifier:
                     raise TokenError(EXPIRED)
                 if now + leeway < iat:
                     raise TokenError(ISSUED_IN_FUTURE)
-            return header, claims
-
-        check_registered_claims(claims)
-        if audiences is not None or self._implicit_set:
-            match_audiences(claims, audiences, self.implicit_audiences)
-        if self.check_times and iss != LEGACY_ISSUER:
-            check_time_claims(claims, now, self.leeway)
-        return header, claims
+            return True
+        return False
