@@ -204,7 +204,8 @@ def keys_list(data_dir: Path | None, output: str) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     widths = (44, 6, 10, 21)
-    click.echo("".join(h.ljust(w) for h, w in zip(("KID", "ALG", "STATUS", "CREATED"), widths, strict=True)) + "NOT-AFTER")
+    headers = ("KID", "ALG", "STATUS", "CREATED")
+    click.echo("".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + "NOT-AFTER")
     for r in rows:
         cells = (r["kid"], r["alg"], r["status"], _when(r["created"]))
         click.echo("".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + _when(r["not_after"]))

@@ -51,7 +51,8 @@ def _text_size(text: str) -> int:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            raise errors.bad_request("the request body holds text that is not valid Unicode (a lone surrogate)") from None
+            raise errors.bad_request(
+                "the request body holds text that is not valid Unicode (a lone surrogate)") from None
     return len(text) + 3
 
 

@@ -136,7 +136,9 @@ def compact_string(rule: dict[str, Any]) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-def escalation_message(user: UserInfo, missing: list[dict[str, Any]], resolution_errors: tuple[str, ...] | list[str] = ()) -> str:
+def escalation_message(
+    user: UserInfo, missing: list[dict[str, Any]], resolution_errors: tuple[str, ...] | list[str] = ()
+) -> str:
     """The reason Kubernetes gives when a write would grant rules the user does not hold."""
     lines = sorted({compact_string(r) for r in compact_rules(missing)})
     msg = (f"user {go_quote(user.name)} (groups={go_quote_list(user.groups)}) is attempting to grant RBAC "

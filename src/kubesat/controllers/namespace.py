@@ -30,7 +30,8 @@ assert NAMESPACES and SERVICEACCOUNTS and CONFIGMAPS
 
 
 def _active(ns: dict[str, Any]) -> bool:
-    return not ns.get("metadata", {}).get("deletionTimestamp") and ns.get("status", {}).get("phase", "Active") == "Active"
+    return (not ns.get("metadata", {}).get("deletionTimestamp")
+            and ns.get("status", {}).get("phase", "Active") == "Active")
 
 
 def _ignorable(e: errors.StatusError) -> bool:

@@ -8,7 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from kubesat.errors import FieldError, forbidden_field, invalid_value, too_long
-from kubesat.registry.meta import age_column, as_dict, column, config_map_key, field_doc, name_column, validate_kube_finalizers
+from kubesat.registry.meta import (
+    age_column,
+    as_dict,
+    column,
+    config_map_key,
+    field_doc,
+    name_column,
+    validate_kube_finalizers,
+)
 from kubesat.registry.strategy import Strategy
 from kubesat.registry.table import age
 

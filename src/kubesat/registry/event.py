@@ -94,7 +94,8 @@ class EventStrategy(Strategy):
             # An old-style event: its namespace follows the object it is about.
             if not involved_ns:
                 if namespace not in ("", "default"):
-                    errs.append(invalid_value("involvedObject.namespace", involved_ns, "does not match event.namespace"))
+                    errs.append(invalid_value("involvedObject.namespace", involved_ns,
+                                              "does not match event.namespace"))
             elif namespace != involved_ns:
                 errs.append(invalid_value("involvedObject.namespace", involved_ns, "does not match event.namespace"))
         else:
@@ -121,7 +122,7 @@ class EventStrategy(Strategy):
         ]
 
     def table_cells(self, obj: dict[str, Any], now: datetime) -> list[Any]:
-        first = _since(obj.get("firstTimestamp"), now) if obj.get("firstTimestamp") else _since(obj.get("eventTime"), now)
+        first = _since(obj.get("firstTimestamp") if obj.get("firstTimestamp") else obj.get("eventTime"), now)
         last = _since(obj.get("lastTimestamp"), now) if obj.get("lastTimestamp") else first
         count = obj.get("count") or 0
         series = obj.get("series")

@@ -321,9 +321,14 @@ def _owner_go_value(ref: dict[str, Any]) -> GoValue:
         ("Kind", _str(ref.get("kind"))),
         ("Name", _str(ref.get("name"))),
         ("UID", _str(ref.get("uid"))),
-        ("Controller", GoValue("(*bool)(nil)" if controller is None else f"(*bool)({'true' if controller else 'false'})")),
-        ("BlockOwnerDeletion", GoValue("(*bool)(nil)" if block is None else f"(*bool)({'true' if block else 'false'})")),
+        ("Controller", _go_bool_pointer(controller)),
+        ("BlockOwnerDeletion", _go_bool_pointer(block)),
     ])
+
+
+def _go_bool_pointer(value: Any) -> GoValue:
+    """A *bool as Go's %#v prints it: (*bool)(nil), or the value it points at."""
+    return GoValue("(*bool)(nil)" if value is None else f"(*bool)({'true' if value else 'false'})")
 
 
 def validate_owner_references(refs: Any, path: str) -> list[FieldError]:
@@ -345,11 +350,13 @@ def validate_owner_references(refs: Any, path: str) -> list[FieldError]:
         if not _str(ref.get("uid")):
             errs.append(invalid_value(f"{path}.uid", _str(ref.get("uid")), "must not be empty"))
         if (group, version, kind) in BANNED_OWNERS:
-            errs.append(invalid_value(path, _owner_go_value(ref), f"{group}/{version}, Kind={kind} is disallowed from being an owner"))
+            errs.append(invalid_value(path, _owner_go_value(ref),
+                                      f"{group}/{version}, Kind={kind} is disallowed from being an owner"))
         if ref.get("controller") is True:
             current = f"{kind}/{_str(ref.get('name'))}"
             if first_controller:
-                shown = GoValue("[]v1.OwnerReference{" + ", ".join(_owner_go_value(as_dict(r)).text for r in refs) + "}")
+                listed = ", ".join(_owner_go_value(as_dict(r)).text for r in refs)
+                shown = GoValue("[]v1.OwnerReference{" + listed + "}")
                 errs.append(invalid_value(
                     path, shown,
                     f'Only one reference can have Controller set to true. Found "true" in references for '
@@ -467,7 +474,8 @@ def validate_object_meta_update(
     new_ts, old_ts = new.get("creationTimestamp"), old.get("creationTimestamp")
     errs += _immutable(new_ts, old_ts, f"{path}.creationTimestamp", GoValue(_go_time(new_ts)))
     new_del, old_del = new.get("deletionTimestamp"), old.get("deletionTimestamp")
-    errs += _immutable(new_del, old_del, f"{path}.deletionTimestamp", GoValue("null" if new_del is None else _go_time(new_del)))
+    errs += _immutable(new_del, old_del, f"{path}.deletionTimestamp",
+                       GoValue("null" if new_del is None else _go_time(new_del)))
     new_grace, old_grace = new.get("deletionGracePeriodSeconds"), old.get("deletionGracePeriodSeconds")
     errs += _immutable(new_grace, old_grace, f"{path}.deletionGracePeriodSeconds",
                        GoValue("null" if new_grace is None else str(new_grace)))

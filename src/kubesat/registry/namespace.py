@@ -95,9 +95,11 @@ class NamespaceStrategy(Strategy):
         phase = (new.get("status") or {}).get("phase", "")
         if not (new.get("metadata") or {}).get("deletionTimestamp"):
             if phase != ACTIVE:
-                errs.append(invalid_value("status.Phase", phase, "may only be 'Active' if `deletionTimestamp` is empty"))
+                errs.append(invalid_value("status.Phase", phase,
+                                          "may only be 'Active' if `deletionTimestamp` is empty"))
         elif phase != TERMINATING:
-            errs.append(invalid_value("status.Phase", phase, "may only be 'Terminating' if `deletionTimestamp` is not empty"))
+            errs.append(invalid_value("status.Phase", phase,
+                                      "may only be 'Terminating' if `deletionTimestamp` is not empty"))
         return errs
 
     # --- delete: the namespace lingers, Terminating, until its content is gone ------------

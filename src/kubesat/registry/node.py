@@ -91,7 +91,8 @@ def validate_taints(taints: Any, path: str) -> list[FieldError]:
         elif effect not in TAINT_EFFECTS:
             errs.append(not_supported(f"{idx}.effect", effect, TAINT_EFFECTS))
         if key in seen.get(effect, set()):
-            errs.append(FieldError("FieldValueDuplicate", idx, "taints must be unique by key and effect pair", _taint_go(t), True))
+            errs.append(FieldError("FieldValueDuplicate", idx, "taints must be unique by key and effect pair",
+                                   _taint_go(t), True))
             continue
         seen.setdefault(effect, set()).add(key)
     return errs
@@ -107,7 +108,8 @@ def _validate_pod_cidrs(cidrs: Any) -> list[FieldError]:
         try:
             nets.append(ipaddress.ip_network(str(c), strict=False))
         except ValueError:
-            errs.append(invalid_value(f"{path}[{i}]", str(c), "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"))
+            errs.append(invalid_value(f"{path}[{i}]", str(c),
+                                      "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"))
     if len(cidrs) > 1:
         families = {n.version for n in nets}
         if len(cidrs) > 2 or len(families) != 2:
@@ -145,8 +147,10 @@ class NodeStrategy(Strategy):
         seen: list[Any] = []
         for i, a in enumerate((new.get("status") or {}).get("addresses") or []):
             if a in seen:
-                shown = GoValue(f'core.NodeAddress{{Type:{go_quote(a.get("type", ""))}, Address:{go_quote(a.get("address", ""))}}}') \
-                    if isinstance(a, dict) else a
+                shown = a
+                if isinstance(a, dict):
+                    shown = GoValue(f'core.NodeAddress{{Type:{go_quote(a.get("type", ""))}, '
+                                    f'Address:{go_quote(a.get("address", ""))}}}')
                 errs.append(FieldError("FieldValueDuplicate", f"status.addresses[{i}]", "", shown, True))
             seen.append(a)
         old_cidrs = old_spec.get("podCIDRs") or []
@@ -154,7 +158,8 @@ class NodeStrategy(Strategy):
             errs.append(forbidden_field("spec.podCIDRs", 'node updates may not change podCIDR except from "" to valid'))
         old_provider = old_spec.get("providerID") or ""
         if old_provider and old_provider != (spec.get("providerID") or ""):
-            errs.append(forbidden_field("spec.providerID", 'node updates may not change providerID except from "" to valid'))
+            errs.append(forbidden_field("spec.providerID",
+                                        'node updates may not change providerID except from "" to valid'))
         if (spec.get("externalID") or "") != (old_spec.get("externalID") or ""):
             errs.append(forbidden_field("spec.externalID", "may not be updated"))
         errs += validate_taints(spec.get("taints"), "metadata.taints")

@@ -222,7 +222,8 @@ def _default_probes_and_hooks(c: dict[str, Any]) -> None:
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         pr = c.get(probe)
         if isinstance(pr, dict):
-            for k, v in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1), ("failureThreshold", 3)):
+            for k, v in (("timeoutSeconds", 1), ("periodSeconds", 10),
+                         ("successThreshold", 1), ("failureThreshold", 3)):
                 if not pr.get(k):
                     pr[k] = v
             _default_http_get(pr.get("httpGet"))
@@ -435,7 +436,8 @@ def _field_selector(fs: dict[str, Any], allowed: list[str], path: str) -> list[F
     if not fp:
         return [required(f"{path}.fieldPath")]
     if fs["apiVersion"] != "v1":
-        return [invalid_value(f"{path}.fieldPath", fp, f"error converting fieldPath: unsupported pod version: {fs['apiVersion']}")]
+        return [invalid_value(f"{path}.fieldPath", fp,
+                              f"error converting fieldPath: unsupported pod version: {fs['apiVersion']}")]
     m = re.match(r"^([^\[]+)\['(.*)'\]$", fp)
     if m:
         base = m.group(1)
@@ -467,7 +469,8 @@ def _downward_file(f: dict[str, Any], path: str) -> list[FieldError]:
     if isinstance(f.get("fieldRef"), dict):
         errs += _field_selector(f["fieldRef"], _VOLUME_FIELD_PATHS, f"{path}.fieldRef")
         if f.get("resourceFieldRef") is not None:
-            errs.append(invalid_value(path, "resource", "fieldRef and resourceFieldRef can not be specified simultaneously"))
+            errs.append(invalid_value(path, "resource",
+                                      "fieldRef and resourceFieldRef can not be specified simultaneously"))
     elif isinstance(f.get("resourceFieldRef"), dict):
         errs += _resource_field_selector(f["resourceFieldRef"], f"{path}.resourceFieldRef", True)
     else:
@@ -705,8 +708,8 @@ def _env(env: list[Any], path: str) -> list[FieldError]:
             errs.append(required(f"{ip}.name"))
         elif not all(32 <= ord(ch) <= 126 for ch in name) or "=" in name:
             # RelaxedEnvironmentVariableValidation is on by default in 1.32.
-            errs.append(invalid_value(f"{ip}.name", name,
-                                      "a valid environment variable name must consist only of printable ASCII characters other than '='"))
+            errs.append(invalid_value(f"{ip}.name", name, "a valid environment variable name must consist only of "
+                                      "printable ASCII characters other than '='"))
         vf = ev.get("valueFrom")
         if vf is None:
             continue
@@ -733,7 +736,8 @@ def _env(env: list[Any], path: str) -> list[FieldError]:
                 elif not _CONFIG_KEY_RE.match(key) or len(key) > 253:
                     errs.append(invalid_value(f"{fp}.{kind}.key", key, _CONFIG_KEY_MSG))
         if n == 0:
-            errs.append(invalid_value(fp, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"))
+            errs.append(invalid_value(
+                fp, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"))
         elif ev.get("value"):
             errs.append(invalid_value(fp, "", "may not be specified when `value` is not empty"))
         elif n > 1:
@@ -800,7 +804,8 @@ def _volume_mounts(mounts: list[Any], volumes: set[str], container: dict[str, An
                 errs.append(not_supported(f"{path}.mountPropagation", prop, choices))
             elif prop == "Bidirectional" and not _d(container.get("securityContext")).get("privileged"):
                 errs.append(forbidden_field(f"{path}.mountPropagation",
-                                            "Bidirectional mount propagation is available only to privileged containers"))
+                                            "Bidirectional mount propagation is available only to "
+                                            "privileged containers"))
     return errs
 
 
@@ -884,13 +889,15 @@ def _tolerations(tols: list[Any], path: str) -> list[FieldError]:
         ip = f"{path}[{i}]"
         op = t.get("operator") or ""
         if not t.get("key") and op != "Exists":
-            errs.append(invalid_value(f"{ip}.operator", op,
-                                      'operator must be Exists when `key` is empty, which means "match all values and all keys"'))
+            errs.append(invalid_value(f"{ip}.operator", op, "operator must be Exists when `key` is empty, "
+                                      'which means "match all values and all keys"'))
         if t.get("tolerationSeconds") is not None and t.get("effect") != "NoExecute":
-            errs.append(invalid_value(f"{ip}.effect", t.get("effect") or "", "effect must be 'NoExecute' when `tolerationSeconds` is set"))
+            errs.append(invalid_value(f"{ip}.effect", t.get("effect") or "",
+                                      "effect must be 'NoExecute' when `tolerationSeconds` is set"))
         if op == "Exists":
             if t.get("value"):
-                errs.append(FieldError("FieldValueInvalid", f"{ip}.operator", "value must be empty when `operator` is 'Exists'",
+                errs.append(FieldError("FieldValueInvalid", f"{ip}.operator",
+                                       "value must be empty when `operator` is 'Exists'",
                                        json.dumps(t, sort_keys=True), True))
         elif op not in ("", "Equal"):
             errs.append(not_supported(f"{ip}.operator", op, ["Equal", "Exists"]))
@@ -934,7 +941,9 @@ def _validate_containers(containers: list[Any], volumes: set[str], cpath: str) -
     return errs
 
 
-def _validate_init_containers(init: list[Any], containers: list[Any], volumes: set[str], ipath: str) -> list[FieldError]:
+def _validate_init_containers(
+    init: list[Any], containers: list[Any], volumes: set[str], ipath: str
+) -> list[FieldError]:
     errs: list[FieldError] = []
     all_names = {_d(c).get("name") or "" for c in containers}
     for i, c in enumerate(init):
@@ -953,7 +962,8 @@ def _validate_init_containers(init: list[Any], containers: list[Any], volumes: s
         if rp != "Always":
             for f in ("lifecycle", "livenessProbe", "readinessProbe", "startupProbe"):
                 if c.get(f) is not None:
-                    errs.append(forbidden_field(f"{ip}.{f}", "may not be set for init containers without restartPolicy=Always"))
+                    errs.append(forbidden_field(f"{ip}.{f}",
+                                                "may not be set for init containers without restartPolicy=Always"))
     return errs
 
 
@@ -974,7 +984,8 @@ def _validate_policies(spec: dict[str, Any], path: str) -> list[FieldError]:
     for i, ref in enumerate(_l(spec.get("imagePullSecrets"))):
         ref = _d(ref)
         if set(ref) - {"name"}:
-            errs.append(invalid_value(f"{path}.imagePullSecrets[{i}]", json.dumps(ref, sort_keys=True), "only name may be set"))
+            errs.append(invalid_value(f"{path}.imagePullSecrets[{i}]", json.dumps(ref, sort_keys=True),
+                                      "only name may be set"))
     if dp == "None" and not spec.get("dnsConfig"):
         errs.append(required(f"{path}.dnsConfig", "must provide `dnsConfig` when `dnsPolicy` is None"))
     return errs
@@ -989,7 +1000,8 @@ def _validate_scheduling(spec: dict[str, Any], path: str) -> list[FieldError]:
         errs += _subdomain(spec["nodeName"], f"{path}.nodeName")
     ads = spec.get("activeDeadlineSeconds")
     if ads is not None and (not isinstance(ads, int) or ads < 1 or ads > MAX_INT32):
-        errs.append(invalid_value(f"{path}.activeDeadlineSeconds", ads, f"must be between 1 and {MAX_INT32}, inclusive"))
+        errs.append(invalid_value(f"{path}.activeDeadlineSeconds", ads,
+                                  f"must be between 1 and {MAX_INT32}, inclusive"))
     if spec.get("hostname"):
         errs += _label(spec["hostname"], f"{path}.hostname")
     if spec.get("subdomain"):
@@ -1023,7 +1035,8 @@ def validate_pod(pod: dict[str, Any]) -> list[FieldError]:
         for i, c in enumerate(_l(spec.get(key))):
             img = _d(c).get("image") or ""
             if img != img.strip():
-                errs.append(invalid_value(f"spec.{key}[{i}].image", img, "must not have leading or trailing whitespace"))
+                errs.append(invalid_value(f"spec.{key}[{i}].image", img,
+                                          "must not have leading or trailing whitespace"))
     if spec.get("ephemeralContainers"):
         errs.append(forbidden_field("spec.ephemeralContainers", "cannot be set on create"))
     return errs
@@ -1060,14 +1073,17 @@ def validate_pod_spec_update(new_spec: dict[str, Any], old_spec: dict[str, Any])
     if final_err is not None:
         return errs + [final_err]
     if new_spec.get("activeDeadlineSeconds") is None and old_spec.get("activeDeadlineSeconds") is not None:
-        errs.append(invalid_value("spec.activeDeadlineSeconds", None, "must not update from a positive integer to nil value"))
+        errs.append(invalid_value("spec.activeDeadlineSeconds", None,
+                                  "must not update from a positive integer to nil value"))
     if not _tolerations_kept(_l(new_spec.get("tolerations")), _l(old_spec.get("tolerations"))):
-        errs.append(forbidden_field("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"))
+        errs.append(forbidden_field("spec.tolerations",
+                                    "existing toleration can not be modified except its tolerationSeconds"))
     old_gates = {(_d(g).get("name") or "") for g in _l(old_spec.get("schedulingGates"))}
     for i, g in enumerate(_l(new_spec.get("schedulingGates"))):
         name = _d(g).get("name") or ""
         if name not in old_gates:
-            errs.append(forbidden_field(f"spec.schedulingGates[{i}]", f"only deletion is allowed, but found new scheduling gate '{name}'"))
+            errs.append(forbidden_field(f"spec.schedulingGates[{i}]",
+                                        f"only deletion is allowed, but found new scheduling gate '{name}'"))
     if new_spec != old_spec:
         errs += _other_spec_changes(new_spec, old_spec)
     return errs
@@ -1085,7 +1101,8 @@ def _image_updates(new_spec: dict[str, Any], old_spec: dict[str, Any]) -> tuple[
             if not img:
                 errs.append(required(f"spec.{key}[{i}].image"))
             if img != img.strip():
-                errs.append(invalid_value(f"spec.{key}[{i}].image", img, "must not have leading or trailing whitespace"))
+                errs.append(invalid_value(f"spec.{key}[{i}].image", img,
+                                          "must not have leading or trailing whitespace"))
     return errs, False
 
 
@@ -1165,7 +1182,8 @@ def validate_pod_status_update(new: dict[str, Any], old: dict[str, Any]) -> list
         for i, ip in enumerate(_l(st.get(key))):
             val = _d(ip).get("ip", "")
             if not _valid_ip(val):
-                errs.append(invalid_value(f"status.{key}[{i}]", val, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+                errs.append(invalid_value(f"status.{key}[{i}]", val,
+                                          "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
     if (st.get("qosClass") or "") != (ost.get("qosClass") or ""):
         errs.append(invalid_value("status.qosClass", st.get("qosClass") or "", "field is immutable"))
     phase = st.get("phase")

@@ -82,7 +82,8 @@ def validate_label_selector(selector: dict[str, Any], path: str) -> list[FieldEr
                 errs.append(required(f"{ipath}.values", "must be specified when `operator` is 'In' or 'NotIn'"))
         elif op in ("Exists", "DoesNotExist"):
             if values:
-                errs.append(forbidden_field(f"{ipath}.values", "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
+                errs.append(forbidden_field(f"{ipath}.values",
+                                            "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
         else:
             errs.append(invalid_value(f"{ipath}.operator", op, "not a valid selector operator"))
         key = str(expr.get("key") or "")

@@ -105,12 +105,15 @@ def parse_label_selector(s: str | None) -> LabelSelector:
 def _check_key(sel: str, key: str) -> None:
     name = key.rsplit("/", 1)[-1]
     if not key or len(name) > 63 or not _KEY_RE.match(key):
-        raise _bad_label(sel, f"invalid label key {key!r}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")
+        raise _bad_label(sel, f"invalid label key {key!r}: name part must consist of alphanumeric characters, "
+                              "'-', '_' or '.', and must start and end with an alphanumeric character")
 
 
 def _check_value(sel: str, value: str) -> None:
     if len(value) > 63 or not _VALUE_RE.match(value):
-        raise _bad_label(sel, f"invalid label value: {value!r}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")
+        raise _bad_label(sel, f"invalid label value: {value!r}: a valid label must be an empty string or consist "
+                              "of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                              "alphanumeric character")
 
 
 def _bad_label(sel: str, why: str) -> StatusError:
@@ -164,5 +167,6 @@ def selector_from_label_selector_object(sel: dict[str, Any] | None) -> LabelSele
     reqs = [Requirement(k, "=", (v,)) for k, v in (sel.get("matchLabels") or {}).items()]
     op_map = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
     for e in sel.get("matchExpressions") or []:
-        reqs.append(Requirement(e.get("key", ""), op_map.get(e.get("operator", ""), "in"), tuple(e.get("values") or ())))
+        op = op_map.get(e.get("operator", ""), "in")
+        reqs.append(Requirement(e.get("key", ""), op, tuple(e.get("values") or ())))
     return tuple(reqs)

@@ -37,4 +37,5 @@ class ServiceAccountStrategy(Strategy):
 
     def table_cells(self, obj: dict[str, Any], now: datetime) -> list[Any]:
         secrets = obj.get("secrets")
-        return [(obj.get("metadata") or {}).get("name", ""), len(secrets) if isinstance(secrets, list) else 0, age(obj, now)]
+        name = (obj.get("metadata") or {}).get("name", "")
+        return [name, len(secrets) if isinstance(secrets, list) else 0, age(obj, now)]

@@ -426,7 +426,8 @@ class Registry:
                 f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
             )
         if info.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
-            raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request")
         meta["name"] = name
         kv = await self.store.get(info.key(namespace, name))
         if kv is None:
@@ -582,9 +583,10 @@ class Registry:
         if old_meta.get("deletionTimestamp"):
             added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
             if added:
-                raise errors.invalid(info.kind, name, [errors.forbidden_field(
-                    "metadata.finalizers", f"no new finalizers can be added if the object is being deleted, found new finalizers {sorted(added)!r}".replace("'", '"')
-                )], info.group)
+                detail = ("no new finalizers can be added if the object is being deleted, "
+                          f"found new finalizers {sorted(added)!r}".replace("'", '"'))
+                raise errors.invalid(info.kind, name, [errors.forbidden_field("metadata.finalizers", detail)],
+                                     info.group)
         errs = meta_validation.validate_object_meta_update(meta, old_meta)
         errs += strategy.validate_update(obj, current)
         if errs:

@@ -166,7 +166,8 @@ def load_pem_private_key(data: bytes, source: str) -> PrivateKey:
             der = base64.b64decode(b"".join(m.group(2).split()), validate=True)
             key = serialization.load_der_private_key(der, password=None)
         except (binascii.Error, ValueError, TypeError, UnsupportedAlgorithm) as e:
-            raise ValueError(f"error reading private key file {source}: {kind} block could not be parsed ({_short(e)})") from None
+            raise ValueError(f"error reading private key file {source}: {kind} block could not be parsed "
+                             f"({_short(e)})") from None
         if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
             raise ValueError(f"error reading private key file {source}: {_type_name(key)} is not an RSA or ECDSA key")
         alg_for(key)  # rejects unsupported curves with Kubernetes' message
