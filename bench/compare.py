@@ -5,8 +5,8 @@ out in a temporary git worktree). Each endpoint is measured in interleaved round
 and every ratio is the median over rounds of two figures measured back to back (which server goes first
 alternates), so a busy neighbour or a change of clock hits both sides alike. Two figures per run: the
 throughput, and the server's CPU time per request (its process and its helper processes, from /proc),
-which a noisy machine disturbs less. A ratio above 1 is better than the base. wrk (a C load generator) drives them with a bearer token, so the
-client is not the bottleneck.
+which a noisy machine disturbs less. A ratio above 1 is better than the base. wrk (a C load generator)
+drives them with a bearer token, so the client is not the bottleneck.
 
 Usage: python bench/compare.py [--base HEAD~1] [--seconds 4] [--rounds 3] [--connections 4] [--threads 1]
 Target (hardening issue): each of the three within 5% of the base (ratio >= 0.95).

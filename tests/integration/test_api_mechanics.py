@@ -68,7 +68,8 @@ def test_create_get_update_conflict(raw: Raw, ns: str) -> None:
     assert stale.status_code == 409
     body = stale.json()
     assert body["reason"] == "Conflict"
-    assert "the object has been modified; please apply your changes to the latest version and try again" in body["message"]
+    assert ("the object has been modified; please apply your changes to the latest version and try again"
+            in body["message"])
 
 
 def test_dry_run_writes_nothing(raw: Raw, ns: str) -> None:
@@ -98,8 +99,8 @@ def test_pagination(raw: Raw, ns: str) -> None:
 
 
 def test_field_selectors(raw: Raw, ns: str) -> None:
-    raw.req("POST", f"/api/v1/namespaces/{ns}/secrets", json={"metadata": {"name": "typed"}, "type": "kubernetes.io/basic-auth",
-                                                                "stringData": {"username": "u"}})
+    raw.req("POST", f"/api/v1/namespaces/{ns}/secrets",
+            json={"metadata": {"name": "typed"}, "type": "kubernetes.io/basic-auth", "stringData": {"username": "u"}})
     body = raw.req("GET", f"/api/v1/namespaces/{ns}/secrets?fieldSelector=type%3Dkubernetes.io/basic-auth").json()
     assert [i["metadata"]["name"] for i in body["items"]] == ["typed"]
     assert base64.b64decode(body["items"][0]["data"]["username"]) == b"u"
@@ -175,7 +176,8 @@ def test_patch_types(raw: Raw, ns: str) -> None:
     r = raw.req("PATCH", url, data=json.dumps([{"op": "replace", "path": "/data/a", "value": "x"}]),
                 headers={"Content-Type": "application/json-patch+json"})
     assert r.status_code == 200 and r.json()["data"]["a"] == "x"
-    r = raw.req("PATCH", url, data=json.dumps({"data": {"b": None}}), headers={"Content-Type": "application/merge-patch+json"})
+    r = raw.req("PATCH", url, data=json.dumps({"data": {"b": None}}),
+                headers={"Content-Type": "application/merge-patch+json"})
     assert r.json()["data"] == {"a": "x"}
     r = raw.req("PATCH", url, data=json.dumps({"metadata": {"labels": {"l": "v"}}}),
                 headers={"Content-Type": "application/strategic-merge-patch+json"})
@@ -280,15 +282,17 @@ def test_bad_input_answers(raw: Raw, ns: str) -> None:
     cases = [
         (raw.req("POST", base, data=b"{bad json", headers={"Content-Type": "application/json"}), 400, "BadRequest"),
         (raw.req("POST", base, data=b"a: [", headers={"Content-Type": "application/yaml"}), 400, "BadRequest"),
-        (raw.req("POST", base, data=b"k8s\x00\x0a\xff", headers={"Content-Type": "application/vnd.kubernetes.protobuf"}),
-         400, "BadRequest"),
+        (raw.req("POST", base, data=b"k8s\x00\x0a\xff",
+                 headers={"Content-Type": "application/vnd.kubernetes.protobuf"}), 400, "BadRequest"),
         (raw.req("POST", base, data=b"{}", headers={"Content-Type": "text/csv"}), 415, "UnsupportedMediaType"),
         (raw.req("POST", base, data=b"x" * (3 * 1024 * 1024 + 10), headers={"Content-Type": "application/json"}),
          413, "RequestEntityTooLarge"),
         (raw.req("GET", "/api/v1/namespaces/mech/widgets"), 404, "NotFound"),
         (raw.req("GET", "/apis/nope.example.com/v1/things"), 404, "NotFound"),
-        (raw.req("POST", base, json={"apiVersion": "v2", "kind": "ConfigMap", "metadata": {"name": "x"}}), 400, "BadRequest"),
-        (raw.req("POST", base + "?fieldValidation=Strict", json={"metadata": {"name": "x"}, "bogus": 1}), 400, "BadRequest"),
+        (raw.req("POST", base, json={"apiVersion": "v2", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+         400, "BadRequest"),
+        (raw.req("POST", base + "?fieldValidation=Strict", json={"metadata": {"name": "x"}, "bogus": 1}),
+         400, "BadRequest"),
         (raw.req("POST", base, json={"metadata": {"name": "x"}, "data": {"k": 5}}), 400, "BadRequest"),
         (raw.req("POST", "/api/v1/namespaces/nowhere/configmaps", json=cm("x")), 404, "NotFound"),
     ]

@@ -118,8 +118,8 @@ def test_python_snippet_from_the_seed(server: Server, seeded: str, tmp_path) -> 
 def test_escalation_prevention(server: Server) -> None:
     server.kubectl("create", "namespace", "esc")
     server.kubectl("create", "serviceaccount", "builder", "-n", "esc")
-    server.kubectl("create", "role", "role-maker", "-n", "esc", "--verb=create,get,list", "--resource=roles,rolebindings",
-                   "--verb=get", "--resource=pods")
+    server.kubectl("create", "role", "role-maker", "-n", "esc", "--verb=create,get,list",
+                   "--resource=roles,rolebindings", "--verb=get", "--resource=pods")
     server.kubectl("create", "rolebinding", "builder-makes-roles", "-n", "esc", "--role=role-maker",
                    "--serviceaccount=esc:builder")
     as_builder = ["--as", "system:serviceaccount:esc:builder", "-n", "esc"]

@@ -50,8 +50,9 @@ def test_seed_000_manifests_in_order(server: Server) -> None:
 
     strict = server.kubectl("apply", "-f", seed("000-pod-projected-token-indented.yaml"), check=False)
     assert strict.returncode != 0
-    assert 'strict decoding error: unknown field "spec.volumes[0].projected.sources[2].downwardAPI.items[0].apiVersion", ' \
-           'unknown field "spec.volumes[0].projected.sources[2].downwardAPI.items[0].fieldPath"' in strict.stderr
+    items = "spec.volumes[0].projected.sources[2].downwardAPI.items[0]"
+    assert (f'strict decoding error: unknown field "{items}.apiVersion", '
+            f'unknown field "{items}.fieldPath"') in strict.stderr
 
     ok = server.kubectl("apply", "-f", seed("000-pod-projected-token-fixed.yaml")).stdout
     assert "pod/foo-pod created" in ok

@@ -399,7 +399,8 @@ type: kubernetes.io/service-account-token
 
 def test_extra_verification_keys(server: Server, ns: str, tmp_path) -> None:
     """--service-account-key-file: another kubesat's tokens pass the signature check here."""
-    other = start_server(tmp_path / "other", extra=["--service-account-key-file", str(server.data_dir / "pki" / "sa.pub")])
+    other = start_server(tmp_path / "other",
+                         extra=["--service-account-key-file", str(server.data_dir / "pki" / "sa.pub")])
     try:
         token = server.kubectl("create", "token", "app", "-n", ns).stdout.strip()
         # The signature verifies with the extra key; the token then fails only because ServiceAccount

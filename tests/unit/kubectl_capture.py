@@ -248,7 +248,8 @@ COMMANDS: dict[str, list[str]] = {
         "create", "role", "pod-reader", "-n", "production",
         "--verb=get,list,watch", "--resource=pods,pods/log", "--resource-name=web-0",
     ],
-    "clusterrole": ["create", "clusterrole", "reader", "--verb=get", "--resource=secrets", "--non-resource-url=/logs/*"],
+    "clusterrole": ["create", "clusterrole", "reader", "--verb=get", "--resource=secrets",
+                    "--non-resource-url=/logs/*"],
     "clusterrole_aggregated": [
         "create", "clusterrole", "monitoring", "--aggregation-rule=rbac.example.com/aggregate-to-monitoring=true",
     ],

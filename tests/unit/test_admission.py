@@ -145,7 +145,8 @@ def test_init_containers_then_containers_get_mounts_ephemeral_do_not() -> None:
     p = pod(
         initContainers=[{"name": "i1", "image": "x"}, {"name": "i2", "image": "x",
                                                        "volumeMounts": [{"name": "v", "mountPath": MOUNT}]}],
-        containers=[{"name": "a", "image": "x"}, {"name": "b", "image": "x", "volumeMounts": [{"name": "v", "mountPath": "/data"}]}],
+        containers=[{"name": "a", "image": "x"},
+                    {"name": "b", "image": "x", "volumeMounts": [{"name": "v", "mountPath": "/data"}]}],
         ephemeralContainers=[{"name": "e", "image": "x"}],
         volumes=[{"name": "v", "emptyDir": {}}],
     )
@@ -234,6 +235,9 @@ def test_generate_name_used_in_message_when_no_name() -> None:
 ENFORCE = {"kubernetes.io/enforce-mountable-secrets": "true"}
 
 
+ENV_FROM_SECRET_X = {"name": "E", "valueFrom": {"secretKeyRef": {"name": "x", "key": "k"}}}
+
+
 def enforcing(**fields) -> dict:
     account = sa("locked", **fields)
     account["metadata"]["annotations"] = dict(ENFORCE)
@@ -244,21 +248,23 @@ def enforcing(**fields) -> dict:
     ("spec", "message"),
     [
         ({"volumes": [{"name": "s", "secret": {"secretName": "x"}}]},
-         'volume with secret.secretName="x" is not allowed because service account locked does not reference that secret'),
-        ({"containers": [{"name": "c", "image": "i", "env": [{"name": "E", "valueFrom": {"secretKeyRef": {"name": "x", "key": "k"}}}]}]},
+         'volume with secret.secretName="x" is not allowed because service account locked '
+         'does not reference that secret'),
+        ({"containers": [{"name": "c", "image": "i", "env": [ENV_FROM_SECRET_X]}]},
          'container c with envVar E referencing secret.secretName="x" is not allowed because service account locked '
          'does not reference that secret'),
         ({"containers": [{"name": "c", "image": "i", "envFrom": [{"secretRef": {"name": "x"}}]}]},
          'container c with envFrom referencing secret.secretName="x" is not allowed because service account locked '
          'does not reference that secret'),
-        ({"initContainers": [{"name": "i", "image": "i", "env": [{"name": "E", "valueFrom": {"secretKeyRef": {"name": "x", "key": "k"}}}]}]},
+        ({"initContainers": [{"name": "i", "image": "i", "env": [ENV_FROM_SECRET_X]}]},
          'init container i with envVar E referencing secret.secretName="x" is not allowed because service account '
          'locked does not reference that secret'),
         ({"initContainers": [{"name": "i", "image": "i", "envFrom": [{"secretRef": {"name": "x"}}]}]},
          'init container i with envFrom referencing secret.secretName="x" is not allowed because service account '
          'locked does not reference that secret'),
         ({"imagePullSecrets": [{"name": "x"}]},
-         'imagePullSecrets[0].name="x" is not allowed because service account locked does not reference that imagePullSecret'),
+         'imagePullSecrets[0].name="x" is not allowed because service account locked '
+         'does not reference that imagePullSecret'),
     ],
 )
 def test_enforce_mountable_secrets(spec: dict, message: str) -> None:

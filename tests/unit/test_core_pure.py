@@ -129,4 +129,5 @@ def test_invalid_status_shape() -> None:
                                         "field": "spec.containers"}]
     two = errors.invalid("Role", "r", [errors.required("rules[0].verbs"), errors.invalid_value("a", 1, "bad")],
                          "rbac.authorization.k8s.io")
-    assert two.message == 'Role.rbac.authorization.k8s.io "r" is invalid: [rules[0].verbs: Required value, a: Invalid value: 1: bad]'
+    assert two.message == ('Role.rbac.authorization.k8s.io "r" is invalid: '
+                           '[rules[0].verbs: Required value, a: Invalid value: 1: bad]')

@@ -230,8 +230,9 @@ def _count_keys(value: object) -> int:
     return 0
 
 
-_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False,
-                     allow_infinity=False), st.text(max_size=8), st.sampled_from(["1Gi", "2024-01-01T00:00:00Z", "aGk="]))
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40),
+                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8),
+                     st.sampled_from(["1Gi", "2024-01-01T00:00:00Z", "aGk="]))
 
 
 def _shaped(node: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any]:

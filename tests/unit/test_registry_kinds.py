@@ -248,7 +248,8 @@ def test_secret_type_rules(stype: str, data: dict, expect: list[str]) -> None:
     got = texts(s.validate({"metadata": {"name": "x"}, "type": stype, "data": data}))
     if data == {".dockerconfigjson": b64("not json")}:
         # Go's decoder wording for a broken literal is only approximated; the field and value are exact.
-        assert len(got) == 1 and got[0].startswith('data[.dockerconfigjson]: Invalid value: "<secret contents redacted>": ')
+        assert len(got) == 1
+        assert got[0].startswith('data[.dockerconfigjson]: Invalid value: "<secret contents redacted>": ')
         return
     assert got == expect
 
@@ -340,10 +341,12 @@ def test_node_validation() -> None:
         '"PreferNoSchedule", "NoExecute"',
         "metadata.taints[3].effect: Required value",
         'spec.podCIDRs[1]: Invalid value: "bogus": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)',
-        'spec.podCIDRs: Invalid value: []string{"10.0.0.0/24", "bogus"}: may specify no more than one CIDR for each IP family',
+        'spec.podCIDRs: Invalid value: []string{"10.0.0.0/24", "bogus"}: '
+        'may specify no more than one CIDR for each IP family',
     ]
     old = {"metadata": {"name": "n"}, "spec": {"podCIDRs": ["10.0.0.0/24"], "providerID": "p://1"}}
-    new = {"metadata": {"name": "n"}, "spec": {"podCIDRs": ["10.0.1.0/24"], "providerID": "p://2", "unschedulable": True}}
+    new = {"metadata": {"name": "n"},
+           "spec": {"podCIDRs": ["10.0.1.0/24"], "providerID": "p://2", "unschedulable": True}}
     assert [e.field for e in s.validate_update(new, old)] == ["spec.podCIDRs", "spec.providerID"]
 
 
@@ -351,7 +354,8 @@ def test_node_validation() -> None:
 
 def _event(**kw) -> dict:
     ev = {"metadata": {"name": "app.1", "namespace": "production"},
-          "involvedObject": {"kind": "Pod", "namespace": "production", "name": "app", "fieldPath": "spec.containers{c}"},
+          "involvedObject": {"kind": "Pod", "namespace": "production", "name": "app",
+                             "fieldPath": "spec.containers{c}"},
           "reason": "Pulled", "message": " Pulled image \n", "type": "Normal",
           "source": {"component": "kubelet", "host": "n1"},
           "firstTimestamp": "2025-01-01T11:00:00Z", "lastTimestamp": "2025-01-01T11:58:00Z", "count": 3}
@@ -397,7 +401,8 @@ def test_event_validation() -> None:
     s = strat("v1", "Event")
     assert s.validate(_event()) == []
     wrong_ns = _event(involvedObject={"kind": "Pod", "namespace": "other", "name": "x"})
-    assert texts(s.validate(wrong_ns)) == ['involvedObject.namespace: Invalid value: "other": does not match event.namespace']
+    assert texts(s.validate(wrong_ns)) == [
+        'involvedObject.namespace: Invalid value: "other": does not match event.namespace']
     cluster_obj = _event(involvedObject={"kind": "Node", "name": "n1"})
     assert [e.field for e in s.validate(cluster_obj)] == ["involvedObject.namespace"]
     cluster_obj["metadata"]["namespace"] = "default"
@@ -482,7 +487,8 @@ def test_cluster_role_binding_table() -> None:
     ({"verbs": ["get"], "apiGroups": [""], "resources": ["pods", "secrets"], "resourceNames": ["x"]}, True,
      ["rules[0].resourceNames: Required value: resource names cannot apply to multiple resources"]),
     ({"verbs": ["get"], "nonResourceURLs": ["/healthz"]}, True,
-     ['rules[0].nonResourceURLs: Invalid value: []string{"/healthz"}: namespaced rules cannot apply to non-resource URLs']),
+     ['rules[0].nonResourceURLs: Invalid value: []string{"/healthz"}: '
+      'namespaced rules cannot apply to non-resource URLs']),
     ({"verbs": ["get"], "nonResourceURLs": ["/healthz"]}, False, []),
     ({"verbs": ["get"], "nonResourceURLs": ["/healthz"], "resources": ["pods"]}, False,
      ['rules[0].nonResourceURLs: Invalid value: []string{"/healthz"}: rules cannot apply to both regular resources '
@@ -525,7 +531,8 @@ def test_binding_role_ref_rules() -> None:
         'roleRef.kind: Unsupported value: "Thing": supported values: "Role", "ClusterRole"',
         "roleRef.name: Required value",
     ]
-    slash = {"metadata": {"name": "b"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "a/b"}}
+    slash = {"metadata": {"name": "b"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "a/b"}}
     assert texts(rb.validate(slash)) == ["roleRef.name: Invalid value: \"a/b\": may not contain '/'"]
 
 
@@ -556,7 +563,8 @@ def test_binding_role_ref_is_immutable() -> None:
     ({"kind": "ServiceAccount", "name": "Bad_SA", "namespace": "ns", "apiGroup": "x"}, False, [
         'subjects[0].name: Invalid value: "Bad_SA": a lowercase RFC 1123 subdomain must consist of lower case '
         "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. "
-        "'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        "'example.com', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
         'subjects[0].apiGroup: Unsupported value: "x": supported values: ""',
     ]),
     ({"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}, True, []),

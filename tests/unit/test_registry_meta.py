@@ -173,14 +173,16 @@ def _ok(**extra) -> dict:
 def test_object_meta_valid() -> None:
     meta = _ok(labels={"app": "x", "example.com/tier": ""}, annotations={"Example.com/Note": "anything at all"},
                finalizers=["example.com/hold"],
-               ownerReferences=[{"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "u1", "controller": True}])
+               ownerReferences=[{"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "u1",
+                                 "controller": True}])
     assert m.validate_object_meta(meta, namespaced=True, name_rule="subdomain") == []
 
 
 def test_object_meta_name_required() -> None:
     errs = m.validate_object_meta({"namespace": "ns"}, namespaced=True, name_rule="subdomain")
     assert texts(errs) == ["metadata.name: Required value: name or generateName is required"]
-    assert errs[0].cause() == {"reason": "FieldValueRequired", "message": "Required value: name or generateName is required",
+    assert errs[0].cause() == {"reason": "FieldValueRequired",
+                               "message": "Required value: name or generateName is required",
                                "field": "metadata.name"}
 
 
@@ -195,14 +197,16 @@ def test_object_meta_bad_name_and_generate_name() -> None:
 def test_object_meta_namespace_scope() -> None:
     assert texts(m.validate_object_meta({"name": "a"}, namespaced=True, name_rule="subdomain")) == [
         "metadata.namespace: Required value"]
-    assert texts(m.validate_object_meta({"name": "a", "namespace": "Bad.NS"}, namespaced=True, name_rule="subdomain")) == [
+    bad_ns = {"name": "a", "namespace": "Bad.NS"}
+    assert texts(m.validate_object_meta(bad_ns, namespaced=True, name_rule="subdomain")) == [
         f'metadata.namespace: Invalid value: "Bad.NS": {LABEL_MSG}']
     assert texts(m.validate_object_meta({"name": "a", "namespace": "ns"}, namespaced=False, name_rule="subdomain")) == [
         "metadata.namespace: Forbidden: not allowed on this type"]
 
 
 def test_object_meta_labels_and_annotations() -> None:
-    errs = m.validate_object_meta(_ok(labels={"bad key": "v", "k": "bad value"}), namespaced=True, name_rule="subdomain")
+    errs = m.validate_object_meta(_ok(labels={"bad key": "v", "k": "bad value"}), namespaced=True,
+                                  name_rule="subdomain")
     assert texts(errs) == [
         f'metadata.labels: Invalid value: "bad key": name part {QNAME_TAIL}',
         f'metadata.labels: Invalid value: "bad value": {LABEL_VALUE_MSG}',
@@ -235,13 +239,15 @@ def test_object_meta_owner_references() -> None:
 
 
 def test_object_meta_finalizers() -> None:
-    errs = m.validate_object_meta(_ok(finalizers=["orphan", "foregroundDeletion"]), namespaced=True, name_rule="subdomain")
+    errs = m.validate_object_meta(_ok(finalizers=["orphan", "foregroundDeletion"]), namespaced=True,
+                                  name_rule="subdomain")
     assert texts(errs) == ['metadata.finalizers: Invalid value: []string{"orphan", "foregroundDeletion"}: '
                            "finalizer orphan and foregroundDeletion cannot be both set"]
     errs = m.validate_object_meta(_ok(finalizers=["a/b/c"]), namespaced=True, name_rule="subdomain")
     assert [e.field for e in errs] == ["metadata.finalizers"]
     assert texts(m.validate_kube_finalizers({"finalizers": ["kubernetes", "x.io/y", "custom"]})) == [
-        'metadata.finalizers[2]: Invalid value: "custom": name is neither a standard finalizer name nor is it fully qualified']
+        'metadata.finalizers[2]: Invalid value: "custom": '
+        'name is neither a standard finalizer name nor is it fully qualified']
 
 
 def test_object_meta_negative_generation() -> None:

@@ -51,7 +51,8 @@ def test_seed_automount_off_only_error_is_containers_required(strategy: PodStrat
     strategy.prepare_for_create(p)
     errs = strategy.validate(p)
     assert [e.text() for e in errs] == ["spec.containers: Required value"]
-    assert invalid("Pod", "foo-pod", errs).message == 'The Pod "foo-pod" is invalid: spec.containers: Required value'[4:]
+    want = 'The Pod "foo-pod" is invalid: spec.containers: Required value'[4:]
+    assert invalid("Pod", "foo-pod", errs).message == want
     assert errs[0].cause() == {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.containers"}
 
 
@@ -88,8 +89,10 @@ def test_create_defaults(strategy: PodStrategy) -> None:
     assert spec["priority"] == 0
     assert spec["preemptionPolicy"] == "PreemptLowerPriority"
     assert spec["tolerations"] == [
-        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+         "tolerationSeconds": 300},
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+         "tolerationSeconds": 300},
     ]
     c = spec["containers"][0]
     assert c["imagePullPolicy"] == "Always"
@@ -208,7 +211,8 @@ CASES = [
      pod(serviceAccountName="sa", volumes=[{"name": "t", "projected": {"sources": [{"serviceAccountToken": {}}]}}]),
      ["spec.volumes[0].projected.path: Required value"]),
     ("token path absolute",
-     pod(serviceAccountName="sa", volumes=[{"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "/t"}}]}}]),
+     pod(serviceAccountName="sa",
+         volumes=[{"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "/t"}}]}}]),
      ['spec.volumes[0].projected.path: Invalid value: "/t": must be a relative path']),
     ("token without service account",
      pod(volumes=[{"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}]),
@@ -226,15 +230,18 @@ CASES = [
      ["spec.volumes[0].configMap.items[0].key: Required value",
       'spec.volumes[0].configMap.items[0].path: Invalid value: "../x": must not contain \'..\'']),
     ("secret mode", pod(volumes=[{"name": "v", "secret": {"secretName": "s", "defaultMode": 1000}}]),
-     ["spec.volumes[0].secret.defaultMode: Invalid value: 1000: must be a number between 0 and 0777 (octal), both inclusive"]),
+     ["spec.volumes[0].secret.defaultMode: Invalid value: 1000: "
+      "must be a number between 0 and 0777 (octal), both inclusive"]),
     ("downward fieldPath",
-     pod(volumes=[{"name": "v", "downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "spec.nodeName"}}]}}]),
+     pod(volumes=[{"name": "v",
+                   "downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "spec.nodeName"}}]}}]),
      ['spec.volumes[0].downwardAPI.fieldRef.fieldPath: Unsupported value: "spec.nodeName": supported values: '
       '"metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace", "metadata.uid"']),
     ("service account name", pod(serviceAccountName="Bad_SA"),
      ['spec.serviceAccountName: Invalid value: "Bad_SA": a lowercase RFC 1123 subdomain must consist of lower case '
       "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. "
-      "'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"]),
+      "'example.com', regex used for validation is "
+      "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"]),
     ("restart policy", pod(restartPolicy="Sometimes"),
      ['spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"']),
     ("dns policy", pod(dnsPolicy="Google"),

@@ -170,7 +170,8 @@ def test_load_pem_keys_accepts_every_kubernetes_form() -> None:
     (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "PUBLIC KEY block could not be parsed"),
     (b"-----BEGIN PUBLIC KEY-----\n!!!\n-----END PUBLIC KEY-----\n", "not valid base64"),
     # A fixed key, so parallel test workers collect the same test ids.
-    (pem_private(ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))), "only RSA and ECDSA keys are supported"),
+    (pem_private(ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))),
+     "only RSA and ECDSA keys are supported"),
 ], ids=["empty", "not-pem", "bad-public-block", "bad-base64", "ed25519"])
 def test_load_pem_keys_errors_name_the_source(data: bytes, detail: str) -> None:
     with pytest.raises(ValueError) as err:
@@ -306,7 +307,8 @@ def test_usernames() -> None:
     assert C.split_username("system:serviceaccount:kube-system:my.sa-1") == ("kube-system", "my.sa-1")
     for bad in ["system:serviceaccount:ns", "system:serviceaccount:ns:a:b", "system:serviceaccounts:ns:a",
                 "system:serviceaccount:NS:a", "system:serviceaccount:ns.x:a", "system:serviceaccount::a",
-                "system:serviceaccount:ns:", "system:serviceaccount:ns:a\n", "system:serviceaccount:" + "a" * 64 + ":b"]:
+                "system:serviceaccount:ns:", "system:serviceaccount:ns:a\n",
+                "system:serviceaccount:" + "a" * 64 + ":b"]:
         with pytest.raises(ValueError, match="^Username must be in the form system:serviceaccount:namespace:name$"):
             C.split_username(bad)
 
