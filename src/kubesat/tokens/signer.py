@@ -31,6 +31,7 @@ from typing import BinaryIO
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from kubesat.tokens.issuer import signature_counter
 from kubesat.tokens.jwt import signature
@@ -90,7 +91,10 @@ def serve_child(inp: BinaryIO, out: BinaryIO) -> int:
             return 0
         kind, (kid, _, body) = frame[:1], frame[1:].partition(b"\0")
         if kind == b"K":
-            keys[kid] = SigningKey(serialization.load_der_private_key(body, None))  # type: ignore[arg-type]
+            loaded = serialization.load_der_private_key(body, None)
+            if not isinstance(loaded, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+                return 2  # not a signing key: the parent only sends its own SigningKey's
+            keys[kid] = SigningKey(loaded)
             continue
         if kind != b"S":
             return 2
