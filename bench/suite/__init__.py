@@ -1,0 +1,1 @@
+"""The modules behind bench/run.py: one per section of the benchmark (HTTP, tokens, kubectl, scale)."""
