@@ -1,0 +1,176 @@
+"""The agent's connection to the API server: a kubeconfig read as kubectl reads it, and JSON over HTTPS.
+
+The agent is a client of the server exactly as the kubelet is: everything it knows comes through
+the API, with the identity its kubeconfig names (a node's client certificate, or any other).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import yaml
+
+# How long one API call may take before the agent treats the server as unreachable.
+REQUEST_TIMEOUT = 30.0
+
+
+class KubeconfigError(Exception):
+    """A kubeconfig the agent cannot use; the message names the file and what is wrong."""
+
+
+class ApiError(Exception):
+    """A non-2xx answer: its code, the Status reason and message."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(f"{code} {reason}: {message}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a kubeconfig's current context says: where the server is, how to trust it, who we are."""
+
+    server: str
+    ca_pem: bytes
+    cert_pem: bytes | None = None
+    key_pem: bytes | None = None
+    token: str | None = None
+
+
+def load_kubeconfig(path: Path) -> Credentials:
+    """The current context of a kubeconfig file (inline `-data` fields or paths relative to the file)."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise KubeconfigError(f"{path}: {e}") from None
+    if not isinstance(doc, dict):
+        raise KubeconfigError(f"{path}: not a kubeconfig")
+    context_name = doc.get("current-context") or ""
+    context = _named(doc, "contexts", context_name, path).get("context") or {}
+    cluster = _named(doc, "clusters", context.get("cluster", ""), path).get("cluster") or {}
+    user = _named(doc, "users", context.get("user", ""), path).get("user") or {}
+    server = cluster.get("server") or ""
+    if not server.startswith("https://"):
+        raise KubeconfigError(f"{path}: the cluster's server must be an https:// URL, not {server!r}")
+    return Credentials(
+        server=server.rstrip("/"),
+        ca_pem=_data(cluster, "certificate-authority", path) or b"",
+        cert_pem=_data(user, "client-certificate", path),
+        key_pem=_data(user, "client-key", path),
+        token=user.get("token"),
+    )
+
+
+def _named(doc: dict[str, Any], section: str, name: str, path: Path) -> dict[str, Any]:
+    for entry in doc.get(section) or []:
+        if isinstance(entry, dict) and entry.get("name") == name:
+            return entry
+    raise KubeconfigError(f"{path}: no {section[:-1]} named {name!r} (from current-context)")
+
+
+def _data(entry: dict[str, Any], field: str, path: Path) -> bytes | None:
+    if entry.get(f"{field}-data"):
+        try:
+            return base64.b64decode(str(entry[f"{field}-data"]), validate=True)
+        except ValueError:
+            raise KubeconfigError(f"{path}: {field}-data is not base64") from None
+    if entry.get(field):
+        file: Path = path.parent / str(entry[field])
+        try:
+            return file.read_bytes()
+        except OSError as e:
+            raise KubeconfigError(f"{path}: {field}: {e}") from None
+    return None
+
+
+def tls_context(creds: Credentials, key_dir: Path) -> ssl.SSLContext:
+    """A TLS context that trusts the kubeconfig's CA and presents its client certificate, if any.
+
+    The ssl module loads a certificate and key only from files: they are written under `key_dir`,
+    readable by the agent's user alone, as the kubelet keeps its own under its root.
+    """
+    ctx = ssl.create_default_context(cadata=creds.ca_pem.decode() if creds.ca_pem else None)
+    if creds.cert_pem and creds.key_pem:
+        key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cert_file, key_file = key_dir / "client.crt", key_dir / "client.key"
+        for file, data in ((cert_file, creds.cert_pem), (key_file, creds.key_pem)):
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+class ApiClient:
+    """JSON requests to the API server, each answer a dict or an ApiError."""
+
+    def __init__(self, creds: Credentials, key_dir: Path, user_agent: str) -> None:
+        headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        if creds.token and not creds.cert_pem:
+            headers["Authorization"] = f"Bearer {creds.token}"
+        self._http = httpx.AsyncClient(base_url=creds.server, verify=tls_context(creds, key_dir),
+                                       headers=headers, timeout=REQUEST_TIMEOUT)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        return await self._call("GET", path, params=params)
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", path, body)
+
+    async def update(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("PUT", path, body)
+
+    async def patch(self, path: str, body: dict[str, Any],
+                    content_type: str = "application/strategic-merge-patch+json") -> dict[str, Any]:
+        return await self._call("PATCH", path, body, content_type)
+
+    async def delete(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self._call("DELETE", path, body)
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
+                    content_type: str = "application/json", params: dict[str, str] | None = None) -> dict[str, Any]:
+        content = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": content_type} if content is not None else None
+        resp = await self._http.request(method, path, content=content, headers=headers, params=params)
+        return _answer(resp.status_code, resp.content)
+
+    async def watch(self, path: str, params: dict[str, str]) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """The events of a watch, one (type, object) at a time, until the server ends it."""
+        query = dict(params, watch="true")
+        async with self._http.stream("GET", path, params=query, timeout=httpx.Timeout(REQUEST_TIMEOUT, read=None)) \
+                as resp:
+            if resp.status_code >= 300:
+                _answer(resp.status_code, await resp.aread())
+            async for line in resp.aiter_lines():
+                if not line:
+                    continue
+                event = orjson.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    raise ApiError(int(status.get("code") or 500), status.get("reason", ""), status.get("message", ""))
+                yield event["type"], event["object"]
+
+
+def _answer(code: int, content: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(content) if content else {}
+    except orjson.JSONDecodeError:
+        doc = {"message": content[:200].decode("utf-8", "replace")}
+    if not isinstance(doc, dict):
+        doc = {}
+    if code >= 300:
+        raise ApiError(code, str(doc.get("reason", "")), str(doc.get("message", "")))
+    return doc

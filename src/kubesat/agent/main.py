@@ -1,0 +1,105 @@
+"""`kubesat agent`: one node's agent, from start to a clean stop.
+
+It registers the node, then heartbeats (Lease and status every 10 s) until SIGTERM or SIGINT, when
+it reports the node not ready and exits. A server that cannot be reached is retried with backoff;
+the node's state on the server is whatever the agent last wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kubesat.agent.client import ApiClient, ApiError, load_kubeconfig
+from kubesat.agent.node import RENEW_INTERVAL, READY, SHUTTING_DOWN, NodeFacts, NodeHeartbeat, default_address
+
+log = logging.getLogger("kubesat.agent")
+
+# Retries of an unreachable server: the first after 1 s, doubling up to 30 s.
+FIRST_RETRY = 1.0
+MAX_RETRY = 30.0
+
+
+class AgentError(Exception):
+    """A reason the agent cannot start, in one line."""
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    kubeconfig: Path
+    node_name: str
+    root: Path
+    runtime: str = "none"
+    address: str = ""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
+    """Run the agent until `stop` is set (or a signal arrives)."""
+    creds = load_kubeconfig(opts.kubeconfig)
+    opts.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    api = ApiClient(creds, opts.root / "pki", user_agent=f"kubesat-agent/{opts.node_name}")
+    facts = NodeFacts.read(opts.node_name, opts.address or default_address(), opts.root, opts.runtime)
+    heartbeat = NodeHeartbeat(api, facts, _now)
+    try:
+        if not await _retrying(heartbeat.register, stop, "register the node"):
+            return
+        log.info("node %s registered; heartbeats every %.0f s", opts.node_name, RENEW_INTERVAL)
+        while not await _wait(stop, RENEW_INTERVAL):
+            await _retrying(_beat(heartbeat), stop, "renew the node's lease")
+        try:
+            await heartbeat.report(SHUTTING_DOWN)
+        except (ApiError, httpx.HTTPError) as e:
+            log.warning("could not mark node %s not ready on the way out: %s", opts.node_name, e)
+        log.info("node %s stopped", opts.node_name)
+    finally:
+        await api.close()
+
+
+def _beat(heartbeat: NodeHeartbeat) -> Callable[[], Awaitable[None]]:
+    async def beat() -> None:
+        await heartbeat.renew_lease()
+        await heartbeat.report(READY)
+    return beat
+
+
+async def _retrying(step: Callable[[], Awaitable[Any]], stop: asyncio.Event, what: str) -> bool:
+    """Run `step` until it succeeds (True) or the agent is stopped (False), backing off between tries."""
+    delay = FIRST_RETRY
+    while True:
+        try:
+            await step()
+            return True
+        except ApiError as e:
+            if e.code < 500 and e.code != 429:  # refused, not unreachable: retrying cannot help
+                raise AgentError(f"could not {what}: {e}") from None
+            log.warning("could not %s (retrying in %.0f s): %s", what, delay, e)
+        except httpx.HTTPError as e:
+            log.warning("could not %s (retrying in %.0f s): %s", what, delay, e)
+        if await _wait(stop, delay):
+            return False
+        delay = min(delay * 2, MAX_RETRY)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True if the agent was stopped meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
