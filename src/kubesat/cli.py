@@ -100,13 +100,18 @@ def _parse_timeout(value: str, flag: str) -> int:
                    "the connection is closed after it.")
 @click.option("--idle-connection-timeout", "idle_timeout", default="90s", show_default=True, metavar="DURATION",
               help="Time a keep-alive connection may wait for its next request before it is closed.")
+@click.option("--node-monitor-grace-period", "node_grace", default="50s", show_default=True, metavar="DURATION",
+              help="How long a node may go without renewing its Lease before it is marked Ready=Unknown and "
+                   "tainted unreachable (kube-controller-manager's flag and 1.32 default).")
+@click.option("--node-startup-grace-period", "node_startup_grace", default="1m", show_default=True,
+              metavar="DURATION", help="The same for a node that has never posted its status.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_sans: tuple[str, ...],
           event_history: int, issuers: tuple[str, ...], api_audiences: tuple[str, ...], max_exp: str, extend: str,
           key_files: tuple[str, ...], jwks_uri: str, signing_alg: str, lookup: str, cleanup: str,
           signing_processes: int, audit_log_path: str | None, header_timeout: str, idle_timeout: str,
-          log_level: str) -> None:
+          node_grace: str, node_startup_grace: str, log_level: str) -> None:
     """Serve the Kubernetes API over HTTPS on an embedded SQLite store."""
     auds = tuple(a.strip() for v in api_audiences for a in v.split(",") if a.strip())
     tokens = TokenOptions(
@@ -138,6 +143,8 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
         audit_log_path=audit_log_path,
         request_header_timeout=_parse_timeout(header_timeout, "--request-header-timeout"),
         idle_connection_timeout=_parse_timeout(idle_timeout, "--idle-connection-timeout"),
+        node_monitor_grace_period=_parse_timeout(node_grace, "--node-monitor-grace-period"),
+        node_startup_grace_period=_parse_timeout(node_startup_grace, "--node-startup-grace-period"),
     )
 
     def ready(kubeconfig: str) -> None:

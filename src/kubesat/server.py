@@ -60,6 +60,8 @@ class ServeOptions:
     request_header_timeout: float = 32.0  # kube-apiserver's: TLS handshake, then a request's headers
     idle_connection_timeout: float = 90.0  # kube-apiserver's: a keep-alive connection between requests
     tokens: TokenOptions = field(default_factory=TokenOptions)
+    node_monitor_grace_period: float = 50.0  # kube-controller-manager 1.32's --node-monitor-grace-period
+    node_startup_grace_period: float = 60.0  # its --node-startup-grace-period
     # Filled in by later layers (tokens, RBAC) through the same object.
     extra: dict[str, Any] = field(default_factory=dict)
 

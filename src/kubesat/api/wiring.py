@@ -8,13 +8,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from kubesat import errors
 from kubesat.api import rbac_api, tokens_api
 from kubesat.api.app import App, Request, Response, json_response
-from kubesat.api.resources import ResourceHandler
+from kubesat.api.resources import ResourceHandler, status_success
 from kubesat.auth.admission import admit_pod_create
 from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
 from kubesat.controllers.gc import GarbageCollector
 from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
+from kubesat.controllers.nodelifecycle import NodeLifecycleController
+from kubesat.controllers.scheduler import Scheduler, bind_pod
 from kubesat.controllers.tokens import TokensController
 from kubesat.pki import ClusterPKI
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
@@ -37,6 +40,12 @@ class WiringOptions(Protocol):
 
     @property
     def external_address(self) -> str: ...
+
+    @property
+    def node_monitor_grace_period(self) -> float: ...
+
+    @property
+    def node_startup_grace_period(self) -> float: ...
 
 
 class Controller(Protocol):
@@ -74,8 +83,35 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
         }, req)
 
     resources.create_handlers[("authentication.k8s.io", "selfsubjectreviews", "")] = self_subject_review
+    _install_binding(resources, registry)
     _install_tokens(app, resources, registry, opts, pki)
     app.state["rbac"] = rbac_api.install(app, resources, registry)
+
+
+def _install_binding(resources: ResourceHandler, registry: Registry) -> None:
+    """pods/NAME/binding and namespaces/NS/bindings: assign a pod to a node (201 with a Success Status)."""
+
+    async def binding(req: Request, res: ResourceInfo, body: dict[str, Any]) -> Response:
+        meta = body.get("metadata")
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        ns = req.info.namespace
+        if meta.get("namespace") and meta["namespace"] != ns:
+            raise errors.bad_request("the namespace of the provided object does not match the namespace sent "
+                                     "on the request")
+        if req.info.subresource and meta.get("name", "") != req.info.name:
+            raise errors.bad_request("name in URL does not match name in Binding object")
+        dry_run = req.query.get("dryRun") or []
+        for v in dry_run:
+            if v != "All":
+                raise errors.bad_request(f'Invalid dry run value: "{v}". Supported values: "All"')
+        await bind_pod(registry, ns, body, dry_run=bool(dry_run))
+        status = status_success()
+        status["code"] = 201
+        return json_response(201, status, req)
+
+    resources.create_handlers[("", "pods", "binding")] = binding
+    resources.create_handlers[("", "bindings", "")] = binding
 
 
 def _install_tokens(
@@ -120,6 +156,10 @@ def controller_starters(
         starter(lambda: TokensController(registry, issuer.sign_legacy_claims, root_ca)),
         starter(lambda: LegacyTokenTracking(registry)),
     ]
+    starters.append(starter(lambda: Scheduler(registry)))
+    starters.append(starter(lambda: NodeLifecycleController(
+        registry, grace_period=opts.node_monitor_grace_period,
+        startup_grace_period=opts.node_startup_grace_period)))
     days = opts.tokens.legacy_cleanup_days
     if days:
         starters.append(starter(lambda: LegacyTokenCleaner(registry, period_days=days)))

@@ -113,10 +113,13 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("", "v1", "ConfigMap", "configmaps", "configmap", True, short_names=("cm",)),
     ResourceInfo(
         "", "v1", "Pod", "pods", "pod", True, short_names=("po",), categories=("all",),
-        subresources=(Subresource("status", "Pod", ("get", "patch", "update")),),
+        subresources=(Subresource("status", "Pod", ("get", "patch", "update")),
+                      Subresource("binding", "Binding", ("create",))),
         field_selectors=("spec.nodeName", "spec.serviceAccountName", "spec.restartPolicy",
                          "spec.schedulerName", "status.phase", "status.podIP", "status.nominatedNodeName"),
     ),
+    # POST namespaces/NS/bindings: the older form of pods/NAME/binding (the Binding names the pod).
+    ResourceInfo("", "v1", "Binding", "bindings", "binding", True, verbs=CREATE_ONLY, stored=False),
     ResourceInfo(
         "", "v1", "Node", "nodes", "node", False, short_names=("no",),
         subresources=(Subresource("status", "Node", ("get", "patch", "update")),),

@@ -1,0 +1,147 @@
+"""The node lifecycle controller against a real server started with a short --node-monitor-grace-period."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+
+import pytest
+from kubernetes import client, config
+
+from tests.integration.conftest import start_server, wait_for
+
+GRACE = 2  # seconds
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    srv = start_server(tmp_path_factory.mktemp("nodelife") / "data",
+                       extra=["--node-monitor-grace-period", f"{GRACE}s", "--node-startup-grace-period", "3s"])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def core(server) -> client.CoreV1Api:  # type: ignore[no-untyped-def]
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(server.kubeconfig), client_configuration=cfg)
+    return client.CoreV1Api(client.ApiClient(cfg))
+
+
+@pytest.fixture(scope="module")
+def coordination(core: client.CoreV1Api) -> client.CoordinationV1Api:
+    return client.CoordinationV1Api(core.api_client)
+
+
+def _register(core: client.CoreV1Api, name: str, status: str = "True") -> None:
+    core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+    _post_status(core, name, status)
+
+
+def _post_status(core: client.CoreV1Api, name: str, status: str = "True") -> None:
+    now = _now()
+    reason = "KubeletReady" if status == "True" else "KubeletNotReady"
+    conds = [{"type": "Ready", "status": status, "reason": reason, "message": "kubelet says so",
+              "lastHeartbeatTime": now, "lastTransitionTime": now}]
+    for t, r in (("MemoryPressure", "KubeletHasSufficientMemory"), ("DiskPressure", "KubeletHasNoDiskPressure"),
+                 ("PIDPressure", "KubeletHasSufficientPID")):
+        conds.append({"type": t, "status": "False", "reason": r, "message": "fine",
+                      "lastHeartbeatTime": now, "lastTransitionTime": now})
+    core.patch_node_status(name, {"status": {"conditions": conds}})
+
+
+def _renew(coordination: client.CoordinationV1Api, name: str) -> None:
+    body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name},
+            "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": _now()}}
+    try:
+        coordination.replace_namespaced_lease(name, "kube-node-lease", body)
+    except client.ApiException as e:
+        if e.status != 404:
+            raise
+        coordination.create_namespaced_lease("kube-node-lease", body)
+
+
+def _conditions(core: client.CoreV1Api, name: str) -> dict[str, client.V1NodeCondition]:
+    status = core.read_node(name).status
+    return {c.type: c for c in (status.conditions if status else None) or []}
+
+
+def _taints(core: client.CoreV1Api, name: str) -> list[tuple[str, str]]:
+    spec = core.read_node(name).spec
+    return sorted((t.key, t.effect) for t in (spec.taints if spec else None) or [])
+
+
+def test_lease_keeps_a_node_ready_and_its_loss_makes_it_unknown(
+        core: client.CoreV1Api, coordination: client.CoordinationV1Api, server) -> None:  # type: ignore[no-untyped-def]
+    _register(core, "n1")
+    stop = threading.Event()
+
+    def kubelet() -> None:
+        while not stop.is_set():
+            _renew(coordination, "n1")
+            stop.wait(0.5)
+
+    t = threading.Thread(target=kubelet, daemon=True)
+    t.start()
+    try:
+        # Over two grace periods with only the Lease renewed: still Ready, no taints.
+        stop.wait(2 * GRACE + 0.5)
+        assert _conditions(core, "n1")["Ready"].status == "True"
+        assert _taints(core, "n1") == []
+    finally:
+        stop.set()
+        t.join()
+    ready = wait_for(lambda: (c := _conditions(core, "n1")["Ready"]).status == "Unknown" and c,
+                     timeout=4 * GRACE, what="Ready=Unknown")
+    assert (ready.reason, ready.message) == ("NodeStatusUnknown", "Kubelet stopped posting node status.")
+    for other in ("MemoryPressure", "DiskPressure", "PIDPressure"):
+        c = _conditions(core, "n1")[other]
+        assert (c.status, c.reason) == ("Unknown", "NodeStatusUnknown")
+    taints = wait_for(lambda: len(_taints(core, "n1")) == 2 and core.read_node("n1").spec.taints, what="taints")
+    assert sorted((t.key, t.effect) for t in taints) == [
+        ("node.kubernetes.io/unreachable", "NoExecute"), ("node.kubernetes.io/unreachable", "NoSchedule")]
+    assert all(t.time_added is not None for t in taints)
+    assert "NotReady" in server.kubectl("get", "node", "n1").stdout
+
+    evs = core.list_namespaced_event("default", field_selector="involvedObject.name=n1").items
+    by_reason = {e.reason: e for e in evs}
+    assert by_reason["NodeNotReady"].message == "Node n1 status is now: NodeNotReady"
+    assert by_reason["RegisteredNode"].message == "Node n1 event: Registered Node n1 in Controller"
+    assert by_reason["NodeNotReady"].source.component == "node-controller"
+
+    # A pod that tolerates nothing cannot go there, and says why.
+    core.create_namespaced_pod("default", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                                           "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+
+    def unschedulable_message() -> str:
+        conds = core.read_namespaced_pod("p", "default").status.conditions or []
+        return next((c.message for c in conds if c.type == "PodScheduled" and c.status == "False"), "")
+
+    assert wait_for(unschedulable_message) == (
+        "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }. "
+        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
+
+    # The kubelet comes back: Ready again, taints gone, the pod scheduled.
+    _post_status(core, "n1")
+    _renew(coordination, "n1")
+    wait_for(lambda: _taints(core, "n1") == [], what="taints removed")
+    assert wait_for(lambda: core.read_namespaced_pod("p", "default").spec.node_name) == "n1"
+
+
+def test_not_ready_node_is_tainted_not_ready(core: client.CoreV1Api) -> None:
+    _register(core, "n2", status="False")
+    wait_for(lambda: _taints(core, "n2") == [("node.kubernetes.io/not-ready", "NoExecute"),
+                                             ("node.kubernetes.io/not-ready", "NoSchedule")],
+             what="not-ready taints")
+
+
+def test_node_that_never_posts_status(core: client.CoreV1Api) -> None:
+    core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n3"}})
+    ready = wait_for(lambda: _conditions(core, "n3").get("Ready"), timeout=10, what="Ready condition")
+    assert (ready.status, ready.reason, ready.message) == (
+        "Unknown", "NodeStatusNeverUpdated", "Kubelet never posted node status.")
+    wait_for(lambda: ("node.kubernetes.io/unreachable", "NoSchedule") in _taints(core, "n3"), what="taint")
