@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from kubesat import __version__, logs
-from kubesat.pki import PKIError
+from kubesat.pki import ClusterPKI, PKIError
 from kubesat.server import ServeError, ServeOptions, default_data_dir, serve as run
 from kubesat.tokens.issuer import DEFAULT_ISSUER, TokenOptions, validate_options
 from kubesat.tokens.keyring import KeyRing, KeyRingError
@@ -160,6 +160,23 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
     except KeyboardInterrupt:
         code = 0
     sys.exit(code)
+
+
+@main.command()
+@click.option("--node", "node", required=True, metavar="NAME",
+              help="Node name: the certificate is for user system:node:NAME in group system:nodes.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The server's data dir (its CA signs). Default: $KUBESAT_DATA_DIR, else ~/.kubesat.")
+@click.option("--server", "server_url", default="", metavar="URL",
+              help="API server address to write. Default: the one in the data dir's admin.kubeconfig.")
+def kubeconfig(node: str, data_dir: Path | None, server_url: str) -> None:
+    """Print a kubeconfig with node credentials, as a kubelet's (the Node authorizer limits what it may do)."""
+    try:
+        doc = ClusterPKI((data_dir or default_data_dir()).expanduser().absolute()).node_kubeconfig(node, server_url)
+    except PKIError as e:
+        _fail(str(e))
+        return
+    click.echo(doc.decode(), nl=False)
 
 
 @main.group()

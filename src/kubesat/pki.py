@@ -11,6 +11,7 @@ import base64
 import datetime
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,9 @@ SERVING_DNS_NAMES = (
     "kubernetes.default.svc.cluster.local",
 )
 SERVING_IPS = ("127.0.0.1", "::1")
+NODE_USER_PREFIX = "system:node:"
+NODES_GROUP = "system:nodes"
+NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 CA_DAYS = 3650
 LEAF_DAYS = 365
 # The private keys x509.CertificateBuilder.sign accepts (CertificateIssuerPrivateKeyTypes).
@@ -255,6 +259,28 @@ class ClusterPKI:
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, user))
         cert = _issue(x509.Name(attrs), key.public_key(), ca_cert.subject, ca_key, days=LEAF_DAYS, client=True)
         return _pem_key(key), _pem_cert(cert)
+
+    def node_kubeconfig(self, node: str, server_url: str = "") -> bytes:
+        """A kubeconfig for node `node`: a client certificate for `system:node:<node>` in group `system:nodes`,
+        signed by the cluster CA; the server is the admin kubeconfig's unless given."""
+        if not NODE_NAME.fullmatch(node) or len(node) > 253:
+            raise PKIError(f"invalid node name {node!r}: a lowercase RFC 1123 subdomain must consist of lower case "
+                           "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character")
+        for path in (self.ca_cert, self.ca_key):
+            if not path.exists():
+                raise PKIError(f"{path} is missing: start `kubesat serve` with this data dir first")
+        if not server_url:
+            server_url = self._admin_server_url()
+        user = f"{NODE_USER_PREFIX}{node}"
+        key_pem, cert_pem = self.issue_client_cert(user, (NODES_GROUP,))
+        return kubeconfig_yaml(server_url, self.ca_cert.read_bytes(), user, cert_pem, key_pem)
+
+    def _admin_server_url(self) -> str:
+        try:
+            doc = yaml.safe_load(self.kubeconfig.read_text())
+            return str(doc["clusters"][0]["cluster"]["server"])
+        except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError) as e:
+            raise PKIError(f"{self.kubeconfig}: cannot read the server address ({e}); pass --server") from None
 
     def _ensure_sa_key(self, alg: str = "RS256") -> None:
         if self.sa_key.exists():

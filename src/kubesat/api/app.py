@@ -285,6 +285,7 @@ class App:
             subresource=info.subresource,
             name=info.name,
             path=req.path,
+            field_selector=req.q("fieldSelector") if info.verb in ("list", "watch") else "",
         )
         decision, reason = self.authorizer.authorize(attrs)
         if decision != ALLOW:
@@ -292,8 +293,8 @@ class App:
             if reason:
                 why += f": {reason}"
             if info.resource_request:
-                raise errors.forbidden(info.resource + (f"/{info.subresource}" if info.subresource else ""),
-                                       info.name, why, info.api_group)
+                # Kubernetes names the resource alone here; the subresource is in `why`.
+                raise errors.forbidden(info.resource, info.name, why, info.api_group)
             raise errors.StatusError(403, "Forbidden", f"forbidden: {why}", details={})
         handler = self.paths.get(req.path)
         if handler is None and info.resource_request and self.resource_handler is not None:

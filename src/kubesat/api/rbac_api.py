@@ -12,7 +12,8 @@ from kubesat.api import codec
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler
 from kubesat.auth import bootstrap_policy, escalation, reviews
-from kubesat.auth.authz import ALLOW, DENY, Attributes
+from kubesat.auth.authz import ALLOW, DENY, Attributes, Authorizer
+from kubesat.auth.node import RULES_NOT_ENUMERATED, node_identity
 from kubesat.auth.rbac import RBAC_GROUP, RBACAuthorizer, RBACIndex
 from kubesat.auth.user import AUTHENTICATED, MASTERS, UserInfo
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
@@ -39,6 +40,8 @@ class RBAC:
         self.registry = registry
         self.index = RBACIndex()
         self.authorizer = RBACAuthorizer(self.index)
+        # The whole chain (Node, then RBAC) once node authorization is installed: reviews and impersonation use it.
+        self.decider: Authorizer = self.authorizer
         self._aggregation: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ the index
@@ -195,13 +198,16 @@ class RBAC:
             rules = list(self.index.rules_for(req.user, namespace))
             if MASTERS in req.user.groups:
                 rules = list(reviews.MASTERS_RULES) + rules
-            status = reviews.rules_review_status(rules)
+            # The Node authorizer cannot list what it allows a node, so a node's rules are never complete.
+            is_node = node_identity(req.user)[1]
+            status = reviews.rules_review_status(rules, incomplete=is_node,
+                                                 evaluation_error=RULES_NOT_ENUMERATED if is_node else "")
             return json_response(201, {"kind": kind, "apiVersion": res.api_version,
                                        "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}, req)
         reviews.validate_sar(kind, body, req.info.namespace)
         subject = req.user if kind == reviews.SELF_SAR else reviews.user_from_sar_spec(spec)
         attrs = reviews.attributes_from_sar_spec(spec, subject)
-        decision, reason = self.authorizer.authorize(attrs)
+        decision, reason = self.decider.authorize(attrs)
         out_spec = dict(spec)
         if kind == reviews.SELF_SAR:
             pass
@@ -234,7 +240,7 @@ class RBAC:
 
         def need(resource: str, name: str, group: str = "", sub: str = "", ns: str = "") -> None:
             attrs = Attributes(actor, "impersonate", True, ns, group, "v1", resource, sub, name)
-            if self.authorizer.authorize(attrs)[0] != ALLOW:
+            if self.decider.authorize(attrs)[0] != ALLOW:
                 raise errors.StatusError(
                     403, "Forbidden",
                     f'{resource} "{name}" is forbidden: User "{actor.name}" cannot impersonate resource '

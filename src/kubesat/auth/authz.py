@@ -23,6 +23,7 @@ class Attributes:
     subresource: str = ""
     name: str = ""
     path: str = ""
+    field_selector: str = ""  # a list's or watch's raw fieldSelector (the Node authorizer reads it)
 
 
 ALLOW = "allow"

@@ -106,6 +106,35 @@ def _aggregate_to_view_rules() -> list[dict[str, Any]]:
     ]
 
 
+def node_rules() -> list[dict[str, Any]]:
+    """The `system:node` ClusterRole's rules (1.32 NodeRules, default feature gates): what the Node authorizer
+    grants every node outright; reads of Secrets, ConfigMaps, volumes and tokens it limits through its graph."""
+    return [
+        _rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
+        _rule(["create"], ["authorization.k8s.io"], ["localsubjectaccessreviews", "subjectaccessreviews"]),
+        _rule(READ, [""], ["services"]),
+        _rule(["create", "get", "list", "watch"], [""], ["nodes"]),
+        _rule(["patch", "update"], [""], ["nodes/status"]),
+        _rule(["patch", "update"], [""], ["nodes"]),
+        _rule(["create", "patch", "update"], ["", "events.k8s.io"], ["events"]),
+        _rule(READ, [""], ["pods"]),
+        _rule(["create", "delete"], [""], ["pods"]),
+        _rule(["patch", "update"], [""], ["pods/status"]),
+        _rule(["create"], [""], ["pods/eviction"]),
+        _rule(READ, [""], ["configmaps", "secrets"]),
+        _rule(["get"], [""], ["persistentvolumeclaims", "persistentvolumes"]),
+        _rule(["get"], [""], ["endpoints"]),
+        _rule(["create", "get", "list", "watch"], ["certificates.k8s.io"], ["certificatesigningrequests"]),
+        _rule(["create", "delete", "get", "patch", "update"], ["coordination.k8s.io"], ["leases"]),
+        _rule(["get"], ["storage.k8s.io"], ["volumeattachments"]),
+        _rule(["get", "patch", "update"], [""], ["persistentvolumeclaims/status"]),
+        _rule(["create"], [""], ["serviceaccounts/token"]),
+        _rule(READ, ["storage.k8s.io"], ["csidrivers"]),
+        _rule(["create", "delete", "get", "patch", "update"], ["storage.k8s.io"], ["csinodes"]),
+        _rule(READ, ["node.k8s.io"], ["runtimeclasses"]),
+    ]
+
+
 def cluster_roles() -> list[dict[str, Any]]:
     """The bootstrap ClusterRoles, as kube-apiserver 1.32 creates them (aggregated roles start with null rules)."""
     return [
@@ -131,6 +160,7 @@ def cluster_roles() -> list[dict[str, Any]]:
         ]),
         _cluster_role("system:service-account-issuer-discovery", [
             _rule(["get"], urls=["/.well-known/openid-configuration", "/openid/v1/jwks"])]),
+        _cluster_role("system:node", node_rules()),
     ]
 
 
@@ -152,7 +182,14 @@ def cluster_role_bindings() -> list[dict[str, Any]]:
         _binding("system:basic-user", ["system:authenticated"]),
         _binding("system:public-info-viewer", ["system:authenticated", "system:unauthenticated"]),
         _binding("system:service-account-issuer-discovery", ["system:serviceaccounts"]),
+        # Kept without subjects since the Node authorizer took over (1.8): nodes get system:node's rules from it.
+        _subjectless(_binding("system:node", [])),
     ]
+
+
+def _subjectless(binding: dict[str, Any]) -> dict[str, Any]:
+    binding.pop("subjects", None)
+    return binding
 
 
 # ------------------------------------------------------------------------------ reconciliation
