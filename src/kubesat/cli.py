@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -11,6 +12,9 @@ from pathlib import Path
 import click
 
 from kubesat import __version__, logs
+from kubesat.agent.client import KubeconfigError
+from kubesat.agent.main import AgentError, AgentOptions
+from kubesat.agent.main import run as run_agent
 from kubesat.pki import ClusterPKI, PKIError
 from kubesat.server import ServeError, ServeOptions, default_data_dir, serve as run
 from kubesat.tokens.issuer import DEFAULT_ISSUER, TokenOptions, validate_options
@@ -177,6 +181,30 @@ def kubeconfig(node: str, data_dir: Path | None, server_url: str) -> None:
         _fail(str(e))
         return
     click.echo(doc.decode(), nl=False)
+
+
+@main.command()
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), required=True, metavar="FILE",
+              help="Kubeconfig of the node's identity (`kubesat kubeconfig --node NAME` makes one).")
+@click.option("--node-name", "node_name", required=True, metavar="NAME", help="Name of the Node to register.")
+@click.option("--root", "root_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Directory for the agent's state and the pods' volumes (the kubelet's --root-dir). "
+                   "[default: ~/.kubesat/agent/NAME]")
+@click.option("--node-ip", "node_ip", default="", metavar="IP", help="Address the Node reports. [default: loopback]")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+def agent(kubeconfig: Path, node_name: str, root_dir: Path | None, node_ip: str, log_level: str) -> None:
+    """Run a node agent: register the Node and keep its Lease and status fresh until SIGTERM."""
+    logs.configure(log_level)
+    root = root_dir or Path.home() / ".kubesat" / "agent" / node_name
+    try:
+        asyncio.run(run_agent(AgentOptions(kubeconfig=kubeconfig, node_name=node_name, root=root, address=node_ip)))
+    except KubeconfigError as e:
+        _fail(f"kubeconfig: {e}")
+    except AgentError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"agent root {root}: {e}")
 
 
 @main.group()
