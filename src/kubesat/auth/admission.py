@@ -86,21 +86,29 @@ def should_automount(sa: dict[str, Any], pod: dict[str, Any]) -> bool:
     return True
 
 
-def pod_secret_names(pod: dict[str, Any]) -> list[str]:
-    """Every Secret a pod refers to (Kubernetes' VisitPodSecretNames, all container kinds)."""
-    spec = _d(pod.get("spec"))
-    out: list[str] = [_d(r).get("name") or "" for r in _l(spec.get("imagePullSecrets"))]
+def container_env_refs(spec: dict[str, Any], env_from_key: str, value_from_key: str) -> list[str]:
+    """Names every container of a pod spec (init and ephemeral too) refers to through `envFrom` and
+    `env[].valueFrom`, e.g. ("secretRef", "secretKeyRef") for Secrets."""
+    out: list[str] = []
     for key in ("initContainers", "containers", "ephemeralContainers"):
         for c in _l(spec.get(key)):
             c = _d(c)
             for ef in _l(c.get("envFrom")):
-                ref = _d(ef).get("secretRef")
+                ref = _d(ef).get(env_from_key)
                 if isinstance(ref, dict):
                     out.append(ref.get("name") or "")
             for ev in _l(c.get("env")):
-                ref = _d(_d(ev).get("valueFrom")).get("secretKeyRef")
+                ref = _d(_d(ev).get("valueFrom")).get(value_from_key)
                 if isinstance(ref, dict):
                     out.append(ref.get("name") or "")
+    return out
+
+
+def pod_secret_names(pod: dict[str, Any]) -> list[str]:
+    """Every Secret a pod refers to (Kubernetes' VisitPodSecretNames, all container kinds)."""
+    spec = _d(pod.get("spec"))
+    out: list[str] = [_d(r).get("name") or "" for r in _l(spec.get("imagePullSecrets"))]
+    out += container_env_refs(spec, "secretRef", "secretKeyRef")
     for v in _l(spec.get("volumes")):
         v = _d(v)
         if isinstance(v.get("secret"), dict):

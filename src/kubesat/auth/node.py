@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kubesat.auth.admission import pod_secret_names
+from kubesat.auth.admission import container_env_refs, pod_secret_names
 from kubesat.auth.authz import ALLOW, NO_OPINION, Attributes, Authorizer
 from kubesat.auth.bootstrap_policy import node_rules
 from kubesat.auth.rbac import Rule, rules_allow
@@ -56,18 +56,7 @@ def _l(v: Any) -> list[Any]:
 def pod_configmap_names(pod: dict[str, Any]) -> list[str]:
     """Every ConfigMap a pod refers to (Kubernetes' VisitPodConfigmapNames, all container kinds)."""
     spec = _d(pod.get("spec"))
-    out: list[str] = []
-    for key in ("initContainers", "containers", "ephemeralContainers"):
-        for c in _l(spec.get(key)):
-            c = _d(c)
-            for ef in _l(c.get("envFrom")):
-                ref = _d(ef).get("configMapRef")
-                if isinstance(ref, dict):
-                    out.append(ref.get("name") or "")
-            for ev in _l(c.get("env")):
-                ref = _d(_d(ev).get("valueFrom")).get("configMapKeyRef")
-                if isinstance(ref, dict):
-                    out.append(ref.get("name") or "")
+    out = container_env_refs(spec, "configMapRef", "configMapKeyRef")
     for v in _l(spec.get("volumes")):
         v = _d(v)
         if isinstance(v.get("configMap"), dict):
