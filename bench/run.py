@@ -53,11 +53,12 @@ def table(entries: list[Entry]) -> str:
     lines, section = [], None
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in pairs)
 
     lines.append(line(head))
     lines.append("  ".join("-" * w for w in widths))
-    for e, r in zip(entries, rows):
+    for e, r in zip(entries, rows, strict=True):
         if e.section != section:
             section = e.section
             lines.append(f"[{section}]")
@@ -80,7 +81,7 @@ def main() -> int:
         if used_by & set(wanted) and not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install {tool})")
     started = time.perf_counter()
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     about = machine()
     print(f"kubesat bench{' --quick' if args.quick else ''}: {when}; {about}", flush=True)
     res = Results()

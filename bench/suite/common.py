@@ -137,7 +137,7 @@ class Proc:
         self.port = port
         start = time.perf_counter()
         # stderr goes to a file, never a pipe nobody reads (a full pipe would stall the server)
-        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, env=env)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

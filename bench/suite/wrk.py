@@ -201,10 +201,7 @@ def run(url: str, load: Load, seconds: float, connections: int = 4, delay_ms: fl
         before = os.times()
         argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s}s",
                 "-s", script, url + load.path]
-        if load.limit:
-            out = _until_limit(argv)
-        else:
-            out = subprocess.run(argv, capture_output=True, text=True, check=False)
+        out = _until_limit(argv) if load.limit else subprocess.run(argv, capture_output=True, text=True, check=False)
         after = os.times()
         cpu = (cpu_seconds(server_pid) - cpu) if server_pid else 0.0
     finally:
