@@ -1,8 +1,9 @@
 """`kubesat agent`: one node's agent, from start to a clean stop.
 
-It registers the node, then heartbeats (Lease and status every 10 s) until SIGTERM or SIGINT, when
-it reports the node not ready and exits. A server that cannot be reached is retried with backoff;
-the node's state on the server is whatever the agent last wrote.
+It registers the node, then heartbeats (Lease and status every 10 s) and looks after the pods bound
+to it (`pods`) until SIGTERM or SIGINT, when it reports the node not ready and exits. A server that
+cannot be reached is retried with backoff; the node's state on the server is whatever the agent
+last wrote.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 
 from kubesat.agent.client import ApiClient, ApiError, load_kubeconfig
+from kubesat.agent.pods import PodManager
 from kubesat.agent.node import RENEW_INTERVAL, READY, SHUTTING_DOWN, NodeFacts, NodeHeartbeat, default_address
 
 log = logging.getLogger("kubesat.agent")
@@ -48,6 +50,7 @@ def _now() -> datetime:
 async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
     """Run the agent until `stop` is set (or a signal arrives)."""
     creds = load_kubeconfig(opts.kubeconfig)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is the server's audit log's job
     opts.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -60,8 +63,15 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
         if not await _retrying(heartbeat.register, stop, "register the node"):
             return
         log.info("node %s registered; heartbeats every %.0f s", opts.node_name, RENEW_INTERVAL)
-        while not await _wait(stop, RENEW_INTERVAL):
-            await _retrying(_beat(heartbeat), stop, "renew the node's lease")
+        pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address)
+        workers = [asyncio.create_task(pods.follow(stop)), asyncio.create_task(pods.keep_fresh(stop))]
+        try:
+            while not await _wait(stop, RENEW_INTERVAL):
+                await _retrying(_beat(heartbeat), stop, "renew the node's lease")
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
         try:
             await heartbeat.report(SHUTTING_DOWN)
         except (ApiError, httpx.HTTPError) as e:

@@ -273,12 +273,14 @@ async def bind_pod(registry: Registry, namespace: str, binding: dict[str, Any], 
             return
         pmeta.pop("resourceVersion", None)
         try:
-            await registry.store.update(key, encode(pod), kv.mod_revision)
-            return
+            rev = await registry.store.update(key, encode(pod), kv.mod_revision)
         except RevisionConflict:
             continue
         except KeyNotFound:
             raise errors.not_found("pods", name) from None
+        pmeta["resourceVersion"] = str(rev)
+        registry.written(PODS, pod)  # the node graph learns that the pod is on its node now
+        return
     raise errors.conflict("pods", name, "the object has been modified; please apply your changes to the latest "
                                         "version and try again")
 

@@ -658,6 +658,10 @@ class Registry:
             return obj, True
         raise errors.conflict(info.plural, name, MODIFIED_MSG, info.group)
 
+    def written(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        """Tell the write observers (the RBAC index, the node graph) of a write made past the strategy."""
+        self._written(info, obj)
+
     def _written(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         for cb in self.on_write:
             cb(info, obj)
