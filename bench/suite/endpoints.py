@@ -95,7 +95,8 @@ def throughput(res: Results, ks: Kubesat, floor: Floor, token: str, seconds: flo
             return statistics.median(getattr(x, attr) / getattr(y, attr) for x, y in zip(a, b, strict=True))
 
         res.add(SECTION, f"{c.label} req/s", rates[c.label], "req/s", "framework floor", rates["floor"],
-                ratio=med_ratio(rs, fl, "rate"), target=c.floor_ratio_target, detail=detail(rs))
+                ratio=med_ratio(rs, fl, "rate"), target=c.floor_ratio_target,
+                detail=f"{detail(rs)}; the floor: {statistics.median(r.server_cpu_us for r in fl):.0f} us/req")
         if c.label != "/livez":
             res.add(SECTION, f"{c.label} req/s vs /livez", rates[c.label], "req/s", "/livez",
                     rates["/livez"], ratio=med_ratio(rs, runs["/livez"], "rate"))
