@@ -193,12 +193,23 @@ def kubeconfig(node: str, data_dir: Path | None, server_url: str) -> None:
 @click.option("--node-ip", "node_ip", default="", metavar="IP", help="Address the Node reports. [default: loopback]")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
-def agent(kubeconfig: Path, node_name: str, root_dir: Path | None, node_ip: str, log_level: str) -> None:
-    """Run a node agent: register the Node and keep its Lease and status fresh until SIGTERM."""
+@click.option("--test-clock-rate", "clock_rate", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
+              envvar="KUBESAT_AGENT_CLOCK_RATE", metavar="N",
+              help="For tests only: the token refresh rule's clock runs N times as fast as real time "
+                   "(env KUBESAT_AGENT_CLOCK_RATE). Timestamps sent to the server stay real.")
+@click.option("--test-clock-offset", "clock_offset", type=float, default=0.0,
+              envvar="KUBESAT_AGENT_CLOCK_OFFSET", metavar="SECONDS",
+              help="For tests only: the token refresh rule's clock is shifted by SECONDS "
+                   "(env KUBESAT_AGENT_CLOCK_OFFSET).")
+def agent(kubeconfig: Path, node_name: str, root_dir: Path | None, node_ip: str, log_level: str,
+          clock_rate: float, clock_offset: float) -> None:
+    """Run a node agent: register the Node, keep its Lease and status fresh, write and refresh the volumes
+    of the pods bound to it until SIGTERM."""
     logs.configure(log_level)
     root = root_dir or Path.home() / ".kubesat" / "agent" / node_name
     try:
-        asyncio.run(run_agent(AgentOptions(kubeconfig=kubeconfig, node_name=node_name, root=root, address=node_ip)))
+        asyncio.run(run_agent(AgentOptions(kubeconfig=kubeconfig, node_name=node_name, root=root, address=node_ip,
+                                           clock_rate=clock_rate, clock_offset=clock_offset)))
     except KubeconfigError as e:
         _fail(f"kubeconfig: {e}")
     except AgentError as e:

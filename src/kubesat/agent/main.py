@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 
 from kubesat.agent.client import ApiClient, ApiError, load_kubeconfig
-from kubesat.agent.pods import PodManager
+from kubesat.agent.pods import REFRESH_TICK, PodManager
 from kubesat.agent.node import RENEW_INTERVAL, READY, SHUTTING_DOWN, NodeFacts, NodeHeartbeat, default_address
 
 log = logging.getLogger("kubesat.agent")
@@ -28,6 +29,8 @@ log = logging.getLogger("kubesat.agent")
 # Retries of an unreachable server: the first after 1 s, doubling up to 30 s.
 FIRST_RETRY = 1.0
 MAX_RETRY = 30.0
+# The refresh tick never gets shorter than this, however fast the test clock runs.
+MIN_TICK = 0.05
 
 
 class AgentError(Exception):
@@ -41,6 +44,27 @@ class AgentOptions:
     root: Path
     runtime: str = "none"
     address: str = ""
+    # For tests: the token refresh rule's clock runs `clock_rate` times as fast as real time from the
+    # agent's start, plus `clock_offset` seconds. Nothing sent to the server uses it.
+    clock_rate: float = 1.0
+    clock_offset: float = 0.0
+
+
+def refresh_clock(rate: float = 1.0, offset: float = 0.0,
+                  real: Callable[[], float] = time.time) -> Callable[[], float]:
+    """The clock of the token refresh rule: real time, or (for tests) real time run fast and/or shifted."""
+    if rate == 1.0 and offset == 0.0:
+        return real
+    start = real()
+
+    def now() -> float:
+        return start + (real() - start) * rate + offset
+    return now
+
+
+def refresh_tick(rate: float = 1.0) -> float:
+    """How often the token clock is looked at: a clock run N times as fast is looked at N times as often."""
+    return max(MIN_TICK, REFRESH_TICK / max(rate, 1.0))
 
 
 def _now() -> datetime:
@@ -63,7 +87,12 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
         if not await _retrying(heartbeat.register, stop, "register the node"):
             return
         log.info("node %s registered; heartbeats every %.0f s", opts.node_name, RENEW_INTERVAL)
-        pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address)
+        if opts.clock_rate != 1.0 or opts.clock_offset != 0.0:
+            log.warning("test clock: token refresh decisions run %g times as fast, offset %+g s",
+                        opts.clock_rate, opts.clock_offset)
+        pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address,
+                          token_clock=refresh_clock(opts.clock_rate, opts.clock_offset),
+                          tick=refresh_tick(opts.clock_rate))
         workers = [asyncio.create_task(pods.follow(stop)), asyncio.create_task(pods.keep_fresh(stop))]
         try:
             while not await _wait(stop, RENEW_INTERVAL):
