@@ -6,6 +6,7 @@ the old token valid, and the refresh happens once it is back."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -143,3 +144,51 @@ def test_kill_9_and_restart_adopts_the_volumes(server: Server, tmp_path: Path) -
         assert "adopted the token of pod default/kill-kept" in agent.log.read_text()
     finally:
         agent.stop()
+
+
+def test_a_server_restart_under_a_running_agent(own_server: Server, tmp_path: Path) -> None:
+    server = own_server
+    agent = Agent(server, "faults-restart", tmp_path)
+    agent.start()
+    try:
+        pod = _pod(server, "restart-kept", agent.node)
+        vol = _token_dir(agent, pod)
+        token = _wait_token(vol)
+        before = _data_link(vol)
+        server = _restart(server)
+        # The watch resumes: a pod created after the restart gets its files, from the same agent process.
+        late = _pod(server, "restart-late", agent.node)
+        _wait_token(_token_dir(agent, late), 40)
+        assert agent.proc is not None and agent.proc.poll() is None
+        assert (vol / "token").read_text() == token and _data_link(vol) == before, "rewritten after the restart"
+        assert _authenticates(server, token)
+        wait_for(lambda: '"Ready"' in server.kubectl("get", "node", agent.node, "-o", "json").stdout, 20, "Ready")
+    finally:
+        agent.stop()
+        server.stop()
+
+
+def test_the_server_down_for_longer_than_a_refresh_interval(own_server: Server, tmp_path: Path) -> None:
+    server = own_server
+    rate = 60.0  # a 600 s token is due for refresh after about 8 s
+    agent = Agent(server, "faults-down", tmp_path, env={"KUBESAT_AGENT_CLOCK_RATE": str(rate)})
+    agent.start()
+    try:
+        pod = _pod(server, "down-pod", agent.node, expiration=600)
+        vol = _token_dir(agent, pod, "tok")
+        token = _wait_token(vol)
+        before = _data_link(vol)
+        iat = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["iat"]
+        server.stop()
+        time.sleep(max(0.0, iat + 480 / rate + 5 - time.time()))  # well past the refresh point
+        assert (vol / "token").read_text() == token and _data_link(vol) == before
+        assert "failed (retrying in" in agent.log.read_text()
+        server = start_server(server.data_dir, port=server.port)
+        assert _authenticates(server, token), "the old token is still within its life"
+        fresh = str(wait_for(lambda: (vol / "token").read_text() != token and (vol / "token").read_text(), 40,
+                             "the refresh once the server is back"))
+        assert _authenticates(server, fresh)
+        assert _authenticates(server, token)
+    finally:
+        agent.stop()
+        server.stop()
