@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -31,6 +30,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from suite.common import cpu_seconds, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,11 +48,6 @@ response = function(status, headers, body)
 end
 """
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -91,22 +87,6 @@ def bench_identity(server: Server) -> str:
     server.kubectl("create", "clusterrolebinding", "bench", "--clusterrole=cluster-admin",
                    "--serviceaccount=default:bench")
     return server.kubectl("create", "token", "bench", "--duration=24h").strip()
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time used so far by a server process and its helper processes (signer, YAML parser)."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1] is the parent's pid
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 def wrk(server: Server, path: str, script: Path, seconds: float, connections: int,

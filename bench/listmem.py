@@ -23,20 +23,11 @@ import threading
 import time
 from pathlib import Path
 
+from suite.common import rss_mb
 from throughput import free_port, tls_context
 
 POD = {"spec": {"serviceAccountName": "default", "automountServiceAccountToken": False,
                 "containers": [{"name": "c", "image": "busybox", "env": [{"name": "A", "value": "b" * 64}]}]}}
-
-
-def rss(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of a process in MB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = int(value.split()[0]) / 1024
-    return fields["VmRSS"], fields["VmHWM"]
 
 
 def seed(data: Path, port: int, count: int, writers: int) -> None:
@@ -104,7 +95,7 @@ async def watches(data: Path, port: int, n: int, want: int, pid: int) -> tuple[f
 
     async def measure() -> None:
         await all_started.wait()
-        measured.append(rss(pid))
+        measured.append(rss_mb(pid))
 
     await asyncio.gather(measure(), *(one_watch(ctx, port, want, all_started, started) for _ in range(n)))
     return measured[0]
@@ -124,16 +115,16 @@ def main() -> int:
         try:
             assert proc.stdout is not None
             proc.stdout.readline()
-            print(f"fresh server: RSS {rss(proc.pid)[0]:.0f} MB")
+            print(f"fresh server: RSS {rss_mb(proc.pid)[0]:.0f} MB")
             t0 = time.perf_counter()
             seed(data, port, args.objects, args.writers)
             time.sleep(2)
-            base, hwm = rss(proc.pid)
+            base, hwm = rss_mb(proc.pid)
             print(f"stored {args.objects} Pods in {time.perf_counter() - t0:.1f} s: RSS {base:.0f} MB (peak {hwm:.0f})")
             t0 = time.perf_counter()
             items = full_list(data, port)
             took = time.perf_counter() - t0
-            cur, hwm = rss(proc.pid)
+            cur, hwm = rss_mb(proc.pid)
             print(f"after GET /api/v1/pods ({items} items, {took:.2f} s): RSS {cur:.0f} MB (+{cur - base:.0f}; "
                   f"peak {hwm:.0f})")
             t0 = time.perf_counter()
@@ -141,7 +132,7 @@ def main() -> int:
             print(f"{args.watches} watches open with their {args.objects} initial events each "
                   f"({time.perf_counter() - t0:.1f} s): RSS {cur:.0f} MB (+{cur - base:.0f}; peak {hwm:.0f})")
             time.sleep(2)
-            cur, hwm = rss(proc.pid)
+            cur, hwm = rss_mb(proc.pid)
             print(f"after the watches closed: RSS {cur:.0f} MB (+{cur - base:.0f}; peak {hwm:.0f})")
         finally:
             proc.send_signal(signal.SIGTERM)
