@@ -242,6 +242,10 @@ class ClusterPKI:
         write_private(self.admin_key, key_pem)
         write_public(self.admin_cert, cert_pem)
 
+    def load_ca(self) -> tuple[CertificateIssuerPrivateKeyTypes, x509.Certificate]:
+        """The cluster CA's key and certificate, what the CertificateSigningRequest signer signs with."""
+        return _load_issuer_key(self.ca_key), _load_cert(self.ca_cert)
+
     def issue_client_cert(
         self,
         user: str,

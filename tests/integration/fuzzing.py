@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import functools
 import http.client
 import re
 from collections import defaultdict
@@ -10,11 +12,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
 from .rawclient import Answer, RawClient, Sent, status_problem
 
 NS = "fuzz"
 TARGET = "fuzz-target"
 SERVICE_ACCOUNT = "fuzz-sa"
+
+@functools.cache
+def _csr_spec() -> dict[str, Any]:
+    """A CertificateSigningRequest's spec: a real, signed PKCS#10 request (validation checks its signature)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    req = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz")])).sign(key, hashes.SHA256())
+    pem = req.public_bytes(serialization.Encoding.PEM)
+    return {"spec": {"request": base64.b64encode(pem).decode(), "signerName": "example.com/fuzz",
+                     "usages": ["client auth"]}}
+
 
 _ROLE_REF = {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}}
 # What a kind needs beyond apiVersion, kind and name to be created, by namespace (a new kind that needs more
@@ -24,6 +42,7 @@ SEED_EXTRAS: dict[str, Callable[[str], dict[str, Any]]] = {
     "RoleBinding": lambda ns: _ROLE_REF,
     "ClusterRoleBinding": lambda ns: _ROLE_REF,
     "Event": lambda ns: {"involvedObject": {"kind": "ConfigMap", "name": TARGET, "namespace": ns}},
+    "CertificateSigningRequest": lambda ns: _csr_spec(),
 }
 
 

@@ -65,7 +65,12 @@ def test_names_labels_annotations():
     assert set(ROLES) == {
         "cluster-admin", "admin", "edit", "view", "system:aggregate-to-admin", "system:aggregate-to-edit",
         "system:aggregate-to-view", "system:basic-user", "system:discovery", "system:public-info-viewer",
-        "system:service-account-issuer-discovery", "system:auth-delegator", "system:node"}
+        "system:service-account-issuer-discovery", "system:auth-delegator", "system:node",
+        "system:node-bootstrapper", "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+        "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+        "system:certificates.k8s.io:kube-apiserver-client-approver",
+        "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
+        "system:certificates.k8s.io:kubelet-serving-approver", "system:certificates.k8s.io:legacy-unknown-approver"}
     for obj in [*ROLES.values(), *BINDINGS.values()]:
         assert obj["apiVersion"] == "rbac.authorization.k8s.io/v1"
         assert obj["metadata"]["labels"]["kubernetes.io/bootstrapping"] == "rbac-defaults"

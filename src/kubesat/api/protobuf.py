@@ -1225,6 +1225,35 @@ _MESSAGES: dict[str, dict[int, _Spec]] = {
     },
 }
 
+# certificates.v1
+_MESSAGES["certificates.v1.CertificateSigningRequest"] = {
+    1: ("metadata", MSG, "meta.v1.ObjectMeta"),
+    2: ("spec", MSG, "certificates.v1.CertificateSigningRequestSpec"),
+    3: ("status", MSG, "certificates.v1.CertificateSigningRequestStatus"),
+}
+_MESSAGES["certificates.v1.CertificateSigningRequestSpec"] = {
+    1: ("request", BYTES),
+    2: ("username", STRING),
+    3: ("uid", STRING),
+    4: ("groups", STRING | REP),
+    5: ("usages", STRING | REP),
+    6: ("extra", MAP, EXTRA),
+    7: ("signerName", STRING),
+    8: ("expirationSeconds", INT32 | PTR),
+}
+_MESSAGES["certificates.v1.CertificateSigningRequestStatus"] = {
+    1: ("conditions", MSG | REP, "certificates.v1.CertificateSigningRequestCondition"),
+    2: ("certificate", BYTES),
+}
+_MESSAGES["certificates.v1.CertificateSigningRequestCondition"] = {
+    1: ("type", STRING),
+    6: ("status", STRING),
+    2: ("reason", STRING),
+    3: ("message", STRING),
+    4: ("lastUpdateTime", TIME),
+    5: ("lastTransitionTime", TIME),
+}
+
 SPAN = 15  # internal: the (start, stop) byte offsets of a length-delimited payload
 
 # The small messages behind the special kinds, decoded like any other and then converted.
@@ -1278,6 +1307,7 @@ _KINDS: dict[tuple[str, str], str] = {
     ("authorization.k8s.io/v1", "SubjectAccessReview"): "authorization.v1.SubjectAccessReview",
     ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): "authorization.v1.LocalSubjectAccessReview",
     ("coordination.k8s.io/v1", "Lease"): "coordination.v1.Lease",
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): "certificates.v1.CertificateSigningRequest",
 }
 # DeleteOptions is meta.k8s.io/v1's, and also registered in every group version.
 for _api in {"meta.k8s.io/v1", *(api for api, _ in _KINDS)}:

@@ -13,13 +13,17 @@ from kubesat.api import node_api, rbac_api, tokens_api
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler, status_success
 from kubesat.auth.admission import admit_pod_create
+from kubesat.auth.authz import ALLOW, Attributes
 from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
+from kubesat.controllers.csrapprover import CSRApprovingController
+from kubesat.controllers.csrsigner import CSRSigningController
 from kubesat.controllers.gc import GarbageCollector
 from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
 from kubesat.controllers.nodelifecycle import NodeLifecycleController
 from kubesat.controllers.scheduler import Scheduler, bind_pod
 from kubesat.controllers.tokens import TokensController
 from kubesat.pki import ClusterPKI
+from kubesat.registry import csr as csrs
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.store import Registry
 from kubesat.tokens.issuer import TokenIssuer, TokenOptions
@@ -27,6 +31,7 @@ from kubesat.tokens.signer import ProcessSigner
 from kubesat.tokens.source import DataDirKeySource
 
 SERVICEACCOUNTS = builtin_kind("v1", "ServiceAccount")
+CSRS = builtin_kind("certificates.k8s.io/v1", "CertificateSigningRequest")
 
 
 class WiringOptions(Protocol):
@@ -84,6 +89,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
 
     resources.create_handlers[("authentication.k8s.io", "selfsubjectreviews", "")] = self_subject_review
     _install_binding(resources, registry)
+    _install_csr(app, resources)
     _install_tokens(app, resources, registry, opts, pki)
     app.state["rbac"] = rbac_api.install(app, resources, registry)
     app.state["node_graph"] = node_api.install(app, resources, registry, app.state["rbac"])
@@ -113,6 +119,37 @@ def _install_binding(resources: ResourceHandler, registry: Registry) -> None:
 
     resources.create_handlers[("", "pods", "binding")] = binding
     resources.create_handlers[("", "bindings", "")] = binding
+
+
+def _install_csr(app: App, resources: ResourceHandler) -> None:
+    """CertificateSigningRequests: the requester recorded in spec (from the request, never the body), and the
+    certificates admission plugins: /approval needs `approve` on the signer, a certificate via /status `sign`."""
+
+    async def requester(req: Request, res: ResourceInfo, ns: str, obj: dict[str, Any]) -> None:
+        if res is CSRS and req.user is not None:
+            csrs.set_requester(obj, req.user.name, req.user.uid, req.user.groups, req.user.extra)
+
+    def signer_permission(req: Request, res: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        if res is not CSRS or old is None or req.user is None:
+            return
+        sub = req.info.subresource
+        if sub == "approval":
+            verb = "approve"
+        elif sub == "status" and csrs.certificate_bytes(new) != csrs.certificate_bytes(old):
+            verb = "sign"
+        else:
+            return
+        signer = str((new.get("spec") or {}).get("signerName") or "")
+        decider = app.state["rbac"].decider
+        for name in (signer, signer.split("/", 1)[0] + "/*"):
+            attrs = Attributes(req.user, verb, True, "", csrs.GROUP, "*", "signers", "", name)
+            if decider.authorize(attrs)[0] == ALLOW:
+                return
+        raise errors.forbidden(res.plural, req.info.name,
+                               f'user not permitted to {verb} requests with signerName "{signer}"', res.group)
+
+    resources.admission.append(requester)
+    resources.write_checks.append(signer_permission)
 
 
 def _install_tokens(
@@ -161,6 +198,9 @@ def controller_starters(
     starters.append(starter(lambda: NodeLifecycleController(
         registry, grace_period=opts.node_monitor_grace_period,
         startup_grace_period=opts.node_startup_grace_period)))
+    starters.append(starter(lambda: CSRSigningController(registry, pki.load_ca)))
+    starters.append(starter(lambda: CSRApprovingController(
+        registry, lambda attrs: app.state["rbac"].decider.authorize(attrs))))
     days = opts.tokens.legacy_cleanup_days
     if days:
         starters.append(starter(lambda: LegacyTokenCleaner(registry, period_days=days)))

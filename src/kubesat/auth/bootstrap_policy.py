@@ -161,7 +161,30 @@ def cluster_roles() -> list[dict[str, Any]]:
         _cluster_role("system:service-account-issuer-discovery", [
             _rule(["get"], urls=["/.well-known/openid-configuration", "/openid/v1/jwks"])]),
         _cluster_role("system:node", node_rules()),
+        *_certificate_roles(),
     ]
+
+
+_CSR_GROUP = "certificates.k8s.io"
+BUILTIN_SIGNERS = ("kubernetes.io/kube-apiserver-client", "kubernetes.io/kube-apiserver-client-kubelet",
+                   "kubernetes.io/kubelet-serving", "kubernetes.io/legacy-unknown")
+SELF_NODE_CLIENT = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"
+
+
+def _certificate_roles() -> list[dict[str, Any]]:
+    """1.32's CSR roles: the bootstrapper's, the two the csrapproving controller checks, one approver per signer."""
+    roles = [
+        _cluster_role("system:node-bootstrapper", [
+            _rule(["create", "get", "list", "watch"], [_CSR_GROUP], ["certificatesigningrequests"])]),
+        _cluster_role("system:certificates.k8s.io:certificatesigningrequests:nodeclient", [
+            _rule(["create"], [_CSR_GROUP], ["certificatesigningrequests/nodeclient"])]),
+        _cluster_role(SELF_NODE_CLIENT, [
+            _rule(["create"], [_CSR_GROUP], ["certificatesigningrequests/selfnodeclient"])]),
+    ]
+    for signer in BUILTIN_SIGNERS:
+        roles.append(_cluster_role(f"system:certificates.k8s.io:{signer.split('/', 1)[1]}-approver", [
+            _rule(["approve"], [_CSR_GROUP], ["signers"], names=[signer])]))
+    return roles
 
 
 def _binding(role: str, groups: list[str]) -> dict[str, Any]:
@@ -184,7 +207,16 @@ def cluster_role_bindings() -> list[dict[str, Any]]:
         _binding("system:service-account-issuer-discovery", ["system:serviceaccounts"]),
         # Kept without subjects since the Node authorizer took over (1.8): nodes get system:node's rules from it.
         _subjectless(_binding("system:node", [])),
+        # Not Kubernetes' own but what kubeadm adds (kubeadm:node-autoapprove-certificate-rotation): nodes'
+        # renewals of their own client certificates are approved by the csrapproving controller.
+        _binding_to("kubesat:node-autoapprove-certificate-rotation", SELF_NODE_CLIENT, ["system:nodes"]),
     ]
+
+
+def _binding_to(name: str, role: str, groups: list[str]) -> dict[str, Any]:
+    binding = _binding(role, groups)
+    binding["metadata"]["name"] = name
+    return binding
 
 
 def _subjectless(binding: dict[str, Any]) -> dict[str, Any]:

@@ -150,6 +150,13 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                  "localsubjectaccessreview", True, verbs=CREATE_ONLY, stored=False),
     ResourceInfo("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
                  "selfsubjectrulesreview", False, verbs=CREATE_ONLY, stored=False),
+    ResourceInfo(
+        "certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests",
+        "certificatesigningrequest", False, short_names=("csr",),
+        subresources=(Subresource("approval", "CertificateSigningRequest", ("get", "patch", "update")),
+                      Subresource("status", "CertificateSigningRequest", ("get", "patch", "update"))),
+        field_selectors=("spec.signerName",),
+    ),
     # kubesat has no custom resources; the (always empty) list is served because kubectl asks for it
     # before it validates a kind client-side (kubectl create -f of a review kind).
     ResourceInfo("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
@@ -162,6 +169,7 @@ GROUP_ORDER: tuple[str, ...] = (
     "",
     "authentication.k8s.io",
     "authorization.k8s.io",
+    "certificates.k8s.io",
     "coordination.k8s.io",
     "rbac.authorization.k8s.io",
     "apiextensions.k8s.io",

@@ -576,7 +576,10 @@ class Registry:
             else:
                 obj.get("spec", {}).pop("finalizers", None)
         else:
-            strategy.prepare_for_update(obj, current)
+            if subresource:
+                strategy.prepare_for_subresource_update(subresource, obj, current)
+            else:
+                strategy.prepare_for_update(obj, current)
             if strategy.has_generation and obj.get("spec") != current.get("spec"):
                 meta["generation"] = int(old_meta.get("generation", 1)) + 1
         # A deleting object may only lose finalizers, never gain new ones.

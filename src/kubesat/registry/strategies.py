@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kubesat.registry.configmap import ConfigMapStrategy
+from kubesat.registry.csr import CertificateSigningRequestStrategy
 from kubesat.registry.event import EventStrategy
 from kubesat.registry.kinds import RESOURCES, ResourceInfo
 from kubesat.registry.lease import LeaseStrategy
@@ -32,6 +33,7 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): RoleBindingStrategy,
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ClusterRoleBindingStrategy,
     ("coordination.k8s.io/v1", "Lease"): LeaseStrategy,
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
 }
 
 

@@ -47,6 +47,11 @@ class Strategy:
         """Validate `new` and its transition from `old` (immutable fields)."""
         return self.validate(new)
 
+    def prepare_for_subresource_update(self, subresource: str, new: dict[str, Any], old: dict[str, Any]) -> None:
+        """On a subresource other than status and finalize (e.g. a CSR's approval): as a main update unless
+        the kind says otherwise."""
+        self.prepare_for_update(new, old)
+
     def prepare_for_status_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
         """On the status subresource: keep everything of `old` but status."""
         status = new.get("status")
