@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import sys
 from datetime import datetime, UTC
@@ -30,6 +31,13 @@ def _fail(message: str) -> None:
 @click.version_option(__version__, prog_name="kubesat")
 def main() -> None:
     """kubesat: the Kubernetes service-account token system as a standalone server."""
+
+
+def _finite(value: float, flag: str) -> float:
+    """A float flag that is a number (NaN passes click's range checks, as every comparison with it is false)."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{flag} takes a finite number, got {value!r}")
+    return value
 
 
 def _parse_bool(value: str, flag: str) -> bool:
@@ -193,11 +201,13 @@ def kubeconfig(node: str, data_dir: Path | None, server_url: str) -> None:
 @click.option("--node-ip", "node_ip", default="", metavar="IP", help="Address the Node reports. [default: loopback]")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
-@click.option("--test-clock-rate", "clock_rate", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
+@click.option("--test-clock-rate", "clock_rate", type=click.FloatRange(min=0.0, max=1e6, min_open=True), default=1.0,
+              callback=lambda _ctx, param, v: _finite(v, param.opts[0]),
               envvar="KUBESAT_AGENT_CLOCK_RATE", metavar="N",
               help="For tests only: the token refresh rule's clock runs N times as fast as real time "
                    "(env KUBESAT_AGENT_CLOCK_RATE). Timestamps sent to the server stay real.")
-@click.option("--test-clock-offset", "clock_offset", type=float, default=0.0,
+@click.option("--test-clock-offset", "clock_offset", type=click.FloatRange(min=-1e10, max=1e10), default=0.0,
+              callback=lambda _ctx, param, v: _finite(v, param.opts[0]),
               envvar="KUBESAT_AGENT_CLOCK_OFFSET", metavar="SECONDS",
               help="For tests only: the token refresh rule's clock is shifted by SECONDS "
                    "(env KUBESAT_AGENT_CLOCK_OFFSET).")

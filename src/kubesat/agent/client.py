@@ -20,6 +20,21 @@ import yaml
 
 # How long one API call may take before the agent treats the server as unreachable.
 REQUEST_TIMEOUT = 30.0
+# A kubeconfig larger than this is refused unread (real ones are a few KiB).
+MAX_KUBECONFIG_BYTES = 1 << 20
+# The longest watch event line the agent reads: the server stores objects of at most 1.5 MiB.
+MAX_EVENT_BYTES = 4 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a kubeconfig never needs them, and they can expand without bound."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases are not allowed in a kubeconfig",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
 
 
 class KubeconfigError(Exception):
@@ -50,8 +65,13 @@ class Credentials:
 def load_kubeconfig(path: Path) -> Credentials:
     """The current context of a kubeconfig file (inline `-data` fields or paths relative to the file)."""
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
+        if path.stat().st_size > MAX_KUBECONFIG_BYTES:
+            raise KubeconfigError(f"{path}: larger than {MAX_KUBECONFIG_BYTES} bytes; not a kubeconfig")
+        doc = yaml.load(path.read_text(), Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader without aliases
+    except yaml.MarkedYAMLError as e:
+        where = f" (line {e.problem_mark.line + 1}, column {e.problem_mark.column + 1})" if e.problem_mark else ""
+        raise KubeconfigError(f"{path}: {e.problem or e.context}{where}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise KubeconfigError(f"{path}: {e}") from None
     if not isinstance(doc, dict):
         raise KubeconfigError(f"{path}: not a kubeconfig")
@@ -154,14 +174,35 @@ class ApiClient:
                 as resp:
             if resp.status_code >= 300:
                 _answer(resp.status_code, await resp.aread())
-            async for line in resp.aiter_lines():
-                if not line:
-                    continue
-                event = orjson.loads(line)
+            async for line in _lines(resp):
+                try:
+                    event = orjson.loads(line)
+                except orjson.JSONDecodeError as e:
+                    raise ApiError(500, "InternalError", f"a watch event that is not JSON: {e}") from None
+                if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+                    raise ApiError(500, "InternalError", "a watch event without an object")
                 if event.get("type") == "ERROR":
                     status = event.get("object") or {}
                     raise ApiError(int(status.get("code") or 500), status.get("reason", ""), status.get("message", ""))
                 yield event["type"], event["object"]
+
+
+async def _lines(resp: httpx.Response) -> AsyncIterator[bytes]:
+    """The non-empty lines of a streamed answer, none longer than MAX_EVENT_BYTES (an ApiError past that)."""
+    buf = bytearray()
+    async for chunk in resp.aiter_bytes():
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            buf += chunk[start:end]
+            start = end + 1
+            line, buf = bytes(buf), bytearray()
+            if line.strip():
+                yield line
+        buf += chunk[start:]
+        if len(buf) > MAX_EVENT_BYTES:
+            raise ApiError(500, "InternalError", f"a watch event longer than {MAX_EVENT_BYTES} bytes")
+    if bytes(buf).strip():
+        yield bytes(buf)
 
 
 def _answer(code: int, content: bytes) -> dict[str, Any]:
