@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from suite import wrk
-from suite.common import Kubesat, Results, bench_identity, cpu_seconds, rss_mb
+from suite.common import Kubesat, Results, bench_identity, cpu_seconds, rss_mb, stop_process
 from suite.scale import wait_default_sa
 
 NODE = "bench-agent"
@@ -42,14 +42,7 @@ class Agent:
         return len(list((self.root / "pods").glob("*/volumes/kubernetes.io~projected/*/token")))
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        Path(self.log.name).unlink(missing_ok=True)
+        stop_process(self.proc, self.log)
 
 
 def _token_requests(ks: Kubesat) -> float:
@@ -67,24 +60,33 @@ def _wait(what: str, pred: object, timeout: float) -> float:
     return time.perf_counter() - start
 
 
+def _server(data: Path) -> tuple[Kubesat, str]:
+    """A server with namespace `bench` (and its default ServiceAccount) and a cluster-admin bearer token."""
+    ks = Kubesat(data)
+    token = bench_identity(ks)
+    ks.kubectl("create", "namespace", "bench")
+    wait_default_sa(ks)
+    return ks, token
+
+
+def _create_pods(ks: Kubesat, token: str, count: int) -> None:
+    load = wrk.Load("POST", "/api/v1/namespaces/bench/pods", token, None, 201, '"creationTimestamp"',
+                    limit=count, body_tpl=json.dumps(POD))
+    made = wrk.run(ks.url, load, 3600, 8, timeout_s=30)
+    if int(made.raw["good_ok"]) < count:  # type: ignore[call-overload]
+        raise SystemExit(f"agent bench: creating pods: {made.raw}")
+
+
 def pods_written(res: Results, work: Path, count: int) -> None:
     print(f"[agent] {count} pods bound to one agent", flush=True)
-    ks = Kubesat(work / "pods-data")
+    ks, token = _server(work / "pods-data")
     agent = None
     try:
-        token = bench_identity(ks)
-        ks.kubectl("create", "namespace", "bench")
-        wait_default_sa(ks)
         agent = Agent(ks, work / "pods-root")
         _wait("the agent's node", lambda: NODE in ks.kubectl("get", "nodes", "-o", "name"), 30)
-        body = json.dumps(POD)
-        load = wrk.Load("POST", "/api/v1/namespaces/bench/pods", token, None, 201, '"creationTimestamp"',
-                        limit=count, body_tpl=body)
         started = time.perf_counter()
-        made = wrk.run(ks.url, load, 3600, 8, timeout_s=30)
+        _create_pods(ks, token, count)
         created = time.perf_counter() - started
-        if int(made.raw["good_ok"]) < count:  # type: ignore[call-overload]
-            raise SystemExit(f"agent bench: creating pods: {made.raw}")
         after_bound = _wait(f"{count} token volumes", lambda: agent is not None and agent.token_files() >= count, 600)
         res.add("agent", f"{count} pods' volumes written after the last is bound", after_bound, "s",
                 f"creating the {count} pods", created, target="value < 30" if count >= 5000 else None,
@@ -103,19 +105,14 @@ def rotation_cost(res: Results, work: Path, pods: int, seconds: float) -> None:
     """With the agent's refresh clock run fast, every token is refreshed on every check: the CPU of agent and
     server over the refreshes made, per refresh, beside the server's own CPU per bare TokenRequest (wrk)."""
     print(f"[agent] rotation cost, {pods} pods, {seconds:.0f} s", flush=True)
-    ks = Kubesat(work / "rot-data")
+    ks, token = _server(work / "rot-data")
     agent = None
     try:
-        token = bench_identity(ks)
-        ks.kubectl("create", "namespace", "bench")
-        wait_default_sa(ks)
         bare = wrk.run(ks.url, wrk.Load("POST", "/api/v1/namespaces/default/serviceaccounts/bench/token", token,
                                         json.dumps({"spec": {"expirationSeconds": 3600}}), 201),
                        seconds, 4, server_pid=ks.pid)
         agent = Agent(ks, work / "rot-root", clock_rate=10_000)
-        load = wrk.Load("POST", "/api/v1/namespaces/bench/pods", token, None, 201, '"creationTimestamp"',
-                        limit=pods, body_tpl=json.dumps(POD))
-        wrk.run(ks.url, load, 3600, 4, timeout_s=30)
+        _create_pods(ks, token, pods)
         _wait("the pods' token volumes", lambda: agent is not None and agent.token_files() >= pods, 120)
         before = (_token_requests(ks), cpu_seconds(ks.pid) + cpu_seconds(agent.proc.pid))
         time.sleep(seconds)

@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -129,6 +129,19 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def stop_process(proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 30 s; the process's log file closed and removed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    log.close()
+    Path(log.name).unlink(missing_ok=True)
+
+
 class Proc:
     """A server process started by the bench; `url` is its HTTPS base, `ready_s` its time to "ready"."""
 
@@ -159,15 +172,7 @@ class Proc:
         return f"https://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        Path(self.log.name).unlink(missing_ok=True)
+        stop_process(self.proc, self.log)
 
 
 class Kubesat(Proc):
