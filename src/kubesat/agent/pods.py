@@ -34,6 +34,7 @@ import httpx
 from kubesat.agent import refresh, volumes
 from kubesat.agent.atomic import AtomicWriter, InvalidPathError, validate_path
 from kubesat.agent.client import ApiClient, ApiError
+from kubesat.agent.node import rfc3339
 
 log = logging.getLogger("kubesat.agent")
 
@@ -81,7 +82,7 @@ class _Pod:
 
 
 def _rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(datetime.fromtimestamp(t, UTC))
 
 
 class PodManager:
