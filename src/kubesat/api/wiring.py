@@ -20,6 +20,7 @@ from kubesat.controllers.csrsigner import CSRSigningController
 from kubesat.controllers.gc import GarbageCollector
 from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
 from kubesat.controllers.nodelifecycle import NodeLifecycleController
+from kubesat.controllers.podgc import PodGCController
 from kubesat.controllers.scheduler import Scheduler, bind_pod
 from kubesat.controllers.tokens import TokensController
 from kubesat.pki import ClusterPKI
@@ -198,6 +199,7 @@ def controller_starters(
     starters.append(starter(lambda: NodeLifecycleController(
         registry, grace_period=opts.node_monitor_grace_period,
         startup_grace_period=opts.node_startup_grace_period)))
+    starters.append(starter(lambda: PodGCController(registry)))
     starters.append(starter(lambda: CSRSigningController(registry, pki.load_ca)))
     starters.append(starter(lambda: CSRApprovingController(
         registry, lambda attrs: app.state["rbac"].decider.authorize(attrs))))

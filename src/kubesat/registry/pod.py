@@ -1425,6 +1425,18 @@ class PodStrategy(Strategy):
         if not status.get("qosClass") and _d(old.get("status")).get("qosClass"):
             status["qosClass"] = old["status"]["qosClass"]
 
+    def deletion_grace(self, obj: dict[str, Any], requested: int | None) -> int | None:
+        """The pod strategy's grace period (CheckGracefulDelete): the client's, else the pod's
+        terminationGracePeriodSeconds; none for a pod no node runs or one already finished."""
+        spec, status = _d(obj.get("spec")), _d(obj.get("status"))
+        period = requested
+        if period is None:
+            own = spec.get("terminationGracePeriodSeconds")
+            period = own if isinstance(own, int) and not isinstance(own, bool) else 0
+        if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+            period = 0
+        return 1 if period < 0 else period
+
     def table_columns(self) -> list[dict[str, Any]]:
         return copy.deepcopy(_COLUMNS)
 

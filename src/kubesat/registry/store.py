@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import calendar
 import copy
+import enum
 import secrets
 import time
 from dataclasses import dataclass
@@ -525,7 +527,10 @@ class Registry:
             return obj
         key = info.key(namespace, name)
         try:
-            if old_meta.get("deletionTimestamp") and strategy.finalized(obj):
+            # The last finalizer gone from a deleting object with no grace period left removes it; one whose
+            # grace is still running (a pod its kubelet has not finished) stays until that deleter's call.
+            if (old_meta.get("deletionTimestamp") and not old_meta.get("deletionGracePeriodSeconds")
+                    and strategy.finalized(obj)):
                 _, rev = await self.store.delete(key, current_rev)
                 meta["resourceVersion"] = str(rev)
                 await self._deleted(info, obj)
@@ -624,38 +629,29 @@ class Registry:
                     f"ResourceVersion in object meta: {meta.get('resourceVersion')}",
                     info.group,
                 )
-            finalizers = list(meta.get("finalizers") or [])
-            if opts.propagation == "Orphan" and "orphan" not in finalizers:
-                finalizers.append("orphan")
-            elif opts.propagation == "Foreground" and "foregroundDeletion" not in finalizers:
-                finalizers.append("foregroundDeletion")
-            keep = bool(finalizers) or strategy.graceful_delete(obj)
-            if keep:
-                if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
-                    return obj, False
-                meta["finalizers"] = finalizers
-                if not finalizers:
-                    meta.pop("finalizers")
-                meta.setdefault("deletionTimestamp", self.now())
-                meta.setdefault("deletionGracePeriodSeconds", 0)
-                strategy.on_delete_requested(obj)
-                if opts.dry_run:
-                    return obj, False
+            plan = _plan_delete(strategy, obj, opts, self.clock())
+            if plan is _DeletePlan.PENDING or (opts.dry_run and plan is _DeletePlan.KEEP):
+                return obj, False
+            if opts.dry_run:
+                return obj, True
+            rev = kv.mod_revision
+            if plan is not _DeletePlan.DELETE:
                 try:
-                    rev = await self.store.update(info.key(namespace, name), encode(obj), kv.mod_revision)
+                    rev = await self.store.update(info.key(namespace, name), encode(obj), rev)
                 except RevisionConflict:
                     continue
                 meta["resourceVersion"] = str(rev)
                 self._written(info, obj)
-                return obj, False
-            if opts.dry_run:
-                return obj, True
+                if plan is _DeletePlan.KEEP:
+                    return obj, False
             try:
-                _, rev = await self.store.delete(info.key(namespace, name), kv.mod_revision)
+                _, rev = await self.store.delete(info.key(namespace, name), rev)
             except RevisionConflict:
                 continue
             except KeyNotFound:
-                raise errors.not_found(info.plural, name, info.group) from None
+                if plan is _DeletePlan.DELETE:
+                    raise errors.not_found(info.plural, name, info.group) from None
+                return obj, True  # another deleter won the race after our update: gone all the same
             meta["resourceVersion"] = str(rev)
             await self._deleted(info, obj)
             return obj, True
@@ -678,6 +674,83 @@ class Registry:
 
 class _Retry(Exception):
     """The store moved under a read-modify-write; read again."""
+
+
+class _DeletePlan(enum.Enum):
+    """What one delete request does to a stored object (decided by `_plan_delete`)."""
+
+    PENDING = "a graceful deletion is already under way with no longer grace: nothing to write"
+    KEEP = "write the object marked as deleting and keep it (finalizers, or a grace period to run out)"
+    WRITE_THEN_DELETE = "write the deletion marks, then remove the object (a graceful kind with no grace left)"
+    DELETE = "remove the object now"
+
+
+def _plan_delete(strategy: Strategy, obj: dict[str, Any], opts: DeleteOptions, now: float) -> _DeletePlan:
+    """Decide a delete and set its marks (deletionTimestamp, deletionGracePeriodSeconds, finalizers) on `obj`,
+    as the generic registry's BeforeDelete and graceful-deletion update do."""
+    meta = obj["metadata"]
+    requested = opts.grace_period
+    if requested is not None and requested < 0:
+        requested = 1  # a negative grace period counts as one second
+    period = _grace_marks(strategy, obj, requested, now)
+    if period is _PENDING:
+        return _DeletePlan.PENDING
+    old_finalizers = list(meta.get("finalizers") or [])
+    finalizers = list(old_finalizers)
+    if opts.propagation == "Orphan" and "orphan" not in finalizers:
+        finalizers.append("orphan")
+    elif opts.propagation == "Foreground" and "foregroundDeletion" not in finalizers:
+        finalizers.append("foregroundDeletion")
+    if finalizers:
+        meta["finalizers"] = finalizers
+    if isinstance(period, int):
+        return _DeletePlan.KEEP if finalizers or period > 0 else _DeletePlan.WRITE_THEN_DELETE
+    if not (finalizers or strategy.graceful_delete(obj)):
+        return _DeletePlan.DELETE
+    if meta.get("deletionTimestamp") and finalizers == old_finalizers:
+        return _DeletePlan.PENDING
+    meta.setdefault("deletionTimestamp", rfc3339(now))
+    meta["deletionGracePeriodSeconds"] = 0
+    strategy.on_delete_requested(obj)
+    return _DeletePlan.KEEP
+
+
+_PENDING = object()
+
+
+def _grace_marks(strategy: Strategy, obj: dict[str, Any], requested: int | None, now: float) -> int | object | None:
+    """For a kind deleted gracefully: set the deletion marks and return the grace period this delete gives
+    (a second delete may only shorten it; _PENDING when it does not). None: not a graceful deletion."""
+    meta = obj["metadata"]
+    if meta.get("deletionTimestamp"):
+        current = meta.get("deletionGracePeriodSeconds")
+        if strategy.deletion_grace(obj, requested) is None or not isinstance(current, int) or current <= 0:
+            return None  # not graceful, or a deletion with no grace left: finish it
+        if requested is None or requested >= current:
+            return _PENDING
+        due = _parse_time(meta["deletionTimestamp"], now) - current + requested
+        period = requested
+        if due < now:
+            due = now
+            period = 1 if period else 0  # the grace ran out: as short as a graceful deletion gets
+        meta["deletionTimestamp"] = rfc3339(due)
+        meta["deletionGracePeriodSeconds"] = period
+        return period
+    grace = strategy.deletion_grace(obj, requested)
+    if grace is None:
+        return None
+    meta["deletionTimestamp"] = rfc3339(now + grace)
+    meta["deletionGracePeriodSeconds"] = grace
+    if isinstance(meta.get("generation"), int) and meta["generation"] > 0:
+        meta["generation"] += 1
+    return grace
+
+
+def _parse_time(value: Any, default: float) -> float:
+    try:
+        return float(calendar.timegm(time.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return default
 
 
 def _selected(strategy: Strategy, obj: dict[str, Any], labels: LabelSelector, fields: FieldSelector) -> bool:

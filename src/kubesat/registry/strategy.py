@@ -65,6 +65,11 @@ class Strategy:
         """True to keep the object (with a deletionTimestamp) even though no finalizer holds it."""
         return False
 
+    def deletion_grace(self, obj: dict[str, Any], requested: int | None) -> int | None:
+        """For kinds deleted gracefully (pods): the grace period in seconds a delete gives the object,
+        from the one the client asked for (None: not given). None: the kind has no graceful deletion."""
+        return None
+
     def on_delete_requested(self, obj: dict[str, Any]) -> None:
         """Mark an object whose deletion was asked for but must wait (e.g. a Namespace turns Terminating)."""
 
