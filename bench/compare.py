@@ -71,8 +71,10 @@ def start(name: str, src: Path, workdir: Path) -> Server:
     data = workdir / name
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(src))
+    # Trees that run a local node by default are compared without it (older trees have no such flag).
+    no_node = ["--no-node"] if "--no-node" in (src / "kubesat" / "cli.py").read_text() else []
     proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "serve", "--data-dir", str(data), "--port",
-                             str(port), "--audit-log-path", ""],
+                             str(port), "--audit-log-path", "", *no_node],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     line = proc.stdout.readline()

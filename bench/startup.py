@@ -30,7 +30,7 @@ def free_port() -> int:
 def time_to_ready(data_dir: Path) -> float:
     port = free_port()
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "serve", "--data-dir", str(data_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "serve", "--no-node", "--data-dir", str(data_dir),
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ctx = None
     try:

@@ -118,7 +118,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         data = Path(d) / "data"
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "serve", "--data-dir", str(data), "--port",
+        proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "serve", "--no-node",
+                                 "--data-dir", str(data), "--port",
                                  str(port), *args.server_args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
             assert proc.stdout is not None

@@ -176,11 +176,14 @@ class Proc:
 
 
 class Kubesat(Proc):
+    """`kubesat serve` with default flags but for its local node (--no-node): the server is measured alone
+    (the pods of the scale section would otherwise all run on it); the agent section starts its own."""
+
     def __init__(self, data: Path, *extra: str) -> None:
         self.data = data
         port = free_port()
         super().__init__("kubesat", [sys.executable, "-m", "kubesat.cli", "serve", "--data-dir", str(data),
-                                     "--port", str(port), *extra], port)
+                                     "--port", str(port), "--no-node", *extra], port)
 
     @property
     def kubeconfig(self) -> Path:

@@ -16,6 +16,7 @@ from kubesat import __version__, logs
 from kubesat.agent.client import KubeconfigError
 from kubesat.agent.main import AgentError, AgentOptions
 from kubesat.agent.main import run as run_agent
+from kubesat.localnode import default_node_name
 from kubesat.pki import ClusterPKI, PKIError
 from kubesat.server import ServeError, ServeOptions, default_data_dir, serve as run
 from kubesat.tokens.issuer import DEFAULT_ISSUER, TokenOptions, validate_options
@@ -117,14 +118,19 @@ def _parse_timeout(value: str, flag: str) -> int:
                    "tainted unreachable (kube-controller-manager's flag and 1.32 default).")
 @click.option("--node-startup-grace-period", "node_startup_grace", default="1m", show_default=True,
               metavar="DURATION", help="The same for a node that has never posted its status.")
+@click.option("--no-node", "no_node", is_flag=True, default=False,
+              help="Do not run the local node (a `kubesat agent` process beside the server that runs the pods "
+                   "scheduled to it).")
+@click.option("--node-name", "node_name", default="", metavar="NAME",
+              help="Name of the local node. [default: this host's name]")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_sans: tuple[str, ...],
           event_history: int, issuers: tuple[str, ...], api_audiences: tuple[str, ...], max_exp: str, extend: str,
           key_files: tuple[str, ...], jwks_uri: str, signing_alg: str, lookup: str, cleanup: str,
           signing_processes: int, audit_log_path: str | None, header_timeout: str, idle_timeout: str,
-          node_grace: str, node_startup_grace: str, log_level: str) -> None:
-    """Serve the Kubernetes API over HTTPS on an embedded SQLite store."""
+          node_grace: str, node_startup_grace: str, no_node: bool, node_name: str, log_level: str) -> None:
+    """Serve the Kubernetes API over HTTPS on an embedded SQLite store, with a local node to run pods."""
     auds = tuple(a.strip() for v in api_audiences for a in v.split(",") if a.strip())
     tokens = TokenOptions(
         issuers=issuers or (DEFAULT_ISSUER,),
@@ -139,6 +145,9 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
         legacy_cleanup_days=_parse_duration(cleanup, "--legacy-service-account-token-clean-up-period") / 86400,
     )
     problems = validate_options(tokens)
+    if node_name and not no_node and (len(node_name) > 253 or default_node_name(node_name) != node_name):
+        problems.append(f"--node-name {node_name!r}: must be a lowercase RFC 1123 subdomain (lower case "
+                        "alphanumeric characters, '-' or '.', starting and ending with an alphanumeric character)")
     if problems:
         _fail("; ".join(problems))
 
@@ -157,6 +166,7 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
         idle_connection_timeout=_parse_timeout(idle_timeout, "--idle-connection-timeout"),
         node_monitor_grace_period=_parse_timeout(node_grace, "--node-monitor-grace-period"),
         node_startup_grace_period=_parse_timeout(node_startup_grace, "--node-startup-grace-period"),
+        node_name="" if no_node else node_name or default_node_name(),
     )
 
     def ready(kubeconfig: str) -> None:

@@ -29,7 +29,8 @@ from kubesat.auth.authn import RequestAuthenticator
 from kubesat.auth.authz import DenyAll
 from kubesat.controllers.namespace import NamespaceController
 from kubesat.listener import ListenError, listen_sockets
-from kubesat.pki import ClusterPKI
+from kubesat.localnode import LocalNode
+from kubesat.pki import ClusterPKI, write_private
 from kubesat.registry.store import Registry
 from kubesat.storage.interface import StorageError
 from kubesat.storage.sqlite import SqliteStore
@@ -62,6 +63,7 @@ class ServeOptions:
     tokens: TokenOptions = field(default_factory=TokenOptions)
     node_monitor_grace_period: float = 50.0  # kube-controller-manager 1.32's --node-monitor-grace-period
     node_startup_grace_period: float = 60.0  # its --node-startup-grace-period
+    node_name: str = ""  # the local node's name (an agent process beside the server); "": no local node
     # Filled in by later layers (tokens, RBAC) through the same object.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -252,7 +254,10 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
             server_header=False,
             date_header=True,
         )
-        server = _server_class()(config)
+        node = _local_node(opts, pki)
+        server = _Server(config)
+        if node is not None:
+            server.before_exit = node.stop
 
         async def main() -> None:
             store = open_store(opts)
@@ -265,9 +270,13 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
                 await asyncio.sleep(0.005)
             if on_ready:
                 on_ready(str(pki.kubeconfig))
+            if node is not None:
+                node.start()
             try:
                 await task
             finally:
+                if node is not None:
+                    await node.stop()
                 await store.close()
 
         with asyncio.Runner(loop_factory=lambda: event_loop(opts.request_header_timeout)) as runner:
@@ -289,12 +298,43 @@ def _listen(opts: ServeOptions) -> list[socket.socket]:
         raise ServeError(str(e)) from None
 
 
-def _server_class() -> type[uvicorn.Server]:
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            super().handle_exit(sig, frame)
-            # uvicorn re-raises a caught SIGTERM/SIGINT after shutting down; for kubesat a signal
-            # is the normal way to stop, so the process exits 0 after a clean shutdown instead.
-            self._captured_signals.clear()
+def _local_node(opts: ServeOptions, pki: ClusterPKI) -> LocalNode | None:
+    if not opts.node_name:
+        return None
 
-    return Server
+    def write_kubeconfig(path: Path) -> None:
+        write_private(path, pki.node_kubeconfig(opts.node_name, opts.url))
+
+    return LocalNode(opts.data_dir, opts.node_name, write_kubeconfig, log_level=opts.log_level)
+
+
+class _Server(uvicorn.Server):
+    # Awaited on the first SIGTERM/SIGINT before the server stops serving (the local node's agent still
+    # needs the API to report its node not ready); a second signal stops the server at once.
+    before_exit: Callable[[], Awaitable[None]] | None = None
+    _draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.before_exit is not None and not self._draining and not self.should_exit:
+            try:
+                loop = asyncio.get_running_loop()  # the handler runs on the loop's (main) thread
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                self._draining = True
+                loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._drain(sig, frame)))
+                return
+        self._exit(sig, frame)
+
+    async def _drain(self, sig: int, frame: FrameType | None) -> None:
+        try:
+            if self.before_exit is not None:
+                await self.before_exit()
+        finally:
+            self._exit(sig, frame)
+
+    def _exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises a caught SIGTERM/SIGINT after shutting down; for kubesat a signal
+        # is the normal way to stop, so the process exits 0 after a clean shutdown instead.
+        self._captured_signals.clear()

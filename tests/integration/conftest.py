@@ -93,11 +93,13 @@ class Server:
 
 
 def start_server(data_dir: Path, port: int | None = None, extra: list[str] | None = None,
-                 timeout: float = READY_TIMEOUT, env: dict[str, str] | None = None) -> Server:
+                 timeout: float = READY_TIMEOUT, env: dict[str, str] | None = None, node: bool = False) -> Server:
+    """`kubesat serve` on a free port. Without a local node (`--no-node`) unless `node`: most tests want
+    their pods left alone, or run agents of their own."""
     port = port or free_port()
     log_path = data_dir.parent / f"{data_dir.name}-server-{port}.log"
     args = [sys.executable, "-m", "kubesat.cli", "serve", "--data-dir", str(data_dir), "--port", str(port),
-            *(extra or [])]
+            *([] if node else ["--no-node"]), *(extra or [])]
     with open(log_path, "ab") as logf:  # the child writes to its own copy of the descriptor
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=logf, env=env)
     server = Server(data_dir, port, proc, log_path, args)
