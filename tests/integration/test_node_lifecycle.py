@@ -145,3 +145,25 @@ def test_node_that_never_posts_status(core: client.CoreV1Api) -> None:
     assert (ready.status, ready.reason, ready.message) == (
         "Unknown", "NodeStatusNeverUpdated", "Kubelet never posted node status.")
     wait_for(lambda: ("node.kubernetes.io/unreachable", "NoSchedule") in _taints(core, "n3"), what="taint")
+
+
+def test_a_lost_nodes_pods_are_marked_not_ready(core: client.CoreV1Api) -> None:
+    _register(core, "lost1")
+    core.create_namespaced_pod("default", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "on-lost1"},
+                                           "spec": {"nodeName": "lost1",
+                                                    "containers": [{"name": "c", "image": "busybox"}]}})
+    now = _now()
+    core.patch_namespaced_pod_status("on-lost1", "default", {"status": {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": now},
+        {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}]}})
+    # Nothing renews lost1's Lease: past the grace period it is Unknown, and so its pod is not ready.
+    ready = wait_for(lambda: next((c for c in core.read_namespaced_pod("on-lost1", "default").status.conditions
+                                   if c.type == "Ready" and c.status == "False"), None),
+                     timeout=6 * GRACE, what="the pod's Ready=False")
+    assert ready.last_transition_time is not None
+    containers = next(c for c in core.read_namespaced_pod("on-lost1", "default").status.conditions
+                      if c.type == "ContainersReady")
+    assert containers.status == "True"  # only Ready is turned, as the node controller does
+    ev = wait_for(lambda: core.list_namespaced_event(
+        "default", field_selector="involvedObject.name=on-lost1,reason=NodeNotReady").items)[0]
+    assert (ev.type, ev.message, ev.source.component) == ("Warning", "Node is not ready", "node-controller")

@@ -16,12 +16,14 @@ from kubesat.controllers.base import cancel, loads, resource_of_key, split_key, 
 from kubesat.controllers.events import EventRecorder
 
 from kubesat.registry.kinds import builtin_kind
+from kubesat.registry.selectors import parse_field_selector
 from kubesat.registry.store import Registry
 
 log = logging.getLogger("kubesat.controllers.nodelifecycle")
 
 NODES = builtin_kind("v1", "Node")
 LEASES = builtin_kind("coordination.k8s.io/v1", "Lease")
+PODS = builtin_kind("v1", "Pod")
 LEASE_NAMESPACE = "kube-node-lease"
 COMPONENT = "node-controller"
 
@@ -118,6 +120,17 @@ def mark_unknown(node: dict[str, Any], now: str) -> bool:
     return changed
 
 
+def pod_ready_false(pod: dict[str, Any], now: str, dry: bool = False) -> bool:
+    """Turn a pod's Ready condition False (its transition time now), as MarkPodsNotReady does; True when it
+    was not False yet. A pod without a Ready condition is left as it is."""
+    for c in _l(_d(pod.get("status")).get("conditions")):
+        if _d(c).get("type") == "Ready" and c.get("status") != "False":
+            if not dry:
+                c.update({"status": "False", "lastTransitionTime": now})
+            return True
+    return False
+
+
 @dataclass
 class _Health:
     probe: float  # (monotonic) when the controller last heard from the kubelet
@@ -184,14 +197,42 @@ class NodeLifecycleController:
             h.heartbeat = beat
             h.probe = self.monotonic()
         status = str(ready.get("status") or "")
-        if h.ready == "True" and status != "True":
+        was_ready, h.ready = h.ready, status
+        if was_ready == "True" and status != "True":
             await self.events.event(self._status_ref(name), "Normal", "NodeNotReady",
                                     f"Node {name} status is now: NodeNotReady")
-        h.ready = status
+            await self.mark_pods_not_ready(name)
         if new:
             ref = {"kind": "Node", "apiVersion": "v1", "name": name, "uid": node["metadata"].get("uid", "")}
             await self.events.event(ref, "Normal", "RegisteredNode",
                                     f"Node {name} event: Registered Node {name} in Controller")
+
+    async def mark_pods_not_ready(self, node: str) -> int:
+        """MarkPodsNotReady: the node's pods are Ready=False now, each with a `NodeNotReady` warning."""
+        fields = parse_field_selector(f"spec.nodeName={node}", lambda f: f == "spec.nodeName", "Pod", "v1")
+        marked = 0
+
+        def mark(current: dict[str, Any]) -> dict[str, Any]:
+            pod_ready_false(current, self.registry.now())
+            return current
+
+        for pod in (await self.registry.list(PODS, "", fields=fields)).items:
+            if not pod_ready_false(pod, self.registry.now(), dry=True):
+                continue
+            meta = pod["metadata"]
+            try:
+                pod, _ = await self.registry.guaranteed_update(PODS, meta.get("namespace", ""), meta["name"], mark,
+                                                               subresource="status")
+            except errors.StatusError as e:
+                if e.code != 404:
+                    log.info("node-lifecycle: marking pod %s/%s not ready: %s", meta.get("namespace"),
+                             meta["name"], e.message)
+                continue
+            ref = {"kind": "Pod", "apiVersion": "v1", "namespace": meta.get("namespace", ""), "name": meta["name"],
+                   "uid": meta.get("uid", ""), "resourceVersion": pod["metadata"].get("resourceVersion", "")}
+            await self.events.event(ref, "Warning", "NodeNotReady", "Node is not ready")
+            marked += 1
+        return marked
 
     @staticmethod
     def _status_ref(name: str) -> dict[str, Any]:
