@@ -122,17 +122,25 @@ _REASONS = {
 }
 
 
+# The last second micro_time formatted, and its text up to the fraction ("2023-11-14T22:13:20.").
+_micro_last: tuple[int, str] = (-1, "")
+
+
 def micro_time(t: float) -> str:
     """metav1.MicroTime's JSON form: RFC 3339 in UTC with exactly six fractional digits.
 
     Rounds as datetime.fromtimestamp does (half-even on the fraction); the seconds part is the
-    registry's metav1.Time text of that second.
+    registry's metav1.Time text of that second (remembered: a request's two stamps share it).
     """
+    global _micro_last
     sec = math.floor(t)
     us = round((t - sec) * 1e6)
     if us >= 1_000_000:
         sec, us = sec + 1, us - 1_000_000
-    return f"{rfc3339(sec)[:-1]}.{us:06d}Z"
+    last = _micro_last
+    if last[0] != sec:
+        last = _micro_last = (sec, rfc3339(sec)[:-1] + ".")
+    return f"{last[1]}{us:06d}Z"
 
 
 def _is_token_request(info: AuditedRequestInfo) -> bool:
@@ -177,12 +185,14 @@ def _secrets(req: AuditedRequest) -> list[str]:
     auth = req.headers.get("authorization")
     if auth:
         cred = auth.strip().partition(" ")[2].strip()
-        if cred:
+        if len(cred) >= _MIN_SECRET_LEN:
             out.append(cred)
-    for name, values in req.query.items():
-        if name.lower().endswith("token"):
-            out.extend(v for v in values if v)
-    return [s for s in out if len(s) >= _MIN_SECRET_LEN]
+    query = req.query
+    if query:
+        for name, values in query.items():
+            if name.lower().endswith("token"):
+                out.extend(v for v in values if len(v) >= _MIN_SECRET_LEN)
+    return out
 
 
 def _cut(text: str, secrets: list[str]) -> str:
@@ -281,7 +291,9 @@ def audit_id(req: AuditedRequest) -> str:
 def _created_name(req: AuditedRequest) -> str:
     """For a create, Kubernetes fills objectRef.name from the submitted object; do that for JSON bodies."""
     body = req.body
-    if not body or len(body) > 1 << 20 or body.lstrip()[:1] != b"{":
+    # Without the word or a backslash (a JSON escape could spell it) no key is "metadata": no parse.
+    if not body or len(body) > 1 << 20 or (b"metadata" not in body and b"\\" not in body) \
+            or body.lstrip()[:1] != b"{":
         return ""
     try:
         meta = orjson.loads(body).get("metadata")
@@ -298,11 +310,21 @@ def _object_ref(req: AuditedRequest) -> dict[str, str] | None:
     name = info.name
     if not name and info.verb == "create":
         name = _created_name(req)
-    ref = {
-        "resource": info.resource, "namespace": info.namespace, "name": name,
-        "apiGroup": info.api_group, "apiVersion": info.api_version, "subresource": info.subresource,
-    }
-    return {k: v for k, v in ref.items() if v}
+    # ObjectReference's fields in Kubernetes' order, empty ones left out (omitempty).
+    ref: dict[str, str] = {}
+    if info.resource:
+        ref["resource"] = info.resource
+    if info.namespace:
+        ref["namespace"] = info.namespace
+    if name:
+        ref["name"] = name
+    if info.api_group:
+        ref["apiGroup"] = info.api_group
+    if info.api_version:
+        ref["apiVersion"] = info.api_version
+    if info.subresource:
+        ref["subresource"] = info.subresource
+    return ref
 
 
 def _response_status(req: AuditedRequest, status: int, status_object: dict[str, Any] | None) -> dict[str, Any]:
@@ -325,21 +347,52 @@ def _response_status(req: AuditedRequest, status: int, status_object: dict[str, 
     return out
 
 
-def _users(req: AuditedRequest) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _user_api(user: UserInfo) -> dict[str, Any]:
+    return user.to_api()
+
+
+class _UserJSON:
+    """UserInfo JSON, serialised once per user object: authentication hands out the same UserInfo for
+    as long as it caches a token, so most events repeat the user of an earlier one. The JSON text is
+    embedded as it stands (an orjson Fragment), so a shared value can never be changed by an event.
+    """
+
+    __slots__ = ("_cache",)
+    MAX = 1024
+
+    def __init__(self) -> None:
+        # id(user) -> (user, its JSON): holding the user keeps its id from being reused meanwhile.
+        self._cache: dict[int, tuple[UserInfo, orjson.Fragment]] = {}
+
+    def __call__(self, user: UserInfo) -> orjson.Fragment:
+        hit = self._cache.get(id(user))
+        if hit is not None and hit[0] is user:
+            return hit[1]
+        fragment = orjson.Fragment(orjson.dumps(user.to_api()))
+        if len(self._cache) >= self.MAX:
+            self._cache.clear()
+        self._cache[id(user)] = (user, fragment)
+        return fragment
+
+
+UserJSON = Callable[[UserInfo], Any]
+
+
+def _users(req: AuditedRequest, user_api: UserJSON = _user_api) -> tuple[Any, Any]:
     """(user, impersonatedUser) in UserInfo JSON form: Kubernetes logs the authenticated user as
     `user` and the impersonation target separately."""
     user = req.user
     original = req.scope.get(AUTHENTICATED_USER_KEY)
     if original is not None and original is not user:
-        return original.to_api(), (user.to_api() if user is not None else None)
+        return user_api(original), (user_api(user) if user is not None else None)
     explicit = getattr(req, "impersonated_user", None)
     if explicit is not None:
-        return (user.to_api() if user is not None else {}), explicit.to_api()
+        return (user_api(user) if user is not None else {}), user_api(explicit)
     actor = req.audit.get(IMPERSONATED_BY) if req.audit else None
     if actor and user is not None:
         # Only the impersonator's name survived; that is still the right `user`.
-        return {"username": actor}, user.to_api()
-    return (user.to_api() if user is not None else {}), None
+        return {"username": actor}, user_api(user)
+    return (user_api(user) if user is not None else {}), None
 
 
 def event_for_request(req: AuditedRequest, status: int, received: float, done: float, *,
@@ -350,27 +403,39 @@ def event_for_request(req: AuditedRequest, status: int, received: float, done: f
     authentication event: empty user, stage ResponseStarted, responseStatus message naming the
     attempted methods; the kubesat reason is in the `kubesat.io/authentication-failure` annotation.
     """
+    return _event(req, status, received, done, status_object, _user_api)
+
+
+def _event(req: AuditedRequest, status: int, received: float, done: float,
+           status_object: dict[str, Any] | None, user_api: UserJSON) -> dict[str, Any]:
+    """event_for_request, with the UserInfo JSON made by `user_api` (AuditLogger's cache, or fresh dicts)."""
     secrets = _secrets(req)
     failed_authn = status == 401
-    user, impersonated = _users(req)
+    headers = req.headers
+    uri = request_uri(req)
     event: dict[str, Any] = {
         "kind": "Event",
         "apiVersion": API_VERSION,
         "level": LEVEL_METADATA,
         "auditID": audit_id(req),
         "stage": STAGE_RESPONSE_STARTED if failed_authn else STAGE_RESPONSE_COMPLETE,
-        "requestURI": _cut(request_uri(req), secrets),
+        "requestURI": _cut(uri, secrets) if secrets else uri,
         "verb": req.info.verb,
-        "user": user if not failed_authn else {},
     }
-    if impersonated is not None and not failed_authn:
-        event["impersonatedUser"] = impersonated
+    if failed_authn:
+        # Kubernetes' failed-authentication event names no user.
+        event["user"] = {}
+    else:
+        user, impersonated = _users(req, user_api)
+        event["user"] = user
+        if impersonated is not None:
+            event["impersonatedUser"] = impersonated
     ips = source_ips(req)
     if ips:
         event["sourceIPs"] = ips
-    ua = req.headers.get("user-agent")
+    ua = headers.get("user-agent")
     if ua:
-        event["userAgent"] = _cut(ua, secrets)
+        event["userAgent"] = _cut(ua, secrets) if secrets else ua
     ref = _object_ref(req)
     if ref is not None:
         event["objectRef"] = ref
@@ -380,8 +445,12 @@ def event_for_request(req: AuditedRequest, status: int, received: float, done: f
     event["responseStatus"] = rs
     event["requestReceivedTimestamp"] = micro_time(received)
     event["stageTimestamp"] = micro_time(done)
-    if req.audit:
-        event["annotations"] = {str(k): _cut(str(v), secrets) for k, v in req.audit.items()}
+    annotations = req.audit
+    if annotations:
+        if secrets:
+            event["annotations"] = {str(k): _cut(str(v), secrets) for k, v in annotations.items()}
+        else:
+            event["annotations"] = {str(k): str(v) for k, v in annotations.items()}
     return event
 
 
@@ -392,17 +461,26 @@ _LINE_BREAKS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe
 
 def json_line(event: dict[str, Any]) -> bytes:
     """One event as one JSON line that no line reader can split."""
-    data = orjson.dumps(event)
-    if b"\xc2\x85" in data or b"\xe2\x80" in data:
+    data = orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+    # Most lines are ASCII: one scan rules out all three (a search for a two-byte needle costs more).
+    if not data.isascii() and (b"\xc2\x85" in data or b"\xe2\x80" in data):
         for raw, escaped in _LINE_BREAKS:
             data = data.replace(raw, escaped)
-    return data + b"\n"
+    return data
 
 
 def _count(name: str, *labels: str) -> None:
     c = getattr(metrics, name, None)
     if c is not None:
         (c.labels(*labels) if labels else c).inc()
+
+
+def _no_count() -> None:
+    pass
+
+
+_events_counter = getattr(metrics, "apiserver_audit_event_total", None)
+_count_event: Callable[[], None] = _events_counter.inc if _events_counter is not None else _no_count
 
 
 class AuditLogger:
@@ -419,6 +497,7 @@ class AuditLogger:
         self._fd: int | None = None
         self._lock = threading.Lock()
         self._failing = False
+        self._user_json = _UserJSON()
         if path is None:
             return
         parent = os.path.dirname(os.path.abspath(path))
@@ -446,10 +525,11 @@ class AuditLogger:
             return
         with self._lock:
             try:
-                view = memoryview(line)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
+                n = os.write(fd, line)
+                if n < len(line):  # a short write (a full disk, a signal): write the rest
+                    view = memoryview(line)[n:]
+                    while view:
+                        view = view[os.write(fd, view):]
             except OSError as e:
                 _count("apiserver_audit_error_total", "log")
                 if not self._failing:
@@ -458,7 +538,7 @@ class AuditLogger:
                               self.path, e)
                 return
             self._failing = False
-        _count("apiserver_audit_event_total")
+        _count_event()
 
     def observe(self, req: AuditedRequest, status: int, seconds: float) -> None:
         """`App.observe`-compatible hook: audit `req` if the policy says so. Never raises."""
@@ -468,7 +548,7 @@ class AuditLogger:
             if not should_audit(req, status):
                 return
             done = self.clock()
-            self.log(event_for_request(req, status, done - seconds, done))
+            self.log(_event(req, status, done - seconds, done, None, self._user_json))
         except Exception:  # noqa: BLE001 - auditing must never break serving
             if not self._failing:
                 self._failing = True

@@ -372,3 +372,51 @@ def test_an_event_is_one_line_for_every_line_reader(tmp_path):
     lines = text.splitlines()
     assert len(lines) == 2 and text.count("\n") == 2, lines
     assert [json.loads(line) for line in lines] == [event, event]
+
+
+def test_logger_lines_are_event_for_request_byte_for_byte(tmp_path):
+    # AuditLogger serialises each user once and embeds that JSON; the lines must be what
+    # json_line(event_for_request(...)) writes, for every shape of event.
+    bob = UserInfo("bob", groups=("system:authenticated",), extra={"k": ("v\u2028",)})
+    cases = [
+        (bearer_request("GET", "/api/v1/namespaces/default/pods/p"), 200),
+        (bearer_request("GET", "/api/v1/namespaces/default/pods/p"), 200),  # the same user again
+        (bearer_request("POST", "/apis/authentication.k8s.io/v1/tokenreviews",
+                        body=json.dumps({"spec": {"token": TOKEN}}).encode()), 201),
+        (bearer_request("GET", "/api/v1/namespaces/default/pods/p", user=bob,
+                        annotations={"kubesat.io/impersonated-by": SA_USER.name},
+                        scope_extra={audit.AUTHENTICATED_USER_KEY: SA_USER}), 200),
+        (bearer_request("GET", "/api/v1/pods", user=bob, annotations={"kubesat.io/impersonated-by": "x"}), 200),
+        (make_request("GET", f"/api?token={TOKEN}", headers={"Authorization": f"Bearer {TOKEN}"}), 401),
+        (make_request("POST", "/api/v1/namespaces/default/configmaps", user=X509_USER,
+                      body=b'{"metadata":{"name":"c\\u00e9"}}'), 201),
+    ]
+    clock = iter(range(1700000000, 1700000100))
+    path = tmp_path / "audit.log"
+    logger = audit.AuditLogger(str(path), clock=lambda: float(next(clock)) + 0.5)
+    want = []
+    for req, status in cases:
+        logger.observe(req, status, 0.25)
+        done = 1700000000.5 + len(want)
+        want.append(audit.json_line(audit.event_for_request(req, status, done - 0.25, done)))
+    logger.close()
+    assert path.read_bytes() == b"".join(want)
+
+
+def test_created_name_from_escaped_keys_and_without_metadata():
+    def name(body: bytes) -> str:
+        req = make_request("POST", "/api/v1/namespaces/default/configmaps", user=X509_USER, body=body)
+        return audit.event_for_request(req, 201, 1, 2)["objectRef"].get("name", "")
+
+    assert name(b'{"metadata":{"name":"a"}}') == "a"
+    assert name(b'  {"m\\u0065tadata":{"name":"b"}}') == "b"  # a JSON escape spells the key
+    assert name(b'{"metadata":{"n\\u0061me":"c"}}') == "c"
+    assert name(b'{"kind":"ConfigMap","data":{"x":"y"}}') == ""
+    assert name(b'[{"metadata":{"name":"d"}}]') == ""
+    assert name(b"not json at all") == ""
+
+
+def test_micro_time_across_seconds_and_back():
+    stamps = [1700000000.25, 1700000000.75, 1700000001.0, 1699999999.9999999, 1700000000.5, 5.0000001]
+    for t in stamps + stamps[::-1]:
+        assert audit.micro_time(t) == datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), t
