@@ -14,6 +14,7 @@ from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler, status_success
 from kubesat.auth.admission import admit_pod_create
 from kubesat.auth.authz import ALLOW, Attributes
+from kubesat.auth.bootstrap import BootstrapTokenAuthenticator
 from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
 from kubesat.controllers.csrapprover import CSRApprovingController
 from kubesat.controllers.csrsigner import CSRSigningController
@@ -22,6 +23,7 @@ from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTrac
 from kubesat.controllers.nodelifecycle import NodeLifecycleController
 from kubesat.controllers.podgc import PodGCController
 from kubesat.controllers.scheduler import Scheduler, bind_pod
+from kubesat.controllers.tokencleaner import TokenCleaner
 from kubesat.controllers.tokens import TokensController
 from kubesat.pki import ClusterPKI
 from kubesat.registry import csr as csrs
@@ -169,6 +171,9 @@ def _install_tokens(
     issuer = TokenIssuer(keys, options, signer=signer)
     sa_auth = ServiceAccountAuthenticator(registry, keys, options)
     app.authenticator.token_authenticators.append(sa_auth)
+    # --enable-bootstrap-token-auth, on as kubeadm turns it on; after the service-account authenticator, as in
+    # kube-apiserver, so a service-account token never reaches it (and a JWT fails its length check at once).
+    app.authenticator.token_authenticators.append(BootstrapTokenAuthenticator(registry, tuple(options.audiences)))
     registry.on_delete.append(sa_auth.forget)
     tokens_api.install(app, resources, registry, issuer, app.authenticator, options, keys, opts.external_address)
     app.state["issuer"] = issuer
@@ -203,6 +208,7 @@ def controller_starters(
     starters.append(starter(lambda: CSRSigningController(registry, pki.load_ca)))
     starters.append(starter(lambda: CSRApprovingController(
         registry, lambda attrs: app.state["rbac"].decider.authorize(attrs))))
+    starters.append(starter(lambda: TokenCleaner(registry)))
     days = opts.tokens.legacy_cleanup_days
     if days:
         starters.append(starter(lambda: LegacyTokenCleaner(registry, period_days=days)))

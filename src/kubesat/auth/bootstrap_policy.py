@@ -169,6 +169,9 @@ _CSR_GROUP = "certificates.k8s.io"
 BUILTIN_SIGNERS = ("kubernetes.io/kube-apiserver-client", "kubernetes.io/kube-apiserver-client-kubelet",
                    "kubernetes.io/kubelet-serving", "kubernetes.io/legacy-unknown")
 SELF_NODE_CLIENT = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"
+NODE_CLIENT = "system:certificates.k8s.io:certificatesigningrequests:nodeclient"
+# The group of the bootstrap tokens `kubeadm token create` (and `kubesat kubeconfig --bootstrap`) makes.
+KUBEADM_NODE_TOKEN_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 
 
 def _certificate_roles() -> list[dict[str, Any]]:
@@ -210,6 +213,10 @@ def cluster_role_bindings() -> list[dict[str, Any]]:
         # Not Kubernetes' own but what kubeadm adds (kubeadm:node-autoapprove-certificate-rotation): nodes'
         # renewals of their own client certificates are approved by the csrapproving controller.
         _binding_to("kubesat:node-autoapprove-certificate-rotation", SELF_NODE_CLIENT, ["system:nodes"]),
+        # kubeadm's bindings for joining nodes: its bootstrap tokens' group may create CSRs, and their node
+        # client CSRs are approved by the csrapproving controller.
+        _binding_to("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", [KUBEADM_NODE_TOKEN_GROUP]),
+        _binding_to("kubeadm:node-autoapprove-bootstrap", NODE_CLIENT, [KUBEADM_NODE_TOKEN_GROUP]),
     ]
 
 
