@@ -7,17 +7,21 @@ import json
 import math
 import re
 import sys
+import tempfile
+import time
 from datetime import datetime, UTC
 from pathlib import Path
 
 import click
+import httpx
 
 from kubesat import __version__, logs
-from kubesat.agent.client import KubeconfigError
+from kubesat.agent.client import ApiClient, ApiError, KubeconfigError, load_kubeconfig
 from kubesat.agent.main import AgentError, AgentOptions
 from kubesat.agent.main import run as run_agent
 from kubesat.localnode import default_node_name
-from kubesat.pki import ClusterPKI, PKIError
+from kubesat.auth import bootstrap as bootstrap_tokens
+from kubesat.pki import ClusterPKI, PKIError, kubeconfig_yaml
 from kubesat.server import ServeError, ServeOptions, default_data_dir, serve as run
 from kubesat.tokens.issuer import DEFAULT_ISSUER, TokenOptions, validate_options
 from kubesat.tokens.keyring import KeyRing, KeyRingError
@@ -185,25 +189,74 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
 
 
 @main.command()
-@click.option("--node", "node", required=True, metavar="NAME",
+@click.option("--node", "node", default="", metavar="NAME",
               help="Node name: the certificate is for user system:node:NAME in group system:nodes.")
+@click.option("--bootstrap", is_flag=True, default=False,
+              help="Instead of --node: create a bootstrap token (as `kubeadm token create`, through the API with "
+                   "the admin kubeconfig) and print a bootstrap kubeconfig for `kubesat agent "
+                   "--bootstrap-kubeconfig`.")
+@click.option("--ttl", default="24h", show_default=True, metavar="DURATION",
+              help="With --bootstrap: how long the token is valid before it is deleted (0: it never expires).")
+@click.option("--kubeconfig", "admin_kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="With --bootstrap: the kubeconfig that creates the token. "
+                                   "Default: the data dir's admin.kubeconfig.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The server's data dir (its CA signs). Default: $KUBESAT_DATA_DIR, else ~/.kubesat.")
 @click.option("--server", "server_url", default="", metavar="URL",
               help="API server address to write. Default: the one in the data dir's admin.kubeconfig.")
-def kubeconfig(node: str, data_dir: Path | None, server_url: str) -> None:
-    """Print a kubeconfig with node credentials, as a kubelet's (the Node authorizer limits what it may do)."""
+def kubeconfig(node: str, bootstrap: bool, ttl: str, admin_kubeconfig: Path | None, data_dir: Path | None,
+               server_url: str) -> None:
+    """Print a kubeconfig with node credentials, as a kubelet's (the Node authorizer limits what it may do),
+    or with --bootstrap one with a new bootstrap token, to join a node."""
+    if bool(node) == bootstrap:
+        _fail("give either --node NAME or --bootstrap")
+    data = (data_dir or default_data_dir()).expanduser().absolute()
     try:
-        doc = ClusterPKI((data_dir or default_data_dir()).expanduser().absolute()).node_kubeconfig(node, server_url)
+        if bootstrap:
+            doc = asyncio.run(_bootstrap_kubeconfig(admin_kubeconfig or ClusterPKI(data).kubeconfig,
+                                                    _parse_duration(ttl, "--ttl"), server_url))
+        else:
+            doc = ClusterPKI(data).node_kubeconfig(node, server_url)
     except PKIError as e:
         _fail(str(e))
+        return
+    except KubeconfigError as e:
+        _fail(f"kubeconfig: {e}")
+        return
+    except (ApiError, httpx.HTTPError) as e:
+        _fail(f"could not create the bootstrap token: {e}")
         return
     click.echo(doc.decode(), nl=False)
 
 
+async def _bootstrap_kubeconfig(admin: Path, ttl: int, server_url: str) -> bytes:
+    """Create a bootstrap token Secret through the API; a kubeconfig that authenticates with the token."""
+    creds = load_kubeconfig(admin)
+    token = bootstrap_tokens.generate_token()
+    with tempfile.TemporaryDirectory() as key_dir:
+        api = ApiClient(creds, Path(key_dir), "kubesat-kubeconfig")
+        try:
+            await api.create(f"/api/v1/namespaces/{bootstrap_tokens.NAMESPACE}/secrets",
+                             bootstrap_tokens.token_secret(token, ttl, time.time()))
+        finally:
+            await api.close()
+    return kubeconfig_yaml(server_url or creds.server, creds.ca_pem, "tls-bootstrap-token-user", token=token)
+
+
 @main.command()
 @click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), required=True, metavar="FILE",
-              help="Kubeconfig of the node's identity (`kubesat kubeconfig --node NAME` makes one).")
+              help="Kubeconfig of the node's identity (`kubesat kubeconfig --node NAME` makes one). With "
+                   "--bootstrap-kubeconfig, written by the agent when missing or its certificate has expired.")
+@click.option("--bootstrap-kubeconfig", "bootstrap_kubeconfig", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="FILE",
+              help="Kubeconfig with a bootstrap token (`kubesat kubeconfig --bootstrap` makes one): when --kubeconfig "
+                   "is missing or expired, get a node client certificate with it through a CSR and write "
+                   "--kubeconfig.")
+@click.option("--cert-dir", "cert_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="Where the client certificate and key are kept. [default: ROOT/pki]")
+@click.option("--rotate-certificates", "rotate_certificates", default="true", show_default=True, metavar="BOOL",
+              is_flag=False, flag_value="true",
+              help="Renew the node's client certificate through a CSR when it nears expiry (70-90 % of its life).")
 @click.option("--node-name", "node_name", required=True, metavar="NAME", help="Name of the Node to register.")
 @click.option("--root", "root_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="Directory for the agent's state and the pods' volumes (the kubelet's --root-dir). "
@@ -214,22 +267,27 @@ def kubeconfig(node: str, data_dir: Path | None, server_url: str) -> None:
 @click.option("--test-clock-rate", "clock_rate", type=click.FloatRange(min=0.0, max=1e6, min_open=True), default=1.0,
               callback=lambda _ctx, param, v: _finite(v, param.opts[0]),
               envvar="KUBESAT_AGENT_CLOCK_RATE", metavar="N",
-              help="For tests only: the token refresh rule's clock runs N times as fast as real time "
+              help="For tests only: the clock of the token refresh and certificate rotation rules runs N times "
+                   "as fast as real time "
                    "(env KUBESAT_AGENT_CLOCK_RATE). Timestamps sent to the server stay real.")
 @click.option("--test-clock-offset", "clock_offset", type=click.FloatRange(min=-1e10, max=1e10), default=0.0,
               callback=lambda _ctx, param, v: _finite(v, param.opts[0]),
               envvar="KUBESAT_AGENT_CLOCK_OFFSET", metavar="SECONDS",
-              help="For tests only: the token refresh rule's clock is shifted by SECONDS "
+              help="For tests only: the clock of the token refresh and certificate rotation rules is shifted "
+                   "by SECONDS "
                    "(env KUBESAT_AGENT_CLOCK_OFFSET).")
-def agent(kubeconfig: Path, node_name: str, root_dir: Path | None, node_ip: str, log_level: str,
-          clock_rate: float, clock_offset: float) -> None:
+def agent(kubeconfig: Path, bootstrap_kubeconfig: Path | None, cert_dir: Path | None, rotate_certificates: str,
+          node_name: str, root_dir: Path | None, node_ip: str, log_level: str, clock_rate: float,
+          clock_offset: float) -> None:
     """Run a node agent: register the Node, keep its Lease and status fresh, write and refresh the volumes
     of the pods bound to it until SIGTERM."""
     logs.configure(log_level)
     root = root_dir or Path.home() / ".kubesat" / "agent" / node_name
     try:
-        asyncio.run(run_agent(AgentOptions(kubeconfig=kubeconfig, node_name=node_name, root=root, address=node_ip,
-                                           clock_rate=clock_rate, clock_offset=clock_offset)))
+        asyncio.run(run_agent(AgentOptions(
+            kubeconfig=kubeconfig, node_name=node_name, root=root, address=node_ip, clock_rate=clock_rate,
+            clock_offset=clock_offset, bootstrap_kubeconfig=bootstrap_kubeconfig, cert_dir=cert_dir,
+            rotate_certificates=_parse_bool(rotate_certificates, "--rotate-certificates"))))
     except KubeconfigError as e:
         _fail(f"kubeconfig: {e}")
     except AgentError as e:

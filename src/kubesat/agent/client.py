@@ -6,11 +6,13 @@ the API, with the identity its kubeconfig names (a node's client certificate, or
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import os
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ REQUEST_TIMEOUT = 30.0
 MAX_KUBECONFIG_BYTES = 1 << 20
 # The longest watch event line the agent reads: the server stores objects of at most 1.5 MiB.
 MAX_EVENT_BYTES = 4 << 20
+# After a new client certificate, how long the connections made with the old one are kept for requests under way.
+RETIRE_GRACE = 5.0
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -135,13 +139,34 @@ class ApiClient:
     """JSON requests to the API server, each answer a dict or an ApiError."""
 
     def __init__(self, creds: Credentials, key_dir: Path, user_agent: str) -> None:
-        headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        self._creds = creds
+        self._key_dir = key_dir
+        self._user_agent = user_agent
+        self._http = self._connect()
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def _connect(self) -> httpx.AsyncClient:
+        creds = self._creds
+        headers = {"User-Agent": self._user_agent, "Accept": "application/json"}
         if creds.token and not creds.cert_pem:
             headers["Authorization"] = f"Bearer {creds.token}"
-        self._http = httpx.AsyncClient(base_url=creds.server, verify=tls_context(creds, key_dir),
-                                       headers=headers, timeout=REQUEST_TIMEOUT)
+        return httpx.AsyncClient(base_url=creds.server, verify=tls_context(creds, self._key_dir),
+                                 headers=headers, timeout=REQUEST_TIMEOUT)
+
+    def use_client_certificate(self, cert_pem: bytes, key_pem: bytes, grace: float = RETIRE_GRACE) -> None:
+        """Present this client certificate from now on, as the kubelet does after rotating its own: new
+        requests go through new connections; the old ones are closed after `grace` seconds, so requests
+        under way finish and a watch on them ends (its caller resumes it with the new certificate)."""
+        self._creds = replace(self._creds, cert_pem=cert_pem, key_pem=key_pem)
+        old, self._http = self._http, self._connect()
+        task = asyncio.get_running_loop().create_task(_close_after(old, grace))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def close(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         await self._http.aclose()
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
@@ -185,6 +210,14 @@ class ApiClient:
                     status = event.get("object") or {}
                     raise ApiError(int(status.get("code") or 500), status.get("reason", ""), status.get("message", ""))
                 yield event["type"], event["object"]
+
+
+async def _close_after(client: httpx.AsyncClient, seconds: float) -> None:
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
 
 
 async def _lines(resp: httpx.Response) -> AsyncIterator[bytes]:

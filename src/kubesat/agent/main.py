@@ -20,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from kubesat.agent.client import ApiClient, ApiError, load_kubeconfig
+from kubesat.agent import certs
+from kubesat.agent.client import ApiClient, ApiError, Credentials, load_kubeconfig
 from kubesat.agent.pods import REFRESH_TICK, PodManager
 from kubesat.agent.node import RENEW_INTERVAL, READY, SHUTTING_DOWN, NodeFacts, NodeHeartbeat, default_address
 
@@ -48,6 +49,10 @@ class AgentOptions:
     # agent's start, plus `clock_offset` seconds. Nothing sent to the server uses it.
     clock_rate: float = 1.0
     clock_offset: float = 0.0
+    # The kubelet's --bootstrap-kubeconfig, --cert-dir (None: ROOT/pki) and --rotate-certificates (see certs).
+    bootstrap_kubeconfig: Path | None = None
+    cert_dir: Path | None = None
+    rotate_certificates: bool = True
 
 
 def refresh_clock(rate: float = 1.0, offset: float = 0.0,
@@ -73,13 +78,18 @@ def _now() -> datetime:
 
 async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
     """Run the agent until `stop` is set (or a signal arrives)."""
-    creds = load_kubeconfig(opts.kubeconfig)
+    boot_creds = None if opts.bootstrap_kubeconfig else load_kubeconfig(opts.kubeconfig)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is the server's audit log's job
     opts.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    clock = refresh_clock(opts.clock_rate, opts.clock_offset)
+    store = certs.FileStore(opts.cert_dir or opts.root / "pki")
+    creds = await _client_credentials(opts, boot_creds, store, stop)
+    if creds is None:
+        return
     api = ApiClient(creds, opts.root / "pki", user_agent=f"kubesat-agent/{opts.node_name}")
     facts = NodeFacts.read(opts.node_name, opts.address or default_address(), opts.root, opts.runtime)
     heartbeat = NodeHeartbeat(api, facts, _now)
@@ -88,12 +98,16 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
             return
         log.info("node %s registered; heartbeats every %.0f s", opts.node_name, RENEW_INTERVAL)
         if opts.clock_rate != 1.0 or opts.clock_offset != 0.0:
-            log.warning("test clock: token refresh decisions run %g times as fast, offset %+g s",
+            log.warning("test clock: token refresh and certificate rotation decisions run %g times as fast, "
+                        "offset %+g s",
                         opts.clock_rate, opts.clock_offset)
         pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address,
-                          token_clock=refresh_clock(opts.clock_rate, opts.clock_offset),
-                          tick=refresh_tick(opts.clock_rate))
+                          token_clock=clock, tick=refresh_tick(opts.clock_rate))
         workers = [asyncio.create_task(pods.follow(stop)), asyncio.create_task(pods.keep_fresh(stop))]
+        rotator = certs.rotator_for(api, creds, store, opts.node_name, clock, refresh_tick(opts.clock_rate)) \
+            if opts.rotate_certificates else None
+        if rotator is not None:
+            workers.append(asyncio.create_task(rotator.run(stop)))
         try:
             while not await _wait(stop, RENEW_INTERVAL):
                 await _retrying(_beat(heartbeat), stop, "renew the node's lease")
@@ -108,6 +122,25 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
         log.info("node %s stopped", opts.node_name)
     finally:
         await api.close()
+
+
+async def _client_credentials(opts: AgentOptions, creds: Credentials | None, store: certs.FileStore,
+                              stop: asyncio.Event) -> Credentials | None:
+    """The credentials of --kubeconfig, after a TLS bootstrap when there is a bootstrap kubeconfig and the
+    kubeconfig has no valid certificate (None: stopped meanwhile); with rotation on, the newest certificate
+    in the cert dir wins, as the kubelet's certificate manager prefers its store."""
+    if creds is None:
+        assert opts.bootstrap_kubeconfig is not None
+        try:
+            if not await certs.bootstrap(opts.kubeconfig, opts.bootstrap_kubeconfig, store.cert_dir, opts.node_name,
+                                         time.time(), stop, user_agent=f"kubesat-agent/{opts.node_name}"):
+                return None
+        except certs.CertificateError as e:
+            raise AgentError(f"could not get a client certificate with the bootstrap kubeconfig: {e}") from None
+        creds = load_kubeconfig(opts.kubeconfig)
+    if opts.rotate_certificates:
+        creds = certs.current_credentials(creds, store, opts.node_name, time.time())
+    return creds
 
 
 def _beat(heartbeat: NodeHeartbeat) -> Callable[[], Awaitable[None]]:
