@@ -159,7 +159,8 @@ def _token_kubeconfig(server: Server, tmp_path: Path, token: str) -> str:
     path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "c",
         "clusters": [{"name": "k", "cluster": {
-            "server": server.url, "certificate-authority-data": base64.b64encode(server.ca_file.read_bytes()).decode()}}],
+            "server": server.url,
+            "certificate-authority-data": base64.b64encode(server.ca_file.read_bytes()).decode()}}],
         "users": [{"name": "u", "user": {"token": token}}],
         "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
     }))
