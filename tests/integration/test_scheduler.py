@@ -165,3 +165,27 @@ def test_cordon_uncordon_and_drain(core: client.CoreV1Api, server) -> None:  # t
     assert "node/e1 uncordoned" in server.kubectl("uncordon", "e1").stdout
     wait_for(lambda: not core.read_node("e1").spec.taints, what="unschedulable taint removed")
     assert not core.read_node("e1").spec.unschedulable
+
+
+def test_status_patches_keep_pod_ip_fields_in_step(core: client.CoreV1Api, server) -> None:  # type: ignore[no-untyped-def]
+    _pod(core, "ips", {"nodeName": "a1"})
+    core.patch_namespaced_pod_status("ips", NS, {"status": {"podIP": "10.1.0.7", "hostIP": "192.168.0.2"}})
+    status = core.read_namespaced_pod("ips", NS).status
+    assert [i.ip for i in status.pod_ips] == ["10.1.0.7"] and [i.ip for i in status.host_ips] == ["192.168.0.2"]
+    # Both given and different: podIP wins, as in the v1 conversion (a strategic merge keeps the old podIP).
+    core.patch_namespaced_pod_status("ips", NS, {"status": {"podIPs": [{"ip": "10.1.0.8"}]}})
+    status = core.read_namespaced_pod("ips", NS).status
+    assert status.pod_ip == "10.1.0.7" and [i.ip for i in status.pod_ips] == ["10.1.0.7"]
+
+    def merge_patch(body: dict) -> str:
+        res = server.kubectl("patch", "pod", "ips", "-n", NS, "--subresource=status", "--type=merge",
+                             "-p", json.dumps(body), check=False)
+        return res.stderr
+
+    # A merge patch replaces the list; the singular follows its first entry.
+    merge_patch({"status": {"podIP": None, "podIPs": [{"ip": "10.1.0.8"}, {"ip": "fd00::8"}]}})
+    status = core.read_namespaced_pod("ips", NS).status
+    assert status.pod_ip == "10.1.0.8" and [i.ip for i in status.pod_ips] == ["10.1.0.8", "fd00::8"]
+    err = merge_patch({"status": {"podIP": None, "podIPs": [{"ip": "10.1.0.9"}, {"ip": "10.1.0.10"}]}})
+    assert 'The Pod "ips" is invalid: status.podIPs: Invalid value: []core.PodIP{core.PodIP{IP:"10.1.0.9"}, ' \
+        'core.PodIP{IP:"10.1.0.10"}}: may specify no more than one IP for each IP family' in err

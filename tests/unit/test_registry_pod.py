@@ -13,6 +13,7 @@ from kubesat.auth.admission import admit_pod_create
 from kubesat.errors import StatusError, invalid
 from kubesat.registry.kinds import lookup_kind
 from kubesat.registry.pod import PodStrategy, default_pull_policy, pod_qos
+from kubesat.registry.strategy import sync_dual_field
 
 SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -438,3 +439,22 @@ def test_field_values(strategy: PodStrategy) -> None:
     assert strategy.field_value(p, "status.podIP") == ""
     assert strategy.field_value(p, "status.nominatedNodeName") == ""
     assert strategy.field_value(p, "spec.unknown") is None
+
+
+def test_singular_and_plural_fields_stay_in_step() -> None:
+    cases = [
+        ({"podIP": "10.0.0.1"}, {"podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}]}),
+        ({"podIPs": [{"ip": "10.0.0.2"}, {"ip": "fd00::2"}]},
+         {"podIP": "10.0.0.2", "podIPs": [{"ip": "10.0.0.2"}, {"ip": "fd00::2"}]}),
+        # both given and different: the singular wins, as in the v1 conversion
+        ({"podIP": "10.0.0.3", "podIPs": [{"ip": "10.0.0.9"}, {"ip": "fd00::9"}]},
+         {"podIP": "10.0.0.3", "podIPs": [{"ip": "10.0.0.3"}]}),
+        ({}, {}),
+    ]
+    for given, want in cases:
+        part = dict(given)
+        sync_dual_field(part, "podIP", "podIPs", "ip")
+        assert part == want, given
+    spec = {"podCIDRs": ["10.244.0.0/24", "fd00::/64"]}
+    sync_dual_field(spec, "podCIDR", "podCIDRs")
+    assert spec["podCIDR"] == "10.244.0.0/24"

@@ -20,7 +20,7 @@ from kubesat.registry.meta import (
     qualified_name,
     validate_kube_finalizers,
 )
-from kubesat.registry.strategy import Strategy
+from kubesat.registry.strategy import Strategy, sync_dual_field
 from kubesat.registry.table import age
 
 ROLE_LABEL_PREFIX = "node-role.kubernetes.io/"
@@ -125,12 +125,22 @@ def _validate_pod_cidrs(cidrs: Any) -> list[FieldError]:
 class NodeStrategy(Strategy):
     has_status = True
 
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        self._sync_cidrs(obj)
+
     def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
         # The main resource cannot change status; /status owns it.
         if "status" in old:
             new["status"] = old["status"]
         else:
             new.pop("status", None)
+        self._sync_cidrs(new)
+
+    @staticmethod
+    def _sync_cidrs(obj: dict[str, Any]) -> None:
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            sync_dual_field(spec, "podCIDR", "podCIDRs")
 
     def validate(self, obj: dict[str, Any]) -> list[FieldError]:
         errs = validate_kube_finalizers(obj.get("metadata") or {})

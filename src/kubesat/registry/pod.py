@@ -19,7 +19,8 @@ from typing import Any
 
 from kubesat import errors
 from kubesat.errors import FieldError, duplicate, forbidden_field, invalid_value, not_supported, required
-from kubesat.registry.strategy import Strategy
+from kubesat.registry.meta import GoValue, go_quote
+from kubesat.registry.strategy import Strategy, sync_dual_field
 from kubesat.registry.table import age, human_duration, parse_time
 
 MAX_INT32 = 2**31 - 1
@@ -1179,11 +1180,17 @@ def validate_pod_status_update(new: dict[str, Any], old: dict[str, Any]) -> list
     if nn:
         errs += _subdomain(nn, "status.nominatedNodeName")
     for key in ("podIPs", "hostIPs"):
-        for i, ip in enumerate(_l(st.get(key))):
-            val = _d(ip).get("ip", "")
+        ips = [str(_d(ip).get("ip", "")) for ip in _l(st.get(key))]
+        bad = False
+        for i, val in enumerate(ips):
             if not _valid_ip(val):
+                bad = True
                 errs.append(invalid_value(f"status.{key}[{i}]", val,
                                           "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+        if len(ips) > 1 and not bad and (len(ips) > 2 or len({":" in ip for ip in ips}) != 2):
+            kind = "core.PodIP" if key == "podIPs" else "core.HostIP"
+            shown = GoValue("[]" + kind + "{" + ", ".join(f"{kind}{{IP:{go_quote(ip)}}}" for ip in ips) + "}")
+            errs.append(invalid_value(f"status.{key}", shown, "may specify no more than one IP for each IP family"))
     if (st.get("qosClass") or "") != (ost.get("qosClass") or ""):
         errs.append(invalid_value("status.qosClass", st.get("qosClass") or "", "field is immutable"))
     phase = st.get("phase")
@@ -1397,6 +1404,13 @@ class PodStrategy(Strategy):
         admit_priority(obj)
         obj["status"] = {"phase": "Pending", "qosClass": pod_qos(spec)}
 
+    @staticmethod
+    def _sync_ips(obj: dict[str, Any]) -> None:
+        status = obj.get("status")
+        if isinstance(status, dict):
+            sync_dual_field(status, "podIP", "podIPs", "ip")
+            sync_dual_field(status, "hostIP", "hostIPs", "ip")
+
     def validate(self, obj: dict[str, Any]) -> list[FieldError]:
         return validate_pod(obj)
 
@@ -1424,6 +1438,7 @@ class PodStrategy(Strategy):
         # qosClass is set at creation and immutable; backfill it when a client leaves it out.
         if not status.get("qosClass") and _d(old.get("status")).get("qosClass"):
             status["qosClass"] = old["status"]["qosClass"]
+        self._sync_ips(new)
 
     def deletion_grace(self, obj: dict[str, Any], requested: int | None) -> int | None:
         """The pod strategy's grace period (CheckGracefulDelete): the client's, else the pod's

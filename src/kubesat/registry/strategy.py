@@ -98,3 +98,23 @@ class Strategy:
         elif field == "metadata.namespace":
             value = meta.get("namespace", "")
         return value
+
+
+def sync_dual_field(part: dict[str, Any], single: str, plural: str, key: str | None = None) -> None:
+    """Keep a singular field and its plural in step as the v1 conversion does (podIP/podIPs, hostIP/hostIPs,
+    podCIDR/podCIDRs): a singular that is set and differs from the plural's first entry wins (the plural
+    becomes just it); a plural given alone fills the singular. `key`: the plural's items are objects
+    holding the value under it (`{"ip": ...}`)."""
+    one = part.get(single)
+    found = part.get(plural)
+    many: list[Any] = found if isinstance(found, list) else []
+
+    def first() -> Any:
+        item = many[0]
+        return item.get(key) if key is not None and isinstance(item, dict) else item
+
+    if one and (not many or first() != one):
+        many = [{key: one} if key is not None else one]
+        part[plural] = many
+    if many:
+        part[single] = first()
