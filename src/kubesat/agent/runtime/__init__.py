@@ -1,0 +1,98 @@
+"""What the agent asks of a container runtime, and what the kubelet API's streams (exec, attach, logs,
+port-forward) ask of it: the seam between the pod manager, the runtime that runs containers, and the
+agent's HTTPS server.
+
+Two runtimes implement it: `none` (no process: containers are reported running at once, as before there
+was a runtime) and `process` (each container a local process in a sandbox of its own). Everything here is
+plain data and protocols; nothing imports the implementations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class RuntimeFailure(Exception):
+    """A runtime could not do what was asked; the message is worded for `kubectl` (e.g. `container not found
+    ("app")`)."""
+
+
+@dataclass(frozen=True)
+class VolumeMountSource:
+    """Where one of a pod's volumes is on the host: its directory (or, for hostPath, the host path)."""
+
+    name: str
+    host_path: Path
+
+
+@dataclass
+class PodSandboxConfig:
+    """What a runtime needs to start a pod's containers: the pod object as the API has it, its volumes on
+    the host (by volume name), the container environments the agent built (by container name), and the
+    directory where the pod's logs go (`<root>/pods/<uid>/...` or the kubelet's `/var/log/pods` layout)."""
+
+    pod: dict[str, Any]
+    volumes: Mapping[str, VolumeMountSource]
+    environments: Mapping[str, Mapping[str, str]]
+    log_dir: Path
+    hosts_entries: Mapping[str, str] = field(default_factory=dict)  # host name -> address, for /etc/hosts
+
+
+@dataclass
+class ExecRequest:
+    """One `exec` (or `attach` when `command` is empty) into a running container."""
+
+    pod_uid: str
+    container: str
+    command: list[str]
+    stdin: bool = False
+    stdout: bool = True
+    stderr: bool = True
+    tty: bool = False
+
+
+class ExecSession(Protocol):
+    """A process started by `exec`: its streams and its end. With a TTY, stderr is merged into stdout."""
+
+    async def write_stdin(self, data: bytes) -> None: ...
+    async def close_stdin(self) -> None: ...
+    async def read_stdout(self) -> bytes: ...  # b"" at end of stream
+    async def read_stderr(self) -> bytes: ...  # b"" at end of stream (always with a TTY)
+    def resize(self, width: int, height: int) -> None: ...
+    async def wait(self) -> int: ...  # the exit code
+    async def kill(self) -> None: ...
+
+
+class Runtime(Protocol):
+    """A container runtime as the agent's pod manager and kubelet API use it."""
+
+    name: str  # "none" or "process"
+
+    async def start_pod(self, config: PodSandboxConfig) -> None:
+        """Start (or keep running) the pod's init containers, then its containers, as its spec says."""
+        ...
+
+    async def stop_pod(self, pod_uid: str, grace_seconds: float) -> None:
+        """Stop every container of the pod: SIGTERM (after preStop hooks), SIGKILL once the grace has run out."""
+        ...
+
+    def container_statuses(self, pod_uid: str) -> list[dict[str, Any]] | None:
+        """The pod's `containerStatuses` (and init containers' under "init:<name>"-free keys: see the
+        implementation) as the kubelet reports them; None when the runtime has no such pod."""
+        ...
+
+    async def exec(self, request: ExecRequest) -> ExecSession:
+        """Start a command in a running container (RuntimeFailure when it cannot)."""
+        ...
+
+    def log_path(self, pod_uid: str, container: str, previous: bool = False) -> Path | None:
+        """The container's current (or previous instance's) log file in CRI format, if there is one."""
+        ...
+
+    async def open_port(self, pod_uid: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A TCP connection to `port` in the pod's network (port-forward)."""
+        ...
