@@ -113,3 +113,33 @@ def test_a_certificate_without_a_common_name_falls_through_to_the_token() -> Non
     der = certificate_der(x509.NameAttribute(NameOID.ORGANIZATION_NAME, "no-cn"))
     assert authenticate("Bearer good", anonymous=False, cert=der) == ("system:serviceaccount:ns:app", ["good"])
     assert authenticate(None, anonymous=True, cert=der) == ("401", [])
+
+
+class _Caching:
+    """A token authenticator that hands out the same result object for a token, as a caching one does."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, TokenResult] = {}
+
+    async def authenticate_token(self, token: str, audiences: tuple[str, ...] | None) -> TokenResult | None:
+        if token not in self.results:
+            self.results[token] = TokenResult(UserInfo(f"user-{token}", groups=("g",)), ("api",),
+                                              (("k", "v"),), ("w",))
+        return self.results[token]
+
+
+def test_the_same_result_comes_back_completed_and_the_same() -> None:
+    authn = RequestAuthenticator()
+    cached = _Caching()
+    authn.token_authenticators.append(cached)
+    first = asyncio.run(authn.authenticate_token("a"))
+    assert first.user.groups == ("g", "system:authenticated")
+    assert (first.audiences, first.annotations, first.warnings) == (("api",), (("k", "v"),), ("w",))
+    assert cached.results["a"].user.groups == ("g",)  # the authenticator's own result is left as it was
+    again = asyncio.run(authn.authenticate_token("a"))
+    assert again is first and again.user is first.user
+    other = asyncio.run(authn.authenticate_token("b"))
+    assert other.user.name == "user-b" and other.user.groups == ("g", "system:authenticated")
+    # A new result object for the same token (the authenticator's cache expired): completed anew.
+    cached.results["a"] = TokenResult(UserInfo("user-a2"))
+    assert asyncio.run(authn.authenticate_token("a")).user == UserInfo("user-a2", groups=("system:authenticated",))

@@ -29,6 +29,9 @@ _UNICODE_SPACE = (_ASCII_SPACE + "\x85\xa0\u1680" + "".join(map(chr, range(0x200
                   + "\u2028\u2029\u202f\u205f\u3000")
 
 
+_COMPLETED_MAX = 4096
+
+
 class AuthenticationFailed(Exception):
     """The request carried a credential that is not valid. The reason is for logs, never the caller."""
 
@@ -94,6 +97,9 @@ class RequestAuthenticator:
         self.anonymous = anonymous
         self.token_authenticators: list[TokenAuthenticator] = []
         self._cert_cache: dict[bytes, UserInfo] = {}
+        # id(result) -> (an authenticator's result, the same with system:authenticated): an authenticator
+        # that caches hands out the same result object again, and then gets the same answer back.
+        self._completed: dict[int, tuple[TokenResult, TokenResult]] = {}
 
     def certificate_user(self, der: bytes) -> UserInfo:
         user = self._cert_cache.get(der)
@@ -114,12 +120,24 @@ class RequestAuthenticator:
                 errors.append(e.reason)
                 continue
             if res is not None:
-                return TokenResult(with_authenticated_group(res.user), res.audiences, res.annotations, res.warnings)
+                return self._complete(res)
         if not errors:
             errors.append("invalid bearer token")
         elif len(errors) == 1:
             errors.insert(0, "invalid bearer token")
         raise AuthenticationFailed("[" + ", ".join(errors) + "]" if len(errors) > 1 else errors[0])
+
+    def _complete(self, res: TokenResult) -> TokenResult:
+        """`res` with system:authenticated among the user's groups (the same object for the same result)."""
+        hit = self._completed.get(id(res))
+        if hit is not None and hit[0] is res:  # holding `res` keeps its id from being reused meanwhile
+            return hit[1]
+        user = with_authenticated_group(res.user)
+        out = res if user is res.user else TokenResult(user, res.audiences, res.annotations, res.warnings)
+        if len(self._completed) >= _COMPLETED_MAX:
+            self._completed.clear()
+        self._completed[id(res)] = (res, out)
+        return out
 
     async def authenticate(self, cert_der: bytes | None, authorization: str | None) -> AuthResult:
         # kube-apiserver asks its authenticators in turn, the client certificate before bearer tokens,

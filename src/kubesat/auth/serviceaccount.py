@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import os
 import time
 from datetime import datetime, UTC
 from typing import Any
@@ -71,6 +72,28 @@ def _go_quote(items: Any) -> str:
     return "[" + " ".join(f'"{a}"' for a in items) + "]"
 
 
+_Key = tuple[bytes, tuple[str, ...] | None]  # (keyed hash of the token, the audiences asked for)
+
+
+def _keyed_hash(key: bytes | None = None) -> Callable[[bytes], bytes]:
+    """HMAC-SHA256 under a key made for this process, as kube-apiserver keys its token cache: the cache holds
+    no token, nor a plain hash that could be checked against a guessed token. The padded key's two
+    SHA-256 states are computed once; each token then costs two copies and two updates (RFC 2104)."""
+    key = (os.urandom(32) if key is None else key).ljust(64, b"\0")
+    assert len(key) == 64  # a longer key would be hashed first; this one is always 32 bytes
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def digest(data: bytes) -> bytes:
+        h = inner.copy()
+        h.update(data)
+        o = outer.copy()
+        o.update(h.digest())
+        return o.digest()
+
+    return digest
+
+
 class _Entry:
     __slots__ = ("result", "expires", "uids")
 
@@ -97,8 +120,9 @@ class ServiceAccountAuthenticator:
         self.clock = clock
         self.api_audiences = tuple(options.audiences)
         self.verifier = Verifier(tuple(options.issuers) + (LEGACY_ISSUER,), implicit_audiences=self.api_audiences)
-        self._cache: dict[tuple[str, tuple[str, ...] | None], _Entry] = {}
-        self._by_uid: dict[str, set[tuple[str, tuple[str, ...] | None]]] = {}
+        self._cache: dict[_Key, _Entry] = {}
+        self._by_uid: dict[str, set[_Key]] = {}
+        self._token_hash = _keyed_hash()
         self._legacy_counter = _counter("serviceaccount_legacy_tokens_total")
         self._stale_counter = _counter("serviceaccount_stale_tokens_total")
         self._valid_counter = _counter("serviceaccount_valid_tokens_total")
@@ -116,8 +140,7 @@ class ServiceAccountAuthenticator:
         for key in self._by_uid.pop(uid, ()):
             self._cache.pop(key, None)
 
-    def _remember(self, key: tuple[str, tuple[str, ...] | None], result: TokenResult, uids: tuple[str, ...],
-                  now: float) -> None:
+    def _remember(self, key: _Key, result: TokenResult, uids: tuple[str, ...], now: float) -> None:
         if len(self._cache) >= CACHE_MAX:
             self._cache.clear()
             self._by_uid.clear()
@@ -128,7 +151,7 @@ class ServiceAccountAuthenticator:
     # ------------------------------------------------------------------- the check
     async def authenticate_token(self, token: str, audiences: tuple[str, ...] | None) -> TokenResult | None:
         now = self.clock()
-        key = (hashlib.sha256(token.encode()).hexdigest(), audiences)
+        key = (self._token_hash(token.encode()), audiences)
         hit = self._cache.get(key)
         if hit is not None:
             if hit.expires > now:
