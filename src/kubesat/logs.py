@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
+from collections.abc import Callable
 from types import TracebackType
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
@@ -57,3 +59,35 @@ def configure(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(EscapingFormatter(FORMAT))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
+
+
+class RateLimit:
+    """A token bucket for one kind of log line that a client can cause at will (a failed authentication):
+    `burst` lines at once, then `per_second` a second. A flood of bad requests then costs a counter
+    update each, not a formatted line and a write each, and cannot fill the disk. Lines let through
+    after a drop say how many were dropped (`allow()` returns that count).
+    """
+
+    __slots__ = ("per_second", "burst", "clock", "_tokens", "_last", "_dropped")
+
+    def __init__(self, per_second: float = 10.0, burst: int = 50, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self.clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+        self._dropped = 0
+
+    def allow(self) -> int | None:
+        """None: leave this line out (it is counted). Else log it: the count of lines left out before it."""
+        now = self.clock()
+        tokens = min(float(self.burst), self._tokens + (now - self._last) * self.per_second)
+        self._last = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            self._dropped += 1
+            return None
+        self._tokens = tokens - 1.0
+        dropped, self._dropped = self._dropped, 0
+        return dropped

@@ -79,3 +79,17 @@ def test_configure_routes_every_logger_through_the_escaping_handler(monkeypatch:
     assert len(lines) == 2, lines
     assert lines[0].endswith("INFO uvicorn.error: Invalid request x\\ny")
     assert lines[1].endswith("WARNING kubesat.api: path /a\\u2029b")
+
+
+def test_rate_limit_lets_a_burst_then_a_rate_through_and_counts_the_rest() -> None:
+    now = [100.0]
+    limit = logs.RateLimit(per_second=4, burst=5, clock=lambda: now[0])
+    assert [limit.allow() for _ in range(5)] == [0, 0, 0, 0, 0]
+    assert [limit.allow() for _ in range(7)] == [None] * 7
+    now[0] += 0.25  # one more line's worth
+    assert limit.allow() == 7  # the line says how many were left out before it
+    assert limit.allow() is None
+    now[0] += 0.5
+    assert [limit.allow() for _ in range(3)] == [1, 0, None]
+    now[0] += 3600  # a quiet hour refills the burst, no more
+    assert [limit.allow() for _ in range(6)] == [1, 0, 0, 0, 0, None]

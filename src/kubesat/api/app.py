@@ -16,7 +16,7 @@ from typing import Any
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
-from kubesat import errors
+from kubesat import errors, logs
 from kubesat.api import codec, requestinfo
 from kubesat.auth.authn import AuthenticationFailed, RequestAuthenticator
 from kubesat.auth.authz import ALLOW, Attributes, Authorizer, forbidden_message
@@ -29,6 +29,12 @@ TLS_PEER_DER = "kubesat.peer_cert_der"
 RESPONSE_STATUS = "kubesat.response_status"  # the error Status of a failed request, for the audit log
 STREAMING = "kubesat.streaming"  # set on a request's scope while it streams (watch)
 
+
+# The header names clients send on nearly every request, decoded once (ASGI gives them lower-case).
+_HEADER_NAMES = {n.encode(): n for n in (
+    "host", "user-agent", "accept", "accept-encoding", "authorization", "content-type", "content-length",
+    "connection", "kubectl-command", "kubectl-session", "audit-id", "x-forwarded-for", "x-real-ip",
+)}
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"", "0", "f", "F", "FALSE", "false", "False"})
@@ -119,6 +125,8 @@ class App:
         self.impersonator: Callable[[Request], None] | None = None
         # Requests whose handler is running now (streams such as watches count only until they start).
         self.handling = 0
+        # How many "authentication failed" lines reach the server log (a burst, then a rate).
+        self.failure_log = logs.RateLimit()
 
     def route(self, path: str, handler: Handler) -> None:
         self.paths[path] = handler
@@ -164,7 +172,7 @@ class App:
         query = parse_qs(raw_qs.decode("latin-1"), keep_blank_values=True) if raw_qs else {}
         headers: dict[str, str] = {}
         for k, v in scope["headers"]:
-            name = k.decode("latin-1").lower()
+            name = _HEADER_NAMES.get(k) or k.decode("latin-1").lower()
             val = v.decode("latin-1")
             if name not in headers:
                 headers[name] = val
@@ -193,13 +201,18 @@ class App:
             self.observe(req, status, time.perf_counter() - started)
 
     async def _send(self, req: Request, res: Response, send: Any) -> None:
+        ctype = res.content_type
         hdrs = [
-            (b"content-type", res.content_type.encode()),
-            (b"content-length", str(len(res.body)).encode()),
+            (b"content-type", b"application/json" if ctype == "application/json" else ctype.encode()),
+            (b"content-length", b"%d" % len(res.body)),
         ]
-        if not any(k == b"cache-control" for k, _ in res.headers):
+        extra = res.headers
+        if not extra:
             hdrs.append((b"cache-control", b"no-cache, private"))
-        hdrs.extend(res.headers)
+        else:
+            if not any(k == b"cache-control" for k, _ in extra):
+                hdrs.append((b"cache-control", b"no-cache, private"))
+            hdrs.extend(extra)
         for w in req.warnings:
             hdrs.append((b"warning", f'299 - "{_escape_warning(w)}"'.encode("utf-8", "backslashreplace")))
         await send({"type": "http.response.start", "status": res.status, "headers": hdrs})
@@ -261,8 +274,16 @@ class App:
             cert = req.scope.get(TLS_PEER_DER)
             auth = await self.authenticator.authenticate(cert, req.headers.get("authorization"))
         except AuthenticationFailed as e:
-            # The reason goes to the log and the audit log, never to the caller.
-            log.warning("authentication failed for %s %s: %s", req.method, req.path, e.reason)
+            # The reason goes to the log and the audit log, never to the caller. The log takes a
+            # bounded rate of these lines (a client can send bad tokens as fast as it likes); the
+            # audit log and the authentication_attempts metric still count every one.
+            dropped = self.failure_log.allow()
+            if dropped == 0:
+                log.warning("authentication failed for %s %s: %s", req.method, req.path, e.reason)
+            elif dropped is not None:
+                log.warning("authentication failed for %s %s: %s (%d earlier failures not logged: "
+                            "more than %g a second)", req.method, req.path, e.reason, dropped,
+                            self.failure_log.per_second)
             req.audit["kubesat.io/authentication-failure"] = e.reason
             raise errors.unauthorized() from None
         req.user = auth.user
