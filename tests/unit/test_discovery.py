@@ -30,9 +30,10 @@ def test_api_group_list_and_group() -> None:
     assert "" not in names
     assert set(names) == {g for g in kinds.GROUP_ORDER if g}
     # kube-apiserver's group priorities: authentication > authorization > certificates > rbac > apiextensions
-    # > coordination.
+    # > coordination > discovery.
     assert names == ["authentication.k8s.io", "authorization.k8s.io", "certificates.k8s.io",
-                     "rbac.authorization.k8s.io", "apiextensions.k8s.io", "coordination.k8s.io"]
+                     "rbac.authorization.k8s.io", "apiextensions.k8s.io", "coordination.k8s.io",
+                     "discovery.k8s.io"]
     rbac = discovery.api_group("rbac.authorization.k8s.io")
     assert rbac == {
         "kind": "APIGroup",

@@ -1254,6 +1254,115 @@ _MESSAGES["certificates.v1.CertificateSigningRequestCondition"] = {
     5: ("lastTransitionTime", TIME),
 }
 
+# core.v1 Service, Endpoints and discovery.v1 EndpointSlice (pointer fields as the Go types have them).
+_MESSAGES["core.v1.Service"] = {
+    1: ("metadata", MSG, "meta.v1.ObjectMeta"),
+    2: ("spec", MSG, "core.v1.ServiceSpec"),
+    3: ("status", MSG, "core.v1.ServiceStatus"),
+}
+_MESSAGES["core.v1.ServiceSpec"] = {
+    1: ("ports", MSG | REP, "core.v1.ServicePort"),
+    2: ("selector", MAP, STRING),
+    3: ("clusterIP", STRING),
+    18: ("clusterIPs", STRING | REP),
+    4: ("type", STRING),
+    5: ("externalIPs", STRING | REP),
+    7: ("sessionAffinity", STRING),
+    8: ("loadBalancerIP", STRING),
+    9: ("loadBalancerSourceRanges", STRING | REP),
+    10: ("externalName", STRING),
+    11: ("externalTrafficPolicy", STRING),
+    12: ("healthCheckNodePort", INT32),
+    13: ("publishNotReadyAddresses", BOOL),
+    14: ("sessionAffinityConfig", MSG, "core.v1.SessionAffinityConfig"),
+    19: ("ipFamilies", STRING | REP),
+    17: ("ipFamilyPolicy", STRING | PTR),
+    20: ("allocateLoadBalancerNodePorts", BOOL | PTR),
+    21: ("loadBalancerClass", STRING | PTR),
+    22: ("internalTrafficPolicy", STRING | PTR),
+    23: ("trafficDistribution", STRING | PTR),
+}
+_MESSAGES["core.v1.ServicePort"] = {
+    1: ("name", STRING),
+    2: ("protocol", STRING),
+    6: ("appProtocol", STRING | PTR),
+    3: ("port", INT32),
+    4: ("targetPort", INTORSTR),
+    5: ("nodePort", INT32),
+}
+_MESSAGES["core.v1.SessionAffinityConfig"] = {1: ("clientIP", MSG, "core.v1.ClientIPConfig")}
+_MESSAGES["core.v1.ClientIPConfig"] = {1: ("timeoutSeconds", INT32 | PTR)}
+_MESSAGES["core.v1.ServiceStatus"] = {
+    1: ("loadBalancer", MSG, "core.v1.LoadBalancerStatus"),
+    2: ("conditions", MSG | REP, "meta.v1.Condition"),
+}
+_MESSAGES["meta.v1.Condition"] = {
+    1: ("type", STRING),
+    2: ("status", STRING),
+    3: ("observedGeneration", INT64),
+    4: ("lastTransitionTime", TIME),
+    5: ("reason", STRING),
+    6: ("message", STRING),
+}
+_MESSAGES["core.v1.LoadBalancerStatus"] = {1: ("ingress", MSG | REP, "core.v1.LoadBalancerIngress")}
+_MESSAGES["core.v1.LoadBalancerIngress"] = {
+    1: ("ip", STRING),
+    2: ("hostname", STRING),
+    3: ("ipMode", STRING | PTR),
+    4: ("ports", MSG | REP, "core.v1.PortStatus"),
+}
+_MESSAGES["core.v1.PortStatus"] = {1: ("port", INT32), 2: ("protocol", STRING), 3: ("error", STRING | PTR)}
+_MESSAGES["core.v1.Endpoints"] = {
+    1: ("metadata", MSG, "meta.v1.ObjectMeta"),
+    2: ("subsets", MSG | REP, "core.v1.EndpointSubset"),
+}
+_MESSAGES["core.v1.EndpointSubset"] = {
+    1: ("addresses", MSG | REP, "core.v1.EndpointAddress"),
+    2: ("notReadyAddresses", MSG | REP, "core.v1.EndpointAddress"),
+    3: ("ports", MSG | REP, "core.v1.EndpointPort"),
+}
+_MESSAGES["core.v1.EndpointAddress"] = {
+    1: ("ip", STRING),
+    3: ("hostname", STRING),
+    4: ("nodeName", STRING | PTR),
+    2: ("targetRef", MSG, "core.v1.ObjectReference"),
+}
+_MESSAGES["core.v1.EndpointPort"] = {
+    1: ("name", STRING),
+    2: ("port", INT32),
+    3: ("protocol", STRING),
+    4: ("appProtocol", STRING | PTR),
+}
+_MESSAGES["discovery.v1.EndpointSlice"] = {
+    1: ("metadata", MSG, "meta.v1.ObjectMeta"),
+    4: ("addressType", STRING),
+    2: ("endpoints", MSG | REP, "discovery.v1.Endpoint"),
+    3: ("ports", MSG | REP, "discovery.v1.EndpointPort"),
+}
+_MESSAGES["discovery.v1.Endpoint"] = {
+    1: ("addresses", STRING | REP),
+    2: ("conditions", MSG, "discovery.v1.EndpointConditions"),
+    3: ("hostname", STRING | PTR),
+    4: ("targetRef", MSG, "core.v1.ObjectReference"),
+    5: ("deprecatedTopology", MAP, STRING),
+    6: ("nodeName", STRING | PTR),
+    7: ("zone", STRING | PTR),
+    8: ("hints", MSG, "discovery.v1.EndpointHints"),
+}
+_MESSAGES["discovery.v1.EndpointConditions"] = {
+    1: ("ready", BOOL | PTR),
+    2: ("serving", BOOL | PTR),
+    3: ("terminating", BOOL | PTR),
+}
+_MESSAGES["discovery.v1.EndpointHints"] = {1: ("forZones", MSG | REP, "discovery.v1.ForZone")}
+_MESSAGES["discovery.v1.ForZone"] = {1: ("name", STRING)}
+_MESSAGES["discovery.v1.EndpointPort"] = {
+    1: ("name", STRING | PTR),
+    2: ("protocol", STRING | PTR),
+    3: ("port", INT32 | PTR),
+    4: ("appProtocol", STRING | PTR),
+}
+
 SPAN = 15  # internal: the (start, stop) byte offsets of a length-delimited payload
 
 # The small messages behind the special kinds, decoded like any other and then converted.
@@ -1293,6 +1402,9 @@ _KINDS: dict[tuple[str, str], str] = {
     ("v1", "Pod"): "core.v1.Pod",
     ("v1", "Secret"): "core.v1.Secret",
     ("v1", "ServiceAccount"): "core.v1.ServiceAccount",
+    ("v1", "Service"): "core.v1.Service",
+    ("v1", "Endpoints"): "core.v1.Endpoints",
+    ("discovery.k8s.io/v1", "EndpointSlice"): "discovery.v1.EndpointSlice",
     ("rbac.authorization.k8s.io/v1", "Role"): "rbac.v1.Role",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "rbac.v1.ClusterRole",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rbac.v1.RoleBinding",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubesat import errors
-from kubesat.api import node_api, rbac_api, tokens_api
+from kubesat.api import node_api, rbac_api, services_api, tokens_api
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler, status_success
 from kubesat.auth.admission import admit_pod_create
@@ -19,6 +19,7 @@ from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
 from kubesat.controllers.csrapprover import CSRApprovingController
 from kubesat.controllers.csrsigner import CSRSigningController
 from kubesat.controllers.gc import GarbageCollector
+from kubesat.controllers.kubernetesservice import KubernetesServiceController
 from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
 from kubesat.controllers.nodelifecycle import NodeLifecycleController
 from kubesat.controllers.podgc import PodGCController
@@ -92,6 +93,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
 
     resources.create_handlers[("authentication.k8s.io", "selfsubjectreviews", "")] = self_subject_review
     _install_binding(resources, registry)
+    services_api.install(resources, registry)
     _install_csr(app, resources)
     _install_tokens(app, resources, registry, opts, pki)
     app.state["rbac"] = rbac_api.install(app, resources, registry)
@@ -205,6 +207,7 @@ def controller_starters(
         registry, grace_period=opts.node_monitor_grace_period,
         startup_grace_period=opts.node_startup_grace_period)))
     starters.append(starter(lambda: PodGCController(registry)))
+    starters.append(starter(lambda: KubernetesServiceController(registry, opts.external_address)))
     starters.append(starter(lambda: CSRSigningController(registry, pki.load_ca)))
     starters.append(starter(lambda: CSRApprovingController(
         registry, lambda attrs: app.state["rbac"].decider.authorize(attrs))))

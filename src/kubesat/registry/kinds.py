@@ -131,6 +131,12 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                          "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
                          "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"),
     ),
+    ResourceInfo(
+        "", "v1", "Service", "services", "service", True, short_names=("svc",), categories=("all",),
+        subresources=(Subresource("status", "Service", ("get", "patch", "update")),),
+    ),
+    ResourceInfo("", "v1", "Endpoints", "endpoints", "endpoints", True, short_names=("ep",)),
+    ResourceInfo("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
     ResourceInfo("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", True),
     ResourceInfo("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", False),
     ResourceInfo("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", True),
@@ -171,6 +177,7 @@ GROUP_ORDER: tuple[str, ...] = (
     "authorization.k8s.io",
     "certificates.k8s.io",
     "coordination.k8s.io",
+    "discovery.k8s.io",
     "rbac.authorization.k8s.io",
     "apiextensions.k8s.io",
 )

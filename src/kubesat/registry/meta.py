@@ -77,6 +77,24 @@ def dns1123_label(value: str) -> list[str]:
     return errs
 
 
+DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
+DNS1035_LABEL_MSG = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic "
+    "character, and end with an alphanumeric character"
+)
+_DNS1035_RE = re.compile(f"^{DNS1035_LABEL_FMT}$")
+
+
+def dns1035_label(value: str) -> list[str]:
+    """IsDNS1035Label: e.g. a Service name."""
+    errs: list[str] = []
+    if len(value) > DNS1123_LABEL_MAX:
+        errs.append(max_len_error(DNS1123_LABEL_MAX))
+    if not _full(_DNS1035_RE, value):
+        errs.append(regex_error(DNS1035_LABEL_MSG, DNS1035_LABEL_FMT, "my-name", "abc-123"))
+    return errs
+
+
 def dns1123_subdomain(value: str) -> list[str]:
     """IsDNS1123Subdomain: the name rule of most kinds."""
     errs: list[str] = []
@@ -191,6 +209,10 @@ def name_is_label(name: str, prefix: bool = False) -> list[str]:
     return dns1123_label(_mask_trailing_dash(name) if prefix else name)
 
 
+def name_is_dns1035(name: str, prefix: bool = False) -> list[str]:
+    return dns1035_label(_mask_trailing_dash(name) if prefix else name)
+
+
 def name_is_path_segment(name: str, prefix: bool = False) -> list[str]:
     # RBAC's "minimal name requirements" apply the full rule to generateName as well.
     return path_segment_name(name)
@@ -201,6 +223,7 @@ NAME_RULES: dict[str, NameRule] = {
     "subdomain": name_is_subdomain,
     "label": name_is_label,
     "path_segment": name_is_path_segment,
+    "dns1035": name_is_dns1035,
 }
 
 # --------------------------------------------------------------------------------------------

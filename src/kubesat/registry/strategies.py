@@ -16,6 +16,7 @@ from kubesat.registry.rbac import (
     RoleStrategy,
 )
 from kubesat.registry.secret import SecretStrategy
+from kubesat.registry.service import EndpointSliceStrategy, EndpointsStrategy, ServiceStrategy
 from kubesat.registry.serviceaccount import ServiceAccountStrategy
 from kubesat.registry.strategy import Strategy
 from kubesat.registry.pod import PodStrategy
@@ -28,6 +29,9 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("v1", "Pod"): PodStrategy,
     ("v1", "Node"): NodeStrategy,
     ("v1", "Event"): EventStrategy,
+    ("v1", "Service"): ServiceStrategy,
+    ("v1", "Endpoints"): EndpointsStrategy,
+    ("discovery.k8s.io/v1", "EndpointSlice"): EndpointSliceStrategy,
     ("rbac.authorization.k8s.io/v1", "Role"): RoleStrategy,
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): ClusterRoleStrategy,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): RoleBindingStrategy,
