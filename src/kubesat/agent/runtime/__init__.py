@@ -5,12 +5,18 @@ agent's HTTPS server.
 Two runtimes implement it: `none` (no process: containers are reported running at once, as before there
 was a runtime) and `process` (each container a local process in a sandbox of its own). Everything here is
 plain data and protocols; nothing imports the implementations.
+
+Changes since the first version (`exec`, `log_path`, `open_port` and ExecSession are unchanged):
+PodSandboxConfig gained `notify` (called when a container's state changes, so the pod's status is reported)
+and `record_event` (the runtime's Events: Started, Killing, BackOff, Unhealthy ...); Runtime gained
+`pod_status` (phase, conditions, init and regular container statuses in one answer), `forget_pod` (drop a
+stopped pod's state) and `close` (stop every container when the agent stops).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +46,10 @@ class PodSandboxConfig:
     environments: Mapping[str, Mapping[str, str]]
     log_dir: Path
     hosts_entries: Mapping[str, str] = field(default_factory=dict)  # host name -> address, for /etc/hosts
+    # Called (no arguments) whenever a container's state, readiness or restart count changes.
+    notify: Callable[[], None] | None = None
+    # record_event(type, reason, message, container or None): an Event about the pod, sent by the caller.
+    record_event: Callable[[str, str, str, str | None], None] | None = None
 
 
 @dataclass
@@ -81,8 +91,20 @@ class Runtime(Protocol):
         ...
 
     def container_statuses(self, pod_uid: str) -> list[dict[str, Any]] | None:
-        """The pod's `containerStatuses` (and init containers' under "init:<name>"-free keys: see the
-        implementation) as the kubelet reports them; None when the runtime has no such pod."""
+        """The pod's `containerStatuses` as the kubelet reports them; None when the runtime has no such pod."""
+        ...
+
+    def pod_status(self, pod_uid: str) -> dict[str, Any] | None:
+        """What the runtime knows of the pod's status: `phase`, `initContainerStatuses`, `containerStatuses`
+        and `conditions` (type -> (status, reason, message) for Initialized, ContainersReady, Ready)."""
+        ...
+
+    def forget_pod(self, pod_uid: str) -> None:
+        """Drop what the runtime keeps of a pod (after stop_pod); a process still running is killed."""
+        ...
+
+    async def close(self) -> None:
+        """The agent is stopping: stop every container (a short grace), so that none outlives it."""
         ...
 
     async def exec(self, request: ExecRequest) -> ExecSession:
