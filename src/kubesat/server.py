@@ -68,6 +68,33 @@ class ServeOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def command_line(self) -> list[str]:
+        """The server's command with every flag that shapes its tokens spelled out (defaults included), as
+        kubeadm's kube-apiserver manifest spells out its flags: what the mirror pod shows."""
+        t = self.tokens
+        cmd = ["kubesat", "serve", f"--data-dir={self.data_dir}", f"--bind={self.bind}", f"--port={self.port}"]
+        cmd += [f"--service-account-issuer={i}" for i in t.issuers]
+        cmd += [f"--api-audiences={','.join(t.audiences)}",
+                f"--service-account-key-file={self.data_dir / 'pki' / 'sa.pub'}",
+                *(f"--service-account-key-file={f}" for f in t.extra_key_files),
+                f"--service-account-signing-key-file={self.data_dir / 'pki' / 'sa.key'}",
+                f"--service-account-signing-alg={t.signing_alg}",
+                f"--service-account-max-token-expiration={t.max_expiration}s",
+                f"--service-account-extend-token-expiration={str(t.extend_expiration).lower()}",
+                f"--service-account-lookup={str(t.lookup).lower()}",
+                f"--anonymous-auth={str(self.anonymous_auth).lower()}",
+                f"--client-ca-file={self.data_dir / 'pki' / 'ca.crt'}",
+                f"--tls-cert-file={self.data_dir / 'pki' / 'apiserver.crt'}",
+                f"--tls-private-key-file={self.data_dir / 'pki' / 'apiserver.key'}",
+                "--authorization-mode=Node,RBAC", "--enable-bootstrap-token-auth=true",
+                "--service-cluster-ip-range=10.96.0.0/12"]
+        if t.jwks_uri:
+            cmd.append(f"--service-account-jwks-uri={t.jwks_uri}")
+        if self.node_name:
+            cmd.append(f"--node-name={self.node_name}")
+        return cmd
+
+    @property
     def external_address(self) -> str:
         """host:port clients reach the server at (used for the JWKS URI)."""
         return self.url[len("https://"):]

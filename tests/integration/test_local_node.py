@@ -32,6 +32,11 @@ def _pod(server: Server, name: str) -> dict:
     return json.loads(out.stdout) if out.returncode == 0 else {}
 
 
+def _pod_in(server: Server, namespace: str, name: str) -> dict:
+    out = server.kubectl("get", "pod", "-n", namespace, name, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else {}
+
+
 def _agents(name: str) -> list[str]:
     out = subprocess.run(["pgrep", "-f", f"kubesat.cli agent .*--node-name {name} "], capture_output=True,
                          text=True)
@@ -74,6 +79,23 @@ def test_deleting_a_pod_waits_for_the_agent(local: Server) -> None:
     wait_for(lambda: not _pod(local, "web"), 20, "the agent finishing the deletion")
     assert time.monotonic() - started < 20  # the agent's teardown, not the 30 s grace period
     assert not (local.data_dir / "node" / "pods" / uid).exists()
+
+
+def test_the_server_shows_as_a_mirror_pod_on_its_node(local: Server) -> None:
+    name = f"kube-apiserver-{NODE}"
+    pod = wait_for(lambda: _pod_in(local, "kube-system", name), 20, "the mirror pod")
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[:2] == ["kubesat", "serve"]
+    assert "--service-account-issuer=https://kubernetes.default.svc.cluster.local" in command
+    assert f"--port={local.port}" in command
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["kubernetes.io/config.source"] == "file" and annotations["kubernetes.io/config.mirror"]
+    assert pod["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    assert pod["status"]["phase"] == "Running"
+    # What the runbook runs to find the issuer:
+    yaml_text = local.kubectl("get", "pod", "-n", "kube-system", name, "-o", "yaml").stdout
+    assert [line.strip() for line in yaml_text.splitlines() if "service-account-issuer" in line] == \
+        ["- --service-account-issuer=https://kubernetes.default.svc.cluster.local"]
 
 
 def test_a_bad_node_name_is_one_line(tmp_path: Path) -> None:

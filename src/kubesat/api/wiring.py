@@ -20,6 +20,7 @@ from kubesat.controllers.csrapprover import CSRApprovingController
 from kubesat.controllers.csrsigner import CSRSigningController
 from kubesat.controllers.gc import GarbageCollector
 from kubesat.controllers.kubernetesservice import KubernetesServiceController
+from kubesat.controllers.mirrorpod import MirrorPodPublisher
 from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
 from kubesat.controllers.nodelifecycle import NodeLifecycleController
 from kubesat.controllers.podgc import PodGCController
@@ -55,6 +56,12 @@ class WiringOptions(Protocol):
 
     @property
     def node_startup_grace_period(self) -> float: ...
+
+    @property
+    def node_name(self) -> str: ...
+
+    @property
+    def command_line(self) -> list[str]: ...
 
 
 class Controller(Protocol):
@@ -208,6 +215,9 @@ def controller_starters(
         startup_grace_period=opts.node_startup_grace_period)))
     starters.append(starter(lambda: PodGCController(registry)))
     starters.append(starter(lambda: KubernetesServiceController(registry, opts.external_address)))
+    if opts.node_name:
+        starters.append(starter(lambda: MirrorPodPublisher(registry, opts.node_name, opts.command_line,
+                                                           opts.external_address)))
     starters.append(starter(lambda: CSRSigningController(registry, pki.load_ca)))
     starters.append(starter(lambda: CSRApprovingController(
         registry, lambda attrs: app.state["rbac"].decider.authorize(attrs))))
