@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from bisect import bisect_left
 from decimal import Decimal
 from typing import Any
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 log = logging.getLogger("kubesat.metrics")
 
@@ -107,16 +109,87 @@ kubesat_token_signatures_total = Counter(
     ("signer",), registry=REGISTRY)
 
 # --- request metrics (staging/src/k8s.io/apiserver/pkg/endpoints/metrics/metrics.go) --------------
-apiserver_request_total = Counter(
+class _RequestCounterVec(Collector):
+    """A labelled counter exposed as prometheus_client's Counter exposes one (family `name` without
+    `_total`, series `name_total`), counted in a plain cell per series: every request bumps two of
+    these, from the event loop's thread, and prometheus_client's lock and checks per increment cost
+    more than the rest of the bookkeeping."""
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], registry: CollectorRegistry):
+        self.name = name.removesuffix("_total")
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self._cells: dict[tuple[str, ...], list[float]] = {}
+        registry.register(self)
+
+    def cell(self, *labelvalues: str) -> list[float]:
+        """The series' one-element cell (created at 0): `cell[0] += 1` counts."""
+        cell = self._cells.get(labelvalues)
+        if cell is None:
+            if len(labelvalues) != len(self.labelnames):
+                raise ValueError(f"{self.name}: expected {len(self.labelnames)} label values")
+            cell = self._cells[labelvalues] = [0.0]
+        return cell
+
+    def collect(self) -> Iterable[Metric]:
+        m = Metric(self.name, self.documentation, "counter")
+        for labelvalues, cell in list(self._cells.items()):
+            m.add_sample(self.name + "_total", dict(zip(self.labelnames, labelvalues, strict=True)), cell[0])
+        yield m
+
+
+class _RequestHistogramVec(Collector):
+    """A labelled histogram exposed as prometheus_client's Histogram exposes one (cumulative `_bucket`
+    series with `le`, then `_count`, `_sum`), kept as per-bucket counts and a sum in a plain cell per
+    series, for the same reason as _RequestCounterVec."""
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], buckets: tuple[float, ...],
+                 registry: CollectorRegistry):
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.bounds = tuple(float(b) for b in buckets) + (_INF,)
+        self._le = tuple(floatToGoString(b) for b in self.bounds)
+        self._cells: dict[tuple[str, ...], list[float]] = {}
+        registry.register(self)
+
+    def cell(self, *labelvalues: str) -> list[float]:
+        """The series' cell: a count per bucket (not cumulative), then the sum; see observe()."""
+        cell = self._cells.get(labelvalues)
+        if cell is None:
+            if len(labelvalues) != len(self.labelnames):
+                raise ValueError(f"{self.name}: expected {len(self.labelnames)} label values")
+            cell = self._cells[labelvalues] = [0.0] * (len(self.bounds) + 1)
+        return cell
+
+    def observe(self, cell: list[float], amount: float) -> None:
+        cell[bisect_left(self.bounds, amount)] += 1  # the first bucket whose bound is >= amount
+        cell[-1] += amount
+
+    def collect(self) -> Iterable[Metric]:
+        m = Metric(self.name, self.documentation, "histogram")
+        for labelvalues, cell in list(self._cells.items()):
+            labels = dict(zip(self.labelnames, labelvalues, strict=True))
+            total = 0.0
+            for le, n in zip(self._le, cell, strict=False):
+                total += n
+                m.add_sample(self.name + "_bucket", {**labels, "le": le}, total)
+            m.add_sample(self.name + "_count", labels, total)
+            m.add_sample(self.name + "_sum", labels, cell[-1])
+        yield m
+
+
+_INF = float("inf")
+apiserver_request_total = _RequestCounterVec(
     "apiserver_request_total",
     "[STABLE] Requests served, by verb, dry-run value, group, version, resource, subresource, scope, "
     "component and HTTP response code.",
-    REQUEST_LABELS + ("code",), registry=REGISTRY)
-apiserver_request_duration_seconds = Histogram(
+    REQUEST_LABELS + ("code",), REGISTRY)
+apiserver_request_duration_seconds = _RequestHistogramVec(
     "apiserver_request_duration_seconds",
     "[STABLE] Time taken to serve requests in seconds, by verb, dry-run value, group, version, resource, "
     "subresource, scope and component.",
-    REQUEST_LABELS, buckets=REQUEST_DURATION_BUCKETS, registry=REGISTRY)
+    REQUEST_LABELS, REQUEST_DURATION_BUCKETS, REGISTRY)
 
 # --- authentication (staging/src/k8s.io/apiserver/pkg/endpoints/filters/metrics.go) ----------------
 authenticated_user_requests = _PlainCounterVec(
@@ -165,7 +238,8 @@ _ANONYMOUS_DISABLED = "no credentials"  # prefix of kubesat's reason when nothin
 
 # Children are cached per label tuple; the cache is capped so odd paths cannot grow memory forever.
 MAX_SERIES = 5000
-_children: dict[tuple[object, ...], tuple[Any, Any]] = {}
+_children: dict[tuple[object, ...], tuple[list[float], list[float]]] = {}
+_observe_duration = apiserver_request_duration_seconds.observe
 _token_children: dict[int, Any] = {}
 _overflow_warned = False
 
@@ -229,13 +303,13 @@ def observe_request(req: Any, status: int, seconds: float) -> None:
     if key is not None:
         pair = _children.get(key)
         if pair is None and len(_children) < MAX_SERIES:
-            labels = key[:8]
-            pair = (apiserver_request_total.labels(*labels, str(status)),
-                    apiserver_request_duration_seconds.labels(*labels))
+            labels = [str(v) for v in key[:8]]  # all strings already; once per series
+            pair = (apiserver_request_total.cell(*labels, str(status)),
+                    apiserver_request_duration_seconds.cell(*labels))
             _children[key] = pair
         if pair is not None:
-            pair[0].inc()
-            pair[1].observe(seconds)
+            pair[0][0] += 1
+            _observe_duration(pair[1], seconds)
         elif not _overflow_warned:
             _overflow_warned = True
             log.warning("more than %d request metric series; new label combinations are not recorded", MAX_SERIES)

@@ -7,7 +7,7 @@ import time
 from urllib.parse import parse_qs
 
 import pytest
-from prometheus_client import REGISTRY as DEFAULT
+from prometheus_client import REGISTRY as DEFAULT, CollectorRegistry, Counter, Histogram
 
 from kubesat import metrics
 from kubesat.api.app import Request
@@ -235,3 +235,25 @@ def test_observe_request_is_cheap():
         metrics.observe_request(reqs[i & 3], 200, 0.01)
     per_call = (time.perf_counter() - start) / n
     print(f"\nobserve_request: {per_call * 1e6:.2f} µs per call")
+
+
+def test_request_collectors_expose_what_prometheus_client_would() -> None:
+    def samples(collector: object) -> list[tuple[str, str, dict, float]]:
+        return [(m.name, m.type, s.name, s.labels, s.value) for m in collector.collect()  # type: ignore[attr-defined]
+                for s in m.samples if not s.name.endswith("_created")]
+
+    ours_c = metrics._RequestCounterVec("x_total", "doc", ("a", "b"), CollectorRegistry())
+    ours_h = metrics._RequestHistogramVec("x_seconds", "doc", ("a",), metrics.REQUEST_DURATION_BUCKETS,
+                                          CollectorRegistry())
+    theirs_c = Counter("x_total", "doc", ("a", "b"), registry=CollectorRegistry())
+    theirs_h = Histogram("x_seconds", "doc", ("a",), buckets=metrics.REQUEST_DURATION_BUCKETS,
+                         registry=CollectorRegistry())
+    values = [0.0, 0.001, 0.05, 0.0500001, 0.1, 0.99, 1.0, 1.25, 59.9, 60.0, 60.5, 1e9]
+    for i, v in enumerate(values):
+        a, b = f"a{i % 3}", f"b{i % 2}"
+        ours_c.cell(a, b)[0] += 1
+        theirs_c.labels(a, b).inc()
+        ours_h.observe(ours_h.cell(a), v)
+        theirs_h.labels(a).observe(v)
+    assert samples(ours_c) == samples(theirs_c)
+    assert samples(ours_h) == samples(theirs_h)
