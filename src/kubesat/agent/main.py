@@ -102,7 +102,7 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
                         "offset %+g s",
                         opts.clock_rate, opts.clock_offset)
         pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address,
-                          token_clock=clock, tick=refresh_tick(opts.clock_rate))
+                          token_clock=clock, clock_offset=opts.clock_offset, tick=refresh_tick(opts.clock_rate))
         workers = [asyncio.create_task(pods.follow(stop)), asyncio.create_task(pods.keep_fresh(stop))]
         rotator = certs.rotator_for(api, creds, store, opts.node_name, clock, refresh_tick(opts.clock_rate)) \
             if opts.rotate_certificates else None
