@@ -17,7 +17,7 @@ from kubesat import errors, limits
 from kubesat.api import apply as ssa
 from kubesat.api import codec, liststream, yamlproc
 from kubesat.api import patch as patching
-from kubesat.api.app import Request, Response, Stream, json_response
+from kubesat.api.app import Handler, Request, Response, Stream, json_response
 from kubesat.api.requestinfo import RequestInfo
 from kubesat.api.tables import to_table, wants_table
 from kubesat.registry import fieldcheck, kinds
@@ -171,6 +171,9 @@ class ResourceHandler:
         self.registry = registry
         self.yaml = yamlproc.YamlHelper()
         self.create_handlers: dict[tuple[str, str, str], CreateHandler] = {}
+        # (group, resource, subresource) -> handler of a connect subresource (pods/exec, pods/log, nodes/proxy):
+        # any method, no stored object of its own.
+        self.connect_handlers: dict[tuple[str, str, str], Handler] = {}
         self.admission: list[Admission] = []
         # Checks on the final object of every write, old None on create (e.g. RBAC escalation); raise to refuse.
         self.write_checks: list[Callable[[Request, ResourceInfo, dict[str, Any] | None, dict[str, Any]], None]] = []
@@ -182,6 +185,11 @@ class ResourceHandler:
 
     async def __call__(self, req: Request) -> Response | Stream:
         info = req.info
+        connect = self.connect_handlers.get((info.api_group, info.resource, info.subresource))
+        if connect is not None and info.name and info.api_version == "v1":
+            check_path_segment("namespace", info.namespace)
+            check_path_segment("name", info.name)
+            return await connect(req)
         res, allowed = _served(info)
         ns = info.namespace if res.namespaced and res.plural != "namespaces" else ""
         special = self.create_handlers.get((res.group, res.plural, info.subresource))
@@ -342,7 +350,14 @@ class ResourceHandler:
         strategy = self.registry.strategy(res)
         registry = self.registry
         if rv and rv < registry.store.oldest_revision():
-            raise errors.gone(f"too old resource version: {rv} ({registry.store.oldest_revision()})")
+            # As kube-apiserver: the watch starts (200) and its one event is an ERROR carrying the 410 Status,
+            # the form the official clients and client-go's reflector look for.
+            expired = errors.gone(f"too old resource version: {rv} ({registry.store.oldest_revision()})")
+
+            async def expired_stream(write: Callable[[bytes], Awaitable[None]], _req: Request) -> None:
+                await write(orjson.dumps({"type": "ERROR", "object": expired.status()}) + b"\n")
+
+            return Stream(200, expired_stream)
         send_initial = rv == 0
 
         def encode(kind: str, obj: dict[str, Any]) -> bytes:
@@ -512,7 +527,12 @@ class ResourceHandler:
         if prop and prop not in ("Orphan", "Background", "Foreground"):
             raise errors.invalid("DeleteOptions", "", [errors.not_supported(
                 "propagationPolicy", prop, ["Foreground", "Background", "Orphan", "nil"])])
-        if body.get("orphanDependents") is True or req.q("orphanDependents") == "true":
+        orphan = body.get("orphanDependents")
+        if req.q("orphanDependents") in ("true", "false"):
+            orphan = req.q("orphanDependents") == "true"
+        if isinstance(orphan, bool):
+            opts.orphan_dependents = orphan
+        if orphan is True:
             prop = prop or "Orphan"
         opts.propagation = prop
         pre = body.get("preconditions") or {}
@@ -533,9 +553,9 @@ class ResourceHandler:
     async def _delete(self, req: Request, res: ResourceInfo, ns: str) -> Response:
         opts = await self._delete_options(req)
         obj, gone = await self.registry.delete(res, ns, req.info.name, opts)
-        if res.plural == "namespaces" and not gone:
-            return self._reply_one(req, res, obj, 200)
-        return self._reply_one(req, res, obj, 200 if gone else 202)
+        # 202 only for an object that stays and a request that set orphanDependents=false, as kube-apiserver
+        # answers (finalizers, graceful pods and namespaces are 200 with the object otherwise).
+        return self._reply_one(req, res, obj, 202 if not gone and opts.orphan_dependents is False else 200)
 
     async def _delete_collection(self, req: Request, res: ResourceInfo, ns: str) -> Response:
         opts = await self._delete_options(req)

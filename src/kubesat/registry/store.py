@@ -205,6 +205,7 @@ class DeleteOptions:
     resource_version: str = ""
     dry_run: bool = False
     grace_period: int | None = None
+    orphan_dependents: bool | None = None  # the request's (deprecated) orphanDependents, when it set one
 
 
 class Registry:
