@@ -35,6 +35,9 @@ SERVING_DNS_NAMES = (
 )
 SERVING_IPS = ("127.0.0.1", "::1")
 NODE_USER_PREFIX = "system:node:"
+# kubeadm's apiserver-kubelet-client certificate (1.29 and later: group kubeadm:cluster-admins).
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
+KUBELET_CLIENT_GROUP = "kubeadm:cluster-admins"
 NODES_GROUP = "system:nodes"
 NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 CA_DAYS = 3650
@@ -185,6 +188,15 @@ class ClusterPKI:
         return self.pki_dir / "admin.key"
 
     @property
+    def kubelet_client_cert(self) -> Path:
+        """kube-apiserver's --kubelet-client-certificate: who the server is to the kubelet API (exec, logs)."""
+        return self.pki_dir / "apiserver-kubelet-client.crt"
+
+    @property
+    def kubelet_client_key(self) -> Path:
+        return self.pki_dir / "apiserver-kubelet-client.key"
+
+    @property
     def sa_key(self) -> Path:
         return self.pki_dir / "sa.key"
 
@@ -202,6 +214,7 @@ class ClusterPKI:
         ca_key, ca_cert = self._ensure_ca()
         self._ensure_serving(ca_key, ca_cert, extra_sans)
         self._ensure_admin(ca_key, ca_cert)
+        self._ensure_kubelet_client(ca_key, ca_cert)
         self._ensure_sa_key(sa_alg)
         self._write_kubeconfig(server_url)
 
@@ -214,7 +227,7 @@ class ClusterPKI:
         write_private(self.ca_key, _pem_key(key))
         write_public(self.ca_cert, _pem_cert(cert))
         # A new CA invalidates every leaf it did not sign.
-        for p in (self.serving_cert, self.admin_cert):
+        for p in (self.serving_cert, self.admin_cert, self.kubelet_client_cert):
             p.unlink(missing_ok=True)
         return key, cert
 
@@ -241,6 +254,16 @@ class ClusterPKI:
         key_pem, cert_pem = self.issue_client_cert("kubernetes-admin", ("system:masters",), ca_key, ca_cert)
         write_private(self.admin_key, key_pem)
         write_public(self.admin_cert, cert_pem)
+
+    def _ensure_kubelet_client(self, ca_key: CertificateIssuerPrivateKeyTypes, ca_cert: x509.Certificate) -> None:
+        """The client certificate the server presents to kubelets, named as kubeadm names it."""
+        if self.kubelet_client_cert.exists() and self.kubelet_client_key.exists():
+            cert = _load_cert(self.kubelet_client_cert)
+            if cert.not_valid_after_utc > _now() + datetime.timedelta(days=1):
+                return
+        key_pem, cert_pem = self.issue_client_cert(KUBELET_CLIENT_USER, (KUBELET_CLIENT_GROUP,), ca_key, ca_cert)
+        write_private(self.kubelet_client_key, key_pem)
+        write_public(self.kubelet_client_cert, cert_pem)
 
     def load_ca(self) -> tuple[CertificateIssuerPrivateKeyTypes, x509.Certificate]:
         """The cluster CA's key and certificate, what the CertificateSigningRequest signer signs with."""

@@ -25,6 +25,8 @@ from kubesat.api import system, wiring
 from kubesat.api.app import App, Request, Response
 from kubesat.api.resources import ResourceHandler
 from kubesat.api.tls import ClientCertHttpToolsProtocol, event_loop
+from kubesat.api.websocket import MAX_MESSAGE as WS_MAX_MESSAGE
+from kubesat.api.websocket import ClientCertWebSocketProtocol
 from kubesat.auth.authn import RequestAuthenticator
 from kubesat.auth.authz import DenyAll
 from kubesat.controllers.namespace import NamespaceController
@@ -267,6 +269,9 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
             http=functools.partial(  # type: ignore[arg-type]
                 ClientCertHttpToolsProtocol, header_timeout=opts.request_header_timeout),
             loop="none",  # serve() runs the loop (event_loop: it bounds the TLS handshake)
+            ws=ClientCertWebSocketProtocol,  # exec, attach, port-forward: the websockets library, declared
+            ws_max_size=WS_MAX_MESSAGE,
+            ws_per_message_deflate=False,
             lifespan="on",
             ssl_certfile=str(pki.serving_cert),
             ssl_keyfile=str(pki.serving_key),

@@ -28,8 +28,9 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from kubesat.agent import crilog, remotecommand
-from kubesat.agent.remotecommand import Framing
+from kubesat import remotecommand
+from kubesat.agent import crilog
+from kubesat.remotecommand import Framing
 from kubesat.agent.runtime import ExecRequest, ExecSession, Runtime, RuntimeFailure
 
 log = logging.getLogger("kubesat.agent.kubeletapi")

@@ -28,6 +28,10 @@ log = logging.getLogger("kubesat.api")
 TLS_PEER_DER = "kubesat.peer_cert_der"
 RESPONSE_STATUS = "kubesat.response_status"  # the error Status of a failed request, for the audit log
 STREAMING = "kubesat.streaming"  # set on a request's scope while it streams (watch)
+# On a WebSocket request's scope: its (receive, send), for the handler that accepts it and runs the session.
+WEBSOCKET = "kubesat.websocket"
+# What a handler returns once it has run a WebSocket session to its end.
+SWITCHED = 101
 
 
 # The header names clients send on nearly every request, decoded once (ASGI gives them lower-case).
@@ -138,8 +142,41 @@ class App:
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A WebSocket request (exec, attach, port-forward): authenticated and authorized as a GET, then its
+        handler accepts it and runs the session; a refusal is an HTTP answer with the Status, as Go's upgrade
+        handlers give it."""
+        started = time.perf_counter()
+        await receive()  # websocket.connect
+        raw_qs = scope.get("query_string", b"")
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            headers.setdefault(k.decode("latin-1").lower(), v.decode("latin-1"))
+        query = parse_qs(raw_qs.decode("latin-1"), keep_blank_values=True) if raw_qs else {}
+        scope[WEBSOCKET] = (receive, send)
+        req = Request(scope, "GET", scope["path"], query, headers, requestinfo.parse("GET", scope["path"], False))
+        try:
+            result = await self._handle(req, receive)
+        except errors.StatusError as e:
+            req.scope[RESPONSE_STATUS] = e.status()
+            result = status_response(e)
+        except Exception:  # noqa: BLE001 - as in _http
+            log.exception("unhandled error serving WebSocket %s", req.path)
+            result = status_response(errors.internal("an unexpected error occurred; see the server log"))
+        if isinstance(result, Stream):
+            result = status_response(errors.bad_request("this request is not served over a WebSocket"))
+        if result.status != SWITCHED:
+            with contextlib.suppress(Exception):  # the client may be gone
+                await send({"type": "websocket.http.response.start", "status": result.status,
+                            "headers": [(b"content-type", result.content_type.encode())]})
+                await send({"type": "websocket.http.response.body", "body": result.body})
+        if self.observe is not None:
+            self.observe(req, result.status, time.perf_counter() - started)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:

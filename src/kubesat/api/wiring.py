@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubesat import errors
-from kubesat.api import node_api, rbac_api, services_api, tokens_api
+from kubesat.api import node_api, rbac_api, services_api, streams, tokens_api
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler, status_success
 from kubesat.auth.admission import admit_pod_create
@@ -105,6 +105,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
     _install_tokens(app, resources, registry, opts, pki)
     app.state["rbac"] = rbac_api.install(app, resources, registry)
     app.state["node_graph"] = node_api.install(app, resources, registry, app.state["rbac"])
+    app.state["streams"] = streams.install(registry, pki, resources.connect_handlers, app.on_shutdown)
 
 
 def _install_binding(resources: ResourceHandler, registry: Registry) -> None:

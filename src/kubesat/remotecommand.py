@@ -1,5 +1,5 @@
-"""The kubelet's streaming protocols over WebSocket, as pure functions: subprotocol choice, channel framing and
-the error channel's Status.
+"""The streaming protocols of exec, attach and port-forward over WebSocket, as pure functions shared by the API
+server and the agent: subprotocol choice, channel framing and the error channel's Status.
 
 A binary protocol prefixes each message with its channel byte (stdin 0, stdout 1, stderr 2, error 3, resize 4);
 a base64 one sends text messages whose first character is the channel digit and whose rest is base64.
