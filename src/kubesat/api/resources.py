@@ -174,9 +174,6 @@ class ResourceHandler:
         # (group, resource, subresource) -> handler of a connect subresource (pods/exec, pods/log, nodes/proxy):
         # any method, no stored object of its own.
         self.connect_handlers: dict[tuple[str, str, str], Handler] = {}
-        # (group, resource, subresource) -> handler of a connect subresource (pods/exec, pods/log, nodes/proxy):
-        # any method, no stored object of its own.
-        self.connect_handlers: dict[tuple[str, str, str], Handler] = {}
         self.admission: list[Admission] = []
         # Checks on the final object of every write, old None on create (e.g. RBAC escalation); raise to refuse.
         self.write_checks: list[Callable[[Request, ResourceInfo, dict[str, Any] | None, dict[str, Any]], None]] = []
