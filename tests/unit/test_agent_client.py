@@ -46,6 +46,7 @@ def _watch(body: bytes) -> list[tuple[str, dict]]:
         transport = httpx.MockTransport(lambda _req: httpx.Response(200, content=body))
         api = client.ApiClient.__new__(client.ApiClient)
         api._http = httpx.AsyncClient(transport=transport, base_url="https://test")
+        api._retiring = set()
         try:
             return [e async for e in api.watch("/api/v1/pods", {})]
         finally:

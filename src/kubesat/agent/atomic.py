@@ -15,6 +15,10 @@ an instant before the swap gets ENOENT on the file (seen here a few times in 2,0
 one previous generation was kept: a preempted reader can stall for a whole write). So a replaced directory lives on
 for `grace` seconds (monotonic clock) and is removed by the first `write` or `prune()` after that; the agent calls
 `prune()` on its sync tick, which gives the kubelet's one-directory layout between writes. `grace=0` is the kubelet.
+
+`update` is the token-only refresh: a payload that differs from the current one only in the files it is given.
+Those are written to the new timestamped directory and every other file is hard-linked from the current one (the
+same bytes, mode and owner, without reading or rewriting them); the swap is the same rename.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ MAX_FILE_NAME_LENGTH = 255
 MAX_PATH_LENGTH = 4096
 _TS_FORMAT = "..%Y_%m_%d_%H_%M_%S."
 _TS_DIGITS = 9
+# One generator for every writer's directory suffixes (a Random per writer costs 2.5 KB, times every volume).
+_RAND = random.Random()
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,12 @@ def _with_parents(paths: dict[str, FileProjection]) -> set[str]:
     return out
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -108,9 +120,13 @@ class AtomicWriter:
         self.grace = grace
         self._monotonic = monotonic
         self._replaced: dict[str, float] = {}  # timestamped dir -> when `..data` stopped pointing at it
-        self.log_name = log_name or str(target_dir)
+        self._log_name = log_name
         self._clock = clock
-        self._rand = rand or random.Random()
+        self._rand = rand or _RAND
+
+    @property
+    def log_name(self) -> str:
+        return self._log_name or str(self.target_dir)
 
     # -- reading the current state -------------------------------------------------------------------------------
 
@@ -159,10 +175,11 @@ class AtomicWriter:
     def write(self, payload: dict[str, FileProjection], uid: int | None = None, gid: int | None = None) -> bool:
         """Make the target hold exactly `payload`; True if anything changed. Raises InvalidPathError, OSError."""
         clean = validate_payload(payload)
-        self.target_dir.mkdir(parents=True, exist_ok=True)
         old_name = self.current_dir()
         to_remove: set[str] = set()
-        if old_name is not None:
+        if old_name is None:
+            self.target_dir.mkdir(parents=True, exist_ok=True)
+        else:
             old_dir = self.target_dir / old_name
             to_remove = self._old_paths(old_dir) - _with_parents(clean)
             if not to_remove and self._unchanged(clean, old_dir):
@@ -182,6 +199,55 @@ class AtomicWriter:
         self._remove_stale_dirs(new_dir.name, force=False)
         log.debug("%s: wrote %d files to %s", self.log_name, len(clean), new_dir.name)
         return True
+
+    def update(self, changed: dict[str, FileProjection], uid: int | None = None, gid: int | None = None) -> None:
+        """Swap in the current payload with the files of `changed` replaced (or added), the others unchanged.
+
+        The files of `changed` are written to a new timestamped directory, every other file of the current one is
+        hard-linked into it (copied where the filesystem refuses a link), then `..data` is swapped as by `write`.
+        Raises FileNotFoundError before the first `write`, InvalidPathError, OSError.
+        """
+        clean = validate_payload(changed)
+        old_name = self.current_dir()
+        if old_name is None:
+            raise FileNotFoundError(f"{self.log_name}: nothing written yet to update")
+        new_dir = self._new_ts_dir()
+        try:
+            self._write_files(clean, new_dir, uid, gid)
+            self._link_others(self.target_dir / old_name, new_dir, clean)
+            self._swap(new_dir.name)
+        except BaseException:
+            shutil.rmtree(new_dir, ignore_errors=True)
+            raise
+        self._create_user_visible(clean)
+        self._replaced[old_name] = self._monotonic()
+        self._remove_stale_dirs(new_dir.name, force=False)
+        log.debug("%s: replaced %d files in %s", self.log_name, len(clean), new_dir.name)
+
+    @staticmethod
+    def _link_others(old_dir: Path, new_dir: Path, written: dict[str, FileProjection]) -> None:
+        for root, dirs, files in os.walk(old_dir):
+            rel_root = os.path.relpath(root, old_dir)
+            target_root = new_dir if rel_root == "." else new_dir / rel_root
+            for name in dirs:
+                (target_root / name).mkdir(mode=0o755, exist_ok=True)
+            for name in files:
+                rel = name if rel_root == "." else f"{rel_root}/{name}"
+                if rel in written:
+                    continue
+                src, dst = Path(root) / name, target_root / name
+                try:
+                    os.link(src, dst, follow_symlinks=False)
+                except OSError:
+                    st = src.lstat()
+                    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                    try:
+                        _write_all(fd, src.read_bytes())
+                        os.fchmod(fd, st.st_mode & 0o7777)
+                        if _is_root():
+                            os.fchown(fd, st.st_uid, st.st_gid)
+                    finally:
+                        os.close(fd)
 
     def _new_ts_dir(self) -> Path:
         prefix = time.strftime(_TS_FORMAT, time.gmtime(self._clock()))
@@ -205,9 +271,7 @@ class AtomicWriter:
                 full.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
-                view = memoryview(proj.data)
-                while view:
-                    view = view[os.write(fd, view):]
+                _write_all(fd, proj.data)
                 # fchmod, not the open mode: the umask must not narrow the mode the pod asked for.
                 os.fchmod(fd, proj.mode)
                 owner = proj.uid if proj.uid is not None else uid

@@ -2,6 +2,11 @@
 
 The objects are shaped as the 1.32 kubelet makes them (conditions with its reasons and messages,
 nodeInfo, addresses, capacity), so `kubectl get nodes` and `kubectl describe node` read as on a cluster.
+So are the kubelet's Node events: `Starting` ("Starting kubelet."), then, as the kubelet's status setters
+fill in a node's conditions afresh at each start, `NodeHasSufficientMemory`, `NodeHasNoDiskPressure` and
+`NodeHasSufficientPID` ("Node <n> status is now: <reason>"), and `NodeReady` / `NodeNotReady` when Ready
+changes. (A kubelet first reports a new node not ready until its runtime is up, then `NodeReady`; the agent
+has no runtime to wait for and registers ready, and says `NodeReady` then.)
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kubesat.agent.client import ApiClient, ApiError
+from kubesat.agent.events import EventRecorder, node_ref
 
 LEASE_NAMESPACE = "kube-node-lease"
 # The kubelet's defaults: its Lease lasts 40 s and is renewed every quarter of that.
@@ -31,6 +37,8 @@ _PRESSURE = (
     ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
     ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
 )
+# The event each condition's healthy status gives when the kubelet sets it (pkg/kubelet/nodestatus/setters.go).
+_PRESSURE_EVENTS = ("NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID")
 READY = ("True", "KubeletReady", "kubelet is posting ready status")
 SHUTTING_DOWN = ("False", "KubeletNotReady", "node is shutting down")
 
@@ -136,6 +144,13 @@ def _conditions(now: datetime, ready: tuple[str, str, str], previous: dict[str, 
     return out
 
 
+def _ready_status(node: dict[str, Any]) -> str | None:
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if isinstance(c, dict) and c.get("type") == "Ready":
+            return str(c.get("status"))
+    return None
+
+
 def lease_object(node: dict[str, Any], now: datetime) -> dict[str, Any]:
     name = node["metadata"]["name"]
     return {
@@ -179,22 +194,40 @@ class NodeHeartbeat:
         self.facts = facts
         self.clock = clock
         self.node: dict[str, Any] = {}
+        self.events = EventRecorder(api, facts.name, lambda: self.clock().timestamp())
+        self._started = False
 
     async def register(self) -> dict[str, Any]:
         """Create the Node, or take over the one of that name (an agent restarted), and report ready."""
+        ref = node_ref(self.facts.name)
+        if not self._started:
+            self._started = True
+            await self.events.send(ref, "Normal", "Starting", "Starting kubelet.")
+        was_ready: str | None = None
         try:
             self.node = await self.api.create("/api/v1/nodes", node_object(self.facts, self.clock()))
         except ApiError as e:
             if e.code != 409:
                 raise
             self.node = await self.api.get(f"/api/v1/nodes/{self.facts.name}")
-        await self.report(READY)
+            was_ready = _ready_status(self.node)
+        await self.report(READY, announce=False)
+        for reason in _PRESSURE_EVENTS:
+            await self.events.send(ref, "Normal", reason, f"Node {self.facts.name} status is now: {reason}")
+        if was_ready != "True":
+            await self.events.send(ref, "Normal", "NodeReady", f"Node {self.facts.name} status is now: NodeReady")
         await self.renew_lease()
         return self.node
 
-    async def report(self, ready: tuple[str, str, str]) -> None:
+    async def report(self, ready: tuple[str, str, str], announce: bool = True) -> None:
+        """Patch the node's status; `NodeReady` / `NodeNotReady` when Ready changes from what the node said."""
+        before = _ready_status(self.node)
         status = node_status(self.facts, self.clock(), ready, self.node.get("status"))
         self.node = await self.api.patch(f"/api/v1/nodes/{self.facts.name}/status", {"status": status})
+        if announce and before is not None and before != ready[0]:
+            reason = "NodeReady" if ready[0] == "True" else "NodeNotReady"
+            await self.events.send(node_ref(self.facts.name), "Normal", reason,
+                                   f"Node {self.facts.name} status is now: {reason}")
 
     async def renew_lease(self) -> None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{self.facts.name}"

@@ -1,17 +1,36 @@
 """The pods bound to this node: their volumes written, their tokens kept fresh, their status reported.
 
-One loop follows the pods (a list, then a watch, with `spec.nodeName=<node>` as the kubelet asks for
-them); each pod is synced as a whole: fetch what its volumes need, build their files (`volumes`),
-project them atomically (`atomic`), report the pod Running. A second loop re-syncs a pod when one of
-its tokens is due by the kubelet's rule (`refresh`), and every pod each sync period, so that
-ConfigMap and Secret changes reach the files.
+One loop follows the pods (a list, then a watch, with `spec.nodeName=<node>` as the kubelet asks for them) and
+hands each pod to a pool of workers (`SYNC_WORKERS`, one pod at a time per worker, the newest object of a pod
+wins): a new pod is synced as a whole (fetch what its volumes need, build their files with `volumes`, project
+them atomically with `atomic`, report the pod Running); an update that changes none of a pod's inputs (our own
+status write comes back as one) only replaces the object kept. A second loop hands a pod back to the workers
+when one of its tokens is due by the kubelet's rule (`refresh`): the token-only refresh requests that token and
+swaps just its files (`AtomicWriter.update`: the other files of the volume are linked from the current
+generation, not rebuilt); and every `SYNC_PERIOD` for a whole re-sync, so that ConfigMap and Secret changes
+reach the files (objects are read through a cache of `OBJECT_TTL` seconds, the kubelet's `Cache` strategy: a
+change reaches the files within a minute).
 
-After a restart the agent adopts what is on disk: the first sync of a pod whose volume directories exist
-reads the token files back (`AtomicWriter.read`, `refresh.token_lifetime`) into the token cache, so a
-token that is still fresh is neither requested again nor rewritten, and its rotation stays on schedule;
-directories of pods that are no longer bound to the node (deleted while the agent was down) are removed
-after each full list. The refresh rule reads its own clock (`token_clock`), which tests may run fast;
-everything sent to the server is stamped with the real one.
+What is kept per pod is trimmed (`_trim`): the metadata, the spec's fields the volumes and status use, the
+status fields reported, each token once; the payloads themselves are not kept.
+
+After a restart the agent adopts what is on disk: the first sync of a pod whose volume directories exist reads
+the token files back (`AtomicWriter.read`, `refresh.token_lifetime`) into the token cache, so a token that is
+still fresh is neither requested again nor rewritten, and its rotation stays on schedule (its jitter derives
+from the token itself: `refresh.stable_jitter`); directories of pods that are no longer bound to the node
+(deleted while the agent was down) are removed after each full list.
+
+The refresh rule reads its own clock (`token_clock`), which tests may run fast; everything sent to the server is
+stamped with the real one. A token's times come from the server's (real) clock, so on arrival they are moved
+into the refresh clock's frame: by how far that clock has run ahead of real time so far (`_lead`). A token then
+ages at the refresh clock's rate from the moment it arrived, and is refreshed at 80 % of its own life as the
+server issued it, however long the fast clock has been running.
+
+A pod being deleted (deletionTimestamp set) is terminated as the kubelet terminates a running pod: its
+containers stopped within the grace period (`Runtime.stop_pod`, the seam a runtime plugs into; with no runtime
+there is no process to stop, and the agent records the `Killing` Event per running container that the runtime
+would), the status written terminal, the volumes torn down, then the pod deleted with grace 0 and a UID
+precondition, which removes it from the server.
 """
 
 from __future__ import annotations
@@ -32,14 +51,20 @@ from typing import Any
 import httpx
 
 from kubesat.agent import refresh, volumes
-from kubesat.agent.atomic import AtomicWriter, InvalidPathError, validate_path
+from kubesat.agent.atomic import AtomicWriter, FileProjection, InvalidPathError, validate_path
 from kubesat.agent.client import ApiClient, ApiError
+from kubesat.agent.events import EventRecorder, pod_ref
 from kubesat.agent.node import rfc3339
+from kubesat.agent.runtime import Runtime
 
 log = logging.getLogger("kubesat.agent")
 
-# How often every pod's volumes are rebuilt from the API (the kubelet's sync period is 1 minute).
-SYNC_PERIOD = 60.0
+# How often every pod's volumes are rebuilt from the API (the kubelet's sync period is 1 minute); with the
+# object cache's TTL, a ConfigMap or Secret change reaches the files within 60 s.
+SYNC_PERIOD = 55.0
+OBJECT_TTL = 5.0
+# At most this many ConfigMaps and Secrets are cached (expired ones go first; then all).
+MAX_CACHED_OBJECTS = 4096
 # How often the token clock is looked at.
 REFRESH_TICK = 1.0
 # The longest wait between two tries of a volume that could not be set up (the kubelet's 2m2s).
@@ -48,17 +73,34 @@ MAX_MOUNT_RETRY = 122.0
 WATCH_SECONDS = 300
 # Failed re-syncs of a pod (server unreachable) are retried after 1 s, doubling up to this; the files stay.
 MAX_SYNC_RETRY = 16.0
+# Pods synced at once (the kubelet has a worker per pod; here a pool shares one connection pool).
+SYNC_WORKERS = 8
+
+# What the kubelet's status manager writes for a container the runtime has no record of when the pod is
+# terminated (TerminatePod): with no runtime, that is every container.
+UNKNOWN_TERMINATION = {"exitCode": 137, "reason": "ContainerStatusUnknown",
+                       "message": "The container could not be located when the pod was terminated"}
+
+_ACTIVE, _TERMINATING, _TERMINATED = 0, 1, 2
 
 
-@dataclass
+@dataclass(slots=True)
 class _Token:
     value: str
-    issued: float
+    issued: float  # on the refresh clock (see `PodManager._lead`)
     expires: float
     jitter: float
+    due: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.due = refresh.refresh_at(self.issued, self.expires, self.jitter)
+
+    def needs_refresh(self, now: float) -> bool:
+        """The kubelet's rule (refresh.requires_refresh), with the refresh point worked out once."""
+        return now > self.due or now < self.issued
 
 
-@dataclass
+@dataclass(slots=True, eq=False)
 class _Pod:
     obj: dict[str, Any]
     tokens: dict[str, _Token] = field(default_factory=dict)
@@ -68,9 +110,12 @@ class _Pod:
     mount_failures: int = 0
     synced_at: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    retry_at: float = 0.0  # monotonic: no re-sync before this after a failed one
-    retries: refresh.Backoff = field(default_factory=lambda: refresh.Backoff(initial=1.0, factor=2.0,
-                                                                              cap=MAX_SYNC_RETRY))
+    stale: bool = True  # a whole sync is needed: never synced, or the last try failed
+    retry_at: float = 0.0  # monotonic: no new try before this after a failed one
+    failures: int = 0
+    prune_at: float = 0.0  # monotonic: replaced generations of its volumes can go then (0: none)
+    life: int = _ACTIVE
+    stopped: dict[str, dict[str, Any]] | None = None  # once stopped: container -> state.terminated from the runtime
 
     def mount_retry_due(self, now: float) -> bool:
         """A pod whose volumes could not be set up is retried with the kubelet's backoff (from 2 s, doubling
@@ -80,18 +125,57 @@ class _Pod:
         wait: float = min(2.0 * 2.0 ** (self.mount_failures - 1), MAX_MOUNT_RETRY)
         return now - self.synced_at >= wait
 
+    def tokens_due(self, now: float) -> bool:
+        return any(t.needs_refresh(now) for t in self.tokens.values())
+
 
 def _rfc3339(t: float) -> str:
     return rfc3339(datetime.fromtimestamp(t, UTC))
+
+
+def _d(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+_META_KEPT = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "deletionTimestamp",
+              "deletionGracePeriodSeconds")
+_SPEC_KEPT = ("volumes", "serviceAccountName", "serviceAccount", "nodeName", "securityContext",
+              "terminationGracePeriodSeconds", "restartPolicy")
+_CONTAINER_KEPT = ("name", "image", "securityContext", "resources")
+_CONTAINER_STATUS_KEPT = ("name", "image", "imageID", "containerID", "restartCount", "state")
+_STATUS_KEPT = ("phase", "startTime")
+
+
+def _trim(pod: dict[str, Any]) -> dict[str, Any]:
+    """What the agent keeps of a pod: what its volumes, its status and its termination read, nothing else
+    (managedFields, conditions, other spec fields go)."""
+    meta, spec, status = _d(pod.get("metadata")), _d(pod.get("spec")), _d(pod.get("status"))
+    out_spec = {k: spec[k] for k in _SPEC_KEPT if k in spec}
+    for kind in ("initContainers", "containers", "ephemeralContainers"):
+        if isinstance(spec.get(kind), list):
+            out_spec[kind] = [{k: c[k] for k in _CONTAINER_KEPT if k in c} for c in spec[kind] if isinstance(c, dict)]
+    out_status = {k: status[k] for k in _STATUS_KEPT if k in status}
+    if isinstance(status.get("containerStatuses"), list):
+        out_status["containerStatuses"] = [{k: c[k] for k in _CONTAINER_STATUS_KEPT if k in c}
+                                           for c in status["containerStatuses"] if isinstance(c, dict)]
+    return {"metadata": {k: meta[k] for k in _META_KEPT if k in meta}, "spec": out_spec, "status": out_status}
+
+
+def _inputs_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether an update changes what the pod's files are made of (its spec, or labels/annotations for the
+    downward API)."""
+    om, nm = old["metadata"], new["metadata"]
+    return bool(old["spec"] != new["spec"] or om.get("labels") != nm.get("labels")
+                or om.get("annotations") != nm.get("annotations"))
 
 
 class PodManager:
     """Everything the agent does for the pods bound to its node."""
 
     def __init__(self, api: ApiClient, node_name: str, root: Path, node: Callable[[], dict[str, Any]],
-                 address: str, clock: Callable[[], float] = time.time,
-                 rand: Callable[[], float] = random.random, token_clock: Callable[[], float] | None = None,
-                 tick: float = REFRESH_TICK) -> None:
+                 address: str, clock: Callable[[], float] = time.time, token_clock: Callable[[], float] | None = None,
+                 tick: float = REFRESH_TICK, clock_offset: float = 0.0, runtime: Runtime | None = None,
+                 workers: int = SYNC_WORKERS, rand: Callable[[], float] = random.random) -> None:
         self.api = api
         self.node_name = node_name
         self.root = root
@@ -99,24 +183,40 @@ class PodManager:
         self.address = address
         self.clock = clock  # real time: timestamps sent to the server, sync periods
         self.token_clock = token_clock or clock  # the refresh rule's "now" (injectable, e.g. running fast)
+        self.clock_offset = clock_offset  # the refresh clock's fixed shift (part of a token's age, unlike its rate)
         self.tick = tick
-        self.rand = rand
+        self.rand = rand  # retry backoff spread
+        self.runtime = runtime  # None: no processes (containers reported running once the volumes are written)
+        self.workers = workers
+        self.events = EventRecorder(api, node_name, clock)
         self.pods: dict[str, _Pod] = {}
         self._rv = ""  # the last resourceVersion seen, to resume the watch where it stopped
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()  # uids in the queue (each at most once)
+        self._incoming: dict[str, dict[str, Any]] = {}  # uid -> the newest (trimmed) object not yet handled
+        self._objects: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}  # ConfigMaps and Secrets
 
     # ------------------------------------------------------------------ following the pods
     async def follow(self, stop: asyncio.Event) -> None:
-        """List and watch this node's pods until stopped; a lost connection is retried with backoff."""
+        """List and watch this node's pods until stopped (a lost connection is retried with backoff), with the
+        sync workers and the event sender running beside."""
+        helpers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
+        helpers.append(asyncio.create_task(self.events.run()))
         backoff = refresh.Backoff(initial=1.0, factor=2.0, cap=30.0)
-        while not stop.is_set():
-            try:
-                await self._list_and_watch(stop)
-                backoff.reset()
-            except (ApiError, httpx.HTTPError) as e:
-                delay = backoff.next_delay()
-                log.warning("pod watch for node %s failed (retrying in %.0f s): %s", self.node_name, delay, e)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+        try:
+            while not stop.is_set():
+                try:
+                    await self._list_and_watch(stop)
+                    backoff.reset()
+                except (ApiError, httpx.HTTPError) as e:
+                    delay = backoff.next_delay()
+                    log.warning("pod watch for node %s failed (retrying in %.0f s): %s", self.node_name, delay, e)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
 
     async def _list_and_watch(self, stop: asyncio.Event) -> None:
         """List (unless a watch can resume from the last resourceVersion seen), then watch until it ends.
@@ -130,7 +230,7 @@ class PodManager:
             seen = set()
             for pod in listed.get("items") or []:
                 seen.add(pod["metadata"]["uid"])
-                await self.sync(pod)
+                self.offer(pod)
             for uid in set(self.pods) - seen:
                 self.teardown(uid)
             self.remove_orphans(seen)
@@ -145,7 +245,7 @@ class PodManager:
                 if kind == "DELETED":
                     self.teardown(pod["metadata"]["uid"])
                 elif kind in ("ADDED", "MODIFIED"):
-                    await self.sync(pod)
+                    self.offer(pod)
                 if rv:
                     self._rv = rv
         except ApiError as e:
@@ -153,6 +253,17 @@ class PodManager:
                 self._rv = ""
                 return
             raise
+
+    def offer(self, pod: dict[str, Any]) -> None:
+        """Hand the newest object of a pod to the workers."""
+        uid = pod["metadata"]["uid"]
+        self._incoming[uid] = _trim(pod)
+        self._enqueue(uid)
+
+    def _enqueue(self, uid: str) -> None:
+        if uid not in self._queued:
+            self._queued.add(uid)
+            self._queue.put_nowait(uid)
 
     def remove_orphans(self, bound: set[str]) -> None:
         """Remove the directories under ROOT/pods of pods not bound here any more (deleted while we were down)."""
@@ -166,46 +277,84 @@ class PodManager:
                 shutil.rmtree(entry.path, ignore_errors=True)
 
     async def keep_fresh(self, stop: asyncio.Event) -> None:
-        """Re-sync a pod when one of its tokens is due, and every pod each sync period.
-
-        A pod whose re-sync failed (server unreachable) is retried with backoff; its files stay as they are.
-        """
+        """Each tick: hand the workers every pod with a token due, a sync period past, a failed volume to retry
+        or a failed step whose backoff is over; remove replaced volume generations past their grace."""
         while True:
             try:
                 await asyncio.wait_for(stop.wait(), self.tick)
                 return
             except TimeoutError:
                 pass
-            now, token_now, mono = self.clock(), self.token_clock(), time.monotonic()
-            for state in list(self.pods.values()):
-                if mono < state.retry_at:
-                    continue
-                due = any(refresh.requires_refresh(t.issued, t.expires, token_now, t.jitter)
-                          for t in state.tokens.values())
-                if due or state.mount_retry_due(now) or now - state.synced_at >= SYNC_PERIOD:
-                    try:
-                        await self.sync(state.obj)
-                        state.retries.reset()
-                        state.retry_at = 0.0
-                    except (ApiError, httpx.HTTPError) as e:
-                        delay = state.retries.next_delay()
-                        state.retry_at = time.monotonic() + delay
-                        log.warning("sync of pod %s failed (retrying in %.1f s): %s", _name(state.obj), delay, e)
+            self.check(self.clock(), self.token_clock(), time.monotonic())
+
+    def check(self, now: float, token_now: float, mono: float) -> None:
+        """One tick of `keep_fresh`."""
+        self._expire_objects(mono, full=False)
+        for uid, state in self.pods.items():
+            if state.prune_at and mono >= state.prune_at:
+                state.prune_at = 0.0
+                for writer in state.writers.values():
+                    with contextlib.suppress(OSError):
+                        if writer.prune():
+                            state.prune_at = mono + writer.grace
+            if uid in self._queued or mono < state.retry_at or state.life == _TERMINATED:
+                continue
+            if (state.life == _TERMINATING or state.stale or state.mount_retry_due(now)
+                    or (not state.failed_mount and now - state.synced_at >= SYNC_PERIOD)
+                    or state.tokens_due(token_now)):
+                self._enqueue(uid)
 
     # ------------------------------------------------------------------------ one pod
-    async def sync(self, pod: dict[str, Any]) -> None:
-        uid = pod["metadata"]["uid"]
-        if pod["metadata"].get("deletionTimestamp"):
-            await self._finish_deletion(pod)
-            return
+    async def _worker(self) -> None:
+        while True:
+            uid = await self._queue.get()
+            self._queued.discard(uid)
+            try:
+                await self.work(uid)
+            except Exception:  # noqa: BLE001 - one pod's bug must not stop the worker that serves all the others
+                log.exception("sync of pod %s failed", uid)
+
+    async def work(self, uid: str) -> None:
+        """Do what a pod needs now: terminate it, sync it whole, refresh its due tokens, or keep its newest object.
+
+        A step that fails (server unreachable, disk error) is retried with backoff; the files stay as they are.
+        """
+        pod = self._incoming.pop(uid, None)
         state = self.pods.get(uid)
         if state is None:
+            if pod is None:
+                return
             state = self.pods[uid] = _Pod(pod)
             self._adopt(state, pod)
         async with state.lock:
             if self.pods.get(uid) is not state:
                 return  # torn down while waiting
+            if pod is None:
+                pod = state.obj
+            elif state.life == _ACTIVE and not state.stale and not _inputs_changed(state.obj, pod):
+                state.obj = pod
+            try:
+                await self._step(state, pod)
+                state.failures = 0
+                state.retry_at = 0.0
+            except (ApiError, httpx.HTTPError, OSError) as e:
+                state.stale = True
+                delay = min(MAX_SYNC_RETRY, 2.0 ** state.failures) * (1 + 0.1 * self.rand())
+                state.failures += 1
+                state.retry_at = time.monotonic() + delay
+                log.warning("sync of pod %s failed (retrying in %.1f s): %s", _name(pod), delay, e)
+
+    async def _step(self, state: _Pod, pod: dict[str, Any]) -> None:
+        if pod["metadata"].get("deletionTimestamp") or state.life != _ACTIVE:
+            if state.life != _TERMINATED:
+                await self._terminate(state, pod)
+            return
+        now = self.clock()
+        if (state.stale or state.failed_mount or not state.reported or state.obj is not pod
+                or now - state.synced_at >= SYNC_PERIOD):
             await self._sync(state, pod)
+        elif state.tokens_due(self.token_clock()):
+            await self._refresh_tokens(state)
 
     def _adopt(self, state: _Pod, pod: dict[str, Any]) -> None:
         """Take over what an earlier run of the agent left for this pod: its tokens, and its reported status.
@@ -240,11 +389,22 @@ class PodManager:
                     issued, expires = refresh.token_lifetime(token)
                 except (InvalidPathError, UnicodeDecodeError, refresh.TokenFormatError):
                     continue
-                state.tokens[spec.key] = _Token(token, issued, expires, self.rand())
+                adopted = state.tokens[spec.key] = self._token(token, issued, expires)
                 log.info("adopted the token of pod %s in volume %s (issued %s, refresh due %s)", _name(pod),
-                         vol.get("name"), _rfc3339(issued), _rfc3339(refresh.refresh_at(issued, expires)))
+                         vol.get("name"), _rfc3339(issued), _rfc3339(adopted.due - self._lead()))
         if state.tokens and (pod.get("status") or {}).get("phase") == "Running":
             state.reported = True  # an earlier run reported it; its conditions' transition times stand
+
+    def _lead(self) -> float:
+        """How far the refresh clock has run ahead of real time (its fixed offset aside): 0 unless a test runs
+        it fast. Added to the server's times of a token as it arrives, so that its age on the refresh clock is
+        its age when it arrived, plus the time since on that clock, plus the offset."""
+        return self.token_clock() - self.clock() - self.clock_offset
+
+    def _token(self, value: str, issued: float, expires: float) -> _Token:
+        """A token with the server's (real-time) issue and expiry, in the refresh clock's frame."""
+        lead = self._lead()
+        return _Token(value, issued + lead, expires + lead, refresh.stable_jitter(value))
 
     async def _sync(self, state: _Pod, pod: dict[str, Any]) -> None:
         uid = pod["metadata"]["uid"]
@@ -253,14 +413,15 @@ class PodManager:
         plan = volumes.plan(pod)
         ns = pod["metadata"].get("namespace", "default")
         fetched = volumes.Fetched(
-            configmaps={n: await self._get_or_none(f"/api/v1/namespaces/{ns}/configmaps/{n}") for n in plan.configmaps},
-            secrets={n: await self._get_or_none(f"/api/v1/namespaces/{ns}/secrets/{n}") for n in plan.secrets},
+            configmaps={n: await self._object("configmaps", ns, n) for n in plan.configmaps},
+            secrets={n: await self._object("secrets", ns, n) for n in plan.secrets},
         )
         errors = await self._tokens(state, plan, fetched)
         results = volumes.payloads(pod, fetched, self.node())
         errors += [r.event_message for r in results.values() if r.event_message]
+        state.stale = False
         if errors:
-            await self._failed_mount(state, errors[0])
+            self._failed_mount(state, errors[0])
             return
         if self.pods.get(uid) is not state:
             return  # deleted while its volumes were being fetched: write nothing back
@@ -270,9 +431,9 @@ class PodManager:
             if result.kind == "files":
                 writer = state.writers.get(result.name)
                 if writer is None:
-                    writer = state.writers[result.name] = AtomicWriter(target, f"{_name(pod)}/{result.name}")
-                writer.write(result.files, result.uid, result.gid)
-                writer.prune()
+                    writer = state.writers[result.name] = AtomicWriter(target)
+                if writer.write(result.files, result.uid, result.gid) and writer.prune():
+                    state.prune_at = time.monotonic() + writer.grace
             elif result.kind == "dir":
                 target.mkdir(parents=True, exist_ok=True)
         if not state.reported or state.failed_mount:
@@ -284,13 +445,9 @@ class PodManager:
         now = self.token_clock()
         for spec in plan.tokens:
             held = state.tokens.get(spec.key)
-            if held is None or refresh.requires_refresh(held.issued, held.expires, now, held.jitter):
+            if held is None or held.needs_refresh(now):
                 try:
-                    answer = await self.api.create(
-                        f"/api/v1/namespaces/{spec.namespace}/serviceaccounts/{spec.service_account}/token",
-                        spec.body())
-                    issued, expires = refresh.token_request_times(answer)
-                    held = state.tokens[spec.key] = _Token(answer["status"]["token"], issued, expires, self.rand())
+                    held = state.tokens[spec.key] = await self._request_token(spec)
                 except (ApiError, httpx.HTTPError) as e:
                     problem = refresh.fetch_error(spec.key, str(e), held is not None,
                                                   held is not None and refresh.expired(held.expires, now))
@@ -301,6 +458,69 @@ class PodManager:
             fetched.tokens[spec.key] = held.value
         return errors
 
+    async def _request_token(self, spec: volumes.TokenRequestSpec) -> _Token:
+        answer = await self.api.create(
+            f"/api/v1/namespaces/{spec.namespace}/serviceaccounts/{spec.service_account}/token", spec.body())
+        issued, expires = refresh.token_request_times(answer)
+        return self._token(str(answer["status"]["token"]), issued, expires)
+
+    async def _refresh_tokens(self, state: _Pod) -> None:
+        """The token-only refresh: request each due token and swap just its files, keeping the rest of each
+        volume as the last sync wrote it. A failed request keeps the old token in place while it is valid
+        (and is retried with backoff); past its expiry it is the kubelet's FailedMount."""
+        pod = state.obj
+        now = self.token_clock()
+        fresh: dict[str, str] = {}
+        for spec in volumes.plan(pod).tokens:
+            held = state.tokens.get(spec.key)
+            if held is not None and not held.needs_refresh(now):
+                continue
+            try:
+                state.tokens[spec.key] = token = await self._request_token(spec)
+            except (ApiError, httpx.HTTPError) as e:
+                problem = refresh.fetch_error(spec.key, str(e), held is not None,
+                                              held is not None and refresh.expired(held.expires, now))
+                if problem:
+                    self._failed_mount(state, problem)
+                raise
+            fresh[spec.key] = token.value
+        files: dict[str, dict[str, FileProjection]] = {}
+        gids: dict[str, int | None] = {}
+        for tf in volumes.token_files(pod):
+            if tf.key in fresh:
+                files.setdefault(tf.volume, {})[tf.path] = FileProjection(fresh[tf.key].encode(), tf.mode, tf.uid)
+                gids[tf.volume] = tf.gid
+        for name, changed in files.items():
+            writer = state.writers.get(name)
+            if writer is None or writer.current_dir() is None:
+                state.stale = True  # never written whole: the next sync writes it
+                continue
+            writer.update(changed, None, gids[name])
+            state.prune_at = time.monotonic() + writer.grace
+
+    async def _object(self, kind: str, ns: str, name: str) -> dict[str, Any] | None:
+        """A ConfigMap or Secret (its data), or None when it does not exist; read through the TTL cache."""
+        key = (kind, ns, name)
+        mono = time.monotonic()
+        hit = self._objects.get(key)
+        if hit is not None and mono - hit[0] < OBJECT_TTL:
+            return hit[1]
+        obj = await self._get_or_none(f"/api/v1/namespaces/{ns}/{kind}/{name}")
+        if obj is None:
+            self._objects.pop(key, None)  # a missing object is asked for again at the next try
+            return None
+        if len(self._objects) >= MAX_CACHED_OBJECTS:
+            self._expire_objects(mono, full=True)
+        kept: dict[str, Any] = {k: obj[k] for k in ("data", "binaryData") if k in obj}
+        self._objects[key] = (mono, kept)
+        return kept
+
+    def _expire_objects(self, mono: float, full: bool) -> None:
+        for key in [k for k, (at, _) in self._objects.items() if mono - at >= OBJECT_TTL]:
+            del self._objects[key]
+        if full and len(self._objects) >= MAX_CACHED_OBJECTS:
+            self._objects.clear()
+
     async def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
             return await self.api.get(path)
@@ -309,72 +529,124 @@ class PodManager:
                 return None
             raise
 
-    async def _failed_mount(self, state: _Pod, message: str) -> None:
+    def _failed_mount(self, state: _Pod, message: str) -> None:
         state.mount_failures += 1
         if state.failed_mount == message:
             return
         state.failed_mount = message
-        await self.event(state.obj, "Warning", "FailedMount", message)
+        self.events.record(pod_ref(state.obj), "Warning", "FailedMount", message)
 
     async def _report_running(self, state: _Pod) -> None:
-        """The pod Running, as the kubelet reports a pod whose containers started (no runtime yet: at once)."""
+        """The pod Running, as the kubelet reports a pod whose containers started (no runtime yet: at once),
+        after a `Started` Event per container as the kubelet emits when it starts one (a runtime records its own)."""
         pod = state.obj
         now = _rfc3339(self.clock())
         status = pod.get("status") or {}
         started = status.get("startTime") or now
         conditions = [{"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
                       for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")]
+        specs = [c for c in (pod.get("spec") or {}).get("containers") or [] if isinstance(c, dict)]
         containers = [{
-            "name": c.get("name", ""), "image": c.get("image", ""), "imageID": "",
+            "name": str(c.get("name", "")), "image": c.get("image", ""), "imageID": "",
             "containerID": f"kubesat://{pod['metadata']['uid']}/{c.get('name', '')}",
             "ready": True, "started": True, "restartCount": 0, "state": {"running": {"startedAt": now}},
-        } for c in (pod.get("spec") or {}).get("containers") or []]
+        } for c in specs]
         patch = {"status": {
             "phase": "Running", "hostIP": self.address, "hostIPs": [{"ip": self.address}],
             "podIP": self.address, "podIPs": [{"ip": self.address}], "startTime": started,
             "conditions": conditions, "containerStatuses": containers,
         }}
         ns, name = pod["metadata"].get("namespace", "default"), pod["metadata"]["name"]
-        state.obj = await self.api.patch(f"/api/v1/namespaces/{ns}/pods/{name}/status", patch)
+        state.obj = _trim(await self.api.patch(f"/api/v1/namespaces/{ns}/pods/{name}/status", patch))
+        if not state.reported and self.runtime is None:
+            for c in containers:
+                self.events.record(pod_ref(pod, c["name"]), "Normal", "Started", f"Started container {c['name']}")
         state.reported = True
         state.failed_mount = None
         state.mount_failures = 0
 
-    async def _finish_deletion(self, pod: dict[str, Any]) -> None:
-        """A pod being deleted: its files go, then the pod (grace already honoured by the caller's wait)."""
-        uid = pod["metadata"]["uid"]
-        self.teardown(uid)
-        ns, name = pod["metadata"].get("namespace", "default"), pod["metadata"]["name"]
+    # --------------------------------------------------------------------- termination
+    async def _terminate(self, state: _Pod, pod: dict[str, Any]) -> None:
+        """A pod being deleted, as the kubelet terminates it: `Killing` per running container and the runtime
+        stops them within the grace period; the status written terminal; the volumes torn down; the pod
+        deleted with grace 0 and its UID as precondition. Each step is done once; a failed one is retried."""
+        state.obj = pod
+        state.life = _TERMINATING
+        meta = pod["metadata"]
+        if state.stopped is None:
+            grace = meta.get("deletionGracePeriodSeconds")
+            seconds = float(grace) if isinstance(grace, int) and not isinstance(grace, bool) else 0.0
+            state.stopped = await self._stop_containers(pod, seconds)
+            log.info("pod %s: containers stopped; tearing it down", _name(pod))
+        ns, name, uid = meta.get("namespace", "default"), meta["name"], meta["uid"]
+        try:
+            await self.api.patch(f"/api/v1/namespaces/{ns}/pods/{name}/status", self._terminal_status(pod, state))
+        except ApiError as e:
+            if e.code != 404:
+                raise
+        self._remove_volumes(state, uid)
         try:
             await self.api.delete(f"/api/v1/namespaces/{ns}/pods/{name}",
                                   {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}})
         except ApiError as e:
             if e.code not in (404, 409):
                 raise
+        state.life = _TERMINATED
+
+    async def _stop_containers(self, pod: dict[str, Any], grace: float) -> dict[str, dict[str, Any]]:
+        """Stop the pod's containers within `grace` seconds; each one's `state.terminated` as the runtime saw it.
+
+        With no runtime there is no process: the `Killing` Events the runtime would record are recorded here,
+        and no container has a terminated state to report."""
+        uid = str(pod["metadata"]["uid"])
+        if self.runtime is None:
+            for c in _d(pod.get("status")).get("containerStatuses") or []:
+                if "running" in _d(c.get("state")):
+                    name = str(c.get("name", ""))
+                    self.events.record(pod_ref(pod, name), "Normal", "Killing", f"Stopping container {name}")
+            return {}
+        await self.runtime.stop_pod(uid, grace)
+        stopped = {str(c.get("name", "")): _d(c.get("state")).get("terminated")
+                   for c in self.runtime.container_statuses(uid) or []}
+        self.runtime.forget_pod(uid)
+        return {name: term for name, term in stopped.items() if isinstance(term, dict)}
+
+    def _terminal_status(self, pod: dict[str, Any], state: _Pod) -> dict[str, Any]:
+        """The status the kubelet writes once a pod's containers are stopped: each container terminated as the
+        runtime reported it (or, with no record of it, ContainerStatusUnknown, exit code 137, as the status
+        manager's TerminatePod writes), the phase terminal (Succeeded when every container exited 0, else
+        Failed: getPhase for a terminal pod), Ready and ContainersReady False (PodCompleted or PodFailed) and
+        PodReadyToStartContainers False (the sandbox is gone)."""
+        now = _rfc3339(self.clock())
+        stopped = state.stopped or {}
+        statuses: list[dict[str, Any]] = []
+        for c in _d(pod.get("status")).get("containerStatuses") or []:
+            name = str(c.get("name", ""))
+            term = stopped.get(name) or _d(_d(c.get("state")).get("terminated")) or dict(UNKNOWN_TERMINATION)
+            statuses.append({"name": name, "ready": False, "started": False,
+                             "state": {"running": None, "waiting": None, "terminated": term}})
+        succeeded = bool(statuses) and all(s["state"]["terminated"].get("exitCode") == 0 for s in statuses)
+        phase, reason = ("Succeeded", "PodCompleted") if succeeded else ("Failed", "PodFailed")
+        conditions: list[dict[str, Any]] = [
+            {"type": "PodReadyToStartContainers", "status": "False", "lastProbeTime": None, "lastTransitionTime": now}]
+        conditions += [{"type": t, "status": "False", "reason": reason, "lastProbeTime": None,
+                        "lastTransitionTime": now} for t in ("ContainersReady", "Ready")]
+        status: dict[str, Any] = {"phase": phase, "conditions": conditions}
+        if statuses:
+            status["containerStatuses"] = statuses
+        return {"status": status}
+
+    def _remove_volumes(self, state: _Pod, uid: str) -> None:
+        state.writers.clear()
+        state.tokens.clear()
+        state.prune_at = 0.0
+        shutil.rmtree(self.root / "pods" / uid, ignore_errors=True)
 
     def teardown(self, uid: str) -> None:
         """Forget a pod and remove its directory."""
         self.pods.pop(uid, None)
+        self._incoming.pop(uid, None)
         shutil.rmtree(self.root / "pods" / uid, ignore_errors=True)
-
-    async def event(self, pod: dict[str, Any], kind: str, reason: str, message: str) -> None:
-        meta = pod["metadata"]
-        ns = meta.get("namespace", "default")
-        now = _rfc3339(self.clock())
-        body = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{int(self.clock() * 1e9):x}", "namespace": ns},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "namespace": ns,
-                               "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion", "")},
-            "type": kind, "reason": reason, "message": message,
-            "source": {"component": "kubelet", "host": self.node_name},
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-            "reportingComponent": "kubelet", "reportingInstance": self.node_name,
-        }
-        try:
-            await self.api.create(f"/api/v1/namespaces/{ns}/events", body)
-        except ApiError as e:
-            log.warning("could not record event %s for pod %s: %s", reason, _name(pod), e)
 
 
 def _bound_to(token: str, spec: volumes.TokenRequestSpec) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import random
 from collections.abc import Callable
@@ -28,6 +29,15 @@ class TokenFormatError(ValueError):
 def jitter_seconds(jitter: float) -> float:
     """The kubelet's jitter: whole seconds of `jitter` (drawn in [0, 1)) times 10 s."""
     return float(int(jitter * MAX_JITTER))
+
+
+def stable_jitter(token: str) -> float:
+    """A token's jitter draw in [0, 1), derived from its bytes (the first 64 bits of its SHA-256).
+
+    The kubelet draws a new one at every check; a draw fixed per token keeps the refresh point where it was
+    when the agent restarts and adopts the token, and is as spread out across pods as a random one.
+    """
+    return int.from_bytes(hashlib.sha256(token.encode()).digest()[:8], "big") / 2.0 ** 64
 
 
 def refresh_at(issued_at: float, expires_at: float, jitter: float = 0.0) -> float:

@@ -13,7 +13,7 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubesat.agent.atomic import FileProjection, InvalidPathError, validate_payload
+from kubesat.agent.atomic import FileProjection, InvalidPathError, validate_path, validate_payload
 from kubesat.agent.fieldpath import FieldPathError, metadata_field, resource_field
 
 PLUGIN_DIRS = {
@@ -171,6 +171,48 @@ def plan(pod: dict[str, Any]) -> VolumePlan:
                 tr = token_request(pod, src)
                 tokens.setdefault(tr.key, tr)
     return VolumePlan(sorted(cms - {""}), sorted(secrets - {""}), list(tokens.values()))
+
+
+@dataclass(frozen=True)
+class TokenFile:
+    """Where a serviceAccountToken projection puts its token: the file `payloads` builds for it, found without
+    building the rest of the volume (the token-only refresh)."""
+
+    volume: str
+    rel_dir: str
+    path: str
+    key: str
+    mode: int
+    uid: int | None
+    gid: int | None
+
+
+def token_files(pod: dict[str, Any]) -> list[TokenFile]:
+    """Every serviceAccountToken file of the pod's projected volumes, with the mode and owner `payloads` gives it.
+
+    A projection whose path the kubelet refuses is left out (the full sync reports it).
+    """
+    user, group = fs_user(pod), fs_group(pod)
+    out: list[TokenFile] = []
+    for vol in _l(_d(pod.get("spec")).get("volumes")):
+        vol = _d(vol)
+        if "projected" not in vol:
+            continue
+        default_mode = _mode(_d(vol.get("projected")).get("defaultMode"), DEFAULT_MODE)
+        mode = TOKEN_MODE_WITH_OWNER if user is not None or group is not None else default_mode
+        if group is not None:
+            mode |= READ_ONLY_GROUP_BITS
+        name = str(vol.get("name", ""))
+        for kind, src in _sources(vol):
+            if kind != "serviceAccountToken":
+                continue
+            try:
+                path = validate_path(str(src.get("path", "")))
+            except InvalidPathError:
+                continue
+            out.append(TokenFile(name, f"volumes/{PLUGIN_DIRS['projected']}/{name}", path,
+                                 token_request(pod, src).key, mode, user, group))
+    return out
 
 
 # -- payloads ----------------------------------------------------------------------------------------------------
