@@ -262,6 +262,9 @@ async def _bootstrap_kubeconfig(admin: Path, ttl: int, server_url: str) -> bytes
               help="Directory for the agent's state and the pods' volumes (the kubelet's --root-dir). "
                    "[default: ~/.kubesat/agent/NAME]")
 @click.option("--node-ip", "node_ip", default="", metavar="IP", help="Address the Node reports. [default: loopback]")
+@click.option("--port", type=click.IntRange(0, 65535), default=10250, show_default=True,
+              help="The kubelet API's HTTPS port on the node's address (logs, exec, attach, port-forward for the API "
+                   "server); 0 picks a free one.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 @click.option("--test-clock-rate", "clock_rate", type=click.FloatRange(min=0.0, max=1e6, min_open=True), default=1.0,
@@ -277,7 +280,7 @@ async def _bootstrap_kubeconfig(admin: Path, ttl: int, server_url: str) -> bytes
                    "by SECONDS "
                    "(env KUBESAT_AGENT_CLOCK_OFFSET).")
 def agent(kubeconfig: Path, bootstrap_kubeconfig: Path | None, cert_dir: Path | None, rotate_certificates: str,
-          node_name: str, root_dir: Path | None, node_ip: str, log_level: str, clock_rate: float,
+          node_name: str, root_dir: Path | None, node_ip: str, port: int, log_level: str, clock_rate: float,
           clock_offset: float) -> None:
     """Run a node agent: register the Node, keep its Lease and status fresh, write and refresh the volumes
     of the pods bound to it until SIGTERM."""
@@ -285,7 +288,7 @@ def agent(kubeconfig: Path, bootstrap_kubeconfig: Path | None, cert_dir: Path | 
     root = root_dir or Path.home() / ".kubesat" / "agent" / node_name
     try:
         asyncio.run(run_agent(AgentOptions(
-            kubeconfig=kubeconfig, node_name=node_name, root=root, address=node_ip, clock_rate=clock_rate,
+            kubeconfig=kubeconfig, node_name=node_name, root=root, address=node_ip, port=port, clock_rate=clock_rate,
             clock_offset=clock_offset, bootstrap_kubeconfig=bootstrap_kubeconfig, cert_dir=cert_dir,
             rotate_certificates=_parse_bool(rotate_certificates, "--rotate-certificates"))))
     except KubeconfigError as e:

@@ -20,16 +20,19 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
 import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from kubesat import remotecommand
-from kubesat.agent import crilog
+from kubesat.agent import certs, crilog, serving
+from kubesat.agent.client import ApiClient, ApiError
 from kubesat.remotecommand import Framing
 from kubesat.agent.runtime import ExecRequest, ExecSession, Runtime, RuntimeFailure
 
@@ -48,10 +51,16 @@ MAX_COMMAND_ARGS = 1024
 MAX_PORTS = 64
 # After a command exits, how long its output may still drain (a child holding the pipe open).
 DRAIN_SECONDS = 5.0
+# A serving certificate request that failed (server unreachable, denied) is made again after this.
+CERT_RETRY = 10.0
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class KubeletApiError(Exception):
+    """Why the kubelet API cannot be served, in one line."""
 
 
 class _Refusal(Exception):
@@ -187,7 +196,7 @@ def forward_ports(query: dict[str, list[str]]) -> list[int]:
 class KubeletApi:
     """The ASGI application behind the kubelet port."""
 
-    def __init__(self, pods: Callable[[], Iterable[dict[str, Any]]], runtime: Runtime | None,
+    def __init__(self, pods: Callable[[], Iterable[dict[str, Any]]], runtime: Callable[[], Runtime | None],
                  allowed_users: frozenset[str] = frozenset({KUBELET_CLIENT_USER}),
                  clock: Callable[[], float] = time.time) -> None:
         self.pods = pods
@@ -262,7 +271,8 @@ class KubeletApi:
     # -------------------------------------------------------------------------- logs
     def _statuses(self, pod: dict[str, Any]) -> list[dict[str, Any]]:
         uid = str(pod["metadata"].get("uid", ""))
-        held = self.runtime.container_statuses(uid) if self.runtime is not None else None
+        runtime = self.runtime()
+        held = runtime.container_statuses(uid) if runtime is not None else None
         if held is not None:
             return held
         status = pod.get("status") or {}
@@ -288,7 +298,8 @@ class KubeletApi:
         except (ValueError, crilog.LogStatusError) as e:
             raise _Refusal(400, str(e)) from None
         uid = str(pod["metadata"].get("uid", ""))
-        path = self.runtime.log_path(uid, where.container, from_previous) if self.runtime is not None else None
+        runtime = self.runtime()
+        path = runtime.log_path(uid, where.container, from_previous) if runtime is not None else None
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain"), (b"cache-control", b"no-cache, private")]})
 
@@ -303,10 +314,11 @@ class KubeletApi:
 
     # -------------------------------------------------------------------------- exec, attach
     def _runtime(self) -> Runtime:
-        if self.runtime is None:
+        runtime = self.runtime()
+        if runtime is None:
             raise _Refusal(500, 'container runtime "none" runs no processes: exec, attach and port-forward need '
                                 "`kubesat agent --runtime process`")
-        return self.runtime
+        return runtime
 
     async def _exec(self, where: Route, query: dict[str, list[str]], framing: Framing, receive: Receive,
                     send: Send) -> None:
@@ -502,23 +514,27 @@ class _Server(uvicorn.Server):
 
 
 class KubeletServer:
-    """The HTTPS listener: bound at once (so the port is known for the Node's status), serving once a serving
-    certificate is in hand."""
+    """The HTTPS listener: bound at once (so that the Node's status can report the port), serving once the
+    serving certificate is in hand."""
 
-    def __init__(self, app: KubeletApi, address: str, port: int) -> None:
-        self.app = app
+    def __init__(self, address: str, port: int) -> None:
         self.address = address
-        self.sock = socket.create_server((address, port), family=socket.AF_INET6 if ":" in address
-                                         else socket.AF_INET, reuse_port=False)
+        try:
+            self.sock = socket.create_server((address, port), family=socket.AF_INET6 if ":" in address
+                                             else socket.AF_INET)
+        except OSError as e:
+            raise KubeletApiError(f"cannot listen on {address}:{port} for the kubelet API (--port): "
+                                  f"{e.strerror or e}") from None
         self.port = int(self.sock.getsockname()[1])
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, context: ssl.SSLContext) -> None:
+    async def start(self, app: KubeletApi, context: ssl.SSLContext) -> None:
         config = uvicorn.Config(
-            self.app, http=_Http, ws=_WebSocket, loop="none", lifespan="off", log_config=None, access_log=False,
+            app, http=_Http, ws=_WebSocket, loop="none", lifespan="off", log_config=None, access_log=False,
+            log_level="warning",  # uvicorn's start and per-connection lines: the agent logs its own
             ssl_context_factory=lambda _config, _default: context, ws_max_size=MAX_MESSAGE,
-            server_header=False, timeout_graceful_shutdown=2,
+            ws_per_message_deflate=False, server_header=False, timeout_graceful_shutdown=2,
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self.sock]))
@@ -536,13 +552,19 @@ class KubeletServer:
                 await asyncio.wait_for(self._task, 5)
         self.sock.close()
 
-
-def server_context(cert_pem_file: str, key_file: str, client_ca_pem: bytes) -> ssl.SSLContext:
-    """TLS 1.2+; a client certificate is verified against the cluster CA when presented (none: 401)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert_pem_file, key_file)
-    ctx.load_verify_locations(cadata=client_ca_pem.decode())
-    ctx.verify_mode = ssl.CERT_OPTIONAL
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
+    async def serve(self, api: ApiClient, node: str, cert_dir: Path, client_ca_pem: bytes,
+                    pods: Callable[[], Iterable[dict[str, Any]]], runtime: Callable[[], Runtime | None]) -> None:
+        """Get the serving certificate (a kubelet-serving CSR), then serve until cancelled."""
+        try:
+            while True:
+                try:
+                    pair = await serving.serving_pair(api, cert_dir, node, self.address, time.time())
+                    break
+                except (certs.CertificateError, ApiError, httpx.HTTPError) as e:
+                    log.warning("no kubelet serving certificate yet (retrying in %.0f s): %s", CERT_RETRY, e)
+                    await asyncio.sleep(CERT_RETRY)
+            context = serving.context(pair, cert_dir, client_ca_pem)
+            await self.start(KubeletApi(pods, runtime), context)
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()

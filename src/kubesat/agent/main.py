@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from kubesat.agent import certs
+from kubesat.agent import certs, kubeletapi
 from kubesat.agent.client import ApiClient, ApiError, Credentials, load_kubeconfig
 from kubesat.agent.pods import REFRESH_TICK, PodManager
 from kubesat.agent.node import RENEW_INTERVAL, READY, SHUTTING_DOWN, NodeFacts, NodeHeartbeat, default_address
@@ -53,6 +53,8 @@ class AgentOptions:
     bootstrap_kubeconfig: Path | None = None
     cert_dir: Path | None = None
     rotate_certificates: bool = True
+    # The kubelet's --port: its HTTPS API (logs, exec, attach, port-forward) for the API server; 0: any free port.
+    port: int = kubeletapi.DEFAULT_PORT
 
 
 def refresh_clock(rate: float = 1.0, offset: float = 0.0,
@@ -92,6 +94,11 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
         return
     api = ApiClient(creds, opts.root / "pki", user_agent=f"kubesat-agent/{opts.node_name}")
     facts = NodeFacts.read(opts.node_name, opts.address or default_address(), opts.root, opts.runtime)
+    try:
+        kubelet = kubeletapi.KubeletServer(facts.address, opts.port)
+    except kubeletapi.KubeletApiError as e:
+        raise AgentError(str(e)) from None
+    facts.kubelet_port = kubelet.port
     heartbeat = NodeHeartbeat(api, facts, _now)
     try:
         if not await _retrying(heartbeat.register, stop, "register the node"):
@@ -104,6 +111,9 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
         pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address,
                           token_clock=clock, clock_offset=opts.clock_offset, tick=refresh_tick(opts.clock_rate))
         workers = [asyncio.create_task(pods.follow(stop)), asyncio.create_task(pods.keep_fresh(stop))]
+        workers.append(asyncio.create_task(kubelet.serve(
+            api, opts.node_name, store.cert_dir, creds.ca_pem, lambda: [p.obj for p in pods.pods.values()],
+            lambda: getattr(pods, "runtime", None))))  # the pod manager's runtime, None when it runs no processes
         rotator = certs.rotator_for(api, creds, store, opts.node_name, clock, refresh_tick(opts.clock_rate)) \
             if opts.rotate_certificates else None
         if rotator is not None:

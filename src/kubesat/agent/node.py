@@ -64,6 +64,7 @@ class NodeFacts:
     storage_ki: int = 0
     boot_id: str = ""
     machine_id: str = ""
+    kubelet_port: int = 10250  # where the agent serves the kubelet API (status.daemonEndpoints)
 
     @classmethod
     def read(cls, name: str, address: str, root: Path, runtime: str) -> NodeFacts:
@@ -117,7 +118,7 @@ def node_status(facts: NodeFacts, now: datetime, ready: tuple[str, str, str],
         "capacity": resources,
         "allocatable": dict(resources),
         "addresses": [{"type": "InternalIP", "address": facts.address}, {"type": "Hostname", "address": facts.name}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": facts.kubelet_port}},
         "nodeInfo": {
             "machineID": facts.machine_id, "systemUUID": facts.machine_id, "bootID": facts.boot_id,
             "kernelVersion": platform.release(), "osImage": _os_image(),

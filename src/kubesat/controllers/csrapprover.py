@@ -13,7 +13,11 @@ from kubesat.auth.authz import ALLOW, Attributes
 from kubesat.auth.user import UserInfo
 from kubesat.controllers.csrsigner import CSRWatcher, rfc3339
 from kubesat.registry import csr as csrs
+from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import Registry
+
+NODES = builtin_kind("v1", "Node")
+SERVING_MESSAGE = "Auto approving kubelet serving certificate for the node's own name and addresses."
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,33 @@ class CSRApprovingController(CSRWatcher):
                 return r.message
         return ""
 
+    async def serving_message(self, csr: dict[str, Any]) -> str:
+        """kubesat's addition (kube-controller-manager leaves kubelet-serving requests to an admin or an external
+        approver): a node's request for its own serving certificate is approved when it names only the node's
+        name and the addresses in its Node's status."""
+        spec = csrs.as_dict(csr.get("spec"))
+        if spec.get("signerName") != csrs.KUBELET_SERVING or csrs.as_dict(csr.get("status")).get("certificate"):
+            return ""
+        if {c.get("type") for c in csrs.conditions(csr)} & {csrs.APPROVED, csrs.DENIED}:
+            return ""
+        try:
+            subject = csrs.subject_of(csrs.parse_csr(csrs.request_bytes(csr)))
+        except csrs.CSRError:
+            return ""
+        user = requester(csr)
+        if csrs.kubelet_serving_error(subject, [str(u) for u in spec.get("usages") or []]) or \
+                user.name != subject.common_name or csrs.NODES_GROUP not in user.groups:
+            return ""
+        node_name = subject.common_name[len(csrs.NODE_USER_PREFIX):]
+        node = await self.registry.get_or_none(NODES, "", node_name)
+        if node is None:
+            return ""
+        known = {node_name} | {str(a.get("address")) for a in (node.get("status") or {}).get("addresses") or []
+                               if isinstance(a, dict)}
+        return SERVING_MESSAGE if set(subject.dns) | set(subject.ips) <= known else ""
+
     async def handle(self, csr: dict[str, Any]) -> None:
-        message = self.approval_message(csr)
+        message = self.approval_message(csr) or await self.serving_message(csr)
         if not message:
             return
         now = rfc3339(self.clock())
