@@ -265,6 +265,17 @@ async def _bootstrap_kubeconfig(admin: Path, ttl: int, server_url: str) -> bytes
 @click.option("--port", type=click.IntRange(0, 65535), default=10250, show_default=True,
               help="The kubelet API's HTTPS port on the node's address (logs, exec, attach, port-forward for the API "
                    "server); 0 picks a free one.")
+@click.option("--runtime", type=click.Choice(["process", "none"]), default="none", show_default=True,
+              help="process: run each container's command as a local process in its own sandbox (namespaces); "
+                   "none: no processes, containers are reported running once their volumes are written.")
+@click.option("--allow-privileged", "allow_privileged", is_flag=True,
+              help="Let containers run as root (runAsUser: 0) or privileged. [default: never]")
+@click.option("--allow-host-path", "allow_host_paths", multiple=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="A directory under which hostPath volumes may point (repeatable). [default: none]")
+@click.option("--hide-path", "hidden_paths", multiple=True, metavar="PATH", type=click.Path(path_type=Path),
+              help="A path no container sees (repeatable), e.g. the server's data directory; the agent's root, "
+                   "cert dir and kubeconfigs are always hidden.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 @click.option("--test-clock-rate", "clock_rate", type=click.FloatRange(min=0.0, max=1e6, min_open=True), default=1.0,
@@ -280,7 +291,8 @@ async def _bootstrap_kubeconfig(admin: Path, ttl: int, server_url: str) -> bytes
                    "by SECONDS "
                    "(env KUBESAT_AGENT_CLOCK_OFFSET).")
 def agent(kubeconfig: Path, bootstrap_kubeconfig: Path | None, cert_dir: Path | None, rotate_certificates: str,
-          node_name: str, root_dir: Path | None, node_ip: str, port: int, log_level: str, clock_rate: float,
+          node_name: str, root_dir: Path | None, node_ip: str, port: int, runtime: str, allow_privileged: bool,
+          allow_host_paths: tuple[Path, ...], hidden_paths: tuple[Path, ...], log_level: str, clock_rate: float,
           clock_offset: float) -> None:
     """Run a node agent: register the Node, keep its Lease and status fresh, write and refresh the volumes
     of the pods bound to it until SIGTERM."""
@@ -290,7 +302,9 @@ def agent(kubeconfig: Path, bootstrap_kubeconfig: Path | None, cert_dir: Path | 
         asyncio.run(run_agent(AgentOptions(
             kubeconfig=kubeconfig, node_name=node_name, root=root, address=node_ip, port=port, clock_rate=clock_rate,
             clock_offset=clock_offset, bootstrap_kubeconfig=bootstrap_kubeconfig, cert_dir=cert_dir,
-            rotate_certificates=_parse_bool(rotate_certificates, "--rotate-certificates"))))
+            rotate_certificates=_parse_bool(rotate_certificates, "--rotate-certificates"), runtime=runtime,
+            allow_privileged=allow_privileged, allow_host_paths=tuple(p.absolute() for p in allow_host_paths),
+            hidden_paths=tuple(p.absolute() for p in hidden_paths))))
     except KubeconfigError as e:
         _fail(f"kubeconfig: {e}")
     except AgentError as e:

@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 
 from kubesat.agent import certs, kubeletapi
+from kubesat.agent.containers import Containers, event_ref, make_runtime
+from kubesat.agent.runtime import Runtime
 from kubesat.agent.client import ApiClient, ApiError, Credentials, load_kubeconfig
 from kubesat.agent.pods import REFRESH_TICK, PodManager
 from kubesat.agent.node import RENEW_INTERVAL, READY, SHUTTING_DOWN, NodeFacts, NodeHeartbeat, default_address
@@ -55,6 +57,11 @@ class AgentOptions:
     rotate_certificates: bool = True
     # The kubelet's --port: its HTTPS API (logs, exec, attach, port-forward) for the API server; 0: any free port.
     port: int = kubeletapi.DEFAULT_PORT
+    # The process runtime (see agent/runtime/process.py): uid 0 in containers, the host directories hostPath
+    # volumes may use, and paths (besides the agent's root, cert dir and kubeconfigs) no container sees.
+    allow_privileged: bool = False
+    allow_host_paths: tuple[Path, ...] = ()
+    hidden_paths: tuple[Path, ...] = ()
 
 
 def refresh_clock(rate: float = 1.0, offset: float = 0.0,
@@ -93,6 +100,7 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
     if creds is None:
         return
     api = ApiClient(creds, opts.root / "pki", user_agent=f"kubesat-agent/{opts.node_name}")
+    runtime = _runtime(opts)
     facts = NodeFacts.read(opts.node_name, opts.address or default_address(), opts.root, opts.runtime)
     try:
         kubelet = kubeletapi.KubeletServer(facts.address, opts.port)
@@ -109,7 +117,11 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
                         "offset %+g s",
                         opts.clock_rate, opts.clock_offset)
         pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address,
-                          token_clock=clock, clock_offset=opts.clock_offset, tick=refresh_tick(opts.clock_rate))
+                          token_clock=clock, clock_offset=opts.clock_offset, tick=refresh_tick(opts.clock_rate),
+                          runtime=Containers(api, runtime, opts.root, facts.address,
+                                             lambda pod, c, *e: pods.events.record(event_ref(pod, c), *e),
+                                             lambda: heartbeat.node, creds.server)
+                          if runtime.name == "process" else None)
         workers = [asyncio.create_task(pods.follow(stop)), asyncio.create_task(pods.keep_fresh(stop))]
         workers.append(asyncio.create_task(kubelet.serve(
             api, opts.node_name, store.cert_dir, creds.ca_pem, lambda: [p.obj for p in pods.pods.values()],
@@ -125,6 +137,7 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            await _close_runtime(pods.runtime or runtime)
         try:
             await heartbeat.report(SHUTTING_DOWN)
         except (ApiError, httpx.HTTPError) as e:
@@ -132,6 +145,25 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
         log.info("node %s stopped", opts.node_name)
     finally:
         await api.close()
+
+
+async def _close_runtime(runtime: Runtime) -> None:
+    """Stop every container (a short grace), so that no process outlives the agent."""
+    try:
+        await runtime.close()
+    except Exception as e:  # the agent is on its way out: one line, not a traceback
+        log.warning("could not stop every container on the way out: %s", e)
+
+
+def _runtime(opts: AgentOptions) -> Runtime:
+    masks = [p for p in (opts.cert_dir, opts.kubeconfig, opts.bootstrap_kubeconfig) if p is not None]
+    try:
+        runtime = make_runtime(opts.runtime, opts.root, [*masks, *opts.hidden_paths], opts.allow_privileged,
+                               opts.allow_host_paths, opts.address or default_address())
+    except ValueError as e:
+        raise AgentError(str(e)) from None
+    log.info("container runtime: %s", opts.runtime)
+    return runtime
 
 
 async def _client_credentials(opts: AgentOptions, creds: Credentials | None, store: certs.FileStore,

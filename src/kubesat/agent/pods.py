@@ -55,6 +55,7 @@ from kubesat.agent.atomic import AtomicWriter, FileProjection, InvalidPathError,
 from kubesat.agent.client import ApiClient, ApiError
 from kubesat.agent.events import EventRecorder, pod_ref
 from kubesat.agent.node import rfc3339
+from kubesat.agent.containers import Containers
 from kubesat.agent.runtime import Runtime
 
 log = logging.getLogger("kubesat.agent")
@@ -436,7 +437,10 @@ class PodManager:
                     state.prune_at = time.monotonic() + writer.grace
             elif result.kind == "dir":
                 target.mkdir(parents=True, exist_ok=True)
-        if not state.reported or state.failed_mount:
+        if isinstance(self.runtime, Containers):  # a runtime that runs processes reports the status itself
+            await self.runtime.sync(state.obj, results)
+            state.reported, state.failed_mount, state.mount_failures = True, None, 0
+        elif not state.reported or state.failed_mount:
             await self._report_running(state)
 
     async def _tokens(self, state: _Pod, plan: volumes.VolumePlan, fetched: volumes.Fetched) -> list[str]:
@@ -646,6 +650,8 @@ class PodManager:
         """Forget a pod and remove its directory."""
         self.pods.pop(uid, None)
         self._incoming.pop(uid, None)
+        if self.runtime is not None:
+            self.runtime.forget_pod(uid)
         shutil.rmtree(self.root / "pods" / uid, ignore_errors=True)
 
 

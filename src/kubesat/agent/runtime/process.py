@@ -374,7 +374,7 @@ class ProcessRuntime:
             self._event(pod, "Normal", "EntrypointNotRun", _no_command_message(c.spec), c.name)
         self._notify(pod)
         self._start_probes(pod, c, inst)
-        code = await inst.exited
+        code = await asyncio.shield(inst.exited)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(inst.streams_done.wait(), 2.0)
         inst.log.close()
@@ -539,7 +539,7 @@ class ProcessRuntime:
             await asyncio.wait_for(asyncio.shield(inst.exited), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             _signal(inst, signal.SIGKILL)
-        code = await inst.exited
+        code = await asyncio.shield(inst.exited)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(inst.streams_done.wait(), 2.0)
         inst.log.close()
