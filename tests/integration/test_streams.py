@@ -1,0 +1,164 @@
+"""Streams through the API server to a real agent's kubelet API: `kubectl exec` (output, exit code, stdin),
+`kubectl logs` (--tail, --timestamps, -f, -c, --previous errors), the official Python client's
+`stream(connect_get_namespaced_pod_exec)` over v4.channel.k8s.io, nodes/proxy, RBAC on pods/exec, and
+Kubernetes' errors when a pod cannot be reached (no pod, no host, no such container)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.stream import stream
+
+from kubesat.agent.runtime.process import runtime_available
+
+from .conftest import Server, wait_for
+
+NODE = "streams-n1"
+TOKEN_NS = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+pytestmark = pytest.mark.skipif(runtime_available() is not None, reason=f"no process runtime: {runtime_available()}")
+
+
+@pytest.fixture(scope="module")
+def agent(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    tmp = tmp_path_factory.mktemp("streams")
+    kubeconfig = tmp / "node.kubeconfig"
+    kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", NODE,
+                                           "--data-dir", str(server.data_dir)], capture_output=True,
+                                          check=True).stdout)
+    log = (tmp / "agent.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
+                             "--node-name", NODE, "--root", str(tmp / "root"), "--runtime", "process",
+                             "--port", "0", "--hide-path", str(server.data_dir)], stderr=log)
+    wait_for(lambda: '"Ready"' in server.kubectl("get", "node", NODE, "-o", "json", check=False).stdout, 20,
+             "the agent's node")
+    _pod(server, "app", '["sh", "-c", "echo one; echo two >&2; sleep 3600"]')
+    yield tmp
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+def _pod(server: Server, name: str, command: str, policy: str = "Always", node: str = NODE) -> None:
+    server.kubectl("apply", "-f", "-", input=f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: default}}
+spec:
+  nodeName: {node}
+  restartPolicy: {policy}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    command: {command}
+""")
+    wait_for(lambda: json.loads(server.kubectl("get", "pod", name, "-o", "json").stdout)
+             .get("status", {}).get("phase") in ("Running", "Succeeded", "Failed"), 30, f"pod {name} started")
+
+
+def test_exec_reads_the_mounted_namespace(server: Server, agent: Path) -> None:
+    out = server.kubectl("exec", "app", "--", "cat", TOKEN_NS)
+    assert out.stdout == "default"
+
+
+def test_exec_exit_code_and_stderr_reach_kubectl(server: Server, agent: Path) -> None:
+    out = server.kubectl("exec", "app", "--", "sh", "-c", "echo out; echo err >&2; exit 2", check=False)
+    assert out.returncode == 2
+    assert out.stdout == "out\n"
+    assert out.stderr == "err\ncommand terminated with exit code 2\n"
+
+
+def test_exec_with_stdin(server: Server, agent: Path) -> None:
+    out = server.kubectl("exec", "-i", "app", "--", "sh", "-c", "tr a-z A-Z", input="hello\n")
+    assert out.stdout == "HELLO\n"
+
+
+def test_logs_tail_and_timestamps(server: Server, agent: Path) -> None:
+    wait_for(lambda: server.kubectl("logs", "app").stdout == "one\ntwo\n", 10, "both lines in the log")
+    assert server.kubectl("logs", "app", "--tail=1").stdout == "two\n"
+    stamped = server.kubectl("logs", "app", "--timestamps", "-c", "c").stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["one", "two"]
+    assert stamped[0][:30].endswith("Z") and len(stamped[0].split(" ", 1)[0]) == 30  # nine fraction digits
+    assert server.kubectl("logs", "app", "--since=1h").stdout == "one\ntwo\n"
+    prev = server.kubectl("logs", "app", "--previous", check=False)
+    assert prev.returncode == 1
+    assert prev.stderr.strip() == \
+        'Error from server (BadRequest): previous terminated container "c" in pod "app" not found'
+
+
+def test_logs_follow_ends_with_the_container(server: Server, agent: Path) -> None:
+    _pod(server, "follow", '["sh", "-c", "echo a; sleep 1; echo b"]', policy="Never")
+    out = server.kubectl("logs", "-f", "follow", timeout=30)
+    assert out.stdout == "a\nb\n"
+
+
+def test_official_client_stream_over_v4(server: Server, agent: Path) -> None:
+    api = k8s.CoreV1Api(k8s_config.new_client_from_config(str(server.kubeconfig)))
+    out = stream(api.connect_get_namespaced_pod_exec, "app", "default", command=["cat", TOKEN_NS],
+                 stderr=True, stdin=False, stdout=True, tty=False)
+    assert out == "default"
+    resp = stream(api.connect_get_namespaced_pod_exec, "app", "default", command=["sh", "-c", "exit 7"],
+                  stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+    resp.run_forever(timeout=10)
+    assert resp.returncode == 7
+
+
+def test_nodes_proxy_reaches_the_kubelet(server: Server, agent: Path) -> None:
+    assert server.kubectl("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/healthz").stdout == "ok"
+    pods = json.loads(server.kubectl("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/pods").stdout)
+    assert "app" in [p["metadata"]["name"] for p in pods["items"]]
+
+
+def test_errors_as_kubernetes_gives_them(server: Server, agent: Path) -> None:
+    missing = server.kubectl("exec", "nope", "--", "true", check=False)
+    assert missing.stderr.strip() == 'Error from server (NotFound): pods "nope" not found'
+    wrong = server.kubectl("exec", "app", "-c", "zz", "--", "true", check=False)
+    assert wrong.stderr.strip() == "Error from server (BadRequest): container zz is not valid for pod app"
+    server.kubectl("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: nowhere, namespace: default}
+spec:
+  nodeSelector: {no-such: label}
+  containers: [{name: c, image: busybox}]
+""")
+    unbound = server.kubectl("exec", "nowhere", "--", "true", check=False)
+    assert unbound.stderr.strip() == "Error from server (BadRequest): pod nowhere does not have a host assigned"
+    assert server.kubectl("logs", "nowhere").stdout == ""
+
+
+def test_exec_needs_pods_exec(server: Server, agent: Path) -> None:
+    server.kubectl("apply", "-f", "-", input="""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader, namespace: default}
+rules: [{apiGroups: [""], resources: ["pods"], verbs: ["get", "list"]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: alice-reads, namespace: default}
+subjects: [{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}]
+roleRef: {kind: Role, name: pod-reader, apiGroup: rbac.authorization.k8s.io}
+""")
+    denied = server.kubectl("exec", "--as=alice", "app", "--", "true", check=False)
+    assert denied.returncode == 1
+    assert 'User "alice" cannot create resource "pods/exec"' in denied.stderr or \
+        'User "alice" cannot get resource "pods/exec"' in denied.stderr
+    server.kubectl("apply", "-f", "-", input="""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader, namespace: default}
+rules:
+- {apiGroups: [""], resources: ["pods"], verbs: ["get", "list"]}
+- {apiGroups: [""], resources: ["pods/exec"], verbs: ["get"]}
+""")
+    wait_for(lambda: server.kubectl("exec", "--as=alice", "app", "--", "echo", "hi", check=False).stdout == "hi\n",
+             10, "get pods/exec lets a WebSocket exec through (1.32)")
