@@ -174,7 +174,7 @@ def _exists(server: Server, name: str, namespace: str = "kube-system") -> bool:
 def test_the_token_cleaner_deletes_expired_bootstrap_secrets(server: Server) -> None:
     _secret(server, "cln001", "0123456789abcdef", expiration="2020-01-01T00:00:00Z")
     _secret(server, "cln002", "0123456789abcdef", expiration="not-a-time")
-    _secret(server, "cln003", "0123456789abcdef", expiration=_rfc3339(4))
+    _secret(server, "cln003", "0123456789abcdef", expiration=_rfc3339(10))
     _secret(server, "cln004", "0123456789abcdef", expiration=_rfc3339(3600))
     _secret(server, "cln005", "0123456789abcdef")  # no expiration: kept for ever
     _secret(server, "cln006", "0123456789abcdef", type_="Opaque", expiration="2020-01-01T00:00:00Z")
@@ -183,7 +183,7 @@ def test_the_token_cleaner_deletes_expired_bootstrap_secrets(server: Server) -> 
     wait_for(lambda: not _exists(server, "bootstrap-token-cln002"), 10, "the unparseable Secret deleted")
     assert _exists(server, "bootstrap-token-cln003")
     assert _whoami(server, "cln003.0123456789abcdef")[0] == 201
-    wait_for(lambda: not _exists(server, "bootstrap-token-cln003"), 15, "the Secret deleted once it expired")
+    wait_for(lambda: not _exists(server, "bootstrap-token-cln003"), 25, "the Secret deleted once it expired")
     for name, ns in (("bootstrap-token-cln004", "kube-system"), ("bootstrap-token-cln005", "kube-system"),
                      ("bootstrap-token-cln006", "kube-system"), ("bootstrap-token-cln007", "default")):
         assert _exists(server, name, ns), name
