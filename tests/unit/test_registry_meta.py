@@ -157,7 +157,12 @@ def test_config_map_key(key: str, expect: list[str]) -> None:
 
 
 def test_name_rules_and_generate_name_masking() -> None:
-    assert set(m.NAME_RULES) == {"subdomain", "label", "path_segment"}
+    assert set(m.NAME_RULES) == {"subdomain", "label", "path_segment", "dns1035"}
+    assert m.NAME_RULES["dns1035"]("svc-", True) == []
+    assert m.NAME_RULES["dns1035"]("1svc", False) == [
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic "
+        "character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for "
+        "validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"]
     assert m.NAME_RULES["subdomain"]("web-", True) == []
     assert m.NAME_RULES["subdomain"]("web-", False) == [SUBDOMAIN_MSG]
     assert m.NAME_RULES["label"]("ns-", True) == []
