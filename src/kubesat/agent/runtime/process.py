@@ -53,6 +53,7 @@ NOBODY = 65534
 # ignores signals it has no handler for).
 IDLE = ["/bin/sh", "-c", 'trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done']
 READ_CHUNK = 65536
+PRIVATE_DIRS = ("/tmp", "/var/tmp")  # each container has its own, empty, in memory
 STOP_ON_CLOSE = 2.0  # grace given to every container when the agent stops
 _PR_SET_CHILD_SUBREAPER = 36
 _LIBC_NAME = ctypes.util.find_library("c")
@@ -396,6 +397,7 @@ class ProcessRuntime:
         if hosts.exists():
             mounts.append({"source": str(hosts), "subPath": "", "target": "/etc/hosts", "readOnly": True})
         return {"mounts": mounts, "masks": self.masks, "scratch": str(pod.dir), "argv": c.argv or IDLE,
+                "private": list(PRIVATE_DIRS),
                 "env": c.env, "uid": c.uid, "gid": c.gid, "groups": c.groups, "userns": self.userns,
                 "cwd": str(c.spec.get("workingDir") or ""), "hostname": _hostname(pod.config.pod)}
 
@@ -566,11 +568,14 @@ class ProcessRuntime:
             raise RuntimeFailure(f'container not found ("{c.name}")')
         session = await _ProcessExec.start(self._exec_spec(pod, c, command, False), c.instance.pidfd,
                                            ExecRequest(pod.uid, c.name, command))
+        readers = [asyncio.create_task(_drain(session.read_stdout)), asyncio.create_task(_drain(session.read_stderr))]
         try:
-            out, _ = await asyncio.wait_for(asyncio.gather(_drain(session.read_stdout), _drain(session.read_stderr)),
-                                            timeout)
+            out, _ = await asyncio.wait_for(asyncio.gather(*readers), timeout)
             return await asyncio.wait_for(session.wait(), timeout), out
-        except TimeoutError:
+        except (TimeoutError, asyncio.CancelledError):
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
             await session.kill()
             raise
 

@@ -5,16 +5,16 @@ imports its side effects, and it imports nothing but the standard library, so th
 environment chosen by a pod (LD_PRELOAD, PYTHONPATH) never reaches a process that still has root's powers: the
 container's environment is read from the spec file and given only to the final execve.
 
-`run`: new mount, PID and UTS namespaces (and a user namespace when the agent is not root); the parent reports
-the child's PID and leaves, so the agent (a child subreaper) becomes the parent of the container's PID 1. The
-child makes every mount private, mounts a fresh /proc, opens each volume's source (a subPath resolved inside its
-volume, symlinks included, and checked again once open), hides the masked paths (the agent's root and
-credentials, the server's data dir) under empty read-only tmpfs (or /dev/null for a file), binds the volumes and
-/etc/hosts at their targets (read-only where asked), drops to the container's user and groups, and executes the
-command. A mount target that does not exist is created in an overlay of its nearest existing parent, whose upper
-layer lives in memory, so the host's filesystem is not changed (a missing top-level directory is the exception:
-it is created on the host, empty). Anything that fails before the command runs is written to ERROR_FD, which
-closes on exec: the agent reads EOF when the command started.
+`run`: new mount, PID and UTS namespaces (and a user namespace when the agent is not root); the parent reports the
+child's PID and leaves, so the agent (a child subreaper) becomes the parent of the container's PID 1. The child
+makes every mount private, mounts a fresh /proc and an empty /tmp and /var/tmp of its own, opens each volume's
+source (a subPath resolved inside its volume, symlinks included, and checked again once open), hides the masked
+paths (the agent's root and credentials, the server's data dir) under empty read-only tmpfs (or /dev/null for a
+file), binds the volumes and /etc/hosts at their targets (read-only where asked), drops to the container's user and
+groups, and executes the command. A mount target that does not exist is created in an overlay of its nearest
+existing parent, whose upper layer lives in memory, so the host's filesystem is not changed (a missing top-level
+directory is the exception: it is created on the host, empty). Anything that fails before the command runs is
+written to ERROR_FD, which closes on exec: the agent reads EOF when the command started.
 
 `exec`: joins a running container's namespaces through a pidfd (no PID reuse race), then forks; the child
 takes the container's user, directory and environment and executes the command; the parent passes SIGTERM,
@@ -177,12 +177,21 @@ def setup_mounts(spec: dict) -> None:  # type: ignore[type-arg]
         is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
         sources.append((m, fd, is_dir))
     targets = Targets(spec["scratch"])
-    for m, _fd, is_dir in sorted(sources, key=lambda s: s[0]["target"].count("/")):
-        targets.ensure(m["target"], is_dir)
+    private = [p for p in spec.get("private", []) if os.path.isdir(p) and not os.path.islink(p)]
+    by_depth = sorted(sources, key=lambda s: s[0]["target"].count("/"))
+    for m, _fd, is_dir in by_depth:
+        if not any(_inside(m["target"], p) for p in private):
+            targets.ensure(m["target"], is_dir)
     targets.done()
+    for path in private:  # the container's own /tmp, as an image would give it
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=25%")
+        targets.overlaid.append(path)
+    for m, _fd, is_dir in by_depth:
+        if any(_inside(m["target"], p) for p in private):
+            targets.ensure(m["target"], is_dir)
     for path in spec["masks"]:
         _mask(path)
-    for m, fd, _is_dir in sorted(sources, key=lambda s: s[0]["target"].count("/")):
+    for m, fd, _is_dir in by_depth:
         flags = MS_BIND | (MS_REC if m.get("recursive") else 0)
         _mount(f"/proc/self/fd/{fd}", m["target"], None, flags)
         if m.get("readOnly"):
