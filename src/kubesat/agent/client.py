@@ -138,12 +138,14 @@ def tls_context(creds: Credentials, key_dir: Path) -> ssl.SSLContext:
 class ApiClient:
     """JSON requests to the API server, each answer a dict or an ApiError."""
 
+    # Connection pools of an earlier client certificate, closing (see use_client_certificate).
+    _retiring: set[asyncio.Task[None]] | None = None
+
     def __init__(self, creds: Credentials, key_dir: Path, user_agent: str) -> None:
         self._creds = creds
         self._key_dir = key_dir
         self._user_agent = user_agent
         self._http = self._connect()
-        self._retiring: set[asyncio.Task[None]] = set()
 
     def _connect(self) -> httpx.AsyncClient:
         creds = self._creds
@@ -160,13 +162,16 @@ class ApiClient:
         self._creds = replace(self._creds, cert_pem=cert_pem, key_pem=key_pem)
         old, self._http = self._http, self._connect()
         task = asyncio.get_running_loop().create_task(_close_after(old, grace))
+        if self._retiring is None:
+            self._retiring = set()
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
     async def close(self) -> None:
-        for task in list(self._retiring):
+        retiring = list(self._retiring or ())
+        for task in retiring:
             task.cancel()
-        await asyncio.gather(*self._retiring, return_exceptions=True)
+        await asyncio.gather(*retiring, return_exceptions=True)
         await self._http.aclose()
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
