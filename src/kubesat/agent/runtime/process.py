@@ -137,6 +137,7 @@ class _Container:
     probe_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     terminated_ever: bool = False
     config_error: str = ""  # why the node refuses to start it (CreateContainerConfigError)
+    last_log: Path | None = None  # the log of the instance lastState describes
 
     @property
     def name(self) -> str:
@@ -268,10 +269,10 @@ class ProcessRuntime:
         c = pod.containers.get(container) if pod else None
         if pod is None or c is None:
             return None
-        if previous:
-            if not c.last_state:
+        if previous:  # the instance lastState.terminated describes, as the kubelet reads it
+            if not c.last_state or c.last_log is None:
                 return None
-            path = logs.log_file(pod.config.log_dir, container, c.restart_count - 1)
+            path = c.last_log
         else:
             path = logs.log_file(pod.config.log_dir, container, c.restart_count)
         return path if path.exists() else None
@@ -336,6 +337,7 @@ class ProcessRuntime:
         wait = pod.backoff.wait(key, finished, self.clock())
         if wait > 0:
             c.last_state = {"terminated": _public(c.state["terminated"])}
+            c.last_log = logs.log_file(pod.config.log_dir, c.name, c.restart_count)
             c.state = {"waiting": {"reason": "CrashLoopBackOff", "message": lifecycle.backoff_message(
                 pod.backoff.current(key), c.name, pod.config.pod)}}
             self._event(pod, "Warning", "BackOff", lifecycle.backoff_event(c.name, pod.config.pod), c.name)
@@ -353,6 +355,7 @@ class ProcessRuntime:
         if c.terminated_ever:
             c.last_state = {"terminated": _public(c.state.get("terminated") or
                                                   c.last_state.get("terminated") or {})}
+            c.last_log = logs.log_file(pod.config.log_dir, c.name, c.restart_count)
             c.restart_count += 1
             logs.remove_instance(pod.config.log_dir, c.name, c.restart_count - 2)
         try:
