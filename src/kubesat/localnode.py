@@ -73,7 +73,8 @@ class LocalNode:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(self.kubeconfig),
                 "--node-name", self.node_name, "--root", str(self.root), "--log-level", self.log_level,
-                "--port", "0"]  # the kubelet API on a free port: two servers' nodes on one machine do not clash
+                "--port", "0",  # the kubelet API on a free port: two servers' nodes on one machine do not clash
+                "--hide-path", str(self.data_dir)]  # the server's keys and database: out of every container's sight
 
     def start(self) -> None:
         self.write_kubeconfig(self.kubeconfig)
