@@ -146,6 +146,27 @@ def test_token_review(server: Server, ns: str) -> None:
     assert garbage["authenticated"] is False
 
 
+def test_token_review_answer_is_the_same_from_the_cache_and_as_yaml(server: Server, ns: str) -> None:
+    server.kubectl("create", "serviceaccount", "reviewer", "-n", ns)
+    server.kubectl("create", "clusterrolebinding", f"{ns}-reviewer", "--clusterrole=system:auth-delegator",
+                   f"--serviceaccount={ns}:reviewer")
+    token = server.kubectl("create", "token", "reviewer", "-n", ns).stdout.strip()
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+    path = "/apis/authentication.k8s.io/v1/tokenreviews"
+    first = bearer(server, token, path, "POST", json=body)
+    again = bearer(server, token, path, "POST", json=body)  # both tokens come from the cache now
+    assert first.status_code == again.status_code == 201
+    assert first.content == again.content
+    status = first.json()["status"]
+    assert status["authenticated"] is True and status["user"]["username"] == f"system:serviceaccount:{ns}:reviewer"
+    assert status["user"]["groups"] == ["system:serviceaccounts", f"system:serviceaccounts:{ns}",
+                                        "system:authenticated"]
+    as_yaml = requests.post(server.url + path, json=body, verify=str(server.ca_file), timeout=30,
+                            headers={"Authorization": f"Bearer {token}", "Accept": "application/yaml"})
+    assert as_yaml.status_code == 201 and as_yaml.headers["content-type"].startswith("application/yaml")
+    assert yaml.safe_load(as_yaml.text) == first.json()
+
+
 def forged(header: dict, claims: dict, signature: bytes = b"sig") -> str:
     enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
     return f"{enc(header)}.{enc(claims)}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"

@@ -13,6 +13,7 @@ from kubesat.api import codec
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler
 from kubesat.auth.authn import AuthenticationFailed, RequestAuthenticator
+from kubesat.auth.user import UserInfo
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.store import Registry, rfc3339
 from kubesat.tokens.issuer import MAX_EXPIRATION, MIN_EXPIRATION, Issued, KeySource, TokenIssuer, TokenOptions
@@ -78,6 +79,19 @@ class TokenEndpoints:
         self.issuer = issuer
         self.authenticator = authenticator
         self.options = options
+        # id(user) -> (user, its UserInfo JSON): a reviewed token that authentication has cached comes back
+        # with the same UserInfo, whose JSON is then made once (holding the user keeps its id unused).
+        self._users: dict[int, tuple[UserInfo, orjson.Fragment]] = {}
+
+    def _user_json(self, user: UserInfo) -> orjson.Fragment:
+        hit = self._users.get(id(user))
+        if hit is not None and hit[0] is user:
+            return hit[1]
+        fragment = orjson.Fragment(orjson.dumps(user.to_api()))
+        if len(self._users) >= 1024:
+            self._users.clear()
+        self._users[id(user)] = (user, fragment)
+        return fragment
 
     # --------------------------------------------------------------- TokenRequest
     async def token_request(self, req: Request, res: ResourceInfo, body: dict[str, Any]) -> Response:
@@ -186,7 +200,9 @@ class TokenEndpoints:
         except AuthenticationFailed as e:
             status = {"authenticated": False, "user": {}, "error": e.reason}
         else:
-            status = {"authenticated": True, "user": result.user.to_api(), "audiences": list(result.audiences)}
+            user: Any = result.user.to_api() if codec.wants_yaml(req.headers.get("accept")) \
+                else self._user_json(result.user)
+            status = {"authenticated": True, "user": user, "audiences": list(result.audiences)}
             req.audit.update(result.annotations)
         out_spec: dict[str, Any] = {"token": token}
         if auds:
