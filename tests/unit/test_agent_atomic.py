@@ -208,3 +208,21 @@ def test_reader_never_sees_partial_or_mixed(tmp_path: Path) -> None:
     assert (tmp_path / "token").read_bytes().endswith(b"300")
     w.prune(force=True)
     assert ts_dirs(tmp_path) == [w.current_dir()]
+
+
+def test_update_swaps_only_the_given_files_and_links_the_rest(tmp_path: Path) -> None:
+    w = AtomicWriter(tmp_path / "vol", grace=0.0)
+    with pytest.raises(FileNotFoundError):
+        w.update({"token": FileProjection(b"t0", 0o644)})
+    w.write({"token": FileProjection(b"t1", 0o600), "ca.crt": FileProjection(b"ca", 0o644),
+             "sub/dir/x": FileProjection(b"x", 0o400)})
+    before = w.current_dir()
+    inode = os.stat(tmp_path / "vol" / "ca.crt").st_ino
+    w.update({"token": FileProjection(b"t2", 0o600)})
+    assert w.current_dir() != before
+    assert {k: (v.data, v.mode) for k, v in w.read().items()} == {
+        "token": (b"t2", 0o600), "ca.crt": (b"ca", 0o644), "sub/dir/x": (b"x", 0o400)}
+    assert os.stat(tmp_path / "vol" / "ca.crt").st_ino == inode  # linked, not rewritten
+    w.prune()
+    assert sorted(p.name for p in (tmp_path / "vol").iterdir()) == sorted(
+        ["..data", w.current_dir() or "", "token", "ca.crt", "sub"])

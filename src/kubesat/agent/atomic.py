@@ -46,6 +46,16 @@ _TS_DIGITS = 9
 _RAND = random.Random()
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# The process's umask at start: a timestamped directory needs a chmod after mkdir only if it narrows 0755.
+_UMASK = _read_umask()
+
+
 @dataclass(frozen=True)
 class FileProjection:
     """One file of a payload: its bytes, its exact mode and, for the token file, its owner (the pod's runAsUser)."""
@@ -100,6 +110,22 @@ def _with_parents(paths: dict[str, FileProjection]) -> set[str]:
     return out
 
 
+def _remove_tree(path: str) -> None:
+    """Remove a directory the writer made (files, links, subdirectories; links are not followed), with fewer
+    system calls than shutil.rmtree's descriptor walk; anything odd falls back to it."""
+    try:
+        with os.scandir(path) as it:
+            entries = list(it)
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                _remove_tree(entry.path)
+            else:
+                os.unlink(entry.path)
+        os.rmdir(path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -120,6 +146,7 @@ class AtomicWriter:
         self.grace = grace
         self._monotonic = monotonic
         self._replaced: dict[str, float] = {}  # timestamped dir -> when `..data` stopped pointing at it
+        self._scanned = False  # the target looked through once for leftovers of a crash
         self._log_name = log_name
         self._clock = clock
         self._rand = rand or _RAND
@@ -196,7 +223,7 @@ class AtomicWriter:
         self._remove_user_visible(to_remove)
         if old_name is not None:
             self._replaced[old_name] = self._monotonic()
-        self._remove_stale_dirs(new_dir.name, force=False)
+        self._remove_stale_dirs(new_dir.name, force=False, when_due=True)
         log.debug("%s: wrote %d files to %s", self.log_name, len(clean), new_dir.name)
         return True
 
@@ -221,44 +248,46 @@ class AtomicWriter:
             raise
         self._create_user_visible(clean)
         self._replaced[old_name] = self._monotonic()
-        self._remove_stale_dirs(new_dir.name, force=False)
+        self._remove_stale_dirs(new_dir.name, force=False, when_due=True)
         log.debug("%s: replaced %d files in %s", self.log_name, len(clean), new_dir.name)
 
     @staticmethod
-    def _link_others(old_dir: Path, new_dir: Path, written: dict[str, FileProjection]) -> None:
-        for root, dirs, files in os.walk(old_dir):
-            rel_root = os.path.relpath(root, old_dir)
-            target_root = new_dir if rel_root == "." else new_dir / rel_root
-            for name in dirs:
-                (target_root / name).mkdir(mode=0o755, exist_ok=True)
-            for name in files:
-                rel = name if rel_root == "." else f"{rel_root}/{name}"
-                if rel in written:
-                    continue
-                src, dst = Path(root) / name, target_root / name
+    def _link_others(old_dir: Path, new_dir: Path, written: dict[str, FileProjection], prefix: str = "") -> None:
+        with os.scandir(old_dir) as it:
+            entries = list(it)
+        for entry in entries:
+            rel = prefix + entry.name
+            dst = new_dir / entry.name
+            if entry.is_dir(follow_symlinks=False):
+                dst.mkdir(mode=0o755, exist_ok=True)
+                AtomicWriter._link_others(Path(entry.path), dst, written, rel + "/")
+                continue
+            if rel in written:
+                continue
+            try:
+                os.link(entry.path, dst, follow_symlinks=False)
+            except OSError:
+                st = entry.stat(follow_symlinks=False)
+                fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
                 try:
-                    os.link(src, dst, follow_symlinks=False)
-                except OSError:
-                    st = src.lstat()
-                    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                    try:
-                        _write_all(fd, src.read_bytes())
-                        os.fchmod(fd, st.st_mode & 0o7777)
-                        if _is_root():
-                            os.fchown(fd, st.st_uid, st.st_gid)
-                    finally:
-                        os.close(fd)
+                    _write_all(fd, Path(entry.path).read_bytes())
+                    os.fchmod(fd, st.st_mode & 0o7777)
+                    if _is_root():
+                        os.fchown(fd, st.st_uid, st.st_gid)
+                finally:
+                    os.close(fd)
 
     def _new_ts_dir(self) -> Path:
         prefix = time.strftime(_TS_FORMAT, time.gmtime(self._clock()))
         while True:
             path = self.target_dir / f"{prefix}{self._rand.randrange(10 ** _TS_DIGITS):0{_TS_DIGITS}d}"
             try:
-                path.mkdir()
+                path.mkdir(0o755)
             except FileExistsError:
                 continue
             # 0755 whatever the umask, so that group and others can walk to the files.
-            path.chmod(0o755)
+            if _UMASK & 0o755:
+                path.chmod(0o755)
             return path
 
     def _write_files(self, payload: dict[str, FileProjection], base: Path, uid: int | None, gid: int | None) -> None:
@@ -315,8 +344,11 @@ class AtomicWriter:
             return False
         return self._remove_stale_dirs(cur, force=force)
 
-    def _remove_stale_dirs(self, current: str, force: bool) -> bool:
+    def _remove_stale_dirs(self, current: str, force: bool, when_due: bool = False) -> bool:
         now = self._monotonic()
+        if when_due and self._scanned and all(now - t < self.grace for t in self._replaced.values()):
+            return bool(self._replaced)  # nothing to remove yet: no need to list the directory
+        self._scanned = True
         remaining = False
         for entry in os.scandir(self.target_dir):
             name = entry.name
@@ -327,6 +359,6 @@ class AtomicWriter:
             if not force and replaced is not None and now - replaced < self.grace:
                 remaining = True
                 continue
-            shutil.rmtree(entry.path, ignore_errors=True)
+            _remove_tree(entry.path)
             self._replaced.pop(name, None)
         return remaining
