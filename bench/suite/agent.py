@@ -35,7 +35,8 @@ class Agent:
         self.root = root
         self.log = tempfile.NamedTemporaryFile(prefix="bench-agent-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
-                                      "--node-name", NODE, "--root", str(root), "--log-level", "warning"],
+                                      "--node-name", NODE, "--root", str(root), "--port", "0",
+                                      "--log-level", "warning"],
                                      stdout=subprocess.DEVNULL, stderr=self.log, env=env)
 
     def token_files(self) -> int:

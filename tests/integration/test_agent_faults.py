@@ -41,7 +41,8 @@ class Agent:
     def start(self) -> None:
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig",
-                                          str(self.kubeconfig), "--node-name", self.node, "--root", str(self.root)],
+                                          str(self.kubeconfig), "--node-name", self.node, "--root", str(self.root),
+                                          "--port", "0"],
                                          stdout=subprocess.DEVNULL, stderr=logf, env=dict(os.environ, **self.env))
 
     def kill(self) -> None:

@@ -28,7 +28,7 @@ def _node_kubeconfig(server: Server, node: str, tmp: Path) -> Path:
 
 def _start_agent(kubeconfig: Path, node: str, root: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
-                             "--node-name", node, "--root", str(root)],
+                             "--node-name", node, "--root", str(root), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

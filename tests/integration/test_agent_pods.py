@@ -27,7 +27,7 @@ def root(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
                                           check=True).stdout)
     root = tmp / "root"
     proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
-                             "--node-name", NODE, "--root", str(root)], stderr=subprocess.PIPE)
+                             "--node-name", NODE, "--root", str(root), "--port", "0"], stderr=subprocess.PIPE)
     wait_for(lambda: '"Ready"' in server.kubectl("get", "node", NODE, "-o", "json", check=False).stdout, 20,
              "the agent's node")
     yield root

@@ -58,7 +58,8 @@ def _start_agent(server: Server, node: str, tmp: Path, rate: float) -> tuple[sub
     root = tmp / f"{node}-root"
     with open(tmp / f"{node}-agent.log", "ab") as logf:
         proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
-                                 "--node-name", node, "--root", str(root)], stdout=subprocess.DEVNULL, stderr=logf,
+                                 "--node-name", node, "--root", str(root), "--port", "0"],
+                                stdout=subprocess.DEVNULL, stderr=logf,
                                 env=dict(os.environ, KUBESAT_AGENT_CLOCK_RATE=str(rate)))
     return proc, root
 
