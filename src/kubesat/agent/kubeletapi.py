@@ -519,12 +519,18 @@ class KubeletServer:
 
     def __init__(self, address: str, port: int) -> None:
         self.address = address
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
         try:
-            self.sock = socket.create_server((address, port), family=socket.AF_INET6 if ":" in address
-                                             else socket.AF_INET)
+            self.sock = socket.create_server((address, port), family=family)
         except OSError as e:
-            raise KubeletApiError(f"cannot listen on {address}:{port} for the kubelet API (--port): "
-                                  f"{e.strerror or e}") from None
+            if port != DEFAULT_PORT:
+                raise KubeletApiError(f"cannot listen on {address}:{port} for the kubelet API (--port): "
+                                      f"{e.strerror or e}") from None
+            # Several agents on one machine (tests, a local node beside another): the default port may be
+            # another's; the Node's status names the port actually used.
+            self.sock = socket.create_server((address, 0), family=family)
+            log.warning("kubelet API port %d on %s is taken (%s); using %d instead", port, address,
+                        e.strerror or e, self.sock.getsockname()[1])
         self.port = int(self.sock.getsockname()[1])
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
