@@ -73,7 +73,9 @@ def _bootstrap_kubeconfig(server: Server, path: Path) -> str:
 
 
 def _csrs(server: Server) -> list[dict[str, Any]]:
-    return json.loads(server.kubectl("get", "csr", "-o", "json").stdout)["items"]  # type: ignore[no-any-return]
+    """The client certificate requests (an agent also asks for its kubelet API's serving certificate)."""
+    items = json.loads(server.kubectl("get", "csr", "-o", "json").stdout)["items"]
+    return [c for c in items if c["spec"].get("signerName") != "kubernetes.io/kubelet-serving"]
 
 
 def _csrs_of(server: Server, user: str) -> list[dict[str, Any]]:
