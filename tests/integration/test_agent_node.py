@@ -78,6 +78,24 @@ def test_the_lease_is_renewed(server: Server, agent: subprocess.Popen[bytes]) ->
     assert second["spec"]["renewTime"] > first["spec"]["renewTime"]
 
 
+def _node_events(server: Server) -> list[tuple[str, str, str, str]]:
+    events = _get(server, "events", "-n", "default", "--field-selector",
+                  f"involvedObject.kind=Node,involvedObject.name={NODE}")["items"]
+    return [(e["source"].get("component", ""), e["type"], e["reason"], e["message"]) for e in events]
+
+
+def test_the_node_events_are_the_kubelets(server: Server, agent: subprocess.Popen[bytes]) -> None:
+    """`kubectl describe node` shows what it shows for a kubelet: Starting, the pressure conditions, NodeReady
+    (source kubelet), and the node controller's RegisteredNode."""
+    expected = [("kubelet", "Normal", "Starting", "Starting kubelet.")] + [
+        ("kubelet", "Normal", reason, f"Node {NODE} status is now: {reason}")
+        for reason in ("NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID", "NodeReady")]
+    wait_for(lambda: all(e in _node_events(server) for e in expected), 20, "the kubelet's node events")
+    wait_for(lambda: any(e[2] == "RegisteredNode" for e in _node_events(server)), 20, "RegisteredNode")
+    described = server.kubectl("describe", "node", NODE).stdout
+    assert "Starting kubelet." in described and f"Node {NODE} status is now: NodeReady" in described
+
+
 def test_sigterm_reports_not_ready_and_exits_cleanly(server: Server, agent: subprocess.Popen[bytes]) -> None:
     wait_for(lambda: server.kubectl("get", "node", NODE, check=False).returncode == 0, 20, "the node")
     agent.send_signal(signal.SIGTERM)
@@ -85,6 +103,7 @@ def test_sigterm_reports_not_ready_and_exits_cleanly(server: Server, agent: subp
     ready = _ready(_get(server, "node", NODE))
     assert (ready["status"], ready["reason"], ready["message"]) == \
         ("False", "KubeletNotReady", "node is shutting down")
+    assert ("kubelet", "Normal", "NodeNotReady", f"Node {NODE} status is now: NodeNotReady") in _node_events(server)
 
 
 def test_an_agent_may_not_register_another_node(server: Server, tmp_path: Path) -> None:

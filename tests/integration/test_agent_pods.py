@@ -1,7 +1,8 @@
 """A real agent process gives the pods bound to its node their files: the default token volume holds
 `token`, `ca.crt` and `namespace` as the server states them, the token authenticates as the pod's
 ServiceAccount bound to the pod and the node; a missing ConfigMap is a FailedMount Event; a deleted
-pod's directory goes."""
+pod's directory goes; a deleted pod is terminated by the agent as by the kubelet (Killing, a terminal status,
+the final delete), with the Started and Killing Events `kubectl describe pod` shows."""
 
 from __future__ import annotations
 
@@ -104,3 +105,51 @@ def test_a_deleted_pods_directory_goes(server: Server, root: Path) -> None:
     wait_for(lambda: pod_dir.exists(), 20, "the pod's directory")
     server.kubectl("delete", "pod", "short-lived", "--wait=false")
     wait_for(lambda: not pod_dir.exists(), 20, "the directory removed")
+
+
+def _events_of(server: Server, name: str) -> list[tuple[str, str, str, str]]:
+    events = json.loads(server.kubectl("get", "events", "-o", "json", "--field-selector",
+                                       f"involvedObject.name={name}").stdout)["items"]
+    return [(e["type"], e["reason"], e["message"], e["involvedObject"].get("fieldPath", "")) for e in events]
+
+
+def test_a_deleted_pod_is_terminated_by_the_agent(server: Server, root: Path) -> None:
+    """The server keeps a deleted pod bound to a node (deletionTimestamp set) until its kubelet deletes it; the
+    agent stops its containers (Killing), writes the terminal status, tears the volumes down and deletes it.
+    A finalizer keeps the pod after that final delete, so the status the agent wrote can be read."""
+    pod = _pod(server, "graceful")
+    uid = pod["metadata"]["uid"]
+    wait_for(lambda: _status(server, "graceful")["status"].get("phase") == "Running", 20, "Running")
+    assert ("Normal", "Started", "Started container app", "spec.containers{app}") in _events_of(server, "graceful")
+    server.kubectl("patch", "pod", "graceful", "--type=merge", "-p",
+                   '{"metadata":{"finalizers":["example.com/hold"]}}')
+    server.kubectl("delete", "pod", "graceful", "--wait=false")
+    assert _status(server, "graceful")["metadata"]["deletionTimestamp"]
+    wait_for(lambda: _status(server, "graceful")["status"].get("phase") == "Failed", 20, "the terminal status")
+    # The agent's final delete (grace 0, the pod's UID as precondition) was taken: only the finalizer holds it.
+    wait_for(lambda: _status(server, "graceful")["metadata"].get("deletionGracePeriodSeconds") == 0, 20,
+             "the final delete")
+    wait_for(lambda: not (root / "pods" / uid).exists(), 20, "the volumes torn down")
+    status = _status(server, "graceful")["status"]
+    (container,) = status["containerStatuses"]
+    assert container["state"] == {"terminated": {
+        "exitCode": 137, "reason": "ContainerStatusUnknown",
+        "message": "The container could not be located when the pod was terminated"}}
+    assert container["ready"] is False
+    conditions = {c["type"]: (c["status"], c.get("reason")) for c in status["conditions"]}
+    assert conditions["Ready"] == conditions["ContainersReady"] == ("False", "PodFailed")
+    assert conditions["PodReadyToStartContainers"] == ("False", None)
+    assert ("Normal", "Killing", "Stopping container app", "spec.containers{app}") in _events_of(server, "graceful")
+    described = server.kubectl("describe", "pod", "graceful").stdout
+    assert "Stopping container app" in described and "Started container app" in described
+    # Without the finalizer the pod goes.
+    server.kubectl("patch", "pod", "graceful", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    wait_for(lambda: server.kubectl("get", "pod", "graceful", check=False).returncode != 0, 20, "the pod gone")
+
+
+def test_a_deleted_pod_goes_well_before_its_grace_period(server: Server, root: Path) -> None:
+    _pod(server, "quick-exit")
+    wait_for(lambda: _status(server, "quick-exit")["status"].get("phase") == "Running", 20, "Running")
+    server.kubectl("delete", "pod", "quick-exit", "--wait=false")
+    # No process to stop: the agent finishes at once, not when the 30 s grace period runs out.
+    wait_for(lambda: server.kubectl("get", "pod", "quick-exit", check=False).returncode != 0, 15, "the pod gone")

@@ -288,7 +288,7 @@ def test_a_deleted_pod_is_terminated_as_the_kubelet_does(tmp_path: Path, with_ru
         assert [c[0] for c in api.calls] == ["PATCH", "DELETE"]
         status = api.bodies[0][2]["status"]
         (cs,) = status["containerStatuses"]
-        assert cs["state"]["running"] is None and cs["ready"] is False
+        assert list(cs["state"]) == ["terminated"] and cs["ready"] is False and cs["image"] == "busybox"
         conditions = {c["type"]: (c["status"], c.get("reason")) for c in status["conditions"]}
         if with_runtime:
             assert runtime.stops == [(UID, 30.0)] and runtime.forgotten == [UID]

@@ -77,8 +77,9 @@ class EventRecorder:
             self._queue.put_nowait(self.body(ref, kind, reason, message))
         except asyncio.QueueFull:
             self.dropped += 1
-            log.warning("event queue full (%d): dropping %s %s for %s", MAX_QUEUED_EVENTS, kind, reason,
-                        ref.get("name"))
+            if self.dropped == 1 or self.dropped % MAX_QUEUED_EVENTS == 0:  # one line per thousand, not each
+                log.warning("event queue full (%d queued): dropped %d events so far, the last %s %s for %s",
+                            MAX_QUEUED_EVENTS, self.dropped, kind, reason, ref.get("name"))
 
     async def send(self, ref: dict[str, Any], kind: str, reason: str, message: str) -> None:
         """Send an event now; a failure is logged, never raised."""

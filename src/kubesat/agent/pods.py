@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from kubesat.agent import refresh, volumes
 from kubesat.agent.atomic import AtomicWriter, FileProjection, InvalidPathError, validate_path
@@ -103,7 +104,9 @@ class _Token:
 
 @dataclass(slots=True, eq=False)
 class _Pod:
-    obj: dict[str, Any]
+    # The trimmed pod as JSON: one buffer outside Python's small-object heap, where its hundreds of small dicts
+    # and strings would pin half-empty arenas left by the watch's parsing (the agent's RSS with 5000 pods).
+    raw: bytes
     tokens: dict[str, _Token] = field(default_factory=dict)
     writers: dict[str, AtomicWriter] = field(default_factory=dict)
     reported: bool = False
@@ -128,6 +131,16 @@ class _Pod:
 
     def tokens_due(self, now: float) -> bool:
         return any(t.needs_refresh(now) for t in self.tokens.values())
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        """The trimmed pod (a fresh copy: change it by assigning)."""
+        pod: dict[str, Any] = orjson.loads(self.raw)
+        return pod
+
+    @obj.setter
+    def obj(self, pod: dict[str, Any]) -> None:
+        self.raw = orjson.dumps(pod)
 
 
 def _rfc3339(t: float) -> str:
@@ -194,7 +207,7 @@ class PodManager:
         self._rv = ""  # the last resourceVersion seen, to resume the watch where it stopped
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()  # uids in the queue (each at most once)
-        self._incoming: dict[str, dict[str, Any]] = {}  # uid -> the newest (trimmed) object not yet handled
+        self._incoming: dict[str, bytes] = {}  # uid -> the newest object not yet handled (trimmed, as JSON)
         self._objects: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}  # ConfigMaps and Secrets
 
     # ------------------------------------------------------------------ following the pods
@@ -258,7 +271,7 @@ class PodManager:
     def offer(self, pod: dict[str, Any]) -> None:
         """Hand the newest object of a pod to the workers."""
         uid = pod["metadata"]["uid"]
-        self._incoming[uid] = _trim(pod)
+        self._incoming[uid] = orjson.dumps(_trim(pod))
         self._enqueue(uid)
 
     def _enqueue(self, uid: str) -> None:
@@ -320,22 +333,25 @@ class PodManager:
 
         A step that fails (server unreachable, disk error) is retried with backoff; the files stay as they are.
         """
-        pod = self._incoming.pop(uid, None)
+        raw = self._incoming.pop(uid, None)
         state = self.pods.get(uid)
         if state is None:
-            if pod is None:
+            if raw is None:
                 return
-            state = self.pods[uid] = _Pod(pod)
-            self._adopt(state, pod)
+            state = self.pods[uid] = _Pod(raw)
+            self._adopt(state, state.obj)
         async with state.lock:
             if self.pods.get(uid) is not state:
                 return  # torn down while waiting
-            if pod is None:
+            changed = False
+            if raw is None or raw == state.raw:
                 pod = state.obj
-            elif state.life == _ACTIVE and not state.stale and not _inputs_changed(state.obj, pod):
-                state.obj = pod
+            else:
+                pod = orjson.loads(raw)
+                changed = _inputs_changed(state.obj, pod)
+                state.raw = raw
             try:
-                await self._step(state, pod)
+                await self._step(state, pod, changed)
                 state.failures = 0
                 state.retry_at = 0.0
             except (ApiError, httpx.HTTPError, OSError) as e:
@@ -345,13 +361,13 @@ class PodManager:
                 state.retry_at = time.monotonic() + delay
                 log.warning("sync of pod %s failed (retrying in %.1f s): %s", _name(pod), delay, e)
 
-    async def _step(self, state: _Pod, pod: dict[str, Any]) -> None:
+    async def _step(self, state: _Pod, pod: dict[str, Any], changed: bool) -> None:
         if pod["metadata"].get("deletionTimestamp") or state.life != _ACTIVE:
             if state.life != _TERMINATED:
                 await self._terminate(state, pod)
             return
         now = self.clock()
-        if (state.stale or state.failed_mount or not state.reported or state.obj is not pod
+        if (state.stale or state.failed_mount or not state.reported or changed
                 or now - state.synced_at >= SYNC_PERIOD):
             await self._sync(state, pod)
         elif state.tokens_due(self.token_clock()):
@@ -627,8 +643,10 @@ class PodManager:
         for c in _d(pod.get("status")).get("containerStatuses") or []:
             name = str(c.get("name", ""))
             term = stopped.get(name) or _d(_d(c.get("state")).get("terminated")) or dict(UNKNOWN_TERMINATION)
-            statuses.append({"name": name, "ready": False, "started": False,
-                             "state": {"running": None, "waiting": None, "terminated": term}})
+            # containerStatuses is an atomic list (a patch replaces it whole): every field, no nulls.
+            statuses.append({"name": name, "image": c.get("image", ""), "imageID": c.get("imageID", ""),
+                             "containerID": c.get("containerID", ""), "restartCount": c.get("restartCount", 0),
+                             "ready": False, "started": False, "state": {"terminated": term}})
         succeeded = bool(statuses) and all(s["state"]["terminated"].get("exitCode") == 0 for s in statuses)
         phase, reason = ("Succeeded", "PodCompleted") if succeeded else ("Failed", "PodFailed")
         conditions: list[dict[str, Any]] = [
