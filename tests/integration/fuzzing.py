@@ -43,6 +43,8 @@ SEED_EXTRAS: dict[str, Callable[[str], dict[str, Any]]] = {
     "ClusterRoleBinding": lambda ns: _ROLE_REF,
     "Event": lambda ns: {"involvedObject": {"kind": "ConfigMap", "name": TARGET, "namespace": ns}},
     "CertificateSigningRequest": lambda ns: _csr_spec(),
+    "Service": lambda ns: {"spec": {"ports": [{"port": 80}]}},
+    "EndpointSlice": lambda ns: {"addressType": "IPv4"},
 }
 
 
