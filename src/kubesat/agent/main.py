@@ -16,12 +16,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 import httpx
 
 from kubesat.agent import certs, kubeletapi
 from kubesat.agent.containers import Containers, event_ref, make_runtime
+from kubesat.agent.relay import Relay
 from kubesat.agent.runtime import Runtime
 from kubesat.agent.client import ApiClient, ApiError, Credentials, load_kubeconfig
 from kubesat.agent.pods import REFRESH_TICK, PodManager
@@ -116,11 +118,13 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
             log.warning("test clock: token refresh and certificate rotation decisions run %g times as fast, "
                         "offset %+g s",
                         opts.clock_rate, opts.clock_offset)
+        relay = await _start_relay(creds.server) if runtime.name == "process" else None
         pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address,
                           token_clock=clock, clock_offset=opts.clock_offset, tick=refresh_tick(opts.clock_rate),
                           runtime=Containers(api, runtime, opts.root, facts.address,
                                              lambda pod, c, *e: pods.events.record(event_ref(pod, c), *e),
-                                             lambda: heartbeat.node, creds.server)
+                                             lambda: heartbeat.node, creds.server,
+                                             kubernetes=relay.address if relay is not None else None)
                           if runtime.name == "process" else None)
         workers = [asyncio.create_task(pods.follow(stop)), asyncio.create_task(pods.keep_fresh(stop))]
         workers.append(asyncio.create_task(kubelet.serve(
@@ -138,6 +142,8 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             await _close_runtime(pods.runtime or runtime)
+            if relay is not None:
+                await relay.stop()
         try:
             await heartbeat.report(SHUTTING_DOWN)
         except (ApiError, httpx.HTTPError) as e:
@@ -145,6 +151,18 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
         log.info("node %s stopped", opts.node_name)
     finally:
         await api.close()
+
+
+async def _start_relay(server: str) -> Relay:
+    """The kubernetes Service's relay (127.0.0.1:443, or a free port with one warning line) to the API server."""
+    url = urlsplit(server)
+    relay = Relay(url.hostname or "127.0.0.1", url.port or 443)
+    try:
+        await relay.start()
+    except OSError as e:
+        raise AgentError(f"cannot relay the kubernetes Service on {relay.host}:{relay.wanted_port}: {e}") from None
+    log.info("kubernetes Service relayed on %s:%d to %s", relay.host, relay.port, server)
+    return relay
 
 
 async def _close_runtime(runtime: Runtime) -> None:

@@ -52,7 +52,7 @@ import httpx
 import orjson
 
 from kubesat.agent import refresh, volumes
-from kubesat.agent.atomic import AtomicWriter, FileProjection, InvalidPathError, validate_path
+from kubesat.agent.atomic import REPLACED_GRACE, AtomicWriter, FileProjection, InvalidPathError, validate_path
 from kubesat.agent.client import ApiClient, ApiError
 from kubesat.agent.events import EventRecorder, pod_ref
 from kubesat.agent.node import rfc3339
@@ -60,6 +60,8 @@ from kubesat.agent.containers import Containers
 from kubesat.agent.runtime import Runtime
 
 log = logging.getLogger("kubesat.agent")
+
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
 # How often every pod's volumes are rebuilt from the API (the kubelet's sync period is 1 minute); with the
 # object cache's TTL, a ConfigMap or Secret change reaches the files within 60 s.
@@ -269,7 +271,10 @@ class PodManager:
             raise
 
     def offer(self, pod: dict[str, Any]) -> None:
-        """Hand the newest object of a pod to the workers."""
+        """Hand the newest object of a pod to the workers. A mirror pod (the API's picture of a static pod, e.g.
+        the server's kube-apiserver pod) is not the agent's to run, as the kubelet never runs one."""
+        if MIRROR_ANNOTATION in ((pod.get("metadata") or {}).get("annotations") or {}):
+            return
         uid = pod["metadata"]["uid"]
         self._incoming[uid] = orjson.dumps(_trim(pod))
         self._enqueue(uid)
@@ -444,15 +449,16 @@ class PodManager:
             return  # deleted while its volumes were being fetched: write nothing back
         pod_dir = self.root / "pods" / uid
         for result in results.values():
-            target = pod_dir / result.rel_dir
-            if result.kind == "files":
-                writer = state.writers.get(result.name)
-                if writer is None:
-                    writer = state.writers[result.name] = AtomicWriter(target)
-                if writer.write(result.files, result.uid, result.gid) and writer.prune():
-                    state.prune_at = time.monotonic() + writer.grace
-            elif result.kind == "dir":
-                target.mkdir(parents=True, exist_ok=True)
+            if result.kind == "files" and result.name not in state.writers:
+                state.writers[result.name] = AtomicWriter(pod_dir / result.rel_dir)
+        # The files are written in a thread: on a slow filesystem each creation can take a millisecond of
+        # wall time, which would stall every other pod's requests on the event loop. One pod's volumes are
+        # only ever written by the worker holding its lock.
+        if await asyncio.to_thread(_write_volumes, state.writers, results, pod_dir):
+            state.prune_at = time.monotonic() + REPLACED_GRACE
+        if self.pods.get(uid) is not state:
+            shutil.rmtree(pod_dir, ignore_errors=True)  # torn down while being written
+            return
         if isinstance(self.runtime, Containers):  # a runtime that runs processes reports the status itself
             await self.runtime.sync(state.obj, results)
             state.reported, state.failed_mount, state.mount_failures = True, None, 0
@@ -671,6 +677,19 @@ class PodManager:
         if self.runtime is not None:
             self.runtime.forget_pod(uid)
         shutil.rmtree(self.root / "pods" / uid, ignore_errors=True)
+
+
+def _write_volumes(writers: dict[str, AtomicWriter], results: dict[str, volumes.VolumeResult], pod_dir: Path) -> bool:
+    """Write each files volume (atomically) and make each emptyDir; True if a replaced generation remains."""
+    remaining = False
+    for result in results.values():
+        if result.kind == "files":
+            writer = writers[result.name]
+            if writer.write(result.files, result.uid, result.gid) and writer.prune():
+                remaining = True
+        elif result.kind == "dir":
+            (pod_dir / result.rel_dir).mkdir(parents=True, exist_ok=True)
+    return remaining
 
 
 def _bound_to(token: str, spec: volumes.TokenRequestSpec) -> bool:

@@ -36,6 +36,10 @@ class Relay:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def address(self) -> tuple[str, int]:
+        """Where pods reach the API: this relay's host and (bound) port."""
+        return self.host, self.port
+
     async def start(self) -> None:
         try:
             self._server = await asyncio.start_server(self._serve, self.host, self.wanted_port)
