@@ -79,7 +79,8 @@ def _csrs(server: Server) -> list[dict[str, Any]]:
 
 
 def _csrs_of(server: Server, user: str) -> list[dict[str, Any]]:
-    return [c for c in _csrs(server) if c["spec"].get("username") == user]
+    """The client certificate requests of `user` (a node also asks for a serving certificate)."""
+    return [c for c in _csrs(server) if c["spec"].get("username") == user and c["spec"]["signerName"] == KUBELET_SIGNER]
 
 
 def _node_ready(server: Server, node: str) -> bool:
