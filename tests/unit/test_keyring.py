@@ -240,3 +240,13 @@ def _pki_template() -> Path:
 
 
 _PKI_TEMPLATE = _pki_template()
+
+
+def test_the_signing_key_is_parsed_again_only_when_its_file_changes(ring: KeyRing) -> None:
+    first = ring.load()
+    ring.record_issued(first.signing.kid, 1_000_000 + 7200)  # the manifest changes, sa.key does not
+    again = ring.load()
+    assert again.signing is first.signing
+    _, new_kid, _ = ring.rotate(now=1_000_100)
+    rotated = ring.load(now=1_000_200)
+    assert rotated.signing is not first.signing and rotated.signing.kid == new_kid

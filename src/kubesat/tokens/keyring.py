@@ -15,6 +15,7 @@ manifest `sa-keys.json`, written atomically (and durably) under `sa-keys.lock`.
 from __future__ import annotations
 
 import fcntl
+import hmac
 import os
 import time
 from contextlib import contextmanager
@@ -100,6 +101,9 @@ class KeyRing:
         self.pki = Path(data_dir) / "pki"
         self.clock = clock
         self._max_exp: dict[str, int] = {}  # persisted bound per kid, as last read or written
+        # sa.key's bytes as last read and the key parsed from them: parsing (with OpenSSL's RSA checks) takes
+        # ~0.1 s, and a reload after the manifest alone changed (a token recorded) would repeat it on the loop.
+        self._signing_parsed: tuple[bytes, SigningKey] | None = None
         self._legacy: set[str] = set()
 
     @property
@@ -146,10 +150,15 @@ class KeyRing:
         except FileNotFoundError:
             raise KeyRingError(f"{self.signing_path}: no service-account signing key; run `kubesat serve` once "
                                "to create it, or pass --data-dir") from None
+        parsed = self._signing_parsed
+        if parsed is not None and hmac.compare_digest(parsed[0], data):
+            return parsed[1]
         try:
-            return SigningKey(load_pem_private_key(data, str(self.signing_path)))
+            key = SigningKey(load_pem_private_key(data, str(self.signing_path)))
         except ValueError as e:
             raise KeyRingError(str(e)) from None
+        self._signing_parsed = (data, key)
+        return key
 
     # --------------------------------------------------------------------- reads
     def load(self, extra_key_files: list[str] | tuple[str, ...] = (), now: float | None = None) -> KeySet:
