@@ -19,6 +19,7 @@ from kubesat import __version__, logs
 from kubesat.agent.client import ApiClient, ApiError, KubeconfigError, load_kubeconfig
 from kubesat.agent.main import AgentError, AgentOptions
 from kubesat.agent.main import run as run_agent
+from kubesat.agent.runtime.process import runtime_available
 from kubesat.localnode import default_node_name
 from kubesat.auth import bootstrap as bootstrap_tokens
 from kubesat.pki import ClusterPKI, PKIError, kubeconfig_yaml
@@ -127,13 +128,19 @@ def _parse_timeout(value: str, flag: str) -> int:
                    "scheduled to it).")
 @click.option("--node-name", "node_name", default="", metavar="NAME",
               help="Name of the local node. [default: this host's name]")
+@click.option("--node-runtime", "node_runtime", type=click.Choice(["auto", "process", "none"]), default="auto",
+              show_default=True,
+              help="The local node's container runtime: process (pods' commands run as local processes, each in "
+                   "its own sandbox), none (volumes and tokens only), or auto: process where the machine allows "
+                   "it, else none.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_sans: tuple[str, ...],
           event_history: int, issuers: tuple[str, ...], api_audiences: tuple[str, ...], max_exp: str, extend: str,
           key_files: tuple[str, ...], jwks_uri: str, signing_alg: str, lookup: str, cleanup: str,
           signing_processes: int, audit_log_path: str | None, header_timeout: str, idle_timeout: str,
-          node_grace: str, node_startup_grace: str, no_node: bool, node_name: str, log_level: str) -> None:
+          node_grace: str, node_startup_grace: str, no_node: bool, node_name: str, node_runtime: str,
+          log_level: str) -> None:
     """Serve the Kubernetes API over HTTPS on an embedded SQLite store, with a local node to run pods."""
     auds = tuple(a.strip() for v in api_audiences for a in v.split(",") if a.strip())
     tokens = TokenOptions(
@@ -173,8 +180,12 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
         node_name="" if no_node else node_name or default_node_name(),
     )
 
+    if opts.node_name:
+        opts.node_runtime = _local_runtime(node_runtime)
+
     def ready(kubeconfig: str) -> None:
-        click.echo(f"kubesat ready at {opts.url}; kubeconfig: {kubeconfig}", err=False)
+        node = f"; node {opts.node_name} (runtime {opts.node_runtime})" if opts.node_name else ""
+        click.echo(f"kubesat ready at {opts.url}; kubeconfig: {kubeconfig}{node}", err=False)
         sys.stdout.flush()
 
     try:
@@ -186,6 +197,19 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
     except KeyboardInterrupt:
         code = 0
     sys.exit(code)
+
+
+def _local_runtime(choice: str) -> str:
+    """The local node's runtime: `process` when chosen or (auto) when the machine allows it, else `none`."""
+    if choice == "none":
+        return "none"
+    why = runtime_available()
+    if why is None:
+        return "process"
+    if choice == "process":
+        _fail(f"--node-runtime process: {why}")
+    click.echo(f"kubesat: the local node runs no processes (runtime none): {why}", err=True)
+    return "none"
 
 
 @main.command()

@@ -53,9 +53,10 @@ class LocalNode:
     """Start, watch and stop the local agent process."""
 
     def __init__(self, data_dir: Path, node_name: str, write_kubeconfig: Callable[[Path], None],
-                 log_level: str = "warning") -> None:
+                 log_level: str = "warning", runtime: str = "none") -> None:
         self.data_dir = data_dir
         self.node_name = node_name
+        self.runtime = runtime
         self.write_kubeconfig = write_kubeconfig
         self.log_level = log_level
         self.proc: asyncio.subprocess.Process | None = None
@@ -73,6 +74,7 @@ class LocalNode:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(self.kubeconfig),
                 "--node-name", self.node_name, "--root", str(self.root), "--log-level", self.log_level,
+                "--runtime", self.runtime,
                 "--port", "0",  # the kubelet API on a free port: two servers' nodes on one machine do not clash
                 "--hide-path", str(self.data_dir)]  # the server's keys and database: out of every container's sight
 

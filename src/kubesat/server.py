@@ -66,6 +66,7 @@ class ServeOptions:
     node_monitor_grace_period: float = 50.0  # kube-controller-manager 1.32's --node-monitor-grace-period
     node_startup_grace_period: float = 60.0  # its --node-startup-grace-period
     node_name: str = ""  # the local node's name (an agent process beside the server); "": no local node
+    node_runtime: str = "none"  # the local node's container runtime: "process" or "none"
     # Filled in by later layers (tokens, RBAC) through the same object.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -337,7 +338,8 @@ def _local_node(opts: ServeOptions, pki: ClusterPKI) -> LocalNode | None:
     def write_kubeconfig(path: Path) -> None:
         write_private(path, pki.node_kubeconfig(opts.node_name, opts.url))
 
-    return LocalNode(opts.data_dir, opts.node_name, write_kubeconfig, log_level=opts.log_level)
+    return LocalNode(opts.data_dir, opts.node_name, write_kubeconfig, log_level=opts.log_level,
+                     runtime=opts.node_runtime)
 
 
 class _Server(uvicorn.Server):
