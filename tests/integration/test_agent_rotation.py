@@ -206,6 +206,12 @@ def test_a_token_is_replaced_after_its_refresh_point_and_the_old_one_lives_until
         _stop(proc)
         newest = path.read_text()
         assert _review(server, newest)["authenticated"] is True
+        # The node's log says so, as `journalctl -u kubelet | grep -i token` would show it (never the token).
+        lines = [ln for ln in (tmp_path / "rot-sched-agent.log").read_text().splitlines() if "Token refreshed" in ln]
+        assert len(lines) >= 2, lines
+        assert 'pod="default/sched" serviceAccount="default" audiences=[\'(API audiences)\'] expirationSeconds=600' \
+            in lines[-1]
+        assert not any(old in ln or newest in ln for ln in lines)
         # Move the server past the old token's exp (and leeway): the old token is refused, the newest works.
         # The newest was issued later than the old one by more than the margin this leaves it.
         newest_exp = _claims(newest)["exp"]

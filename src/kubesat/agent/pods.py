@@ -485,9 +485,19 @@ class PodManager:
         return errors
 
     async def _request_token(self, spec: volumes.TokenRequestSpec) -> _Token:
-        answer = await self.api.create(
-            f"/api/v1/namespaces/{spec.namespace}/serviceaccounts/{spec.service_account}/token", spec.body())
-        issued, expires = refresh.token_request_times(answer)
+        """A TokenRequest for one projection; each outcome is one log line naming the pod, its ServiceAccount and
+        the audiences (never the token), so that the node's log answers "is the token being rotated?"."""
+        who = (f'pod="{spec.namespace}/{spec.pod_name}" serviceAccount="{spec.service_account}" '
+               f"audiences={list(spec.audiences) or ['(API audiences)']}")
+        try:
+            answer = await self.api.create(
+                f"/api/v1/namespaces/{spec.namespace}/serviceaccounts/{spec.service_account}/token", spec.body())
+            issued, expires = refresh.token_request_times(answer)
+        except (ApiError, httpx.HTTPError, KeyError, TypeError, ValueError) as e:
+            log.warning('Couldn\'t update token %s cacheKey="%s" err="%s"', who, spec.key, e)
+            raise
+        log.info("Token refreshed %s expirationSeconds=%d expires=%s", who, spec.expiration_seconds,
+                 _rfc3339(expires))
         return self._token(str(answer["status"]["token"]), issued, expires)
 
     async def _refresh_tokens(self, state: _Pod) -> None:
