@@ -300,6 +300,11 @@ async def _bootstrap_kubeconfig(admin: Path, ttl: int, server_url: str) -> bytes
 @click.option("--hide-path", "hidden_paths", multiple=True, metavar="PATH", type=click.Path(path_type=Path),
               help="A path no container sees (repeatable), e.g. the server's data directory; the agent's root, "
                    "cert dir and kubeconfigs are always hidden.")
+@click.option("--service-relay-port", "service_relay_port", type=click.IntRange(0, 65535), default=443,
+              show_default=True, metavar="N",
+              help="With --runtime process: the port on 127.0.0.1 where the kubernetes Service is relayed to the API "
+                   "server (https://kubernetes.default.svc needs 443); 0 picks a free one. A taken port falls back "
+                   "to a free one with a warning.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 @click.option("--test-clock-rate", "clock_rate", type=click.FloatRange(min=0.0, max=1e6, min_open=True), default=1.0,
@@ -316,8 +321,8 @@ async def _bootstrap_kubeconfig(admin: Path, ttl: int, server_url: str) -> bytes
                    "(env KUBESAT_AGENT_CLOCK_OFFSET).")
 def agent(kubeconfig: Path, bootstrap_kubeconfig: Path | None, cert_dir: Path | None, rotate_certificates: str,
           node_name: str, root_dir: Path | None, node_ip: str, port: int, runtime: str, allow_privileged: bool,
-          allow_host_paths: tuple[Path, ...], hidden_paths: tuple[Path, ...], log_level: str, clock_rate: float,
-          clock_offset: float) -> None:
+          allow_host_paths: tuple[Path, ...], hidden_paths: tuple[Path, ...], service_relay_port: int,
+          log_level: str, clock_rate: float, clock_offset: float) -> None:
     """Run a node agent: register the Node, keep its Lease and status fresh, write and refresh the volumes
     of the pods bound to it until SIGTERM."""
     logs.configure(log_level)
@@ -328,7 +333,7 @@ def agent(kubeconfig: Path, bootstrap_kubeconfig: Path | None, cert_dir: Path | 
             clock_offset=clock_offset, bootstrap_kubeconfig=bootstrap_kubeconfig, cert_dir=cert_dir,
             rotate_certificates=_parse_bool(rotate_certificates, "--rotate-certificates"), runtime=runtime,
             allow_privileged=allow_privileged, allow_host_paths=tuple(p.absolute() for p in allow_host_paths),
-            hidden_paths=tuple(p.absolute() for p in hidden_paths))))
+            hidden_paths=tuple(p.absolute() for p in hidden_paths), service_relay_port=service_relay_port)))
     except KubeconfigError as e:
         _fail(f"kubeconfig: {e}")
     except AgentError as e:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import tempfile
 import signal
 import socket
 import subprocess
@@ -16,6 +18,11 @@ import pytest
 from kubernetes import client, config
 
 READY_TIMEOUT = 30.0
+# A local node relays the kubernetes Service on 127.0.0.1:443, which one process on the machine can hold:
+# servers started with a local node take this lock for their lifetime, so that tests running in parallel do
+# not find the port taken (other tests' agents relay on free ports: --service-relay-port 0).
+PORT_443_LOCK = Path(tempfile.gettempdir()) / "kubesat-tests-port-443.lock"
+PORT_443_WAIT = 900.0
 
 
 def wait_for(pred, timeout: float = 10.0, what: str = "condition"):  # type: ignore[no-untyped-def]
@@ -51,6 +58,7 @@ class Server:
     proc: subprocess.Popen
     log_path: Path
     args: list[str] = field(default_factory=list)
+    lock: int | None = None  # the PORT_443_LOCK descriptor a server with a local node holds
 
     @property
     def url(self) -> str:
@@ -82,14 +90,35 @@ class Server:
             return ""
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                return self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return self.proc.wait()
-        return self.proc.returncode
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(sig)
+                try:
+                    return self.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    return self.proc.wait()
+            return self.proc.returncode
+        finally:
+            if self.lock is not None:
+                os.close(self.lock)  # closing the descriptor releases the lock
+                self.lock = None
+
+
+def take_port_443_lock() -> int:
+    """Wait (bounded) until no other test's local node holds 127.0.0.1:443; returns the lock's descriptor."""
+    fd = os.open(PORT_443_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + PORT_443_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise AssertionError(f"another test's local node held {PORT_443_LOCK} for {PORT_443_WAIT:g} s") \
+                    from None
+            time.sleep(0.2)
 
 
 def start_server(data_dir: Path, port: int | None = None, extra: list[str] | None = None,
@@ -97,12 +126,14 @@ def start_server(data_dir: Path, port: int | None = None, extra: list[str] | Non
     """`kubesat serve` on a free port. Without a local node (`--no-node`) unless `node`: most tests want
     their pods left alone, or run agents of their own."""
     port = port or free_port()
+    lock = take_port_443_lock() if node else None
     log_path = data_dir.parent / f"{data_dir.name}-server-{port}.log"
     args = [sys.executable, "-m", "kubesat.cli", "serve", "--data-dir", str(data_dir), "--port", str(port),
             *([] if node else ["--no-node"]), *(extra or [])]
     with open(log_path, "ab") as logf:  # the child writes to its own copy of the descriptor
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=logf, env=env)
     server = Server(data_dir, port, proc, log_path, args)
+    server.lock = lock
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
     line = b""

@@ -35,7 +35,8 @@ def agent(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     shared.chmod(0o777)
     log = (tmp / "agent.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
-                             "--node-name", NODE, "--root", str(root), "--runtime", "process", "--port", "0",
+                             "--node-name", NODE, "--root", str(root), "--runtime", "process",
+                             "--service-relay-port", "0", "--port", "0",
                              "--allow-host-path", str(shared), "--hide-path", str(server.data_dir)],
                             stderr=log)
     wait_for(lambda: '"Ready"' in server.kubectl("get", "node", NODE, "-o", "json", check=False).stdout, 20,

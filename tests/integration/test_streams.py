@@ -36,6 +36,7 @@ def agent(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     log = (tmp / "agent.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
                              "--node-name", NODE, "--root", str(tmp / "root"), "--runtime", "process",
+                             "--service-relay-port", "0",
                              "--port", "0", "--hide-path", str(server.data_dir)], stderr=log)
     wait_for(lambda: '"Ready"' in server.kubectl("get", "node", NODE, "-o", "json", check=False).stdout, 20,
              "the agent's node")

@@ -64,6 +64,8 @@ class AgentOptions:
     allow_privileged: bool = False
     allow_host_paths: tuple[Path, ...] = ()
     hidden_paths: tuple[Path, ...] = ()
+    # Where the kubernetes Service is relayed on 127.0.0.1 (see relay); 0: any free port.
+    service_relay_port: int = 443
 
 
 def refresh_clock(rate: float = 1.0, offset: float = 0.0,
@@ -118,7 +120,7 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
             log.warning("test clock: token refresh and certificate rotation decisions run %g times as fast, "
                         "offset %+g s",
                         opts.clock_rate, opts.clock_offset)
-        relay = await _start_relay(creds.server) if runtime.name == "process" else None
+        relay = await _start_relay(creds.server, opts.service_relay_port) if runtime.name == "process" else None
         pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address,
                           token_clock=clock, clock_offset=opts.clock_offset, tick=refresh_tick(opts.clock_rate),
                           runtime=Containers(api, runtime, opts.root, facts.address,
@@ -153,10 +155,10 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
         await api.close()
 
 
-async def _start_relay(server: str) -> Relay:
+async def _start_relay(server: str, port: int) -> Relay:
     """The kubernetes Service's relay (127.0.0.1:443, or a free port with one warning line) to the API server."""
     url = urlsplit(server)
-    relay = Relay(url.hostname or "127.0.0.1", url.port or 443)
+    relay = Relay(url.hostname or "127.0.0.1", url.port or 443, port=port)
     try:
         await relay.start()
     except OSError as e:
