@@ -19,6 +19,13 @@ written to ERROR_FD, which closes on exec: the agent reads EOF when the command 
 `exec`: joins a running container's namespaces through a pidfd (no PID reuse race), then forks; the child
 takes the container's user, directory and environment and executes the command; the parent passes SIGTERM,
 SIGINT and SIGHUP on and exits with the child's status (128+N for a signal), as a runtime's exec does.
+
+`local` (`python -I -S sandbox.py local SPEC_FILE ERROR_FD`, for `kubesat run`): the helper itself enters new mount
+and UTS namespaces (and, when not root, a user namespace that maps the caller's own uid and gid to themselves, so
+the command runs as the caller) and becomes the command: no fork and no PID namespace, so the caller's terminal,
+process group and signals reach it as for any child. The spec sets the mounts as for `run`, usually without a
+fresh /proc (`"proc": false`) or private directories; the signal mask the caller may have blocked is cleared
+before the exec.
 """
 
 from __future__ import annotations
@@ -78,11 +85,11 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def _map_user(uid: int, gid: int) -> None:
-    """In a fresh user namespace: root inside is the agent's own user outside."""
+def _map_user(uid: int, gid: int, keep: bool = False) -> None:
+    """In a fresh user namespace: root inside is the agent's own user outside (`keep`: the user stays itself)."""
     _write("/proc/self/setgroups", "deny")
-    _write("/proc/self/uid_map", f"0 {uid} 1")
-    _write("/proc/self/gid_map", f"0 {gid} 1")
+    _write("/proc/self/uid_map", f"{uid if keep else 0} {uid} 1")
+    _write("/proc/self/gid_map", f"{gid if keep else 0} {gid} 1")
 
 
 # -- volumes -------------------------------------------------------------------------------------------------
@@ -170,7 +177,8 @@ def _mask(path: str) -> None:
 def setup_mounts(spec: dict) -> None:  # type: ignore[type-arg]
     """Everything between the new namespaces and the command: see the module's docstring."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if spec.get("proc", True):
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     sources = []
     for m in spec["mounts"]:
         fd = open_source(m["source"], m.get("subPath", ""))
@@ -263,6 +271,31 @@ def run(spec: dict, report_fd: int, err_fd: int) -> None:  # type: ignore[type-a
         _fail(err_fd, f"could not set up the sandbox: {e}")
 
 
+def local(spec: dict, err_fd: int) -> None:  # type: ignore[type-arg]
+    """`local`: see the module's docstring. Exits 127 when the command is not found, 126 for any other failure
+    before it runs (the reason on ERROR_FD)."""
+    fcntl.fcntl(err_fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+    try:
+        flags = CLONE_NEWNS | CLONE_NEWUTS
+        if spec.get("userns"):
+            uid, gid = os.getuid(), os.getgid()
+            _unshare(CLONE_NEWUSER | flags)
+            _map_user(uid, gid, keep=True)
+        else:
+            _unshare(flags)
+        host = spec.get("hostname", "").encode()[:64]
+        if host:
+            _libc.sethostname(host, len(host))
+        setup_mounts(spec)
+        _become(spec)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        _exec(spec)
+    except SandboxError as e:
+        _fail(err_fd, str(e), 127 if "executable file not found" in str(e) else 126)
+    except OSError as e:
+        _fail(err_fd, f"could not set up the sandbox: {e}", 126)
+
+
 # -- exec ---------------------------------------------------------------------------------------------------
 
 def _forward(child: int) -> None:
@@ -318,6 +351,8 @@ def main(argv: list[str]) -> None:
             raise
     if mode == "run":
         run(spec, int(argv[3]), int(argv[4]))
+    elif mode == "local":
+        local(spec, int(argv[3]))
     else:
         execute(spec, int(argv[3]))
 
