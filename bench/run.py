@@ -27,10 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from suite import agent, endpoints, kubectl, scale, tokens
+from suite import agent, endpoints, kubectl, runtime, scale, tokens
 from suite.common import BENCH, ROOT, Entry, Floor, Kubesat, Results, bench_identity, fmt
 
-SECTIONS = ("tokens", "http", "kubectl", "scale", "agent")
+SECTIONS = ("tokens", "http", "kubectl", "scale", "agent", "runtime")
 
 
 def machine() -> str:
@@ -76,7 +76,7 @@ def main() -> int:
     unknown = set(wanted) - set(SECTIONS)
     if unknown:
         ap.error(f"unknown sections: {', '.join(sorted(unknown))}")
-    needs = {"wrk": {"http", "scale", "agent"}, "kubectl": {"http", "kubectl", "scale", "agent"}}
+    needs = {"wrk": {"http", "scale", "agent"}, "kubectl": {"http", "kubectl", "scale", "agent", "runtime"}}
     for tool, used_by in needs.items():
         if used_by & set(wanted) and not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install {tool})")
@@ -104,6 +104,8 @@ def main() -> int:
         scale.run(res, args.quick)
     if "agent" in wanted:
         agent.run(res, args.quick)
+    if "runtime" in wanted:
+        runtime.run(res, args.quick)
     took = time.perf_counter() - started
     print()
     print(f"kubesat bench{' --quick' if args.quick else ''}: {when}; {about}; took {took:.0f} s")
