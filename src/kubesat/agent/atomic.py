@@ -42,6 +42,8 @@ MAX_FILE_NAME_LENGTH = 255
 MAX_PATH_LENGTH = 4096
 _TS_FORMAT = "..%Y_%m_%d_%H_%M_%S."
 _TS_DIGITS = 9
+# How long a replaced timestamped directory is kept for readers on their way into it (see the module doc).
+REPLACED_GRACE = 1.0
 # One generator for every writer's directory suffixes (a Random per writer costs 2.5 KB, times every volume).
 _RAND = random.Random()
 
@@ -140,7 +142,7 @@ class AtomicWriter:
     """Projects a payload into `target_dir` atomically; `write` returns whether anything on disk changed."""
 
     def __init__(self, target_dir: Path, log_name: str = "", *, clock: Callable[[], float] = time.time,
-                 rand: random.Random | None = None, grace: float = 1.0,
+                 rand: random.Random | None = None, grace: float = REPLACED_GRACE,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.target_dir = Path(target_dir)
         self.grace = grace
