@@ -20,6 +20,8 @@ from kubesat.agent.client import ApiClient, ApiError, KubeconfigError, load_kube
 from kubesat.agent.main import AgentError, AgentOptions
 from kubesat.agent.main import run as run_agent
 from kubesat.agent.runtime.process import runtime_available
+from kubesat.agent.run import RunError, RunOptions, node_from_kubeconfig
+from kubesat.agent.run import run as run_local
 from kubesat.localnode import default_node_name
 from kubesat.auth import bootstrap as bootstrap_tokens
 from kubesat.pki import ClusterPKI, PKIError, kubeconfig_yaml
@@ -396,6 +398,60 @@ def keys_list(data_dir: Path | None, output: str) -> None:
     for r in rows:
         cells = (r["kid"], r["alg"], r["status"], _when(r["created"]))
         click.echo("".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + _when(r["not_after"]))
+
+
+class _OneLineUsage(click.Command):
+    """A usage error in one line (`kubesat: error: No such option: --x`), as kubesat's other errors."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: object) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            _fail(f"{e.format_message()} (kubesat run -h)")
+            raise
+
+
+@main.command("run", cls=_OneLineUsage, context_settings={"allow_interspersed_args": False})
+@click.option("-n", "--namespace", default=None, metavar="NS", help="The pod's namespace. Default: default.")
+@click.option("--serviceaccount", "service_account", default=None, metavar="SA",
+              help="Create a pod for this ServiceAccount (the default when neither --pod nor -f is given: "
+                   "the namespace's `default`).")
+@click.option("--pod", "pod", default=None, metavar="NAME", help="Use this existing pod (left as it is).")
+@click.option("-f", "--filename", "file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Create this Pod manifest (its containers' commands, probes and hooks dropped).")
+@click.option("-c", "--container", default=None, metavar="NAME",
+              help="The container whose mounts and environment the command gets. Default: the first.")
+@click.option("--audience", "audiences", multiple=True, metavar="A",
+              help="Also mount a token for this audience at /var/run/secrets/tokens/<A> (repeatable).")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Who creates the pod and reads its environment. Default: the data dir's admin.kubeconfig.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The server's data dir, whose local node runs the pod. Default: $KUBESAT_DATA_DIR, else ~/.kubesat.")
+@click.option("--node", default=None, metavar="NAME",
+              help="The node to run the pod on; its agent must run on this machine. Default: the local node.")
+@click.option("--root", "root_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="That node's agent root (its --root). Default: the data dir's node/.")
+@click.option("--timeout", type=click.FloatRange(min=0.0, max=3600.0, min_open=True), default=60.0,
+              show_default=True, metavar="SECONDS", help="How long to wait for the pod to run.")
+@click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
+def run_command(namespace: str | None, service_account: str | None, pod: str | None, file: Path | None,
+                container: str | None, audiences: tuple[str, ...], kubeconfig: Path | None, data_dir: Path | None,
+                node: str | None, root_dir: Path | None, timeout: float, command: tuple[str, ...]) -> None:
+    """Run a local command in a pod's sandbox on this machine: its volumes (the service-account token) at their
+    mountPaths, its /etc/hosts and service variables, your own user, directory and environment. The pod made
+    for it is deleted when the command ends; its exit code is kubesat run's."""
+    data = (data_dir or default_data_dir()).expanduser().absolute()
+    try:
+        code = run_local(RunOptions(
+            command=command, kubeconfig=(kubeconfig or data / "admin.kubeconfig").absolute(),
+            node=node or node_from_kubeconfig(data / "node.kubeconfig"),
+            root=(root_dir or data / "node").absolute(), namespace=namespace, service_account=service_account,
+            pod=pod, file=file, container=container, audiences=audiences, hide=(data,), timeout=timeout))
+    except RunError as e:
+        _fail(str(e))
+        return
+    sys.exit(code)
 
 
 if __name__ == "__main__":
