@@ -112,10 +112,16 @@ def _manager(root: Path, api: FakeApi, real: Clock, token_clock: Clock | None = 
 
 
 async def _drain(pm: PodManager) -> None:
-    while not pm._queue.empty():
-        uid = pm._queue.get_nowait()
-        pm._queued.discard(uid)
-        await pm.work(uid)
+    """Run the sync workers' queue, then the status workers' (as the agent's two pools do)."""
+    while not pm._queue.empty() or not pm._status_queue.empty():
+        if not pm._queue.empty():
+            uid = pm._queue.get_nowait()
+            pm._queued.discard(uid)
+            await pm.work(uid)
+        else:
+            uid = pm._status_queue.get_nowait()
+            pm._status_queued.discard(uid)
+            await pm.report(uid)
 
 
 def _events(pm: PodManager) -> list[dict[str, Any]]:

@@ -2,7 +2,9 @@
 
 `EventRecorder.record` never waits for the server: events go to a bounded queue that one sender drains, as
 client-go's broadcaster queues them (1000 at most; past that an event is dropped with a log line, as the
-kubelet's is). `EventRecorder.send` is the same event sent at once, for the few the agent waits for.
+kubelet's is), at most 50 a second with bursts of 100 (the kubelet's eventRecordQPS and eventBurst: its
+event client is rate-limited so, and a node starting thousands of pods does not flood the API server with
+their Events). `EventRecorder.send` is the same event sent at once, for the few the agent waits for.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ log = logging.getLogger("kubesat.agent")
 
 # client-go's broadcaster queues this many events (maxQueuedEvents); more are dropped.
 MAX_QUEUED_EVENTS = 1000
+# KubeletConfiguration's eventRecordQPS and eventBurst defaults: the rate of the kubelet's event client.
+EVENT_QPS = 50.0
+EVENT_BURST = 100
 COMPONENT = "kubelet"
 
 
@@ -93,10 +98,18 @@ class EventRecorder:
             log.warning("could not record event %s for %s %s: %s", body["reason"], body["involvedObject"]["kind"],
                         body["involvedObject"]["name"], e)
 
-    async def run(self) -> None:
-        """Send queued events one at a time, until cancelled."""
+    async def run(self, qps: float = EVENT_QPS, burst: int = EVENT_BURST) -> None:
+        """Send queued events one at a time, at most `qps` a second after a burst of `burst`, until cancelled."""
+        tokens, last = float(burst), time.monotonic()
         while True:
             body = await self._queue.get()
+            now = time.monotonic()
+            tokens = min(float(burst), tokens + (now - last) * qps)
+            last = now
+            if tokens < 1.0:
+                await asyncio.sleep((1.0 - tokens) / qps)
+                tokens, last = 1.0, time.monotonic()
+            tokens -= 1.0
             await self._post(body)
 
     def pending(self) -> int:

@@ -79,6 +79,9 @@ WATCH_SECONDS = 300
 MAX_SYNC_RETRY = 16.0
 # Pods synced at once (the kubelet has a worker per pod; here a pool shares one connection pool).
 SYNC_WORKERS = 8
+# Status writes at once. As the kubelet's status manager, they are made apart from the pod syncs, so that
+# writing a pod's volumes never waits for another pod's status patch.
+STATUS_WORKERS = 4
 
 # What the kubelet's status manager writes for a container the runtime has no record of when the pod is
 # terminated (TerminatePod): with no runtime, that is every container.
@@ -117,6 +120,8 @@ class _Pod:
     synced_at: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     stale: bool = True  # a whole sync is needed: never synced, or the last try failed
+    report_due: bool = False  # volumes written, Running not yet reported (the status workers' queue)
+    report_retry_at: float = 0.0  # monotonic: no new try of the report before this after a failed one
     retry_at: float = 0.0  # monotonic: no new try before this after a failed one
     failures: int = 0
     prune_at: float = 0.0  # monotonic: replaced generations of its volumes can go then (0: none)
@@ -209,6 +214,8 @@ class PodManager:
         self._rv = ""  # the last resourceVersion seen, to resume the watch where it stopped
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()  # uids in the queue (each at most once)
+        self._status_queue: asyncio.Queue[str] = asyncio.Queue()
+        self._status_queued: set[str] = set()
         self._incoming: dict[str, bytes] = {}  # uid -> the newest object not yet handled (trimmed, as JSON)
         self._objects: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}  # ConfigMaps and Secrets
 
@@ -217,6 +224,7 @@ class PodManager:
         """List and watch this node's pods until stopped (a lost connection is retried with backoff), with the
         sync workers and the event sender running beside."""
         helpers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
+        helpers += [asyncio.create_task(self._status_worker()) for _ in range(STATUS_WORKERS)]
         helpers.append(asyncio.create_task(self.events.run()))
         backoff = refresh.Backoff(initial=1.0, factor=2.0, cap=30.0)
         try:
@@ -316,12 +324,45 @@ class PodManager:
                     with contextlib.suppress(OSError):
                         if writer.prune():
                             state.prune_at = mono + writer.grace
+            if state.report_due and mono >= state.report_retry_at:
+                self._report_later(uid)
             if uid in self._queued or mono < state.retry_at or state.life == _TERMINATED:
                 continue
             if (state.life == _TERMINATING or state.stale or state.mount_retry_due(now)
                     or (not state.failed_mount and now - state.synced_at >= SYNC_PERIOD)
                     or state.tokens_due(token_now)):
                 self._enqueue(uid)
+
+    def _report_later(self, uid: str) -> None:
+        if uid not in self._status_queued:
+            self._status_queued.add(uid)
+            self._status_queue.put_nowait(uid)
+
+    async def _status_worker(self) -> None:
+        while True:
+            uid = await self._status_queue.get()
+            self._status_queued.discard(uid)
+            try:
+                await self.report(uid)
+            except Exception:  # noqa: BLE001 - one pod's bug must not stop the worker that serves all the others
+                log.exception("status report of pod %s failed", uid)
+
+    async def report(self, uid: str) -> None:
+        """Report a pod whose volumes are written Running; a failure is retried with backoff."""
+        state = self.pods.get(uid)
+        if state is None or not state.report_due:
+            return
+        async with state.lock:
+            if self.pods.get(uid) is not state or not state.report_due or state.life != _ACTIVE:
+                return
+            try:
+                await self._report_running(state)
+                state.report_due = False
+            except (ApiError, httpx.HTTPError) as e:
+                delay = min(MAX_SYNC_RETRY, 2.0 ** state.failures) * (1 + 0.1 * self.rand())
+                state.failures += 1
+                state.report_retry_at = time.monotonic() + delay
+                log.warning("status of pod %s not written (retrying in %.1f s): %s", uid, delay, e)
 
     # ------------------------------------------------------------------------ one pod
     async def _worker(self) -> None:
@@ -372,7 +413,7 @@ class PodManager:
                 await self._terminate(state, pod)
             return
         now = self.clock()
-        if (state.stale or state.failed_mount or not state.reported or changed
+        if (state.stale or state.failed_mount or (not state.reported and not state.report_due) or changed
                 or now - state.synced_at >= SYNC_PERIOD):
             await self._sync(state, pod)
         elif state.tokens_due(self.token_clock()):
@@ -463,7 +504,9 @@ class PodManager:
             await self.runtime.sync(state.obj, results)
             state.reported, state.failed_mount, state.mount_failures = True, None, 0
         elif not state.reported or state.failed_mount:
-            await self._report_running(state)
+            state.failed_mount, state.mount_failures = None, 0
+            state.report_due = True
+            self._report_later(uid)
 
     async def _tokens(self, state: _Pod, plan: volumes.VolumePlan, fetched: volumes.Fetched) -> list[str]:
         """Fresh tokens into `fetched.tokens`; a failed refresh keeps the old token while it is valid."""
