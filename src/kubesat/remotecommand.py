@@ -29,6 +29,11 @@ V1_BASE64 = "base64.channel.k8s.io"
 
 EXEC_PROTOCOLS = (V5, V4, V4_BASE64, V3, V2, V1, V1_BASE64)
 PORT_FORWARD_PROTOCOLS = (V4, V4_BASE64, V1, V1_BASE64)
+# kubectl 1.31+: SPDY/3 port-forward tunneled in the WebSocket's binary messages (`kubesat.spdy`).
+PORT_FORWARD_TUNNEL = "SPDY/3.1+portforward.k8s.io"
+# The same tunnel between the API server and the agent's kubelet API, named without the '/' that the
+# WebSocket library's RFC 6455 token check refuses (kube-apiserver speaks SPDY proper to kubelets).
+PORT_FORWARD_TUNNEL_HOP = "spdy3-tunnel.portforward.kubesat.io"
 
 # Go's exit status names (apimachinery remotecommand constants).
 NON_ZERO_EXIT_CODE = "NonZeroExitCode"

@@ -5,8 +5,9 @@ server's kubelet client (`kube-apiserver-kubelet-client`, as kubeadm issues it) 
 certificate is 401 and another identity 403, in the kubelet's words. The paths and query parameters are
 the kubelet's: `GET /containerLogs/{ns}/{pod}/{container}`, `/exec/...` and `/attach/{ns}/{pod}[/{uid}]/
 {container}` and `/portForward/{ns}/{pod}[/{uid}]` over WebSocket channel protocols (`remotecommand`),
-plus `/healthz` and `/pods`. SPDY is not served. Every stream goes through the runtime's seam
-(`runtime.Runtime`), whichever runtime the agent runs.
+plus `/healthz` and `/pods`. Port-forward also speaks SPDY tunneled in a WebSocket (`spdyforward`), which
+the API server relays from kubectl as is; SPDY proper (`Upgrade: SPDY/3.1`) is not served. Every stream goes
+through the runtime's seam (`runtime.Runtime`), whichever runtime the agent runs.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from kubesat import remotecommand
 from kubesat.agent import certs, crilog, serving
 from kubesat.agent.client import ApiClient, ApiError
+from kubesat.agent.spdyforward import SpdyPortForward
 from kubesat.remotecommand import Framing
 from kubesat.agent.runtime import ExecRequest, ExecSession, Runtime, RuntimeFailure
 
@@ -262,7 +264,8 @@ class KubeletApi:
             elif where.kind == "logs":
                 await self._logs(where, query, send)
             elif where.kind == "portforward":
-                await self._port_forward(where, query, negotiate(scope, remotecommand.PORT_FORWARD_PROTOCOLS),
+                await self._port_forward(where, query, negotiate(scope, remotecommand.PORT_FORWARD_PROTOCOLS
+                                                                 + (remotecommand.PORT_FORWARD_TUNNEL_HOP,)),
                                          receive, send)
             else:
                 await self._exec(where, query, negotiate(scope, remotecommand.EXEC_PROTOCOLS), receive, send)
@@ -340,12 +343,16 @@ class KubeletApi:
         pod = self.find_pod(where.namespace, where.pod, where.uid)
         if pod is None:
             raise _Refusal(404, "pod does not exist")
+        uid = str(pod["metadata"].get("uid", ""))
+        if framing.protocol == remotecommand.PORT_FORWARD_TUNNEL_HOP:  # ports come with each stream
+            runtime = self._runtime()
+            await send({"type": "websocket.accept", "subprotocol": framing.protocol})
+            await SpdyPortForward(lambda port: runtime.open_port(uid, port), uid, send).run(receive)
+            return
         ports = forward_ports(query)
         runtime = self._runtime()
         await send({"type": "websocket.accept", "subprotocol": framing.protocol or None})
-        name = f"{where.pod}_{where.namespace}"
-        await forward(framing, ports, lambda port: runtime.open_port(str(pod["metadata"].get("uid", "")), port),
-                      name, receive, send)
+        await forward(framing, ports, lambda port: runtime.open_port(uid, port), uid, receive, send)
 
 
 def negotiate(scope: Scope, supported: tuple[str, ...]) -> Framing:
@@ -458,9 +465,11 @@ async def _inbound(framing: Framing, session: ExecSession, request: ExecRequest,
 # ------------------------------------------------------------------------------ port-forward
 async def forward(framing: Framing, ports: list[int],
                   dial: Callable[[int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]],
-                  name: str, receive: Receive, send: Send) -> None:
+                  pod_id: str, receive: Receive, send: Send) -> None:
     """The kubelet's WebSocket port-forward: port i on data channel 2i and error channel 2i+1, each channel's
-    first message the port (uint16, little-endian); a connection per port, opened at once."""
+    first message the port (uint16, little-endian); a connection per port, opened at once. As the kubelet
+    does, the WebSocket is closed once every port's connection has ended (a port that could not be reached
+    has its error on its error channel)."""
     writers: dict[int, asyncio.StreamWriter] = {}
     tasks = []
     for i, port in enumerate(ports):
@@ -470,38 +479,50 @@ async def forward(framing: Framing, ports: list[int],
         try:
             reader, writer = await dial(port)
         except (OSError, RuntimeFailure) as e:
-            text = f"error forwarding port {port} to pod {name}: {e}"
+            text = f"error forwarding port {port} to pod {pod_id}, uid : {e}"
             await send(_message(framing.encode(2 * i + 1, text.encode())))
             continue
         writers[2 * i] = writer
         tasks.append(asyncio.create_task(_port_out(framing, 2 * i, reader, send)))
+    inbound = asyncio.create_task(_port_in(framing, writers, receive))
     try:
-        while True:
-            msg = await receive()
-            if msg["type"] == "websocket.disconnect":
-                return
-            data = _payload(msg)
-            if data is None:
-                continue
-            try:
-                channel, payload = framing.decode(data)
-            except remotecommand.FrameError:
-                continue
-            target = writers.get(channel)
-            if target is not None and payload:
-                target.write(payload)
-                await target.drain()
+        pending = set(tasks)
+        while pending and not inbound.done():
+            done, _ = await asyncio.wait({*pending, inbound}, return_when=asyncio.FIRST_COMPLETED)
+            pending -= done
     finally:
-        for task in tasks:
+        for task in (*tasks, inbound):
             task.cancel()
         for writer in writers.values():
             writer.close()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, inbound, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await send({"type": "websocket.close", "code": 1000})
+
+
+async def _port_in(framing: Framing, writers: dict[int, asyncio.StreamWriter], receive: Receive) -> None:
+    """The caller's messages to the pod's connections, until it disconnects."""
+    while True:
+        msg = await receive()
+        if msg["type"] == "websocket.disconnect":
+            return
+        data = _payload(msg)
+        if data is None:
+            continue
+        try:
+            channel, payload = framing.decode(data)
+        except remotecommand.FrameError:
+            continue
+        target = writers.get(channel)
+        if target is not None and payload:
+            target.write(payload)
+            await target.drain()
 
 
 async def _port_out(framing: Framing, channel: int, reader: asyncio.StreamReader, send: Send) -> None:
-    while data := await reader.read(32 * 1024):
-        await send(_message(framing.encode(channel, data)))
+    with contextlib.suppress(OSError):
+        while data := await reader.read(32 * 1024):
+            await send(_message(framing.encode(channel, data)))
 
 
 # ------------------------------------------------------------------------------ the server

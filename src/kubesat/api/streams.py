@@ -7,8 +7,12 @@ the server connects with its kubelet client certificate (`--kubelet-client-certi
 kubelet's serving certificate against the cluster CA and the node's address. Logs are a plain HTTP stream.
 Exec and attach are WebSockets relayed message by message to the kubelet's WebSocket; as kube-apiserver's
 stream translator does, the client's WebSocket is accepted first and a failure to reach the kubelet is
-a Status on the error channel (`Internal error occurred: error dialing backend: ...`). SPDY (POST with
-`Upgrade: SPDY/3.1`) is not served: such a request gets a BadRequest saying so.
+a Status on the error channel (`Internal error occurred: error dialing backend: ...`). Port-forward's
+WebSockets (kubectl's SPDY tunneled in binary messages, `SPDY/3.1+portforward.k8s.io`, and the
+`v4.channel.k8s.io` channels) are relayed the same way once the kubelet has accepted, so that a refusal is
+the kubelet's Status; the agent's kubelet API speaks the tunneled SPDY itself, as kube-apiserver leaves SPDY
+to the kubelet. SPDY proper (POST with `Upgrade: SPDY/3.1`) is not served: such a request gets a BadRequest
+saying so.
 """
 
 from __future__ import annotations
@@ -266,7 +270,7 @@ class StreamProxy:
         if sub == "portforward":
             path = "/portForward/" + "/".join(quote(p, safe="") for p in ns_name)
             query = urlencode([("ports", p) for p in req.query.get("ports") or []])
-            supported: tuple[str, ...] = remotecommand.PORT_FORWARD_PROTOCOLS
+            supported: tuple[str, ...] = (remotecommand.PORT_FORWARD_TUNNEL, *remotecommand.PORT_FORWARD_PROTOCOLS)
             channel_errors: tuple[str, ...] | None = None
         else:
             container = pick_container(pod, req.q("container"))
@@ -278,12 +282,6 @@ class StreamProxy:
             if not req.headers.get("upgrade"):
                 raise errors.bad_request("Upgrade request required")
             raise errors.bad_request(NO_SPDY.format(what=f"pods/{sub}"))
-        offered = [str(p) for p in req.scope.get("subprotocols") or []]
-        if sub == "portforward" and offered and not any(p in supported for p in offered):
-            raise errors.bad_request(
-                "unable to upgrade: kubesat does not serve the tunneled SPDY port-forward protocol "
-                f"({', '.join(offered[:4])[:200]}); the v4.channel.k8s.io WebSocket protocol is served "
-                "(the official Python client's portforward)")
         return await self._websocket(req, backend, path, query, supported, channel_errors, "/".join(ns_name))
 
     async def _websocket(self, req: Request, backend: Backend, path: str, query: str,
@@ -303,8 +301,9 @@ class StreamProxy:
                 await send({"type": "websocket.accept", "subprotocol": chosen or None})
                 upstream = await self._dial(backend, path, query, chosen, remotecommand.Framing(chosen), send)
             else:
-                upstream = await self._dial_or_refuse(backend, path, query, chosen)
-                await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol or None})
+                hop = remotecommand.PORT_FORWARD_TUNNEL_HOP if chosen == remotecommand.PORT_FORWARD_TUNNEL else chosen
+                upstream = await self._dial_or_refuse(backend, path, query, hop)
+                await send({"type": "websocket.accept", "subprotocol": chosen if upstream.subprotocol else None})
             if upstream is not None:
                 log.debug("relaying %s of %s to %s", path.split("/")[1], name, backend.host)
                 await relay(upstream, receive, send)
