@@ -75,8 +75,8 @@ spec:
   containers:
   - name: c
     image: python
-    command: ["sh", "-c", "mkdir -p /tmp/www && python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(256)) * 12288)'
-              > /tmp/www/big.bin && exec python3 -m http.server {port} --bind 127.0.0.1 --directory /tmp/www"]
+    command: ["sh", "-c", "mkdir -p /tmp/www && python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(256))
+              * 12288)' > /tmp/www/big.bin && exec python3 -m http.server {port} --bind 127.0.0.1 --directory /tmp/www"]
 """)
     wait_for(lambda: json.loads(server.kubectl("get", "pod", "web", "-o", "json").stdout)
              .get("status", {}).get("phase") == "Running", 30, "pod web running")
