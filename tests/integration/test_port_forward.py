@@ -257,3 +257,30 @@ def test_official_client_portforward(server: Server, web: int) -> None:
         s.close()
     finally:
         pf.close()
+
+
+def test_unreachable_kubelet_is_the_answer_not_spdy(server: Server, agent: Path) -> None:
+    """The tunnel's upgrade refused, kubectl falls back to SPDY: it still gets the reason (the kubelet cannot
+    be dialed), in kube-apiserver's words."""
+    closed = _free_port()
+    server.kubectl("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Node
+metadata: {name: pf-ghost}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: ghostly, namespace: default}
+spec:
+  nodeName: pf-ghost
+  containers: [{name: c, image: busybox}]
+""")
+    server.kubectl("patch", "node", "pf-ghost", "--subresource=status", "--type=merge", "-p", json.dumps(
+        {"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": closed}}}}))
+    server.kubectl("patch", "pod", "ghostly", "--subresource=status", "--type=merge", "-p",
+                   '{"status": {"phase": "Running"}}')
+    out = server.kubectl("port-forward", "ghostly", "8080", check=False, timeout=30)
+    assert out.returncode == 1
+    assert out.stderr.strip() == "error: error upgrading connection: error dialing backend: dial tcp " \
+        f"127.0.0.1:{closed}: connect: connection refused", out.stderr

@@ -281,6 +281,11 @@ class StreamProxy:
         if WEBSOCKET not in req.scope:
             if not req.headers.get("upgrade"):
                 raise errors.bad_request("Upgrade request required")
+            if sub == "portforward":
+                # kubectl falls back to SPDY when the tunnel's upgrade is refused: what refused it (the kubelet,
+                # or no way to reach it) is the answer, as kube-apiserver would relay it, not our lack of SPDY.
+                upstream = await self._dial_or_refuse(backend, path, query, remotecommand.PORT_FORWARD_TUNNEL_HOP)
+                await upstream.close()
             raise errors.bad_request(NO_SPDY.format(what=f"pods/{sub}"))
         return await self._websocket(req, backend, path, query, supported, channel_errors, "/".join(ns_name))
 
