@@ -318,3 +318,29 @@ async def _malformed_frame_closes_with_one_log_line(caplog: pytest.LogCaptureFix
     lines = [r for r in caplog.records if r.name == "kubesat.agent.portforward"]
     assert len(lines) == 1 and "malformed SPDY: unsupported SPDY version 2" in lines[0].getMessage()
     assert lines[0].exc_info is None
+
+
+def test_a_pair_that_fails_while_the_client_writes_does_not_stall_the_connection() -> None:
+    asyncio.run(_a_pair_that_fails_while_the_client_writes())
+
+
+async def _a_pair_that_fails_while_the_client_writes() -> None:
+    gate = asyncio.Event()
+
+    async def slow_refusal(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        await gate.wait()
+        raise RuntimeFailure("connection refused")
+
+    tunnel = Tunnel()
+    task = asyncio.create_task(SpdyPortForward(slow_refusal, "uid-1", tunnel.send).run(tunnel.receive))
+    tunnel.open_pair(1, 8080)
+    for _ in range(40):  # more than the pair queues before its dial ends
+        tunnel.put(_data(3, b"x" * 1000))
+    tunnel.put(b"\x80\x03\x00\x06\x00\x00\x00\x04\x00\x00\x00\x09")
+    await asyncio.sleep(0.1)
+    gate.set()
+    await tunnel.until(lambda: spdy.Ping(9) in tunnel.frames)
+    assert _stream_bytes(tunnel.frames, 1) == (b"error forwarding port 8080 to pod uid-1, uid : connection refused",
+                                               True)
+    tunnel.inbox.put_nowait({"type": "websocket.disconnect"})
+    await asyncio.wait_for(task, 5)

@@ -254,3 +254,5 @@ class SpdyPortForward:
         for sid in (pair.data_id, pair.error_id):
             if self.streams.get(sid) is pair:
                 del self.streams[sid]
+        while not pair.inbound.empty():  # a receive loop waiting to queue more for this pair goes on
+            pair.inbound.get_nowait()
