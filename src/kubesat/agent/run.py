@@ -63,6 +63,7 @@ MAX_AUDIENCES = 8
 MAX_AUDIENCE = 1024
 MAX_POD_FILE = 1 << 20
 MAX_ENV_OUTPUT = 2 << 20
+NODE_WAIT = 15.0  # how long a node that is not registered yet is waited for
 MAX_TIMEOUT = 3600.0
 EXEC_TIMEOUT = 30.0
 DELETE_TIMEOUT = 10.0
@@ -387,13 +388,20 @@ class _Session:
             await api.close()
 
     async def _check_node(self, api: ApiClient) -> None:
-        try:
-            await api.get(f"/api/v1/nodes/{quote(self.o.node)}")
-        except ApiError as e:
-            if e.code == 404:
+        """The node exists; a node that is still registering (a server that has just started its local node)
+        is waited for a few seconds."""
+        deadline = time.monotonic() + min(NODE_WAIT, self.o.timeout)
+        while True:
+            try:
+                await api.get(f"/api/v1/nodes/{quote(self.o.node)}")
+                return
+            except ApiError as e:
+                if e.code != 404:
+                    raise
+            if time.monotonic() >= deadline:
                 raise RunError(f"node {self.o.node} not found: run kubesat serve with its local node (not --no-node),"
-                               " or give --node and --root of an agent that runs on this machine") from None
-            raise
+                               " or give --node and --root of an agent that runs on this machine")
+            await asyncio.sleep(0.2)
 
     async def _pod(self, api: ApiClient) -> tuple[dict[str, Any], str]:
         o = self.o
