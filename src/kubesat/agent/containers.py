@@ -51,16 +51,6 @@ def make_runtime(name: str, root: Path, masks: Sequence[Path] = (), allow_privil
     return ProcessRuntime(root, masks, allow_privileged, allow_host_paths, address)
 
 
-def event_ref(pod: dict[str, Any], container: str | None = None) -> dict[str, Any]:
-    """The involvedObject of an Event about a pod (a container's names it in fieldPath)."""
-    meta = pod.get("metadata") or {}
-    ref = {"apiVersion": "v1", "kind": "Pod", "name": meta.get("name", ""),
-           "namespace": meta.get("namespace", "default"), "uid": meta.get("uid", ""),
-           "resourceVersion": meta.get("resourceVersion", "")}
-    if container is not None:
-        ref["fieldPath"] = f"spec.containers{{{container}}}"
-    return ref
-
 
 def _rfc3339(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

@@ -19,7 +19,7 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -439,8 +439,8 @@ async def run_session(framing: Framing, session: ExecSession, request: ExecReque
         await asyncio.gather(*pumps, inbound, waiter, return_exceptions=True)
 
 
-async def _inbound(framing: Framing, session: ExecSession, request: ExecRequest, receive: Receive) -> None:
-    """The caller's messages: stdin, resize and (v5) the close of stdin, until it disconnects."""
+async def _frames(framing: Framing, receive: Receive) -> AsyncIterator[tuple[int, bytes]]:
+    """The caller's messages as (channel, payload), until it disconnects; what is not a frame is skipped."""
     while True:
         msg = await receive()
         if msg["type"] == "websocket.disconnect":
@@ -449,9 +449,15 @@ async def _inbound(framing: Framing, session: ExecSession, request: ExecRequest,
         if data is None:
             continue
         try:
-            channel, payload = framing.decode(data)
+            frame = framing.decode(data)
         except remotecommand.FrameError:
             continue
+        yield frame
+
+
+async def _inbound(framing: Framing, session: ExecSession, request: ExecRequest, receive: Receive) -> None:
+    """The caller's messages: stdin, resize and (v5) the close of stdin, until it disconnects."""
+    async for channel, payload in _frames(framing, receive):
         if channel == remotecommand.STDIN and request.stdin and payload:
             await session.write_stdin(payload)
         elif channel == remotecommand.RESIZE and framing.resize:
@@ -502,17 +508,7 @@ async def forward(framing: Framing, ports: list[int],
 
 async def _port_in(framing: Framing, writers: dict[int, asyncio.StreamWriter], receive: Receive) -> None:
     """The caller's messages to the pod's connections, until it disconnects."""
-    while True:
-        msg = await receive()
-        if msg["type"] == "websocket.disconnect":
-            return
-        data = _payload(msg)
-        if data is None:
-            continue
-        try:
-            channel, payload = framing.decode(data)
-        except remotecommand.FrameError:
-            continue
+    async for channel, payload in _frames(framing, receive):
         target = writers.get(channel)
         if target is not None and payload:
             target.write(payload)

@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 
 from kubesat.agent import certs, kubeletapi
-from kubesat.agent.containers import Containers, event_ref, make_runtime
+from kubesat.agent.containers import Containers, make_runtime
+from kubesat.agent.events import pod_ref
 from kubesat.agent.relay import Relay
 from kubesat.agent.runtime import Runtime
 from kubesat.agent.client import ApiClient, ApiError, Credentials, load_kubeconfig
@@ -124,7 +125,7 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
         pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address,
                           token_clock=clock, clock_offset=opts.clock_offset, tick=refresh_tick(opts.clock_rate),
                           runtime=Containers(api, runtime, opts.root, facts.address,
-                                             lambda pod, c, *e: pods.events.record(event_ref(pod, c), *e),
+                                             lambda pod, c, *e: pods.events.record(pod_ref(pod, c), *e),
                                              lambda: heartbeat.node, creds.server,
                                              kubernetes=relay.address if relay is not None else None)
                           if runtime.name == "process" else None)
