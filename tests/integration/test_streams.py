@@ -77,6 +77,18 @@ def test_exec_exit_code_and_stderr_reach_kubectl(server: Server, agent: Path) ->
     assert out.stderr == "err\ncommand terminated with exit code 2\n"
 
 
+def test_kubectl_cp_both_ways(server: Server, agent: Path, tmp_path: Path) -> None:
+    """kubectl cp runs tar through exec (stdin into the pod, stdout out of it)."""
+    src = tmp_path / "in.txt"
+    src.write_text("to the pod\n" * 1000)
+    server.kubectl("cp", str(src), "app:/tmp/in.txt")
+    assert server.kubectl("exec", "app", "--", "cat", "/tmp/in.txt").stdout == src.read_text()
+    server.kubectl("exec", "app", "--", "sh", "-c", "seq 1 5000 > /tmp/out.txt")
+    dst = tmp_path / "out.txt"
+    server.kubectl("cp", "app:/tmp/out.txt", str(dst))
+    assert dst.read_text() == "".join(f"{i}\n" for i in range(1, 5001))
+
+
 def test_exec_with_stdin(server: Server, agent: Path) -> None:
     out = server.kubectl("exec", "-i", "app", "--", "sh", "-c", "tr a-z A-Z", input="hello\n")
     assert out.stdout == "HELLO\n"
