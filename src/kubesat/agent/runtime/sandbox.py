@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import json
@@ -41,6 +40,9 @@ import signal
 import stat
 import sys
 import termios
+# os.execvpe looks the command up with os.get_exec_path, which imports warnings on first use: by then the helper
+# is inside the container's mounts, where the interpreter's own library may not be, so it is imported here.
+import warnings  # noqa: F401
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -57,7 +59,9 @@ MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 O_PATH = 0o10000000
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The C library's functions as the interpreter itself has them (dlopen of the program): ctypes.util.find_library
+# would run `ldconfig -p`, about 40 ms at every container start and exec.
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class SandboxError(Exception):
