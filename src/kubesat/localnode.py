@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import re
@@ -29,8 +28,8 @@ KUBECONFIG_FILE = "node.kubeconfig"
 STOP_TIMEOUT = 8.0  # the agent's own shutdown reports the node not ready: give it time to
 _RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 _PR_SET_PDEATHSIG = 1
-_LIBC_NAME = ctypes.util.find_library("c")
-_LIBC = ctypes.CDLL(_LIBC_NAME, use_errno=True) if _LIBC_NAME and sys.platform == "linux" else None
+# The C library as the interpreter has it loaded (not ctypes.util.find_library, which runs `ldconfig -p`).
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 _NOT_SUBDOMAIN = re.compile(r"[^a-z0-9.-]+")
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import fcntl
 import json
 import logging
@@ -56,8 +55,8 @@ READ_CHUNK = 65536
 PRIVATE_DIRS = ("/tmp", "/var/tmp")  # each container has its own, empty, in memory
 STOP_ON_CLOSE = 2.0  # grace given to every container when the agent stops
 _PR_SET_CHILD_SUBREAPER = 36
-_LIBC_NAME = ctypes.util.find_library("c")
-_LIBC = ctypes.CDLL(_LIBC_NAME, use_errno=True) if _LIBC_NAME and sys.platform == "linux" else None
+# The C library as the interpreter has it loaded (not ctypes.util.find_library, which runs `ldconfig -p`).
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
 def runtime_available() -> str | None:
@@ -78,8 +77,8 @@ def runtime_available() -> str | None:
 
 
 _USERNS_PROBE = """
-import ctypes, ctypes.util, os, sys
-libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
 if libc.unshare(0x10000000 | 0x00020000) != 0:
     sys.exit(os.strerror(ctypes.get_errno()))
 """
