@@ -111,10 +111,10 @@ def test_read_pod_file_is_bounded_and_single(tmp_path: Path) -> None:
 
 
 def test_the_commands_environment() -> None:
-    caller = {"PATH": "/venv/bin:/usr/bin", "HOME": "/root", "KUBECONFIG": "/admin", "HOSTNAME": "host"}
+    caller = {"PATH": "/venv/bin:/usr/bin", "HOME": "/home/dev", "KUBECONFIG": "/admin", "HOSTNAME": "host"}
     pod_env = {"PATH": "/usr/local/sbin:/usr/bin", "HOSTNAME": "pod", "KUBERNETES_SERVICE_HOST": "127.0.0.1"}
     env = run.merge_env(caller, pod_env, {"name": "c"})
-    assert env == {"PATH": "/venv/bin:/usr/bin", "HOME": "/root", "HOSTNAME": "pod",
+    assert env == {"PATH": "/venv/bin:/usr/bin", "HOME": "/home/dev", "HOSTNAME": "pod",
                    "KUBERNETES_SERVICE_HOST": "127.0.0.1"}
     own_path = run.merge_env(caller, pod_env, {"env": [{"name": "PATH", "value": "/usr/local/sbin:/usr/bin"}]})
     assert own_path["PATH"] == "/usr/local/sbin:/usr/bin"

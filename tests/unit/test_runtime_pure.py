@@ -184,7 +184,7 @@ def test_phase_with_init_containers() -> None:
 
 def test_mount_plan_refuses_what_the_node_does_not_allow(tmp_path: Path) -> None:
     c = {"volumeMounts": [{"name": "v", "mountPath": "/data/", "subPath": "a/b", "readOnly": True}]}
-    [m] = mounts.plan(c, {"v": "/root/pods/u/volumes/x/v"}, {}, [])
+    [m] = mounts.plan(c, {"v": "/agent-root/pods/u/volumes/x/v"}, {}, [])
     assert (m.target, m.sub_path, m.read_only) == ("/data", "a/b", True)
     with pytest.raises(mounts.MountError, match="subPath"):
         mounts.plan({"volumeMounts": [{"name": "v", "mountPath": "/d", "subPath": "../x"}]}, {"v": "/v"}, {}, [])
