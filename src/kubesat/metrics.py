@@ -109,27 +109,39 @@ kubesat_token_signatures_total = Counter(
     ("signer",), registry=REGISTRY)
 
 # --- request metrics (staging/src/k8s.io/apiserver/pkg/endpoints/metrics/metrics.go) --------------
-class _RequestCounterVec(Collector):
+class _CellVec(Collector):
+    """Labelled series kept as plain lists of floats (a cell per series), made on first use."""
+
+    name: str
+    labelnames: tuple[str, ...]
+    width: int  # floats per cell
+
+    def __init__(self) -> None:
+        self._cells: dict[tuple[str, ...], list[float]] = {}
+
+    def cell(self, *labelvalues: str) -> list[float]:
+        """The series' cell (created at zeros)."""
+        cell = self._cells.get(labelvalues)
+        if cell is None:
+            if len(labelvalues) != len(self.labelnames):
+                raise ValueError(f"{self.name}: expected {len(self.labelnames)} label values")
+            cell = self._cells[labelvalues] = [0.0] * self.width
+        return cell
+
+
+class _RequestCounterVec(_CellVec):
     """A labelled counter exposed as prometheus_client's Counter exposes one (family `name` without
     `_total`, series `name_total`), counted in a plain cell per series: every request bumps two of
     these, from the event loop's thread, and prometheus_client's lock and checks per increment cost
     more than the rest of the bookkeeping."""
 
     def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], registry: CollectorRegistry):
+        super().__init__()
         self.name = name.removesuffix("_total")
         self.documentation = documentation
         self.labelnames = labelnames
-        self._cells: dict[tuple[str, ...], list[float]] = {}
+        self.width = 1  # `cell[0] += 1` counts
         registry.register(self)
-
-    def cell(self, *labelvalues: str) -> list[float]:
-        """The series' one-element cell (created at 0): `cell[0] += 1` counts."""
-        cell = self._cells.get(labelvalues)
-        if cell is None:
-            if len(labelvalues) != len(self.labelnames):
-                raise ValueError(f"{self.name}: expected {len(self.labelnames)} label values")
-            cell = self._cells[labelvalues] = [0.0]
-        return cell
 
     def collect(self) -> Iterable[Metric]:
         m = Metric(self.name, self.documentation, "counter")
@@ -138,29 +150,21 @@ class _RequestCounterVec(Collector):
         yield m
 
 
-class _RequestHistogramVec(Collector):
+class _RequestHistogramVec(_CellVec):
     """A labelled histogram exposed as prometheus_client's Histogram exposes one (cumulative `_bucket`
     series with `le`, then `_count`, `_sum`), kept as per-bucket counts and a sum in a plain cell per
     series, for the same reason as _RequestCounterVec."""
 
     def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], buckets: tuple[float, ...],
                  registry: CollectorRegistry):
+        super().__init__()
         self.name = name
         self.documentation = documentation
         self.labelnames = labelnames
         self.bounds = tuple(float(b) for b in buckets) + (_INF,)
         self._le = tuple(floatToGoString(b) for b in self.bounds)
-        self._cells: dict[tuple[str, ...], list[float]] = {}
+        self.width = len(self.bounds) + 1  # a count per bucket (not cumulative), then the sum; see observe()
         registry.register(self)
-
-    def cell(self, *labelvalues: str) -> list[float]:
-        """The series' cell: a count per bucket (not cumulative), then the sum; see observe()."""
-        cell = self._cells.get(labelvalues)
-        if cell is None:
-            if len(labelvalues) != len(self.labelnames):
-                raise ValueError(f"{self.name}: expected {len(self.labelnames)} label values")
-            cell = self._cells[labelvalues] = [0.0] * (len(self.bounds) + 1)
-        return cell
 
     def observe(self, cell: list[float], amount: float) -> None:
         cell[bisect_left(self.bounds, amount)] += 1  # the first bucket whose bound is >= amount

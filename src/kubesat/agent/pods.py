@@ -42,7 +42,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -223,8 +223,11 @@ class PodManager:
     async def follow(self, stop: asyncio.Event) -> None:
         """List and watch this node's pods until stopped (a lost connection is retried with backoff), with the
         sync workers and the event sender running beside."""
-        helpers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
-        helpers += [asyncio.create_task(self._status_worker()) for _ in range(STATUS_WORKERS)]
+        helpers = [asyncio.create_task(_serve_queue(self._queue, self._queued, self.work, "sync"))
+                   for _ in range(self.workers)]
+        helpers += [asyncio.create_task(_serve_queue(self._status_queue, self._status_queued, self.report,
+                                                     "status report"))
+                    for _ in range(STATUS_WORKERS)]
         helpers.append(asyncio.create_task(self.events.run()))
         backoff = refresh.Backoff(initial=1.0, factor=2.0, cap=30.0)
         try:
@@ -338,15 +341,6 @@ class PodManager:
             self._status_queued.add(uid)
             self._status_queue.put_nowait(uid)
 
-    async def _status_worker(self) -> None:
-        while True:
-            uid = await self._status_queue.get()
-            self._status_queued.discard(uid)
-            try:
-                await self.report(uid)
-            except Exception:  # noqa: BLE001 - one pod's bug must not stop the worker that serves all the others
-                log.exception("status report of pod %s failed", uid)
-
     async def report(self, uid: str) -> None:
         """Report a pod whose volumes are written Running; a failure is retried with backoff."""
         state = self.pods.get(uid)
@@ -365,15 +359,6 @@ class PodManager:
                 log.warning("status of pod %s not written (retrying in %.1f s): %s", uid, delay, e)
 
     # ------------------------------------------------------------------------ one pod
-    async def _worker(self) -> None:
-        while True:
-            uid = await self._queue.get()
-            self._queued.discard(uid)
-            try:
-                await self.work(uid)
-            except Exception:  # noqa: BLE001 - one pod's bug must not stop the worker that serves all the others
-                log.exception("sync of pod %s failed", uid)
-
     async def work(self, uid: str) -> None:
         """Do what a pod needs now: terminate it, sync it whole, refresh its due tokens, or keep its newest object.
 
@@ -743,6 +728,18 @@ def _write_volumes(writers: dict[str, AtomicWriter], results: dict[str, volumes.
         elif result.kind == "dir":
             (pod_dir / result.rel_dir).mkdir(parents=True, exist_ok=True)
     return remaining
+
+
+async def _serve_queue(queue: asyncio.Queue[str], queued: set[str], handle: Callable[[str], Awaitable[None]],
+                       what: str) -> None:
+    """One worker: take a pod's uid from the queue (it may be queued again from then on) and handle it."""
+    while True:
+        uid = await queue.get()
+        queued.discard(uid)
+        try:
+            await handle(uid)
+        except Exception:  # noqa: BLE001 - one pod's bug must not stop the worker that serves all the others
+            log.exception("%s of pod %s failed", what, uid)
 
 
 def _bound_to(token: str, spec: volumes.TokenRequestSpec) -> bool:

@@ -59,14 +59,8 @@ class CSRApprovingController(CSRWatcher):
 
     def approval_message(self, csr: dict[str, Any]) -> str:
         """The message of the first recognizer whose SubjectAccessReview allows the requester ('' if none)."""
-        if csrs.as_dict(csr.get("status")).get("certificate"):
-            return ""
-        types = {c.get("type") for c in csrs.conditions(csr)}
-        if csrs.APPROVED in types or csrs.DENIED in types:
-            return ""
-        try:
-            subject = csrs.subject_of(csrs.parse_csr(csrs.request_bytes(csr)))
-        except csrs.CSRError:
+        subject = _undecided_subject(csr)
+        if subject is None:
             return ""
         user = requester(csr)
         for r in RECOGNIZERS:
@@ -83,13 +77,8 @@ class CSRApprovingController(CSRWatcher):
         approver): a node's request for its own serving certificate is approved when it names only the node's
         name and the addresses in its Node's status."""
         spec = csrs.as_dict(csr.get("spec"))
-        if spec.get("signerName") != csrs.KUBELET_SERVING or csrs.as_dict(csr.get("status")).get("certificate"):
-            return ""
-        if {c.get("type") for c in csrs.conditions(csr)} & {csrs.APPROVED, csrs.DENIED}:
-            return ""
-        try:
-            subject = csrs.subject_of(csrs.parse_csr(csrs.request_bytes(csr)))
-        except csrs.CSRError:
+        subject = _undecided_subject(csr) if spec.get("signerName") == csrs.KUBELET_SERVING else None
+        if subject is None:
             return ""
         user = requester(csr)
         if csrs.kubelet_serving_error(subject, [str(u) for u in spec.get("usages") or []]) or \
@@ -113,3 +102,16 @@ class CSRApprovingController(CSRWatcher):
             "lastUpdateTime": now, "lastTransitionTime": now,
         })
         await self.write(csr, "approval")
+
+
+def _undecided_subject(csr: dict[str, Any]) -> csrs.Subject | None:
+    """The subject of a request no one has approved, denied or signed yet; None otherwise, or when it does not
+    parse."""
+    if csrs.as_dict(csr.get("status")).get("certificate"):
+        return None
+    if {c.get("type") for c in csrs.conditions(csr)} & {csrs.APPROVED, csrs.DENIED}:
+        return None
+    try:
+        return csrs.subject_of(csrs.parse_csr(csrs.request_bytes(csr)))
+    except csrs.CSRError:
+        return None
