@@ -288,15 +288,34 @@ def test_pipelined_requests_are_all_answered(server: Server, probe: ReadyProbe, 
     probe.assert_fast_after()
 
 
-def test_answer_before_the_body_ends_closes_the_connection(server: Server, probe: ReadyProbe) -> None:
-    """A body nobody will read is not waited for: after the early answer the connection is closed."""
+def test_answer_before_a_large_body_ends_says_close_and_closes(server: Server, probe: ReadyProbe) -> None:
+    """A body nobody will read is not waited for: the early answer says `Connection: close`, as Go's does
+    with more than 256 KiB left, and the connection is closed."""
     sock = _tls(server)
     sock.sendall(b"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                  b"Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n")
     started = time.monotonic()
     answer = _answer(sock)
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"\r\nconnection: close\r\n" in answer.split(b"\r\n\r\n", 1)[0].lower() + b"\r\n", answer[:300]
     assert time.monotonic() - started < 1.0, "the server waited for the body before closing"
+    probe.assert_fast_after()
+
+
+def test_answer_before_a_small_body_ends_keeps_the_connection(server: Server, probe: ReadyProbe) -> None:
+    """With at most 256 KiB of body left, Go reads and drops the rest and the connection serves the next
+    request; the early answer does not say close."""
+    sock = _tls(server)
+    sock.settimeout(10)
+    sock.sendall(b"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Authorization: Bearer not-a-token\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+    head = sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 401 "), head[:200]
+    assert b"connection: close" not in head.lower(), head[:300]
+    sock.sendall(b"x" * 100000 + b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    rest = _answer(sock)
+    assert b"HTTP/1.1 200 " in rest, rest[:300]
     probe.assert_fast_after()
 
 

@@ -31,6 +31,10 @@ MAX_HEADER_FIELDS = 1000
 DEFAULT_HEADER_TIMEOUT = 32.0
 # Go waits this long after a refusal before closing, so the client can read the answer first.
 REFUSAL_GRACE = 0.5
+# Answered before its body ended, a request with at most this much body left keeps its connection (the
+# rest is read and dropped); with more, or an unknown amount, the answer says `Connection: close`.
+# Go's maxPostHandlerReadBytes.
+MAX_DISCARDED_BODY = 256 << 10
 
 # The longest URL httptools' parser reads (its offsets are 16 bits).
 _MAX_URL = 65535
@@ -68,15 +72,19 @@ class _HeadWithBody:
     loop's next turn.
     """
 
-    __slots__ = ("_transport", "_loop", "_held")
+    __slots__ = ("_transport", "_loop", "_held", "_protocol")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop,
+                 protocol: ClientCertHttpToolsProtocol) -> None:
         self._transport = transport
         self._loop = loop
         self._held: bytes | None = None
+        self._protocol = protocol
 
     def write(self, data: bytes) -> None:
         if self._held is None and b"\r\n\r\n" in data[-4:]:  # a head (or a 100 Continue) comes first
+            if self._protocol._header_bytes is None:  # answered while the request's body is still arriving
+                data = self._protocol._head_before_body_end(data)
             self._held = data
             self._loop.call_soon(self.flush)
             return
@@ -115,6 +123,7 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
         self._header_fields = 0
         self._unparsed = bytearray()  # the start of a header line whose end has not arrived
         self._refused = False
+        self._body_seen = 0  # bytes of the current request's body received so far
         # When the current request's headers are due (loop time); None when no headers are awaited.
         self._deadline: float | None = None
         # A pending check of the deadline, or the close after a refusal. One check serves many
@@ -133,7 +142,7 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
                 der = None
         self._peer_der = der or None
         self._tls_ext = _tls_extension(der)
-        self._writer = _HeadWithBody(transport, self.loop)
+        self._writer = _HeadWithBody(transport, self.loop, self)
         # As in Go, the first request's headers are due within the timeout of the handshake's end.
         self._start_header_clock()
 
@@ -188,6 +197,7 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_fields = 0
+        self._body_seen = 0
         # ASGI lets a server add its own scope keys; uvicorn's HTTPScope TypedDict does not declare ours.
         self.scope[TLS_PEER_DER] = self._peer_der  # type: ignore[literal-required]
         self.scope["extensions"] = {"tls": self._tls_ext}
@@ -210,6 +220,7 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
+            self._body_seen += len(body)
             super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -218,14 +229,25 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._header_bytes = 0  # what follows is the next request's headers
 
-    def on_response_complete(self) -> None:
-        # Answered before its body ended (a 413, say)? Then close rather than wait, with no clock
-        # running, for a body nobody reads (Go closes too when much of it is left). A request
-        # queued behind it would mean its body had ended.
-        unread_body = self._header_bytes is None and self.cycle.response_complete
-        super().on_response_complete()
-        if unread_body:
-            self.transport.close()
+    def _head_before_body_end(self, head: bytes) -> bytes:
+        """The head of an answer given before the request's body has all arrived, as Go decides it.
+
+        With little body left (a known length, at most MAX_DISCARDED_BODY more bytes) the connection
+        stays open and the rest is read and dropped (uvicorn drops body bytes after the answer). With more,
+        an unknown amount, or a `100 Continue` never sent, it is closed after this answer, and the head
+        says so, so the client does not send its next request on it.
+        """
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started or not cycle.keep_alive or head.startswith(b"HTTP/1.1 100 "):
+            return head  # not this request's answer (one pipelined before it), a 100, or closing anyway
+        left: int | None = None
+        for name, value in self.scope["headers"]:
+            if name == b"content-length":
+                left = int(value) - self._body_seen if value.isdigit() else None
+        if not cycle.waiting_for_100_continue and left is not None and left <= MAX_DISCARDED_BODY:
+            return head
+        cycle.keep_alive = False  # uvicorn closes the connection once this answer is written
+        return head[:-2] + b"connection: close\r\n\r\n"
 
     def shutdown(self) -> None:
         # An idle keep-alive connection or a watch stream is cut at once: a TLS close would wait
