@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kubesat.api import protobuf
+from kubesat.apimachinery import protobuf
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 

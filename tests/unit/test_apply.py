@@ -1,4 +1,4 @@
-"""Server-side apply and managedFields tracking (kubesat.api.apply)."""
+"""Server-side apply and managedFields tracking (kubesat.apimachinery.apply)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kubesat.api.apply import (
+from kubesat.apimachinery.apply import (
     FieldSet,
     fields_of,
     from_fields_v1,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from kubesat import errors
-from kubesat.api import codec, requestinfo
+from kubesat.api import requestinfo
+from kubesat.apimachinery import codec
 from kubesat.api.tables import wants_table
-from kubesat.registry.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
-from kubesat.registry.table import human_duration
+from kubesat.apimachinery.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
+from kubesat.apimachinery.duration import human_duration
 
 
 @pytest.mark.parametrize("method,path,watch,expect", [

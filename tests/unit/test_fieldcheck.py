@@ -11,7 +11,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubesat.registry import fieldcheck, kinds, schema
+from kubesat.registry import kinds
+from kubesat.apimachinery import fieldcheck, schema
 
 SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 POD = "io.k8s.api.core.v1.Pod"

@@ -11,10 +11,11 @@ import orjson
 import pytest
 import yaml
 
-from kubesat.api import codec, liststream
+from kubesat.api import liststream
+from kubesat.apimachinery import codec
 from kubesat.api.tables import to_table
 from kubesat.registry.kinds import lookup_kind
-from kubesat.registry.selectors import parse_label_selector
+from kubesat.apimachinery.selectors import parse_label_selector
 from kubesat.registry.store import LIST_CHUNK, Registry
 from kubesat.registry.strategies import strategy_for
 from kubesat.storage.memory import MemoryStore

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from kubesat.api import openapi
-from kubesat.api.openapi_proto import encode_document
-from kubesat.api.protobuf import _varint
+from kubesat.apimachinery.openapi_proto import encode_document
+from kubesat.apimachinery.protobuf import _varint
 
 # The messages of github.com/google/gnostic-models openapiv2/OpenAPIv2.proto this test decodes, one a line:
 # "label type name = number" separated by ";". Written out here independently of the encoder's tables, so that a

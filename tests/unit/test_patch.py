@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubesat.api import patch as P
+from kubesat.apimachinery import patch as P
 from kubesat.errors import StatusError
 
 POD = "io.k8s.api.core.v1.Pod"

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kubesat.api import protobuf
-from kubesat.api.protobuf import MAGIC, ProtobufError, decode
+from kubesat.apimachinery import protobuf
+from kubesat.apimachinery.protobuf import MAGIC, ProtobufError, decode
 
 try:  # tests/unit may or may not be a package
     from .kubectl_capture import COMMANDS, FIXTURES, KUBECTL, write_request

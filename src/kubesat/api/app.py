@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
 from kubesat import errors, logs
-from kubesat.api import codec, requestinfo
+from kubesat.api import requestinfo
+from kubesat.apimachinery import codec
 from kubesat.auth.authn import AuthenticationFailed, RequestAuthenticator
 from kubesat.auth.authz import ALLOW, Attributes, Authorizer, forbidden_message
 from kubesat.auth.user import UserInfo

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from kubesat.api import codec
+from kubesat.apimachinery import codec
 from kubesat.api.tables import to_table
 from kubesat.registry.strategy import Strategy
 

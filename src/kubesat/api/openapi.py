@@ -10,9 +10,10 @@ from typing import Any
 
 import orjson
 
-from kubesat.api import openapi_proto
+from kubesat.apimachinery import openapi_proto
 from kubesat.api.discovery import parse_media_ranges
-from kubesat.registry import kinds, schema
+from kubesat.registry import kinds
+from kubesat.apimachinery import schema
 from kubesat.registry.kinds import ResourceInfo, Subresource
 
 SPEC_VERSION = "v1.32.0"

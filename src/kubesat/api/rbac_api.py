@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from kubesat import errors
-from kubesat.api import codec
+from kubesat.apimachinery import codec
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler
 from kubesat.auth import bootstrap_policy, escalation, reviews

@@ -14,15 +14,17 @@ from collections.abc import Awaitable, Callable, Iterator
 import orjson
 
 from kubesat import errors, limits
-from kubesat.api import apply as ssa
-from kubesat.api import codec, liststream, yamlproc
-from kubesat.api import patch as patching
+from kubesat.apimachinery import apply as ssa
+from kubesat.api import liststream
+from kubesat.apimachinery import codec, yamlproc
+from kubesat.apimachinery import patch as patching
 from kubesat.api.app import Handler, Request, Response, Stream, json_response
 from kubesat.api.requestinfo import RequestInfo
 from kubesat.api.tables import to_table, wants_table
-from kubesat.registry import fieldcheck, kinds
+from kubesat.registry import kinds
+from kubesat.apimachinery import fieldcheck
 from kubesat.registry.kinds import ResourceInfo
-from kubesat.registry.selectors import parse_field_selector, parse_label_selector
+from kubesat.apimachinery.selectors import parse_field_selector, parse_label_selector
 from kubesat.registry.store import DeleteOptions, ListStream, Registry
 from kubesat.registry.strategy import Strategy
 

@@ -6,7 +6,7 @@ import platform
 from typing import Any
 
 from kubesat import __version__, errors
-from kubesat.api import codec
+from kubesat.apimachinery import codec
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api import discovery, openapi
 

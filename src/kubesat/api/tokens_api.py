@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import orjson
 
 from kubesat import errors
-from kubesat.api import codec
+from kubesat.apimachinery import codec
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler
 from kubesat.auth.authn import AuthenticationFailed, RequestAuthenticator

@@ -14,7 +14,7 @@ from typing import Any
 
 from kubesat.auth.authz import ALLOW, NO_OPINION, Attributes
 from kubesat.auth.user import MASTERS, UserInfo
-from kubesat.registry.selectors import labels_match, selector_from_label_selector_object
+from kubesat.apimachinery.selectors import labels_match, selector_from_label_selector_object
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 SA_PREFIX = "system:serviceaccount:"

@@ -16,7 +16,7 @@ from kubesat.controllers.base import cancel, loads, resource_of_key, split_key, 
 from kubesat.controllers.events import EventRecorder
 
 from kubesat.registry.kinds import builtin_kind
-from kubesat.registry.selectors import parse_field_selector
+from kubesat.apimachinery.selectors import parse_field_selector
 from kubesat.registry.store import Registry
 
 log = logging.getLogger("kubesat.controllers.nodelifecycle")

@@ -17,7 +17,7 @@ from typing import Any
 from kubesat import errors
 from kubesat.controllers.base import cancel, resource_of_key, split_key, watch_in_background
 from kubesat.registry.kinds import builtin_kind
-from kubesat.registry.selectors import parse_field_selector
+from kubesat.apimachinery.selectors import parse_field_selector
 from kubesat.registry.store import DeleteOptions, Registry
 
 log = logging.getLogger("kubesat.controllers.podgc")

@@ -18,7 +18,7 @@ from kubesat.registry.meta import (
     validate_kube_finalizers,
 )
 from kubesat.registry.strategy import Strategy
-from kubesat.registry.table import age
+from kubesat.apimachinery.duration import age
 
 MAX_CONFIGMAP_SIZE = 1 * 1024 * 1024  # the same limit as Secrets
 IMMUTABLE_WHEN_SET = "field is immutable when `immutable` is set"

@@ -25,7 +25,7 @@ from kubesat.errors import (
 )
 from kubesat.registry.meta import age_column, as_dict, column, dns1123_label, dns1123_subdomain, field_doc, name_column
 from kubesat.registry.strategy import Strategy
-from kubesat.registry.table import age, human_duration
+from kubesat.apimachinery.duration import age, human_duration
 
 GROUP = "certificates.k8s.io"
 APPROVED, DENIED, FAILED = "Approved", "Denied", "Failed"

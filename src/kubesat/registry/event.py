@@ -9,7 +9,7 @@ from typing import Any
 from kubesat.errors import FieldError, invalid_value, required
 from kubesat.registry.meta import as_dict, column, dns1123_subdomain, field_doc, name_column, qualified_name
 from kubesat.registry.strategy import Strategy
-from kubesat.registry.table import human_duration
+from kubesat.apimachinery.duration import human_duration
 
 REPORTING_INSTANCE_LIMIT = 128
 ACTION_LIMIT = 128

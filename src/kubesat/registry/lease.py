@@ -8,7 +8,7 @@ from typing import Any
 from kubesat.errors import FieldError, invalid_value
 from kubesat.registry.meta import age_column, as_dict, column, field_doc, name_column
 from kubesat.registry.strategy import Strategy
-from kubesat.registry.table import age
+from kubesat.apimachinery.duration import age
 
 
 def _int(v: Any) -> int | None:

@@ -17,7 +17,7 @@ from typing import Any
 from collections.abc import Callable
 
 from kubesat.errors import FieldError, forbidden_field, invalid_value, required, too_long
-from kubesat.registry.schema import definitions
+from kubesat.apimachinery.schema import definitions
 
 # --------------------------------------------------------------------------------------------
 # Detail-message building blocks (same wording as Kubernetes)

@@ -17,7 +17,7 @@ from kubesat.registry.meta import (
     validate_kube_finalizers,
 )
 from kubesat.registry.strategy import Strategy
-from kubesat.registry.table import age
+from kubesat.apimachinery.duration import age
 
 # Every namespace carries its own name in this label (kube-apiserver sets it on create and update).
 NAME_LABEL = "kubernetes.io/metadata.name"

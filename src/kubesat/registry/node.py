@@ -21,7 +21,7 @@ from kubesat.registry.meta import (
     validate_kube_finalizers,
 )
 from kubesat.registry.strategy import Strategy, sync_dual_field
-from kubesat.registry.table import age
+from kubesat.apimachinery.duration import age
 
 ROLE_LABEL_PREFIX = "node-role.kubernetes.io/"
 ROLE_LABEL = "kubernetes.io/role"

@@ -21,7 +21,7 @@ from kubesat import errors
 from kubesat.errors import FieldError, duplicate, forbidden_field, invalid_value, not_supported, required
 from kubesat.registry.meta import GoValue, go_quote
 from kubesat.registry.strategy import Strategy, sync_dual_field
-from kubesat.registry.table import age, human_duration, parse_time
+from kubesat.apimachinery.duration import age, human_duration, parse_time
 
 MAX_INT32 = 2**31 - 1
 FILE_MODE_MSG = "must be a number between 0 and 0777 (octal), both inclusive"

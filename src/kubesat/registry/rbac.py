@@ -26,7 +26,7 @@ from kubesat.registry.meta import (
     validate_labels,
 )
 from kubesat.registry.strategy import Strategy
-from kubesat.registry.table import age
+from kubesat.apimachinery.duration import age
 
 GROUP = "rbac.authorization.k8s.io"
 SUBJECT_KINDS = ["ServiceAccount", "User", "Group"]

@@ -20,7 +20,7 @@ from kubesat.registry.meta import (
     validate_kube_finalizers,
 )
 from kubesat.registry.strategy import Strategy
-from kubesat.registry.table import age
+from kubesat.apimachinery.duration import age
 
 MAX_SECRET_SIZE = 1 * 1024 * 1024
 

@@ -31,7 +31,7 @@ from kubesat.registry.meta import (
     qualified_name,
 )
 from kubesat.registry.strategy import Strategy
-from kubesat.registry.table import age
+from kubesat.apimachinery.duration import age
 
 SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/12")
 KUBERNETES_SERVICE_IP = str(SERVICE_CIDR.network_address + 1)

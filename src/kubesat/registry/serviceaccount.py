@@ -8,7 +8,7 @@ from typing import Any
 from kubesat.errors import FieldError
 from kubesat.registry.meta import age_column, column, field_doc, name_column, validate_kube_finalizers
 from kubesat.registry.strategy import Strategy
-from kubesat.registry.table import age
+from kubesat.apimachinery.duration import age
 
 
 def _clean_secret_references(obj: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ import orjson
 from kubesat import errors, ids, limits
 from kubesat.registry import meta as meta_validation
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
-from kubesat.registry.selectors import (
+from kubesat.apimachinery.selectors import (
     FieldSelector,
     LabelSelector,
     fields_match,

@@ -13,7 +13,7 @@ from typing import Any
 
 from kubesat.errors import FieldError
 from kubesat.registry.kinds import ResourceInfo
-from kubesat.registry.table import age
+from kubesat.apimachinery.duration import age
 
 
 class Strategy:

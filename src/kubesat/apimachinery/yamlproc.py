@@ -1,7 +1,7 @@
 """YAML bodies become JSON in a helper process, so that parsing them never stalls the server.
 
 PyYAML can spend seconds on a few MiB of YAML, or on a few KiB nested deeply, much of it in C that never
-lets the event loop run. One long-lived helper (`python -m kubesat.api.yamlproc`, started with the server,
+lets the event loop run. One long-lived helper (`python -m kubesat.apimachinery.yamlproc`, started with the server,
 and again after one is killed) parses them on the other core; one that takes too long is killed and replaced.
 A body that is JSON (as kubectl's apply bodies are) skips the helper.
 
@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 
 from kubesat import errors, limits
-from kubesat.api import codec
-from kubesat.registry import fieldcheck
+from kubesat.apimachinery import codec
+from kubesat.apimachinery import fieldcheck
 
 log = logging.getLogger("kubesat.api")
 
@@ -72,7 +72,7 @@ class YamlHelper:
     async def _process(self) -> asyncio.subprocess.Process:
         if self._proc is None or self._proc.returncode is not None:
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kubesat.api.yamlproc",
+                sys.executable, "-m", "kubesat.apimachinery.yamlproc",
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
             )
         return self._proc

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, TypeGuard
 
 from kubesat import errors
-from kubesat.registry import schema as k8s_schema
+from kubesat.apimachinery import schema as k8s_schema
 
 __all__ = [
     "FieldSet",

@@ -9,7 +9,7 @@ import orjson
 import yaml
 
 from kubesat import errors, limits
-from kubesat.api import protobuf
+from kubesat.apimachinery import protobuf
 
 MAX_BODY = limits.MAX_REQUEST_BYTES
 # A YAML merge key (`<<: [*a, *b]`) copies entries; nested merges would double them at every level.

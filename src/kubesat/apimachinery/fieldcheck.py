@@ -9,7 +9,7 @@ from typing import Any
 from collections.abc import Callable
 
 from kubesat.errors import go_json_kind
-from kubesat.registry import schema
+from kubesat.apimachinery import schema
 
 _DEF = "#/definitions/"
 _INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"

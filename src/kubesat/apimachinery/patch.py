@@ -13,9 +13,9 @@ import jsonpatch
 import jsonpointer
 
 from kubesat import limits
-from kubesat.api.codec import replace_lone_surrogates
+from kubesat.apimachinery.codec import replace_lone_surrogates
 from kubesat.errors import StatusError, go_json_kind
-from kubesat.registry import schema as openapi
+from kubesat.apimachinery import schema as openapi
 
 # Strategic-merge-patch directive keys.
 PATCH_DIRECTIVE = "$patch"
