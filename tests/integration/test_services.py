@@ -1,5 +1,6 @@
 """Services, Endpoints and EndpointSlices against a real server: the `kubernetes` Service as a cluster has it,
-`kubectl create service` (protobuf bodies), ClusterIP and node port allocation, Kubernetes' refusals."""
+`kubectl create service` (protobuf bodies), ClusterIP and node port allocation, Kubernetes' refusals, and
+endpoints that follow the selected pods' readiness."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import pytest
 from kubernetes import client
 
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, wait_for
 
 NS = "default"
 
@@ -75,3 +76,63 @@ def test_services_are_refused_in_kubernetes_words(server: Server) -> None:
     assert "spec.ports: Required value" in out.stderr
     server.kubectl("create", "service", "clusterip", "headless", "--clusterip=None")
     assert json.loads(server.kubectl("get", "svc", "headless", "-o", "json").stdout)["spec"]["clusterIP"] == "None"
+
+
+def _set_pod_status(core: client.CoreV1Api, name: str, ip: str, ready: bool) -> None:
+    core.patch_namespaced_pod_status(name, "eps", {"status": {
+        "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}})
+
+
+def _addresses(core: client.CoreV1Api) -> tuple[list[str], list[str]]:
+    ep = core.read_namespaced_endpoints("web", "eps")
+    subsets = ep.subsets or []
+    return (sorted(a.ip for s in subsets for a in s.addresses or []),
+            sorted(a.ip for s in subsets for a in s.not_ready_addresses or []))
+
+
+def test_endpoints_and_slices_follow_the_pods_readiness(core: client.CoreV1Api, server: Server) -> None:
+    server.kubectl("create", "namespace", "eps")
+    server.kubectl("create", "service", "clusterip", "web", "--tcp=80:8080", "-n", "eps")  # selector app=web
+    for name in ("web-a", "web-b"):
+        core.create_namespaced_pod("eps", {"metadata": {"name": name, "labels": {"app": "web"}},
+                                           "spec": {"containers": [{"name": "c", "image": "nginx"}]}})
+    core.create_namespaced_pod("eps", {"metadata": {"name": "other", "labels": {"app": "other"}},
+                                       "spec": {"containers": [{"name": "c", "image": "nginx"}]}})
+    # No pod has an address yet: the Endpoints exist, empty, and one placeholder slice.
+    wait_for(lambda: _addresses(core) == ([], []), what="empty endpoints")
+    _set_pod_status(core, "web-a", "10.244.0.5", ready=True)
+    _set_pod_status(core, "web-b", "10.244.0.6", ready=False)
+    _set_pod_status(core, "other", "10.244.0.7", ready=True)
+    wait_for(lambda: _addresses(core) == (["10.244.0.5"], ["10.244.0.6"]), what="one ready, one not")
+    ep = core.read_namespaced_endpoints("web", "eps")
+    assert [(p.name, p.port, p.protocol) for p in ep.subsets[0].ports] == [("80-8080", 8080, "TCP")]
+    assert {a.target_ref.name for a in ep.subsets[0].addresses} == {"web-a"}
+
+    discovery = client.DiscoveryV1Api(core.api_client)
+
+    def slice_conditions() -> dict[str, bool]:
+        slices = discovery.list_namespaced_endpoint_slice("eps", label_selector="kubernetes.io/service-name=web").items
+        return {e.target_ref.name: e.conditions.ready for s in slices for e in s.endpoints or []}
+
+    wait_for(lambda: slice_conditions() == {"web-a": True, "web-b": False}, what="slice conditions")
+    slices = discovery.list_namespaced_endpoint_slice("eps", label_selector="kubernetes.io/service-name=web").items
+    assert len(slices) == 1 and slices[0].metadata.name.startswith("web-")
+    assert slices[0].metadata.owner_references[0].kind == "Service"
+    assert slices[0].metadata.labels["endpointslice.kubernetes.io/managed-by"] == "endpointslice-controller.k8s.io"
+    assert [(p.name, p.port) for p in slices[0].ports] == [("80-8080", 8080)]
+
+    # Readiness flips both ways; a deleted pod leaves.
+    _set_pod_status(core, "web-b", "10.244.0.6", ready=True)
+    _set_pod_status(core, "web-a", "10.244.0.5", ready=False)
+    wait_for(lambda: _addresses(core) == (["10.244.0.6"], ["10.244.0.5"]), what="readiness flipped")
+    core.delete_namespaced_pod("web-a", "eps", grace_period_seconds=0)
+    wait_for(lambda: _addresses(core) == (["10.244.0.6"], []), what="deleted pod removed")
+    wait_for(lambda: slice_conditions() == {"web-b": True}, what="deleted pod out of the slice")
+    table = server.kubectl("get", "endpoints", "web", "-n", "eps").stdout.split("\n")[1].split()
+    assert table[:2] == ["web", "10.244.0.6:8080"], table
+
+    # The Service's deletion takes its Endpoints (the controller) and its slices (the garbage collector).
+    server.kubectl("delete", "service", "web", "-n", "eps")
+    wait_for(lambda: not core.list_namespaced_endpoints("eps").items, what="endpoints deleted")
+    wait_for(lambda: not discovery.list_namespaced_endpoint_slice("eps").items, timeout=20, what="slices deleted")

@@ -19,6 +19,7 @@ from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
 from kubesat.controllers.csrapprover import CSRApprovingController
 from kubesat.controllers.csrsigner import CSRSigningController
 from kubesat.controllers.gc import GarbageCollector
+from kubesat.controllers.endpoints import EndpointsController
 from kubesat.controllers.kubernetesservice import KubernetesServiceController
 from kubesat.controllers.mirrorpod import MirrorPodPublisher
 from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
@@ -216,6 +217,7 @@ def controller_starters(
         startup_grace_period=opts.node_startup_grace_period)))
     starters.append(starter(lambda: PodGCController(registry)))
     starters.append(starter(lambda: KubernetesServiceController(registry, opts.external_address)))
+    starters.append(starter(lambda: EndpointsController(registry)))
     if opts.node_name:
         starters.append(starter(lambda: MirrorPodPublisher(registry, opts.node_name, opts.command_line,
                                                            opts.external_address)))
