@@ -31,7 +31,7 @@ def test_api_group_list_and_group() -> None:
     assert set(names) == {g for g in kinds.GROUP_ORDER if g}
     # kube-apiserver's group priorities: authentication > authorization > certificates > rbac > apiextensions
     # > coordination > discovery.
-    assert names == ["authentication.k8s.io", "authorization.k8s.io", "certificates.k8s.io",
+    assert names == ["authentication.k8s.io", "authorization.k8s.io", "batch", "certificates.k8s.io",
                      "rbac.authorization.k8s.io", "apiextensions.k8s.io", "coordination.k8s.io",
                      "discovery.k8s.io"]
     rbac = discovery.api_group("rbac.authorization.k8s.io")
@@ -146,3 +146,13 @@ def test_aggregated_groups() -> None:
 )
 def test_accept_wants_aggregated(accept: str, want: str | None) -> None:
     assert discovery.accept_wants_aggregated(accept) == want
+
+
+def test_batch_resource_list() -> None:
+    doc = discovery.api_resource_list("batch", "v1")
+    assert doc is not None and doc["groupVersion"] == "batch/v1"
+    by_name = {r["name"]: r for r in doc["resources"]}
+    assert sorted(by_name) == ["cronjobs", "cronjobs/status", "jobs", "jobs/status"]
+    assert by_name["cronjobs"]["shortNames"] == ["cj"] and by_name["cronjobs"]["categories"] == ["all"]
+    assert by_name["jobs"]["categories"] == ["all"] and "shortNames" not in by_name["jobs"]
+    assert by_name["jobs/status"]["verbs"] == ["get", "patch", "update"]

@@ -163,6 +163,16 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                       Subresource("status", "CertificateSigningRequest", ("get", "patch", "update"))),
         field_selectors=("spec.signerName",),
     ),
+    # batch/v1: Jobs and CronJobs (registry/batch.py; controllers/job.py and controllers/cronjob.py run them).
+    ResourceInfo(
+        "batch", "v1", "Job", "jobs", "job", True, categories=("all",),
+        subresources=(Subresource("status", "Job", ("get", "patch", "update")),),
+        field_selectors=("status.successful",),
+    ),
+    ResourceInfo(
+        "batch", "v1", "CronJob", "cronjobs", "cronjob", True, short_names=("cj",), categories=("all",),
+        subresources=(Subresource("status", "CronJob", ("get", "patch", "update")),),
+    ),
     # kubesat has no custom resources; the (always empty) list is served because kubectl asks for it
     # before it validates a kind client-side (kubectl create -f of a review kind).
     ResourceInfo("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
@@ -175,6 +185,7 @@ GROUP_ORDER: tuple[str, ...] = (
     "",
     "authentication.k8s.io",
     "authorization.k8s.io",
+    "batch",
     "certificates.k8s.io",
     "coordination.k8s.io",
     "discovery.k8s.io",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kubesat.registry.batch import CronJobStrategy, JobStrategy
 from kubesat.registry.configmap import ConfigMapStrategy
 from kubesat.registry.csr import CertificateSigningRequestStrategy
 from kubesat.registry.event import EventStrategy
@@ -38,6 +39,8 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ClusterRoleBindingStrategy,
     ("coordination.k8s.io/v1", "Lease"): LeaseStrategy,
     ("certificates.k8s.io/v1", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
+    ("batch/v1", "Job"): JobStrategy,
+    ("batch/v1", "CronJob"): CronJobStrategy,
 }
 
 
