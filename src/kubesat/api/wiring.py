@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubesat import errors
-from kubesat.api import node_api, rbac_api, services_api, streams, tokens_api
+from kubesat.api import eviction_api, node_api, rbac_api, services_api, streams, tokens_api
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler, status_success
 from kubesat.auth.admission import admit_pod_create
@@ -18,6 +18,7 @@ from kubesat.auth.bootstrap import BootstrapTokenAuthenticator
 from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
 from kubesat.controllers.csrapprover import CSRApprovingController
 from kubesat.controllers.csrsigner import CSRSigningController
+from kubesat.controllers.disruption import DisruptionController
 from kubesat.controllers.gc import GarbageCollector
 from kubesat.controllers.endpoints import EndpointsController
 from kubesat.controllers.kubernetesservice import KubernetesServiceController
@@ -102,6 +103,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
     resources.create_handlers[("authentication.k8s.io", "selfsubjectreviews", "")] = self_subject_review
     _install_binding(resources, registry)
     services_api.install(resources, registry)
+    eviction_api.install(resources, registry)
     _install_csr(app, resources)
     _install_tokens(app, resources, registry, opts, pki)
     app.state["rbac"] = rbac_api.install(app, resources, registry)
@@ -218,6 +220,7 @@ def controller_starters(
     starters.append(starter(lambda: PodGCController(registry)))
     starters.append(starter(lambda: KubernetesServiceController(registry, opts.external_address)))
     starters.append(starter(lambda: EndpointsController(registry)))
+    starters.append(starter(lambda: DisruptionController(registry)))
     if opts.node_name:
         starters.append(starter(lambda: MirrorPodPublisher(registry, opts.node_name, opts.command_line,
                                                            opts.external_address)))

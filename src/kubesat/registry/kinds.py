@@ -114,7 +114,8 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo(
         "", "v1", "Pod", "pods", "pod", True, short_names=("po",), categories=("all",),
         subresources=(Subresource("status", "Pod", ("get", "patch", "update")),
-                      Subresource("binding", "Binding", ("create",))),
+                      Subresource("binding", "Binding", ("create",)),
+                      Subresource("eviction", "Eviction", ("create",), "policy", "v1")),
         field_selectors=("spec.nodeName", "spec.serviceAccountName", "spec.restartPolicy",
                          "spec.schedulerName", "status.phase", "status.podIP", "status.nominatedNodeName"),
     ),
@@ -173,6 +174,12 @@ RESOURCES: tuple[ResourceInfo, ...] = (
         "batch", "v1", "CronJob", "cronjobs", "cronjob", True, short_names=("cj",), categories=("all",),
         subresources=(Subresource("status", "CronJob", ("get", "patch", "update")),),
     ),
+    # policy/v1: disruption budgets (controllers/disruption.py keeps their status; pods/eviction honours them).
+    ResourceInfo(
+        "policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", True,
+        short_names=("pdb",),
+        subresources=(Subresource("status", "PodDisruptionBudget", ("get", "patch", "update")),),
+    ),
     # kubesat has no custom resources; the (always empty) list is served because kubectl asks for it
     # before it validates a kind client-side (kubectl create -f of a review kind).
     ResourceInfo("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
@@ -189,6 +196,7 @@ GROUP_ORDER: tuple[str, ...] = (
     "certificates.k8s.io",
     "coordination.k8s.io",
     "discovery.k8s.io",
+    "policy",
     "rbac.authorization.k8s.io",
     "apiextensions.k8s.io",
 )

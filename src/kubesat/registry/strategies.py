@@ -16,6 +16,7 @@ from kubesat.registry.rbac import (
     RoleBindingStrategy,
     RoleStrategy,
 )
+from kubesat.registry.policy import PodDisruptionBudgetStrategy
 from kubesat.registry.secret import SecretStrategy
 from kubesat.registry.service import EndpointSliceStrategy, EndpointsStrategy, ServiceStrategy
 from kubesat.registry.serviceaccount import ServiceAccountStrategy
@@ -38,6 +39,7 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): RoleBindingStrategy,
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ClusterRoleBindingStrategy,
     ("coordination.k8s.io/v1", "Lease"): LeaseStrategy,
+    ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudgetStrategy,
     ("certificates.k8s.io/v1", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
     ("batch/v1", "Job"): JobStrategy,
     ("batch/v1", "CronJob"): CronJobStrategy,
