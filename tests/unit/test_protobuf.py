@@ -145,7 +145,7 @@ def _value(kind: int, ref: Any, v: Any) -> tuple[int, bytes]:
         return 2, _key(1, 0) + _varint(0) + _key(2, 0) + _varint(v) + _ld(3, b"")
     if kind == P.QUANTITY:
         return 2, _ld(1, v.encode())
-    if kind == P.FIELDSV1:
+    if kind in (P.FIELDSV1, P.RAWEXTENSION):
         return 2, _ld(1, json.dumps(v).encode())
     if kind == P.EXTRA:
         return 2, b"".join(_ld(1, s.encode()) for s in v)
@@ -526,8 +526,8 @@ def test_malformed(body, message):
 
 
 def test_unknown_kind_names_it():
-    with pytest.raises(ProtobufError, match='apiVersion "apps/v1", kind "Deployment"'):
-        decode(envelope("apps/v1", "Deployment", b""))
+    with pytest.raises(ProtobufError, match='apiVersion "storage.k8s.io/v1", kind "StorageClass"'):
+        decode(envelope("storage.k8s.io/v1", "StorageClass", b""))
     with pytest.raises(ProtobufError, match='apiVersion "", kind ""'):
         decode(MAGIC)
 
@@ -690,7 +690,7 @@ def _strategy(kind: int, ref: Any, ptr: bool, depth: int) -> st.SearchStrategy[A
         return _INT32 | _TEXT
     if kind == P.QUANTITY:
         return st.sampled_from(["1", "250m", "64Mi", "1.5Gi", "2e3"])
-    if kind == P.FIELDSV1:
+    if kind in (P.FIELDSV1, P.RAWEXTENSION):
         return st.dictionaries(st.text(max_size=4), st.just({}), min_size=1, max_size=2)
     if kind == P.EXTRA:
         return st.lists(_TEXT, max_size=3)
@@ -734,6 +734,12 @@ ROUND_TRIP = [
     ("authorization.k8s.io/v1", "SubjectAccessReview", "authorization.v1.SubjectAccessReview"),
     ("coordination.k8s.io/v1", "Lease", "coordination.v1.Lease"),
     ("meta.k8s.io/v1", "DeleteOptions", "meta.v1.DeleteOptions"),
+    ("apps/v1", "Deployment", "apps.v1.Deployment"),
+    ("apps/v1", "ControllerRevision", "apps.v1.ControllerRevision"),
+    ("batch/v1", "CronJob", "batch.v1.CronJob"),
+    ("policy/v1", "PodDisruptionBudget", "policy.v1.PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "Ingress", "networking.v1.Ingress"),
+    ("v1", "PersistentVolume", "core.v1.PersistentVolume"),
 ]
 
 
