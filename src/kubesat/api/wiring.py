@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubesat import errors
-from kubesat.api import eviction_api, node_api, rbac_api, services_api, streams, tokens_api
+from kubesat.api import eviction_api, node_api, rbac_api, scale_api, services_api, streams, tokens_api
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler, status_success
 from kubesat.auth.admission import admit_pod_create
@@ -18,6 +18,7 @@ from kubesat.auth.bootstrap import BootstrapTokenAuthenticator
 from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
 from kubesat.controllers.csrapprover import CSRApprovingController
 from kubesat.controllers.csrsigner import CSRSigningController
+from kubesat.controllers.deployment import DeploymentController
 from kubesat.controllers.disruption import DisruptionController
 from kubesat.controllers.gc import GarbageCollector
 from kubesat.controllers.endpoints import EndpointsController
@@ -26,6 +27,7 @@ from kubesat.controllers.mirrorpod import MirrorPodPublisher
 from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
 from kubesat.controllers.nodelifecycle import NodeLifecycleController
 from kubesat.controllers.podgc import PodGCController
+from kubesat.controllers.replicaset import ReplicaSetController
 from kubesat.controllers.scheduler import Scheduler, bind_pod
 from kubesat.controllers.tokencleaner import TokenCleaner
 from kubesat.controllers.tokens import TokensController
@@ -103,6 +105,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
     resources.create_handlers[("authentication.k8s.io", "selfsubjectreviews", "")] = self_subject_review
     _install_binding(resources, registry)
     services_api.install(resources, registry)
+    scale_api.install(resources, registry)
     eviction_api.install(resources, registry)
     _install_csr(app, resources)
     _install_tokens(app, resources, registry, opts, pki)
@@ -218,6 +221,8 @@ def controller_starters(
         registry, grace_period=opts.node_monitor_grace_period,
         startup_grace_period=opts.node_startup_grace_period)))
     starters.append(starter(lambda: PodGCController(registry)))
+    starters.append(starter(lambda: ReplicaSetController(registry)))
+    starters.append(starter(lambda: DeploymentController(registry)))
     starters.append(starter(lambda: KubernetesServiceController(registry, opts.external_address)))
     starters.append(starter(lambda: EndpointsController(registry)))
     starters.append(starter(lambda: DisruptionController(registry)))

@@ -1,0 +1,256 @@
+"""What the workload controllers (ReplicaSet, Deployment) share: the apps kinds, pod state, owner references and
+a keyed work queue with delayed re-adds."""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubesat.controllers.base import cancel
+from kubesat.apimachinery.selectors import labels_match, selector_from_label_selector_object
+from kubesat import errors
+from kubesat.registry.kinds import ResourceInfo, lookup_kind
+from kubesat.registry.store import Registry
+
+log = logging.getLogger("kubesat.controllers.workload")
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+def apps_kind(kind: str, plural: str) -> ResourceInfo:
+    """The served apps/v1 kind; a stand-in with the same storage layout while the table does not list it."""
+    info = lookup_kind("apps/v1", kind)
+    if info is not None:
+        return info
+    return ResourceInfo("apps", "v1", kind, plural, kind.lower(), True)
+
+
+def d(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def lst(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def as_int(v: Any, default: int = 0) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else default
+
+
+def parse_time(value: Any) -> float | None:
+    """Seconds since the epoch of an RFC 3339 timestamp as the API writes them (UTC, optional fraction)."""
+    if not isinstance(value, str) or len(value) < 20:
+        return None
+    try:
+        base = time.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+    frac = 0.0
+    if value[19] == ".":
+        digits = value[20:].rstrip("Z")
+        if digits.isdigit():
+            frac = float("0." + digits)
+    return calendar.timegm(base) + frac
+
+
+# ------------------------------------------------------------------------------------------------ selectors
+
+def selector_matches(selector: Any, labels: Any) -> bool:
+    """A metav1.LabelSelector against labels; an empty or missing selector selects nothing, as the workload
+    controllers treat it (the API refuses one anyway)."""
+    sel = d(selector)
+    if not sel.get("matchLabels") and not sel.get("matchExpressions"):
+        return False
+    return labels_match(selector_from_label_selector_object(sel), d(labels))
+
+
+# ------------------------------------------------------------------------------------------------ owners
+
+def controller_ref(obj: dict[str, Any]) -> dict[str, Any] | None:
+    for ref in lst(d(obj.get("metadata")).get("ownerReferences")):
+        if d(ref).get("controller") is True:
+            return d(ref)
+    return None
+
+
+def owner_reference(owner: dict[str, Any], api_version: str, kind: str) -> dict[str, Any]:
+    meta = d(owner.get("metadata"))
+    return {"apiVersion": api_version, "kind": kind, "name": meta.get("name", ""), "uid": meta.get("uid", ""),
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    ref = controller_ref(obj)
+    return ref is not None and ref.get("uid") == uid
+
+
+@dataclass
+class Claim:
+    """An owner's dependents after claiming: those it keeps, the orphans to adopt, its own to release."""
+
+    owned: list[dict[str, Any]] = field(default_factory=list)
+    adopt: list[dict[str, Any]] = field(default_factory=list)
+    release: list[dict[str, Any]] = field(default_factory=list)
+
+
+def claim(owner: dict[str, Any], objs: list[dict[str, Any]]) -> Claim:
+    """ControllerRefManager's claim: the owner keeps its dependents that still match its selector, adopts
+    matching orphans and releases its dependents that no longer match (neither while it is being deleted)."""
+    meta = d(owner.get("metadata"))
+    uid, deleting = meta.get("uid"), bool(meta.get("deletionTimestamp"))
+    selector = d(owner.get("spec")).get("selector")
+    out = Claim()
+    for obj in objs:
+        ref = controller_ref(obj)
+        ometa = d(obj.get("metadata"))
+        matches = selector_matches(selector, ometa.get("labels"))
+        if ref is not None:
+            if ref.get("uid") != uid:
+                continue
+            if matches:
+                out.owned.append(obj)
+            elif not deleting:
+                out.release.append(obj)
+        elif matches and not deleting and not ometa.get("deletionTimestamp"):
+            out.adopt.append(obj)
+    return out
+
+
+async def adopt(registry: Registry, info: ResourceInfo, obj: dict[str, Any], ref: dict[str, Any]) -> bool:
+    """Make `ref` the controller of `obj`, unless it has gained one meanwhile; False when not adopted."""
+    meta = obj["metadata"]
+
+    def mutate(current: dict[str, Any]) -> dict[str, Any]:
+        if controller_ref(current) is not None:
+            raise errors.conflict(info.plural, meta["name"], "the object already has a controller", info.group)
+        current["metadata"]["ownerReferences"] = lst(current["metadata"].get("ownerReferences")) + [ref]
+        return current
+
+    try:
+        updated, _ = await registry.guaranteed_update(info, meta.get("namespace", ""), meta["name"], mutate)
+    except errors.StatusError as e:
+        log.info("adopting %s %s: %s", info.kind, meta["name"], e.message)
+        return False
+    obj.clear()
+    obj.update(updated)
+    return True
+
+
+async def release(registry: Registry, info: ResourceInfo, obj: dict[str, Any], owner_uid: str) -> None:
+    """Drop the owner's reference from a dependent that no longer matches its selector."""
+    meta = obj["metadata"]
+
+    def mutate(current: dict[str, Any]) -> dict[str, Any]:
+        refs = [r for r in lst(current["metadata"].get("ownerReferences")) if d(r).get("uid") != owner_uid]
+        if refs:
+            current["metadata"]["ownerReferences"] = refs
+        else:
+            current["metadata"].pop("ownerReferences", None)
+        return current
+
+    try:
+        await registry.guaranteed_update(info, meta.get("namespace", ""), meta["name"], mutate)
+    except errors.StatusError as e:
+        if e.code != 404:
+            log.info("releasing %s %s: %s", info.kind, meta["name"], e.message)
+
+
+# ------------------------------------------------------------------------------------------------ pods
+
+def is_active(pod: dict[str, Any]) -> bool:
+    """Counts toward a ReplicaSet: not being deleted, not finished."""
+    if d(pod.get("metadata")).get("deletionTimestamp"):
+        return False
+    return d(pod.get("status")).get("phase") not in ("Succeeded", "Failed")
+
+
+def ready_since(pod: dict[str, Any]) -> float | None:
+    """When the pod's Ready condition turned True (None: not ready); a Ready without a time counts as long ago."""
+    for c in lst(d(pod.get("status")).get("conditions")):
+        c = d(c)
+        if c.get("type") == "Ready":
+            if c.get("status") != "True":
+                return None
+            t = parse_time(c.get("lastTransitionTime"))
+            return 0.0 if t is None else t
+    return None
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    return ready_since(pod) is not None
+
+
+def is_available(pod: dict[str, Any], min_ready_seconds: int, now: float) -> bool:
+    """Ready for at least minReadySeconds (podutil.IsPodAvailable)."""
+    since = ready_since(pod)
+    if since is None:
+        return False
+    return min_ready_seconds <= 0 or since + min_ready_seconds <= now
+
+
+def available_in(pod: dict[str, Any], min_ready_seconds: int, now: float) -> float | None:
+    """Seconds until a ready pod becomes available (None when it is not ready or already available)."""
+    since = ready_since(pod)
+    if since is None or min_ready_seconds <= 0:
+        return None
+    left = since + min_ready_seconds - now
+    return left if left > 0 else None
+
+
+# ------------------------------------------------------------------------------------------------ work queue
+
+class WorkQueue:
+    """Keys to sync, each at most once in the queue; a key added while it is being synced is synced again after."""
+
+    def __init__(self, sync: Callable[[Key], Awaitable[None]], name: str) -> None:
+        self.sync = sync
+        self.name = name
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._worker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._work())
+
+    async def stop(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+        await cancel(self._worker)
+
+    def add(self, key: Key) -> None:
+        if key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def add_after(self, key: Key, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self.add(key)
+
+        handle = loop.call_later(max(delay, 0.0), fire)
+        self._timers.add(handle)
+
+    def pending(self) -> int:
+        return len(self._queued)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            try:
+                await self.sync(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad object must not stop the controller; retry it later
+                log.exception("%s: error syncing %s/%s", self.name, key[0], key[1])
+                self.add_after(key, 1.0)
