@@ -16,12 +16,14 @@ from kubesat.auth.admission import admit_pod_create
 from kubesat.auth.authz import ALLOW, Attributes
 from kubesat.auth.bootstrap import BootstrapTokenAuthenticator
 from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
+from kubesat.controllers.cronjob import CronJobController
 from kubesat.controllers.csrapprover import CSRApprovingController
 from kubesat.controllers.csrsigner import CSRSigningController
 from kubesat.controllers.deployment import DeploymentController
 from kubesat.controllers.disruption import DisruptionController
 from kubesat.controllers.gc import GarbageCollector
 from kubesat.controllers.endpoints import EndpointsController
+from kubesat.controllers.job import JobController
 from kubesat.controllers.kubernetesservice import KubernetesServiceController
 from kubesat.controllers.mirrorpod import MirrorPodPublisher
 from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
@@ -223,6 +225,8 @@ def controller_starters(
     starters.append(starter(lambda: PodGCController(registry)))
     starters.append(starter(lambda: ReplicaSetController(registry)))
     starters.append(starter(lambda: DeploymentController(registry)))
+    starters.append(starter(lambda: JobController(registry)))
+    starters.append(starter(lambda: CronJobController(registry)))
     starters.append(starter(lambda: KubernetesServiceController(registry, opts.external_address)))
     starters.append(starter(lambda: EndpointsController(registry)))
     starters.append(starter(lambda: DisruptionController(registry)))

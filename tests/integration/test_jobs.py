@@ -1,0 +1,223 @@
+"""Jobs and CronJobs against a real server and a real agent running pods as processes: a Job whose pods exit 0
+completes (`kubectl wait --for=condition=complete`), one whose pods exit 1 fails once its backoffLimit is spent,
+an Indexed Job hands each pod its index, `kubectl get` shows Kubernetes' columns, a bad Job is refused with
+Kubernetes' message, a CronJob fires on the server's (shifted) clock, and `kubectl create job --from=cronjob/`
+makes a Job the server accepts and runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from kubesat.agent.runtime.process import runtime_available
+
+from .conftest import Server, start_server, wait_for
+
+NODE = "batch-n1"
+CLOCKSHIFT = Path(__file__).resolve().parent / "clockshift"
+
+pytestmark = pytest.mark.skipif(runtime_available() is not None, reason=f"no process runtime: {runtime_available()}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose wall clock the test can move forward (clockshift), with a process-runtime agent."""
+    tmp = tmp_path_factory.mktemp("batch")
+    offset = tmp / "clock-offset"
+    offset.write_text("0")
+    env = dict(os.environ, KUBESAT_TEST_CLOCK_OFFSET_FILE=str(offset),
+               PYTHONPATH=os.pathsep.join(p for p in (str(CLOCKSHIFT), os.environ.get("PYTHONPATH")) if p))
+    srv = start_server(tmp / "data", env=env)
+    kubeconfig = tmp / "node.kubeconfig"
+    kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", NODE,
+                                           "--data-dir", str(srv.data_dir)], capture_output=True,
+                                          check=True).stdout)
+    log = (tmp / "agent.log").open("wb")
+    agent = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
+                              "--node-name", NODE, "--root", str(tmp / "root"), "--runtime", "process",
+                              "--service-relay-port", "0", "--port", "0", "--hide-path", str(srv.data_dir)],
+                             stderr=log)
+    try:
+        wait_for(lambda: '"Ready"' in srv.kubectl("get", "node", NODE, "-o", "json", check=False).stdout, 30,
+                 "the agent's node")
+        yield srv
+    finally:
+        agent.terminate()
+        agent.wait(timeout=20)
+        log.close()
+        srv.stop()
+
+
+def _job_yaml(name: str, script: str, extra: str = "") -> str:
+    return f"""
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: {name}, namespace: default}}
+spec:
+{extra}
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: work
+        image: busybox
+        command: ["/bin/sh", "-c", {json.dumps(script)}]
+"""
+
+
+def _get(server: Server, kind: str, name: str) -> dict:
+    return json.loads(server.kubectl("get", kind, name, "-o", "json").stdout)
+
+
+def _events(server: Server, name: str) -> list[dict]:
+    out = server.kubectl("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json")
+    return json.loads(out.stdout)["items"]
+
+
+def _slowly(pred):  # type: ignore[no-untyped-def]
+    """A predicate that runs kubectl, polled gently (the machine is shared)."""
+    def check():  # type: ignore[no-untyped-def]
+        value = pred()
+        if not value:
+            time.sleep(0.4)
+        return value
+    return check
+
+
+def test_a_job_runs_its_pods_to_completion(server: Server) -> None:
+    server.kubectl("apply", "-f", "-", input=_job_yaml("ok", "exit 0", "  completions: 2\n  parallelism: 2"))
+    server.kubectl("wait", "--for=condition=complete", "job/ok", "--timeout=90s", timeout=100)
+    job = _get(server, "job", "ok")
+    status = job["status"]
+    assert status["succeeded"] == 2 and status.get("failed", 0) == 0 and status["active"] == 0
+    assert [c["type"] for c in status["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+    assert status["conditions"][1]["reason"] == "CompletionsReached"
+    assert status["startTime"] <= status["completionTime"]
+    uid = job["metadata"]["uid"]
+    assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    pods = json.loads(server.kubectl("get", "pods", "-l", "job-name=ok", "-o", "json").stdout)["items"]
+    assert len(pods) == 2 and all(p["status"]["phase"] == "Succeeded" for p in pods)
+    owner = pods[0]["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == ("Job", "ok", uid, True)
+    reasons = [(e["reason"], e["message"]) for e in _events(server, "ok")]
+    assert ("Completed", "Job completed") in reasons
+    assert sum(1 for r, m in reasons if r == "SuccessfulCreate" and m.startswith("Created pod: ok-")) == 2
+    table = server.kubectl("get", "jobs").stdout.splitlines()
+    assert table[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    row = next(line.split() for line in table[1:] if line.startswith("ok "))
+    assert row[1:3] == ["Complete", "2/2"]
+
+
+def test_a_failing_job_exhausts_its_backoff_limit(server: Server) -> None:
+    server.kubectl("apply", "-f", "-", input=_job_yaml("bad", "exit 1", "  backoffLimit: 1"))
+    server.kubectl("wait", "--for=condition=failed", "job/bad", "--timeout=90s", timeout=100)
+    status = _get(server, "job", "bad")["status"]
+    assert status["failed"] == 2 and status.get("succeeded", 0) == 0
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert (failed["reason"], failed["message"]) == ("BackoffLimitExceeded", "Job has reached the specified backoff "
+                                                                             "limit")
+    assert any(c["type"] == "FailureTarget" for c in status["conditions"])
+    warnings = [(e["type"], e["reason"], e["message"]) for e in _events(server, "bad")]
+    assert ("Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit") in warnings
+    row = next(line.split() for line in server.kubectl("get", "jobs").stdout.splitlines() if line.startswith("bad "))
+    assert row[1:3] == ["Failed", "0/1"]
+
+
+def test_an_indexed_job_gives_each_pod_its_index(server: Server, api: client.ApiClient) -> None:
+    script = 'test "$JOB_COMPLETION_INDEX" = "$(hostname | sed s/^idx-//)"'
+    server.kubectl("apply", "-f", "-", input=_job_yaml("idx", script, "  completions: 3\n  parallelism: 3\n"
+                                                                       "  completionMode: Indexed"))
+    server.kubectl("wait", "--for=condition=complete", "job/idx", "--timeout=90s", timeout=100)
+    job = client.BatchV1Api(api).read_namespaced_job_status("idx", "default")
+    assert job.status.completed_indexes == "0-2" and job.status.succeeded == 3
+    pods = json.loads(server.kubectl("get", "pods", "-l", "job-name=idx", "-o", "json").stdout)["items"]
+    indexes = sorted(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for p in pods)
+    assert indexes == ["0", "1", "2"]
+
+
+def test_a_bad_job_is_refused_with_kubernetes_words(server: Server) -> None:
+    manifest = _job_yaml("always", "exit 0").replace("restartPolicy: Never", "restartPolicy: Always")
+    out = server.kubectl("apply", "-f", "-", input=manifest, check=False)
+    assert out.returncode != 0
+    assert 'spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: "OnFailure", "Never"' \
+        in out.stderr
+    out = server.kubectl("create", "cronjob", "odd", "--image=busybox", "--schedule=61 * * * *", check=False)
+    assert out.returncode != 0 and 'spec.schedule: Invalid value: "61 * * * *"' in out.stderr
+
+
+def _cronjob_yaml(name: str, schedule: str, suspend: bool = False) -> str:
+    return f"""
+apiVersion: batch/v1
+kind: CronJob
+metadata: {{name: {name}, namespace: default}}
+spec:
+  schedule: "{schedule}"
+  suspend: {str(suspend).lower()}
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          terminationGracePeriodSeconds: 2
+          containers:
+          - name: tick
+            image: busybox
+            command: ["/bin/sh", "-c", "exit 0"]
+"""
+
+
+def test_kubectl_create_job_from_a_cronjob(server: Server) -> None:
+    server.kubectl("apply", "-f", "-", input=_cronjob_yaml("nightly", "0 3 * * *", suspend=True))
+    cj = _get(server, "cronjob", "nightly")
+    assert cj["spec"]["concurrencyPolicy"] == "Allow" and cj["spec"]["successfulJobsHistoryLimit"] == 3
+    server.kubectl("create", "job", "by-hand", "--from=cronjob/nightly")
+    job = _get(server, "job", "by-hand")
+    assert job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
+    owner = job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("CronJob", "nightly", cj["metadata"]["uid"])
+    server.kubectl("wait", "--for=condition=complete", "job/by-hand", "--timeout=90s", timeout=100)
+    table = server.kubectl("get", "cronjobs").stdout.splitlines()
+    assert table[0].split() == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"]
+    row = next(line for line in table[1:] if line.startswith("nightly "))
+    assert row.split()[1:9] == ["0", "3", "*", "*", "*", "<none>", "True", "0"]
+
+
+def _shift_server_clock(server: Server, seconds: float) -> None:
+    (server.data_dir.parent / "clock-offset").write_text(f"{seconds:.3f}")
+    server.proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.3)
+
+
+def test_a_cronjob_fires_on_the_servers_clock(server: Server) -> None:
+    # Move the server's clock to 3 s before the next minute: an every-minute CronJob created now fires then.
+    now = time.time()
+    _shift_server_clock(server, 60 - now % 60 - 3)
+    server.kubectl("apply", "-f", "-", input=_cronjob_yaml("every-minute", "* * * * *"))
+    cj = _get(server, "cronjob", "every-minute")
+    jobs = wait_for(_slowly(lambda: json.loads(server.kubectl("get", "jobs", "-o", "json").stdout)["items"]
+                            if any(j["metadata"]["name"].startswith("every-minute-") for j in
+                                   json.loads(server.kubectl("get", "jobs", "-o", "json").stdout)["items"])
+                            else None), 30, "the CronJob's first Job")
+    job = next(j for j in jobs if j["metadata"]["name"].startswith("every-minute-"))
+    minutes = int(job["metadata"]["name"].rsplit("-", 1)[1])
+    assert job["metadata"]["ownerReferences"][0]["uid"] == cj["metadata"]["uid"]
+    scheduled = job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+    assert scheduled == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(minutes * 60))
+    name = job["metadata"]["name"]
+    server.kubectl("wait", "--for=condition=complete", f"job/{name}", "--timeout=90s", timeout=100)
+    status = wait_for(_slowly(lambda: (s := _get(server, "cronjob", "every-minute").get("status", {}))
+                              .get("lastSuccessfulTime") and s), 30, "lastSuccessfulTime")
+    assert status["lastScheduleTime"] == scheduled and not status.get("active")
+    reasons = [(e["reason"], e["message"]) for e in _events(server, "every-minute")]
+    assert ("SuccessfulCreate", f"Created job {name}") in reasons
+    assert ("SawCompletedJob", f"Saw completed job: {name}, condition: Complete") in reasons
