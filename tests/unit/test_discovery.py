@@ -31,8 +31,8 @@ def test_api_group_list_and_group() -> None:
     assert set(names) == {g for g in kinds.GROUP_ORDER if g}
     # kube-apiserver's group priorities: authentication > authorization > certificates > rbac > apiextensions
     # > coordination > discovery.
-    assert names == ["authentication.k8s.io", "authorization.k8s.io", "batch", "certificates.k8s.io",
-                     "rbac.authorization.k8s.io", "apiextensions.k8s.io", "coordination.k8s.io",
+    assert names == ["apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "certificates.k8s.io",
+                     "policy", "rbac.authorization.k8s.io", "apiextensions.k8s.io", "coordination.k8s.io",
                      "discovery.k8s.io"]
     rbac = discovery.api_group("rbac.authorization.k8s.io")
     assert rbac == {
@@ -69,6 +69,24 @@ def test_core_resource_list() -> None:
     assert by_name["pods"]["storageVersionHash"] == "xPOwRZ+Yhw8="
     assert by_name["namespaces"]["verbs"] == ["create", "delete", "get", "list", "patch", "update", "watch"]
     assert by_name["namespaces/finalize"]["verbs"] == ["update"]
+
+
+def test_apps_resource_list() -> None:
+    doc = discovery.api_resource_list("apps", "v1")
+    assert doc is not None and doc["groupVersion"] == "apps/v1"
+    by_name = {r["name"]: r for r in doc["resources"]}
+    assert sorted(by_name) == [
+        "controllerrevisions", "daemonsets", "daemonsets/status", "deployments", "deployments/scale",
+        "deployments/status", "replicasets", "replicasets/scale", "replicasets/status", "statefulsets",
+        "statefulsets/scale", "statefulsets/status"]
+    assert by_name["deployments"]["shortNames"] == ["deploy"] and by_name["deployments"]["categories"] == ["all"]
+    assert by_name["deployments"]["storageVersionHash"] == discovery.storage_version_hash("apps", "v1", "Deployment")
+    assert by_name["deployments/scale"] == {
+        "name": "deployments/scale", "singularName": "", "namespaced": True, "group": "autoscaling",
+        "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}
+    assert [by_name[n]["shortNames"] for n in ("replicasets", "statefulsets", "daemonsets")] == \
+        [["rs"], ["sts"], ["ds"]]
+    assert "shortNames" not in by_name["controllerrevisions"]
 
 
 def test_group_resource_list() -> None:

@@ -180,6 +180,28 @@ RESOURCES: tuple[ResourceInfo, ...] = (
         short_names=("pdb",),
         subresources=(Subresource("status", "PodDisruptionBudget", ("get", "patch", "update")),),
     ),
+    # apps/v1 workloads (registry/apps.py); scale answers an autoscaling/v1 Scale (api/scale_api.py).
+    ResourceInfo(
+        "apps", "v1", "Deployment", "deployments", "deployment", True, short_names=("deploy",), categories=("all",),
+        subresources=(Subresource("scale", "Scale", ("get", "patch", "update"), "autoscaling", "v1"),
+                      Subresource("status", "Deployment", ("get", "patch", "update"))),
+    ),
+    ResourceInfo(
+        "apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, short_names=("rs",), categories=("all",),
+        subresources=(Subresource("scale", "Scale", ("get", "patch", "update"), "autoscaling", "v1"),
+                      Subresource("status", "ReplicaSet", ("get", "patch", "update"))),
+        field_selectors=("status.replicas",),
+    ),
+    ResourceInfo(
+        "apps", "v1", "StatefulSet", "statefulsets", "statefulset", True, short_names=("sts",), categories=("all",),
+        subresources=(Subresource("scale", "Scale", ("get", "patch", "update"), "autoscaling", "v1"),
+                      Subresource("status", "StatefulSet", ("get", "patch", "update"))),
+    ),
+    ResourceInfo(
+        "apps", "v1", "DaemonSet", "daemonsets", "daemonset", True, short_names=("ds",), categories=("all",),
+        subresources=(Subresource("status", "DaemonSet", ("get", "patch", "update")),),
+    ),
+    ResourceInfo("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", True),
     # kubesat has no custom resources; the (always empty) list is served because kubectl asks for it
     # before it validates a kind client-side (kubectl create -f of a review kind).
     ResourceInfo("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
@@ -190,6 +212,7 @@ RESOURCES: tuple[ResourceInfo, ...] = (
 # Groups in the order discovery lists them (core first, then as Kubernetes orders its groups).
 GROUP_ORDER: tuple[str, ...] = (
     "",
+    "apps",
     "authentication.k8s.io",
     "authorization.k8s.io",
     "batch",

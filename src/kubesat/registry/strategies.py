@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from kubesat.registry.apps import (
+    ControllerRevisionStrategy,
+    DaemonSetStrategy,
+    DeploymentStrategy,
+    ReplicaSetStrategy,
+    StatefulSetStrategy,
+)
 from kubesat.registry.batch import CronJobStrategy, JobStrategy
 from kubesat.registry.configmap import ConfigMapStrategy
 from kubesat.registry.csr import CertificateSigningRequestStrategy
@@ -43,6 +50,11 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("certificates.k8s.io/v1", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
     ("batch/v1", "Job"): JobStrategy,
     ("batch/v1", "CronJob"): CronJobStrategy,
+    ("apps/v1", "Deployment"): DeploymentStrategy,
+    ("apps/v1", "ReplicaSet"): ReplicaSetStrategy,
+    ("apps/v1", "StatefulSet"): StatefulSetStrategy,
+    ("apps/v1", "DaemonSet"): DaemonSetStrategy,
+    ("apps/v1", "ControllerRevision"): ControllerRevisionStrategy,
 }
 
 

@@ -1,0 +1,146 @@
+"""The scale subresource of Deployments, ReplicaSets and StatefulSets: GET, PUT and PATCH of an autoscaling/v1
+Scale that reads and writes the workload's spec.replicas (what `kubectl scale` and autoscalers use)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from kubesat import errors
+from kubesat.api.app import Request, Response, Stream, json_response
+from kubesat.api.resources import ResourceHandler
+from kubesat.apimachinery import apply as ssa
+from kubesat.apimachinery import codec, fieldcheck
+from kubesat.apimachinery import patch as patching
+from kubesat.registry.apps import scale_of, validate_scale
+from kubesat.registry.kinds import ResourceInfo, builtin_kind
+from kubesat.registry.podtemplate import selector_string
+from kubesat.registry.store import Registry
+
+SCALE_API_VERSION = "autoscaling/v1"
+SCALE_DEFINITION = "io.k8s.api.autoscaling.v1.Scale"
+SCALABLE = (builtin_kind("apps/v1", "Deployment"), builtin_kind("apps/v1", "ReplicaSet"),
+            builtin_kind("apps/v1", "StatefulSet"))
+_PATCH_TYPES = (codec.JSON_PATCH, codec.MERGE_PATCH, codec.STRATEGIC_PATCH)
+
+
+def _scale(obj: dict[str, Any]) -> dict[str, Any]:
+    return scale_of(obj, selector_string((obj.get("spec") or {}).get("selector")), SCALE_API_VERSION)
+
+
+def _checked_scale(body: Any) -> dict[str, Any]:
+    """A Scale as a client sent it (or as a patch left it): its kind, field types and values as Kubernetes checks
+    them, 400 or 422 otherwise."""
+    if not isinstance(body, dict):
+        raise errors.bad_request("the patch did not produce an object")
+    codec.check_kind(body, SCALE_API_VERSION, "Scale")
+    type_errs = fieldcheck.type_errors(body, SCALE_DEFINITION)
+    if type_errs:
+        raise errors.bad_request(f'Scale in version "v1" cannot be handled as a Scale: {type_errs[0]}')
+    return body
+
+
+def _apply_scale(current: dict[str, Any], scale: dict[str, Any], res: ResourceInfo) -> dict[str, Any]:
+    """The workload with the Scale's replicas, its uid and resourceVersion taken as preconditions."""
+    meta: dict[str, Any] = scale["metadata"] if isinstance(scale.get("metadata"), dict) else {}
+    name = str(current["metadata"]["name"])
+    if meta.get("uid") and meta["uid"] != current["metadata"].get("uid"):
+        raise errors.conflict(res.plural, name, f"Precondition failed: UID in precondition: {meta['uid']}, "
+                                                f"UID in object meta: {current['metadata'].get('uid')}", res.group)
+    errs = [] if meta.get("name") else [errors.required("metadata.name", "name or generateName is required")]
+    errs += validate_scale(scale)
+    if errs:
+        raise errors.invalid("Scale", name, errs, "autoscaling")
+    new = copy.deepcopy(current)
+    spec = scale.get("spec")
+    # An absent replicas is Go's zero value: scaled to 0.
+    new.setdefault("spec", {})["replicas"] = (spec.get("replicas") if isinstance(spec, dict) else None) or 0
+    if meta.get("resourceVersion"):
+        new["metadata"]["resourceVersion"] = str(meta["resourceVersion"])
+    else:
+        new["metadata"].pop("resourceVersion", None)
+    return new
+
+
+def _patched_scale(scale: dict[str, Any], content_type: str, body: bytes) -> Any:
+    try:
+        if content_type == codec.JSON_PATCH:
+            return patching.apply_json_patch(scale, body)
+        if content_type == codec.MERGE_PATCH:
+            return patching.apply_merge_patch(scale, body)
+        return patching.apply_strategic_merge_patch(scale, body, SCALE_DEFINITION)
+    except errors.StatusError as e:
+        # A malformed patch is the client's mistake, never a 500.
+        if e.code >= 500:
+            raise errors.bad_request(e.message) from None
+        raise
+
+
+def _manager(req: Request) -> str:
+    manager = req.q("fieldManager") or req.headers.get("user-agent", "").split("/", 1)[0].strip()[:128]
+    if len(manager) > 128:
+        raise errors.bad_request("fieldManager: Too long: may not be more than 128 bytes")
+    return manager or "unknown"
+
+
+def _dry_run(req: Request) -> bool:
+    values = req.query.get("dryRun") or []
+    for v in values:
+        if v != "All":
+            raise errors.bad_request(f'Invalid dry run value: "{v}". Supported values: "All"')
+    return bool(values)
+
+
+class ScaleHandler:
+    """One handler for the three kinds' `/scale`; authorization has already run (verb get, update or patch)."""
+
+    def __init__(self, resources: ResourceHandler, registry: Registry) -> None:
+        self.resources = resources
+        self.registry = registry
+
+    async def __call__(self, req: Request) -> Response | Stream:
+        info = req.info
+        res = next((r for r in SCALABLE if r.group == info.api_group and r.plural == info.resource), None)
+        if res is None or not info.namespace:
+            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
+        if req.method in ("GET", "HEAD"):
+            obj = await self.registry.get(res, info.namespace, info.name)
+            return json_response(200, _scale(obj), req)
+        if req.method == "PUT":
+            body = _checked_scale(codec.decode_object(req.headers.get("content-type"), req.body))
+            return await self._write(req, res, lambda current: body)
+        if req.method == "PATCH":
+            content_type = codec.media_type(req.headers.get("content-type"))
+            if content_type not in _PATCH_TYPES:
+                raise errors.StatusError(
+                    415, "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: "
+                    + ", ".join(_PATCH_TYPES))
+            return await self._write(req, res, lambda current: _checked_scale(
+                _patched_scale(_scale(current), content_type, req.body)))
+        raise errors.method_not_allowed()
+
+    async def _write(self, req: Request, res: ResourceInfo, new_scale: Any) -> Response:
+        manager = _manager(req)
+        checks = self.resources.write_checks
+        now = self.registry.now
+
+        def mutate(current: dict[str, Any]) -> dict[str, Any]:
+            return _apply_scale(current, new_scale(current), res)
+
+        def hook(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+            for check in checks:
+                check(req, res, old, new)
+            managed = ssa.record_update(old, new, manager, res.definition, now(), "scale")
+            if managed:
+                new["metadata"]["managedFields"] = managed
+
+        updated, _ = await self.registry.guaranteed_update(
+            res, req.info.namespace, req.info.name, mutate, dry_run=_dry_run(req), subresource="scale", hook=hook)
+        return json_response(200, _scale(updated), req)
+
+
+def install(resources: ResourceHandler, registry: Registry) -> None:
+    handler = ScaleHandler(resources, registry)
+    for res in SCALABLE:
+        resources.connect_handlers[(res.group, res.plural, "scale")] = handler
