@@ -103,6 +103,7 @@ def test_seed_deployment_runs_two_pods_each_with_a_token_bound_to_it(srv: Server
         assert review["user"]["extra"]["authentication.kubernetes.io/pod-name"] == [pod["metadata"]["name"]]
     deploy = _json(srv, "get", "deployment", "-n", "production", "app-controller")
     assert deploy["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+    assert deploy["metadata"]["generation"] == 1 and deploy["status"]["observedGeneration"] == 1
     assert {k: deploy["status"].get(k) for k in ("replicas", "updatedReplicas", "readyReplicas",
                                                   "availableReplicas")} == dict.fromkeys(
         ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas"), 2)

@@ -263,6 +263,8 @@ def test_controller_makes_a_replica_set_per_template_with_revisions_and_events()
                                        f"Scaled up replica set {rses['2']['metadata']['name']} from 0 to 1"])
             current = await registry.get(dc.deployments(), "ns", "web")
             assert current["metadata"]["annotations"][dc.REVISION] == "2"
+            # Writing the revision annotation is no new generation (only the template change is).
+            assert current["metadata"]["generation"] == 2
             cond = dc.get_condition(current["status"], "Progressing")
             assert cond is not None and cond["reason"] == dc.NEW_RS_CREATED
         finally:

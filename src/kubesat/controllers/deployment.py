@@ -744,9 +744,16 @@ class DeploymentController:
             cur["metadata"].setdefault("annotations", {})[REVISION] = value
             return cur
 
+        def same_generation(current: dict[str, Any] | None, new: dict[str, Any]) -> None:
+            # Kubernetes writes this annotation through the status subresource, which keeps metadata changes and
+            # so never bumps the generation for it; kubesat's status writes keep only status, hence the main
+            # resource with the generation held.
+            if current is not None:
+                new["metadata"]["generation"] = current["metadata"].get("generation")
+
         meta = deploy["metadata"]
         updated, _ = await self.registry.guaranteed_update(self.deploy_info, meta.get("namespace", ""), meta["name"],
-                                                           mutate)
+                                                           mutate, hook=same_generation)
         _refresh(deploy, updated)
 
     # -------------------------------------------------------------------------------------- strategies
