@@ -1,0 +1,225 @@
+"""The Job controller's planner on a fake clock (pods to create and delete, status, conditions, events, back-off,
+Indexed mode, podFailurePolicy, suspend, deadlines), the pods it builds, and the controller itself against an
+in-memory store (pods created with the ServiceAccount plugin applied, status written, ttlSecondsAfterFinished)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kubesat.controllers import job as jc
+from kubesat.registry.kinds import builtin_kind
+from kubesat.registry.store import Registry, rfc3339
+from kubesat.registry.strategies import STRATEGIES
+from kubesat.storage.memory import MemoryStore
+
+NOW = 1_800_000_000.0
+JOBS = builtin_kind("batch/v1", "Job")
+PODS = builtin_kind("v1", "Pod")
+NAMESPACES = builtin_kind("v1", "Namespace")
+SERVICEACCOUNTS = builtin_kind("v1", "ServiceAccount")
+EVENTS = builtin_kind("v1", "Event")
+
+
+def job(**spec: Any) -> dict[str, Any]:
+    obj = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": "pi", "namespace": "ns", "uid": "job-uid"},
+           "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                          "containers": [{"name": "c", "image": "busybox"}]}}, **spec}}
+    STRATEGIES[("batch/v1", "Job")].prepare_for_create(obj)
+    return obj
+
+
+def pod(name: str, phase: str = "Running", index: int | None = None, exit_code: int | None = None,
+        finished: float | None = None, restarts: int = 0) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "uid": f"uid-{name}"}
+    if index is not None:
+        meta["annotations"] = {"batch.kubernetes.io/job-completion-index": str(index)}
+    cs: dict[str, Any] = {"name": "c", "restartCount": restarts, "state": {}}
+    if exit_code is not None:
+        cs["state"] = {"terminated": {"exitCode": exit_code, "finishedAt": rfc3339(finished or NOW)}}
+    return {"metadata": meta, "status": {"phase": phase, "containerStatuses": [cs]}}
+
+
+def conditions(plan: jc.JobPlan) -> list[tuple[str, str, str]]:
+    return [(c["type"], c["status"], c["reason"]) for c in plan.status.get("conditions", [])]
+
+
+def test_a_new_job_starts_its_pods() -> None:
+    plan = jc.plan_job(job(completions=5, parallelism=2), [], NOW)
+    assert plan.create == [None, None] and plan.delete == [] and plan.events == []
+    assert plan.status["startTime"] == rfc3339(NOW) and plan.status["active"] == 0
+    assert plan.status["succeeded"] == 0 and plan.status["failed"] == 0
+    # Near the end, no more pods than completions left.
+    plan = jc.plan_job(job(completions=3, parallelism=2), [pod("a", "Succeeded"), pod("b", "Succeeded")], NOW)
+    assert plan.create == [None]
+
+
+def test_enough_successes_complete_the_job() -> None:
+    plan = jc.plan_job(job(completions=2), [pod("a", "Succeeded"), pod("b", "Succeeded")], NOW)
+    assert conditions(plan) == [("SuccessCriteriaMet", "True", "CompletionsReached"),
+                                ("Complete", "True", "CompletionsReached")]
+    assert plan.status["conditions"][1]["message"] == "Reached expected number of succeeded pods"
+    assert plan.status["completionTime"] == rfc3339(NOW) and plan.status["succeeded"] == 2
+    assert plan.events == [("Normal", "Completed", "Job completed")] and plan.create == []
+    assert jc.is_finished_job({"status": plan.status}) and jc.finish_time({"status": plan.status}) == NOW
+
+
+def test_a_work_queue_job_completes_when_one_succeeded_and_none_run() -> None:
+    spec = {"parallelism": 3}
+    running = jc.plan_job(job(**spec), [pod("a", "Succeeded"), pod("b")], NOW)
+    assert running.create == [] and not running.status.get("conditions")
+    done = jc.plan_job(job(**spec), [pod("a", "Succeeded"), pod("b", "Succeeded")], NOW)
+    assert ("Complete", "True", "CompletionsReached") in conditions(done)
+
+
+def test_failures_past_the_backoff_limit_fail_the_job() -> None:
+    pods = [pod("a", "Failed", exit_code=1), pod("b", "Failed", exit_code=1), pod("c")]
+    plan = jc.plan_job(job(backoffLimit=1), pods, NOW)
+    assert conditions(plan) == [("FailureTarget", "True", "BackoffLimitExceeded"),
+                                ("Failed", "True", "BackoffLimitExceeded")]
+    assert plan.status["conditions"][1]["message"] == "Job has reached the specified backoff limit"
+    assert [p["metadata"]["name"] for p in plan.delete] == ["c"] and plan.create == []
+    assert plan.events == [("Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]
+    assert plan.status["failed"] == 2
+
+
+def test_container_restarts_count_under_on_failure() -> None:
+    spec = job(backoffLimit=2)
+    spec["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+    assert not jc.plan_job(spec, [pod("a", restarts=2)], NOW).status.get("conditions")
+    assert ("Failed", "True", "BackoffLimitExceeded") in conditions(jc.plan_job(spec, [pod("a", restarts=3)], NOW))
+
+
+def test_a_failed_pod_is_replaced_after_the_back_off() -> None:
+    failed = [pod("a", "Failed", exit_code=1, finished=NOW - 3)]
+    waiting = jc.plan_job(job(), failed, NOW)
+    assert waiting.create == [] and waiting.requeue_after == 7.0
+    assert jc.plan_job(job(), failed, NOW + 7).create == [None]
+    twice = failed + [pod("b", "Failed", exit_code=1, finished=NOW)]
+    assert jc.plan_job(job(), twice, NOW).requeue_after == 20.0  # doubled
+
+
+def test_the_active_deadline_fails_the_job() -> None:
+    running = job(activeDeadlineSeconds=30)
+    running["status"] = {"startTime": rfc3339(NOW - 10)}
+    plan = jc.plan_job(running, [pod("a")], NOW)
+    assert plan.requeue_after == 20.0 and not plan.status.get("conditions")
+    late = jc.plan_job(running, [pod("a")], NOW + 20)
+    assert ("Failed", "True", "DeadlineExceeded") in conditions(late)
+    assert late.status["conditions"][-1]["message"] == "Job was active longer than specified deadline"
+
+
+def test_indexed_jobs_fill_the_missing_indexes() -> None:
+    spec = {"completions": 4, "parallelism": 2, "completionMode": "Indexed"}
+    plan = jc.plan_job(job(**spec), [pod("a", "Succeeded", index=1), pod("b", index=0)], NOW)
+    assert plan.create == [2] and plan.status["completedIndexes"] == "1" and plan.status["succeeded"] == 1
+    done = [pod(f"p{i}", "Succeeded", index=i) for i in range(4)]
+    finished = jc.plan_job(job(**spec), done, NOW)
+    assert finished.status["completedIndexes"] == "0-3" and ("Complete", "True", "CompletionsReached") in \
+        conditions(finished)
+    assert jc.format_indexes({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
+
+
+def test_pod_failure_policy_fail_job_and_ignore() -> None:
+    policy = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}},
+                        {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [7]}}]}
+    plan = jc.plan_job(job(podFailurePolicy=policy), [pod("a", "Failed", exit_code=42)], NOW)
+    assert ("Failed", "True", "PodFailurePolicy") in conditions(plan)
+    assert plan.status["conditions"][-1]["message"] == \
+        "Container c for pod ns/a failed with exit code 42 matching FailJob rule at index 0"
+    ignored = jc.plan_job(job(podFailurePolicy=policy, backoffLimit=0), [pod("b", "Failed", exit_code=7)], NOW)
+    assert not ignored.status.get("conditions") and ignored.status["failed"] == 0 and ignored.create == [None]
+
+
+def test_suspending_and_resuming() -> None:
+    suspended = jc.plan_job(job(suspend=True), [pod("a")], NOW)
+    assert [p["metadata"]["name"] for p in suspended.delete] == ["a"] and suspended.create == []
+    assert conditions(suspended) == [("Suspended", "True", "JobSuspended")]
+    assert suspended.events == [("Normal", "Suspended", "Job suspended")] and "startTime" not in suspended.status
+    resumed_job = job()
+    resumed_job["status"] = suspended.status
+    resumed = jc.plan_job(resumed_job, [], NOW + 5)
+    assert conditions(resumed) == [("Suspended", "False", "JobResumed")]
+    assert resumed.events == [("Normal", "Resumed", "Job resumed")] and resumed.create == [None]
+
+
+def test_pods_built_from_the_template() -> None:
+    indexed = job(completions=2, completionMode="Indexed")
+    p = jc.pod_from_template(indexed, 1)
+    assert p["metadata"]["generateName"] == "pi-1-"
+    assert p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == "1"
+    assert p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "1"
+    assert p["metadata"]["labels"]["batch.kubernetes.io/controller-uid"] == "job-uid"
+    assert p["metadata"]["ownerReferences"] == [{"apiVersion": "batch/v1", "kind": "Job", "name": "pi",
+                                                 "uid": "job-uid", "controller": True, "blockOwnerDeletion": True}]
+    assert p["spec"]["hostname"] == "pi-1"
+    assert p["spec"]["containers"][0]["env"] == [{"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+        "apiVersion": "v1", "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}]
+    plain = jc.pod_from_template(job(), None)
+    assert plain["metadata"]["generateName"] == "pi-" and "hostname" not in plain["spec"]
+
+
+# =============================================================================== the controller
+class Env:
+    def __init__(self) -> None:
+        self.now = NOW
+        self.registry = Registry(MemoryStore.open(), clock=self.clock)
+        self.controller = jc.JobController(self.registry, clock=self.clock)
+
+    def clock(self) -> float:
+        self.now += 0.001  # never the same time twice: Events are named by time
+        return self.now
+
+    async def setup(self) -> None:
+        await self.registry.create(NAMESPACES, "", {"metadata": {"name": "ns"}})
+        await self.registry.create(SERVICEACCOUNTS, "ns", {"metadata": {"name": "default"}})
+
+    async def set_phase(self, name: str, phase: str) -> None:
+        def mutate(cur: dict[str, Any]) -> dict[str, Any]:
+            cur["status"]["phase"] = phase
+            return cur
+        await self.registry.guaranteed_update(PODS, "ns", name, mutate, subresource="status")
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def test_the_controller_runs_a_job_and_removes_it_after_its_ttl() -> None:
+    async def t() -> None:
+        env = Env()
+        await env.setup()
+        await env.controller.start()
+        try:
+            body = {"metadata": {"name": "pi"}, "spec": {"ttlSecondsAfterFinished": 0, "template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}
+            created = await env.registry.create(JOBS, "ns", body)
+
+            async def one_pod() -> bool:
+                return len((await env.registry.list(PODS, "ns")).items) == 1
+            await eventually(one_pod)
+            p = (await env.registry.list(PODS, "ns")).items[0]
+            assert p["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+            assert p["spec"]["serviceAccountName"] == "default"  # the ServiceAccount plugin ran
+            await env.set_phase(p["metadata"]["name"], "Succeeded")
+
+            async def deleting() -> bool:
+                current = await env.registry.get_or_none(JOBS, "ns", "pi") or {"metadata": {}}
+                return bool(current["metadata"].get("deletionTimestamp"))
+            await eventually(deleting)  # complete, then deleted at once (ttl 0): foreground, so its pods go first
+            current = await env.registry.get(JOBS, "ns", "pi")
+            assert current["metadata"]["finalizers"] == ["foregroundDeletion"]
+            assert [c["type"] for c in current["status"]["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+            reasons = {(e["reason"], e["message"]) for e in (await env.registry.list(EVENTS, "ns")).items}
+            assert ("Completed", "Job completed") in reasons
+            assert ("SuccessfulCreate", f"Created pod: {p['metadata']['name']}") in reasons
+        finally:
+            await env.controller.stop()
+
+    asyncio.run(t())
