@@ -202,6 +202,15 @@ RESOURCES: tuple[ResourceInfo, ...] = (
         subresources=(Subresource("status", "DaemonSet", ("get", "patch", "update")),),
     ),
     ResourceInfo("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", True),
+    # networking.k8s.io/v1 and storage.k8s.io/v1: stored and validated, with no data plane behind them
+    # (registry/networking.py, registry/storageclass.py).
+    ResourceInfo("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True, short_names=("ing",),
+                 subresources=(Subresource("status", "Ingress", ("get", "patch", "update")),)),
+    ResourceInfo("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", False),
+    ResourceInfo("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", True,
+                 short_names=("netpol",)),
+    ResourceInfo("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", False,
+                 short_names=("sc",)),
     # kubesat has no custom resources; the (always empty) list is served because kubectl asks for it
     # before it validates a kind client-side (kubectl create -f of a review kind).
     ResourceInfo("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
@@ -219,8 +228,10 @@ GROUP_ORDER: tuple[str, ...] = (
     "certificates.k8s.io",
     "coordination.k8s.io",
     "discovery.k8s.io",
+    "networking.k8s.io",
     "policy",
     "rbac.authorization.k8s.io",
+    "storage.k8s.io",
     "apiextensions.k8s.io",
 )
 

@@ -23,10 +23,12 @@ from kubesat.registry.rbac import (
     RoleBindingStrategy,
     RoleStrategy,
 )
+from kubesat.registry.networking import IngressClassStrategy, IngressStrategy, NetworkPolicyStrategy
 from kubesat.registry.policy import PodDisruptionBudgetStrategy
 from kubesat.registry.secret import SecretStrategy
 from kubesat.registry.service import EndpointSliceStrategy, EndpointsStrategy, ServiceStrategy
 from kubesat.registry.serviceaccount import ServiceAccountStrategy
+from kubesat.registry.storageclass import StorageClassStrategy
 from kubesat.registry.strategy import Strategy
 from kubesat.registry.pod import PodStrategy
 
@@ -47,6 +49,10 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ClusterRoleBindingStrategy,
     ("coordination.k8s.io/v1", "Lease"): LeaseStrategy,
     ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudgetStrategy,
+    ("networking.k8s.io/v1", "Ingress"): IngressStrategy,
+    ("networking.k8s.io/v1", "IngressClass"): IngressClassStrategy,
+    ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicyStrategy,
+    ("storage.k8s.io/v1", "StorageClass"): StorageClassStrategy,
     ("certificates.k8s.io/v1", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
     ("batch/v1", "Job"): JobStrategy,
     ("batch/v1", "CronJob"): CronJobStrategy,
