@@ -77,6 +77,15 @@ def test_job_counts_and_modes_validated() -> None:
     assert _errors(JOBS, _job(completionMode="Indexed", completions=3)) == []
 
 
+def test_malformed_selectors_and_labels_are_refused_not_crashed_on() -> None:
+    job = _job(manualSelector=True, selector={"matchExpressions": [1]})
+    assert "spec.template.metadata.labels" in " ".join(_errors(JOBS, job))
+    odd = {"metadata": {"name": "pi", "uid": "u-1"},
+           "spec": {"template": {"metadata": {"labels": "x"}, **copy.deepcopy(POD_TEMPLATE)}}}
+    JOBS.prepare_for_create(odd)
+    assert _errors(JOBS, odd)
+
+
 def test_job_template_validated_with_the_pod_rules() -> None:
     job = _job()
     job["spec"]["template"]["spec"]["containers"] = []
@@ -161,6 +170,8 @@ def test_cronjob_schedule_and_time_zone_validated() -> None:
     assert _errors(CRONJOBS, _cronjob("@fortnightly")) == [
         'spec.schedule: Invalid value: "@fortnightly": unrecognized descriptor: @fortnightly']
     assert _errors(CRONJOBS, _cronjob("61 * * * *"))[0].startswith('spec.schedule: Invalid value: "61 * * * *": ')
+    assert _errors(CRONJOBS, _cronjob("@every x")) == [
+        'spec.schedule: Invalid value: "@every x": failed to parse duration @every x: time: invalid duration "x"']
     assert _errors(CRONJOBS, _cronjob("TZ=UTC 0 * * * *")) == [
         'spec.schedule: Invalid value: "TZ=UTC 0 * * * *": cannot use TZ or CRON_TZ in schedule, use timeZone field '
         'instead']

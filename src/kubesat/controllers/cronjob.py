@@ -26,7 +26,7 @@ from kubesat import errors
 from kubesat.controllers.base import cancel, loads, resource_of_key, split_key, watch_in_background
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.workload import WorkQueue, controller_ref, d, lst, owner_reference, parse_time
-from kubesat.registry.batch import CRONJOB_SCHEDULED_TIMESTAMP, cron_schedule, schedule_errors
+from kubesat.registry.batch import CRONJOB_SCHEDULED_TIMESTAMP, cron_schedule, every_interval, schedule_errors
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry, rfc3339
 from kubesat.storage.interface import WatchEvent
@@ -54,26 +54,9 @@ class CronPlan:
 
 # ------------------------------------------------------------------------------------------------ schedule
 
-def _every(text: str) -> float | None:
-    """The interval of robfig's `@every <duration>` (h, m, s units), at least one second; None if not one."""
-    if not text.startswith("@every "):
-        return None
-    rest, total, number = text[len("@every "):].strip(), 0.0, ""
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
-    for ch in rest:
-        if ch.isdigit() or ch == ".":
-            number += ch
-        elif ch in units and number:
-            total += float(number) * units[ch]
-            number = ""
-        else:
-            return None
-    return max(1.0, float(int(total))) if not number else None
-
-
 def schedule_times(schedule: str, tz: str | None, after: float, until: float) -> tuple[float | None, float]:
     """(the most recent schedule time in (after, until], or None; the first schedule time after `until`)."""
-    interval = _every(schedule.strip())
+    interval = every_interval(schedule.strip())
     if interval is not None:
         # A fixed interval counts from the last time the CronJob ran (or was created), as robfig's does.
         steps = int((until - after) // interval)

@@ -83,7 +83,10 @@ def generate_selector(job: dict[str, Any]) -> None:
     meta = as_dict(job.get("metadata"))
     spec = job["spec"]
     template = spec["template"]
-    labels = template.setdefault("metadata", {}).setdefault("labels", {})
+    tmeta = template.setdefault("metadata", {})
+    labels = tmeta.setdefault("labels", {}) if isinstance(tmeta, dict) else None
+    if not isinstance(labels, dict):
+        return  # not an object: validation says so
     for key in (LEGACY_JOB_NAME_LABEL, JOB_NAME_LABEL):
         labels.setdefault(key, meta.get("name", ""))
     for key in (LEGACY_CONTROLLER_UID_LABEL, CONTROLLER_UID_LABEL):
@@ -101,7 +104,7 @@ def _default_job_labels(job: dict[str, Any]) -> None:
     # A Job without labels of its own takes its template's (v1 defaulting, seen once the object is read back).
     meta = job.setdefault("metadata", {})
     template_labels = as_dict(as_dict(as_dict(job.get("spec")).get("template")).get("metadata")).get("labels")
-    if not meta.get("labels") and template_labels:
+    if not meta.get("labels") and template_labels and isinstance(template_labels, dict):
         meta["labels"] = dict(template_labels)
 
 
@@ -212,6 +215,15 @@ def _has_label(labels: dict[str, Any], key: str, want: str) -> list[FieldError]:
     return []
 
 
+def _selects(selector: dict[str, Any], labels: dict[str, Any]) -> bool:
+    """Whether a label selector object matches `labels`; a malformed one (refused elsewhere) matches nothing."""
+    expressions = selector.get("matchExpressions")
+    if not isinstance(selector.get("matchLabels", {}), dict) or \
+            not all(isinstance(e, dict) for e in _l(expressions)) or not isinstance(expressions or [], list):
+        return False
+    return labels_match(selector_from_label_selector_object(selector), labels)
+
+
 def _validate_generated_selector(job: dict[str, Any]) -> list[FieldError]:
     spec = as_dict(job.get("spec"))
     if spec.get("manualSelector") is True or not isinstance(spec.get("selector"), dict):
@@ -225,7 +237,7 @@ def _validate_generated_selector(job: dict[str, Any]) -> list[FieldError]:
         errs += _has_label(labels, key, want)
     expected = {LEGACY_CONTROLLER_UID_LABEL: uid, LEGACY_JOB_NAME_LABEL: name,
                 CONTROLLER_UID_LABEL: uid, JOB_NAME_LABEL: name}
-    if not labels_match(selector_from_label_selector_object(spec["selector"]), expected):
+    if not _selects(spec["selector"], expected):
         errs.append(invalid_value("spec.selector", format_selector(spec["selector"]), "`selector` not auto-generated"))
     return errs
 
@@ -239,7 +251,7 @@ def validate_job(job: dict[str, Any]) -> list[FieldError]:
         errs.append(required("spec.selector"))
     else:
         labels = as_dict(as_dict(as_dict(spec.get("template")).get("metadata")).get("labels"))
-        if not labels_match(selector_from_label_selector_object(selector), labels):
+        if not _selects(selector, labels):
             errs.append(invalid_value("spec.template.metadata.labels", format_labels(labels),
                                       "`selector` does not match template `labels`"))
     return errs
@@ -269,6 +281,25 @@ def _status_counts(status: dict[str, Any]) -> list[FieldError]:
     return errs
 
 
+def every_interval(text: str) -> float | None:
+    """The interval of robfig's `@every <duration>` (h, m, s units), at least one second; None if not one."""
+    if not text.startswith("@every "):
+        return None
+    rest, total, number = text[len("@every "):].strip(), 0.0, ""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    for ch in rest:
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in units and number and number.count(".") <= 1 and number != ".":
+            total += float(number) * units[ch]
+            number = ""
+        else:
+            return None
+    if number or not rest:
+        return None
+    return max(1.0, float(int(total)))  # robfig rounds down to whole seconds, and to at least one
+
+
 def schedule_errors(schedule: str) -> list[str]:
     """Why robfig/cron's standard parser (as Kubernetes uses it) refuses `schedule`; empty when it parses."""
     text = schedule.strip()
@@ -285,7 +316,9 @@ def schedule_errors(schedule: str) -> list[str]:
         if text in _DESCRIPTORS:
             return []
         if text.startswith("@every "):
-            return []  # a fixed interval: parsed by robfig, not by this controller (see cron_schedule)
+            if every_interval(text) is None:
+                return [f'failed to parse duration {text}: time: invalid duration "{text[len("@every "):]}"']
+            return []
         return [f"unrecognized descriptor: {text}"]
     fields = text.split()
     if len(fields) != 5:
