@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +21,7 @@ from kubesat import errors
 from kubesat.errors import FieldError, duplicate, forbidden_field, invalid_value, not_supported, required
 from kubesat.registry.meta import GoValue, go_quote
 from kubesat.registry.strategy import Strategy, sync_dual_field
+from kubesat.apimachinery.quantity import parse_quantity
 from kubesat.apimachinery.duration import age, human_duration, parse_time
 
 MAX_INT32 = 2**31 - 1
@@ -123,36 +124,6 @@ def default_pull_policy(image: str) -> str:
 
 
 # ----------------------------------------------------------------------------------- quantities
-
-_SUFFIX = {
-    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50), "Ei": Decimal(2**60),
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-    "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
-    "P": Decimal("1e15"), "E": Decimal("1e18"),
-}
-_QTY_RE = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|)$")
-
-
-def parse_quantity(v: Any) -> Decimal | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)):
-        return Decimal(str(v))
-    if not isinstance(v, str):
-        return None
-    m = _QTY_RE.match(v.strip())
-    if not m:
-        return None
-    try:
-        num = Decimal(m.group(1))
-    except InvalidOperation:
-        return None
-    suf = m.group(2)
-    if suf and suf[0] in "eE":
-        return num * (Decimal(10) ** int(suf[1:]))
-    return num * _SUFFIX[suf]
-
 
 def pod_qos(spec: dict[str, Any]) -> str:
     """Kubernetes' QoS class: BestEffort, Burstable or Guaranteed, from cpu/memory requests and limits."""
