@@ -71,6 +71,8 @@ def test_create_deployment_get_columns_and_scale(server: Server) -> None:
     scale = json.loads(server.kubectl("get", "--raw", "/apis/apps/v1/namespaces/default/deployments/web/scale").stdout)
     assert (scale["kind"], scale["apiVersion"], scale["spec"], scale["status"]["selector"]) == \
         ("Scale", "autoscaling/v1", {"replicas": 3}, "app=web")
+    lines = server.kubectl("get", "deploy", "web", "--subresource=scale").stdout.splitlines()
+    assert lines[0].split() == ["NAME", "DESIRED", "AVAILABLE"] and lines[1].split()[:2] == ["web", "3"]
 
 
 def test_kubectl_create_sends_protobuf_bodies_that_decode(server: Server) -> None:
@@ -144,8 +146,9 @@ def test_status_subresource_keeps_spec(apps: client.AppsV1Api, server: Server) -
     server.kubectl("create", "deployment", "st", "--image=nginx")
     d = apps.read_namespaced_deployment("st", "default")
     patched = apps.patch_namespaced_deployment_status(
-        "st", "default", {"spec": {"replicas": 9}, "status": {"replicas": 0, "observedGeneration": 1}})
-    assert patched.spec.replicas == d.spec.replicas and patched.metadata.generation == d.metadata.generation
+        "st", "default", {"spec": {"replicas": 9}, "status": {"collisionCount": 0}})
+    assert patched.spec.replicas == d.spec.replicas and patched.status.collision_count == 0
+    assert patched.metadata.generation == d.metadata.generation
 
 
 def test_other_workload_kinds(server: Server) -> None:

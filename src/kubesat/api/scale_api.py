@@ -9,11 +9,13 @@ from typing import Any
 from kubesat import errors
 from kubesat.api.app import Request, Response, Stream, json_response
 from kubesat.api.resources import ResourceHandler
+from kubesat.api.tables import wants_table
 from kubesat.apimachinery import apply as ssa
 from kubesat.apimachinery import codec, fieldcheck
 from kubesat.apimachinery import patch as patching
 from kubesat.registry.apps import scale_of, validate_scale
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
+from kubesat.registry.meta import column, field_doc, name_column
 from kubesat.registry.podtemplate import selector_string
 from kubesat.registry.store import Registry
 
@@ -26,6 +28,32 @@ _PATCH_TYPES = (codec.JSON_PATCH, codec.MERGE_PATCH, codec.STRATEGIC_PATCH)
 
 def _scale(obj: dict[str, Any]) -> dict[str, Any]:
     return scale_of(obj, selector_string((obj.get("spec") or {}).get("selector")), SCALE_API_VERSION)
+
+
+def _scale_table(scale: dict[str, Any], include_object: str) -> dict[str, Any]:
+    """`kubectl get deploy NAME --subresource=scale`: the Scale printer's NAME DESIRED AVAILABLE."""
+    row: dict[str, Any] = {"cells": [scale["metadata"].get("name", ""), scale["spec"]["replicas"],
+                                     scale["status"]["replicas"]]}
+    if include_object == "Object":
+        row["object"] = scale
+    elif include_object != "None":
+        row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": scale["metadata"]}
+    return {
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": scale["metadata"].get("resourceVersion", "")},
+        "columnDefinitions": [
+            name_column(),
+            column("Desired", field_doc("io.k8s.api.autoscaling.v1.ScaleSpec", "replicas"), type_="integer"),
+            column("Available", field_doc("io.k8s.api.autoscaling.v1.ScaleStatus", "replicas"), type_="integer"),
+        ],
+        "rows": [row],
+    }
+
+
+def _reply(req: Request, status: int, scale: dict[str, Any]) -> Response:
+    if wants_table(req.headers.get("accept")):
+        return json_response(status, _scale_table(scale, req.q("includeObject", "Metadata")), req)
+    return json_response(status, scale, req)
 
 
 def _checked_scale(body: Any) -> dict[str, Any]:
@@ -105,7 +133,7 @@ class ScaleHandler:
             raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
         if req.method in ("GET", "HEAD"):
             obj = await self.registry.get(res, info.namespace, info.name)
-            return json_response(200, _scale(obj), req)
+            return _reply(req, 200, _scale(obj))
         if req.method == "PUT":
             body = _checked_scale(codec.decode_object(req.headers.get("content-type"), req.body))
             return await self._write(req, res, lambda current: body)
@@ -137,7 +165,7 @@ class ScaleHandler:
 
         updated, _ = await self.registry.guaranteed_update(
             res, req.info.namespace, req.info.name, mutate, dry_run=_dry_run(req), subresource="scale", hook=hook)
-        return json_response(200, _scale(updated), req)
+        return _reply(req, 200, _scale(updated))
 
 
 def install(resources: ResourceHandler, registry: Registry) -> None:
