@@ -304,6 +304,14 @@ def _suspend(plan: JobPlan, job: dict[str, Any], sorted_pods: _Pods, now: str) -
 
 def plan_job(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> JobPlan:
     """One sync of an unfinished Job against its pods at time `now` (seconds since the epoch)."""
+    plan = _plan(job, pods, now)
+    for key in ("active", "succeeded", "failed"):
+        if not plan.status.get(key):
+            plan.status.pop(key, None)  # omitted when zero, as the API writes them (ready and terminating stay)
+    return plan
+
+
+def _plan(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> JobPlan:
     spec = d(job.get("spec"))
     stamp = rfc3339(now)
     plan = JobPlan(status=copy.deepcopy(d(job.get("status"))))
@@ -433,7 +441,7 @@ class JobController:
         created = 0
         for index in plan.create:
             created += await self._create_pod(ref, job, index)
-        if plan.create:
+        if created:
             plan.status["active"] = as_int(plan.status.get("active")) + created
         if plan.status != d(job.get("status")):
             await self._write_status(job, plan.status)
