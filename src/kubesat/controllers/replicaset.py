@@ -10,12 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 from kubesat import errors
-from kubesat.auth.admission import admit_pod_create
 from kubesat.controllers.base import loads, watch_in_background, cancel
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.workload import (
-    Claim, Key, WorkQueue, adopt, apps_kind, as_int, available_in, claim, controller_ref, d, is_active,
-    is_available, is_ready, lst, owner_reference, parse_time, ready_since, release, selector_matches,
+    Claim, Key, WorkQueue, adopt, apps_kind, as_int, available_in, claim, controller_ref, create_admitted_pod, d,
+    is_active, is_available, is_ready, lst, owner_reference, parse_time, ready_since, release, selector_matches,
 )
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry, rfc3339
@@ -24,7 +23,6 @@ from kubesat.storage.interface import WatchEvent
 log = logging.getLogger("kubesat.controllers.replicaset")
 
 PODS = builtin_kind("v1", "Pod")
-SERVICEACCOUNTS = builtin_kind("v1", "ServiceAccount")
 COMPONENT = "replicaset-controller"
 # kube-controller-manager's burstReplicas: at most this many creations or deletions per sync.
 BURST_REPLICAS = 500
@@ -244,13 +242,7 @@ class ReplicaSetController:
         return None
 
     async def _create_pod(self, rs: dict[str, Any]) -> dict[str, Any]:
-        pod = pod_from_template(rs)
-        ns = pod["metadata"]["namespace"]
-        sa_name = d(pod.get("spec")).get("serviceAccountName") or d(pod.get("spec")).get("serviceAccount") or "default"
-        sa = await self.registry.get_or_none(SERVICEACCOUNTS, ns, str(sa_name))
-        # The ServiceAccount admission plugin runs on pods the controller creates, as on any API request.
-        admit_pod_create(pod, lambda _ns, _name: sa)
-        return await self.registry.create(PODS, ns, pod)
+        return await create_admitted_pod(self.registry, pod_from_template(rs))
 
     async def _delete_pod(self, rs: dict[str, Any], pod: dict[str, Any]) -> None:
         meta = pod["metadata"]

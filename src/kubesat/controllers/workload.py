@@ -1,5 +1,5 @@
-"""What the workload controllers (ReplicaSet, Deployment) share: the apps kinds, pod state, owner references and
-a keyed work queue with delayed re-adds."""
+"""What the workload controllers (ReplicaSet, Deployment, StatefulSet, DaemonSet) share: the apps kinds, pod
+state, owner references, creating admitted pods, status writes and a keyed work queue with delayed re-adds."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from typing import Any
 from kubesat.controllers.base import cancel
 from kubesat.apimachinery.selectors import labels_match, selector_from_label_selector_object
 from kubesat import errors
-from kubesat.registry.kinds import ResourceInfo, lookup_kind
+from kubesat.auth.admission import admit_pod_create
+from kubesat.registry.kinds import ResourceInfo, builtin_kind, lookup_kind
 from kubesat.registry.store import Registry
 
 log = logging.getLogger("kubesat.controllers.workload")
 
 Key = tuple[str, str]  # (namespace, name)
+_PODS = builtin_kind("v1", "Pod")
+_SERVICEACCOUNTS = builtin_kind("v1", "ServiceAccount")
 
 
 def apps_kind(kind: str, plural: str) -> ResourceInfo:
@@ -200,6 +203,36 @@ def available_in(pod: dict[str, Any], min_ready_seconds: int, now: float) -> flo
         return None
     left = since + min_ready_seconds - now
     return left if left > 0 else None
+
+
+async def create_admitted_pod(registry: Registry, pod: dict[str, Any]) -> dict[str, Any]:
+    """Create a controller's pod; the ServiceAccount admission plugin runs on it, as on any API request."""
+    ns = pod["metadata"]["namespace"]
+    spec = d(pod.get("spec"))
+    sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    sa = await registry.get_or_none(_SERVICEACCOUNTS, ns, str(sa_name))
+    admit_pod_create(pod, lambda _ns, _name: sa)
+    return await registry.create(_PODS, ns, pod)
+
+
+async def write_status(registry: Registry, info: ResourceInfo, obj: dict[str, Any], status: dict[str, Any]) -> None:
+    """Write an owner's status through /status unless it is unchanged; a deleted or replaced owner is skipped."""
+    if status == d(obj.get("status")):
+        return
+    meta = obj["metadata"]
+    uid = meta.get("uid")
+
+    def mutate(current: dict[str, Any]) -> dict[str, Any]:
+        if current["metadata"].get("uid") != uid:
+            raise errors.conflict(info.plural, meta["name"], "the object was replaced", info.group)
+        current["status"] = status
+        return current
+
+    try:
+        await registry.guaranteed_update(info, meta.get("namespace", ""), meta["name"], mutate, subresource="status")
+    except errors.StatusError as e:
+        if e.code not in (404, 409):
+            raise
 
 
 # ------------------------------------------------------------------------------------------------ work queue
