@@ -13,16 +13,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from kubesat.agent import envvars
+from kubesat.agent import envvars, servicenet
 from kubesat.agent.client import ApiClient, ApiError
-from kubesat.agent.runtime import ExecRequest, ExecSession, PodSandboxConfig, Runtime, VolumeMountSource
+from kubesat.agent.runtime import (ExecRequest, ExecSession, PodSandboxConfig, Runtime, VolumeMountSource,
+                                   write_hosts_file)
 from kubesat.agent.runtime.none import NoneRuntime
 from kubesat.agent.runtime.process import ProcessRuntime, runtime_available
 
@@ -62,7 +63,8 @@ class Containers:
     def __init__(self, api: ApiClient, runtime: Runtime, root: Path, address: str, event: EventFn,
                  node: Callable[[], dict[str, Any]], server: str,
                  kubernetes: Callable[[], tuple[str, int]] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 service_hosts: Callable[[str], Mapping[str, str]] | None = None) -> None:
         self.api = api
         self.runtime = runtime
         self.name = runtime.name
@@ -73,7 +75,10 @@ class Containers:
         self.server = server
         self.kubernetes = kubernetes or self._server_endpoint
         self.clock = clock
+        # The Services' /etc/hosts names for a pod's namespace (the service proxy's); none without one.
+        self.service_hosts = service_hosts or (lambda namespace: {})
         self._pods: dict[str, dict[str, Any]] = {}
+        self._configs: dict[str, PodSandboxConfig] = {}  # started pods' configurations, for their hosts files
         self._starting: dict[str, asyncio.Task[None]] = {}
         self._reporting: dict[str, asyncio.Task[None]] = {}
         self._stopping: set[str] = set()
@@ -136,6 +141,7 @@ class Containers:
             if task is not None:
                 task.cancel()
         self._pods.pop(uid, None)
+        self._configs.pop(uid, None)
         self._stopping.discard(uid)
         self._transitions.pop(uid, None)
         self.runtime.forget_pod(uid)
@@ -153,6 +159,7 @@ class Containers:
                     return  # replaced by another pod of the same name: that one is synced on its own
                 pod = self._pods[uid] = full
                 config = await self._config(pod, volumes)
+                self._configs[uid] = config
                 break
             except envvars.EnvError as e:
                 self._config_error(pod, str(e))
@@ -189,10 +196,33 @@ class Containers:
                 mounts[name] = VolumeMountSource(name, pod_dir / result.rel_dir)
                 if result.kind == "dir":
                     (pod_dir / result.rel_dir).chmod(0o777)  # emptyDir: any of the pod's users may write
-        host, _port = self.kubernetes()
         return PodSandboxConfig(pod=pod, volumes=mounts, environments=environments, log_dir=pod_dir / "logs",
-                                hosts_entries={n: host for n in KUBERNETES_NAMES},
+                                hosts_entries=self._hosts_entries(pod),
                                 notify=lambda: self._patch_later(uid), record_event=self._event_for(uid))
+
+    def _hosts_entries(self, pod: dict[str, Any]) -> dict[str, str]:
+        """The pod's /etc/hosts names: the Services', and the `kubernetes` Service's (its relay) over them."""
+        host, _port = self.kubernetes()
+        entries = dict(self.service_hosts(str(pod["metadata"].get("namespace") or "default")))
+        entries.update({n: host for n in KUBERNETES_NAMES})
+        return entries
+
+    def refresh_hosts(self) -> None:
+        """The Services changed: rewrite the hosts file of every started pod whose names changed, in place, so
+        its running containers see the new Services (and its next containers start with them)."""
+        for uid, config in list(self._configs.items()):
+            if uid in self._stopping:
+                continue
+            entries = self._hosts_entries(config.pod)
+            if entries == dict(config.hosts_entries):
+                continue
+            config.hosts_entries = entries
+            path = self.root / "pods" / uid / "etc-hosts"
+            if path.exists():
+                try:
+                    write_hosts_file(path, entries)
+                except OSError as e:
+                    log.warning("could not rewrite the hosts file of pod %s: %s", _name(config.pod), e)
 
     def _with_addresses(self, pod: dict[str, Any]) -> dict[str, Any]:
         """The pod as its env's fieldRefs see it once running: its IPs set (status.podIP, status.hostIP)."""
@@ -209,6 +239,8 @@ class Containers:
         if envvars.links_services(pod):
             with contextlib.suppress(ApiError):
                 services = (await self.api.get(f"/api/v1/namespaces/{ns}/services")).get("items") or []
+        # The variables name the address a pod reaches the Service at (its loopback one), not the ClusterIP.
+        services = [servicenet.with_reachable_address(s) for s in services]
         host, port = self.kubernetes()
         kubernetes = {"metadata": {"name": "kubernetes"},
                       "spec": {"clusterIP": host, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}}

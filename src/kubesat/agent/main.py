@@ -25,6 +25,7 @@ from kubesat.agent import certs, kubeletapi
 from kubesat.agent.containers import Containers, make_runtime
 from kubesat.agent.events import pod_ref
 from kubesat.agent.relay import Relay
+from kubesat.agent.serviceproxy import ServiceProxy
 from kubesat.agent.runtime import Runtime
 from kubesat.agent.client import ApiClient, ApiError, Credentials, load_kubeconfig
 from kubesat.agent.pods import REFRESH_TICK, PodManager
@@ -122,14 +123,21 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
                         "offset %+g s",
                         opts.clock_rate, opts.clock_offset)
         relay = await _start_relay(creds.server, opts.service_relay_port) if runtime.name == "process" else None
+        # Other Services are proxied only where pods run processes that could call them.
+        services = ServiceProxy(api, facts.address) if runtime.name == "process" else None
+        containers = Containers(api, runtime, opts.root, facts.address,
+                                lambda pod, c, *e: pods.events.record(pod_ref(pod, c), *e),
+                                lambda: heartbeat.node, creds.server,
+                                kubernetes=relay.address if relay is not None else None,
+                                service_hosts=services.hosts_entries if services is not None else None) \
+            if runtime.name == "process" else None
         pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address,
                           token_clock=clock, clock_offset=opts.clock_offset, tick=refresh_tick(opts.clock_rate),
-                          runtime=Containers(api, runtime, opts.root, facts.address,
-                                             lambda pod, c, *e: pods.events.record(pod_ref(pod, c), *e),
-                                             lambda: heartbeat.node, creds.server,
-                                             kubernetes=relay.address if relay is not None else None)
-                          if runtime.name == "process" else None)
+                          runtime=containers)
         workers = [asyncio.create_task(pods.follow(stop)), asyncio.create_task(pods.keep_fresh(stop))]
+        if services is not None and containers is not None:
+            services.on_change = containers.refresh_hosts
+            workers.append(asyncio.create_task(services.run(stop)))
         workers.append(asyncio.create_task(kubelet.serve(
             api, opts.node_name, store.cert_dir, creds.ca_pem, lambda: [p.obj for p in pods.pods.values()],
             lambda: getattr(pods, "runtime", None))))  # the pod manager's runtime, None when it runs no processes

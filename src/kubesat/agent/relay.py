@@ -86,9 +86,16 @@ class Relay:
             log.info("relay: cannot reach the API server at %s:%d: %s", *self.upstream, e)
             return
         try:
-            await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, writer))
+            await splice(reader, writer, up_reader, up_writer)
         finally:
             up_writer.close()
+
+
+async def splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> None:
+    """Copy bytes both ways, CHUNK at a time and waiting for each write to drain (so nothing piles up), until
+    both directions have ended; the service proxy relays its connections the same way."""
+    await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, writer))
 
 
 async def _copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

@@ -16,6 +16,7 @@ stopped pod's state) and `close` (stop every container when the agent stops).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,31 @@ class PodSandboxConfig:
     notify: Callable[[], None] | None = None
     # record_event(type, reason, message, container or None): an Event about the pod, sent by the caller.
     record_event: Callable[[str, str, str, str | None], None] | None = None
+
+
+def hosts_file_text(entries: Mapping[str, str]) -> str:
+    """A pod's /etc/hosts: localhost, then one line per address with every name that points at it."""
+    lines = ["# Kubernetes-managed hosts file (kubesat process runtime).", "127.0.0.1\tlocalhost",
+             "::1\tlocalhost ip6-localhost ip6-loopback"]
+    by_address: dict[str, list[str]] = {}
+    for name, address in entries.items():
+        by_address.setdefault(address, []).append(name)
+    lines += [f"{address}\t{' '.join(names)}" for address, names in by_address.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_hosts_file(path: Path, entries: Mapping[str, str]) -> None:
+    """Write a pod's hosts file in place (mode 0644). In place, not by rename: running containers have this
+    very inode bound at /etc/hosts, so they see a rewrite (when Services change) and would not see a new file."""
+    data = hosts_file_text(entries).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.ftruncate(fd, len(data))  # after the write, so a reader never meets an empty file
+    finally:
+        os.close(fd)
+    path.chmod(0o644)
 
 
 @dataclass

@@ -40,7 +40,8 @@ from typing import Any
 import httpx
 
 from kubesat.agent import envvars
-from kubesat.agent.runtime import ExecRequest, ExecSession, PodSandboxConfig, RuntimeFailure, lifecycle, logs, probes
+from kubesat.agent.runtime import (ExecRequest, ExecSession, PodSandboxConfig, RuntimeFailure, lifecycle, logs, probes,
+                                   write_hosts_file)
 from kubesat.agent.runtime.mounts import MountError, plan
 
 log = logging.getLogger("kubesat.agent")
@@ -411,16 +412,7 @@ class ProcessRuntime:
                 "userns": self.userns, "cwd": str(c.spec.get("workingDir") or "")}
 
     def _write_hosts(self, pod: _Pod) -> None:
-        lines = ["# Kubernetes-managed hosts file (kubesat process runtime).", "127.0.0.1\tlocalhost",
-                 "::1\tlocalhost ip6-localhost ip6-loopback"]
-        by_address: dict[str, list[str]] = {}
-        for name, address in pod.config.hosts_entries.items():
-            by_address.setdefault(address, []).append(name)
-        lines += [f"{address}\t{' '.join(names)}" for address, names in by_address.items()]
-        path = pod.dir / "etc-hosts"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n")
-        path.chmod(0o644)
+        write_hosts_file(pod.dir / "etc-hosts", pod.config.hosts_entries)
 
     async def _spawn(self, pod: _Pod, c: _Container) -> _Instance:
         if c.instance_id == "" or c.terminated_ever:
