@@ -67,6 +67,19 @@ def test_enough_successes_complete_the_job() -> None:
     assert jc.is_finished_job({"status": plan.status}) and jc.finish_time({"status": plan.status}) == NOW
 
 
+def test_a_job_with_pods_left_completes_once_they_are_gone() -> None:
+    done = [pod("a", "Succeeded"), pod("b", "Succeeded")]
+    plan = jc.plan_job(job(completions=2), [*done, pod("c")], NOW)
+    assert conditions(plan) == [("SuccessCriteriaMet", "True", "CompletionsReached")]
+    assert [p["metadata"]["name"] for p in plan.delete] == ["c"] and plan.events == []
+    later = job(completions=2)
+    later["status"] = plan.status
+    plan = jc.plan_job(later, done, NOW + 2)
+    assert [c[0] for c in conditions(plan)] == ["SuccessCriteriaMet", "Complete"]
+    assert plan.status["completionTime"] == rfc3339(NOW + 2) and plan.events == [("Normal", "Completed",
+                                                                                  "Job completed")]
+
+
 def test_a_work_queue_job_completes_when_one_succeeded_and_none_run() -> None:
     spec = {"parallelism": 3}
     running = jc.plan_job(job(**spec), [pod("a", "Succeeded"), pod("b")], NOW)
@@ -76,21 +89,28 @@ def test_a_work_queue_job_completes_when_one_succeeded_and_none_run() -> None:
 
 
 def test_failures_past_the_backoff_limit_fail_the_job() -> None:
-    pods = [pod("a", "Failed", exit_code=1), pod("b", "Failed", exit_code=1), pod("c")]
-    plan = jc.plan_job(job(backoffLimit=1), pods, NOW)
+    failed = [pod("a", "Failed", exit_code=1), pod("b", "Failed", exit_code=1)]
+    plan = jc.plan_job(job(backoffLimit=1), [*failed, pod("c")], NOW)
+    # The outcome first (FailureTarget) while the last pod is stopped; Failed once it is gone.
+    assert conditions(plan) == [("FailureTarget", "True", "BackoffLimitExceeded")]
+    assert [p["metadata"]["name"] for p in plan.delete] == ["c"] and plan.create == [] and plan.events == []
+    assert plan.status["terminating"] == 1 and plan.status["failed"] == 2
+    later = job(backoffLimit=1)
+    later["status"] = plan.status
+    plan = jc.plan_job(later, failed, NOW + 1)
     assert conditions(plan) == [("FailureTarget", "True", "BackoffLimitExceeded"),
                                 ("Failed", "True", "BackoffLimitExceeded")]
     assert plan.status["conditions"][1]["message"] == "Job has reached the specified backoff limit"
-    assert [p["metadata"]["name"] for p in plan.delete] == ["c"] and plan.create == []
     assert plan.events == [("Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]
-    assert plan.status["failed"] == 2
+    assert plan.create == [] and plan.delete == [] and "completionTime" not in plan.status
 
 
 def test_container_restarts_count_under_on_failure() -> None:
     spec = job(backoffLimit=2)
     spec["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
     assert not jc.plan_job(spec, [pod("a", restarts=2)], NOW).status.get("conditions")
-    assert ("Failed", "True", "BackoffLimitExceeded") in conditions(jc.plan_job(spec, [pod("a", restarts=3)], NOW))
+    assert ("FailureTarget", "True", "BackoffLimitExceeded") in conditions(jc.plan_job(spec, [pod("a", restarts=3)],
+                                                                                      NOW))
 
 
 def test_a_failed_pod_is_replaced_after_the_back_off() -> None:
@@ -107,7 +127,7 @@ def test_the_active_deadline_fails_the_job() -> None:
     running["status"] = {"startTime": rfc3339(NOW - 10)}
     plan = jc.plan_job(running, [pod("a")], NOW)
     assert plan.requeue_after == 20.0 and not plan.status.get("conditions")
-    late = jc.plan_job(running, [pod("a")], NOW + 20)
+    late = jc.plan_job(running, [], NOW + 20)
     assert ("Failed", "True", "DeadlineExceeded") in conditions(late)
     assert late.status["conditions"][-1]["message"] == "Job was active longer than specified deadline"
 

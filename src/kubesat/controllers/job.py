@@ -227,22 +227,38 @@ def _sort_pods(job: dict[str, Any], pods: list[dict[str, Any]]) -> _Pods:
     return out
 
 
-def _fail(plan: JobPlan, sorted_pods: _Pods, reason: str, message: str, now: str) -> None:
-    _set_condition(plan.status, _condition("FailureTarget", reason, message, now))
-    _set_condition(plan.status, _condition("Failed", reason, message, now))
+def _finish(plan: JobPlan, sorted_pods: _Pods, kind: str, reason: str, message: str, now: str,
+            event: Event) -> None:
+    """Stop the Job's pods; the terminal condition (Complete or Failed) once none is left terminating, as 1.32
+    adds it only after the pods are gone (SuccessCriteriaMet or FailureTarget says it is coming)."""
     plan.delete = sorted_pods.active[:BURST]
     plan.status["active"] = 0
     plan.status["terminating"] = sorted_pods.terminating + len(plan.delete)
-    plan.events.append(("Warning", reason, message))
+    if plan.status["terminating"]:
+        return
+    if _set_condition(plan.status, _condition(kind, reason, message, now)):
+        if kind == "Complete":
+            plan.status["completionTime"] = now
+        plan.events.append(event)
+
+
+def _fail(plan: JobPlan, sorted_pods: _Pods, reason: str, message: str, now: str) -> None:
+    _set_condition(plan.status, _condition("FailureTarget", reason, message, now))
+    _finish(plan, sorted_pods, "Failed", reason, message, now, ("Warning", reason, message))
 
 
 def _complete(plan: JobPlan, sorted_pods: _Pods, now: str) -> None:
     _set_condition(plan.status, _condition("SuccessCriteriaMet", REASON_COMPLETIONS, MESSAGE_COMPLETIONS, now))
-    _set_condition(plan.status, _condition("Complete", REASON_COMPLETIONS, MESSAGE_COMPLETIONS, now))
-    plan.status["completionTime"] = now
-    plan.delete = sorted_pods.active[:BURST]
-    plan.status["active"] = 0
-    plan.events.append(("Normal", "Completed", "Job completed"))
+    _finish(plan, sorted_pods, "Complete", REASON_COMPLETIONS, MESSAGE_COMPLETIONS, now,
+            ("Normal", "Completed", "Job completed"))
+
+
+def _decided(status: dict[str, Any]) -> dict[str, Any] | None:
+    """A FailureTarget or SuccessCriteriaMet condition an earlier sync set: the Job's outcome is known."""
+    for c in lst(status.get("conditions")):
+        if d(c).get("type") in ("FailureTarget", "SuccessCriteriaMet") and d(c).get("status") == "True":
+            return d(c)
+    return None
 
 
 def _failure_reason(job: dict[str, Any], sorted_pods: _Pods, now: float) -> tuple[str, str] | None:
@@ -330,6 +346,13 @@ def _plan(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> JobPla
     status.setdefault("uncountedTerminatedPods", {})
     if indexed:
         status["completedIndexes"] = format_indexes(succeeded_indexes)
+    decided = _decided(status)
+    if decided is not None:
+        if decided["type"] == "FailureTarget":
+            _fail(plan, sorted_pods, str(decided.get("reason", "")), str(decided.get("message", "")), stamp)
+        else:
+            _complete(plan, sorted_pods, stamp)
+        return plan
     _suspend(plan, job, sorted_pods, stamp)
     if spec.get("suspend"):
         return plan
