@@ -42,10 +42,12 @@ def test_seed_scenario_allowed(server: Server, seeded: str) -> None:
     assert call(server, seeded, "GET", "/api/v1/namespaces/production/pods/web").status_code == 200
     services = call(server, seeded, "GET", "/api/v1/namespaces/production/services")
     assert services.status_code == 200 and services.json()["kind"] == "ServiceList"
-    # deployments are not served by kubesat yet: authorized, then not found (never 403).
-    assert call(server, seeded, "GET", "/apis/apps/v1/namespaces/production/deployments").status_code == 404
-    assert call(server, seeded, "PATCH", "/apis/apps/v1/namespaces/production/deployments/app-controller",
-                data="{}", headers={"Content-Type": "application/merge-patch+json"}).status_code == 404
+    deployments = call(server, seeded, "GET", "/apis/apps/v1/namespaces/production/deployments")
+    assert deployments.status_code == 200 and deployments.json()["kind"] == "DeploymentList"
+    # The Role lets it patch deployments: authorized, then not found, since none exists (never 403).
+    missing = call(server, seeded, "PATCH", "/apis/apps/v1/namespaces/production/deployments/app-controller",
+                   data="{}", headers={"Content-Type": "application/merge-patch+json"})
+    assert missing.status_code == 404 and missing.json()["message"] == 'deployments.apps "app-controller" not found'
 
 
 def test_seed_scenario_denied(server: Server, seeded: str) -> None:
@@ -78,7 +80,9 @@ def test_can_i(server: Server, seeded: str) -> None:
         return res.stdout.strip()
 
     assert can("list", "pods", "-n", "production", "--as", SA) == "yes"
-    # kubesat does not serve apps/v1 yet, so kubectl cannot map "deployments" to its group; ask the API directly.
+    assert can("patch", "deployments.apps", "-n", "production", "--as", SA) == "yes"
+    assert can("delete", "deployments.apps", "-n", "production", "--as", SA) == "no"
+    # The same answer straight from the API, with the binding that allows it.
     sar = server.kubectl("create", "--raw", "/apis/authorization.k8s.io/v1/subjectaccessreviews", "-f", "-",
                          input=json.dumps({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
                                            "spec": {"user": SA, "groups": ["system:serviceaccounts"],
