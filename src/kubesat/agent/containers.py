@@ -4,7 +4,8 @@ server as the runtime's state changes, their Events sent, and the containers sto
 
 It is the pod manager's `Runtime` (the runtime's calls pass through, `stop_pod` first silencing the pod's status
 reports, `forget_pod` dropping what is kept here too), plus `sync`, which the pod manager calls after each
-volume sync (the first one starts the containers).
+volume sync (the first one starts the containers). A pod's /etc/hosts names the `kubernetes` Service's relay and
+the service proxy's Services; `refresh_hosts` rewrites it when the Services change.
 """
 
 from __future__ import annotations
