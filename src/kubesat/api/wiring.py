@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubesat import errors
-from kubesat.api import eviction_api, node_api, rbac_api, scale_api, services_api, streams, tokens_api
+from kubesat.api import eviction_api, node_api, quota_api, rbac_api, scale_api, services_api, streams, tokens_api
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler, status_success
 from kubesat.auth.admission import admit_pod_create
@@ -29,6 +29,7 @@ from kubesat.controllers.mirrorpod import MirrorPodPublisher
 from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
 from kubesat.controllers.nodelifecycle import NodeLifecycleController
 from kubesat.controllers.podgc import PodGCController
+from kubesat.controllers.resourcequota import ResourceQuotaController
 from kubesat.controllers.replicaset import ReplicaSetController
 from kubesat.controllers.scheduler import Scheduler, bind_pod
 from kubesat.controllers.tokencleaner import TokenCleaner
@@ -114,6 +115,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
     app.state["rbac"] = rbac_api.install(app, resources, registry)
     app.state["node_graph"] = node_api.install(app, resources, registry, app.state["rbac"])
     app.state["streams"] = streams.install(registry, pki, resources.connect_handlers, app.on_shutdown)
+    quota_api.install(resources, registry)  # last: ResourceQuota counts objects as the other steps left them
 
 
 def _install_binding(resources: ResourceHandler, registry: Registry) -> None:
@@ -230,6 +232,7 @@ def controller_starters(
     starters.append(starter(lambda: KubernetesServiceController(registry, opts.external_address)))
     starters.append(starter(lambda: EndpointsController(registry)))
     starters.append(starter(lambda: DisruptionController(registry)))
+    starters.append(starter(lambda: ResourceQuotaController(registry)))
     if opts.node_name:
         starters.append(starter(lambda: MirrorPodPublisher(registry, opts.node_name, opts.command_line,
                                                            opts.external_address)))

@@ -119,6 +119,10 @@ RESOURCES: tuple[ResourceInfo, ...] = (
         field_selectors=("spec.nodeName", "spec.serviceAccountName", "spec.restartPolicy",
                          "spec.schedulerName", "status.phase", "status.podIP", "status.nominatedNodeName"),
     ),
+    # LimitRanges and ResourceQuotas (registry/quota.py), enforced at admission (auth/quota.py).
+    ResourceInfo("", "v1", "LimitRange", "limitranges", "limitrange", True, short_names=("limits",)),
+    ResourceInfo("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", True, short_names=("quota",),
+                 subresources=(Subresource("status", "ResourceQuota", ("get", "patch", "update")),)),
     # POST namespaces/NS/bindings: the older form of pods/NAME/binding (the Binding names the pod).
     ResourceInfo("", "v1", "Binding", "bindings", "binding", True, verbs=CREATE_ONLY, stored=False),
     ResourceInfo(

@@ -25,6 +25,7 @@ from kubesat.registry.rbac import (
 )
 from kubesat.registry.networking import IngressClassStrategy, IngressStrategy, NetworkPolicyStrategy
 from kubesat.registry.policy import PodDisruptionBudgetStrategy
+from kubesat.registry.quota import LimitRangeStrategy, ResourceQuotaStrategy
 from kubesat.registry.secret import SecretStrategy
 from kubesat.registry.service import EndpointSliceStrategy, EndpointsStrategy, ServiceStrategy
 from kubesat.registry.serviceaccount import ServiceAccountStrategy
@@ -42,6 +43,8 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("v1", "Event"): EventStrategy,
     ("v1", "Service"): ServiceStrategy,
     ("v1", "Endpoints"): EndpointsStrategy,
+    ("v1", "LimitRange"): LimitRangeStrategy,
+    ("v1", "ResourceQuota"): ResourceQuotaStrategy,
     ("discovery.k8s.io/v1", "EndpointSlice"): EndpointSliceStrategy,
     ("rbac.authorization.k8s.io/v1", "Role"): RoleStrategy,
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): ClusterRoleStrategy,

@@ -1,0 +1,128 @@
+"""The resource quota controller: each ResourceQuota's `status.hard` (its spec's) and `status.used` (what the
+namespace's objects take of each tracked resource), recomputed when a quota or a counted object changes.
+
+`namespace_usage` is also what the ResourceQuota admission check counts against, so both agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal
+from typing import Any
+
+from kubesat import errors
+from kubesat.controllers.base import cancel, resource_of_key, split_key, watch_in_background
+from kubesat.registry.kinds import RESOURCES, ResourceInfo, builtin_kind
+from kubesat.registry.quota import SHORT_COUNTS, format_amounts, object_usage
+from kubesat.registry.store import Registry
+from kubesat.storage.interface import WatchEvent
+
+log = logging.getLogger("kubesat.controllers.resourcequota")
+
+QUOTAS = builtin_kind("v1", "ResourceQuota")
+_POD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+
+
+def counted_kind(resource: str) -> ResourceInfo | None:
+    """The kind whose objects a quota's resource name counts."""
+    if resource.startswith("count/"):
+        plural, _, group = resource[len("count/"):].partition(".")
+        return next((r for r in RESOURCES if r.stored and r.plural == plural and r.group == group), None)
+    plural = resource
+    if resource in _POD_RESOURCES or resource.startswith(("requests.", "limits.")):
+        plural = "persistentvolumeclaims" if resource == "requests.storage" else "pods"
+    elif resource.startswith("services."):
+        plural = "services"
+    elif resource not in SHORT_COUNTS:
+        return None
+    return next((r for r in RESOURCES if r.stored and r.plural == plural and not r.group), None)
+
+
+async def namespace_usage(registry: Registry, namespace: str, resources: list[str]) -> dict[str, Decimal]:
+    """How much of each named resource the namespace's objects use now."""
+    used = {name: Decimal(0) for name in resources}
+    kinds = {info for name in resources if (info := counted_kind(name)) is not None}
+    for info in sorted(kinds, key=lambda i: i.group_resource):
+        for obj in (await registry.list(info, namespace)).items:
+            for name, amount in object_usage(info.plural, info.group, obj).items():
+                if name in used:
+                    used[name] += amount
+    return used
+
+
+class ResourceQuotaController:
+    """Recomputes every quota of a namespace when a quota, or an object of a kind they count, changes."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._dirty: dict[str, None] = {}
+        self._wake = asyncio.Event()
+        self._watched: dict[str, set[ResourceInfo]] = {}  # namespace -> kinds its quotas count
+        self._watch: asyncio.Task[None] | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        rev = await self._resync()
+        self._watch = watch_in_background(self.registry.store, rev, self._on_event, self._resync, "resourcequota")
+        self._worker = asyncio.create_task(self._work())
+
+    async def stop(self) -> None:
+        await cancel(self._watch)
+        await cancel(self._worker)
+
+    async def _resync(self) -> int:
+        rev = await self.registry.revision()
+        for ns in {q["metadata"]["namespace"] for q in (await self.registry.list(QUOTAS, "")).items}:
+            self._mark(ns)
+        return rev
+
+    def _mark(self, namespace: str) -> None:
+        self._dirty[namespace] = None
+        self._wake.set()
+
+    async def _on_event(self, ev: WatchEvent) -> None:
+        info = resource_of_key(ev.key)
+        if info is None or not info.namespaced:
+            return
+        ns, _ = split_key(info, ev.key)
+        if info is QUOTAS or info in self._watched.get(ns, ()):
+            self._mark(ns)
+
+    async def _work(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._dirty:
+                ns, _ = self._dirty.popitem()
+                try:
+                    await self.sync(ns)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - one namespace's failure must not stop the others
+                    log.exception("resourcequota: syncing namespace %s failed", ns)
+
+    async def sync(self, namespace: str) -> None:
+        quotas = (await self.registry.list(QUOTAS, namespace)).items
+        names = sorted({r for q in quotas for r in ((q.get("spec") or {}).get("hard") or {})})
+        self._watched[namespace] = {k for r in names if (k := counted_kind(r)) is not None}
+        if not quotas:
+            self._watched.pop(namespace, None)
+            return
+        used = await namespace_usage(self.registry, namespace, names)
+        for quota in quotas:
+            hard = dict((quota.get("spec") or {}).get("hard") or {})
+            want = {"hard": hard, "used": format_amounts(used, sorted(hard))}
+            if quota.get("status") == want:
+                continue
+
+            def mutate(obj: dict[str, Any], want: dict[str, Any] = want) -> dict[str, Any]:
+                obj["status"] = want
+                return obj
+
+            try:
+                await self.registry.guaranteed_update(QUOTAS, namespace, quota["metadata"]["name"], mutate,
+                                                      subresource="status")
+            except errors.StatusError as e:
+                if e.code != 404:
+                    log.warning("resourcequota: updating %s/%s: %s", namespace, quota["metadata"]["name"], e.message)

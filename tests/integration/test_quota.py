@@ -1,0 +1,89 @@
+"""LimitRanges and ResourceQuotas through kubectl against a real server: defaults filled in at admission,
+pods refused past a range or a quota in Kubernetes' words, and the quota's used amounts kept current."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import Server, wait_for
+
+pytestmark = pytest.mark.integration
+
+NS = "quota-test"
+MANIFESTS = f"""
+apiVersion: v1
+kind: LimitRange
+metadata: {{name: limits, namespace: {NS}}}
+spec:
+  limits:
+  - type: Container
+    max: {{cpu: "1"}}
+    defaultRequest: {{cpu: 100m, memory: 64Mi}}
+    default: {{memory: 128Mi}}
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {{name: compute, namespace: {NS}}}
+spec:
+  hard: {{pods: "2", requests.cpu: "1", limits.memory: 1Gi, count/configmaps: "3"}}
+"""
+
+
+def _used(server: Server) -> dict[str, str]:
+    quota = json.loads(server.kubectl("get", "quota", "compute", "-n", NS, "-o", "json").stdout)
+    return (quota.get("status") or {}).get("used") or {}
+
+
+def test_limit_ranges_and_quotas_are_enforced(server: Server) -> None:
+    server.kubectl("create", "namespace", NS)
+    server.kubectl("apply", "-f", "-", input=MANIFESTS)
+    # kube-root-ca.crt is the namespace's first ConfigMap.
+    wait_for(lambda: _used(server).get("pods") == "0" and _used(server).get("count/configmaps") == "1",
+             what="quota status computed")
+
+    server.kubectl("run", "a", "--image=registry.example/a:1", "-n", NS)
+    pod = json.loads(server.kubectl("get", "pod", "a", "-n", NS, "-o", "json").stdout)
+    assert pod["spec"]["containers"][0]["resources"] == {
+        "limits": {"cpu": "1", "memory": "128Mi"}, "requests": {"cpu": "100m", "memory": "64Mi"}}
+    assert pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"] == \
+        "LimitRanger plugin set: cpu, memory request for container a; cpu, memory limit for container a"
+
+    overrides = json.dumps({"spec": {"containers": [
+        {"name": "big", "image": "x", "resources": {"limits": {"cpu": "2"}}}]}})
+    out = server.kubectl("run", "big", "--image=registry.example/a:1", "-n", NS, "--overrides", overrides,
+                         check=False)
+    assert 'pods "big" is forbidden: maximum cpu usage per Container is 1, but limit is 2' in out.stderr
+
+    server.kubectl("run", "b", "--image=registry.example/a:1", "-n", NS)
+    out = server.kubectl("run", "c", "--image=registry.example/a:1", "-n", NS, check=False)
+    assert ('pods "c" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2'
+            in out.stderr), out.stderr
+    wait_for(lambda: _used(server) == {"pods": "2", "requests.cpu": "200m", "limits.memory": "256Mi",
+                                       "count/configmaps": "1"}, what="usage after two pods")
+    row = server.kubectl("get", "quota", "compute", "-n", NS).stdout.splitlines()[1]
+    assert "count/configmaps: 1/3, pods: 2/2, requests.cpu: 200m/1" in row and "limits.memory: 256Mi/1Gi" in row
+
+    for name in ("one", "two"):
+        server.kubectl("create", "configmap", name, "-n", NS)
+    out = server.kubectl("create", "configmap", "three", "-n", NS, check=False)
+    assert "exceeded quota: compute, requested: count/configmaps=1, used: count/configmaps=3, " \
+           "limited: count/configmaps=3" in out.stderr
+
+    # Usage falls as pods go, and the freed room admits the next one.
+    server.kubectl("delete", "pod", "a", "-n", NS, "--grace-period=0", "--force")
+    wait_for(lambda: _used(server).get("pods") == "1", what="usage after a delete")
+    server.kubectl("run", "c", "--image=registry.example/a:1", "-n", NS)
+
+
+def test_bad_ranges_and_quotas_are_refused(server: Server) -> None:
+    out = server.kubectl("apply", "-f", "-", check=False, input=json.dumps({
+        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "bad"},
+        "spec": {"hard": {"pods": "-1"}}}))
+    assert "spec.hard[pods]: Invalid value" in out.stderr and "must be greater than or equal to 0" in out.stderr
+    out = server.kubectl("apply", "-f", "-", check=False, input=json.dumps({
+        "apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "bad"},
+        "spec": {"limits": [{"type": "Node", "min": {"cpu": "2"}, "max": {"cpu": "1"}}]}}))
+    assert 'spec.limits[0].type: Unsupported value: "Node"' in out.stderr
+    assert "min value 2 is greater than max value 1" in out.stderr
