@@ -198,7 +198,7 @@ def _shift_server_clock(server: Server, seconds: float) -> None:
     time.sleep(0.3)
 
 
-def test_a_cronjob_fires_on_the_servers_clock(server: Server) -> None:
+def test_a_cronjob_fires_on_the_servers_clock(server: Server, api: client.ApiClient) -> None:
     # Move the server's clock to 3 s before the next minute: an every-minute CronJob created now fires then.
     now = time.time()
     _shift_server_clock(server, 60 - now % 60 - 3)
@@ -221,3 +221,8 @@ def test_a_cronjob_fires_on_the_servers_clock(server: Server) -> None:
     reasons = [(e["reason"], e["message"]) for e in _events(server, "every-minute")]
     assert ("SuccessfulCreate", f"Created job {name}") in reasons
     assert ("SawCompletedJob", f"Saw completed job: {name}, condition: Complete") in reasons
+    read = client.BatchV1Api(api).read_namespaced_cron_job("every-minute", "default")
+    assert read.spec.schedule == "* * * * *" and read.status.last_successful_time is not None
+    resources = server.kubectl("api-resources", "--api-group=batch", "--no-headers").stdout.splitlines()
+    assert sorted(line.split()[0] for line in resources) == ["cronjobs", "jobs"]
+    assert next(line for line in resources if line.startswith("cronjobs")).split()[1] == "cj"
