@@ -122,6 +122,14 @@ def test_a_failed_pod_is_replaced_after_the_back_off() -> None:
     assert jc.plan_job(job(), twice, NOW).requeue_after == 20.0  # doubled
 
 
+def test_terminating_pods_are_replaced_unless_the_policy_waits() -> None:
+    going = pod("a")
+    going["metadata"]["deletionTimestamp"] = rfc3339(NOW)
+    plan = jc.plan_job(job(), [going], NOW)
+    assert plan.create == [None] and plan.status["terminating"] == 1
+    assert jc.plan_job(job(podReplacementPolicy="Failed"), [going], NOW).create == []
+
+
 def test_the_active_deadline_fails_the_job() -> None:
     running = job(activeDeadlineSeconds=30)
     running["status"] = {"startTime": rfc3339(NOW - 10)}

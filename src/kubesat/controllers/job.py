@@ -292,6 +292,8 @@ def _to_create(job: dict[str, Any], sorted_pods: _Pods, succeeded_indexes: set[i
     parallelism = as_int(spec.get("parallelism"), 1)
     completions = spec.get("completions")
     active = sorted_pods.active
+    if spec.get("podReplacementPolicy") == "Failed" and sorted_pods.terminating:
+        return []  # a pod is replaced only once it has fully terminated
     if spec.get("completionMode") == "Indexed" and isinstance(completions, int):
         busy = {pod_index(p) for p in active}
         missing = [i for i in range(completions) if i not in succeeded_indexes and i not in busy]
