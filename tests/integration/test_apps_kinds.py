@@ -14,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.integration.conftest import Server
+from tests.integration.rawclient import RawClient
 
 SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"
 
@@ -179,3 +180,32 @@ def test_other_workload_kinds(server: Server) -> None:
         {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "bad"},
          "spec": {**spec, "template": {**template, "spec": {**template["spec"], "restartPolicy": "Never"}}}}))
     assert 'spec.template.spec.restartPolicy: Unsupported value: "Never": supported values: "Always"' in bad.stderr
+
+
+def test_scale_subresource_refuses_bad_input_with_4xx(server: Server, apps: client.AppsV1Api) -> None:
+    server.kubectl("create", "deployment", "sc", "--image=nginx")
+    base = "/apis/apps/v1/namespaces/default/deployments/sc/scale"
+
+    raw = RawClient.admin(server.data_dir, server.port)
+
+    def send(method: str, path: str, body: str, content_type: str = "application/json") -> tuple[int, str]:
+        answer = raw.request(method, path, body.encode(), content_type)
+        return answer.status, answer.json().get("message", "")
+
+    assert send("PUT", base, "not json")[0] == 400
+    assert send("PUT", base, json.dumps({"apiVersion": "apps/v1", "kind": "Deployment"})) == (
+        400, "the API version in the data (apps/v1) does not match the expected API version (autoscaling/v1)")
+    assert send("PUT", base, json.dumps({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                                         "metadata": {"name": "sc"}, "spec": {"replicas": "two"}})) == (
+        400, 'Scale in version "v1" cannot be handled as a Scale: json: cannot unmarshal string into Go struct '
+             "field ScaleSpec.spec.replicas of type int32")
+    stale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "sc", "resourceVersion": "1"},
+             "spec": {"replicas": 2}}
+    assert send("PUT", base, json.dumps(stale))[0] == 409
+    assert send("PATCH", base, '{"spec":{"replicas":2}}', "application/apply-patch+yaml")[0] == 415
+    assert send("PATCH", base, "[{bad", "application/json-patch+json")[0] == 400
+    assert send("DELETE", base, "")[0] == 405
+    assert send("GET", "/apis/apps/v1/namespaces/default/daemonsets/sc/scale", "")[0] == 404
+    stale["metadata"].pop("resourceVersion")
+    assert send("PUT", base, json.dumps(stale))[0] == 200
+    assert apps.read_namespaced_deployment("sc", "default").spec.replicas == 2
