@@ -145,6 +145,13 @@ def test_an_indexed_job_gives_each_pod_its_index(server: Server, api: client.Api
     assert indexes == ["0", "1", "2"]
 
 
+def test_a_finished_job_goes_after_its_ttl_with_its_pods(server: Server) -> None:
+    server.kubectl("apply", "-f", "-", input=_job_yaml("brief", "exit 0", "  ttlSecondsAfterFinished: 0"))
+    server.kubectl("wait", "--for=delete", "job/brief", "--timeout=90s", timeout=100)
+    wait_for(_slowly(lambda: server.kubectl("get", "pods", "-l", "job-name=brief", "-o", "name").stdout == ""), 30,
+             "the Job's pods gone with it")
+
+
 def test_a_bad_job_is_refused_with_kubernetes_words(server: Server) -> None:
     manifest = _job_yaml("always", "exit 0").replace("restartPolicy: Never", "restartPolicy: Always")
     out = server.kubectl("apply", "-f", "-", input=manifest, check=False)
