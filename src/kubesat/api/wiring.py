@@ -32,8 +32,10 @@ from kubesat.controllers.podgc import PodGCController
 from kubesat.controllers.resourcequota import ResourceQuotaController
 from kubesat.controllers.replicaset import ReplicaSetController
 from kubesat.controllers.scheduler import Scheduler, bind_pod
+from kubesat.controllers.statefulset import StatefulSetController
 from kubesat.controllers.tokencleaner import TokenCleaner
 from kubesat.controllers.tokens import TokensController
+from kubesat.controllers.volumebinding import PersistentVolumeController, pick_default_class
 from kubesat.pki import ClusterPKI
 from kubesat.registry import csr as csrs
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
@@ -43,6 +45,8 @@ from kubesat.tokens.signer import ProcessSigner
 from kubesat.tokens.source import DataDirKeySource
 
 SERVICEACCOUNTS = builtin_kind("v1", "ServiceAccount")
+PVCS = builtin_kind("v1", "PersistentVolumeClaim")
+STORAGE_CLASSES = builtin_kind("storage.k8s.io/v1", "StorageClass")
 CSRS = builtin_kind("certificates.k8s.io/v1", "CertificateSigningRequest")
 
 
@@ -114,6 +118,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
     _install_tokens(app, resources, registry, opts, pki)
     app.state["rbac"] = rbac_api.install(app, resources, registry)
     app.state["node_graph"] = node_api.install(app, resources, registry, app.state["rbac"])
+    _install_claims(app, resources, registry)
     app.state["streams"] = streams.install(registry, pki, resources.connect_handlers, app.on_shutdown)
     quota_api.install(resources, registry)  # last: ResourceQuota counts objects as the other steps left them
 
@@ -142,6 +147,42 @@ def _install_binding(resources: ResourceHandler, registry: Registry) -> None:
 
     resources.create_handlers[("", "pods", "binding")] = binding
     resources.create_handlers[("", "bindings", "")] = binding
+
+
+def _install_claims(app: App, resources: ResourceHandler, registry: Registry) -> None:
+    """The DefaultStorageClass admission plugin, and the Node authorizer's claim -> volume edges."""
+
+    async def default_storage_class(req: Request, res: ResourceInfo, ns: str, obj: dict[str, Any]) -> None:
+        if res is not PVCS:
+            return
+        spec = obj.get("spec")
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        # An explicit class, even "" (no class), and the beta annotation are the user's choice.
+        if not isinstance(spec, dict) or spec.get("storageClassName") is not None \
+                or "volume.beta.kubernetes.io/storage-class" in annotations:
+            return
+        chosen = pick_default_class((await registry.list(STORAGE_CLASSES, "")).items)
+        if chosen:
+            spec["storageClassName"] = chosen
+
+    resources.admission.append(default_storage_class)
+    graph = app.state["node_graph"]
+
+    def on_write(info: ResourceInfo, obj: dict[str, Any]) -> None:
+        if info is PVCS:
+            graph.put_claim(obj)
+
+    def on_delete(info: ResourceInfo, obj: dict[str, Any]) -> None:
+        if info is PVCS:
+            graph.delete_claim(obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+
+    async def load() -> None:
+        for pvc in (await registry.list(PVCS, "")).items:
+            graph.put_claim(pvc)
+
+    registry.on_write.append(on_write)
+    registry.on_delete.append(on_delete)
+    app.on_startup.append(load)
 
 
 def _install_csr(app: App, resources: ResourceHandler) -> None:
@@ -227,11 +268,13 @@ def controller_starters(
     starters.append(starter(lambda: PodGCController(registry)))
     starters.append(starter(lambda: ReplicaSetController(registry)))
     starters.append(starter(lambda: DeploymentController(registry)))
+    starters.append(starter(lambda: StatefulSetController(registry)))
     starters.append(starter(lambda: JobController(registry)))
     starters.append(starter(lambda: CronJobController(registry)))
     starters.append(starter(lambda: KubernetesServiceController(registry, opts.external_address)))
     starters.append(starter(lambda: EndpointsController(registry)))
     starters.append(starter(lambda: DisruptionController(registry)))
+    starters.append(starter(lambda: PersistentVolumeController(registry)))
     starters.append(starter(lambda: ResourceQuotaController(registry)))
     if opts.node_name:
         starters.append(starter(lambda: MirrorPodPublisher(registry, opts.node_name, opts.command_line,
