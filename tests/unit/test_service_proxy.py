@@ -235,3 +235,25 @@ def test_a_port_that_is_taken_is_one_warning_and_retried(caplog: pytest.LogCaptu
         assert list(proxy.listeners) == [("shop", "web", port)]
         await proxy.close()
     asyncio.run(go())
+
+
+def test_connections_past_the_cap_are_closed_and_stop_ends_the_open_ones() -> None:
+    async def go() -> None:
+        held = asyncio.Event()
+
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.set()
+            await reader.read()  # until the relay goes
+            writer.close()
+        upstream = await asyncio.start_server(hold, "127.0.0.1", 0)
+        port = ServicePort("", _free_port(), 0, (("127.0.0.1", upstream.sockets[0].getsockname()[1]),))
+        listener = PortListener("shop/web", _address(), port, asyncio.Semaphore(1))
+        await listener.start()
+        reader, writer = await asyncio.open_connection(listener.address, port.port)
+        await asyncio.wait_for(held.wait(), 5)
+        assert await _call(listener.address, port.port) == b""  # the one slot is taken: closed at once
+        await listener.stop()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the open connection ended with its listener
+        writer.close()
+        upstream.close()
+    asyncio.run(go())
