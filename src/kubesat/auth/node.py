@@ -124,6 +124,10 @@ class NodeGraph:
     def __init__(self) -> None:
         self._pods: dict[tuple[str, str], _PodEdges] = {}
         self._reach: dict[str, dict[Ref, int]] = {}
+        # pvc -> pv edges (a claim's spec.volumeName), and each volume's claims: a node reaches a volume
+        # through a claim its pods use.
+        self._claim_volume: dict[tuple[str, str], str] = {}
+        self._volume_claims: dict[str, set[tuple[str, str]]] = {}
         # Writes may run on worker threads while the event loop decides.
         self._lock = threading.Lock()
 
@@ -164,11 +168,42 @@ class NodeGraph:
         if not reach:
             del self._reach[edges.node]
 
+    def put_claim(self, pvc: dict[str, Any]) -> None:
+        """Record the volume a PersistentVolumeClaim is bound to (none yet: no edge)."""
+        meta = _d(pvc.get("metadata"))
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        volume = str(_d(pvc.get("spec")).get("volumeName") or "")
+        with self._lock:
+            if self._claim_volume.get(key, "") == volume:
+                return
+            self._unlink_claim(key)
+            if volume:
+                self._claim_volume[key] = volume
+                self._volume_claims.setdefault(volume, set()).add(key)
+
+    def delete_claim(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._unlink_claim((namespace, name))
+
+    def _unlink_claim(self, key: tuple[str, str]) -> None:
+        volume = self._claim_volume.pop(key, None)
+        if volume is None:
+            return
+        claims = self._volume_claims.get(volume)
+        if claims is not None:
+            claims.discard(key)
+            if not claims:
+                del self._volume_claims[volume]
+
     def has_path(self, node: str, kind: str, namespace: str, name: str) -> bool:
-        """Whether a pod bound to `node` refers to the object."""
+        """Whether a pod bound to `node` refers to the object (a volume: through a claim bound to it)."""
         with self._lock:
             reach = self._reach.get(node)
-            return reach is not None and (kind, namespace, name) in reach
+            if reach is None:
+                return False
+            if kind == PV:
+                return any((PVC, ns, claim) in reach for ns, claim in self._volume_claims.get(name, ()))
+            return (kind, namespace, name) in reach
 
     def pods_on(self, node: str) -> list[tuple[str, str]]:
         with self._lock:
