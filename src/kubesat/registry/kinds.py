@@ -206,6 +206,12 @@ RESOURCES: tuple[ResourceInfo, ...] = (
         subresources=(Subresource("status", "DaemonSet", ("get", "patch", "update")),),
     ),
     ResourceInfo("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", True),
+    # Volumes and claims (registry/persistentvolume.py); controllers/volumebinding.py binds and provisions them.
+    ResourceInfo("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", False, short_names=("pv",),
+                 subresources=(Subresource("status", "PersistentVolume", ("get", "patch", "update")),)),
+    ResourceInfo("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", True,
+                 short_names=("pvc",),
+                 subresources=(Subresource("status", "PersistentVolumeClaim", ("get", "patch", "update")),)),
     # networking.k8s.io/v1 and storage.k8s.io/v1: stored and validated, with no data plane behind them
     # (registry/networking.py, registry/storageclass.py).
     ResourceInfo("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True, short_names=("ing",),

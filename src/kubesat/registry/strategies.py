@@ -24,6 +24,7 @@ from kubesat.registry.rbac import (
     RoleStrategy,
 )
 from kubesat.registry.networking import IngressClassStrategy, IngressStrategy, NetworkPolicyStrategy
+from kubesat.registry.persistentvolume import PersistentVolumeClaimStrategy, PersistentVolumeStrategy
 from kubesat.registry.policy import PodDisruptionBudgetStrategy
 from kubesat.registry.quota import LimitRangeStrategy, ResourceQuotaStrategy
 from kubesat.registry.secret import SecretStrategy
@@ -43,6 +44,8 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("v1", "Event"): EventStrategy,
     ("v1", "Service"): ServiceStrategy,
     ("v1", "Endpoints"): EndpointsStrategy,
+    ("v1", "PersistentVolume"): PersistentVolumeStrategy,
+    ("v1", "PersistentVolumeClaim"): PersistentVolumeClaimStrategy,
     ("v1", "LimitRange"): LimitRangeStrategy,
     ("v1", "ResourceQuota"): ResourceQuotaStrategy,
     ("discovery.k8s.io/v1", "EndpointSlice"): EndpointSliceStrategy,
