@@ -270,3 +270,16 @@ def test_scale_of_a_deployment() -> None:
         "spec": {"replicas": 3}, "status": {"replicas": 2, "selector": "app=web"}}
     assert texts(validate_scale({"spec": {"replicas": -2}})) == [
         "spec.replicas: Invalid value: -2: must be greater than or equal to 0"]
+
+
+def test_replica_set_and_stateful_set_status_rules() -> None:
+    rs = workload("ReplicaSet")
+    RS.prepare_for_create(rs)
+    rs["status"] = {"replicas": 1, "fullyLabeledReplicas": 2, "readyReplicas": 1, "availableReplicas": 1}
+    assert texts(RS.validate_update(rs, rs)) == [
+        "status.fullyLabeledReplicas: Invalid value: 2: cannot be greater than status.replicas"]
+    sts = workload("StatefulSet")
+    STS.prepare_for_create(sts)
+    sts["status"] = {"replicas": 2, "readyReplicas": 1, "availableReplicas": 2}
+    assert texts(STS.validate_update(sts, sts)) == [
+        "status.availableReplicas: Invalid value: 2: cannot be greater than status.readyReplicas"]

@@ -310,19 +310,26 @@ def validate_deployment(obj: dict[str, Any]) -> list[FieldError]:
     return errs
 
 
-def validate_deployment_status(obj: dict[str, Any]) -> list[FieldError]:
-    """ValidateDeploymentStatus."""
-    status = as_dict(obj.get("status"))
-    errs = _status_counts(status, ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas",
-                                   "availableReplicas", "unavailableReplicas", "collisionCount"))
+def _replica_counts(status: dict[str, Any], counts: tuple[str, ...], fields: tuple[str, ...],
+                    available_detail: str) -> list[FieldError]:
+    """The status checks the replica controllers' kinds share: counts not negative, none of `fields` above
+    status.replicas, availableReplicas not above readyReplicas."""
+    errs = _status_counts(status, counts)
     replicas, ready = _int(status.get("replicas")), _int(status.get("readyReplicas"))
-    for f in ("updatedReplicas", "readyReplicas", "availableReplicas"):
+    for f in fields:
         if _int(status.get(f)) > replicas:
             errs.append(invalid_value(f"status.{f}", status.get(f), "cannot be greater than status.replicas"))
     if _int(status.get("availableReplicas")) > ready:
-        errs.append(invalid_value("status.availableReplicas", status.get("availableReplicas"),
-                                  "cannot be greater than readyReplicas"))
+        errs.append(invalid_value("status.availableReplicas", status.get("availableReplicas"), available_detail))
     return errs
+
+
+def validate_deployment_status(obj: dict[str, Any]) -> list[FieldError]:
+    """ValidateDeploymentStatus."""
+    return _replica_counts(as_dict(obj.get("status")), (
+        "observedGeneration", "replicas", "updatedReplicas", "readyReplicas", "availableReplicas",
+        "unavailableReplicas", "collisionCount"), ("updatedReplicas", "readyReplicas", "availableReplicas"),
+        "cannot be greater than readyReplicas")
 
 
 class DeploymentStrategy(_WorkloadStrategy):
@@ -395,8 +402,11 @@ class ReplicaSetStrategy(_WorkloadStrategy):
     def validate_update(self, new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
         status = as_dict(new.get("status"))
         errs = validate_replica_set(new) + _selector_immutable(new, old)
-        return errs + _status_counts(status, ("replicas", "fullyLabeledReplicas", "readyReplicas",
-                                              "availableReplicas", "observedGeneration"))
+        # ValidateReplicaSetStatus.
+        return errs + _replica_counts(status, ("replicas", "fullyLabeledReplicas", "readyReplicas",
+                                               "availableReplicas", "observedGeneration"),
+                                      ("fullyLabeledReplicas", "readyReplicas", "availableReplicas"),
+                                      "cannot be greater than readyReplicas")
 
     def table_columns(self) -> list[dict[str, Any]]:
         return [
@@ -528,9 +538,12 @@ class StatefulSetStrategy(_WorkloadStrategy):
             errs.append(forbidden_field("spec", "updates to statefulset spec for fields other than 'replicas', "
                                         "'ordinals', 'template', 'updateStrategy', "
                                         "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"))
-        return errs + _status_counts(as_dict(new.get("status")), (
+        # ValidateStatefulSetStatus.
+        return errs + _replica_counts(as_dict(new.get("status")), (
             "replicas", "readyReplicas", "currentReplicas", "updatedReplicas", "availableReplicas",
-            "observedGeneration", "collisionCount"))
+            "observedGeneration", "collisionCount"), ("readyReplicas", "currentReplicas", "updatedReplicas",
+                                                      "availableReplicas"),
+            "cannot be greater than status.readyReplicas")
 
     def table_columns(self) -> list[dict[str, Any]]:
         return [name_column(), column("Ready", _READY_DOC), age_column(),
