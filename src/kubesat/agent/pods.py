@@ -51,7 +51,7 @@ from typing import Any
 import httpx
 import orjson
 
-from kubesat.agent import refresh, volumes
+from kubesat.agent import claims, refresh, volumes
 from kubesat.agent.atomic import REPLACED_GRACE, AtomicWriter, FileProjection, InvalidPathError, validate_path
 from kubesat.agent.client import ApiClient, ApiError
 from kubesat.agent.events import EventRecorder, pod_ref
@@ -463,6 +463,7 @@ class PodManager:
         fetched = volumes.Fetched(
             configmaps={n: await self._object("configmaps", ns, n) for n in plan.configmaps},
             secrets={n: await self._object("secrets", ns, n) for n in plan.secrets},
+            claims=await claims.resolve_all(self._get_or_none, ns, plan.claims, self.root),
         )
         errors = await self._tokens(state, plan, fetched)
         results = volumes.payloads(pod, fetched, self.node())

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubesat.agent.atomic import FileProjection, InvalidPathError, validate_path, validate_payload
+from kubesat.agent.claims import ClaimVolume, claim_names
 from kubesat.agent.fieldpath import FieldPathError, metadata_field, resource_field
 
 PLUGIN_DIRS = {
@@ -76,6 +77,7 @@ class VolumePlan:
     configmaps: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
     tokens: list[TokenRequestSpec] = field(default_factory=list)
+    claims: list[str] = field(default_factory=list)  # PersistentVolumeClaims (agent/claims.py resolves them)
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Fetched:
     configmaps: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     secrets: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    claims: dict[str, ClaimVolume] = field(default_factory=dict)
 
 
 @dataclass
@@ -170,7 +173,7 @@ def plan(pod: dict[str, Any]) -> VolumePlan:
             elif kind == "serviceAccountToken":
                 tr = token_request(pod, src)
                 tokens.setdefault(tr.key, tr)
-    return VolumePlan(sorted(cms - {""}), sorted(secrets - {""}), list(tokens.values()))
+    return VolumePlan(sorted(cms - {""}), sorted(secrets - {""}), list(tokens.values()), claim_names(pod))
 
 
 @dataclass(frozen=True)
@@ -370,6 +373,15 @@ def _file_volume(pod: dict[str, Any], vol: dict[str, Any], kind: str, fetched: F
     return res
 
 
+def _claim_volume(name: str, vol: dict[str, Any], fetched: Fetched) -> VolumeResult:
+    """A claim's volume is mounted from the directory its bound volume has on this node."""
+    claim = str(_d(vol.get("persistentVolumeClaim")).get("claimName") or "")
+    found = fetched.claims.get(claim) or ClaimVolume(error=f'persistentvolumeclaim "{claim}" not found')
+    if found.error:
+        return VolumeResult(name=name, kind="hostPath", error=found.error)
+    return VolumeResult(name=name, kind="hostPath", host_path=found.path)
+
+
 def payloads(pod: dict[str, Any], fetched: Fetched, node: dict[str, Any] | None = None) -> dict[str, VolumeResult]:
     """Each of the pod's volumes by name: its files (or directory, or host path), or the kubelet's error."""
     out: dict[str, VolumeResult] = {}
@@ -381,6 +393,8 @@ def payloads(pod: dict[str, Any], fetched: Fetched, node: dict[str, Any] | None 
             out[name] = VolumeResult(name=name, kind="dir", plugin_dir=PLUGIN_DIRS["emptyDir"], medium=medium)
         elif "hostPath" in vol:
             out[name] = VolumeResult(name=name, kind="hostPath", host_path=str(_d(vol["hostPath"]).get("path", "")))
+        elif "persistentVolumeClaim" in vol:
+            out[name] = _claim_volume(name, vol, fetched)
         else:
             kind = next((k for k in ("projected", "secret", "configMap", "downwardAPI") if k in vol), None)
             if kind is None:

@@ -1,0 +1,95 @@
+"""A pod's persistentVolumeClaim volumes: the claim and its bound volume read through the API (the Node
+authorizer lets a node get the claims its pods use and the volumes bound to them), resolved to a directory.
+
+Only volumes the kubesat local provisioner made are mounted: their `hostPath` is relative and names a directory
+under this agent's root (`<root>/volumes/<pv-name>`), created on first use and writable by any of the pod's
+users, as an emptyDir is. A volume of any other kind (an absolute hostPath, nfs, csi...) is refused with a
+reason, so that a PersistentVolume cannot open a path of the host that `--allow-host-path` does not allow.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LOCAL_PROVISIONER = "kubesat.io/local"
+PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
+VOLUMES_DIR = "volumes"
+
+Getter = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+def _d(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+@dataclass(frozen=True)
+class ClaimVolume:
+    """Where a claim's volume lives on this node, or why it cannot be mounted (yet)."""
+
+    path: str = ""
+    error: str = ""
+
+
+def claim_names(pod: dict[str, Any]) -> list[str]:
+    """The claims a pod's persistentVolumeClaim volumes name, sorted and unique."""
+    names = {str(_d(_d(v).get("persistentVolumeClaim")).get("claimName") or "")
+             for v in _d(pod.get("spec")).get("volumes") or []}
+    return sorted(names - {""})
+
+
+def claim_problem(namespace: str, name: str, pvc: dict[str, Any] | None) -> str:
+    """Why a claim cannot be used now ("" when it is bound), in the kubelet's words."""
+    if pvc is None:
+        return f'persistentvolumeclaim "{name}" not found'
+    if _d(pvc.get("metadata")).get("deletionTimestamp"):
+        return f'error processing PVC {namespace}/{name}: PVC is being deleted'
+    phase = _d(pvc.get("status")).get("phase") or ""
+    volume = _d(pvc.get("spec")).get("volumeName") or ""
+    if phase != "Bound" or not volume:
+        return (f'error processing PVC {namespace}/{name}: PVC {namespace}/{name} has non-bound phase ("{phase}") '
+                f'or empty pvc.Spec.VolumeName ("{volume}")')
+    return ""
+
+
+def volume_dir(pv: dict[str, Any], root: Path) -> ClaimVolume:
+    """The directory of a bound volume on this node, for a volume the local provisioner made."""
+    meta, spec = _d(pv.get("metadata")), _d(pv.get("spec"))
+    name = str(meta.get("name") or "")
+    host = _d(spec.get("hostPath"))
+    path = str(host.get("path") or "")
+    ours = _d(meta.get("annotations")).get(PROVISIONED_BY) == LOCAL_PROVISIONER
+    if not ours or not host or path.startswith("/") or ".." in path.split("/") or "/" in name:
+        return ClaimVolume(error=f'persistentvolume "{name}" is not a volume this node provides: kubesat mounts '
+                                 f"only volumes provisioned by {LOCAL_PROVISIONER}")
+    return ClaimVolume(path=str(root / VOLUMES_DIR / name))
+
+
+async def resolve(get: Getter, namespace: str, name: str, root: Path) -> ClaimVolume:
+    """Read the claim and its volume and find (and make) the volume's directory."""
+    pvc = await get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}")
+    problem = claim_problem(namespace, name, pvc)
+    if problem or pvc is None:
+        return ClaimVolume(error=problem)
+    volume = str(_d(pvc.get("spec")).get("volumeName"))
+    pv = await get(f"/api/v1/persistentvolumes/{volume}")
+    if pv is None:
+        return ClaimVolume(error=f'persistentvolume "{volume}" not found')
+    found = volume_dir(pv, root)
+    if found.path:
+        _make_dir(Path(found.path))
+    return found
+
+
+def _make_dir(path: Path) -> None:
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        # Any of the pod's users may write, as in an emptyDir (the umask would narrow mkdir's mode).
+        os.chmod(path, 0o777)
+
+
+async def resolve_all(get: Getter, namespace: str, names: list[str], root: Path) -> dict[str, ClaimVolume]:
+    return {n: await resolve(get, namespace, n, root) for n in names}
