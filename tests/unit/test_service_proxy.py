@@ -257,3 +257,17 @@ def test_connections_past_the_cap_are_closed_and_stop_ends_the_open_ones() -> No
         writer.close()
         upstream.close()
     asyncio.run(go())
+
+
+def test_endpoints_that_cannot_be_read_leave_the_names_updated_and_wait_for_the_next_poll() -> None:
+    class Failing(FakeApi):
+        async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+            raise ApiError(500, "InternalError", "etcd is sad")
+
+    async def go() -> None:
+        changes: list[int] = []
+        proxy = ServiceProxy(Failing(), "127.0.0.1", on_change=lambda: changes.append(1))  # type: ignore[arg-type]
+        await proxy._on_event("ADDED", _svc("web", "shop", "10.96.0.30"))
+        assert changes == [1] and proxy.hosts_entries("other")["web.shop.svc"] == "127.96.0.30"
+        assert proxy.listeners == {}
+    asyncio.run(go())

@@ -192,10 +192,10 @@ class ServiceProxy:
             fresh = {service_key(s): _trim(s) for s in listed.get("items") or []}
             gone = set(self.services) - set(fresh)
             self.services = fresh
-            for key in [*gone, *fresh]:
-                await self._sync(key)
-            self._rv = str((listed.get("metadata") or {}).get("resourceVersion", ""))
             self._changed(before)
+            for key in [*gone, *fresh]:
+                await self._sync_or_later(key)
+            self._rv = str((listed.get("metadata") or {}).get("resourceVersion", ""))
         params = {"resourceVersion": self._rv, "timeoutSeconds": str(WATCH_SECONDS), "allowWatchBookmarks": "true"}
         try:
             async for kind, svc in self.api.watch("/api/v1/services", params):
@@ -220,8 +220,8 @@ class ServiceProxy:
             self.services.pop(key, None)
         else:
             self.services[key] = _trim(svc)
-        await self._sync(key)
         self._changed(before)
+        await self._sync_or_later(key)
 
     def _addresses(self) -> frozenset[tuple[ServiceKey, str | None]]:
         return frozenset((key, service_address(svc)) for key, svc in self.services.items())
@@ -237,10 +237,14 @@ class ServiceProxy:
             for key in list(self.services):
                 if stop.is_set():
                     return
-                try:
-                    await self._sync(key)
-                except (ApiError, httpx.HTTPError) as e:
-                    log.debug("could not read the Endpoints of Service %s/%s: %s", *key, e)
+                await self._sync_or_later(key)
+
+    async def _sync_or_later(self, key: ServiceKey) -> None:
+        """Sync the Service; when its Endpoints cannot be read now, the next poll tries again."""
+        try:
+            await self._sync(key)
+        except (ApiError, httpx.HTTPError) as e:
+            log.debug("could not read the Endpoints of Service %s/%s: %s", *key, e)
 
     # ------------------------------------------------------------------ one Service
     async def _sync(self, key: ServiceKey) -> None:
