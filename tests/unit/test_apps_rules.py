@@ -283,3 +283,18 @@ def test_replica_set_and_stateful_set_status_rules() -> None:
     sts["status"] = {"replicas": 2, "readyReplicas": 1, "availableReplicas": 2}
     assert texts(STS.validate_update(sts, sts)) == [
         "status.availableReplicas: Invalid value: 2: cannot be greater than status.readyReplicas"]
+
+
+def test_collision_count_is_never_decremented() -> None:
+    old = workload()
+    DEPLOY.prepare_for_create(old)
+    old["status"] = {"collisionCount": 2}
+    new = copy.deepcopy(old)
+    new["status"] = {"collisionCount": 1}
+    assert texts(DEPLOY.validate_update(new, old)) == [
+        "status.collisionCount: Invalid value: 1: cannot be decremented"]
+    new["status"] = {}
+    assert texts(DEPLOY.validate_update(new, old)) == [
+        "status.collisionCount: Invalid value: 0: cannot be decremented"]
+    new["status"] = {"collisionCount": 3}
+    assert DEPLOY.validate_update(new, old) == []

@@ -176,6 +176,15 @@ def _status_counts(status: dict[str, Any], fields: tuple[str, ...]) -> list[Fiel
     return errs
 
 
+def _collision_count_kept(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+    """status.collisionCount, once set, never goes down (the controllers derive hash names from it)."""
+    before = as_dict(old.get("status")).get("collisionCount")
+    after = as_dict(new.get("status")).get("collisionCount")
+    if before is None or (after is not None and _int(after) >= _int(before)):
+        return []
+    return [invalid_value("status.collisionCount", _int(after), "cannot be decremented")]
+
+
 def _containers_and_images(obj: dict[str, Any]) -> tuple[str, str]:
     containers = _l(as_dict(as_dict(as_dict(obj.get("spec")).get("template")).get("spec")).get("containers"))
     names = ",".join(str(as_dict(c).get("name") or "") for c in containers)
@@ -350,7 +359,8 @@ class DeploymentStrategy(_WorkloadStrategy):
         return validate_deployment(obj)
 
     def validate_update(self, new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
-        return validate_deployment(new) + _selector_immutable(new, old) + validate_deployment_status(new)
+        return validate_deployment(new) + _selector_immutable(new, old) + validate_deployment_status(new) + \
+            _collision_count_kept(new, old)
 
     def table_columns(self) -> list[dict[str, Any]]:
         return [
@@ -543,7 +553,7 @@ class StatefulSetStrategy(_WorkloadStrategy):
             "replicas", "readyReplicas", "currentReplicas", "updatedReplicas", "availableReplicas",
             "observedGeneration", "collisionCount"), ("readyReplicas", "currentReplicas", "updatedReplicas",
                                                       "availableReplicas"),
-            "cannot be greater than status.readyReplicas")
+            "cannot be greater than status.readyReplicas") + _collision_count_kept(new, old)
 
     def table_columns(self) -> list[dict[str, Any]]:
         return [name_column(), column("Ready", _READY_DOC), age_column(),
@@ -661,7 +671,8 @@ class DaemonSetStrategy(_WorkloadStrategy):
         return validate_daemon_set(new) + _selector_immutable(new, old) + _status_counts(
             as_dict(new.get("status")), ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled",
                                          "numberReady", "observedGeneration", "updatedNumberScheduled",
-                                         "numberAvailable", "numberUnavailable", "collisionCount"))
+                                         "numberAvailable", "numberUnavailable", "collisionCount")) + \
+            _collision_count_kept(new, old)
 
     def table_columns(self) -> list[dict[str, Any]]:
         return [
