@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubesat.controllers import replicaset as rsc
+from kubesat.controllers.podcache import Expectations, PodCache
 from kubesat.controllers.workload import claim
 from kubesat.registry.kinds import lookup_kind
 from kubesat.registry.store import Registry, rfc3339
@@ -231,3 +232,34 @@ def test_controller_reports_failed_create_when_the_service_account_is_missing() 
             await env.controller.stop()
 
     asyncio.run(t())
+
+
+# =============================================================================== cache and expectations
+def test_expectations_wait_for_created_and_deleted_pods_to_show() -> None:
+    now = [0.0]
+    exp = Expectations(clock=lambda: now[0], timeout=60)
+    owner = ("ns", "web")
+    exp.expect_create(owner, "ns", "web-a")
+    exp.expect_delete(owner, "ns", "web-b")
+    assert not exp.satisfied(owner)
+    exp.observe(pod("web-a"), "ns", "web-a")
+    assert not exp.satisfied(owner)
+    exp.observe(pod("web-b"), "ns", "web-b")  # still there, not terminating: not yet
+    assert not exp.satisfied(owner)
+    exp.observe(pod("web-b", deleting=True), "ns", "web-b")
+    assert exp.satisfied(owner)
+    exp.expect_create(owner, "ns", "web-c")
+    now[0] = 61.0  # never seen: the wait ends with the timeout
+    assert exp.satisfied(owner)
+    exp.forget(owner)
+    exp.observe(None, "ns", "web-c")
+    assert exp.satisfied(owner)
+
+
+def test_pod_cache_keeps_the_latest_pods_by_namespace() -> None:
+    cache = PodCache()
+    cache.fill([pod("a"), pod("b")])
+    newer = pod("a", phase="Pending")
+    cache.put(newer)
+    cache.remove("ns", "b")
+    assert cache.pods("ns") == [newer] and cache.get("ns", "b") is None and cache.pods("other") == []

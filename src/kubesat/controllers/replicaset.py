@@ -12,6 +12,7 @@ from typing import Any
 from kubesat import errors
 from kubesat.controllers.base import loads, watch_in_background, cancel
 from kubesat.controllers.events import EventRecorder, object_reference
+from kubesat.controllers.podcache import Expectations, PodCache
 from kubesat.controllers.workload import (
     Claim, Key, WorkQueue, adopt, apps_kind, as_int, available_in, claim, controller_ref, create_admitted_pod, d,
     is_active, is_available, is_ready, lst, owner_reference, parse_time, ready_since, release, selector_matches,
@@ -139,6 +140,10 @@ class ReplicaSetController:
         # namespace -> name -> selector, to find the ReplicaSets an orphan pod may belong to.
         self.selectors: dict[str, dict[str, Any]] = {}
         self._backoff: dict[Key, float] = {}
+        # Read from a watch-fed cache: listing a namespace's pods from the store on every sync costs ~0.1 s at
+        # 1,000 pods, and a rollout syncs on each pod's change.
+        self.pods = PodCache()
+        self.expectations = Expectations()
         self._watch: Any = None
 
     async def start(self) -> None:
@@ -153,6 +158,7 @@ class ReplicaSetController:
     async def resync(self) -> int:
         rev = await self.registry.revision()
         self.selectors.clear()
+        self.pods.fill((await self.registry.list(PODS, "")).items)
         for rs in (await self.registry.list(self.rs_info, "")).items:
             meta = rs["metadata"]
             self.selectors.setdefault(meta.get("namespace", ""), {})[meta["name"]] = d(rs.get("spec")).get("selector")
@@ -177,6 +183,12 @@ class ReplicaSetController:
     def _pod_event(self, ev: WatchEvent) -> None:
         pod = loads(ev.value) if ev.type != "DELETE" else None
         old = loads(ev.prev_value)
+        ns, _, name = ev.key[len(PODS.storage_prefix()):].partition("/")
+        if pod is None:
+            self.pods.remove(ns, name)
+        else:
+            self.pods.put(pod)
+        self.expectations.observe(pod, ns, name)
         for p in (pod, old):
             if p is None:
                 continue
@@ -195,39 +207,42 @@ class ReplicaSetController:
         ns, name = key
         rs = await self.registry.get_or_none(self.rs_info, ns, name)
         if rs is None:
+            self.expectations.forget(key)
+            self._backoff.pop(key, None)
             return
-        pods = (await self.registry.list(PODS, ns)).items
-        found = claim_pods(rs, pods)
+        found = claim_pods(rs, self.pods.pods(ns))
         ref = owner_reference(rs, "apps/v1", "ReplicaSet")
         owned = found.owned + [p for p in found.adopt if await adopt(self.registry, PODS, p, ref)]
         for pod in found.release:
             await release(self.registry, PODS, pod, ref["uid"])
         failure = None
         if not d(rs.get("metadata")).get("deletionTimestamp"):
-            failure = await self._manage_replicas(rs, owned)
+            if self.expectations.satisfied(key):
+                self.expectations.forget(key)  # nothing pending, or waited for too long
+                failure = await self._manage_replicas(key, rs, owned)
             if failure is not None:
                 # Kubernetes requeues a failing ReplicaSet with a growing delay; so does kubesat (up to a minute).
                 delay = self._backoff[key] = min(self._backoff.get(key, 0.5) * 2, 60.0)
                 self.queue.add_after(key, delay)
             else:
                 self._backoff.pop(key, None)
-                if len(owned) != as_int(d(rs.get("spec")).get("replicas"), 1):
-                    # What was made or removed shows in the next sync's list.
-                    self.queue.add(key)
+                if not self.expectations.satisfied(key):
+                    # The watch brings the pods made or removed, each syncing again; this is the fallback.
+                    self.queue.add_after(key, self.expectations.timeout + 1.0)
         await self._write_status(rs, owned, failure)
 
-    async def _manage_replicas(self, rs: dict[str, Any], owned: list[dict[str, Any]]) -> str | None:
+    async def _manage_replicas(self, key: Key, rs: dict[str, Any], owned: list[dict[str, Any]]) -> str | None:
         """Create or delete pods toward spec.replicas; the first creation error (as the FailedCreate message)."""
         want = as_int(d(rs.get("spec")).get("replicas"), 1)
         diff = want - len(owned)
         if diff > 0:
-            return await self._create_pods(rs, min(diff, BURST_REPLICAS))
+            return await self._create_pods(key, rs, min(diff, BURST_REPLICAS))
         if diff < 0:
             for pod in pods_to_delete(owned, min(-diff, BURST_REPLICAS)):
-                await self._delete_pod(rs, pod)
+                await self._delete_pod(key, rs, pod)
         return None
 
-    async def _create_pods(self, rs: dict[str, Any], n: int) -> str | None:
+    async def _create_pods(self, key: Key, rs: dict[str, Any], n: int) -> str | None:
         ref = object_reference(rs)
         for batch in slow_start_batches(n):
             for _ in range(batch):
@@ -238,13 +253,15 @@ class ReplicaSetController:
                     await self.events.event(ref, "Warning", "FailedCreate", message)
                     return message
                 name = created["metadata"]["name"]
+                if self.pods.get(key[0], name) is None:  # the watch may have brought it already
+                    self.expectations.expect_create(key, key[0], name)
                 await self.events.event(ref, "Normal", "SuccessfulCreate", f"Created pod: {name}")
         return None
 
     async def _create_pod(self, rs: dict[str, Any]) -> dict[str, Any]:
         return await create_admitted_pod(self.registry, pod_from_template(rs))
 
-    async def _delete_pod(self, rs: dict[str, Any], pod: dict[str, Any]) -> None:
+    async def _delete_pod(self, key: Key, rs: dict[str, Any], pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
         ref = object_reference(rs)
         try:
@@ -254,6 +271,9 @@ class ReplicaSetController:
             if e.code != 404:
                 await self.events.event(ref, "Warning", "FailedDelete", f"Error deleting: {e.message}")
             return
+        cached = self.pods.get(key[0], meta["name"])
+        if cached is not None and not d(cached.get("metadata")).get("deletionTimestamp"):
+            self.expectations.expect_delete(key, key[0], meta["name"])
         await self.events.event(ref, "Normal", "SuccessfulDelete", f"Deleted pod: {meta['name']}")
 
     async def _write_status(self, rs: dict[str, Any], owned: list[dict[str, Any]], failure: str | None) -> None:
