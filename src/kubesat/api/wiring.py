@@ -17,6 +17,7 @@ from kubesat.auth.authz import ALLOW, Attributes
 from kubesat.auth.bootstrap import BootstrapTokenAuthenticator
 from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
 from kubesat.controllers.cronjob import CronJobController
+from kubesat.controllers.daemonset import DaemonSetController
 from kubesat.controllers.csrapprover import CSRApprovingController
 from kubesat.controllers.csrsigner import CSRSigningController
 from kubesat.controllers.deployment import DeploymentController
@@ -269,6 +270,7 @@ def controller_starters(
     starters.append(starter(lambda: ReplicaSetController(registry)))
     starters.append(starter(lambda: DeploymentController(registry)))
     starters.append(starter(lambda: StatefulSetController(registry)))
+    starters.append(starter(lambda: DaemonSetController(registry)))
     starters.append(starter(lambda: JobController(registry)))
     starters.append(starter(lambda: CronJobController(registry)))
     starters.append(starter(lambda: KubernetesServiceController(registry, opts.external_address)))
