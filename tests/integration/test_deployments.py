@@ -241,3 +241,38 @@ def test_deleting_a_deployment_removes_its_replica_sets_and_pods(srv: Server) ->
         pods = _json(srv, "get", "pods", "-n", "deleting")["items"]
         return not rs and not pods
     wait_for(gone, 30, "the ReplicaSet and pods collected")
+
+
+def test_set_env_rolls_out_a_new_replica_set(srv: Server) -> None:
+    _create(srv, "env", "web")
+    _rollout_status(srv, "env", "web")
+    srv.kubectl("set", "env", "deployment/web", "-n", "env", "MODE=blue")
+    _rollout_status(srv, "env", "web")
+    rses = _replica_sets(srv, "env")
+    assert sorted(rses) == ["1", "2"]
+    assert rses["2"]["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "MODE", "value": "blue"}]
+    pods = _running(srv, "env", "app=web", 2)
+    assert all(p["spec"]["containers"][0]["env"] == [{"name": "MODE", "value": "blue"}] for p in pods)
+
+
+def test_orphan_deletion_leaves_a_replica_set_that_keeps_working_alone(srv: Server) -> None:
+    _create(srv, "orphans", "web")
+    pods = {p["metadata"]["name"] for p in _running(srv, "orphans", "app=web", 2)}
+    srv.kubectl("delete", "deployment", "web", "-n", "orphans", "--cascade=orphan")
+    wait_for(lambda: not srv.kubectl("get", "deployment", "web", "-n", "orphans", check=False).stdout, 20,
+             "the deployment gone")
+    (rs,) = wait_for(lambda: [r for r in _json(srv, "get", "rs", "-n", "orphans")["items"]
+                              if not r["metadata"].get("ownerReferences")], 20, "the ReplicaSet orphaned")
+    assert {p["metadata"]["name"] for p in _pods(srv, "orphans", "app=web")} == pods
+    srv.kubectl("scale", f"rs/{rs['metadata']['name']}", "-n", "orphans", "--replicas=1")
+    _running(srv, "orphans", "app=web", 1)
+    events = srv.kubectl("get", "events", "-n", "orphans", "--field-selector", "reason=SuccessfulDelete").stdout
+    assert f"Deleted pod: {rs['metadata']['name']}-" in events
+
+
+def test_foreground_deletion_removes_pods_and_replica_sets_before_the_deployment(srv: Server) -> None:
+    _create(srv, "foreground", "web")
+    _running(srv, "foreground", "app=web", 2)
+    srv.kubectl("delete", "deployment", "web", "-n", "foreground", "--cascade=foreground", "--timeout=30s")
+    assert not _json(srv, "get", "rs", "-n", "foreground")["items"]
+    assert not _json(srv, "get", "pods", "-n", "foreground")["items"]
