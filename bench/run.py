@@ -9,6 +9,8 @@ Sections (see bench/README.md for what each measures and why):
            TokenReview latency at half its peak; TokenReview and /livez with 10% malformed or forged tokens
   kubectl  `kubectl create token` and `kubectl auth can-i` per command against `kubectl version --client`
   scale    cold start; RSS, TokenReview latency, a list and a watch of all Pods at 1k/10k(/100k) objects
+  agent, runtime  the node agent's volumes, RSS and token rotation; the process runtime's pod start and exec
+  workloads  a Deployment of 1,000 replicas (200 with --quick) on one agent: available, rolled, idle CPU
 --quick takes under 3 minutes on a 2-core machine (1k and 10k objects only); the full run about 10-15 minutes.
 Each ratio is value / reference value; a target reads "ratio >= 0.7" or "value < 5" (ms).
 """
@@ -27,10 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from suite import agent, endpoints, kubectl, runtime, scale, tokens
+from suite import agent, endpoints, kubectl, runtime, scale, tokens, workloads
 from suite.common import BENCH, ROOT, Entry, Floor, Kubesat, Results, bench_identity, fmt
 
-SECTIONS = ("tokens", "http", "kubectl", "scale", "agent", "runtime")
+SECTIONS = ("tokens", "http", "kubectl", "scale", "agent", "runtime", "workloads")
 
 
 def machine() -> str:
@@ -76,7 +78,8 @@ def main() -> int:
     unknown = set(wanted) - set(SECTIONS)
     if unknown:
         ap.error(f"unknown sections: {', '.join(sorted(unknown))}")
-    needs = {"wrk": {"http", "scale", "agent"}, "kubectl": {"http", "kubectl", "scale", "agent", "runtime"}}
+    needs = {"wrk": {"http", "scale", "agent", "workloads"},
+             "kubectl": {"http", "kubectl", "scale", "agent", "runtime", "workloads"}}
     for tool, used_by in needs.items():
         if used_by & set(wanted) and not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install {tool})")
@@ -106,6 +109,8 @@ def main() -> int:
         agent.run(res, args.quick)
     if "runtime" in wanted:
         runtime.run(res, args.quick)
+    if "workloads" in wanted:
+        workloads.run(res, args.quick)
     took = time.perf_counter() - started
     print()
     print(f"kubesat bench{' --quick' if args.quick else ''}: {when}; {about}; took {took:.0f} s")

@@ -27,7 +27,7 @@ _TOKEN_CREATES = re.compile(r'apiserver_request_total\{[^}]*resource="serviceacc
 class Agent:
     """`kubesat agent` for NODE as a child process, with a node's own kubeconfig."""
 
-    def __init__(self, ks: Kubesat, root: Path, clock_rate: float = 1.0) -> None:
+    def __init__(self, ks: Kubesat, root: Path, clock_rate: float = 1.0, runtime: str = "") -> None:
         kubeconfig = root.parent / "node.kubeconfig"
         kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", NODE,
                                                "--data-dir", str(ks.data)], capture_output=True, check=True).stdout)
@@ -36,7 +36,7 @@ class Agent:
         self.log = tempfile.NamedTemporaryFile(prefix="bench-agent-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
                                       "--node-name", NODE, "--root", str(root), "--port", "0",
-                                      "--log-level", "warning"],
+                                      "--log-level", "warning", *(["--runtime", runtime] if runtime else [])],
                                      stdout=subprocess.DEVNULL, stderr=self.log, env=env)
 
     def token_files(self) -> int:
@@ -52,7 +52,7 @@ def _token_requests(ks: Kubesat) -> float:
     return sum(float(m.group(1)) for m in _TOKEN_CREATES.finditer(text))
 
 
-def _wait(what: str, pred: object, timeout: float) -> float:
+def wait_until(what: str, pred: object, timeout: float) -> float:
     start = time.perf_counter()
     while not pred():  # type: ignore[operator]
         if time.perf_counter() - start > timeout:
@@ -61,7 +61,7 @@ def _wait(what: str, pred: object, timeout: float) -> float:
     return time.perf_counter() - start
 
 
-def _server(data: Path) -> tuple[Kubesat, str]:
+def bench_server(data: Path) -> tuple[Kubesat, str]:
     """A server with namespace `bench` (and its default ServiceAccount) and a cluster-admin bearer token."""
     ks = Kubesat(data)
     token = bench_identity(ks)
@@ -70,7 +70,7 @@ def _server(data: Path) -> tuple[Kubesat, str]:
     return ks, token
 
 
-def _create_pods(ks: Kubesat, token: str, count: int) -> None:
+def create_pods(ks: Kubesat, token: str, count: int) -> None:
     load = wrk.Load("POST", "/api/v1/namespaces/bench/pods", token, None, 201, '"creationTimestamp"',
                     limit=count, body_tpl=json.dumps(POD))
     made = wrk.run(ks.url, load, 3600, 8, timeout_s=30)
@@ -80,15 +80,16 @@ def _create_pods(ks: Kubesat, token: str, count: int) -> None:
 
 def pods_written(res: Results, work: Path, count: int) -> None:
     print(f"[agent] {count} pods bound to one agent", flush=True)
-    ks, token = _server(work / "pods-data")
+    ks, token = bench_server(work / "pods-data")
     agent = None
     try:
         agent = Agent(ks, work / "pods-root")
-        _wait("the agent's node", lambda: NODE in ks.kubectl("get", "nodes", "-o", "name"), 30)
+        wait_until("the agent's node", lambda: NODE in ks.kubectl("get", "nodes", "-o", "name"), 30)
         started = time.perf_counter()
-        _create_pods(ks, token, count)
+        create_pods(ks, token, count)
         created = time.perf_counter() - started
-        after_bound = _wait(f"{count} token volumes", lambda: agent is not None and agent.token_files() >= count, 600)
+        after_bound = wait_until(f"{count} token volumes",
+                                 lambda: agent is not None and agent.token_files() >= count, 600)
         res.add("agent", f"{count} pods' volumes written after the last is bound", after_bound, "s",
                 f"creating the {count} pods", created, target="value < 30" if count >= 5000 else None,
                 detail="until every pod's projected token file exists under the agent's root")
@@ -107,15 +108,15 @@ def rotation_cost(res: Results, work: Path, pods: int, seconds: float) -> None:
     is due about every 0.29 s: the steady state of rotation, sped up. The CPU of agent and server over the
     refreshes made, per refresh, beside the server's own CPU per bare TokenRequest (wrk)."""
     print(f"[agent] rotation cost, {pods} pods, {seconds:.0f} s", flush=True)
-    ks, token = _server(work / "rot-data")
+    ks, token = bench_server(work / "rot-data")
     agent = None
     try:
         bare = wrk.run(ks.url, wrk.Load("POST", "/api/v1/namespaces/default/serviceaccounts/bench/token", token,
                                         json.dumps({"spec": {"expirationSeconds": 3600}}), 201),
                        seconds, 4, server_pid=ks.pid)
         agent = Agent(ks, work / "rot-root", clock_rate=10_000)
-        _create_pods(ks, token, pods)
-        _wait("the pods' token volumes", lambda: agent is not None and agent.token_files() >= pods, 120)
+        create_pods(ks, token, pods)
+        wait_until("the pods' token volumes", lambda: agent is not None and agent.token_files() >= pods, 120)
         before = (_token_requests(ks), cpu_seconds(ks.pid) + cpu_seconds(agent.proc.pid))
         time.sleep(seconds)
         after = (_token_requests(ks), cpu_seconds(ks.pid) + cpu_seconds(agent.proc.pid))
