@@ -70,7 +70,8 @@ def run_deployment(res: Results, work: Path, replicas: int) -> None:
         agents.wait_until("bare pods gone", lambda: not _get(ks, "/api/v1/namespaces/bench/pods")["items"],
                           600)
 
-        deploy: dict[str, Any] = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "bench"},
+        deploy: dict[str, Any] = {
+                  "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "bench"},
                   "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
                            "template": {"metadata": {"labels": {"app": "web"}},
                                         "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}}}}
