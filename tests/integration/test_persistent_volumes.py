@@ -1,0 +1,214 @@
+"""PersistentVolumes and PersistentVolumeClaims against a real server with its local node (process runtime) and
+the real kubectl: a claim of the default class provisioned and bound, a file written by one pod and read back by
+the next, a pre-created hostPath volume bound to a matching claim and Released after it, protection finalizers,
+Delete reclaim, a pod waiting for an unbound claim, `kubectl get pv,pvc` columns and bad input refused in
+Kubernetes' words."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+import pytest
+
+from kubesat.agent.runtime.process import runtime_available
+
+from .conftest import Server, start_server, wait_for
+
+NODE = "pv-node"
+
+pytestmark = pytest.mark.skipif(runtime_available() is not None or not shutil.which("sh"),
+                                reason=f"needs the process runtime ({runtime_available()})")
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    data = tmp_path_factory.mktemp("volumes") / "data"
+    server = start_server(data, node=True, extra=["--node-name", NODE, "--node-runtime", "process"])
+    yield server
+    server.stop()
+
+
+def _json(server: Server, *args: str) -> Any:
+    return json.loads(server.kubectl(*args, "-o", "json").stdout)
+
+
+def _rows(server: Server, *args: str) -> list[list[str]]:
+    return [line.split() for line in server.kubectl("get", *args).stdout.splitlines()]
+
+
+def _claim(name: str, size: str = "100Mi", **spec: Any) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+                       "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}},
+                                **spec}})
+
+
+def _pod(name: str, claim: str, script: str) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                       "spec": {"terminationGracePeriodSeconds": 1,
+                                "containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", script],
+                                                "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}})
+
+
+def _phase(server: Server, kind: str, name: str, ns: str = "default") -> str:
+    args = [kind, name] if kind == "pv" else [kind, name, "-n", ns]
+    out = server.kubectl("get", *args, "-o", "jsonpath={.status.phase}", check=False)
+    return out.stdout if out.returncode == 0 else "<gone>"
+
+
+def _events(server: Server, ns: str, name: str) -> list[tuple[str, str]]:
+    items = _json(server, "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
+    return [(e["reason"], e["message"]) for e in items]
+
+
+def test_default_class_claim_is_provisioned_and_bound(srv: Server) -> None:
+    assert _rows(srv, "sc")[1][:5] == ["standard", "(default)", "kubesat.io/local", "Delete", "Immediate"]
+    srv.kubectl("create", "-f", "-", input=_claim("data"))
+    wait_for(lambda: _phase(srv, "pvc", "data") == "Bound", 15, "claim data Bound")
+    pvc = _json(srv, "get", "pvc", "data")
+    assert pvc["spec"]["storageClassName"] == "standard"  # DefaultStorageClass admission
+    assert pvc["spec"]["volumeMode"] == "Filesystem"
+    assert pvc["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+    notes = pvc["metadata"]["annotations"]
+    assert notes["pv.kubernetes.io/bind-completed"] == "yes"
+    assert notes["pv.kubernetes.io/bound-by-controller"] == "yes"
+    assert notes["volume.kubernetes.io/storage-provisioner"] == "kubesat.io/local"
+    volume = pvc["spec"]["volumeName"]
+    assert volume == f"pvc-{pvc['metadata']['uid']}"
+    assert pvc["status"] == {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "100Mi"}}
+    pv = _json(srv, "get", "pv", volume)
+    assert pv["spec"]["claimRef"]["name"] == "data" and pv["spec"]["claimRef"]["uid"] == pvc["metadata"]["uid"]
+    assert pv["spec"]["hostPath"] == {"path": f"volumes/{volume}", "type": "DirectoryOrCreate"}
+    assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
+    assert pv["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
+    assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == "kubesat.io/local"
+    assert pv["status"]["phase"] == "Bound"
+    assert ("ProvisioningSucceeded", f"Successfully provisioned volume {volume} using kubesat.io/local") \
+        in _events(srv, "default", "data")
+    rows = _rows(srv, "pv,pvc")
+    assert rows[0] == ["NAME", "CAPACITY", "ACCESS", "MODES", "RECLAIM", "POLICY", "STATUS", "CLAIM",
+                       "STORAGECLASS", "VOLUMEATTRIBUTESCLASS", "REASON", "AGE"]
+    assert rows[1][:8] == [f"persistentvolume/{volume}", "100Mi", "RWO", "Delete", "Bound", "default/data",
+                           "standard", "<unset>"]
+    header = next(r for r in rows[2:] if r and r[0] == "NAME")
+    assert header == ["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS", "MODES", "STORAGECLASS",
+                      "VOLUMEATTRIBUTESCLASS", "AGE"]
+    claim_row = next(r for r in rows if r and r[0] == "persistentvolumeclaim/data")
+    assert claim_row[:7] == ["persistentvolumeclaim/data", "Bound", volume, "100Mi", "RWO", "standard", "<unset>"]
+
+
+def test_a_file_outlives_its_pod(srv: Server) -> None:
+    srv.kubectl("create", "-f", "-", input=_claim("shared"))
+    srv.kubectl("create", "-f", "-", input=_pod("writer", "shared", "echo kept > /data/note && sleep 3600"))
+    wait_for(lambda: _phase(srv, "pod", "writer") == "Running", 30, "writer Running")
+    wait_for(lambda: srv.kubectl("exec", "writer", "--", "cat", "/data/note", check=False).stdout == "kept\n",
+             15, "the note written")
+    # The claim is in use: deleting it waits for the pod (pvc-protection).
+    srv.kubectl("delete", "pvc", "shared", "--wait=false")
+    assert _rows(srv, "pvc", "shared")[1][1] == "Terminating"
+    srv.kubectl("delete", "pod", "writer", "--grace-period=1")
+    wait_for(lambda: _phase(srv, "pvc", "shared") == "<gone>", 15, "claim shared gone once unused")
+
+
+def test_second_pod_reads_what_the_first_wrote(srv: Server) -> None:
+    srv.kubectl("create", "-f", "-", input=_claim("keep"))
+    srv.kubectl("create", "-f", "-", input=_pod("first", "keep", "echo hello > /data/greeting && sleep 3600"))
+    wait_for(lambda: srv.kubectl("exec", "first", "--", "cat", "/data/greeting", check=False).stdout == "hello\n",
+             30, "first pod wrote")
+    srv.kubectl("delete", "pod", "first", "--grace-period=1")
+    srv.kubectl("create", "-f", "-", input=_pod("second", "keep", "cat /data/greeting && sleep 3600"))
+    wait_for(lambda: srv.kubectl("logs", "second", check=False).stdout == "hello\n", 30, "second pod read it")
+    volume = _json(srv, "get", "pvc", "keep")["spec"]["volumeName"]
+    assert (srv.data_dir / "node" / "volumes" / volume / "greeting").read_text() == "hello\n"
+    srv.kubectl("delete", "pod", "second", "--grace-period=1")
+    srv.kubectl("delete", "pvc", "keep")
+    # reclaimPolicy Delete: the provisioned volume goes with its claim.
+    wait_for(lambda: _phase(srv, "pv", volume) == "<gone>", 15, "provisioned volume deleted")
+
+
+def test_precreated_host_path_volume_is_bound_then_released(srv: Server, tmp_path: Any) -> None:
+    pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "manual-1", "labels": {"tier": "a"}},
+          "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce", "ReadOnlyMany"],
+                   "storageClassName": "manual", "hostPath": {"path": str(tmp_path)}}}
+    srv.kubectl("create", "-f", "-", input=json.dumps(pv))
+    wait_for(lambda: _phase(srv, "pv", "manual-1") == "Available", 15, "manual-1 Available")
+    created = _json(srv, "get", "pv", "manual-1")
+    assert created["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    assert created["spec"]["volumeMode"] == "Filesystem" and created["spec"]["hostPath"]["type"] == ""
+    srv.kubectl("create", "-f", "-", input=_claim("too-big", "2Gi", storageClassName="manual"))
+    srv.kubectl("create", "-f", "-", input=_claim("fits", "500Mi", storageClassName="manual",
+                                                 selector={"matchLabels": {"tier": "a"}}))
+    wait_for(lambda: _phase(srv, "pvc", "fits") == "Bound", 15, "claim fits Bound")
+    assert _rows(srv, "pvc", "fits")[1][:6] == ["fits", "Bound", "manual-1", "1Gi", "RWO,ROX", "manual"]
+    assert _phase(srv, "pvc", "too-big") == "Pending"
+    assert _rows(srv, "pv", "manual-1")[1][:7] == ["manual-1", "1Gi", "RWO,ROX", "Retain", "Bound", "default/fits",
+                                                   "manual"]
+    assert ("ExternalProvisioning" not in {r for r, _ in _events(srv, "default", "too-big")})
+    srv.kubectl("delete", "pvc", "fits")
+    wait_for(lambda: _phase(srv, "pv", "manual-1") == "Released", 15, "manual-1 Released")
+    srv.kubectl("delete", "pvc", "too-big")
+
+
+def test_pod_waits_for_an_unbound_claim(srv: Server) -> None:
+    srv.kubectl("create", "-f", "-", input=_claim("nobody", storageClassName=""))
+    srv.kubectl("create", "-f", "-", input=_pod("waiter", "nobody", "sleep 3600"))
+    message = ('MountVolume.SetUp failed for volume "data" : error processing PVC default/nobody: PVC default/nobody '
+               'has non-bound phase ("Pending") or empty pvc.Spec.VolumeName ("")')
+    wait_for(lambda: ("FailedMount", message) in _events(srv, "default", "waiter"), 20, "FailedMount event")
+    assert _phase(srv, "pod", "waiter") == "Pending"
+    assert ("FailedBinding", "no persistent volumes available for this claim and no storage class is set") \
+        in _events(srv, "default", "nobody")
+    srv.kubectl("delete", "pod", "waiter", "--grace-period=0", "--force")
+    srv.kubectl("delete", "pvc", "nobody")
+
+
+BAD = [
+    ({"accessModes": [], "resources": {"requests": {"storage": "1Gi"}}},
+     'PersistentVolumeClaim "bad" is invalid: spec.accessModes: Required value: at least 1 access mode is required'),
+    ({"accessModes": ["ReadWriteOnce"]},
+     'PersistentVolumeClaim "bad" is invalid: spec.resources[storage]: Required value'),
+    ({"accessModes": ["ReadWriteAlways"], "resources": {"requests": {"storage": "1Gi"}}},
+     'spec.accessModes: Unsupported value: "ReadWriteAlways": supported values: "ReadOnlyMany", "ReadWriteMany", '
+     '"ReadWriteOnce", "ReadWriteOncePod"'),
+    ({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "0"}}},
+     'spec.resources[storage]: Invalid value: "0": must be greater than zero'),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), BAD)
+def test_bad_claims_refused(srv: Server, spec: dict[str, Any], message: str) -> None:
+    body = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "bad"}, "spec": spec}
+    out = srv.kubectl("create", "-f", "-", input=json.dumps(body), check=False)
+    assert out.returncode != 0 and message in out.stderr
+
+
+def test_bad_volumes_refused(srv: Server) -> None:
+    base = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "bad"}}
+    out = srv.kubectl("create", "-f", "-", check=False, input=json.dumps(
+        {**base, "spec": {"accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/srv"}}}))
+    assert 'PersistentVolume "bad" is invalid: spec.capacity: Required value' in out.stderr
+    out = srv.kubectl("create", "-f", "-", check=False, input=json.dumps(
+        {**base, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}}))
+    assert 'PersistentVolume "bad" is invalid: spec: Required value: must specify a volume type' in out.stderr
+    out = srv.kubectl("create", "-f", "-", check=False, input=json.dumps(
+        {**base, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                          "hostPath": {"path": "/srv"}, "nfs": {"server": "a", "path": "/b"}}}))
+    assert "spec.nfs: Forbidden: may not specify more than 1 volume type" in out.stderr
+    out = srv.kubectl("create", "-f", "-", check=False, input=json.dumps(
+        {**base, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                          "local": {"path": "/srv"}}}))
+    assert "spec.nodeAffinity: Required value: Local volume requires node affinity" in out.stderr
+
+
+def test_claim_spec_is_immutable(srv: Server) -> None:
+    srv.kubectl("create", "-f", "-", input=_claim("fixed", storageClassName=""))
+    out = srv.kubectl("patch", "pvc", "fixed", "-p", '{"spec":{"accessModes":["ReadWriteMany"]}}', check=False)
+    assert out.returncode != 0
+    assert ('PersistentVolumeClaim "fixed" is invalid: spec: Forbidden: spec is immutable after creation except '
+            "resources.requests and volumeAttributesClassName for bound claims") in out.stderr
+    out = srv.kubectl("patch", "pvc", "fixed", "-p", '{"spec":{"resources":{"requests":{"storage":"1Gi"}}}}',
+                      check=False)
+    assert "spec is immutable after creation" in out.stderr  # not bound: no resize either
+    srv.kubectl("delete", "pvc", "fixed")
