@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client, config
 
 from .conftest import Server, start_server, wait_for
 
@@ -276,3 +277,39 @@ def test_foreground_deletion_removes_pods_and_replica_sets_before_the_deployment
     srv.kubectl("delete", "deployment", "web", "-n", "foreground", "--cascade=foreground", "--timeout=30s")
     assert not _json(srv, "get", "rs", "-n", "foreground")["items"]
     assert not _json(srv, "get", "pods", "-n", "foreground")["items"]
+
+
+def test_official_client_scales_rolls_and_reads_status(srv: Server) -> None:
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(srv.kubeconfig), client_configuration=cfg)
+    with client.ApiClient(cfg) as api_client:
+        apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="pyclient")))
+        labels = {"app": "py"}
+        body = client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="py"),
+            spec=client.V1DeploymentSpec(
+                replicas=2, selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="img:1")]))))
+        apps.create_namespaced_deployment("pyclient", body)
+
+        def available(n: int) -> bool:
+            status = apps.read_namespaced_deployment_status("py", "pyclient").status
+            return status.available_replicas == n and status.updated_replicas == n and status.replicas == n
+        wait_for(lambda: available(2), 30, "2 available")
+        apps.patch_namespaced_deployment_scale("py", "pyclient", {"spec": {"replicas": 0}})
+        wait_for(lambda: apps.read_namespaced_deployment_status("py", "pyclient").status.replicas is None, 30,
+                 "scaled to zero (replicas left out, as Kubernetes leaves a zero out)")
+        apps.patch_namespaced_deployment_scale("py", "pyclient", {"spec": {"replicas": 1}})
+        apps.patch_namespaced_deployment("py", "pyclient", {"spec": {"template": {"spec": {"containers": [
+            {"name": "c", "image": "img:2"}]}}}})
+        wait_for(lambda: available(1), 30, "1 available after the rollout")
+        rses = apps.list_namespaced_replica_set("pyclient", label_selector="app=py").items
+        revisions = {rs.metadata.annotations["deployment.kubernetes.io/revision"]: rs for rs in rses}
+        assert sorted(revisions) == ["1", "2"]
+        assert revisions["2"].spec.template.spec.containers[0].image == "img:2"
+        assert revisions["1"].spec.replicas == 0
+        conditions = {c.type: c.reason for c in apps.read_namespaced_deployment("py", "pyclient").status.conditions}
+        assert conditions == {"Available": "MinimumReplicasAvailable", "Progressing": "NewReplicaSetAvailable"}
