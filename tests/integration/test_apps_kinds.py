@@ -202,10 +202,36 @@ def test_scale_subresource_refuses_bad_input_with_4xx(server: Server, apps: clie
     stale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "sc", "resourceVersion": "1"},
              "spec": {"replicas": 2}}
     assert send("PUT", base, json.dumps(stale))[0] == 409
-    assert send("PATCH", base, '{"spec":{"replicas":2}}', "application/apply-patch+yaml")[0] == 415
+    assert send("PATCH", base, '{"spec":{"replicas":2}}', "application/apply-patch+yaml") == (
+        400, "PATCH, application/apply-patch+yaml requires fieldManager to be set")
+    assert send("PATCH", base, '{"spec":{"replicas":2}}', "text/plain")[0] == 415
     assert send("PATCH", base, "[{bad", "application/json-patch+json")[0] == 400
     assert send("DELETE", base, "")[0] == 405
     assert send("GET", "/apis/apps/v1/namespaces/default/daemonsets/sc/scale", "")[0] == 404
     stale["metadata"].pop("resourceVersion")
     assert send("PUT", base, json.dumps(stale))[0] == 200
     assert apps.read_namespaced_deployment("sc", "default").spec.replicas == 2
+
+
+def test_server_side_apply_of_a_scale_owns_replicas(server: Server, apps: client.AppsV1Api) -> None:
+    server.kubectl("create", "deployment", "ssa", "--image=nginx")
+    raw = RawClient.admin(server.data_dir, server.port)
+    path = "/apis/apps/v1/namespaces/default/deployments/ssa/scale?fieldManager="
+    scale = b"apiVersion: autoscaling/v1\nkind: Scale\nspec:\n  replicas: 4\n"
+    # kubectl create set replicas (1), so a first apply of another count conflicts with it, as in Kubernetes.
+    first = raw.request("PATCH", path + "autoscaler", scale, "application/apply-patch+yaml")
+    assert first.status == 409 and first.json()["message"] == \
+        'Apply failed with 1 conflict: conflict with "kubectl-create" using apps/v1: .spec.replicas'
+    first = raw.request("PATCH", path + "autoscaler&force=true", scale, "application/apply-patch+yaml")
+    assert first.status == 200 and first.json()["spec"]["replicas"] == 4
+    # Another manager asking for another count conflicts with the owner of spec.replicas, unless it forces.
+    other = raw.request("PATCH", path + "other", scale.replace(b"4", b"5"), "application/apply-patch+yaml")
+    assert other.status == 409 and other.json()["message"] == (
+        'Apply failed with 1 conflict: conflict with "autoscaler" with subresource "scale": .spec.replicas')
+    forced = raw.request("PATCH", path + "other&force=true", scale.replace(b"4", b"5"),
+                         "application/apply-patch+yaml")
+    assert forced.status == 200
+    d = apps.read_namespaced_deployment("ssa", "default")
+    owners = [(m.manager, m.operation, m.subresource) for m in d.metadata.managed_fields
+              if "f:replicas" in (m.fields_v1 or {}).get("f:spec", {})]
+    assert d.spec.replicas == 5 and owners == [("other", "Apply", "scale")]

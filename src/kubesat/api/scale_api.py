@@ -16,18 +16,21 @@ from kubesat.apimachinery import patch as patching
 from kubesat.registry.apps import scale_of, validate_scale
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.meta import column, field_doc, name_column
-from kubesat.registry.podtemplate import selector_string
-from kubesat.registry.store import Registry
+from kubesat.registry.podtemplate import format_labels, selector_string
+from kubesat.registry.store import MODIFIED_MSG, Registry
 
 SCALE_API_VERSION = "autoscaling/v1"
 SCALE_DEFINITION = "io.k8s.api.autoscaling.v1.Scale"
 SCALABLE = (builtin_kind("apps/v1", "Deployment"), builtin_kind("apps/v1", "ReplicaSet"),
-            builtin_kind("apps/v1", "StatefulSet"))
-_PATCH_TYPES = (codec.JSON_PATCH, codec.MERGE_PATCH, codec.STRATEGIC_PATCH)
+            builtin_kind("apps/v1", "StatefulSet"), builtin_kind("v1", "ReplicationController"))
+_PATCH_TYPES = (codec.JSON_PATCH, codec.MERGE_PATCH, codec.STRATEGIC_PATCH, codec.APPLY_PATCH_YAML)
 
 
 def _scale(obj: dict[str, Any]) -> dict[str, Any]:
-    return scale_of(obj, selector_string((obj.get("spec") or {}).get("selector")), SCALE_API_VERSION)
+    selector = (obj.get("spec") or {}).get("selector")
+    # A ReplicationController's selector is a plain label map, not a LabelSelector.
+    shown = format_labels(selector) if obj.get("apiVersion") == "v1" and selector else selector_string(selector)
+    return scale_of(obj, shown, SCALE_API_VERSION)
 
 
 def _scale_table(scale: dict[str, Any], include_object: str) -> dict[str, Any]:
@@ -144,6 +147,8 @@ class ScaleHandler:
                     415, "UnsupportedMediaType",
                     "the body of the request was in an unknown format - accepted media types include: "
                     + ", ".join(_PATCH_TYPES))
+            if content_type == codec.APPLY_PATCH_YAML:
+                return await self._apply(req, res)
             return await self._write(req, res, lambda current: _checked_scale(
                 _patched_scale(_scale(current), content_type, req.body)))
         raise errors.method_not_allowed()
@@ -162,6 +167,42 @@ class ScaleHandler:
             managed = ssa.record_update(old, new, manager, res.definition, now(), "scale")
             if managed:
                 new["metadata"]["managedFields"] = managed
+
+        updated, _ = await self.registry.guaranteed_update(
+            res, req.info.namespace, req.info.name, mutate, dry_run=_dry_run(req), subresource="scale", hook=hook)
+        return _reply(req, 200, _scale(updated))
+
+
+    async def _apply(self, req: Request, res: ResourceInfo) -> Response:
+        """Server-side apply of a Scale: the manager's intent for the workload's spec.replicas, with the
+        ownership and conflicts of that field as an apply of the workload would have them (subresource scale)."""
+        manager = req.q("fieldManager")
+        if not manager:
+            raise errors.bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set")
+        applied = _checked_scale(codec.decode_object(codec.YAML, req.body))
+        meta: dict[str, Any] = applied["metadata"] if isinstance(applied.get("metadata"), dict) else {}
+        if meta.get("name") and meta["name"] != req.info.name:
+            raise errors.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL "
+                                     f"({req.info.name})")
+        errs = validate_scale(applied)
+        if errs:
+            raise errors.invalid("Scale", req.info.name, errs, "autoscaling")
+        intent: dict[str, Any] = {"apiVersion": res.api_version, "kind": res.kind, "metadata": {"name": req.info.name}}
+        spec = applied.get("spec")
+        if isinstance(spec, dict) and spec.get("replicas") is not None:
+            intent["spec"] = {"replicas": spec["replicas"]}
+        force, checks, now = req.flag("force"), self.resources.write_checks, self.registry.now
+
+        def mutate(current: dict[str, Any]) -> dict[str, Any]:
+            rv = meta.get("resourceVersion")
+            if rv and str(rv) != current["metadata"].get("resourceVersion"):
+                raise errors.conflict(res.plural, req.info.name, MODIFIED_MSG, res.group)
+            return ssa.server_side_apply(current, copy.deepcopy(intent), manager, force, res.definition, now(),
+                                         "scale")
+
+        def hook(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+            for check in checks:
+                check(req, res, old, new)
 
         updated, _ = await self.registry.guaranteed_update(
             res, req.info.namespace, req.info.name, mutate, dry_run=_dry_run(req), subresource="scale", hook=hook)
