@@ -32,6 +32,7 @@ from kubesat.controllers.nodelifecycle import NodeLifecycleController
 from kubesat.controllers.podgc import PodGCController
 from kubesat.controllers.resourcequota import ResourceQuotaController
 from kubesat.controllers.replicaset import ReplicaSetController
+from kubesat.controllers.replicationcontroller import ReplicationManager
 from kubesat.controllers.scheduler import Scheduler, bind_pod
 from kubesat.controllers.statefulset import StatefulSetController
 from kubesat.controllers.tokencleaner import TokenCleaner
@@ -268,6 +269,7 @@ def controller_starters(
         startup_grace_period=opts.node_startup_grace_period)))
     starters.append(starter(lambda: PodGCController(registry)))
     starters.append(starter(lambda: ReplicaSetController(registry)))
+    starters.append(starter(lambda: ReplicationManager(registry)))
     starters.append(starter(lambda: DeploymentController(registry)))
     starters.append(starter(lambda: StatefulSetController(registry)))
     starters.append(starter(lambda: DaemonSetController(registry)))

@@ -7,6 +7,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kubesat import errors
@@ -17,7 +18,7 @@ from kubesat.controllers.workload import (
     Claim, Key, WorkQueue, adopt, apps_kind, as_int, available_in, claim, controller_ref, create_admitted_pod, d,
     is_active, is_available, is_ready, lst, owner_reference, parse_time, ready_since, release, selector_matches,
 )
-from kubesat.registry.kinds import builtin_kind
+from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry, rfc3339
 from kubesat.storage.interface import WatchEvent
 
@@ -34,6 +35,20 @@ def replicasets() -> Any:
     return apps_kind("ReplicaSet", "replicasets")
 
 
+@dataclass(frozen=True)
+class ManagedKind:
+    """The kind whose pods the controller keeps (apps/v1 ReplicaSet, or core/v1 ReplicationController with its
+    plain label map), with its selector read as a metav1.LabelSelector."""
+
+    info: ResourceInfo
+    component: str
+    label_selector: Callable[[Any], Any]
+
+
+def _group(api_version: str) -> str:
+    return api_version.rpartition("/")[0]
+
+
 # ------------------------------------------------------------------------------------------------ pure logic
 
 def claim_pods(rs: dict[str, Any], pods: list[dict[str, Any]]) -> Claim:
@@ -41,14 +56,14 @@ def claim_pods(rs: dict[str, Any], pods: list[dict[str, Any]]) -> Claim:
     return claim(rs, [p for p in pods if is_active(p)])
 
 
-def pod_from_template(rs: dict[str, Any]) -> dict[str, Any]:
+def pod_from_template(rs: dict[str, Any], api_version: str = "apps/v1", kind: str = "ReplicaSet") -> dict[str, Any]:
     """A new pod for the ReplicaSet (controller.GetPodFromTemplate): the template's labels, annotations,
     finalizers and spec, a generated name `<rs>-xxxxx`, and the ReplicaSet as its controller."""
     meta = d(rs.get("metadata"))
     template = d(d(rs.get("spec")).get("template"))
     tmeta = d(template.get("metadata"))
     pod_meta: dict[str, Any] = {"generateName": f"{meta.get('name', '')}-", "namespace": meta.get("namespace", ""),
-                                "ownerReferences": [owner_reference(rs, "apps/v1", "ReplicaSet")]}
+                                "ownerReferences": [owner_reference(rs, api_version, kind)]}
     for k in ("labels", "annotations", "finalizers"):
         if tmeta.get(k):
             pod_meta[k] = copy.deepcopy(tmeta[k])
@@ -131,12 +146,14 @@ def next_check(rs: dict[str, Any], pods: list[dict[str, Any]], now: float) -> fl
 # ------------------------------------------------------------------------------------------------ the shell
 
 class ReplicaSetController:
-    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time,
+                 kind: ManagedKind | None = None) -> None:
         self.registry = registry
         self.clock = clock
-        self.rs_info = replicasets()
-        self.events = EventRecorder(registry, COMPONENT, clock=clock)
-        self.queue = WorkQueue(self.sync, "replicaset")
+        self.kind = kind or ManagedKind(replicasets(), COMPONENT, lambda selector: selector)
+        self.rs_info = self.kind.info
+        self.events = EventRecorder(registry, self.kind.component, clock=clock)
+        self.queue = WorkQueue(self.sync, self.kind.component)
         # namespace -> name -> selector, to find the ReplicaSets an orphan pod may belong to.
         self.selectors: dict[str, dict[str, Any]] = {}
         self._backoff: dict[Key, float] = {}
@@ -149,7 +166,8 @@ class ReplicaSetController:
     async def start(self) -> None:
         rev = await self.resync()
         self.queue.start()
-        self._watch = watch_in_background(self.registry.store, rev, self._on_event, self.resync, "replicaset")
+        self._watch = watch_in_background(self.registry.store, rev, self._on_event, self.resync,
+                                          self.kind.component)
 
     async def stop(self) -> None:
         await cancel(self._watch)
@@ -161,7 +179,8 @@ class ReplicaSetController:
         self.pods.fill((await self.registry.list(PODS, "")).items)
         for rs in (await self.registry.list(self.rs_info, "")).items:
             meta = rs["metadata"]
-            self.selectors.setdefault(meta.get("namespace", ""), {})[meta["name"]] = d(rs.get("spec")).get("selector")
+            self.selectors.setdefault(meta.get("namespace", ""), {})[meta["name"]] = self.kind.label_selector(
+                d(rs.get("spec")).get("selector"))
             self.queue.add((meta.get("namespace", ""), meta["name"]))
         return rev
 
@@ -177,7 +196,7 @@ class ReplicaSetController:
         if rs is None:
             self.selectors.get(ns, {}).pop(name, None)
         else:
-            self.selectors.setdefault(ns, {})[name] = d(rs.get("spec")).get("selector")
+            self.selectors.setdefault(ns, {})[name] = self.kind.label_selector(d(rs.get("spec")).get("selector"))
         self.queue.add((ns, name))
 
     def _pod_event(self, ev: WatchEvent) -> None:
@@ -195,7 +214,8 @@ class ReplicaSetController:
             ns = d(p.get("metadata")).get("namespace", "")
             ref = controller_ref(p)
             if ref is not None:
-                if ref.get("kind") == "ReplicaSet" and str(ref.get("apiVersion", "")).startswith("apps/"):
+                group = _group(str(ref.get("apiVersion", "")))
+                if ref.get("kind") == self.rs_info.kind and group == self.rs_info.group:
                     self.queue.add((ns, str(ref.get("name", ""))))
             elif p is pod and is_active(p):
                 labels = d(p.get("metadata")).get("labels")
@@ -210,8 +230,9 @@ class ReplicaSetController:
             self.expectations.forget(key)
             self._backoff.pop(key, None)
             return
+        rs = self._as_replica_set(rs)
         found = claim_pods(rs, self.pods.pods(ns))
-        ref = owner_reference(rs, "apps/v1", "ReplicaSet")
+        ref = owner_reference(rs, self.rs_info.api_version, self.rs_info.kind)
         owned = found.owned + [p for p in found.adopt if await adopt(self.registry, PODS, p, ref)]
         for pod in found.release:
             await release(self.registry, PODS, pod, ref["uid"])
@@ -230,6 +251,14 @@ class ReplicaSetController:
                     # The watch brings the pods made or removed, each syncing again; this is the fallback.
                     self.queue.add_after(key, self.expectations.timeout + 1.0)
         await self._write_status(rs, owned, failure)
+
+    def _as_replica_set(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """The object with its selector as a LabelSelector (a shallow copy), so every rule reads it one way."""
+        spec = d(obj.get("spec"))
+        selector = self.kind.label_selector(spec.get("selector"))
+        if selector is spec.get("selector"):
+            return obj
+        return {**obj, "spec": {**spec, "selector": selector}}
 
     async def _manage_replicas(self, key: Key, rs: dict[str, Any], owned: list[dict[str, Any]]) -> str | None:
         """Create or delete pods toward spec.replicas; the first creation error (as the FailedCreate message)."""
@@ -259,7 +288,8 @@ class ReplicaSetController:
         return None
 
     async def _create_pod(self, rs: dict[str, Any]) -> dict[str, Any]:
-        return await create_admitted_pod(self.registry, pod_from_template(rs))
+        return await create_admitted_pod(self.registry,
+                                         pod_from_template(rs, self.rs_info.api_version, self.rs_info.kind))
 
     async def _delete_pod(self, key: Key, rs: dict[str, Any], pod: dict[str, Any]) -> None:
         meta = pod["metadata"]

@@ -141,6 +141,14 @@ RESOURCES: tuple[ResourceInfo, ...] = (
         subresources=(Subresource("status", "Service", ("get", "patch", "update")),),
     ),
     ResourceInfo("", "v1", "Endpoints", "endpoints", "endpoints", True, short_names=("ep",)),
+    # core/v1 ReplicationController (registry/replicationcontroller.py; controllers/replicationcontroller.py).
+    ResourceInfo(
+        "", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", True,
+        short_names=("rc",), categories=("all",),
+        subresources=(Subresource("scale", "Scale", ("get", "patch", "update"), "autoscaling", "v1"),
+                      Subresource("status", "ReplicationController", ("get", "patch", "update"))),
+        field_selectors=("status.replicas",),
+    ),
     ResourceInfo("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
     ResourceInfo("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", True),
     ResourceInfo("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", False),

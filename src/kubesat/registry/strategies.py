@@ -17,6 +17,7 @@ from kubesat.registry.kinds import RESOURCES, ResourceInfo
 from kubesat.registry.lease import LeaseStrategy
 from kubesat.registry.namespace import NamespaceStrategy
 from kubesat.registry.node import NodeStrategy
+from kubesat.registry.replicationcontroller import ReplicationControllerStrategy
 from kubesat.registry.rbac import (
     ClusterRoleBindingStrategy,
     ClusterRoleStrategy,
@@ -44,6 +45,7 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("v1", "Event"): EventStrategy,
     ("v1", "Service"): ServiceStrategy,
     ("v1", "Endpoints"): EndpointsStrategy,
+    ("v1", "ReplicationController"): ReplicationControllerStrategy,
     ("v1", "PersistentVolume"): PersistentVolumeStrategy,
     ("v1", "PersistentVolumeClaim"): PersistentVolumeClaimStrategy,
     ("v1", "LimitRange"): LimitRangeStrategy,
