@@ -6,11 +6,15 @@ Kubernetes' words."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from typing import Any
 
 import pytest
+import requests
+import yaml
+from kubernetes import client, config
 
 from kubesat.agent.runtime.process import runtime_available
 
@@ -212,3 +216,56 @@ def test_claim_spec_is_immutable(srv: Server) -> None:
                       check=False)
     assert "spec is immutable after creation" in out.stderr  # not bound: no resize either
     srv.kubectl("delete", "pvc", "fixed")
+
+
+def _ld(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (tag, length, bytes); lengths here stay under 128."""
+    assert len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def test_a_protobuf_claim_is_decoded(srv: Server, tmp_path: Any) -> None:
+    # PersistentVolumeClaim{metadata{name}, spec{accessModes, resources{requests{storage: 64Mi}}, storageClassName}}
+    requests_entry = _ld(1, b"storage") + _ld(2, _ld(1, b"64Mi"))
+    spec = _ld(1, b"ReadWriteOnce") + _ld(2, _ld(2, requests_entry)) + _ld(5, b"standard")
+    raw = _ld(1, _ld(1, b"from-proto")) + _ld(2, spec)
+    body = b"k8s\x00" + _ld(1, _ld(1, b"v1") + _ld(2, b"PersistentVolumeClaim")) + _ld(2, raw)
+    user = yaml.safe_load(srv.kubeconfig.read_text())["users"][0]["user"]
+    cert, key = tmp_path / "admin.crt", tmp_path / "admin.key"
+    cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
+    key.write_bytes(base64.b64decode(user["client-key-data"]))
+    r = requests.post(f"{srv.url}/api/v1/namespaces/default/persistentvolumeclaims", data=body, timeout=30,
+                      cert=(str(cert), str(key)), verify=str(srv.ca_file),
+                      headers={"Content-Type": "application/vnd.kubernetes.protobuf",
+                               "Accept": "application/json"})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert made["spec"]["resources"] == {"requests": {"storage": "64Mi"}}
+    assert made["spec"]["accessModes"] == ["ReadWriteOnce"] and made["status"] == {"phase": "Pending"}
+    wait_for(lambda: _phase(srv, "pvc", "from-proto") == "Bound", 15, "protobuf claim Bound")
+    srv.kubectl("delete", "pvc", "from-proto")
+
+
+def test_the_official_client_reads_status_and_refuses_bad_input(srv: Server) -> None:
+    api = client.CoreV1Api(config.new_client_from_config(str(srv.kubeconfig)))
+    claim = client.V1PersistentVolumeClaim(
+        metadata=client.V1ObjectMeta(name="typed"),
+        spec=client.V1PersistentVolumeClaimSpec(access_modes=["ReadWriteOnce"],
+                                                resources=client.V1VolumeResourceRequirements(
+                                                    requests={"storage": "10Mi"})))
+    api.create_namespaced_persistent_volume_claim("default", claim)
+    wait_for(lambda: api.read_namespaced_persistent_volume_claim_status("typed", "default").status.phase == "Bound",
+             15, "typed claim Bound")
+    bound = api.read_namespaced_persistent_volume_claim("typed", "default")
+    volume = api.read_persistent_volume(bound.spec.volume_name)
+    assert volume.spec.claim_ref.name == "typed" and volume.status.phase == "Bound"
+    names = [v.metadata.name for v in api.list_persistent_volume().items]
+    assert bound.spec.volume_name in names
+    bad = client.V1PersistentVolume(metadata=client.V1ObjectMeta(name="nothing"),
+                                    spec=client.V1PersistentVolumeSpec(capacity={"storage": "1Gi"},
+                                                                       access_modes=["ReadWriteOnce"]))
+    with pytest.raises(client.ApiException) as err:
+        api.create_persistent_volume(bad)
+    assert err.value.status == 422
+    assert "spec: Required value: must specify a volume type" in json.loads(err.value.body)["message"]
+    api.delete_namespaced_persistent_volume_claim("typed", "default")
