@@ -313,3 +313,21 @@ def test_official_client_scales_rolls_and_reads_status(srv: Server) -> None:
         assert revisions["1"].spec.replicas == 0
         conditions = {c.type: c.reason for c in apps.read_namespaced_deployment("py", "pyclient").status.conditions}
         assert conditions == {"Available": "MinimumReplicasAvailable", "Progressing": "NewReplicaSetAvailable"}
+
+
+def test_a_stuck_rollout_exceeds_its_progress_deadline(srv: Server) -> None:
+    _create(srv, "stuck", "web")
+    _rollout_status(srv, "stuck", "web")
+    # Pods no node accepts stay Pending, so the new ReplicaSet never becomes available.
+    srv.kubectl("patch", "deployment/web", "-n", "stuck", "--type=merge", "-p", json.dumps({"spec": {
+        "progressDeadlineSeconds": 2, "template": {"spec": {"nodeSelector": {"nowhere": "true"}}}}}))
+    out = srv.kubectl("rollout", "status", "deployment/web", "-n", "stuck", "--timeout=30s", check=False)
+    assert out.returncode != 0
+    assert 'deployment "web" exceeded its progress deadline' in out.stderr
+    conds = {c["type"]: c for c in _json(srv, "get", "deployment", "web", "-n", "stuck")["status"]["conditions"]}
+    new = max(_replica_sets(srv, "stuck").items(), key=lambda kv: int(kv[0]))[1]["metadata"]["name"]
+    assert (conds["Progressing"]["status"], conds["Progressing"]["reason"], conds["Progressing"]["message"]) == (
+        "False", "ProgressDeadlineExceeded", f'ReplicaSet "{new}" has timed out progressing.')
+    assert conds["Available"]["status"] == "True"  # the old pods still serve
+    # maxSurge 25% of 2 rounds up to 1 new pod, maxUnavailable down to 0: both old pods stay.
+    assert sorted(p["status"]["phase"] for p in _pods(srv, "stuck", "app=web")) == ["Pending", "Running", "Running"]
