@@ -85,6 +85,13 @@ def test_kubectl_create_sends_protobuf_bodies_that_decode(server: Server) -> Non
         ("nginx:1.27", [{"containerPort": 80, "protocol": "TCP"}], {"matchLabels": {"app": "pb"}})
 
 
+def test_a_dotted_name_is_created_with_kubernetes_warning(server: Server) -> None:
+    out = server.kubectl("create", "deployment", "web.v1", "--image=nginx")
+    assert "Warning: metadata.name: this is used in Pod names and hostnames, which can result in surprising " \
+           "behavior; a DNS label is recommended: [must not contain dots]" in out.stderr
+    assert "deployment.apps/web.v1 created" in out.stdout
+
+
 def test_set_image_changes_the_template_and_bumps_generation(server: Server) -> None:
     server.kubectl("create", "deployment", "img", "--image=nginx")
     before = _get(server, "deploy", "img")["metadata"]["generation"]

@@ -13,6 +13,7 @@ from kubesat.registry.apps import (
     DeploymentStrategy,
     ReplicaSetStrategy,
     StatefulSetStrategy,
+    name_warnings,
     scale_of,
     validate_scale,
 )
@@ -298,3 +299,10 @@ def test_collision_count_is_never_decremented() -> None:
         "status.collisionCount: Invalid value: 0: cannot be decremented"]
     new["status"] = {"collisionCount": 3}
     assert DEPLOY.validate_update(new, old) == []
+
+
+def test_names_that_are_not_dns_labels_are_warned_about() -> None:
+    assert name_warnings({"metadata": {"name": "web"}}) == []
+    assert name_warnings({"metadata": {"name": "web.v1"}}) == [
+        "metadata.name: this is used in Pod names and hostnames, which can result in surprising behavior; "
+        "a DNS label is recommended: [must not contain dots]"]

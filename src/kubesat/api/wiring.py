@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from kubesat import errors
 from kubesat.api import eviction_api, node_api, quota_api, rbac_api, scale_api, services_api, streams, tokens_api
+from kubesat.api import workloads_api
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler, status_success
 from kubesat.auth.admission import admit_pod_create
@@ -115,6 +116,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
     _install_binding(resources, registry)
     services_api.install(resources, registry)
     scale_api.install(resources, registry)
+    workloads_api.install(resources)
     eviction_api.install(resources, registry)
     _install_csr(app, resources)
     _install_tokens(app, resources, registry, opts, pki)

@@ -20,6 +20,7 @@ from kubesat.apimachinery.duration import age
 from kubesat.errors import FieldError, forbidden_field, invalid_value, not_supported, required
 from kubesat.registry.meta import (
     IMMUTABLE,
+    dns1123_label,
     IS_NEGATIVE,
     GoValue,
     age_column,
@@ -740,6 +741,20 @@ class ControllerRevisionStrategy(Strategy):
 
     def table_cells(self, obj: dict[str, Any], now: datetime) -> list[Any]:
         return [_name(obj), _controller_of(obj), _int(obj.get("revision")), age(obj, now)]
+
+
+# ----------------------------------------------------------------------------------- warnings
+
+
+def name_warnings(obj: dict[str, Any]) -> list[str]:
+    """WarningsOnCreate of Deployments and ReplicaSets: their name starts their pods' names and hostnames, where
+    only a DNS label works well."""
+    name = str(as_dict(obj.get("metadata")).get("name") or "")
+    msgs = dns1123_label(name) if name else []
+    if not msgs:
+        return []
+    return ["metadata.name: this is used in Pod names and hostnames, which can result in surprising behavior; "
+            f"a DNS label is recommended: [{' '.join(msgs)}]"]
 
 
 # ----------------------------------------------------------------------------------- Scale
