@@ -174,3 +174,17 @@ def test_batch_resource_list() -> None:
     assert by_name["cronjobs"]["shortNames"] == ["cj"] and by_name["cronjobs"]["categories"] == ["all"]
     assert by_name["jobs"]["categories"] == ["all"] and "shortNames" not in by_name["jobs"]
     assert by_name["jobs/status"]["verbs"] == ["get", "patch", "update"]
+
+
+def test_persistent_volumes_in_core() -> None:
+    doc = discovery.api_resource_list("", "v1")
+    assert doc is not None
+    by_name = {r["name"]: r for r in doc["resources"]}
+    assert by_name["persistentvolumes"]["namespaced"] is False
+    assert by_name["persistentvolumes"]["shortNames"] == ["pv"]
+    assert by_name["persistentvolumes"]["storageVersionHash"] == "HN/zwEC+JgM="
+    assert by_name["persistentvolumeclaims"]["namespaced"] is True
+    assert by_name["persistentvolumeclaims"]["shortNames"] == ["pvc"]
+    assert by_name["persistentvolumeclaims"]["storageVersionHash"] == "QWTyNDq0dC4="
+    for sub in ("persistentvolumes/status", "persistentvolumeclaims/status"):
+        assert by_name[sub]["verbs"] == ["get", "patch", "update"]
