@@ -10,7 +10,7 @@ from typing import Any
 
 from kubesat import errors
 from kubesat.controllers.deployment import template_hash
-from kubesat.controllers.workload import apps_kind, as_int, d, lst, owned_by, owner_reference
+from kubesat.controllers.workload import apps_kind, as_int, d, owned_by, owner_reference
 from kubesat.registry.store import Registry
 
 log = logging.getLogger("kubesat.controllers.history")
@@ -64,13 +64,14 @@ def to_prune(revisions: list[dict[str, Any]], live: set[str], limit: int) -> lis
 
 
 def new_revision(owner: dict[str, Any], kind: str, data: dict[str, Any], revision: int, collision_count: int,
-                 extra_labels: dict[str, str]) -> dict[str, Any]:
-    """NewControllerRevision: the template's labels, the owner as controller, named `<owner>-<hash>`."""
+                 hash_labels: tuple[str, ...] = ()) -> dict[str, Any]:
+    """NewControllerRevision: the template's labels and the hash (under each of `hash_labels` too), the owner as
+    controller, named `<owner>-<hash>`."""
     meta = d(owner.get("metadata"))
     labels = dict(d(d(d(d(owner.get("spec")).get("template")).get("metadata")).get("labels")))
     digest = revision_hash(data, collision_count)
     labels[HASH_LABEL] = digest
-    labels.update({k: digest for k in extra_labels})
+    labels.update(dict.fromkeys(hash_labels, digest))
     return {
         "apiVersion": "apps/v1", "kind": "ControllerRevision",
         "metadata": {"name": f"{meta.get('name', '')}-{digest}", "namespace": meta.get("namespace", ""),
@@ -104,7 +105,7 @@ async def ensure_revision(registry: Registry, owner: dict[str, Any], kind: str, 
             equal, _ = await registry.guaranteed_update(info, ns, equal["metadata"]["name"], renumber)
         return equal, collision
     for _ in range(16):
-        body = new_revision(owner, kind, data, top + 1, collision, {k: "" for k in hash_labels})
+        body = new_revision(owner, kind, data, top + 1, collision, hash_labels)
         try:
             return await registry.create(info, ns, body), collision
         except errors.StatusError as e:
@@ -128,11 +129,3 @@ async def prune(registry: Registry, revisions: list[dict[str, Any]], live: set[s
         except errors.StatusError as e:
             if e.code != 404:
                 log.info("pruning ControllerRevision %s: %s", meta.get("name"), e.message)
-
-
-def labels_of(revision: dict[str, Any]) -> dict[str, Any]:
-    return d(d(revision.get("metadata")).get("labels"))
-
-
-def names(revisions: list[dict[str, Any]]) -> list[str]:
-    return [str(d(r.get("metadata")).get("name", "")) for r in lst(revisions)]
