@@ -187,7 +187,8 @@ def test_empty_dir_host_path_trust_bundle_and_others() -> None:
     assert (res["scratch"].kind, res["scratch"].plugin_dir, res["mem"].medium) == (
         "dir", "kubernetes.io~empty-dir", "Memory")
     assert (res["host"].kind, res["host"].host_path, res["host"].rel_dir) == ("hostPath", "/var/log", "")
-    assert (res["pvc"].kind, res["pvc"].unsupported) == ("unsupported", ["persistentVolumeClaim"])
+    # A claim the agent could not resolve (agent/claims.py) waits with the kubelet's reason.
+    assert (res["pvc"].kind, res["pvc"].error) == ("hostPath", 'persistentvolumeclaim "x" not found')
     assert res["ctb"].unsupported == ["clusterTrustBundle"] and res["ctb"].files == {} and res["ctb"].error is None
 
 
