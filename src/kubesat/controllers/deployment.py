@@ -5,6 +5,7 @@ Recreate strategy, with revisions, proportional scaling, pause, history cleanup 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from kubesat.controllers.workload import (
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry, rfc3339
 from kubesat.storage.interface import WatchEvent
+
+log = logging.getLogger("kubesat.controllers.deployment")
 
 PODS = builtin_kind("v1", "Pod")
 COMPONENT = "deployment-controller"
@@ -48,6 +51,8 @@ PAUSED = "DeploymentPaused"
 RESUMED = "DeploymentResumed"
 MIN_AVAILABLE = "MinimumReplicasAvailable"
 MIN_UNAVAILABLE = "MinimumReplicasUnavailable"
+RS_CREATE_ERROR = "ReplicaSetCreateError"
+RETRY_SECONDS = 1.0
 
 
 def deployments() -> Any:
@@ -653,12 +658,17 @@ class DeploymentController:
             status = copy.deepcopy(d(deploy.get("status")))
             set_condition(status, cond)
             deploy = await self._write_status(deploy, status)
-        if spec.get("paused") or is_scaling_event(deploy, rses):
-            await self._scale_only(deploy, rses)
-        elif is_rolling(deploy):
-            await self._rollout_rolling(deploy, rses)
-        else:
-            await self._rollout_recreate(deploy, rses)
+        try:
+            if spec.get("paused") or is_scaling_event(deploy, rses):
+                await self._scale_only(deploy, rses)
+            elif is_rolling(deploy):
+                await self._rollout_rolling(deploy, rses)
+            else:
+                await self._rollout_recreate(deploy, rses)
+        except errors.StatusError as e:
+            # Refused writes (a conflict, a hash collision, a namespace being deleted) are retried a little later.
+            log.info("deployment %s/%s: %s", ns, name, e.message)
+            self.queue.add_after(key, RETRY_SECONDS)
 
     async def _claim_replica_sets(self, deploy: dict[str, Any]) -> list[dict[str, Any]]:
         ns = deploy["metadata"].get("namespace", "")
@@ -705,7 +715,11 @@ class DeploymentController:
             created = await self.registry.create(self.rs_info, ns, rs)
         except errors.StatusError as e:
             if e.reason != "AlreadyExists":
-                await self.events.event(object_reference(deploy), "Warning", "FailedCreate", e.message)
+                message = f'Failed to create new replica set "{name}": {e.message}'
+                await self.events.event(object_reference(deploy), "Warning", RS_CREATE_ERROR, message)
+                status = copy.deepcopy(d(deploy.get("status")))
+                set_condition(status, condition("Progressing", "False", RS_CREATE_ERROR, message, self.clock()))
+                await self._write_status(deploy, status)
                 raise
             return await self._name_taken(deploy, ns, name)
         n = replicas_of(created)
