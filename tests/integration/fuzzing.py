@@ -34,6 +34,7 @@ def _csr_spec() -> dict[str, Any]:
                      "usages": ["client auth"]}}
 
 
+_NEVER_RESTARTING_POD = {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
 _ROLE_REF = {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}}
 # What a kind needs beyond apiVersion, kind and name to be created, by namespace (a new kind that needs more
 # fails the seeding with a message pointing here).
@@ -45,6 +46,9 @@ SEED_EXTRAS: dict[str, Callable[[str], dict[str, Any]]] = {
     "CertificateSigningRequest": lambda ns: _csr_spec(),
     "Service": lambda ns: {"spec": {"ports": [{"port": 80}]}},
     "EndpointSlice": lambda ns: {"addressType": "IPv4"},
+    "Job": lambda ns: {"spec": {"template": _NEVER_RESTARTING_POD}},
+    "CronJob": lambda ns: {"spec": {"schedule": "0 0 1 1 *",
+                                    "jobTemplate": {"spec": {"template": _NEVER_RESTARTING_POD}}}},
 }
 
 
