@@ -95,7 +95,8 @@ def _slowly(pred):  # type: ignore[no-untyped-def]
 
 
 def test_a_job_runs_its_pods_to_completion(server: Server) -> None:
-    server.kubectl("apply", "-f", "-", input=_job_yaml("ok", "exit 0", "  completions: 2\n  parallelism: 2"))
+    server.kubectl("apply", "-f", "-", input=_job_yaml("ok", "echo finished; exit 0",
+                                                       "  completions: 2\n  parallelism: 2"))
     server.kubectl("wait", "--for=condition=complete", "job/ok", "--timeout=90s", timeout=100)
     job = _get(server, "job", "ok")
     status = job["status"]
@@ -112,6 +113,7 @@ def test_a_job_runs_its_pods_to_completion(server: Server) -> None:
     reasons = [(e["reason"], e["message"]) for e in _events(server, "ok")]
     assert ("Completed", "Job completed") in reasons
     assert sum(1 for r, m in reasons if r == "SuccessfulCreate" and m.startswith("Created pod: ok-")) == 2
+    assert server.kubectl("logs", "job/ok").stdout.strip() == "finished"  # kubectl finds a pod by the selector
     table = server.kubectl("get", "jobs").stdout.splitlines()
     assert table[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
     row = next(line.split() for line in table[1:] if line.startswith("ok "))
