@@ -199,6 +199,13 @@ def test_stateful_set_defaults_update_rules_and_row() -> None:
     assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
     assert sts["status"] == {"replicas": 0, "availableReplicas": 0} and STS.validate(sts) == []
     assert STS.name_rule == "label"
+    with_claims = workload("StatefulSet", volumeClaimTemplates=[
+        {"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                                "resources": {"requests": {"storage": "1Gi"}}}}])
+    STS.prepare_for_create(with_claims)
+    claim = with_claims["spec"]["volumeClaimTemplates"][0]
+    assert (claim["apiVersion"], claim["kind"], claim["metadata"], claim["spec"]["volumeMode"], claim["status"]) == \
+        ("v1", "PersistentVolumeClaim", {"name": "data", "creationTimestamp": None}, "Filesystem", {"phase": "Pending"})
     new = copy.deepcopy(sts)
     new["spec"]["replicas"] = 5
     assert STS.validate_update(new, sts) == []

@@ -476,6 +476,26 @@ def apply_stateful_set_defaults(obj: dict[str, Any]) -> None:
     if spec.get("revisionHistoryLimit") is None:
         spec["revisionHistoryLimit"] = 10
     apply_template_defaults(spec)
+    for claim in _l(spec.get("volumeClaimTemplates")):
+        if isinstance(claim, dict):
+            _default_claim_template(claim)
+
+
+def _default_claim_template(claim: dict[str, Any]) -> None:
+    """A volumeClaimTemplate as apps/v1 shows it: typed as a v1 PersistentVolumeClaim, with its defaults."""
+    claim.setdefault("apiVersion", "v1")
+    claim.setdefault("kind", "PersistentVolumeClaim")
+    meta = claim.get("metadata")
+    if isinstance(meta, dict):
+        meta.setdefault("creationTimestamp", None)
+    spec = claim.get("spec")
+    if isinstance(spec, dict) and not spec.get("volumeMode"):
+        spec["volumeMode"] = "Filesystem"
+    status = claim.get("status")
+    if not isinstance(status, dict):
+        status = claim["status"] = {}
+    if not status.get("phase"):
+        status["phase"] = "Pending"
 
 
 def _stateful_set_policies(spec: dict[str, Any]) -> list[FieldError]:
