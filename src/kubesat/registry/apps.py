@@ -208,7 +208,7 @@ class _WorkloadStrategy(Strategy):
     has_generation = True
     # Status fields Go always serializes (no omitempty), so a fresh or rewritten status shows them as 0.
     status_zero: dict[str, Any] = {}
-    # Whether a status write keeps the stored labels (Deployment, StatefulSet) or takes the ones sent.
+    # Whether a status write keeps the stored labels (a Deployment's) or takes the ones sent.
     status_keeps_labels = False
 
     def apply_defaults(self, obj: dict[str, Any]) -> None:
@@ -552,7 +552,6 @@ def validate_stateful_set(obj: dict[str, Any]) -> list[FieldError]:
 
 class StatefulSetStrategy(_WorkloadStrategy):
     status_zero = {"replicas": 0, "availableReplicas": 0}
-    status_keeps_labels = True
     name_rule = "label"  # its pods' hostnames are NAME-ORDINAL
 
     def apply_defaults(self, obj: dict[str, Any]) -> None:
