@@ -252,3 +252,28 @@ def test_the_controller_runs_a_job_and_removes_it_after_its_ttl() -> None:
             await env.controller.stop()
 
     asyncio.run(t())
+
+
+def test_the_controller_makes_each_pod_once() -> None:
+    async def t() -> None:
+        env = Env()
+        await env.setup()
+        await env.controller.start()
+        try:
+            body = {"metadata": {"name": "wide"}, "spec": {"parallelism": 5, "completions": 5, "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}
+            await env.registry.create(JOBS, "ns", body)
+
+            async def five() -> bool:
+                return len((await env.registry.list(PODS, "ns")).items) == 5
+            await eventually(five)
+            await asyncio.sleep(0.3)  # the pods' own watch events sync the Job again: no more pods come of it
+            assert len((await env.registry.list(PODS, "ns")).items) == 5
+
+            async def counted() -> bool:
+                return (await env.registry.get(JOBS, "ns", "wide")).get("status", {}).get("active") == 5
+            await eventually(counted)
+        finally:
+            await env.controller.stop()
+
+    asyncio.run(t())

@@ -12,7 +12,6 @@ tests move time instead of waiting for it.
 from __future__ import annotations
 
 import copy
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,13 +24,13 @@ from croniter import croniter
 from kubesat import errors
 from kubesat.controllers.base import cancel, loads, resource_of_key, split_key, watch_in_background
 from kubesat.controllers.events import EventRecorder, object_reference
-from kubesat.controllers.workload import WorkQueue, controller_ref, d, lst, owner_reference, parse_time
+from kubesat.controllers.workload import (
+    WorkQueue, controller_ref, d, lst, owner_reference, parse_time, write_status,
+)
 from kubesat.registry.batch import CRONJOB_SCHEDULED_TIMESTAMP, cron_schedule, every_interval, schedule_errors
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry, rfc3339
 from kubesat.storage.interface import WatchEvent
-
-log = logging.getLogger("kubesat.controllers.cronjob")
 
 CRONJOBS = builtin_kind("batch/v1", "CronJob")
 JOBS = builtin_kind("batch/v1", "Job")
@@ -252,8 +251,7 @@ class CronJobController:
                 plan.status = copy.deepcopy(d(cj.get("status")))  # try the same schedule time again later
             else:
                 plan.status["active"] = [*lst(plan.status.get("active")), job_reference(created)]
-        if plan.status != d(cj.get("status")):
-            await self._write_status(cj, plan.status)
+        await write_status(self.registry, CRONJOBS, cj, plan.status)
         for type_, reason, message in plan.events:
             await self.events.event(ref, type_, reason, message)
         if plan.requeue_after is not None:
@@ -282,20 +280,3 @@ class CronJobController:
                 await self.events.event(ref, "Warning", "FailedDelete", f"Deleted job: {e.message}")
             return
         await self.events.event(ref, "Normal", "SuccessfulDelete", f"Deleted job {meta['name']}")
-
-    async def _write_status(self, cj: dict[str, Any], status: dict[str, Any]) -> None:
-        meta = cj["metadata"]
-        uid = meta.get("uid")
-
-        def mutate(current: dict[str, Any]) -> dict[str, Any]:
-            if d(current.get("metadata")).get("uid") != uid:
-                raise errors.conflict(CRONJOBS.plural, meta["name"], "the CronJob was replaced", CRONJOBS.group)
-            current["status"] = status
-            return current
-
-        try:
-            await self.registry.guaranteed_update(CRONJOBS, meta.get("namespace", ""), meta["name"], mutate,
-                                                  subresource="status")
-        except errors.StatusError as e:
-            log.info("cronjob %s/%s: status not written: %s", meta.get("namespace"), meta["name"], e.message)
-

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubesat import errors
-from kubesat.auth.admission import admit_pod_create
 from kubesat.controllers.base import loads, resource_of_key, split_key, watch_in_background, cancel
 from kubesat.controllers.events import EventRecorder, object_reference
+from kubesat.controllers.podcache import Expectations, PodCache
 from kubesat.controllers.workload import (
-    WorkQueue, as_int, controller_ref, d, is_ready, lst, owner_reference, parse_time,
+    WorkQueue, as_int, controller_ref, create_admitted_pod, d, is_ready, lst, owner_reference, parse_time,
+    write_status,
 )
-from kubesat.apimachinery.selectors import selector_from_label_selector_object
 from kubesat.registry.batch import COMPLETION_INDEX_KEY
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry, rfc3339
@@ -39,7 +39,6 @@ log = logging.getLogger("kubesat.controllers.job")
 
 JOBS = builtin_kind("batch/v1", "Job")
 PODS = builtin_kind("v1", "Pod")
-SERVICEACCOUNTS = builtin_kind("v1", "ServiceAccount")
 COMPONENT = "job-controller"
 BACKOFF_BASE = 10.0
 BACKOFF_MAX = 360.0
@@ -421,6 +420,10 @@ class JobController:
         self.clock = clock
         self.events = EventRecorder(registry, COMPONENT, clock=clock)
         self.queue = WorkQueue(self.sync, "job")
+        # Pods from a watch-fed cache (a Job syncs on each of its pods' changes; a store list each time would
+        # cost a namespace scan), with the creations and deletions not yet seen coming back.
+        self.pods = PodCache()
+        self.expectations = Expectations()
         self._watch: Any = None
 
     async def start(self) -> None:
@@ -434,6 +437,7 @@ class JobController:
 
     async def resync(self) -> int:
         rev = await self.registry.revision()
+        self.pods.fill((await self.registry.list(PODS, "")).items)
         for job in (await self.registry.list(JOBS, "")).items:
             meta = job["metadata"]
             self.queue.add((meta.get("namespace", ""), meta["name"]))
@@ -444,32 +448,44 @@ class JobController:
         if info is JOBS:
             self.queue.add(split_key(JOBS, ev.key))
         elif info is PODS:
-            pod = loads(ev.value if ev.value is not None else ev.prev_value) or {}
-            ref = controller_ref(pod)
+            ns, name = split_key(PODS, ev.key)
+            pod = loads(ev.value) if ev.type != "DELETE" else None
+            if pod is None:
+                self.pods.remove(ns, name)
+            else:
+                self.pods.put(pod)
+            self.expectations.observe(pod, ns, name)
+            ref = controller_ref(pod if pod is not None else loads(ev.prev_value) or {})
             if ref is not None and ref.get("kind") == "Job" and ref.get("apiVersion") == "batch/v1":
-                self.queue.add((split_key(PODS, ev.key)[0], str(ref.get("name", ""))))
+                self.queue.add((ns, str(ref.get("name", ""))))
 
     async def sync(self, key: tuple[str, str]) -> None:
         ns, name = key
         job = await self.registry.get_or_none(JOBS, ns, name)
         if job is None or d(job.get("metadata")).get("deletionTimestamp"):
+            self.expectations.forget(key)
             return
         now = self.clock()
         if is_finished_job(job):
             await self._expire(job, now)
             return
-        pods = await self._pods(job)
+        if not self.expectations.satisfied(key):
+            # The watch brings the pods made or removed, each syncing again; this is the fallback.
+            self.queue.add_after(key, self.expectations.timeout + 1.0)
+            return
+        self.expectations.forget(key)
+        uid = job["metadata"].get("uid")
+        pods = [p for p in self.pods.pods(ns) if d(controller_ref(p)).get("uid") == uid]
         plan = plan_job(job, pods, now)
         ref = object_reference(job)
         for pod in plan.delete:
-            await self._delete_pod(ref, pod)
+            await self._delete_pod(key, ref, pod)
         created = 0
         for index in plan.create:
-            created += await self._create_pod(ref, job, index)
+            created += await self._create_pod(key, ref, job, index)
         if created:
             plan.status["active"] = as_int(plan.status.get("active")) + created
-        if plan.status != d(job.get("status")):
-            await self._write_status(job, plan.status)
+        await write_status(self.registry, JOBS, job, plan.status)
         for type_, reason, message in plan.events:
             await self.events.event(ref, type_, reason, message)
         if plan.requeue_after is not None:
@@ -477,31 +493,20 @@ class JobController:
         elif is_finished_job({"status": plan.status}):
             await self._expire({**job, "status": plan.status}, now)
 
-    async def _pods(self, job: dict[str, Any]) -> list[dict[str, Any]]:
-        meta = job["metadata"]
-        selector = selector_from_label_selector_object(d(d(job.get("spec")).get("selector")))
-        if not selector:
-            return []
-        pods = (await self.registry.list(PODS, meta.get("namespace", ""), labels=selector)).items
-        return [p for p in pods if d(controller_ref(p)).get("uid") == meta.get("uid")]
-
-    async def _create_pod(self, ref: dict[str, Any], job: dict[str, Any], index: int | None) -> int:
-        pod = pod_from_template(job, index)
-        ns = str(pod["metadata"]["namespace"])
-        spec = d(pod.get("spec"))
-        sa_name = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+    async def _create_pod(self, key: tuple[str, str], ref: dict[str, Any], job: dict[str, Any],
+                          index: int | None) -> int:
         try:
-            sa = await self.registry.get_or_none(SERVICEACCOUNTS, ns, sa_name)
-            # The ServiceAccount admission plugin runs on the pods a controller creates, as on any request.
-            admit_pod_create(pod, lambda _ns, _name: sa)
-            created = await self.registry.create(PODS, ns, pod)
+            created = await create_admitted_pod(self.registry, pod_from_template(job, index))
         except errors.StatusError as e:
             await self.events.event(ref, "Warning", "FailedCreate", f"Error creating: {e.message}")
             return 0
-        await self.events.event(ref, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}")
+        name = created["metadata"]["name"]
+        if self.pods.get(key[0], name) is None:  # the watch may have brought it already
+            self.expectations.expect_create(key, key[0], name)
+        await self.events.event(ref, "Normal", "SuccessfulCreate", f"Created pod: {name}")
         return 1
 
-    async def _delete_pod(self, ref: dict[str, Any], pod: dict[str, Any]) -> None:
+    async def _delete_pod(self, key: tuple[str, str], ref: dict[str, Any], pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
         try:
             await self.registry.delete(PODS, meta.get("namespace", ""), meta["name"],
@@ -510,23 +515,10 @@ class JobController:
             if e.code != 404:
                 await self.events.event(ref, "Warning", "FailedDelete", f"Error deleting: {e.message}")
             return
+        cached = self.pods.get(key[0], meta["name"])
+        if cached is not None and not d(cached.get("metadata")).get("deletionTimestamp"):
+            self.expectations.expect_delete(key, key[0], meta["name"])
         await self.events.event(ref, "Normal", "SuccessfulDelete", f"Deleted pod: {meta['name']}")
-
-    async def _write_status(self, job: dict[str, Any], status: dict[str, Any]) -> None:
-        meta = job["metadata"]
-        uid = meta.get("uid")
-
-        def mutate(current: dict[str, Any]) -> dict[str, Any]:
-            if d(current.get("metadata")).get("uid") != uid:
-                raise errors.conflict(JOBS.plural, meta["name"], "the Job was replaced", JOBS.group)
-            current["status"] = status
-            return current
-
-        try:
-            await self.registry.guaranteed_update(JOBS, meta.get("namespace", ""), meta["name"], mutate,
-                                                  subresource="status")
-        except errors.StatusError as e:
-            log.info("job %s/%s: status not written: %s", meta.get("namespace"), meta["name"], e.message)
 
     async def _expire(self, job: dict[str, Any], now: float) -> None:
         """ttlSecondsAfterFinished: delete the finished Job (and, foreground, its pods) once it has passed."""
