@@ -239,9 +239,6 @@ class _WorkloadStrategy(Strategy):
         for k, v in self.status_zero.items():
             status.setdefault(k, v)
 
-    def scale_selector(self, obj: dict[str, Any]) -> str:
-        return selector_string(as_dict(obj.get("spec")).get("selector"))
-
 
 # ----------------------------------------------------------------------------------- Deployment
 
