@@ -1,7 +1,7 @@
 """The Job controller: runs a Job's pods to completion, as kube-controller-manager's job controller does.
 
-Each sync lists the Job's pods (its selector, its controller reference), and a pure planner (`plan_job`) says
-what follows: the new status (active, ready, succeeded, failed, terminating, conditions, times), the pods to
+Each sync takes the Job's pods (those it is the controller of, from a watch-fed cache), and a pure planner
+(`plan_job`) says what follows: the new status (active, ready, succeeded, failed, terminating, conditions, times), the pods to
 create (one per missing completion index in Indexed mode) or delete, and the Events. Failed pods are replaced
 after an exponential back-off (10 s doubling, at most 6 min); more failures than backoffLimit (for
 restartPolicy OnFailure, container restarts count too) fail the Job with BackoffLimitExceeded, and a
