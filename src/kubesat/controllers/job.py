@@ -1,13 +1,13 @@
 """The Job controller: runs a Job's pods to completion, as kube-controller-manager's job controller does.
 
 Each sync takes the Job's pods (those it is the controller of, from a watch-fed cache), and a pure planner
-(`plan_job`) says what follows: the new status (active, ready, succeeded, failed, terminating, conditions, times), the pods to
-create (one per missing completion index in Indexed mode) or delete, and the Events. Failed pods are replaced
-after an exponential back-off (10 s doubling, at most 6 min); more failures than backoffLimit (for
-restartPolicy OnFailure, container restarts count too) fail the Job with BackoffLimitExceeded, and a
-podFailurePolicy rule can fail it at once (FailJob) or not count a failure (Ignore). A finished Job with
-ttlSecondsAfterFinished is deleted once that has passed (foreground, so its pods go first), as the
-ttl-after-finished controller does.
+(`plan_job`) says what follows: the new status (active, ready, succeeded, failed, terminating, conditions,
+times), the pods to create (one per missing completion index in Indexed mode) or delete, and the Events.
+Failed pods are replaced after an exponential back-off (10 s doubling, at most 6 min); more failures than
+backoffLimit (for restartPolicy OnFailure, container restarts count too) fail the Job with
+BackoffLimitExceeded, and a podFailurePolicy rule can fail it at once (FailJob) or not count a failure
+(Ignore). A finished Job with ttlSecondsAfterFinished is deleted once that has passed (foreground, so its
+pods go first), as the ttl-after-finished controller does.
 
 Unlike Kubernetes, finished pods are counted from the pods that still exist (no job-tracking finalizer); the
 counts never go down, so a pod removed after it was counted is still counted.
