@@ -173,7 +173,12 @@ def test_other_workload_kinds(server: Server) -> None:
     assert ds_lines[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE",
                                    "SELECTOR", "AGE"]
     assert ds_lines[1].split()[:7] == ["x", "0", "0", "0", "0", "0", "<none>"]
+    assert "statefulset.apps/x scaled" in server.kubectl("scale", "sts", "x", "--replicas=2").stdout
+    assert "replicaset.apps/x scaled" in server.kubectl("scale", "rs", "x", "--replicas=0").stdout
+    every = server.kubectl("get", "all", "-o", "name").stdout.split()
+    assert {"statefulset.apps/x", "daemonset.apps/x", "replicaset.apps/x"} <= set(every)
     sts = _get(server, "sts", "x")
+    assert sts["spec"]["replicas"] == 2 and _get(server, "rs", "x")["spec"]["replicas"] == 0
     assert sts["spec"]["podManagementPolicy"] == "OrderedReady" and isinstance(sts["status"]["replicas"], int)
     ds = _get(server, "ds", "x")
     assert ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"] == "1"
