@@ -277,3 +277,32 @@ def test_the_controller_makes_each_pod_once() -> None:
             await env.controller.stop()
 
     asyncio.run(t())
+
+
+def test_a_manual_selector_adopts_matching_orphans() -> None:
+    async def t() -> None:
+        env = Env()
+        await env.setup()
+        await env.controller.start()
+        try:
+            orphan = {"metadata": {"name": "early", "labels": {"app": "batch"}},
+                      "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
+            await env.registry.create(PODS, "ns", orphan)
+            body = {"metadata": {"name": "manual"}, "spec": {
+                "manualSelector": True, "selector": {"matchLabels": {"app": "batch"}},
+                "template": {"metadata": {"labels": {"app": "batch"}}, "spec": {
+                    "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}
+            created = await env.registry.create(JOBS, "ns", body)
+
+            async def adopted() -> bool:
+                pod = await env.registry.get(PODS, "ns", "early")
+                return bool(pod["metadata"].get("ownerReferences"))
+            await eventually(adopted)
+            pod = await env.registry.get(PODS, "ns", "early")
+            assert pod["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+            await asyncio.sleep(0.2)
+            assert [p["metadata"]["name"] for p in (await env.registry.list(PODS, "ns")).items] == ["early"]
+        finally:
+            await env.controller.stop()
+
+    asyncio.run(t())

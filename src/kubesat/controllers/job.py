@@ -27,8 +27,8 @@ from kubesat.controllers.base import loads, resource_of_key, split_key, watch_in
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.podcache import Expectations, PodCache
 from kubesat.controllers.workload import (
-    WorkQueue, as_int, controller_ref, create_admitted_pod, d, is_ready, lst, owner_reference, parse_time,
-    write_status,
+    WorkQueue, adopt, as_int, claim, controller_ref, create_admitted_pod, d, is_ready, lst, owner_reference,
+    parse_time, release, write_status,
 )
 from kubesat.registry.batch import COMPLETION_INDEX_KEY
 from kubesat.registry.kinds import builtin_kind
@@ -474,8 +474,7 @@ class JobController:
             self.queue.add_after(key, self.expectations.timeout + 1.0)
             return
         self.expectations.forget(key)
-        uid = job["metadata"].get("uid")
-        pods = [p for p in self.pods.pods(ns) if d(controller_ref(p)).get("uid") == uid]
+        pods = await self._claim(job)
         plan = plan_job(job, pods, now)
         ref = object_reference(job)
         for pod in plan.delete:
@@ -492,6 +491,15 @@ class JobController:
             self.queue.add_after(key, plan.requeue_after)
         elif is_finished_job({"status": plan.status}):
             await self._expire({**job, "status": plan.status}, now)
+
+    async def _claim(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """The Job's pods, as ControllerRefManager claims them: orphans its selector matches are adopted (a
+        manual selector may pick up pods made before the Job), its pods that no longer match released."""
+        found = claim(job, self.pods.pods(job["metadata"].get("namespace", "")))
+        ref = owner_reference(job, "batch/v1", "Job")
+        for pod in found.release:
+            await release(self.registry, PODS, pod, ref["uid"])
+        return found.owned + [p for p in found.adopt if await adopt(self.registry, PODS, p, ref)]
 
     async def _create_pod(self, key: tuple[str, str], ref: dict[str, Any], job: dict[str, Any],
                           index: int | None) -> int:
