@@ -68,6 +68,15 @@ def test_schedule_times() -> None:
     assert cc.job_name("tick", at("2026-03-01T10:05:00")) == f"tick-{int(at('2026-03-01T10:05:00') // 60)}"
 
 
+def test_many_missed_times_are_reported_and_only_the_last_runs() -> None:
+    assert cc.missed_count("*/5 * * * *", None, CREATED, at("2026-03-01T11:00:00")) == 12
+    assert cc.missed_count("*/5 * * * *", None, CREATED, at("2026-03-01T10:04:00")) == 0
+    plan = cc.plan_cronjob(cronjob(), [], at("2026-03-02T10:00:30"))  # a day asleep: 288 times missed
+    assert ("Warning", "TooManyMissedTimes", "too many missed start times. Set or decrease "
+                                             ".spec.startingDeadlineSeconds or check clock skew") in plan.events
+    assert plan.status["lastScheduleTime"] == "2026-03-02T10:00:00Z"
+
+
 def test_nothing_before_the_first_schedule_time() -> None:
     plan = cc.plan_cronjob(cronjob(), [], at("2026-03-01T10:03:00"))
     assert plan.create is None and plan.events == []

@@ -68,6 +68,21 @@ def schedule_times(schedule: str, tz: str | None, after: float, until: float) ->
     return (prev if prev > after else None), following
 
 
+def missed_count(schedule: str, tz: str | None, after: float, until: float) -> int:
+    """How many schedule times fell in (after, until], estimated as Kubernetes does: from the gap between the
+    first two, so that a CronJob asleep for years costs two parses, not a walk over every missed minute."""
+    interval = every_interval(schedule.strip())
+    if interval is not None:
+        return max(0, int((until - after) // interval))
+    expr, zone = cron_schedule(schedule, tz)
+    it = croniter(expr, datetime.fromtimestamp(after, UTC).astimezone(zone))
+    first = it.get_next(datetime).timestamp()
+    second = it.get_next(datetime).timestamp()
+    if until < first:
+        return 0
+    return int((until - first) // max(1.0, round(second - first))) + 1
+
+
 def job_name(cronjob_name: str, scheduled: float) -> str:
     """`<cronjob>-<scheduled time in minutes since the epoch>`: the same for a retried sync of one time."""
     return f"{cronjob_name}-{int(scheduled // 60)}"
@@ -181,6 +196,9 @@ def plan_cronjob(cj: dict[str, Any], jobs: list[dict[str, Any]], now: float) -> 
     plan.requeue_after = _next_in(following, now)
     if scheduled is None:
         return plan
+    if missed_count(schedule, tz, earliest, now) > 100:
+        plan.events.append(("Warning", "TooManyMissedTimes", "too many missed start times. Set or decrease "
+                                                             ".spec.startingDeadlineSeconds or check clock skew"))
     if isinstance(deadline, int) and scheduled < now - deadline:
         plan.events.append(("Warning", "MissSchedule", f"Missed scheduled time to start a job: {_go_time(scheduled)}"))
         return plan
