@@ -276,3 +276,17 @@ def test_the_default_class_is_made_once() -> None:
         await env.controller.ensure_default_class()
         assert len((await env.registry.list(CLASSES, "")).items) == 1
     run(body)
+
+
+def test_a_claim_made_without_a_class_gets_the_default_one() -> None:
+    async def body(env: Env) -> None:
+        # Written past the admission plugin (a controller's create): the binder assigns the default class.
+        await env.registry.create(PVCS, "ns", pvc("c", cls=None))
+        await env.registry.create(PVCS, "ns", pvc("none", cls=""))
+        await env.controller.sync()
+        claim = await env.claim("c")
+        assert claim["spec"]["storageClassName"] == "standard" and claim["status"]["phase"] == "Bound"
+        # An explicit "" asks for no class: left alone, and Pending without a volume.
+        unclassed = await env.claim("none")
+        assert unclassed["spec"]["storageClassName"] == "" and unclassed["status"]["phase"] == "Pending"
+    run(body)

@@ -30,6 +30,7 @@ from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.meta import as_dict
 from kubesat.registry.persistentvolume import (
+    BETA_CLASS_ANNOTATION,
     PV_PROTECTION,
     PVC_PROTECTION,
     claim_class,
@@ -89,6 +90,12 @@ def pick_default_class(classes: Iterable[dict[str, Any]]) -> str | None:
         return None
     marked.sort(key=lambda c: (str(_meta(c).get("creationTimestamp", "")), str(_meta(c).get("name", ""))))
     return str(_meta(marked[-1]).get("name", ""))
+
+
+def needs_default_class(pvc: dict[str, Any]) -> bool:
+    """A claim that named no class at all (not even ""), with no beta class annotation, and is not bound."""
+    return ("storageClassName" not in _spec(pvc) or _spec(pvc).get("storageClassName") is None) \
+        and BETA_CLASS_ANNOTATION not in as_dict(_meta(pvc).get("annotations")) and not _spec(pvc).get("volumeName")
 
 
 # ------------------------------------------------------------------------------------------- matching
@@ -313,6 +320,10 @@ class PersistentVolumeController:
                 await self._say(pvc, "Warning", "ClaimLost",
                                 "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!")
             return
+        if needs_default_class(pvc):
+            chosen = pick_default_class(classes.values())
+            if chosen:
+                pvc = await self._set_class(pvc, chosen)
         pv = find_volume(pvc, pvs)
         if pv is not None:
             _remember(pvs, await self._bind(pv, pvc))
@@ -467,6 +478,19 @@ class PersistentVolumeController:
             return obj
 
         await self._quiet(self.registry.guaranteed_update(PVCS, ns, name, mutate, subresource="status"))
+
+    async def _set_class(self, pvc: dict[str, Any], name: str) -> dict[str, Any]:
+        """The retroactive default class: a claim made without a class (past the admission plugin, or before
+        a default existed) gets the default class's name."""
+        ns, claim = _key(pvc)
+
+        def mutate(obj: dict[str, Any]) -> dict[str, Any]:
+            if needs_default_class(obj):
+                obj.setdefault("spec", {})["storageClassName"] = name
+            return obj
+
+        updated, _ = await self.registry.guaranteed_update(PVCS, ns, claim, mutate)
+        return updated
 
     async def _annotate(self, pvc: dict[str, Any], notes: dict[str, str]) -> None:
         if all(as_dict(_meta(pvc).get("annotations")).get(k) == v for k, v in notes.items()):
