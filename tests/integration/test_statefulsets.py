@@ -169,3 +169,23 @@ def test_delete_removes_the_pods(srv: Server) -> None:
     srv.kubectl("delete", "sts", "gone", "-n", "sts7")
     wait_for(lambda: not _pods(srv, "sts7", "gone"), 30, "pods gone")
     wait_for(lambda: not _json(srv, "get", "controllerrevisions", "-n", "sts7")["items"], 30, "revisions gone")
+
+
+def test_claims_from_volume_claim_templates(srv: Server) -> None:
+    srv.kubectl("create", "namespace", "sts8")
+    claim = {"metadata": {"name": "data"},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}}
+    srv.kubectl("apply", "-n", "sts8", "-f", "-", input=_manifest("db", 2, volumeClaimTemplates=[claim]))
+    _rollout(srv, "sts8", "db")
+    claims = {c["metadata"]["name"]: c for c in _json(srv, "get", "pvc", "-n", "sts8")["items"]}
+    assert sorted(claims) == ["data-db-0", "data-db-1"]
+    assert claims["data-db-0"]["metadata"]["labels"] == {"app": "db"}
+    assert "ownerReferences" not in claims["data-db-0"]["metadata"]
+    volumes = _pods(srv, "sts8", "db")["db-1"]["spec"]["volumes"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "data-db-1"}} in volumes
+    created = [m for r, m in _events(srv, "sts8", "db") if r == "SuccessfulCreate"]
+    assert "create Claim data-db-0 Pod db-0 in StatefulSet db success" in created
+    # Scaling down keeps the claims (persistentVolumeClaimRetentionPolicy Retain).
+    srv.kubectl("scale", "sts", "db", "-n", "sts8", "--replicas=1")
+    wait_for(lambda: sorted(_pods(srv, "sts8", "db")) == ["db-0"], 30, "scaled to db-0")
+    assert len(_json(srv, "get", "pvc", "-n", "sts8")["items"]) == 2

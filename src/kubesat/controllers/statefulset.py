@@ -17,6 +17,7 @@ from kubesat import errors
 from kubesat.controllers import history
 from kubesat.controllers.events import object_reference
 from kubesat.controllers.podowner import PodMessages, PodOwnerController
+from kubesat.controllers.volumebinding import pick_default_class
 from kubesat.controllers.workload import (
     Key, adopt, apps_kind, as_int, available_in, claim, d, is_available, is_ready, lst, owner_reference, release,
     write_status,
@@ -27,6 +28,8 @@ from kubesat.registry.store import Registry
 log = logging.getLogger("kubesat.controllers.statefulset")
 
 PODS = builtin_kind("v1", "Pod")
+STORAGE_CLASSES = builtin_kind("storage.k8s.io/v1", "StorageClass")
+_BETA_CLASS = "volume.beta.kubernetes.io/storage-class"
 COMPONENT = "statefulset-controller"
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
@@ -332,6 +335,16 @@ class StatefulSetController(PodOwnerController):
         live = {revision_of(p) for p in pods} | {status["currentRevision"], update}
         await history.prune(self.registry, revisions, live, as_int(d(sts.get("spec")).get("revisionHistoryLimit"), 10))
 
+    async def _default_class(self, claim: dict[str, Any]) -> None:
+        """The DefaultStorageClass admission plugin, which a claim the controller makes passes through in
+        Kubernetes as any API request does: no class named (nor the beta annotation) takes the default one."""
+        annotations = d(claim["metadata"].get("annotations"))
+        if claim["spec"].get("storageClassName") is not None or _BETA_CLASS in annotations:
+            return
+        chosen = pick_default_class((await self.registry.list(STORAGE_CLASSES, "")).items)
+        if chosen:
+            claim["spec"]["storageClassName"] = chosen
+
     def messages_for(self, owner: dict[str, Any]) -> PodMessages:
         return pod_messages(str(d(owner.get("metadata")).get("name", "")))
 
@@ -368,6 +381,7 @@ class StatefulSetController(PodOwnerController):
             cname = c["metadata"]["name"]
             if await self.registry.get_or_none(info, c["metadata"]["namespace"], cname) is not None:
                 continue
+            await self._default_class(c)
             pod_name = f"{meta['name']}-{ordinal}"
             try:
                 await self.registry.create(info, c["metadata"]["namespace"], c)
