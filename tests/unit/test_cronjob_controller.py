@@ -217,3 +217,27 @@ def test_the_controller_fires_on_its_injected_clock() -> None:
             await env.controller.stop()
 
     asyncio.run(t())
+
+
+def test_a_job_of_the_same_name_that_is_not_its_own_is_left_alone() -> None:
+    async def t() -> None:
+        env = Env(at("2026-03-01T10:04:59") + 0.7)
+        await env.registry.create(NAMESPACES, "", {"metadata": {"name": "ns"}})
+        taken = f"tick-{int(at('2026-03-01T10:05:00') // 60)}"
+        await env.registry.create(JOBS, "ns", {"metadata": {"name": taken}, "spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}})
+        await env.controller.start()
+        try:
+            body = copy.deepcopy(cronjob())
+            body["metadata"] = {"name": "tick"}
+            del body["status"]
+            await env.registry.create(CRONJOBS, "ns", body)
+            await asyncio.sleep(0.8)  # past 10:05 on the injected clock
+            status = (await env.registry.get(CRONJOBS, "ns", "tick")).get("status", {})
+            assert "active" not in status and "lastScheduleTime" not in status
+            job = await env.registry.get(JOBS, "ns", taken)
+            assert not job["metadata"].get("ownerReferences")
+        finally:
+            await env.controller.stop()
+
+    asyncio.run(t())

@@ -36,6 +36,7 @@ CRONJOBS = builtin_kind("batch/v1", "CronJob")
 JOBS = builtin_kind("batch/v1", "Job")
 COMPONENT = "cronjob-controller"
 NEXT_SYNC_SLACK = 0.1  # the controller wakes a moment after a schedule time, never a moment before
+RETRY_AFTER = 10.0  # a Job that could not be created is tried again this much later
 
 Event = tuple[str, str, str]  # (type, reason, message)
 
@@ -266,7 +267,13 @@ class CronJobController:
         if plan.create is not None:
             created = await self._create_job(ref, plan.create)
             if created is None:
-                plan.status = copy.deepcopy(d(cj.get("status")))  # try the same schedule time again later
+                # Not run: the same schedule time is tried again shortly (lastScheduleTime stays where it was).
+                before = d(cj.get("status")).get("lastScheduleTime")
+                if before is None:
+                    plan.status.pop("lastScheduleTime", None)
+                else:
+                    plan.status["lastScheduleTime"] = before
+                self.queue.add_after(key, RETRY_AFTER)
             else:
                 plan.status["active"] = [*lst(plan.status.get("active")), job_reference(created)]
         await write_status(self.registry, CRONJOBS, cj, plan.status)
@@ -281,8 +288,11 @@ class CronJobController:
             created = await self.registry.create(JOBS, ns, job)
         except errors.StatusError as e:
             if e.code == 409:
-                # Created by an earlier sync whose status write was lost: that Job is this schedule time's.
-                return await self.registry.get_or_none(JOBS, ns, job["metadata"]["name"])
+                # Made by an earlier sync whose status write was lost, it is this schedule time's Job; one of the
+                # same name that is not the CronJob's is left alone.
+                found = await self.registry.get_or_none(JOBS, ns, job["metadata"]["name"])
+                owner = job["metadata"]["ownerReferences"][0]["uid"]
+                return found if found is not None and d(controller_ref(found)).get("uid") == owner else None
             await self.events.event(ref, "Warning", "FailedCreate", f"Error creating job: {e.message}")
             return None
         await self.events.event(ref, "Normal", "SuccessfulCreate", f"Created job {created['metadata']['name']}")

@@ -347,6 +347,8 @@ def _plan(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> JobPla
     status.setdefault("uncountedTerminatedPods", {})
     if indexed:
         status["completedIndexes"] = format_indexes(succeeded_indexes)
+        if not status["completedIndexes"]:
+            del status["completedIndexes"]  # omitted when empty, as the API writes it
     decided = _decided(status)
     if decided is not None:
         if decided["type"] == "FailureTarget":
