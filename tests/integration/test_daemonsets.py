@@ -122,6 +122,8 @@ def test_rolling_update_and_on_delete(srv: Server) -> None:
     assert [p["spec"]["containers"][0]["image"] for p in pods] == ["img:2"]
     assert pods[0]["metadata"]["name"] != old and pods[0]["metadata"]["labels"]["pod-template-generation"] == "2"
     assert len(_json(srv, "get", "controllerrevisions", "-n", "ds2")["items"]) == 2
+    history = srv.kubectl("rollout", "history", "ds/roll", "-n", "ds2").stdout.split("\n")
+    assert [line.split()[0] for line in history[2:] if line.strip()] == ["1", "2"]
     srv.kubectl("patch", "ds", "roll", "-n", "ds2", "--type=merge", "-p",
                 '{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}')
     srv.kubectl("set", "image", "ds/roll", "c=img:3", "-n", "ds2")
@@ -165,9 +167,15 @@ def test_a_second_node_gets_its_pod(srv: Server, second_node: str) -> None:
     wait_for(lambda: _nodes_of(srv, "ds4", "everywhere") == sorted([NODE, second_node]), 30, "back on both")
 
 
-def test_delete_removes_the_pods(srv: Server) -> None:
+def test_delete_removes_the_pods_unless_orphaned(srv: Server) -> None:
     srv.kubectl("create", "namespace", "ds5")
     srv.kubectl("apply", "-n", "ds5", "-f", "-", input=_manifest("gone"))
     _rollout(srv, "ds5", "gone")
     srv.kubectl("delete", "ds", "gone", "-n", "ds5")
     wait_for(lambda: not _pods(srv, "ds5", "gone"), 30, "pods gone")
+    srv.kubectl("apply", "-n", "ds5", "-f", "-", input=_manifest("kept"))
+    _rollout(srv, "ds5", "kept")
+    srv.kubectl("delete", "ds", "kept", "-n", "ds5", "--cascade=orphan")
+    wait_for(lambda: all(not p["metadata"].get("ownerReferences") for p in _pods(srv, "ds5", "kept")), 30,
+             "the pod released")
+    assert len(_pods(srv, "ds5", "kept")) == 1

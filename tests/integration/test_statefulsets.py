@@ -133,6 +133,19 @@ def test_rolling_update_highest_first_and_partition(srv: Server) -> None:
     status = _json(srv, "get", "sts", "web", "-n", "sts5")["status"]
     assert status["currentRevision"] == status["updateRevision"] != first
     assert len(_json(srv, "get", "controllerrevisions", "-n", "sts5")["items"]) == 2
+    history = srv.kubectl("rollout", "history", "sts/web", "-n", "sts5").stdout.split("\n")
+    assert [line.split()[0] for line in history[2:] if line.strip()] == ["1", "2"]
+    srv.kubectl("rollout", "undo", "sts/web", "-n", "sts5")
+    _rollout(srv, "sts5", "web")
+    wait_for(lambda: {p["spec"]["containers"][0]["image"] for p in _pods(srv, "sts5", "web").values()} == {"img:1"},
+             30, "undone to img:1")
+    status = _json(srv, "get", "sts", "web", "-n", "sts5")["status"]
+    assert status["updateRevision"] == first  # the first revision, renumbered as the newest
+    revisions = {r["metadata"]["name"]: r["revision"] for r in
+                 _json(srv, "get", "controllerrevisions", "-n", "sts5")["items"]}
+    assert revisions[first] == 3
+    srv.kubectl("set", "image", "sts/web", "c=img:2", "-n", "sts5")
+    _rollout(srv, "sts5", "web")
     # A partition of 2 updates only web-2.
     srv.kubectl("patch", "sts", "web", "-n", "sts5", "-p",
                 '{"spec":{"updateStrategy":{"rollingUpdate":{"partition":2}}}}')

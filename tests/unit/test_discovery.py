@@ -69,6 +69,10 @@ def test_core_resource_list() -> None:
     assert by_name["pods"]["storageVersionHash"] == "xPOwRZ+Yhw8="
     assert by_name["namespaces"]["verbs"] == ["create", "delete", "get", "list", "patch", "update", "watch"]
     assert by_name["namespaces/finalize"]["verbs"] == ["update"]
+    assert by_name["replicationcontrollers"]["shortNames"] == ["rc"]
+    assert by_name["replicationcontrollers"]["categories"] == ["all"]
+    assert by_name["replicationcontrollers/scale"]["group"] == "autoscaling"
+    assert by_name["replicationcontrollers/status"]["kind"] == "ReplicationController"
 
 
 def test_apps_resource_list() -> None:
