@@ -269,3 +269,25 @@ def test_the_official_client_reads_status_and_refuses_bad_input(srv: Server) -> 
     assert err.value.status == 422
     assert "spec: Required value: must specify a volume type" in json.loads(err.value.body)["message"]
     api.delete_namespaced_persistent_volume_claim("typed", "default")
+
+
+def test_the_node_reads_only_its_pods_claims_and_their_volumes(srv: Server) -> None:
+    node = str(srv.data_dir / "node.kubeconfig")
+    srv.kubectl("create", "-f", "-", input=_claim("mine"))
+    srv.kubectl("create", "-f", "-", input=_claim("theirs"))
+    wait_for(lambda: _phase(srv, "pvc", "theirs") == "Bound" and _phase(srv, "pvc", "mine") == "Bound", 15,
+             "claims Bound")
+    srv.kubectl("create", "-f", "-", input=_pod("user", "mine", "sleep 3600"))
+    wait_for(lambda: _phase(srv, "pod", "user") == "Running", 30, "user Running")
+    mine = _json(srv, "get", "pvc", "mine")["spec"]["volumeName"]
+    theirs = _json(srv, "get", "pvc", "theirs")["spec"]["volumeName"]
+    assert srv.kubectl("get", "pvc", "mine", "-o", "name", kubeconfig=node).stdout.strip() \
+        == "persistentvolumeclaim/mine"
+    assert srv.kubectl("get", "pv", mine, "-o", "name", kubeconfig=node).stdout.strip() == f"persistentvolume/{mine}"
+    for args in (["pvc", "theirs"], ["pv", theirs], ["pvc"]):
+        out = srv.kubectl("get", *args, kubeconfig=node, check=False)
+        assert out.returncode != 0 and "Forbidden" in out.stderr, out.stderr
+    assert f"no relationship found between node '{NODE}' and this object" in \
+        srv.kubectl("get", "pv", theirs, kubeconfig=node, check=False).stderr
+    srv.kubectl("delete", "pod", "user", "--grace-period=1")
+    srv.kubectl("delete", "pvc", "mine", "theirs")
