@@ -290,3 +290,26 @@ def test_a_claim_made_without_a_class_gets_the_default_one() -> None:
         unclassed = await env.claim("none")
         assert unclassed["spec"]["storageClassName"] == "" and unclassed["status"]["phase"] == "Pending"
     run(body)
+
+
+def test_a_bound_claim_is_rebound_or_misbound_by_its_volume_claim_ref() -> None:
+    async def body(env: Env) -> None:
+        await env.registry.create(PVS, "", pv("a"))
+        await env.registry.create(PVCS, "ns", pvc("c"))
+        await env.controller.sync()
+
+        def claim_ref(ref: dict[str, Any] | None) -> Any:
+            def mutate(obj: dict[str, Any]) -> dict[str, Any]:
+                obj["spec"]["claimRef"] = ref
+                return obj
+            return mutate
+        await env.registry.guaranteed_update(PVS, "", "a", claim_ref(None))
+        await env.controller.sync()
+        volume = await env.volume("a")
+        assert volume is not None and volume["spec"]["claimRef"]["name"] == "c"
+        assert volume["status"]["phase"] == "Bound"
+        await env.registry.guaranteed_update(PVS, "", "a", claim_ref({"namespace": "ns", "name": "x", "uid": "u"}))
+        await env.controller.sync()
+        assert (await env.claim("c"))["status"]["phase"] == "Lost"
+        assert "ClaimMisbound" in await env.reasons()
+    run(body)

@@ -319,6 +319,12 @@ class PersistentVolumeController:
                 await self._claim_status(pvc, {**as_dict(pvc.get("status")), "phase": "Lost"})
                 await self._say(pvc, "Warning", "ClaimLost",
                                 "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!")
+            elif not _spec(pv).get("claimRef"):
+                _remember(pvs, await self._bind(pv, pvc))  # someone cleared the volume's claimRef: bind again
+            elif not _claim_ref_points_to(pv, pvc):
+                await self._claim_status(pvc, {**as_dict(pvc.get("status")), "phase": "Lost"})
+                await self._say(pvc, "Warning", "ClaimMisbound",
+                                "Two claims are bound to the same volume, this one is bound incorrectly")
             return
         if needs_default_class(pvc):
             chosen = pick_default_class(classes.values())
