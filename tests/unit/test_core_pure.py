@@ -6,6 +6,7 @@ import pytest
 
 from kubesat import errors
 from kubesat.api import requestinfo
+from kubesat.api.app import WARNING_ITEM_RUNES, WARNING_TOTAL_RUNES, warning_headers
 from kubesat.apimachinery import codec
 from kubesat.api.tables import wants_table
 from kubesat.apimachinery.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
@@ -132,3 +133,14 @@ def test_invalid_status_shape() -> None:
                          "rbac.authorization.k8s.io")
     assert two.message == ('Role.rbac.authorization.k8s.io "r" is invalid: '
                            '[rules[0].verbs: Required value, a: Invalid value: 1: bad]')
+
+
+def test_warning_headers_are_deduplicated_and_bounded_as_kube_apiserver_bounds_them() -> None:
+    assert warning_headers(["a", "a", "", "b"]) == [(b"warning", b'299 - "a"'), (b"warning", b'299 - "b"')]
+    huge = ["x" * 100_000, "y" * 10, "z" * 5000]
+    heads = warning_headers(huge)
+    assert [len(v) for _, v in heads] == [WARNING_ITEM_RUNES + 8, 10 + 8, WARNING_ITEM_RUNES + 8]
+    many = [f"{i:04d}" + "w" * 300 for i in range(40)]
+    heads = warning_headers(many)
+    assert sum(len(v) - 8 for _, v in heads) <= WARNING_TOTAL_RUNES + WARNING_ITEM_RUNES
+    assert len(heads) == WARNING_TOTAL_RUNES // WARNING_ITEM_RUNES

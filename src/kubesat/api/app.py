@@ -251,8 +251,8 @@ class App:
             if not any(k == b"cache-control" for k, _ in extra):
                 hdrs.append((b"cache-control", b"no-cache, private"))
             hdrs.extend(extra)
-        for w in req.warnings:
-            hdrs.append((b"warning", f'299 - "{_escape_warning(w)}"'.encode("utf-8", "backslashreplace")))
+        if req.warnings:
+            hdrs.extend(warning_headers(req.warnings))
         await send({"type": "http.response.start", "status": res.status, "headers": hdrs})
         await send({"type": "http.response.body", "body": res.body if req.method != "HEAD" else b""})
 
@@ -261,8 +261,7 @@ class App:
             req.scope[STREAMING] = True
         hdrs = [(b"content-type", res.content_type.encode()), (b"cache-control", b"no-cache, private"),
                 (b"transfer-encoding", b"chunked")]
-        for w in req.warnings:
-            hdrs.append((b"warning", f'299 - "{_escape_warning(w)}"'.encode("utf-8", "backslashreplace")))
+        hdrs.extend(warning_headers(req.warnings))
         await send({"type": "http.response.start", "status": res.status, "headers": hdrs})
 
         async def write(chunk: bytes) -> None:
@@ -367,6 +366,28 @@ class App:
             raise errors.StatusError(404, "NotFound", "the server could not find the requested resource",
                                      details={})
         return await handler(req)
+
+
+# kube-apiserver's bounds on Warning headers: past this many characters in all, each warning is cut to
+# WARNING_ITEM_RUNES and warnings that come after the cut ones no longer fit are dropped.
+WARNING_TOTAL_RUNES = 4 * 1024
+WARNING_ITEM_RUNES = 256
+
+
+def warning_headers(warnings: list[str]) -> list[tuple[bytes, bytes]]:
+    """The Warning headers of an answer: duplicates once, and bounded as kube-apiserver bounds them."""
+    texts = list(dict.fromkeys(w for w in warnings if w))
+    total = sum(len(t) for t in texts)
+    if total > WARNING_TOTAL_RUNES:
+        cut, written = [], 0
+        for t in texts:
+            if written >= WARNING_TOTAL_RUNES:
+                break
+            t = t[:WARNING_ITEM_RUNES]
+            cut.append(t)
+            written += len(t)
+        texts = cut
+    return [(b"warning", f'299 - "{_escape_warning(t)}"'.encode("utf-8", "backslashreplace")) for t in texts]
 
 
 def _escape_warning(text: str) -> str:
