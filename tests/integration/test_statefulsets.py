@@ -202,3 +202,22 @@ def test_claims_from_volume_claim_templates(srv: Server) -> None:
     srv.kubectl("scale", "sts", "db", "-n", "sts8", "--replicas=1")
     wait_for(lambda: sorted(_pods(srv, "sts8", "db")) == ["db-0"], 30, "scaled to db-0")
     assert len(_json(srv, "get", "pvc", "-n", "sts8")["items"]) == 2
+
+
+def test_a_pod_the_api_refuses_is_a_failed_create_event(srv: Server) -> None:
+    srv.kubectl("create", "namespace", "sts9")
+    # A StatefulSet's pod spec is checked only when its pods are created (its volume mounts may name claims).
+    body = json.loads(_manifest("bad", 1))
+    body["spec"]["template"]["spec"]["containers"][0]["name"] = "Bad_Name"
+    srv.kubectl("apply", "-n", "sts9", "-f", "-", input=json.dumps(body))
+
+    def failed() -> list[str]:
+        return [m for r, m in _events(srv, "sts9", "bad") if r == "FailedCreate"]
+
+    [message] = wait_for(failed, 20, "a FailedCreate event")
+    assert message.startswith('create Pod bad-0 in StatefulSet bad failed error: Pod "bad-0" is invalid: '
+                              'spec.containers[0].name: Invalid value: "Bad_Name"')
+    assert _pods(srv, "sts9", "bad") == {}
+    # Retried with a growing delay, not in a loop: the one event's count stays small.
+    items = _json(srv, "get", "events", "-n", "sts9", "--field-selector", "reason=FailedCreate")["items"]
+    assert items[0]["count"] < 10

@@ -326,9 +326,12 @@ class DaemonSetController(PodOwnerController):
         on_node = pods_by_node(pods)
         now = self.clock()
         if not d(ds.get("metadata")).get("deletionTimestamp"):
-            await self._act(ds, plan_manage(ds, nodes, on_node, digest), digest)
+            refused = not await self._act(ds, plan_manage(ds, nodes, on_node, digest), digest)
             wanted = [str(n["metadata"]["name"]) for n in nodes if should_run(ds, n)[0]]
-            await self._act(ds, plan_rolling(ds, wanted, on_node, digest, now), digest)
+            refused = not await self._act(ds, plan_rolling(ds, wanted, on_node, digest, now), digest) or refused
+            if refused:
+                # Pods the API refuses are tried again after a while, not on every change.
+                self.queue.add_after(key, 5.0)
         await write_status(self.registry, self.info, ds,
                            daemonset_status(ds, nodes, on_node, digest, collision, now))
         min_ready = as_int(d(ds.get("spec")).get("minReadySeconds"))
@@ -341,7 +344,8 @@ class DaemonSetController(PodOwnerController):
         await history.prune(self.registry, revisions, keep | {str(revision["metadata"]["name"])},
                             as_int(d(ds.get("spec")).get("revisionHistoryLimit"), 10))
 
-    async def _act(self, ds: dict[str, Any], plan: Plan, digest: str) -> None:
+    async def _act(self, ds: dict[str, Any], plan: Plan, digest: str) -> bool:
+        """Carry out a plan; False when a pod could not be created."""
         for pod in plan.failed:
             meta = pod["metadata"]
             await self.events.event(object_reference(ds), "Warning", "FailedDaemonPod",
@@ -352,8 +356,8 @@ class DaemonSetController(PodOwnerController):
             if pod["metadata"]["name"] not in done:
                 done.add(pod["metadata"]["name"])
                 await self.delete_pod(ds, pod)
-        for node in plan.create:
-            await self.create_pod(ds, new_pod(ds, node, digest))
+        made = [await self.create_pod(ds, new_pod(ds, node, digest)) for node in plan.create]
+        return all(made)
 
     async def _own_pods(self, ds: dict[str, Any]) -> list[dict[str, Any]]:
         ns = str(ds["metadata"].get("namespace", ""))

@@ -304,6 +304,7 @@ class StatefulSetController(PodOwnerController):
     def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time) -> None:
         super().__init__(registry, statefulsets(), COMPONENT, clock=clock)
         self._claims_skipped: set[Key] = set()
+        self._backoff: dict[Key, float] = {}
 
     async def sync(self, key: Key) -> None:
         ns, name = key
@@ -320,13 +321,20 @@ class StatefulSetController(PodOwnerController):
         current_rev = next((r for r in revisions if r["metadata"]["name"] == current), update_rev)
         current = current_rev["metadata"]["name"]
         plan = plan_sync(sts, pods, update, self.clock())
+        refused = False
         for o in plan.create:
             revision = current_rev if revision_for_ordinal(sts, o, current, update) == current else update_rev
-            await self._create(sts, o, revision)
+            refused = not await self._create(sts, o, revision) or refused
         for pod in plan.delete:
             await self.delete_pod(sts, pod)
-        if plan.create or plan.delete:
-            self.queue.add(key)
+        if refused:
+            # A template the API refuses is retried with a growing delay (up to a minute), not in a loop.
+            self.queue.add_after(key, self._backoff.setdefault(key, 0.5))
+            self._backoff[key] = min(self._backoff[key] * 2, 60.0)
+        else:
+            self._backoff.pop(key, None)
+            if plan.create or plan.delete:
+                self.queue.add(key)
         status = statefulset_status(sts, pods, current, update, collision, self.clock())
         wait = next_check(sts, pods, self.clock())
         if wait is not None:
@@ -358,10 +366,10 @@ class StatefulSetController(PodOwnerController):
             await release(self.registry, PODS, pod, ref["uid"])
         return found.owned + [p for p in found.adopt if await adopt(self.registry, PODS, p, ref)]
 
-    async def _create(self, sts: dict[str, Any], ordinal: int, revision: dict[str, Any]) -> None:
+    async def _create(self, sts: dict[str, Any], ordinal: int, revision: dict[str, Any]) -> bool:
         await self._create_claims(sts, ordinal)
         pod = new_pod(sts, history.template_of(revision), ordinal, revision["metadata"]["name"])
-        await self.create_pod(sts, pod)
+        return await self.create_pod(sts, pod)
 
     async def _create_claims(self, sts: dict[str, Any], ordinal: int) -> None:
         """The ordinal's claims that do not exist yet, when this server serves PersistentVolumeClaims."""
