@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import copy
 import time
 from typing import Any
 
@@ -14,8 +15,9 @@ import pytest
 
 from kubesat import errors
 from kubesat.controllers.podgc import PodGCController
-from kubesat.registry.kinds import lookup_kind
-from kubesat.registry.store import DeleteOptions, Registry
+from kubesat.registry.kinds import builtin_kind, lookup_kind
+from kubesat.registry.store import DeleteOptions, Registry, _DeletePlan, _plan_delete
+from kubesat.registry.strategies import strategy_for
 from kubesat.storage.memory import MemoryStore
 
 NAMESPACES = lookup_kind("v1", "Namespace")
@@ -220,3 +222,18 @@ def test_podgc_removes_the_pods_of_a_deleted_node_only() -> None:
         assert (cond["reason"], cond["message"]) == ("DeletionByPodGC", "PodGC: node no longer exists")
         assert {p["metadata"]["name"] for p in (await reg.list(PODS, "ns")).items} == {"kept", "pending"}
     run(go())
+
+
+def test_a_plain_delete_of_a_job_orphans_its_dependents_unless_asked() -> None:
+    job = {"metadata": {"name": "j", "namespace": "ns", "uid": "u"}}
+    strategy = strategy_for(builtin_kind("batch/v1", "Job"))
+    plain = copy.deepcopy(job)
+    assert _plan_delete(strategy, plain, DeleteOptions(), 0.0) is _DeletePlan.KEEP
+    assert plain["metadata"]["finalizers"] == ["orphan"]
+    background = copy.deepcopy(job)
+    assert _plan_delete(strategy, background, DeleteOptions(propagation="Background"), 0.0) is _DeletePlan.DELETE
+    told = copy.deepcopy(job)
+    assert _plan_delete(strategy, told, DeleteOptions(orphan_dependents=False), 0.0) is _DeletePlan.DELETE
+    pod_owner = copy.deepcopy(job)
+    assert _plan_delete(strategy_for(builtin_kind("apps/v1", "ReplicaSet")), pod_owner, DeleteOptions(),
+                        0.0) is _DeletePlan.DELETE

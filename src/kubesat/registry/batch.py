@@ -480,6 +480,7 @@ def _since(ts: Any, now: datetime) -> str:
 class JobStrategy(Strategy):
     has_status = True
     has_generation = True
+    default_propagation = "Orphan"  # batch/v1 keeps the pre-GC default: a Job deleted plainly leaves its pods
 
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")

@@ -698,9 +698,10 @@ def _plan_delete(strategy: Strategy, obj: dict[str, Any], opts: DeleteOptions, n
         return _DeletePlan.PENDING
     old_finalizers = list(meta.get("finalizers") or [])
     finalizers = list(old_finalizers)
-    if opts.propagation == "Orphan" and "orphan" not in finalizers:
+    propagation = opts.propagation or ("" if opts.orphan_dependents is False else strategy.default_propagation)
+    if propagation == "Orphan" and "orphan" not in finalizers:
         finalizers.append("orphan")
-    elif opts.propagation == "Foreground" and "foregroundDeletion" not in finalizers:
+    elif propagation == "Foreground" and "foregroundDeletion" not in finalizers:
         finalizers.append("foregroundDeletion")
     if finalizers:
         meta["finalizers"] = finalizers

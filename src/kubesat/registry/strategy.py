@@ -27,6 +27,9 @@ class Strategy:
     # How metadata.name is validated: "subdomain" (DNS-1123 subdomain, most kinds), "label"
     # (DNS-1123 label, e.g. Namespace) or "path_segment" (RBAC kinds: anything but "/", "%", "." and "..").
     name_rule: str = "subdomain"
+    # The propagation a delete that names none gets ("" is background: dependents go after the owner).
+    # "Orphan" for the kinds Kubernetes keeps the old default for (batch/v1 Jobs, v1 ReplicationControllers).
+    default_propagation: str = ""
 
     def __init__(self, info: ResourceInfo) -> None:
         self.info = info
