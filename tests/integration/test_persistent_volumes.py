@@ -291,3 +291,20 @@ def test_the_node_reads_only_its_pods_claims_and_their_volumes(srv: Server) -> N
         srv.kubectl("get", "pv", theirs, kubeconfig=node, check=False).stderr
     srv.kubectl("delete", "pod", "user", "--grace-period=1")
     srv.kubectl("delete", "pvc", "mine", "theirs")
+
+
+def test_a_generic_ephemeral_volume_lives_and_dies_with_its_pod(srv: Server) -> None:
+    body = json.loads(_pod("scratch", "unused", "echo hi > /data/x && sleep 3600"))
+    body["spec"]["volumes"] = [{"name": "data", "ephemeral": {"volumeClaimTemplate": {"spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "8Mi"}}}}}}]
+    srv.kubectl("create", "-f", "-", input=json.dumps(body))
+    wait_for(lambda: srv.kubectl("exec", "scratch", "--", "cat", "/data/x", check=False).stdout == "hi\n", 30,
+             "the ephemeral volume written")
+    claim = _json(srv, "get", "pvc", "scratch-data")
+    assert claim["metadata"]["ownerReferences"][0]["name"] == "scratch"
+    assert claim["spec"]["storageClassName"] == "standard" and claim["status"]["phase"] == "Bound"
+    volume = claim["spec"]["volumeName"]
+    srv.kubectl("delete", "pod", "scratch", "--grace-period=1")
+    # The garbage collector removes the claim with its pod; Delete reclaim removes the volume.
+    wait_for(lambda: _phase(srv, "pvc", "scratch-data") == "<gone>", 30, "ephemeral claim gone")
+    wait_for(lambda: _phase(srv, "pv", volume) == "<gone>", 15, "ephemeral volume gone")

@@ -202,3 +202,15 @@ def test_a_node_reaches_a_volume_through_its_pods_claim() -> None:
     graph.put_claim({"metadata": {"name": "c", "namespace": "ns"}, "spec": {"volumeName": "pv1"}})
     graph.delete_pod("ns", "p")
     assert not graph.has_path("n1", PV, "", "pv1")
+
+
+def test_an_ephemeral_volume_uses_the_pods_own_claim() -> None:
+    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "pod-uid"},
+           "spec": {"volumes": [{"name": "tmp", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}]}}
+    assert volumes.plan(pod).claims == ["p-tmp"]
+    found = volumes.payloads(pod, volumes.Fetched(claims={"p-tmp": claims.ClaimVolume(path="/r/volumes/v")}))
+    assert found["tmp"].host_path == "/r/volumes/v"
+    mine = {"metadata": {"ownerReferences": [{"uid": "pod-uid", "controller": True}]}}
+    assert claims.not_owner(pod, "p-tmp", mine) == ""
+    assert claims.not_owner(pod, "p-tmp", {"metadata": {}}) == \
+        "PVC ns/p-tmp was not created for pod ns/p (pod is not owner)"

@@ -313,3 +313,29 @@ def test_a_bound_claim_is_rebound_or_misbound_by_its_volume_claim_ref() -> None:
         assert (await env.claim("c"))["status"]["phase"] == "Lost"
         assert "ClaimMisbound" in await env.reasons()
     run(body)
+
+
+def test_a_generic_ephemeral_volume_gets_its_claim() -> None:
+    async def body(env: Env) -> None:
+        template = {"metadata": {"labels": {"kind": "scratch"}},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Mi"}}}}
+        created = await env.registry.create(PODS, "ns", {"metadata": {"name": "p"}, "spec": {
+            "nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}],
+            "volumes": [{"name": "tmp", "ephemeral": {"volumeClaimTemplate": template}}]}})
+        await env.controller.sync()
+        await env.controller.sync()  # the new claim's own pass: default class, provisioned, bound
+        claim = await env.claim("p-tmp")
+        assert claim["metadata"]["labels"] == {"kind": "scratch"}
+        assert claim["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": "p",
+                                                         "uid": created["metadata"]["uid"], "controller": True,
+                                                         "blockOwnerDeletion": True}]
+        assert claim["spec"]["storageClassName"] == "standard" and claim["status"]["phase"] == "Bound"
+        # A same-named claim of someone else is not the pod's: an event, and nothing made.
+        await env.registry.create(PVCS, "ns", pvc("q-tmp"))
+        await env.registry.create(PODS, "ns", {"metadata": {"name": "q"}, "spec": {
+            "nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}],
+            "volumes": [{"name": "tmp", "ephemeral": {"volumeClaimTemplate": template}}]}})
+        await env.controller.sync()
+        messages = {e["message"] for e in (await env.registry.list(EVENTS, "ns")).items}
+        assert "PVC ns/q-tmp was not created for pod ns/q (pod is not owner)" in messages
+    run(body)

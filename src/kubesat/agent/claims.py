@@ -1,5 +1,6 @@
-"""A pod's persistentVolumeClaim volumes: the claim and its bound volume read through the API (the Node
-authorizer lets a node get the claims its pods use and the volumes bound to them), resolved to a directory.
+"""A pod's persistentVolumeClaim (and generic ephemeral) volumes: the claim and its bound volume read through
+the API (the Node authorizer lets a node get the claims its pods use and the volumes bound to them), resolved
+to a directory.
 
 Only volumes the kubesat local provisioner made are mounted: their `hostPath` is relative and names a directory
 under this agent's root (`<root>/volumes/<pv-name>`), created on first use and writable by any of the pod's
@@ -34,11 +35,31 @@ class ClaimVolume:
     error: str = ""
 
 
+def volume_claim(pod: dict[str, Any], volume: dict[str, Any]) -> str:
+    """The claim a volume uses: a persistentVolumeClaim's, or a generic ephemeral volume's `<pod>-<volume>`."""
+    if "ephemeral" in volume:
+        return f"{_d(pod.get('metadata')).get('name') or ''}-{volume.get('name') or ''}"
+    return str(_d(volume.get("persistentVolumeClaim")).get("claimName") or "")
+
+
 def claim_names(pod: dict[str, Any]) -> list[str]:
-    """The claims a pod's persistentVolumeClaim volumes name, sorted and unique."""
-    names = {str(_d(_d(v).get("persistentVolumeClaim")).get("claimName") or "")
-             for v in _d(pod.get("spec")).get("volumes") or []}
+    """The claims a pod's persistentVolumeClaim and ephemeral volumes use, sorted and unique."""
+    names = {volume_claim(pod, _d(v)) for v in _d(pod.get("spec")).get("volumes") or []}
     return sorted(names - {""})
+
+
+def _ephemeral_names(pod: dict[str, Any]) -> set[str]:
+    return {volume_claim(pod, _d(v)) for v in _d(pod.get("spec")).get("volumes") or [] if "ephemeral" in _d(v)}
+
+
+def not_owner(pod: dict[str, Any], name: str, pvc: dict[str, Any]) -> str:
+    """An ephemeral volume's claim must be the pod's own (a same-named claim of someone else is refused)."""
+    meta = _d(pod.get("metadata"))
+    ns = meta.get("namespace") or ""
+    for ref in _d(pvc.get("metadata")).get("ownerReferences") or []:
+        if _d(ref).get("uid") == meta.get("uid") and _d(ref).get("controller"):
+            return ""
+    return f"PVC {ns}/{name} was not created for pod {ns}/{meta.get('name') or ''} (pod is not owner)"
 
 
 def claim_problem(namespace: str, name: str, pvc: dict[str, Any] | None) -> str:
@@ -68,10 +89,13 @@ def volume_dir(pv: dict[str, Any], root: Path) -> ClaimVolume:
     return ClaimVolume(path=str(root / VOLUMES_DIR / name))
 
 
-async def resolve(get: Getter, namespace: str, name: str, root: Path) -> ClaimVolume:
+async def resolve(get: Getter, pod: dict[str, Any], name: str, root: Path) -> ClaimVolume:
     """Read the claim and its volume and find (and make) the volume's directory."""
+    namespace = str(_d(pod.get("metadata")).get("namespace") or "default")
     pvc = await get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}")
     problem = claim_problem(namespace, name, pvc)
+    if not problem and pvc is not None and name in _ephemeral_names(pod):
+        problem = not_owner(pod, name, pvc)
     if problem or pvc is None:
         return ClaimVolume(error=problem)
     volume = str(_d(pvc.get("spec")).get("volumeName"))
@@ -91,5 +115,5 @@ def _make_dir(path: Path) -> None:
         os.chmod(path, 0o777)
 
 
-async def resolve_all(get: Getter, namespace: str, names: list[str], root: Path) -> dict[str, ClaimVolume]:
-    return {n: await resolve(get, namespace, n, root) for n in names}
+async def resolve_all(get: Getter, pod: dict[str, Any], names: list[str], root: Path) -> dict[str, ClaimVolume]:
+    return {n: await resolve(get, pod, n, root) for n in names}

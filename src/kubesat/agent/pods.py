@@ -463,7 +463,7 @@ class PodManager:
         fetched = volumes.Fetched(
             configmaps={n: await self._object("configmaps", ns, n) for n in plan.configmaps},
             secrets={n: await self._object("secrets", ns, n) for n in plan.secrets},
-            claims=await claims.resolve_all(self._get_or_none, ns, plan.claims, self.root),
+            claims=await claims.resolve_all(self._get_or_none, pod, plan.claims, self.root),
         )
         errors = await self._tokens(state, plan, fetched)
         results = volumes.payloads(pod, fetched, self.node())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubesat.agent.atomic import FileProjection, InvalidPathError, validate_path, validate_payload
-from kubesat.agent.claims import ClaimVolume, claim_names
+from kubesat.agent.claims import ClaimVolume, claim_names, volume_claim
 from kubesat.agent.fieldpath import FieldPathError, metadata_field, resource_field
 
 PLUGIN_DIRS = {
@@ -373,9 +373,8 @@ def _file_volume(pod: dict[str, Any], vol: dict[str, Any], kind: str, fetched: F
     return res
 
 
-def _claim_volume(name: str, vol: dict[str, Any], fetched: Fetched) -> VolumeResult:
+def _claim_volume(name: str, claim: str, fetched: Fetched) -> VolumeResult:
     """A claim's volume is mounted from the directory its bound volume has on this node."""
-    claim = str(_d(vol.get("persistentVolumeClaim")).get("claimName") or "")
     found = fetched.claims.get(claim) or ClaimVolume(error=f'persistentvolumeclaim "{claim}" not found')
     if found.error:
         return VolumeResult(name=name, kind="hostPath", error=found.error)
@@ -393,8 +392,8 @@ def payloads(pod: dict[str, Any], fetched: Fetched, node: dict[str, Any] | None 
             out[name] = VolumeResult(name=name, kind="dir", plugin_dir=PLUGIN_DIRS["emptyDir"], medium=medium)
         elif "hostPath" in vol:
             out[name] = VolumeResult(name=name, kind="hostPath", host_path=str(_d(vol["hostPath"]).get("path", "")))
-        elif "persistentVolumeClaim" in vol:
-            out[name] = _claim_volume(name, vol, fetched)
+        elif "persistentVolumeClaim" in vol or "ephemeral" in vol:
+            out[name] = _claim_volume(name, volume_claim(pod, vol), fetched)
         else:
             kind = next((k for k in ("projected", "secret", "configMap", "downwardAPI") if k in vol), None)
             if kind is None:

@@ -112,6 +112,34 @@ def claim_uses(pod: dict[str, Any]) -> set[str]:
     return out
 
 
+def ephemeral_claims(pod: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(namespace, claim) for each generic ephemeral volume of a pod: `<pod>-<volume>` from its template,
+    owned by the pod (so the garbage collector removes it with the pod)."""
+    meta = _meta(pod)
+    out = []
+    for v in _spec(pod).get("volumes") or []:
+        template = as_dict(as_dict(as_dict(v).get("ephemeral")).get("volumeClaimTemplate"))
+        if not template:
+            continue
+        tmeta = as_dict(template.get("metadata"))
+        cmeta: dict[str, Any] = {"name": f"{meta.get('name', '')}-{as_dict(v).get('name', '')}",
+                                 "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": meta.get("name", ""),
+                                                      "uid": meta.get("uid", ""), "controller": True,
+                                                      "blockOwnerDeletion": True}]}
+        for key in ("labels", "annotations"):
+            if tmeta.get(key):
+                cmeta[key] = dict(tmeta[key])
+        out.append((str(meta.get("namespace", "")), {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                                     "metadata": cmeta, "spec": dict(as_dict(template.get("spec")))}))
+    return out
+
+
+def owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
+    uid = _meta(owner).get("uid")
+    return any(as_dict(r).get("uid") == uid and as_dict(r).get("controller")
+               for r in _meta(obj).get("ownerReferences") or [])
+
+
 def claim_in_use(pvc: dict[str, Any], pods: Iterable[dict[str, Any]]) -> bool:
     """The pvc-protection controller's test: a scheduled pod of the claim's namespace that has not finished."""
     ns, name = _key(pvc)
@@ -289,6 +317,7 @@ class PersistentVolumeController:
         pvcs = (await self.registry.list(PVCS, "")).items
         pods = (await self.registry.list(PODS, "")).items
         classes = {str(_meta(c).get("name")): c for c in (await self.registry.list(CLASSES, "")).items}
+        await self._ephemeral_claims(pods, {_key(c): c for c in pvcs})
         for pvc in pvcs:
             await self._guarded(self._sync_claim(pvc, pvs, pods, classes), pvc)
         claims = {_key(c): c for c in (await self.registry.list(PVCS, "")).items}
@@ -303,6 +332,28 @@ class PersistentVolumeController:
             log.info("volumebinding: %s %s: %s", obj.get("kind"), "/".join(_key(obj)).strip("/"), e.message)
             if e.code == 409:
                 self._wake.set()
+
+    # --- generic ephemeral volumes (the ephemeral volume controller's job) ---
+    async def _ephemeral_claims(self, pods: list[dict[str, Any]], pvcs: dict[tuple[str, str], dict[str, Any]]) -> None:
+        for pod in pods:
+            if _meta(pod).get("deletionTimestamp"):
+                continue
+            for ns, want in ephemeral_claims(pod):
+                name = _meta(want)["name"]
+                have = pvcs.get((ns, name))
+                if have is None:
+                    await self._guarded(self._create_claim(ns, want), pod)
+                elif not owned_by(have, pod):
+                    await self._say(pod, "Warning", "FailedBinding",
+                                    f"PVC {ns}/{name} was not created for pod {ns}/{_meta(pod).get('name')} "
+                                    "(pod is not owner)")
+
+    async def _create_claim(self, ns: str, claim: dict[str, Any]) -> None:
+        try:
+            await self.registry.create(PVCS, ns, claim)
+        except errors.StatusError as e:
+            if e.reason != "AlreadyExists":
+                raise
 
     # --- claims ---
     async def _sync_claim(self, pvc: dict[str, Any], pvs: list[dict[str, Any]], pods: list[dict[str, Any]],
