@@ -221,3 +221,21 @@ def test_a_pod_the_api_refuses_is_a_failed_create_event(srv: Server) -> None:
     # Retried with a growing delay, not in a loop: the one event's count stays small.
     items = _json(srv, "get", "events", "-n", "sts9", "--field-selector", "reason=FailedCreate")["items"]
     assert items[0]["count"] < 10
+
+
+def test_restart_describe_and_foreground_deletion(srv: Server) -> None:
+    srv.kubectl("create", "namespace", "sts10")
+    srv.kubectl("apply", "-n", "sts10", "-f", "-", input=_manifest("rs", 2))
+    _rollout(srv, "sts10", "rs")
+    before = {n: p["metadata"]["uid"] for n, p in _pods(srv, "sts10", "rs").items()}
+    srv.kubectl("rollout", "restart", "sts/rs", "-n", "sts10")
+    _rollout(srv, "sts10", "rs")
+    wait_for(lambda: (after := {n: p["metadata"]["uid"] for n, p in _pods(srv, "sts10", "rs").items()})
+             and sorted(after) == sorted(before) and not set(after.values()) & set(before.values()), 30,
+             "both pods replaced")
+    described = srv.kubectl("describe", "sts", "rs", "-n", "sts10").stdout
+    assert "Pods Status:" in described and "2 Running" in described
+    assert "SuccessfulDelete" in described and "delete Pod rs-1 in StatefulSet rs successful" in described
+    srv.kubectl("delete", "sts", "rs", "-n", "sts10", "--cascade=foreground")
+    wait_for(lambda: srv.kubectl("get", "sts", "rs", "-n", "sts10", check=False).returncode != 0, 30, "set gone")
+    assert _pods(srv, "sts10", "rs") == {}
