@@ -239,3 +239,21 @@ def test_restart_describe_and_foreground_deletion(srv: Server) -> None:
     srv.kubectl("delete", "sts", "rs", "-n", "sts10", "--cascade=foreground")
     wait_for(lambda: srv.kubectl("get", "sts", "rs", "-n", "sts10", check=False).returncode != 0, 30, "set gone")
     assert _pods(srv, "sts10", "rs") == {}
+
+
+def test_claims_of_a_scale_down_go_when_scaled_delete(srv: Server) -> None:
+    srv.kubectl("create", "namespace", "sts11")
+    claim = {"metadata": {"name": "data"},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}}
+    policy = {"whenDeleted": "Retain", "whenScaled": "Delete"}
+    srv.kubectl("apply", "-n", "sts11", "-f", "-", input=_manifest(
+        "db", 2, volumeClaimTemplates=[claim], persistentVolumeClaimRetentionPolicy=policy))
+    _rollout(srv, "sts11", "db")
+
+    def claims() -> list[str]:
+        return sorted(c["metadata"]["name"] for c in _json(srv, "get", "pvc", "-n", "sts11")["items"])
+
+    assert claims() == ["data-db-0", "data-db-1"]
+    srv.kubectl("scale", "sts", "db", "-n", "sts11", "--replicas=1")
+    wait_for(lambda: claims() == ["data-db-0"], 30, "data-db-1 removed with its pod")
+    assert sorted(_pods(srv, "sts11", "db")) == ["db-0"]

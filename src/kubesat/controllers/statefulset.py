@@ -155,6 +155,17 @@ def new_claims(sts: dict[str, Any], ordinal: int) -> list[dict[str, Any]]:
     return out
 
 
+def condemned_claims_go(sts: dict[str, Any], pod: dict[str, Any]) -> bool:
+    """Whether the pod is removed by a scale down whose claims go with it (whenScaled: Delete)."""
+    spec = d(sts.get("spec"))
+    if d(spec.get("persistentVolumeClaimRetentionPolicy")).get("whenScaled") != "Delete":
+        return False
+    ordinal = ordinal_of(str(d(sts.get("metadata")).get("name", "")), pod)
+    start = start_ordinal(sts)
+    return ordinal is not None and not start <= ordinal < start + replicas_of(sts) and bool(
+        lst(spec.get("volumeClaimTemplates")))
+
+
 # ------------------------------------------------------------------------------------------------ the plan
 
 @dataclass
@@ -326,6 +337,8 @@ class StatefulSetController(PodOwnerController):
             revision = current_rev if revision_for_ordinal(sts, o, current, update) == current else update_rev
             refused = not await self._create(sts, o, revision) or refused
         for pod in plan.delete:
+            if condemned_claims_go(sts, pod):
+                await self._give_claims_to(sts, pod)
             await self.delete_pod(sts, pod)
         if refused:
             # A template the API refuses is retried with a growing delay (up to a minute), not in a loop.
@@ -342,6 +355,27 @@ class StatefulSetController(PodOwnerController):
         await write_status(self.registry, self.info, sts, status)
         live = {revision_of(p) for p in pods} | {status["currentRevision"], update}
         await history.prune(self.registry, revisions, live, as_int(d(sts.get("spec")).get("revisionHistoryLimit"), 10))
+
+    async def _give_claims_to(self, sts: dict[str, Any], pod: dict[str, Any]) -> None:
+        """whenScaled: Delete makes the condemned pod an owner of its claims, so the garbage collector removes
+        them once the pod is gone (as the StatefulSet controller does)."""
+        info = lookup_kind("v1", "PersistentVolumeClaim")
+        ordinal = ordinal_of(str(sts["metadata"]["name"]), pod)
+        if info is None or ordinal is None:
+            return
+        pmeta = pod["metadata"]
+        ref = {"apiVersion": "v1", "kind": "Pod", "name": pmeta["name"], "uid": pmeta.get("uid", "")}
+        for c in new_claims(sts, ordinal):
+            def mutate(current: dict[str, Any]) -> dict[str, Any]:
+                refs = [r for r in lst(current["metadata"].get("ownerReferences")) if d(r).get("uid") != ref["uid"]]
+                current["metadata"]["ownerReferences"] = refs + [ref]
+                return current
+
+            try:
+                await self.registry.guaranteed_update(info, c["metadata"]["namespace"], c["metadata"]["name"], mutate)
+            except errors.StatusError as e:
+                if e.code != 404:
+                    log.info("claim %s: %s", c["metadata"]["name"], e.message)
 
     async def _default_class(self, claim: dict[str, Any]) -> None:
         """The DefaultStorageClass admission plugin, which a claim the controller makes passes through in
