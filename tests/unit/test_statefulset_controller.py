@@ -7,7 +7,7 @@ from typing import Any
 
 from kubesat.controllers import history
 from kubesat.controllers.statefulset import (
-    new_claims, new_pod, ordinal_of, plan_sync, revision_for_ordinal, statefulset_status,
+    condemned_claims_go, new_claims, new_pod, ordinal_of, plan_sync, revision_for_ordinal, statefulset_status,
 )
 
 NOW = 1_700_000_000.0
@@ -144,3 +144,13 @@ def test_revision_history_prunes_the_oldest_unused() -> None:
     assert data["spec"]["template"]["$patch"] == "replace"
     assert history.template_of({"data": data}) == {"metadata": {"labels": {"a": "b"}}, "spec": {}}
     assert history.revision_hash(data, 0) != history.revision_hash(data, 1)
+
+
+def test_claims_go_with_a_condemned_pod_only_when_scaled_delete() -> None:
+    templates = [{"metadata": {"name": "data"}, "spec": {}}]
+    keep = _sts(1, volumeClaimTemplates=templates)
+    drop = _sts(1, volumeClaimTemplates=templates,
+                persistentVolumeClaimRetentionPolicy={"whenDeleted": "Retain", "whenScaled": "Delete"})
+    assert not condemned_claims_go(keep, _pod(2))
+    assert condemned_claims_go(drop, _pod(2))
+    assert not condemned_claims_go(drop, _pod(0))  # a pod replaced in place keeps its claims
