@@ -38,6 +38,10 @@ _NEVER_RESTARTING_POD = {"spec": {"restartPolicy": "Never", "containers": [{"nam
 _ROLE_REF = {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}}
 # What a kind needs beyond apiVersion, kind and name to be created, by namespace (a new kind that needs more
 # fails the seeding with a message pointing here).
+# A workload that runs nothing (no replicas), so fuzzing its endpoints starts no pods.
+_WORKLOAD: dict[str, Any] = {"spec": {
+    "replicas": 0, "selector": {"matchLabels": {"fuzz": "yes"}},
+    "template": {"metadata": {"labels": {"fuzz": "yes"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}
 SEED_EXTRAS: dict[str, Callable[[str], dict[str, Any]]] = {
     "Pod": lambda ns: {"spec": {"containers": [{"name": "c", "image": "busybox"}]}},
     "RoleBinding": lambda ns: _ROLE_REF,
@@ -49,6 +53,20 @@ SEED_EXTRAS: dict[str, Callable[[str], dict[str, Any]]] = {
     "Job": lambda ns: {"spec": {"template": _NEVER_RESTARTING_POD}},
     "CronJob": lambda ns: {"spec": {"schedule": "0 0 1 1 *",
                                     "jobTemplate": {"spec": {"template": _NEVER_RESTARTING_POD}}}},
+    "Deployment": lambda ns: _WORKLOAD,
+    "ReplicaSet": lambda ns: _WORKLOAD,
+    "StatefulSet": lambda ns: _WORKLOAD,
+    "DaemonSet": lambda ns: {"spec": {k: v for k, v in _WORKLOAD["spec"].items() if k != "replicas"}},
+    "ReplicationController": lambda ns: {"spec": {"replicas": 0, "selector": {"fuzz": "yes"},
+                                                  "template": _WORKLOAD["spec"]["template"]}},
+    "ControllerRevision": lambda ns: {"revision": 1, "data": {}},
+    "PersistentVolume": lambda ns: {"spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                                             "hostPath": {"path": "/fuzz"}}},
+    "PersistentVolumeClaim": lambda ns: {"spec": {"accessModes": ["ReadWriteOnce"],
+                                                  "resources": {"requests": {"storage": "1Gi"}}}},
+    "Ingress": lambda ns: {"spec": {"defaultBackend": {"service": {"name": "s", "port": {"number": 80}}}}},
+    "IngressClass": lambda ns: {"spec": {"controller": "example.com/fuzz"}},
+    "StorageClass": lambda ns: {"provisioner": "example.com/fuzz"},
 }
 
 
