@@ -224,9 +224,10 @@ def test_podgc_removes_the_pods_of_a_deleted_node_only() -> None:
     run(go())
 
 
-def test_a_plain_delete_of_a_job_orphans_its_dependents_unless_asked() -> None:
+@pytest.mark.parametrize("api_version,kind", [("batch/v1", "Job"), ("v1", "ReplicationController")])
+def test_a_plain_delete_of_a_job_or_rc_orphans_its_dependents_unless_asked(api_version: str, kind: str) -> None:
     job = {"metadata": {"name": "j", "namespace": "ns", "uid": "u"}}
-    strategy = strategy_for(builtin_kind("batch/v1", "Job"))
+    strategy = strategy_for(builtin_kind(api_version, kind))
     plain = copy.deepcopy(job)
     assert _plan_delete(strategy, plain, DeleteOptions(), 0.0) is _DeletePlan.KEEP
     assert plain["metadata"]["finalizers"] == ["orphan"]

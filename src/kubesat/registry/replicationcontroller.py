@@ -81,6 +81,8 @@ def validate_replication_controller(obj: dict[str, Any]) -> list[FieldError]:
 class ReplicationControllerStrategy(ReplicaSetStrategy):
     """A ReplicaSet's status and generation rules with core/v1's map selector, which may change."""
 
+    default_propagation = "Orphan"  # core/v1 keeps the pre-GC default: an RC deleted plainly leaves its pods
+
     def apply_defaults(self, obj: dict[str, Any]) -> None:
         apply_replication_controller_defaults(obj)
 
