@@ -1,4 +1,5 @@
-"""What every in-process controller shares: a watch over the whole store that survives its own errors."""
+"""What every in-process controller shares: a watch over the whole store that survives its own errors, and a
+keyed work queue that syncs each key once however often it is added."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from kubesat.registry.kinds import RESOURCES, ResourceInfo
 from kubesat.storage.interface import Compacted, Store, WatchEvent
 
 log = logging.getLogger("kubesat.controllers")
+
+Key = tuple[str, str]  # (namespace, name)
 
 _PREFIXES: list[tuple[str, ResourceInfo]] = sorted(
     ((r.storage_prefix(), r) for r in RESOURCES if r.stored), key=lambda p: -len(p[0])
@@ -84,3 +87,55 @@ async def run_watch(
             log.exception("%s: watch failed; retrying", name)
             await asyncio.sleep(0.5)
             rev = await resync()
+
+
+class WorkQueue:
+    """Keys to sync, each at most once in the queue; a key added while it is being synced is synced again after."""
+
+    def __init__(self, sync: Callable[[Key], Awaitable[None]], name: str) -> None:
+        self.sync = sync
+        self.name = name
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._worker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._work())
+
+    async def stop(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+        await cancel(self._worker)
+
+    def add(self, key: Key) -> None:
+        if key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def add_after(self, key: Key, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self.add(key)
+
+        handle = loop.call_later(max(delay, 0.0), fire)
+        self._timers.add(handle)
+
+    def pending(self) -> int:
+        return len(self._queued)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            try:
+                await self.sync(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad object must not stop the controller; retry it later
+                log.exception("%s: error syncing %s/%s", self.name, key[0], key[1])
+                self.add_after(key, 1.0)

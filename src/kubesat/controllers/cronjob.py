@@ -22,10 +22,10 @@ from typing import Any
 from croniter import croniter
 
 from kubesat import errors
-from kubesat.controllers.base import cancel, loads, resource_of_key, split_key, watch_in_background
+from kubesat.controllers.base import WorkQueue, cancel, loads, resource_of_key, split_key, watch_in_background
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.workload import (
-    WorkQueue, controller_ref, d, lst, owner_reference, parse_time, write_status,
+    controller_ref, d, lst, owner_reference, parse_time, write_status,
 )
 from kubesat.registry.batch import CRONJOB_SCHEDULED_TIMESTAMP, cron_schedule, every_interval, schedule_errors
 from kubesat.registry.kinds import builtin_kind

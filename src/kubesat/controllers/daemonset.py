@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubesat.controllers import history
-from kubesat.controllers.base import loads
+from kubesat.controllers.base import Key, loads
 from kubesat.controllers.deployment import scaled_value
 from kubesat.controllers.events import object_reference
 from kubesat.controllers.podowner import PodOwnerController
 from kubesat.controllers.scheduler import matches_node_affinity, tolerated
 from kubesat.controllers.workload import (
-    Key, adopt, apps_kind, as_int, available_in, claim, d, is_available, is_ready, lst, owner_reference,
-    parse_time, release, write_status,
+    adopt, apps_kind, as_int, available_in, claim, d, is_available, is_ready, lst, owner_reference, parse_time,
+    release, write_status,
 )
 from kubesat.registry.apps import TEMPLATE_GENERATION_ANNOTATION
 from kubesat.registry.kinds import builtin_kind

@@ -15,11 +15,10 @@ from typing import Any
 import orjson
 
 from kubesat import errors
-from kubesat.controllers.base import cancel, loads, watch_in_background
+from kubesat.controllers.base import Key, WorkQueue, cancel, loads, watch_in_background
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.workload import (
-    Key, WorkQueue, adopt, apps_kind, as_int, claim, controller_ref, d, lst, owner_reference, parse_time, release,
-    selector_matches,
+    adopt, apps_kind, as_int, claim, controller_ref, d, lst, owner_reference, parse_time, release, selector_matches,
 )
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry, rfc3339

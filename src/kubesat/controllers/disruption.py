@@ -16,7 +16,7 @@ from typing import Any
 
 from kubesat import errors
 from kubesat.apimachinery.selectors import labels_match, selector_from_label_selector_object
-from kubesat.controllers.base import cancel, loads, resource_of_key, split_key, watch_in_background
+from kubesat.controllers.base import Key, WorkQueue, cancel, loads, resource_of_key, split_key, watch_in_background
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.policy import scaled
 from kubesat.registry.store import Registry
@@ -95,20 +95,18 @@ class DisruptionController:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self._dirty: dict[str, None] = {}
-        self._wake = asyncio.Event()
+        self.queue = WorkQueue(self._sync_key, "disruption")
         self._watch: asyncio.Task[None] | None = None
-        self._worker: asyncio.Task[None] | None = None
         self._budget_namespaces: set[str] = set()
 
     async def start(self) -> None:
         rev = await self._resync()
         self._watch = watch_in_background(self.registry.store, rev, self._on_event, self._resync, "disruption")
-        self._worker = asyncio.create_task(self._work())
+        self.queue.start()
 
     async def stop(self) -> None:
         await cancel(self._watch)
-        await cancel(self._worker)
+        await self.queue.stop()
 
     async def _resync(self) -> int:
         rev = await self.registry.revision()
@@ -118,8 +116,7 @@ class DisruptionController:
         return rev
 
     def _mark(self, namespace: str) -> None:
-        self._dirty[namespace] = None
-        self._wake.set()
+        self.queue.add((namespace, ""))  # one key per namespace: its budgets are computed together
 
     async def _on_event(self, ev: WatchEvent) -> None:
         info = resource_of_key(ev.key)
@@ -137,18 +134,8 @@ class DisruptionController:
             if ns in self._budget_namespaces:
                 self._mark(ns)
 
-    async def _work(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._dirty:
-                ns, _ = self._dirty.popitem()
-                try:
-                    await self.sync(ns)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # noqa: BLE001 - one namespace's failure must not stop the others
-                    log.exception("disruption: syncing budgets of namespace %s failed", ns)
+    async def _sync_key(self, key: Key) -> None:
+        await self.sync(key[0])
 
     async def sync(self, namespace: str) -> None:
         budgets = (await self.registry.list(BUDGETS, namespace)).items

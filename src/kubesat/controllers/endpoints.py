@@ -25,7 +25,7 @@ from typing import Any
 
 from kubesat import errors
 from kubesat.apimachinery.selectors import parse_label_selector
-from kubesat.controllers.base import cancel, loads, resource_of_key, split_key, watch_in_background
+from kubesat.controllers.base import Key, WorkQueue, cancel, loads, resource_of_key, split_key, watch_in_background
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry
 from kubesat.storage.interface import WatchEvent
@@ -256,19 +256,17 @@ class EndpointsController:
         self.registry = registry
         # namespace -> service name -> selector, of the Services that have one
         self._selectors: dict[str, dict[str, dict[str, str]]] = {}
-        self._dirty: dict[tuple[str, str], None] = {}
-        self._wake = asyncio.Event()
+        self.queue = WorkQueue(self._sync_key, "endpoints")
         self._watch: asyncio.Task[None] | None = None
-        self._worker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         rev = await self._resync()
         self._watch = watch_in_background(self.registry.store, rev, self._on_event, self._resync, "endpoints")
-        self._worker = asyncio.create_task(self._work())
+        self.queue.start()
 
     async def stop(self) -> None:
         await cancel(self._watch)
-        await cancel(self._worker)
+        await self.queue.stop()
 
     async def _resync(self) -> int:
         rev = await self.registry.revision()
@@ -294,8 +292,7 @@ class EndpointsController:
             self._selectors.get(ns, {}).pop(name, None)
 
     def _mark(self, namespace: str, name: str) -> None:
-        self._dirty[(namespace, name)] = None
-        self._wake.set()
+        self.queue.add((namespace, name))
 
     async def _on_event(self, ev: WatchEvent) -> None:
         info = resource_of_key(ev.key)
@@ -315,20 +312,8 @@ class EndpointsController:
                 if _matches(selector, new) or _matches(selector, old):
                     self._mark(ns, name)
 
-    async def _work(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._dirty:
-                (ns, name), _ = self._dirty.popitem()
-                try:
-                    await self.sync(ns, name)
-                except asyncio.CancelledError:
-                    raise
-                except errors.StatusError as e:
-                    log.warning("endpoints: syncing service %s/%s: %s", ns, name, e.message)
-                except Exception:  # noqa: BLE001 - one bad Service must not stop the others
-                    log.exception("endpoints: syncing service %s/%s failed", ns, name)
+    async def _sync_key(self, key: Key) -> None:
+        await self.sync(*key)
 
     async def sync(self, namespace: str, name: str) -> None:
         """Bring one Service's Endpoints and EndpointSlices to what its pods say now."""

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubesat import errors
-from kubesat.controllers.base import loads, resource_of_key, split_key, watch_in_background, cancel
+from kubesat.controllers.base import WorkQueue, cancel, loads, resource_of_key, split_key, watch_in_background
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.podcache import Expectations, PodCache
 from kubesat.controllers.workload import (
-    WorkQueue, adopt, as_int, claim, controller_ref, create_admitted_pod, d, is_ready, lst, owner_reference,
-    parse_time, release, write_status,
+    adopt, as_int, claim, controller_ref, create_admitted_pod, d, is_ready, lst, owner_reference, parse_time,
+    release, write_status,
 )
 from kubesat.registry.batch import COMPLETION_INDEX_KEY
 from kubesat.registry.kinds import builtin_kind

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from kubesat.controllers.workload import Key, d
+from kubesat.controllers.base import Key
+from kubesat.controllers.workload import d
 
 # Kubernetes' ExpectationsTimeout is 5 minutes; a watch event kubesat misses is rarer than that allows for.
 EXPECTATIONS_TIMEOUT = 60.0

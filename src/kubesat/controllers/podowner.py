@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubesat import errors
-from kubesat.controllers.base import cancel, loads, watch_in_background
+from kubesat.controllers.base import Key, WorkQueue, cancel, loads, watch_in_background
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.workload import (
-    Key, WorkQueue, controller_ref, create_admitted_pod, d, is_active, selector_matches,
+    controller_ref, create_admitted_pod, d, is_active, selector_matches,
 )
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry

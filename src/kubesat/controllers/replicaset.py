@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubesat import errors
-from kubesat.controllers.base import loads, watch_in_background, cancel
+from kubesat.controllers.base import Key, WorkQueue, cancel, loads, watch_in_background
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.podcache import Expectations, PodCache
 from kubesat.controllers.workload import (
-    Claim, Key, WorkQueue, adopt, apps_kind, as_int, available_in, claim, controller_ref, create_admitted_pod, d,
-    is_active, is_available, is_ready, lst, owner_reference, parse_time, ready_since, release, selector_matches,
+    Claim, adopt, apps_kind, as_int, available_in, claim, controller_ref, create_admitted_pod, d, is_active,
+    is_available, is_ready, lst, owner_reference, parse_time, ready_since, release, selector_matches,
 )
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry, rfc3339

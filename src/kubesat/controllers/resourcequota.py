@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from kubesat import errors
-from kubesat.controllers.base import cancel, resource_of_key, split_key, watch_in_background
+from kubesat.controllers.base import Key, WorkQueue, cancel, resource_of_key, split_key, watch_in_background
 from kubesat.registry.kinds import RESOURCES, ResourceInfo, builtin_kind
 from kubesat.registry.quota import SHORT_COUNTS, format_amounts, object_usage
 from kubesat.registry.store import Registry
@@ -56,20 +56,18 @@ class ResourceQuotaController:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self._dirty: dict[str, None] = {}
-        self._wake = asyncio.Event()
+        self.queue = WorkQueue(self._sync_key, "resourcequota")
         self._watched: dict[str, set[ResourceInfo]] = {}  # namespace -> kinds its quotas count
         self._watch: asyncio.Task[None] | None = None
-        self._worker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         rev = await self._resync()
         self._watch = watch_in_background(self.registry.store, rev, self._on_event, self._resync, "resourcequota")
-        self._worker = asyncio.create_task(self._work())
+        self.queue.start()
 
     async def stop(self) -> None:
         await cancel(self._watch)
-        await cancel(self._worker)
+        await self.queue.stop()
 
     async def _resync(self) -> int:
         rev = await self.registry.revision()
@@ -78,8 +76,7 @@ class ResourceQuotaController:
         return rev
 
     def _mark(self, namespace: str) -> None:
-        self._dirty[namespace] = None
-        self._wake.set()
+        self.queue.add((namespace, ""))  # one key per namespace: its quotas share one count
 
     async def _on_event(self, ev: WatchEvent) -> None:
         info = resource_of_key(ev.key)
@@ -89,18 +86,8 @@ class ResourceQuotaController:
         if info is QUOTAS or info in self._watched.get(ns, ()):
             self._mark(ns)
 
-    async def _work(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._dirty:
-                ns, _ = self._dirty.popitem()
-                try:
-                    await self.sync(ns)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # noqa: BLE001 - one namespace's failure must not stop the others
-                    log.exception("resourcequota: syncing namespace %s failed", ns)
+    async def _sync_key(self, key: Key) -> None:
+        await self.sync(key[0])
 
     async def sync(self, namespace: str) -> None:
         quotas = (await self.registry.list(QUOTAS, namespace)).items

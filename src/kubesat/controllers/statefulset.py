@@ -18,8 +18,9 @@ from kubesat.controllers import history
 from kubesat.controllers.events import object_reference
 from kubesat.controllers.podowner import PodMessages, PodOwnerController
 from kubesat.controllers.volumebinding import pick_default_class
+from kubesat.controllers.base import Key
 from kubesat.controllers.workload import (
-    Key, adopt, apps_kind, as_int, available_in, claim, d, is_available, is_ready, lst, owner_reference, release,
+    adopt, apps_kind, as_int, available_in, claim, d, is_available, is_ready, lst, owner_reference, release,
     write_status,
 )
 from kubesat.registry.kinds import builtin_kind, lookup_kind

@@ -3,15 +3,12 @@ state, owner references, creating admitted pods, status writes and a keyed work 
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubesat.controllers.base import cancel
 from kubesat.apimachinery.selectors import labels_match, selector_from_label_selector_object
 from kubesat import errors
 from kubesat.auth.admission import admit_pod_create
@@ -20,7 +17,6 @@ from kubesat.registry.store import Registry
 
 log = logging.getLogger("kubesat.controllers.workload")
 
-Key = tuple[str, str]  # (namespace, name)
 _PODS = builtin_kind("v1", "Pod")
 _SERVICEACCOUNTS = builtin_kind("v1", "ServiceAccount")
 
@@ -233,57 +229,3 @@ async def write_status(registry: Registry, info: ResourceInfo, obj: dict[str, An
     except errors.StatusError as e:
         if e.code not in (404, 409):
             raise
-
-
-# ------------------------------------------------------------------------------------------------ work queue
-
-class WorkQueue:
-    """Keys to sync, each at most once in the queue; a key added while it is being synced is synced again after."""
-
-    def __init__(self, sync: Callable[[Key], Awaitable[None]], name: str) -> None:
-        self.sync = sync
-        self.name = name
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
-        self._timers: set[asyncio.TimerHandle] = set()
-        self._worker: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._worker = asyncio.create_task(self._work())
-
-    async def stop(self) -> None:
-        for t in self._timers:
-            t.cancel()
-        self._timers.clear()
-        await cancel(self._worker)
-
-    def add(self, key: Key) -> None:
-        if key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
-
-    def add_after(self, key: Key, delay: float) -> None:
-        loop = asyncio.get_running_loop()
-        handle: asyncio.TimerHandle
-
-        def fire() -> None:
-            self._timers.discard(handle)
-            self.add(key)
-
-        handle = loop.call_later(max(delay, 0.0), fire)
-        self._timers.add(handle)
-
-    def pending(self) -> int:
-        return len(self._queued)
-
-    async def _work(self) -> None:
-        while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
-            try:
-                await self.sync(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - one bad object must not stop the controller; retry it later
-                log.exception("%s: error syncing %s/%s", self.name, key[0], key[1])
-                self.add_after(key, 1.0)
