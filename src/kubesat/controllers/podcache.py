@@ -8,39 +8,75 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kubesat.controllers.base import Key
-from kubesat.controllers.workload import d
+from kubesat.controllers.workload import controller_ref, d
 
 # Kubernetes' ExpectationsTimeout is 5 minutes; a watch event kubesat misses is rarer than that allows for.
 EXPECTATIONS_TIMEOUT = 60.0
 
 
 class PodCache:
-    """Pods by namespace and name, as the watch last showed them; reading it costs no decoding."""
+    """Pods by namespace and name, as the watch last showed them; reading it costs no decoding. Also indexed by
+    controller (namespace, uid), with the orphans apart, so an owner reads only the pods it may claim."""
 
     def __init__(self) -> None:
         self.by_ns: dict[str, dict[str, dict[str, Any]]] = {}
+        self._by_owner: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # (ns, controller uid) -> name -> pod
+        # Where each pod was indexed: a controller may change the cached dict in place (adopting it).
+        self._owner_of: dict[tuple[str, str], str] = {}
 
     def fill(self, pods: Iterable[dict[str, Any]]) -> None:
         self.by_ns.clear()
+        self._by_owner.clear()
+        self._owner_of.clear()
         for pod in pods:
             self.put(pod)
 
     def put(self, pod: dict[str, Any]) -> None:
         meta = d(pod.get("metadata"))
-        self.by_ns.setdefault(str(meta.get("namespace", "")), {})[str(meta.get("name", ""))] = pod
+        ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        self._unindex(ns, name)
+        self.by_ns.setdefault(ns, {})[name] = pod
+        uid = self._owner_of[(ns, name)] = _controller_uid(pod)
+        self._by_owner.setdefault((ns, uid), {})[name] = pod
 
     def remove(self, ns: str, name: str) -> None:
+        self._unindex(ns, name)
         pods = self.by_ns.get(ns)
         if pods is not None:
             pods.pop(name, None)
             if not pods:
                 del self.by_ns[ns]
 
+    def _unindex(self, ns: str, name: str) -> None:
+        uid = self._owner_of.pop((ns, name), None)
+        if uid is None:
+            return
+        key = (ns, uid)
+        owned = self._by_owner.get(key)
+        if owned is not None:
+            owned.pop(name, None)
+            if not owned:
+                del self._by_owner[key]
+
     def get(self, ns: str, name: str) -> dict[str, Any] | None:
         return self.by_ns.get(ns, {}).get(name)
 
     def pods(self, ns: str) -> list[dict[str, Any]]:
         return list(self.by_ns.get(ns, {}).values())
+
+    def candidates(self, ns: str, uid: str) -> list[dict[str, Any]]:
+        """The pods an owner with this uid may claim: those it controls and the namespace's orphans (a pod
+        another owner controls is never claimed)."""
+        out = list(self._by_owner.get((ns, uid), {}).values())
+        if uid:
+            out.extend(self._by_owner.get((ns, ""), {}).values())
+        return out
+
+
+def _controller_uid(pod: dict[str, Any]) -> str:
+    """The uid of the pod's controller, "" for an orphan."""
+    ref = controller_ref(pod)
+    return str(ref.get("uid") or "") if ref is not None else ""
 
 
 class Expectations:

@@ -16,7 +16,7 @@ from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.podcache import Expectations, PodCache
 from kubesat.controllers.workload import (
     Claim, adopt, apps_kind, as_int, available_in, claim, controller_ref, create_admitted_pod, d, is_active,
-    is_available, is_ready, lst, owner_reference, parse_time, ready_since, release, selector_matches,
+    lst, owner_reference, parse_time, ready_since, release, selector_matches,
 )
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry, rfc3339
@@ -117,10 +117,11 @@ def replicaset_status(rs: dict[str, Any], pods: list[dict[str, Any]], now: float
     min_ready = as_int(spec.get("minReadySeconds"))
     tlabels = d(d(d(spec.get("template")).get("metadata")).get("labels"))
     status: dict[str, Any] = {"replicas": len(pods)}
+    ready = [t for t in (ready_since(p) for p in pods) if t is not None]  # read once: a sync's main cost
     counts = {
         "fullyLabeledReplicas": sum(1 for p in pods if _labels_cover(tlabels, d(d(p.get("metadata")).get("labels")))),
-        "readyReplicas": sum(1 for p in pods if is_ready(p)),
-        "availableReplicas": sum(1 for p in pods if is_available(p, min_ready, now)),
+        "readyReplicas": len(ready),
+        "availableReplicas": len(ready) if min_ready <= 0 else sum(1 for t in ready if t + min_ready <= now),
         "observedGeneration": as_int(meta.get("generation")),
     }
     status.update({k: v for k, v in counts.items() if v})
@@ -139,6 +140,8 @@ def replicaset_status(rs: dict[str, Any], pods: list[dict[str, Any]], now: float
 def next_check(rs: dict[str, Any], pods: list[dict[str, Any]], now: float) -> float | None:
     """Seconds until a ready pod passes minReadySeconds, when the status must be written again."""
     min_ready = as_int(d(rs.get("spec")).get("minReadySeconds"))
+    if min_ready <= 0:
+        return None
     waits = [w for w in (available_in(p, min_ready, now) for p in pods) if w is not None]
     return min(waits) if waits else None
 
@@ -231,7 +234,7 @@ class ReplicaSetController:
             self._backoff.pop(key, None)
             return
         rs = self._as_replica_set(rs)
-        found = claim_pods(rs, self.pods.pods(ns))
+        found = claim_pods(rs, self.pods.candidates(ns, str(d(rs.get("metadata")).get("uid", ""))))
         ref = owner_reference(rs, self.rs_info.api_version, self.rs_info.kind)
         owned = found.owned + [p for p in found.adopt if await adopt(self.registry, PODS, p, ref)]
         for pod in found.release:

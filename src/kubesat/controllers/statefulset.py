@@ -18,13 +18,15 @@ from kubesat.controllers import history
 from kubesat.controllers.events import object_reference
 from kubesat.controllers.podowner import PodMessages, PodOwnerController
 from kubesat.controllers.volumebinding import pick_default_class
-from kubesat.controllers.base import Key
+from kubesat.controllers.base import Key, loads
+from kubesat.controllers.podcache import Expectations, PodCache
 from kubesat.controllers.workload import (
     adopt, apps_kind, as_int, available_in, claim, d, is_available, is_ready, lst, owner_reference, release,
     write_status,
 )
 from kubesat.registry.kinds import builtin_kind, lookup_kind
 from kubesat.registry.store import Registry
+from kubesat.storage.interface import WatchEvent
 
 log = logging.getLogger("kubesat.controllers.statefulset")
 
@@ -317,12 +319,38 @@ class StatefulSetController(PodOwnerController):
         super().__init__(registry, statefulsets(), COMPONENT, clock=clock)
         self._claims_skipped: set[Key] = set()
         self._backoff: dict[Key, float] = {}
+        # The namespace's pods from the watch, not the store: a list per sync costs O(pods in the namespace).
+        # The pods a sync made or removed are expected until the cache shows them, so none is made twice.
+        self.pods = PodCache()
+        self.expectations = Expectations()
+
+    async def resync(self) -> int:
+        rev = await self.registry.revision()
+        self.pods.fill((await self.registry.list(PODS, "")).items)
+        await super().resync()
+        return rev
+
+    def _pod_event(self, ev: WatchEvent) -> None:
+        ns, _, name = ev.key[len(PODS.storage_prefix()):].partition("/")
+        pod = loads(ev.value) if ev.type != "DELETE" else None
+        if pod is None:
+            self.pods.remove(ns, name)
+        else:
+            self.pods.put(pod)
+        self.expectations.observe(pod, ns, name)
+        super()._pod_event(ev)
 
     async def sync(self, key: Key) -> None:
         ns, name = key
         sts = await self.registry.get_or_none(self.info, ns, name)
         if sts is None:
+            self.expectations.forget(key)
             return
+        if not self.expectations.satisfied(key):
+            # The watch brings the pods this set made or removed, each syncing it again; this is the fallback.
+            self.queue.add_after(key, self.expectations.timeout + 1.0)
+            return
+        self.expectations.forget(key)
         pods = await self._own_pods(sts)
         revisions = await history.list_owned(self.registry, sts)
         update_rev, collision = await history.ensure_revision(self.registry, sts, "StatefulSet", revisions)
@@ -340,7 +368,8 @@ class StatefulSetController(PodOwnerController):
         for pod in plan.delete:
             if condemned_claims_go(sts, pod):
                 await self._give_claims_to(sts, pod)
-            await self.delete_pod(sts, pod)
+            if await self.delete_pod(sts, pod):
+                self._expect_delete(key, pod)
         if refused:
             # A template the API refuses is retried with a growing delay (up to a minute), not in a loop.
             self.queue.add_after(key, self._backoff.setdefault(key, 0.5))
@@ -394,7 +423,7 @@ class StatefulSetController(PodOwnerController):
     async def _own_pods(self, sts: dict[str, Any]) -> list[dict[str, Any]]:
         """The set's pods after adopting matching orphans and releasing pods that stopped matching."""
         name = str(sts["metadata"]["name"])
-        all_pods = (await self.registry.list(PODS, str(sts["metadata"].get("namespace", "")))).items
+        all_pods = self.pods.candidates(str(sts["metadata"].get("namespace", "")), str(sts["metadata"].get("uid", "")))
         found = claim(sts, [p for p in all_pods if ordinal_of(name, p) is not None])
         ref = owner_reference(sts, "apps/v1", "StatefulSet")
         for pod in found.release:
@@ -404,7 +433,19 @@ class StatefulSetController(PodOwnerController):
     async def _create(self, sts: dict[str, Any], ordinal: int, revision: dict[str, Any]) -> bool:
         await self._create_claims(sts, ordinal)
         pod = new_pod(sts, history.template_of(revision), ordinal, revision["metadata"]["name"])
-        return await self.create_pod(sts, pod)
+        if not await self.create_pod(sts, pod):
+            return False
+        meta = sts["metadata"]
+        ns, pod_name = str(meta.get("namespace", "")), str(pod["metadata"]["name"])
+        if self.pods.get(ns, pod_name) is None:  # the watch may have brought it already
+            self.expectations.expect_create((ns, str(meta["name"])), ns, pod_name)
+        return True
+
+    def _expect_delete(self, key: Key, pod: dict[str, Any]) -> None:
+        name = str(pod["metadata"]["name"])
+        cached = self.pods.get(key[0], name)
+        if cached is not None and not d(cached.get("metadata")).get("deletionTimestamp"):
+            self.expectations.expect_delete(key, key[0], name)
 
     async def _create_claims(self, sts: dict[str, Any], ordinal: int) -> None:
         """The ordinal's claims that do not exist yet, when this server serves PersistentVolumeClaims."""

@@ -4,9 +4,11 @@ state, owner references, creating admitted pods, status writes and a keyed work 
 from __future__ import annotations
 
 import calendar
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from kubesat.apimachinery.selectors import labels_match, selector_from_label_selector_object
@@ -45,6 +47,13 @@ def parse_time(value: Any) -> float | None:
     """Seconds since the epoch of an RFC 3339 timestamp as the API writes them (UTC, optional fraction)."""
     if not isinstance(value, str) or len(value) < 20:
         return None
+    return _parse_rfc3339(value)
+
+
+# A rollout reads every pod's Ready time on each sync and pods share their stamps (to the second): strptime
+# was a fifth of the server's CPU during a rolling update of 1,000 pods before this cache.
+@functools.lru_cache(maxsize=4096)
+def _parse_rfc3339(value: str) -> float | None:
     try:
         base = time.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
     except ValueError:
@@ -62,10 +71,16 @@ def parse_time(value: Any) -> float | None:
 def selector_matches(selector: Any, labels: Any) -> bool:
     """A metav1.LabelSelector against labels; an empty or missing selector selects nothing, as the workload
     controllers treat it (the API refuses one anyway)."""
+    return matcher(selector)(labels)
+
+
+def matcher(selector: Any) -> Callable[[Any], bool]:
+    """selector_matches with the selector read once, for matching it against many objects' labels."""
     sel = d(selector)
     if not sel.get("matchLabels") and not sel.get("matchExpressions"):
-        return False
-    return labels_match(selector_from_label_selector_object(sel), d(labels))
+        return lambda _labels: False
+    parsed = selector_from_label_selector_object(sel)
+    return lambda labels: labels_match(parsed, d(labels))
 
 
 # ------------------------------------------------------------------------------------------------ owners
@@ -102,12 +117,12 @@ def claim(owner: dict[str, Any], objs: list[dict[str, Any]]) -> Claim:
     matching orphans and releases its dependents that no longer match (neither while it is being deleted)."""
     meta = d(owner.get("metadata"))
     uid, deleting = meta.get("uid"), bool(meta.get("deletionTimestamp"))
-    selector = d(owner.get("spec")).get("selector")
+    matches_selector = matcher(d(owner.get("spec")).get("selector"))
     out = Claim()
     for obj in objs:
         ref = controller_ref(obj)
         ometa = d(obj.get("metadata"))
-        matches = selector_matches(selector, ometa.get("labels"))
+        matches = matches_selector(ometa.get("labels"))
         if ref is not None:
             if ref.get("uid") != uid:
                 continue
