@@ -21,7 +21,7 @@ from kubesat.apimachinery import patch as patching
 from kubesat.api.app import Handler, Request, Response, Stream, json_response
 from kubesat.api.requestinfo import RequestInfo
 from kubesat.api.tables import to_table, wants_table
-from kubesat.registry import kinds
+from kubesat.registry import conversion, kinds
 from kubesat.apimachinery import fieldcheck
 from kubesat.registry.kinds import ResourceInfo
 from kubesat.apimachinery.selectors import parse_field_selector, parse_label_selector
@@ -179,6 +179,8 @@ class ResourceHandler:
         self.admission: list[Admission] = []
         # Checks on the final object of every write, old None on create (e.g. RBAC escalation); raise to refuse.
         self.write_checks: list[Callable[[Request, ResourceInfo, dict[str, Any] | None, dict[str, Any]], None]] = []
+        # Handlers of resources stored as another (events.k8s.io Events), each over a registry that converts.
+        self._converting: dict[ResourceInfo, ResourceHandler] = {}
         self._by_verb: dict[str, Callable[[Request, ResourceInfo, str], Awaitable[Response | Stream]]] = {
             "get": self._get, "list": self._list, "watch": self._watch, "create": self._create,
             "update": self._update, "patch": self._patch, "delete": self._delete,
@@ -202,9 +204,22 @@ class ResourceHandler:
             return await special(req, res, body)
         verb = info.verb
         handler = self._by_verb.get(verb)
-        if handler is None or not res.stored or verb not in allowed or (verb == "create" and info.name):
+        if handler is None or not (res.stored or res.stored_as) or verb not in allowed or (
+                verb == "create" and info.name):
             raise errors.method_not_allowed()
+        if res.stored_as:
+            return await self._converting_handler(res)._by_verb[verb](req, res, ns)
         return await handler(req, res, ns)
+
+    def _converting_handler(self, res: ResourceInfo) -> ResourceHandler:
+        """These same endpoints for a resource stored as another: bodies are converted on their way to and from
+        the store, so that get, list, watch, writes, patches and tables all see the resource's own form."""
+        view = self._converting.get(res)
+        if view is None:
+            view = ResourceHandler(conversion.served_registry(self.registry, res))
+            view.yaml, view.admission, view.write_checks = self.yaml, self.admission, self.write_checks
+            self._converting[res] = view
+        return view
 
     async def _get(self, req: Request, res: ResourceInfo, ns: str) -> Response:
         obj = await self.registry.get(res, ns, req.info.name)

@@ -33,9 +33,12 @@ class ResourceInfo:
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     subresources: tuple[Subresource, ...] = ()
-    stored: bool = True  # False for virtual resources (reviews): create answers, nothing is stored
+    stored: bool = True  # False for virtual resources (reviews) and for those served from another's storage
     list_kind: str = ""
     field_selectors: tuple[str, ...] = ()  # supported beyond metadata.name / metadata.namespace
+    # (apiVersion, kind) of the resource whose stored objects this one reads and writes in its own form, as
+    # events.k8s.io/v1 Events are the core/v1 Events converted (registry/conversion.py holds the conversions).
+    stored_as: tuple[str, str] | tuple[()] = ()
 
     @property
     def api_version(self) -> str:
@@ -56,6 +59,8 @@ class ResourceInfo:
 
     def storage_prefix(self) -> str:
         """Keys are laid out as Kubernetes lays them out in etcd: /registry/[group/]resource/[ns/]name."""
+        if self.stored_as:
+            return builtin_kind(*self.stored_as).storage_prefix()
         if self.group:
             return f"/registry/{self.group}/{self.plural}/"
         return f"/registry/{self.plural}/"
@@ -135,6 +140,14 @@ RESOURCES: tuple[ResourceInfo, ...] = (
         field_selectors=("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
                          "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
                          "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"),
+    ),
+    # events.k8s.io/v1 Events are the core Events above, read and written in the newer form (registry/eventsv1.py).
+    ResourceInfo(
+        "events.k8s.io", "v1", "Event", "events", "event", True, short_names=("ev",), stored=False,
+        stored_as=("v1", "Event"),
+        field_selectors=("regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid",
+                         "regarding.apiVersion", "regarding.resourceVersion", "regarding.fieldPath", "reason",
+                         "reportingController", "type"),
     ),
     ResourceInfo(
         "", "v1", "Service", "services", "service", True, short_names=("svc",), categories=("all",),
@@ -246,6 +259,7 @@ GROUP_ORDER: tuple[str, ...] = (
     "certificates.k8s.io",
     "coordination.k8s.io",
     "discovery.k8s.io",
+    "events.k8s.io",
     "networking.k8s.io",
     "policy",
     "rbac.authorization.k8s.io",

@@ -13,6 +13,7 @@ from kubesat.registry.batch import CronJobStrategy, JobStrategy
 from kubesat.registry.configmap import ConfigMapStrategy
 from kubesat.registry.csr import CertificateSigningRequestStrategy
 from kubesat.registry.event import EventStrategy
+from kubesat.registry.eventsv1 import EventsV1Strategy
 from kubesat.registry.kinds import RESOURCES, ResourceInfo
 from kubesat.registry.lease import LeaseStrategy
 from kubesat.registry.namespace import NamespaceStrategy
@@ -43,6 +44,7 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("v1", "Pod"): PodStrategy,
     ("v1", "Node"): NodeStrategy,
     ("v1", "Event"): EventStrategy,
+    ("events.k8s.io/v1", "Event"): EventsV1Strategy,
     ("v1", "Service"): ServiceStrategy,
     ("v1", "Endpoints"): EndpointsStrategy,
     ("v1", "ReplicationController"): ReplicationControllerStrategy,
@@ -75,7 +77,7 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
 def _build() -> dict[tuple[str, str], Strategy]:
     out: dict[tuple[str, str], Strategy] = {}
     for info in RESOURCES:
-        if not info.stored:
+        if not info.stored and not info.stored_as:
             continue
         cls = _CLASSES.get((info.api_version, info.kind), Strategy)
         out[(info.api_version, info.kind)] = cls(info)
