@@ -31,9 +31,9 @@ def test_api_group_list_and_group() -> None:
     assert set(names) == {g for g in kinds.GROUP_ORDER if g}
     # kube-apiserver's group priorities: authentication > authorization > certificates > rbac > apiextensions
     # > coordination > discovery.
-    assert names == ["apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "certificates.k8s.io",
-                     "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io",
-                     "apiextensions.k8s.io", "coordination.k8s.io", "discovery.k8s.io"]
+    assert names == ["apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "batch",
+                     "certificates.k8s.io", "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
+                     "storage.k8s.io", "apiextensions.k8s.io", "coordination.k8s.io", "discovery.k8s.io"]
     rbac = discovery.api_group("rbac.authorization.k8s.io")
     assert rbac == {
         "kind": "APIGroup",
