@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 from collections.abc import Awaitable, Callable
 
@@ -17,6 +18,9 @@ from kubesat.storage.interface import Compacted, Store, WatchEvent
 log = logging.getLogger("kubesat.controllers")
 
 Key = tuple[str, str]  # (namespace, name)
+
+# The longest a paced work queue holds a key back after its last sync (seconds).
+MAX_PACE_WAIT = 0.1
 
 _PREFIXES: list[tuple[str, ResourceInfo]] = sorted(
     ((r.storage_prefix(), r) for r in RESOURCES if r.stored), key=lambda p: -len(p[0])
@@ -90,13 +94,20 @@ async def run_watch(
 
 
 class WorkQueue:
-    """Keys to sync, each at most once in the queue; a key added while it is being synced is synced again after."""
+    """Keys to sync, each at most once in the queue; a key added while it is being synced is synced again after.
 
-    def __init__(self, sync: Callable[[Key], Awaitable[None]], name: str) -> None:
+    With `pace` > 0 a key synced again right after a sync waits `pace` times as long as that sync took: an owner
+    of a thousand pods is re-added by nearly every pod event, and syncing it back to back would leave the API
+    server little of the process; waiting lets the events between two syncs fold into one."""
+
+    def __init__(self, sync: Callable[[Key], Awaitable[None]], name: str, *, pace: float = 0.0) -> None:
         self.sync = sync
         self.name = name
+        self.pace = pace
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
+        self._deferred: set[Key] = set()
+        self._not_before: dict[Key, float] = {}
         self._timers: set[asyncio.TimerHandle] = set()
         self._worker: asyncio.Task[None] | None = None
 
@@ -107,12 +118,14 @@ class WorkQueue:
         for t in self._timers:
             t.cancel()
         self._timers.clear()
+        self._deferred.clear()
         await cancel(self._worker)
 
     def add(self, key: Key) -> None:
-        if key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+        if key in self._queued or key in self._deferred:
+            return
+        self._queued.add(key)
+        self._queue.put_nowait(key)
 
     def add_after(self, key: Key, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -120,18 +133,25 @@ class WorkQueue:
 
         def fire() -> None:
             self._timers.discard(handle)
+            self._deferred.discard(key)
             self.add(key)
 
         handle = loop.call_later(max(delay, 0.0), fire)
         self._timers.add(handle)
 
     def pending(self) -> int:
-        return len(self._queued)
+        return len(self._queued | self._deferred)
 
     async def _work(self) -> None:
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
+            started = time.monotonic()
+            wait = self._not_before.pop(key, started) - started
+            if wait > 0:  # paced: the adds until then fold into this one
+                self._deferred.add(key)
+                self.add_after(key, wait)
+                continue
             try:
                 await self.sync(key)
             except asyncio.CancelledError:
@@ -139,3 +159,12 @@ class WorkQueue:
             except Exception:  # noqa: BLE001 - one bad object must not stop the controller; retry it later
                 log.exception("%s: error syncing %s/%s", self.name, key[0], key[1])
                 self.add_after(key, 1.0)
+            if self.pace > 0:
+                self._note_pace(key, started)
+
+    def _note_pace(self, key: Key, started: float) -> None:
+        # Capped: a sync that waited on many writes (making a burst of pods) says little about the next one.
+        done = time.monotonic()
+        if len(self._not_before) > 1000:
+            self._not_before = {k: t for k, t in self._not_before.items() if t > done}
+        self._not_before[key] = done + min((done - started) * self.pace, MAX_PACE_WAIT)

@@ -156,7 +156,8 @@ class ReplicaSetController:
         self.kind = kind or ManagedKind(replicasets(), COMPONENT, lambda selector: selector)
         self.rs_info = self.kind.info
         self.events = EventRecorder(registry, self.kind.component, clock=clock)
-        self.queue = WorkQueue(self.sync, self.kind.component)
+        # Paced: during a rollout nearly every pod event re-adds the ReplicaSet, and each sync reads all its pods.
+        self.queue = WorkQueue(self.sync, self.kind.component, pace=1.0)
         # namespace -> name -> selector, to find the ReplicaSets an orphan pod may belong to.
         self.selectors: dict[str, dict[str, Any]] = {}
         self._backoff: dict[Key, float] = {}
