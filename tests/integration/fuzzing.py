@@ -46,7 +46,13 @@ SEED_EXTRAS: dict[str, Callable[[str], dict[str, Any]]] = {
     "Pod": lambda ns: {"spec": {"containers": [{"name": "c", "image": "busybox"}]}},
     "RoleBinding": lambda ns: _ROLE_REF,
     "ClusterRoleBinding": lambda ns: _ROLE_REF,
-    "Event": lambda ns: {"involvedObject": {"kind": "ConfigMap", "name": TARGET, "namespace": ns}},
+    # One body for both Event APIs (each drops the other's field names): core/v1 reads involvedObject and
+    # reportingComponent, events.k8s.io/v1 regarding and reportingController, and needs the rest.
+    "Event": lambda ns: {"involvedObject": {"kind": "ConfigMap", "name": TARGET, "namespace": ns},
+                         "regarding": {"kind": "ConfigMap", "name": TARGET, "namespace": ns},
+                         "eventTime": "2026-01-01T00:00:00.000000Z", "type": "Normal", "reason": "Fuzzed",
+                         "action": "Fuzzing", "reportingComponent": "fuzz", "reportingController": "fuzz",
+                         "reportingInstance": "fuzz-0"},
     "CertificateSigningRequest": lambda ns: _csr_spec(),
     "Service": lambda ns: {"spec": {"ports": [{"port": 80}]}},
     "EndpointSlice": lambda ns: {"addressType": "IPv4"},
