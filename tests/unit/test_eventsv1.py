@@ -285,3 +285,14 @@ def test_values_outside_the_prefix_pass_unconverted() -> None:
         assert kv is not None and orjson.loads(kv.value)["kind"] == "Namespace"
 
     asyncio.run(run())
+
+
+def test_a_put_of_a_missing_event_records_it() -> None:
+    async def run() -> None:
+        base, view, _ = _registries()
+        await _with_namespace(base)
+        made, created = await view.update(V1, "default", "web.1", _v1_event())
+        assert created and made["note"] == "all good"
+        assert (await base.get(CORE, "default", "web.1"))["message"] == "all good"
+
+    asyncio.run(run())
