@@ -252,3 +252,45 @@ def test_kubectl_get_events_and_describe_show_an_events_v1_event(server: Server,
     events_part = described.split("Events:", 1)[1]
     assert "Warning" in events_part and "restarting failed container" in events_part
     assert "example.com/operator" in events_part
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _num(number: int, value: int) -> bytes:
+    return _varint(number << 3) + _varint(value)
+
+
+def _bytes(number: int, payload: bytes | str) -> bytes:
+    data = payload.encode() if isinstance(payload, str) else payload
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def test_a_protobuf_events_v1_body_is_stored_as_core(core: client.CoreV1Api, raw: RawClient) -> None:
+    """client-go sends built-in kinds as protobuf: an events.k8s.io/v1 Event in the runtime.Unknown envelope."""
+    ns = _namespace(core, "ev-protobuf")
+    seconds = 1_767_323_045  # 2026-01-02T03:04:05Z
+    event = b"".join([
+        _bytes(1, _bytes(1, "pb.1")),
+        _bytes(2, _num(1, seconds) + _num(2, 123_456_000)),
+        _bytes(3, _num(1, 2) + _bytes(2, _num(1, seconds + 300))),
+        _bytes(4, "example.com/scheduler"), _bytes(5, "scheduler-0"), _bytes(6, "Binding"),
+        _bytes(7, "Scheduled"), _bytes(8, _bytes(1, "Pod") + _bytes(2, ns) + _bytes(3, "web")),
+        _bytes(10, "Successfully assigned"), _bytes(11, "Normal"),
+    ])
+    body = b"k8s\x00" + _bytes(1, _bytes(1, "events.k8s.io/v1") + _bytes(2, "Event")) + _bytes(2, event)
+    got = raw.request("POST", f"/apis/events.k8s.io/v1/namespaces/{ns}/events", body,
+                      "application/vnd.kubernetes.protobuf")
+    assert got.status == 201, got.body
+    made = got.json()
+    assert (made["eventTime"], made["series"]["count"], made["regarding"]["name"]) == (
+        "2026-01-02T03:04:05.123456Z", 2, "web")
+    stored = core.read_namespaced_event("pb.1", ns)
+    assert (stored.message, stored.reporting_component, stored.involved_object.kind) == (
+        "Successfully assigned", "example.com/scheduler", "Pod")
