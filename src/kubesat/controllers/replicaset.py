@@ -157,7 +157,7 @@ class ReplicaSetController:
         self.rs_info = self.kind.info
         self.events = EventRecorder(registry, self.kind.component, clock=clock)
         # Paced: during a rollout nearly every pod event re-adds the ReplicaSet, and each sync reads all its pods.
-        self.queue = WorkQueue(self.sync, self.kind.component, pace=1.0)
+        self.queue = WorkQueue(self.sync, self.kind.component, pace=2.0)
         # namespace -> name -> selector, to find the ReplicaSets an orphan pod may belong to.
         self.selectors: dict[str, dict[str, Any]] = {}
         self._backoff: dict[Key, float] = {}
