@@ -323,21 +323,36 @@ class StatefulSetController(PodOwnerController):
         # The pods a sync made or removed are expected until the cache shows them, so none is made twice.
         self.pods = PodCache()
         self.expectations = Expectations()
+        # The revision the cache was filled at; None while no StatefulSet exists: then no pod event is decoded
+        # (a rollout of a Deployment brings thousands), and the first set's sync fills the cache from a list.
+        self._cache_rev: int | None = None
 
     async def resync(self) -> int:
-        rev = await self.registry.revision()
-        self.pods.fill((await self.registry.list(PODS, "")).items)
-        await super().resync()
+        rev = await super().resync()
+        self._cache_rev = None
+        self.pods.fill([])
         return rev
 
+    async def _fill_cache(self) -> None:
+        if self._cache_rev is None:
+            listed = await self.registry.list(PODS, "")
+            self.pods.fill(listed.items)
+            self._cache_rev = int(listed.resource_version or 0)
+
     def _pod_event(self, ev: WatchEvent) -> None:
-        ns, _, name = ev.key[len(PODS.storage_prefix()):].partition("/")
-        pod = loads(ev.value) if ev.type != "DELETE" else None
-        if pod is None:
-            self.pods.remove(ns, name)
-        else:
-            self.pods.put(pod)
-        self.expectations.observe(pod, ns, name)
+        if not self.selectors:
+            if self._cache_rev is not None:
+                self._cache_rev = None
+                self.pods.fill([])
+            return
+        if self._cache_rev is not None and ev.revision > self._cache_rev:  # older ones are in the list already
+            ns, _, name = ev.key[len(PODS.storage_prefix()):].partition("/")
+            pod = loads(ev.value) if ev.type != "DELETE" else None
+            if pod is None:
+                self.pods.remove(ns, name)
+            else:
+                self.pods.put(pod)
+            self.expectations.observe(pod, ns, name)
         super()._pod_event(ev)
 
     async def sync(self, key: Key) -> None:
@@ -346,6 +361,7 @@ class StatefulSetController(PodOwnerController):
         if sts is None:
             self.expectations.forget(key)
             return
+        await self._fill_cache()
         if not self.expectations.satisfied(key):
             # The watch brings the pods this set made or removed, each syncing it again; this is the fallback.
             self.queue.add_after(key, self.expectations.timeout + 1.0)
