@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 
 from kubesat.registry.kinds import RESOURCES, ResourceInfo
+from kubesat.registry.store import Registry
 from kubesat.storage.interface import Compacted, Store, WatchEvent
 
 log = logging.getLogger("kubesat.controllers")
@@ -168,3 +169,34 @@ class WorkQueue:
         if len(self._not_before) > 1000:
             self._not_before = {k: t for k, t in self._not_before.items() if t > done}
         self._not_before[key] = done + min((done - started) * self.pace, MAX_PACE_WAIT)
+
+
+class QueuedController:
+    """A controller fed by the store's watch whose work goes through a keyed queue: subclasses say what a
+    resync marks (`_resync`, returning the revision to watch from), which events mark what (`_on_event`,
+    calling `queue.add`) and how one key is synced (`_sync_key`)."""
+
+    name = "controller"
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.queue = WorkQueue(self._sync_key, self.name)
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        rev = await self._resync()
+        self._watch = watch_in_background(self.registry.store, rev, self._on_event, self._resync, self.name)
+        self.queue.start()
+
+    async def stop(self) -> None:
+        await cancel(self._watch)
+        await self.queue.stop()
+
+    async def _resync(self) -> int:
+        raise NotImplementedError
+
+    async def _on_event(self, ev: WatchEvent) -> None:
+        raise NotImplementedError
+
+    async def _sync_key(self, key: Key) -> None:
+        raise NotImplementedError

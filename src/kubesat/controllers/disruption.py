@@ -9,14 +9,13 @@ minutes have passed (Kubernetes' DeletionTimeout).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubesat import errors
 from kubesat.apimachinery.selectors import labels_match, selector_from_label_selector_object
-from kubesat.controllers.base import Key, WorkQueue, cancel, loads, resource_of_key, split_key, watch_in_background
+from kubesat.controllers.base import Key, QueuedController, loads, resource_of_key, split_key
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.policy import scaled
 from kubesat.registry.store import Registry
@@ -90,23 +89,14 @@ def _disrupted(pdb: dict[str, Any]) -> Any:
     return (pdb.get("status") or {}).get("disruptedPods")
 
 
-class DisruptionController:
+class DisruptionController(QueuedController):
     """Recomputes the budgets of a namespace whenever one of its budgets or pods changes."""
 
+    name = "disruption"
+
     def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        self.queue = WorkQueue(self._sync_key, "disruption")
-        self._watch: asyncio.Task[None] | None = None
+        super().__init__(registry)
         self._budget_namespaces: set[str] = set()
-
-    async def start(self) -> None:
-        rev = await self._resync()
-        self._watch = watch_in_background(self.registry.store, rev, self._on_event, self._resync, "disruption")
-        self.queue.start()
-
-    async def stop(self) -> None:
-        await cancel(self._watch)
-        await self.queue.stop()
 
     async def _resync(self) -> int:
         rev = await self.registry.revision()

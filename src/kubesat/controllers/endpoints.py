@@ -16,7 +16,6 @@ changes by recomputing the Services concerned, and writes only what differs.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -25,7 +24,7 @@ from typing import Any
 
 from kubesat import errors
 from kubesat.apimachinery.selectors import parse_label_selector
-from kubesat.controllers.base import Key, WorkQueue, cancel, loads, resource_of_key, split_key, watch_in_background
+from kubesat.controllers.base import Key, QueuedController, loads, resource_of_key, split_key
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry
 from kubesat.storage.interface import WatchEvent
@@ -249,24 +248,15 @@ def _matches(selector: dict[str, str], pod: dict[str, Any] | None) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-class EndpointsController:
+class EndpointsController(QueuedController):
     """Keeps every selector Service's Endpoints and EndpointSlices in step with its pods."""
 
+    name = "endpoints"
+
     def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+        super().__init__(registry)
         # namespace -> service name -> selector, of the Services that have one
         self._selectors: dict[str, dict[str, dict[str, str]]] = {}
-        self.queue = WorkQueue(self._sync_key, "endpoints")
-        self._watch: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        rev = await self._resync()
-        self._watch = watch_in_background(self.registry.store, rev, self._on_event, self._resync, "endpoints")
-        self.queue.start()
-
-    async def stop(self) -> None:
-        await cancel(self._watch)
-        await self.queue.stop()
 
     async def _resync(self) -> int:
         rev = await self.registry.revision()

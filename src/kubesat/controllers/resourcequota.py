@@ -6,13 +6,12 @@ namespace's objects take of each tracked resource), recomputed when a quota or a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from decimal import Decimal
 from typing import Any
 
 from kubesat import errors
-from kubesat.controllers.base import Key, WorkQueue, cancel, resource_of_key, split_key, watch_in_background
+from kubesat.controllers.base import Key, QueuedController, resource_of_key, split_key
 from kubesat.registry.kinds import RESOURCES, ResourceInfo, builtin_kind
 from kubesat.registry.quota import SHORT_COUNTS, format_amounts, object_usage
 from kubesat.registry.store import Registry
@@ -51,23 +50,14 @@ async def namespace_usage(registry: Registry, namespace: str, resources: list[st
     return used
 
 
-class ResourceQuotaController:
+class ResourceQuotaController(QueuedController):
     """Recomputes every quota of a namespace when a quota, or an object of a kind they count, changes."""
 
+    name = "resourcequota"
+
     def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        self.queue = WorkQueue(self._sync_key, "resourcequota")
+        super().__init__(registry)
         self._watched: dict[str, set[ResourceInfo]] = {}  # namespace -> kinds its quotas count
-        self._watch: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        rev = await self._resync()
-        self._watch = watch_in_background(self.registry.store, rev, self._on_event, self._resync, "resourcequota")
-        self.queue.start()
-
-    async def stop(self) -> None:
-        await cancel(self._watch)
-        await self.queue.stop()
 
     async def _resync(self) -> int:
         rev = await self.registry.revision()
