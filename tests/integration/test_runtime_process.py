@@ -145,6 +145,11 @@ def test_exit_codes_and_restart_policy_never(server: Server, agent: tuple[Path, 
     assert st["containerStatuses"][0]["restartCount"] == 0
     ready = {c["type"]: c for c in st["conditions"]}["Ready"]
     assert ready["status"] == "False" and ready["reason"] == "PodCompleted"
+    # No pod network: the pod says so in an Event (kubectl describe shows it).
+    events = wait_for(lambda: server.kubectl("get", "events", "--field-selector",
+                                             "involvedObject.name=fails,reason=SharedHostNetwork").stdout, 20,
+                      "the shared-network Event")
+    assert "kubesat runs this pod in the node's network" in events
 
 
 def test_a_crashing_container_goes_into_crash_loop_back_off(server: Server, agent: tuple[Path, Path]) -> None:

@@ -107,6 +107,12 @@ class _Token:
         return now > self.due or now < self.issued
 
 
+# The Event a process-runtime pod gets at its start: kubesat gives pods no network of their own.
+SHARED_NETWORK_REASON = "SharedHostNetwork"
+SHARED_NETWORK_MESSAGE = ("kubesat runs this pod in the node's network: its IP is the node's and its containers' "
+                          "ports are the host's, shared with every other pod (no pod network)")
+
+
 @dataclass(slots=True, eq=False)
 class _Pod:
     # The trimmed pod as JSON: one buffer outside Python's small-object heap, where its hundreds of small dicts
@@ -487,6 +493,9 @@ class PodManager:
             shutil.rmtree(pod_dir, ignore_errors=True)  # torn down while being written
             return
         if isinstance(self.runtime, Containers):  # a runtime that runs processes reports the status itself
+            if not state.reported and not (state.obj.get("spec") or {}).get("hostNetwork"):
+                # No pod network: say so on the pod, once, where `kubectl describe` shows it.
+                self.events.record(pod_ref(state.obj), "Normal", SHARED_NETWORK_REASON, SHARED_NETWORK_MESSAGE)
             await self.runtime.sync(state.obj, results)
             state.reported, state.failed_mount, state.mount_failures = True, None, 0
         elif not state.reported or state.failed_mount:
