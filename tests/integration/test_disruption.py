@@ -106,5 +106,7 @@ def test_eviction_and_budgets_refuse_bad_input(local: Server, core: client.CoreV
     assert out.returncode != 0
     assert "minAvailable and maxUnavailable cannot be both set" in out.stderr
     assert 'spec.maxUnavailable: Invalid value: "150%": must not be greater than 100%' in out.stderr
-    # A pod no budget selects is evicted outright.
-    assert _evict(core, "lonely") is None
+    # A pod no budget selects is evicted outright, even with the largest grace period there is.
+    core.create_namespaced_pod_eviction("lonely", NS, {"apiVersion": "policy/v1", "kind": "Eviction",
+                                                       "metadata": {"name": "lonely"},
+                                                       "deleteOptions": {"gracePeriodSeconds": 2**63 - 1}})

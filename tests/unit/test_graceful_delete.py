@@ -238,3 +238,12 @@ def test_a_plain_delete_of_a_job_or_rc_orphans_its_dependents_unless_asked(api_v
     pod_owner = copy.deepcopy(job)
     assert _plan_delete(strategy_for(builtin_kind("apps/v1", "ReplicaSet")), pod_owner, DeleteOptions(),
                         0.0) is _DeletePlan.DELETE
+
+
+def test_the_largest_grace_period_gives_the_last_writable_deadline_not_an_error() -> None:
+    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+           "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]}, "status": {"phase": "Running"}}
+    plan = _plan_delete(strategy_for(builtin_kind("v1", "Pod")), pod, DeleteOptions(grace_period=2**63 - 1), 0.0)
+    assert plan is _DeletePlan.KEEP
+    assert pod["metadata"]["deletionTimestamp"] == "9999-12-31T23:59:59Z"
+    assert pod["metadata"]["deletionGracePeriodSeconds"] == 2**63 - 1

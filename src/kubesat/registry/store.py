@@ -54,10 +54,16 @@ WriteHook = Callable[[dict[str, Any] | None, dict[str, Any]], None]
 _rfc3339_last: tuple[int, str] = (-1, "")
 
 
+# The last second RFC 3339 can write (9999-12-31T23:59:59Z): a deadline past it (a delete's grace period of
+# 2^63-1 seconds, say) is written as it.
+_LAST_RFC3339_SECOND = 253402300799
+
+
 def rfc3339(ts: float) -> str:
-    """metav1.Time's JSON form (whole seconds, UTC); the last second formatted is remembered."""
+    """metav1.Time's JSON form (whole seconds, UTC, between 1970 and 9999); the last second formatted is
+    remembered."""
     global _rfc3339_last
-    sec = int(ts)
+    sec = min(max(int(ts), 0), _LAST_RFC3339_SECOND)
     last = _rfc3339_last
     if last[0] != sec:
         last = _rfc3339_last = (sec, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sec)))
