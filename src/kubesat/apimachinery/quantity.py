@@ -16,10 +16,13 @@ _SUFFIX = {
 }
 _QTY_RE = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|)$")
 _BINARY = ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki")
+# Amounts are kept between 10^-MAX_EXPONENT and 10^MAX_EXPONENT, so that no text (`1e999999999`) makes the
+# arithmetic on it overflow, or a whole number of a billion digits.
+MAX_EXPONENT = 40
 
 
 def parse_quantity(v: Any) -> Decimal | None:
-    """The amount a quantity stands for, or None when it is not one."""
+    """The amount a quantity stands for, or None when it is not one (or is out of any countable range)."""
     if isinstance(v, bool):
         return None
     if isinstance(v, int | float):
@@ -34,9 +37,12 @@ def parse_quantity(v: Any) -> Decimal | None:
     except InvalidOperation:
         return None
     suf = m.group(2)
-    if suf and suf[0] in "eE":
-        return num * (Decimal(10) ** int(suf[1:]))
-    return num * _SUFFIX[suf]
+    exponent = int(suf[1:]) if suf and suf[0] in "eE" else 0
+    if not num:
+        return Decimal(0)
+    if not -MAX_EXPONENT <= num.adjusted() + exponent <= MAX_EXPONENT:
+        return None  # far past any amount Kubernetes counts with (an int64 of milli-units): no arithmetic on it
+    return num.scaleb(exponent) if exponent else num * _SUFFIX[suf]
 
 
 def format_quantity(amount: Decimal, binary: bool = False) -> str:
