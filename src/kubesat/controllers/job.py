@@ -25,7 +25,7 @@ from typing import Any
 from kubesat import errors
 from kubesat.controllers.base import WorkQueue, cancel, loads, resource_of_key, split_key, watch_in_background
 from kubesat.controllers.events import EventRecorder, object_reference
-from kubesat.controllers.podcache import Expectations, PodCache
+from kubesat.controllers.podcache import Expectations, PodCache, delete_owned_pod
 from kubesat.controllers.workload import (
     adopt, as_int, claim, controller_ref, create_admitted_pod, d, is_ready, lst, owner_reference, parse_time,
     release, write_status,
@@ -480,7 +480,7 @@ class JobController:
         plan = plan_job(job, pods, now)
         ref = object_reference(job)
         for pod in plan.delete:
-            await self._delete_pod(key, ref, pod)
+            await delete_owned_pod(self.registry, self.pods, self.expectations, self.events, key, ref, pod)
         created = 0
         for index in plan.create:
             created += await self._create_pod(key, ref, job, index)
@@ -515,20 +515,6 @@ class JobController:
             self.expectations.expect_create(key, key[0], name)
         await self.events.event(ref, "Normal", "SuccessfulCreate", f"Created pod: {name}")
         return 1
-
-    async def _delete_pod(self, key: tuple[str, str], ref: dict[str, Any], pod: dict[str, Any]) -> None:
-        meta = pod["metadata"]
-        try:
-            await self.registry.delete(PODS, meta.get("namespace", ""), meta["name"],
-                                       DeleteOptions(uid=meta.get("uid", "")))
-        except errors.StatusError as e:
-            if e.code != 404:
-                await self.events.event(ref, "Warning", "FailedDelete", f"Error deleting: {e.message}")
-            return
-        cached = self.pods.get(key[0], meta["name"])
-        if cached is not None and not d(cached.get("metadata")).get("deletionTimestamp"):
-            self.expectations.expect_delete(key, key[0], meta["name"])
-        await self.events.event(ref, "Normal", "SuccessfulDelete", f"Deleted pod: {meta['name']}")
 
     async def _expire(self, job: dict[str, Any], now: float) -> None:
         """ttlSecondsAfterFinished: delete the finished Job (and, foreground, its pods) once it has passed."""

@@ -7,8 +7,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from kubesat import errors
 from kubesat.controllers.base import Key
+from kubesat.controllers.events import EventRecorder
 from kubesat.controllers.workload import controller_ref, d
+from kubesat.registry.kinds import builtin_kind
+from kubesat.registry.store import DeleteOptions, Registry
+
+_PODS = builtin_kind("v1", "Pod")
 
 # Kubernetes' ExpectationsTimeout is 5 minutes; a watch event kubesat misses is rarer than that allows for.
 EXPECTATIONS_TIMEOUT = 60.0
@@ -133,3 +139,20 @@ class Expectations:
                 del table[pod]
         self._pending.pop(owner, None)
         self._since.pop(owner, None)
+
+
+async def delete_owned_pod(registry: Registry, pods: PodCache, expectations: Expectations, events: EventRecorder,
+                           key: Key, ref: dict[str, Any], pod: dict[str, Any]) -> None:
+    """Delete one of the pods the owner at `key` controls (precondition: its uid), expect its deletion back
+    through the watch, and record SuccessfulDelete, or FailedDelete when the API refused it."""
+    meta = pod["metadata"]
+    try:
+        await registry.delete(_PODS, meta.get("namespace", ""), meta["name"], DeleteOptions(uid=meta.get("uid", "")))
+    except errors.StatusError as e:
+        if e.code != 404:
+            await events.event(ref, "Warning", "FailedDelete", f"Error deleting: {e.message}")
+        return
+    cached = pods.get(key[0], meta["name"])
+    if cached is not None and not d(cached.get("metadata")).get("deletionTimestamp"):
+        expectations.expect_delete(key, key[0], meta["name"])
+    await events.event(ref, "Normal", "SuccessfulDelete", f"Deleted pod: {meta['name']}")

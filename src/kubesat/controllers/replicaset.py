@@ -13,13 +13,13 @@ from typing import Any
 from kubesat import errors
 from kubesat.controllers.base import Key, WorkQueue, cancel, loads, watch_in_background
 from kubesat.controllers.events import EventRecorder, object_reference
-from kubesat.controllers.podcache import Expectations, PodCache
+from kubesat.controllers.podcache import Expectations, PodCache, delete_owned_pod
 from kubesat.controllers.workload import (
     Claim, adopt, apps_kind, as_int, available_in, claim, controller_ref, create_admitted_pod, d, is_active,
     lst, owner_reference, parse_time, ready_since, release, selector_matches,
 )
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
-from kubesat.registry.store import DeleteOptions, Registry, rfc3339
+from kubesat.registry.store import Registry, rfc3339
 from kubesat.storage.interface import WatchEvent
 
 log = logging.getLogger("kubesat.controllers.replicaset")
@@ -272,7 +272,8 @@ class ReplicaSetController:
             return await self._create_pods(key, rs, min(diff, BURST_REPLICAS))
         if diff < 0:
             for pod in pods_to_delete(owned, min(-diff, BURST_REPLICAS)):
-                await self._delete_pod(key, rs, pod)
+                await delete_owned_pod(self.registry, self.pods, self.expectations, self.events, key,
+                                       object_reference(rs), pod)
         return None
 
     async def _create_pods(self, key: Key, rs: dict[str, Any], n: int) -> str | None:
@@ -294,21 +295,6 @@ class ReplicaSetController:
     async def _create_pod(self, rs: dict[str, Any]) -> dict[str, Any]:
         return await create_admitted_pod(self.registry,
                                          pod_from_template(rs, self.rs_info.api_version, self.rs_info.kind))
-
-    async def _delete_pod(self, key: Key, rs: dict[str, Any], pod: dict[str, Any]) -> None:
-        meta = pod["metadata"]
-        ref = object_reference(rs)
-        try:
-            await self.registry.delete(PODS, meta.get("namespace", ""), meta["name"],
-                                       DeleteOptions(uid=meta.get("uid", "")))
-        except errors.StatusError as e:
-            if e.code != 404:
-                await self.events.event(ref, "Warning", "FailedDelete", f"Error deleting: {e.message}")
-            return
-        cached = self.pods.get(key[0], meta["name"])
-        if cached is not None and not d(cached.get("metadata")).get("deletionTimestamp"):
-            self.expectations.expect_delete(key, key[0], meta["name"])
-        await self.events.event(ref, "Normal", "SuccessfulDelete", f"Deleted pod: {meta['name']}")
 
     async def _write_status(self, rs: dict[str, Any], owned: list[dict[str, Any]], failure: str | None) -> None:
         now = self.clock()
