@@ -771,3 +771,102 @@ TestSqliteModel.settings = settings(max_examples=60, stateful_step_count=40, dea
 TestMemoryModel = MemoryStoreMachine.TestCase
 TestMemoryModel.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
                                     suppress_health_check=[HealthCheck.too_slow])
+
+
+# --- group commit ---------------------------------------------------------------------------
+
+
+class _CountingConn:
+    """The store's connection, counting COMMITs and failing the next `fail` of them."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn, self.commits, self.fail = conn, 0, 0
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT":
+            if self.fail:
+                self.fail -= 1
+                raise sqlite3.OperationalError("disk I/O error")
+            self.commits += 1
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_writes_of_one_loop_turn_share_one_commit(tmp_path):
+    store = SqliteStore.open(tmp_path / "g.db")
+    conn = store._conn = _CountingConn(store._conn)
+
+    async def go():
+        revs = await asyncio.gather(*(store.create(f"/k/{i}", b"v") for i in range(20)))
+        assert not conn.in_transaction  # acknowledged means committed
+        assert revs == list(range(2, 22))
+        assert conn.commits == 1
+        await store.create("/k/alone", b"v")
+        assert conn.commits == 2
+
+    try:
+        run(go())
+    finally:
+        store.close_sync()
+    reopened = SqliteStore.open(tmp_path / "g.db")
+    try:
+        assert run(reopened.revision()) == 22
+        assert len(run(reopened.list("/k/")).items) == 21
+    finally:
+        reopened.close_sync()
+
+
+def test_a_failed_write_leaves_the_rest_of_its_group(tmp_path):
+    store = SqliteStore.open(tmp_path / "g.db")
+
+    async def go():
+        await store.create("/k/taken", b"v")
+        results = await asyncio.gather(store.create("/k/a", b"1"), store.create("/k/taken", b"2"),
+                                       store.update("/k/taken", b"3", 999), store.create("/k/b", b"4"),
+                                       return_exceptions=True)
+        assert isinstance(results[1], KeyExists)
+        assert isinstance(results[2], RevisionConflict)
+        assert results[0] == 3 and results[3] == 4
+        assert (await store.get("/k/taken")).value == b"v"
+        assert [kv.key for kv in (await store.list("/k/")).items] == ["/k/a", "/k/b", "/k/taken"]
+
+    try:
+        run(go())
+    finally:
+        store.close_sync()
+
+
+def test_a_failed_commit_fails_its_whole_group_and_announces_nothing(tmp_path):
+    store = SqliteStore.open(tmp_path / "g.db")
+    conn = store._conn = _CountingConn(store._conn)
+
+    async def go():
+        await store.create("/k/before", b"v")
+        rev = await store.revision()
+        seen = []
+
+        async def watch():
+            async for ev in store.watch("/k/", rev):
+                seen.append(ev.key)
+                if ev.key == "/k/after":
+                    return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0)
+        conn.fail = 1
+        results = await asyncio.gather(store.create("/k/x", b"1"), store.update("/k/before", b"2", 0),
+                                       return_exceptions=True)
+        assert all(isinstance(r, StorageError) and "commit" in str(r) for r in results), results
+        assert await store.get("/k/x") is None
+        assert (await store.get("/k/before")).value == b"v"
+        after = await store.create("/k/after", b"v")
+        assert after > rev + 2  # the failed group's revisions are not reused
+        await asyncio.wait_for(watcher, 5)
+        assert seen == ["/k/after"]
+
+    try:
+        run(go())
+    finally:
+        store.close_sync()
