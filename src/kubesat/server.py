@@ -112,17 +112,6 @@ class ServeOptions:
         return f"https://{host}:{self.port}"
 
 
-def default_data_dir() -> Path:
-    """$KUBESAT_DATA_DIR, else ~/.kubesat (the user's home), else ./.kubesat."""
-    env = os.environ.get("KUBESAT_DATA_DIR")
-    if env:
-        return Path(env)
-    home = Path.home()
-    if home and str(home) not in ("", "/") and os.access(home, os.W_OK):
-        return home / ".kubesat"
-    return Path.cwd() / ".kubesat"
-
-
 class DataDirLock:
     """An exclusive lock on the data dir, so two servers never share one store."""
 

@@ -1,0 +1,5 @@
+"""`python -m kubesat.cli`: the `kubesat` command."""
+
+from kubesat.cli import main
+
+main()
