@@ -230,8 +230,87 @@ def _resource_paths(r: ResourceInfo) -> dict[str, dict[str, Any]]:
             }
 
     for s in r.subresources:
-        paths[f"{item}/{s.name}"] = _subresource_path(r, s, gv, tag, ns, scope)
+        if s.connect:
+            paths.update(_connect_paths(r, s, item, gv, tag, ns, scope))
+        else:
+            paths[f"{item}/{s.name}"] = _subresource_path(r, s, gv, tag, ns, scope)
     return paths
+
+
+# The query parameters of each connect subresource's options kind (kube-apiserver lists them sorted by name).
+_CONNECT_QUERY: dict[str, list[dict[str, Any]]] = {
+    "PodAttachOptions": [
+        _q("container", "The container in which to execute the command. Defaults to only container if there is "
+                        "only one container in the pod."),
+        _q("stderr", "Stderr if true indicates that stderr is to be redirected for the attach call.", "boolean"),
+        _q("stdin", "Stdin if true, redirects the standard input stream of the pod for this call.", "boolean"),
+        _q("stdout", "Stdout if true indicates that stdout is to be redirected for the attach call.", "boolean"),
+        _q("tty", "TTY if true indicates that a tty will be allocated for the attach call.", "boolean"),
+    ],
+    "PodExecOptions": [
+        _q("command", "Command is the remote command to execute. argv array. Not executed within a shell."),
+        _q("container", "Container in which to execute the command. Defaults to only container if there is only "
+                        "one container in the pod."),
+        _q("stderr", "Redirect the standard error stream of the pod for this call.", "boolean"),
+        _q("stdin", "Redirect the standard input stream of the pod for this call. Defaults to false.", "boolean"),
+        _q("stdout", "Redirect the standard output stream of the pod for this call.", "boolean"),
+        _q("tty", "TTY if true indicates that a tty will be allocated for the exec call. Defaults to false.",
+           "boolean"),
+    ],
+    "PodPortForwardOptions": [_q("ports", "List of ports to forward Required when using WebSockets", "integer")],
+}
+_LOG_QUERY = [
+    _q("container", "The container for which to stream logs. Defaults to only container if there is one "
+                    "container in the pod."),
+    _q("follow", "Follow the log stream of the pod. Defaults to false.", "boolean"),
+    _q("insecureSkipTLSVerifyBackend", "Do not verify the serving certificate of the backend.", "boolean"),
+    _q("limitBytes", "The number of bytes to read from the server before terminating the log output.", "integer"),
+    _q("previous", "Return previous terminated container logs. Defaults to false.", "boolean"),
+    _q("sinceSeconds", "A relative time in seconds before the current time from which to show logs.", "integer"),
+    _q("tailLines", "The number of lines from the end of the logs to show.", "integer"),
+    _q("timestamps", "Add an RFC3339 or RFC3339Nano timestamp at the beginning of every line of log output.",
+       "boolean"),
+]
+# The HTTP methods each connect subresource takes, as kube-apiserver's connecters declare them.
+_STREAM_METHODS = ("get", "post")
+_PROXY_METHODS = ("delete", "get", "head", "options", "patch", "post", "put")
+_STRING_RESPONSE = {"200": {"description": "OK", "schema": {"type": "string"}}, **_UNAUTHORIZED}
+
+
+def _connect_paths(r: ResourceInfo, s: Subresource, item: str, gv: str, tag: str, ns: str,
+                   scope: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A connect subresource's paths as kube-apiserver documents them: `connect<Method>...` operations on the
+    options kind (and /proxy/{path} for the proxies); pods/log is a read that answers text."""
+    suffix = f"{r.kind}{s.name[:1].upper()}{s.name[1:]}"
+    gvk = _gvk(r.group, r.version, s.kind)
+    name_p = _path_param("name", f"name of the {s.kind}")
+    if s.name == "log":
+        op = _op(f"read{gv}{ns}{suffix}", tag, "get", gvk, copy.deepcopy(_STRING_RESPONSE),
+                 produces=["text/plain", *_OBJECT_MEDIA], desc=f"read log of the specified {r.kind}")
+        return {f"{item}/log": {"get": op, "parameters": sorted([*_LOG_QUERY, name_p, *scope, P_PRETTY],
+                                                                key=lambda p: p["name"])}}
+    methods = _PROXY_METHODS if s.name == "proxy" else _STREAM_METHODS
+
+    def item_for(with_path: str, params: list[dict[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for m in methods:
+            word = m[:1].upper() + m[1:]
+            out[m] = _op(f"connect{gv}{word}{ns}{suffix}{with_path}", tag, "connect", gvk,
+                         copy.deepcopy(_STRING_RESPONSE), produces=["*/*"],
+                         desc=f"connect {m.upper()} requests to {s.name} of {r.kind}")
+        out["parameters"] = sorted(params, key=lambda p: (p["name"], p["in"]))
+        return out
+
+    base = f"{item}/{s.name}"
+    if s.name != "proxy":
+        return {base: item_for("", [*_CONNECT_QUERY.get(s.kind, []), name_p, *scope])}
+    target = "node" if r.kind == "Node" else r.kind.lower()
+    path_q = _q("path", f"Path is the URL path to use for the current proxy request to {target}.")
+    return {
+        base: item_for("", [name_p, *scope, path_q]),
+        f"{base}/{{path}}": item_for("WithPath", [name_p, *scope, _path_param("path", "path to the resource"),
+                                                  path_q]),
+    }
 
 
 def _subresource_path(r: ResourceInfo, s: Subresource, gv: str, tag: str, ns: str,

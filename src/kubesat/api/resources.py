@@ -144,7 +144,7 @@ def _served(info: RequestInfo) -> tuple[ResourceInfo, tuple[str, ...]]:
     allowed = res.verbs
     if info.subresource:
         sub = next((s for s in res.subresources if s.name == info.subresource), None)
-        if sub is None:
+        if sub is None or sub.connect:  # a connect subresource reaches here only when no handler serves it
             raise errors.StatusError(404, "NotFound", _NOT_FOUND, details={})
         allowed = sub.verbs
     check_path_segment("namespace", info.namespace)

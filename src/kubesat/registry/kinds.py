@@ -8,6 +8,10 @@ CRUD = ("create", "delete", "deletecollection", "get", "list", "patch", "update"
 CRUD_NO_COLLECTION = ("create", "delete", "get", "list", "patch", "update", "watch")
 CREATE_ONLY = ("create",)
 READ_ONLY = ("get", "list", "watch")
+# The verbs discovery lists for connect subresources, as kube-apiserver derives them from their HTTP methods:
+# exec, attach and portforward take GET and POST; the proxies every method (HEAD and OPTIONS add no verb).
+CONNECT_STREAM = ("create", "get")
+CONNECT_PROXY = ("create", "delete", "get", "patch", "update")
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,10 @@ class Subresource:
     verbs: tuple[str, ...]
     group: str = ""  # group of the subresource's kind, when it differs from the parent's
     version: str = ""
+    # A connect subresource (Kubernetes' rest.Connecter, and pods/log): its own handler serves it (api/streams.py,
+    # api/proxy_api.py), never the generic resource code; its kind is the options it reads from the query, not a
+    # body. Discovery lists it like any other; OpenAPI gives it connect operations.
+    connect: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,12 @@ RESOURCES: tuple[ResourceInfo, ...] = (
         "", "v1", "Pod", "pods", "pod", True, short_names=("po",), categories=("all",),
         subresources=(Subresource("status", "Pod", ("get", "patch", "update")),
                       Subresource("binding", "Binding", ("create",)),
-                      Subresource("eviction", "Eviction", ("create",), "policy", "v1")),
+                      Subresource("eviction", "Eviction", ("create",), "policy", "v1"),
+                      Subresource("attach", "PodAttachOptions", CONNECT_STREAM, connect=True),
+                      Subresource("exec", "PodExecOptions", CONNECT_STREAM, connect=True),
+                      Subresource("log", "Pod", ("get",), connect=True),
+                      Subresource("portforward", "PodPortForwardOptions", CONNECT_STREAM, connect=True),
+                      Subresource("proxy", "PodProxyOptions", CONNECT_PROXY, connect=True)),
         field_selectors=("spec.nodeName", "spec.serviceAccountName", "spec.restartPolicy",
                          "spec.schedulerName", "status.phase", "status.podIP", "status.nominatedNodeName"),
     ),
@@ -132,7 +145,8 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("", "v1", "Binding", "bindings", "binding", True, verbs=CREATE_ONLY, stored=False),
     ResourceInfo(
         "", "v1", "Node", "nodes", "node", False, short_names=("no",),
-        subresources=(Subresource("status", "Node", ("get", "patch", "update")),),
+        subresources=(Subresource("status", "Node", ("get", "patch", "update")),
+                      Subresource("proxy", "NodeProxyOptions", CONNECT_PROXY, connect=True)),
         field_selectors=("spec.unschedulable",),
     ),
     ResourceInfo(
@@ -151,7 +165,8 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ),
     ResourceInfo(
         "", "v1", "Service", "services", "service", True, short_names=("svc",), categories=("all",),
-        subresources=(Subresource("status", "Service", ("get", "patch", "update")),),
+        subresources=(Subresource("status", "Service", ("get", "patch", "update")),
+                      Subresource("proxy", "ServiceProxyOptions", CONNECT_PROXY, connect=True)),
     ),
     ResourceInfo("", "v1", "Endpoints", "endpoints", "endpoints", True, short_names=("ep",)),
     # core/v1 ReplicationController (registry/replicationcontroller.py; controllers/replicationcontroller.py).
