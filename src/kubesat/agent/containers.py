@@ -124,6 +124,9 @@ class Containers:
     async def exec(self, request: ExecRequest) -> ExecSession:
         return await self.runtime.exec(request)
 
+    async def attach(self, request: ExecRequest) -> ExecSession:
+        return await self.runtime.attach(request)
+
     def log_path(self, pod_uid: str, container: str, previous: bool = False) -> Path | None:
         return self.runtime.log_path(pod_uid, container, previous)
 

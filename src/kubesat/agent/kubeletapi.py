@@ -161,6 +161,12 @@ def _containers(pod: dict[str, Any]) -> list[str]:
             for c in spec.get(key) or [] if isinstance(c, dict)]
 
 
+def _container_spec(pod: dict[str, Any], name: str) -> dict[str, Any] | None:
+    spec = pod.get("spec") or {}
+    return next((c for key in ("initContainers", "containers", "ephemeralContainers") for c in spec.get(key) or []
+                 if isinstance(c, dict) and c.get("name") == name), None)
+
+
 def exec_request(uid: str, container: str, query: dict[str, list[str]], attach: bool) -> ExecRequest:
     """The ExecRequest of an exec or attach query (`command` repeated; `input`, `output`, `error`, `tty` = 1)."""
     command = [] if attach else list(query.get("command") or [])
@@ -331,11 +337,25 @@ class KubeletApi:
         request = exec_request(str(pod["metadata"].get("uid", "")), where.container, query, where.kind == "attach")
         runtime = self._runtime()
         try:
-            session = await runtime.exec(request)
+            if where.kind == "attach":
+                request.tty = self._attach_tty(pod, where.container)
+                session = await runtime.attach(request)
+            else:
+                session = await runtime.exec(request)
         except RuntimeFailure as e:
             raise _Refusal(500, str(e)) from None
         await send({"type": "websocket.accept", "subprotocol": framing.protocol or None})
         await run_session(framing, session, request, receive, send)
+
+    def _attach_tty(self, pod: dict[str, Any], container: str) -> bool:
+        """The kubelet's GetAttach: the container must be running, and the session has a TTY when the container's
+        spec allocates one, whatever the request says (a process's terminal cannot change once it runs)."""
+        meta = pod.get("metadata") or {}
+        full_name = f"{meta.get('name', '')}_{meta.get('namespace', '')}"
+        spec = _container_spec(pod, container)
+        if spec is None or not self._running(pod, container)():
+            raise RuntimeFailure(f"container {container} not found in pod {full_name}")
+        return spec.get("tty") is True
 
     # -------------------------------------------------------------------------- port-forward
     async def _port_forward(self, where: Route, query: dict[str, list[str]], framing: Framing, receive: Receive,
@@ -408,7 +428,9 @@ def _payload(msg: dict[str, Any]) -> bytes | str | None:
 async def run_session(framing: Framing, session: ExecSession, request: ExecRequest, receive: Receive,
                       send: Send) -> None:
     """Relay a started command's streams over the WebSocket until it exits (then its Status on the error
-    channel) or the caller goes away (then the command is killed)."""
+    channel) or the caller goes away (then the command is killed). An attach session the same way: it ends
+    with Success, as the kubelet's ServeAttach (the container's exit code is in the pod's status), or with
+    `error attaching to container: ...`; the caller going away detaches it."""
     async def pump(channel: int, read: Callable[[], Awaitable[bytes]]) -> None:
         while data := await read():
             await send(_message(framing.encode(channel, data)))
@@ -425,11 +447,9 @@ async def run_session(framing: Framing, session: ExecSession, request: ExecReque
         if not waiter.done():  # the caller left: the command goes too
             await session.kill()
             return
-        code = waiter.result()
         if pumps:
             await asyncio.wait(pumps, timeout=DRAIN_SECONDS)
-        status = remotecommand.success_status() if code == 0 else \
-            remotecommand.exit_code_status(code, request.command)
+        status = _end_status(waiter, request)
         with contextlib.suppress(Exception):  # the caller may be gone already
             await send(_message(framing.encode(remotecommand.ERROR, remotecommand.error_payload(framing, status))))
             await send({"type": "websocket.close", "code": 1000})
@@ -437,6 +457,17 @@ async def run_session(framing: Framing, session: ExecSession, request: ExecReque
         for task in (*pumps, inbound, waiter):
             task.cancel()
         await asyncio.gather(*pumps, inbound, waiter, return_exceptions=True)
+
+
+def _end_status(waiter: asyncio.Task[int], request: ExecRequest) -> dict[str, Any]:
+    """The Status a finished session leaves on the error channel."""
+    try:
+        code = waiter.result()
+    except RuntimeFailure as e:
+        return remotecommand.internal_status(f"error attaching to container: {e}")
+    if code == 0:
+        return remotecommand.success_status()
+    return remotecommand.exit_code_status(code, request.command)
 
 
 async def _frames(framing: Framing, receive: Receive) -> AsyncIterator[tuple[int, bytes]]:

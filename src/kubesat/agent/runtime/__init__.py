@@ -10,7 +10,8 @@ Changes since the first version (`exec`, `log_path`, `open_port` and ExecSession
 PodSandboxConfig gained `notify` (called when a container's state changes, so the pod's status is reported)
 and `record_event` (the runtime's Events: Started, Killing, BackOff, Unhealthy ...); Runtime gained
 `pod_status` (phase, conditions, init and regular container statuses in one answer), `forget_pod` (drop a
-stopped pod's state) and `close` (stop every container when the agent stops).
+stopped pod's state) and `close` (stop every container when the agent stops); later `attach` (a session on a
+running container's own process, its stdin kept open when the spec asks: see `attach.py`).
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ class ExecRequest:
 
 
 class ExecSession(Protocol):
-    """A process started by `exec`: its streams and its end. With a TTY, stderr is merged into stdout."""
+    """A process started by `exec`: its streams and its end. With a TTY, stderr is merged into stdout.
+    An `attach` session has the same shape: its `wait` is 0 when the session ends (RuntimeFailure when the
+    caller was dropped) and its `kill` detaches, leaving the process running."""
 
     async def write_stdin(self, data: bytes) -> None: ...
     async def close_stdin(self) -> None: ...
@@ -135,6 +138,11 @@ class Runtime(Protocol):
 
     async def exec(self, request: ExecRequest) -> ExecSession:
         """Start a command in a running container (RuntimeFailure when it cannot)."""
+        ...
+
+    async def attach(self, request: ExecRequest) -> ExecSession:
+        """Attach to a running container's process (`request.tty` as the container's spec says; RuntimeFailure,
+        worded as the CRI's, when it cannot)."""
         ...
 
     def log_path(self, pod_uid: str, container: str, previous: bool = False) -> Path | None:

@@ -1,5 +1,5 @@
 """The `none` runtime: no process at all. A pod's containers are reported running as soon as its volumes are
-written, as the agent did before it had a runtime; exec, logs and port-forward have nothing to reach."""
+written, as the agent did before it had a runtime; exec, attach, logs and port-forward have nothing to reach."""
 
 from __future__ import annotations
 
@@ -62,6 +62,9 @@ class NoneRuntime:
 
     async def exec(self, request: ExecRequest) -> ExecSession:
         raise RuntimeFailure(f'container not found ("{request.container}"): {NO_PROCESS}')
+
+    async def attach(self, request: ExecRequest) -> ExecSession:
+        raise RuntimeFailure(f"container {request.container} is not running: {NO_PROCESS}")
 
     def log_path(self, pod_uid: str, container: str, previous: bool = False) -> Path | None:
         del pod_uid, container, previous

@@ -7,7 +7,9 @@ containers start; a container that exits is started again as the pod's restartPo
 crash-loop back-off (`lifecycle`); probes decide `started` and `ready` and restart a container that fails its
 liveness probe. Stopping a pod runs each container's preStop hook, sends SIGTERM, and SIGKILL once the grace
 period is over. Containers run as nobody (65534) unless the pod's securityContext names a user; root only with
-`allow_privileged`.
+`allow_privileged`. A container whose spec says `stdin: true` has its stdin kept open (a pipe the agent holds),
+one that says `tty: true` runs on a pseudo-terminal; `attach` sessions (`attach.py`) write that stdin and get the
+output from the moment they attach, while it still goes to the log.
 
 As root the namespaces are the agent's to make; otherwise an unprivileged user namespace maps the agent's own
 user to root inside (and the container runs as that user: runAsUser cannot be honoured then).
@@ -40,8 +42,8 @@ from typing import Any
 import httpx
 
 from kubesat.agent import envvars
-from kubesat.agent.runtime import (ExecRequest, ExecSession, PodSandboxConfig, RuntimeFailure, lifecycle, logs, probes,
-                                   write_hosts_file)
+from kubesat.agent.runtime import (ExecRequest, ExecSession, PodSandboxConfig, RuntimeFailure, attach, lifecycle, logs,
+                                   probes, write_hosts_file)
 from kubesat.agent.runtime.mounts import MountError, plan
 
 log = logging.getLogger("kubesat.agent")
@@ -103,18 +105,56 @@ def _read_all(fd: int, limit: int = 65536) -> bytes:
 
 
 @dataclass
+class _Stdio:
+    """A container process's stdin, stdout and stderr: what the sandbox helper is given (`child`), what the agent
+    reads (stream name -> descriptor) and where it writes the container's stdin. With a TTY all three are a
+    pseudo-terminal, read and written through its master; else pipes, and stdin a pipe kept open only when the
+    spec asks for `stdin` (/dev/null otherwise)."""
+
+    child: tuple[int, int, int]
+    reads: dict[str, int]
+    stdin: int | None
+
+    @classmethod
+    def open(cls, tty: bool, keep_stdin: bool) -> _Stdio:
+        if tty:
+            master, slave = pty.openpty()
+            return cls((slave, slave, slave), {"stdout": master}, os.dup(master))
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        in_r, in_w = os.pipe() if keep_stdin else (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), None)
+        return cls((in_r, out_w, err_w), {"stdout": out_r, "stderr": err_r}, in_w)
+
+    def close_child(self) -> None:
+        for fd in set(self.child):
+            os.close(fd)
+
+    def close_agent(self) -> None:
+        for fd in [*self.reads.values(), *([self.stdin] if self.stdin is not None else [])]:
+            os.close(fd)
+
+
+@dataclass
 class _Instance:
-    """One run of a container: its sandbox's PID 1, its log, its end."""
+    """One run of a container: its sandbox's PID 1, its log, its stdio for attach sessions, its end."""
 
     id: str
     pid: int
     pidfd: int
     log: logs.ContainerLog
+    io: attach.ContainerIO
     started_at: float
     exited: asyncio.Future[int]
     streams_done: asyncio.Event = field(default_factory=asyncio.Event)
-    open_streams: int = 2
+    open_streams: int = 0
     killed_by_probe: str = ""
+
+    async def output_done(self) -> None:
+        """After the process's exit: its output read to the end (2 s at most), its log closed, sessions ended."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.streams_done.wait(), 2.0)
+        self.log.close()
+        self.io.end()
 
 
 @dataclass
@@ -282,10 +322,24 @@ class ProcessRuntime:
         c = pod.containers.get(request.container) if pod else None
         if pod is None or c is None or c.instance is None or c.instance.exited.done():
             raise RuntimeFailure(f'container not found ("{request.container}")')
-        if not request.command:
-            raise RuntimeFailure("attach is not supported by the process runtime; use exec")
         spec = self._exec_spec(pod, c, request.command, request.tty)
         return await _ProcessExec.start(spec, c.instance.pidfd, request)
+
+    async def attach(self, request: ExecRequest) -> ExecSession:
+        """A session on the container's process (see `attach`), refused in the CRI's words (the kubelet relays
+        its gRPC errors as they read)."""
+        if request.tty and request.stderr:
+            raise RuntimeFailure("rpc error: code = InvalidArgument desc = tty and stderr cannot both be true")
+        pod = self.pods.get(request.pod_uid)
+        c = pod.containers.get(request.container) if pod else None
+        if pod is None or c is None:
+            raise RuntimeFailure(f'rpc error: code = NotFound desc = container "{request.container}" not found')
+        if c.instance is None or c.instance.exited.done():
+            raise RuntimeFailure("rpc error: code = Unknown desc = container is in CONTAINER_EXITED state")
+        try:
+            return c.instance.io.attach(request.stdin, request.stdout, request.stderr)
+        except RuntimeFailure as e:
+            raise RuntimeFailure(f"rpc error: code = Unknown desc = {e}") from None
 
     async def open_port(self, pod_uid: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if pod_uid not in self.pods:
@@ -379,9 +433,7 @@ class ProcessRuntime:
         self._notify(pod)
         self._start_probes(pod, c, inst)
         code = await asyncio.shield(inst.exited)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(inst.streams_done.wait(), 2.0)
-        inst.log.close()
+        await inst.output_done()
         self._cancel_probes(c)
         finished = self.clock()
         c.state = {"terminated": {
@@ -399,9 +451,11 @@ class ProcessRuntime:
         mounts = list(c.mounts)
         if hosts.exists():
             mounts.append({"source": str(hosts), "subPath": "", "target": "/etc/hosts", "readOnly": True})
+        tty = c.spec.get("tty") is True
+        env = {**c.env, "TERM": c.env.get("TERM", "xterm")} if tty else c.env  # as containerd's WithTTY
         return {"mounts": mounts, "masks": self.masks, "scratch": str(pod.dir), "argv": c.argv or IDLE,
-                "private": list(PRIVATE_DIRS),
-                "env": c.env, "uid": c.uid, "gid": c.gid, "groups": c.groups, "userns": self.userns,
+                "private": list(PRIVATE_DIRS), "tty": tty,
+                "env": env, "uid": c.uid, "gid": c.gid, "groups": c.groups, "userns": self.userns,
                 "cwd": str(c.spec.get("workingDir") or ""), "hostname": _hostname(pod.config.pod)}
 
     def _exec_spec(self, pod: _Pod, c: _Container, command: list[str], tty: bool) -> dict[str, Any]:
@@ -423,43 +477,45 @@ class ProcessRuntime:
         with os.fdopen(fd, "w") as f:
             json.dump(self._spec(pod, c), f)
         log_file = logs.ContainerLog(logs.log_file(pod.config.log_dir, c.name, c.restart_count))
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        tty = c.spec.get("tty") is True
+        stdio = _Stdio.open(tty, c.spec.get("stdin") is True)
         rep_r, rep_w = os.pipe()
         fail_r, fail_w = os.pipe()
         try:
             helper = await asyncio.create_subprocess_exec(
-                *HELPER, "run", str(spec_file), str(rep_w), str(fail_w), stdin=subprocess.DEVNULL,
-                stdout=out_w, stderr=err_w, pass_fds=(rep_w, fail_w))
+                *HELPER, "run", str(spec_file), str(rep_w), str(fail_w), stdin=stdio.child[0],
+                stdout=stdio.child[1], stderr=stdio.child[2], pass_fds=(rep_w, fail_w))
         except OSError as e:
-            for fd_ in (out_r, out_w, err_r, err_w, rep_r, rep_w, fail_r, fail_w):
+            for fd_ in (rep_r, rep_w, fail_r, fail_w):
                 os.close(fd_)
+            stdio.close_child()
+            stdio.close_agent()
             log_file.close()
             raise RuntimeFailure(f"could not start the sandbox helper: {e}") from None
-        for fd_ in (out_w, err_w, rep_w, fail_w):
+        stdio.close_child()
+        for fd_ in (rep_w, fail_w):
             os.close(fd_)
         await helper.wait()
         loop = asyncio.get_running_loop()
         reported = await loop.run_in_executor(None, _read_all, rep_r)
         if not reported.strip().isdigit():
             failure = (await loop.run_in_executor(None, _read_all, fail_r)).decode(errors="replace")
-            os.close(out_r)
-            os.close(err_r)
+            stdio.close_agent()
             log_file.close()
             raise RuntimeFailure(failure or f"the sandbox helper exited with status {helper.returncode}")
         pid = int(reported)
         pidfd = os.pidfd_open(pid)
-        inst = _Instance(c.instance_id, pid, pidfd, log_file, self.clock(), loop.create_future())
+        io = attach.ContainerIO(c.name, stdio.stdin, c.spec.get("stdin") is True, tty, c.spec.get("stdinOnce") is True)
+        inst = _Instance(c.instance_id, pid, pidfd, log_file, io, self.clock(), loop.create_future())
         self._pid_file(pod, c, pid)
         loop.add_reader(pidfd, self._reap, inst)
-        self._pump(inst, out_r, "stdout")
-        self._pump(inst, err_r, "stderr")
+        for stream, fd_ in stdio.reads.items():
+            self._pump(inst, fd_, stream)
         failure = (await loop.run_in_executor(None, _read_all, fail_r)).decode(errors="replace")
         if failure:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(inst.exited), 5.0)
-                await asyncio.wait_for(inst.streams_done.wait(), 2.0)
-            log_file.close()
+            await inst.output_done()
             raise RuntimeFailure(failure)
         return inst
 
@@ -493,9 +549,11 @@ class ProcessRuntime:
             inst.exited.set_result(code)
 
     def _pump(self, inst: _Instance, fd: int, stream: str) -> None:
-        """The container's stream into its log, as it comes."""
+        """The container's stream into its log and its attached sessions, as it comes (a terminal's master
+        reads EIO once the process is gone: the end, as for a pipe)."""
         loop = asyncio.get_running_loop()
         os.set_blocking(fd, False)
+        inst.open_streams += 1
 
         def readable() -> None:
             try:
@@ -506,6 +564,7 @@ class ProcessRuntime:
                 data = b""
             if data:
                 inst.log.write(stream, data)
+                inst.io.publish(stream, data)
                 return
             loop.remove_reader(fd)
             os.close(fd)
@@ -536,9 +595,7 @@ class ProcessRuntime:
         except TimeoutError:
             _signal(inst, signal.SIGKILL)
         code = await asyncio.shield(inst.exited)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(inst.streams_done.wait(), 2.0)
-        inst.log.close()
+        await inst.output_done()
         finished = self.clock()
         c.state = {"terminated": {
             "exitCode": code, "reason": lifecycle.terminated_reason(code), "startedAt": _rfc3339(inst.started_at),

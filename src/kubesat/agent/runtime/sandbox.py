@@ -11,7 +11,8 @@ makes every mount private, mounts a fresh /proc and an empty /tmp and /var/tmp o
 source (a subPath resolved inside its volume, symlinks included, and checked again once open), hides the masked
 paths (the agent's root and credentials, the server's data dir) under empty read-only tmpfs (or /dev/null for a
 file), binds the volumes and /etc/hosts at their targets (read-only where asked), drops to the container's user and
-groups, and executes the command. A mount target that does not exist is created in an overlay of its nearest
+groups, and executes the command (in a session of its own whose controlling terminal is its stdin, when the
+spec says `tty`). A mount target that does not exist is created in an overlay of its nearest
 existing parent, whose upper layer lives in memory, so the host's filesystem is not changed (a missing top-level
 directory is the exception: it is created on the host, empty). Anything that fails before the command runs is
 written to ERROR_FD, which closes on exec: the agent reads EOF when the command started.
@@ -263,6 +264,9 @@ def run(spec: dict, report_fd: int, err_fd: int) -> None:  # type: ignore[type-a
     os.set_inheritable(err_fd, False)
     fcntl.fcntl(err_fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
     try:
+        if spec.get("tty"):  # its stdin, stdout and stderr are a pseudo-terminal: make it the controlling one
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         host = spec.get("hostname", "").encode()[:64]
         if host:
             _libc.sethostname(host, len(host))
