@@ -5,6 +5,7 @@ Kubernetes' errors when a pod cannot be reached (no pod, no host, no such contai
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -175,3 +176,54 @@ rules:
 """)
     wait_for(lambda: server.kubectl("exec", "--as=alice", "app", "--", "echo", "hi", check=False).stdout == "hi\n",
              10, "get pods/exec lets a WebSocket exec through (1.32)")
+
+
+# ------------------------------------------------------------------------- SPDY/3.1 proper (WebSockets off)
+@pytest.fixture
+def spdy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubectl as clients before 1.30 talk: exec, attach and cp over SPDY/3.1 (`Upgrade: SPDY/3.1`)."""
+    monkeypatch.setenv("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
+
+
+def test_spdy_exec_exit_code_and_stderr(server: Server, agent: Path, spdy: None) -> None:
+    out = server.kubectl("exec", "-v=6", "app", "--", "sh", "-c", "echo out; echo err >&2; exit 2", check=False)
+    assert out.returncode == 2, out.stderr
+    assert out.stdout == "out\n"
+    lines = [line for line in out.stderr.splitlines() if "] " not in line]  # -v=6's log lines aside
+    assert lines == ["err", "command terminated with exit code 2"], out.stderr
+    assert "POST https://" in out.stderr and "101 Switching Protocols" in out.stderr, out.stderr
+    assert server.kubectl("exec", "app", "--", "cat", TOKEN_NS).stdout == "default"
+
+
+def test_spdy_exec_with_stdin_and_cp_both_ways(server: Server, agent: Path, spdy: None, tmp_path: Path) -> None:
+    out = server.kubectl("exec", "-i", "app", "--", "sh", "-c", "tr a-z A-Z", input="hello\n")
+    assert out.stdout == "HELLO\n"
+    src = tmp_path / "in.txt"
+    src.write_text("over spdy\n" * 5000)
+    server.kubectl("cp", str(src), "app:/tmp/spdy-in.txt")
+    assert server.kubectl("exec", "app", "--", "md5sum", "/tmp/spdy-in.txt").stdout.split()[0] == \
+        hashlib.md5(src.read_bytes()).hexdigest()
+    dst = tmp_path / "out.txt"
+    server.kubectl("cp", "app:/tmp/spdy-in.txt", str(dst))
+    assert dst.read_bytes() == src.read_bytes()
+
+
+def test_spdy_exec_needs_create_on_pods_exec(server: Server, agent: Path, spdy: None) -> None:
+    """A SPDY exec is a POST: 1.32 authorizes it as `create pods/exec`, where a WebSocket one needs `get`."""
+    server.kubectl("apply", "-f", "-", input="""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: exec-getter, namespace: default}
+rules:
+- {apiGroups: [""], resources: ["pods"], verbs: ["get"]}
+- {apiGroups: [""], resources: ["pods/exec"], verbs: ["get"]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: bob-gets, namespace: default}
+subjects: [{kind: User, name: bob, apiGroup: rbac.authorization.k8s.io}]
+roleRef: {kind: Role, name: exec-getter, apiGroup: rbac.authorization.k8s.io}
+""")
+    denied = server.kubectl("exec", "--as=bob", "app", "--", "true", check=False)
+    assert denied.returncode == 1
+    assert 'User "bob" cannot create resource "pods/exec"' in denied.stderr, denied.stderr

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 from kubesat import errors, logs
 from kubesat.api import requestinfo
+from kubesat.api.rawconn import RawConnection
 from kubesat.apimachinery import codec
 from kubesat.auth.authn import AuthenticationFailed, RequestAuthenticator
 from kubesat.auth.authz import ALLOW, Attributes, Authorizer, forbidden_message
@@ -33,6 +34,12 @@ STREAMING = "kubesat.streaming"  # set on a request's scope while it streams (wa
 WEBSOCKET = "kubesat.websocket"
 # What a handler returns once it has run a WebSocket session to its end.
 SWITCHED = 101
+# On the scope of an HTTP request with an Upgrade that is not WebSocket (SPDY/3.1): the function that writes
+# the 101 with the given headers and takes the connection over from HTTP (`tls`). A handler asks for it by
+# answering `Switch`.
+UPGRADE = "kubesat.upgrade"
+# On the scope of a request whose body its handler reads itself, streaming (App.streamed_bodies): ASGI's receive.
+RECEIVE = "kubesat.receive"
 
 
 # The header names clients send on nearly every request, decoded once (ASGI gives them lower-case).
@@ -80,6 +87,17 @@ class Response:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
+@dataclass
+class Switch(Response):
+    """An answer that switches the connection to another protocol: the app writes `101 Switching Protocols`
+    with `headers` and runs `session` on the connection until it ends. Answered only to a request whose
+    scope has `UPGRADE`; when the connection cannot be taken over after all (the client left), `abandon`
+    runs instead, to free what the handler holds for the session."""
+
+    session: Callable[[RawConnection], Awaitable[None]] = field(kw_only=True)
+    abandon: Callable[[], Awaitable[None]] = field(kw_only=True)
+
+
 # A streaming answer (a watch, a large list): the app calls it with `send` after the headers are out.
 Streamer = Callable[[Callable[[bytes], Awaitable[None]], "Request"], Awaitable[None]]
 
@@ -90,6 +108,8 @@ class Stream:
     streamer: Streamer
     content_type: str = "application/json"
     long_running: bool = True  # a watch (cut at shutdown); a list streams but ends by itself
+    # When given, the answer's headers as they are (a proxied answer: its own type and framing), else ours.
+    headers: list[tuple[bytes, bytes]] | None = None
 
 
 Handler = Callable[[Request], Awaitable["Response | Stream"]]
@@ -132,6 +152,9 @@ class App:
         self.handling = 0
         # How many "authentication failed" lines reach the server log (a burst, then a rate).
         self.failure_log = logs.RateLimit()
+        # (group, resource, subresource) of requests whose body the handler streams itself (the proxies): it
+        # finds ASGI's receive on the scope (RECEIVE); the body is neither read first nor bounded here.
+        self.streamed_bodies: set[tuple[str, str, str]] = set()
 
     def route(self, path: str, handler: Handler) -> None:
         self.paths[path] = handler
@@ -169,7 +192,7 @@ class App:
         except Exception:  # noqa: BLE001 - as in _http
             log.exception("unhandled error serving WebSocket %s", req.path)
             result = status_response(errors.internal("an unexpected error occurred; see the server log"))
-        if isinstance(result, Stream):
+        if isinstance(result, Stream | Switch):
             result = status_response(errors.bad_request("this request is not served over a WebSocket"))
         if result.status != SWITCHED:
             with contextlib.suppress(Exception):  # the client may be gone
@@ -232,6 +255,8 @@ class App:
             self.handling -= 1
         if isinstance(result, Stream):
             await self._stream(req, result, receive, send)
+        elif isinstance(result, Switch):
+            await self._switch(req, result, send)
         else:
             await self._send(req, result, send)
         if self.observe is not None:
@@ -259,8 +284,11 @@ class App:
     async def _stream(self, req: Request, res: Stream, receive: Any, send: Any) -> None:
         if res.long_running:
             req.scope[STREAMING] = True
-        hdrs = [(b"content-type", res.content_type.encode()), (b"cache-control", b"no-cache, private"),
-                (b"transfer-encoding", b"chunked")]
+        if res.headers is not None:
+            hdrs = list(res.headers)  # the server frames it (Content-Length when given, else chunks)
+        else:
+            hdrs = [(b"content-type", res.content_type.encode()), (b"cache-control", b"no-cache, private"),
+                    (b"transfer-encoding", b"chunked")]
         hdrs.extend(warning_headers(req.warnings))
         await send({"type": "http.response.start", "status": res.status, "headers": hdrs})
 
@@ -287,6 +315,25 @@ class App:
         with contextlib.suppress(Exception):  # the client is already gone
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    async def _switch(self, req: Request, res: Switch, send: Any) -> None:
+        """Take the connection over and run the session on it; the connection is closed when it ends."""
+        take: Callable[[list[tuple[bytes, bytes]]], RawConnection] | None = req.scope.get(UPGRADE)
+        try:
+            conn = take(res.headers) if take is not None else None
+        except ConnectionResetError:
+            conn = None
+        if conn is None:
+            await res.abandon()
+            if take is None:
+                await self._send(req, status_response(errors.bad_request("this connection cannot be upgraded")),
+                                 send)
+            return
+        req.scope[STREAMING] = True
+        try:
+            await res.session(conn)
+        finally:
+            conn.close()
+
     async def _read_body(self, req: Request, receive: Any) -> None:
         length = req.headers.get("content-length")
         if length and length.isdigit() and int(length) > codec.MAX_BODY:
@@ -305,6 +352,14 @@ class App:
             if not msg.get("more_body"):
                 break
         req.body = b"".join(chunks)
+
+    async def _take_body(self, req: Request, receive: Any) -> None:
+        """Read the body of a write, or hand ASGI's receive to a handler that streams it."""
+        info = req.info
+        if info.resource_request and (info.api_group, info.resource, info.subresource) in self.streamed_bodies:
+            req.scope[RECEIVE] = receive
+        elif req.method in ("POST", "PUT", "PATCH", "DELETE"):
+            await self._read_body(req, receive)
 
     async def _handle(self, req: Request, receive: Any) -> Response | Stream:
         try:
@@ -329,8 +384,7 @@ class App:
             req.warnings.extend(auth.token.warnings)
         if self.impersonator is not None:
             self.impersonator(req)
-        if req.method in ("POST", "PUT", "PATCH", "DELETE"):
-            await self._read_body(req, receive)
+        await self._take_body(req, receive)
         info = req.info
         attrs = Attributes(
             user=req.user,

@@ -11,8 +11,13 @@ a Status on the error channel (`Internal error occurred: error dialing backend: 
 WebSockets (kubectl's SPDY tunneled in binary messages, `SPDY/3.1+portforward.k8s.io`, and the
 `v4.channel.k8s.io` channels) are relayed the same way once the kubelet has accepted, so that a refusal is
 the kubelet's Status; the agent's kubelet API speaks the tunneled SPDY itself, as kube-apiserver leaves SPDY
-to the kubelet. SPDY proper (POST with `Upgrade: SPDY/3.1`) is not served: such a request gets a BadRequest
-saying so.
+to the kubelet. SPDY proper (`Upgrade: SPDY/3.1`, what kubectl does with WebSockets turned off and clients
+before 1.30 do) is served too: the protocol is negotiated from `X-Stream-Protocol-Version` as the kubelet's
+`httpstream.Handshake` does (the client's first offer the server supports; its errors), the kubelet's
+WebSocket is dialed (its refusal, or a failure to reach it, is the HTTP answer, as kube-apiserver's
+upgrade-aware proxy gives it), and only then is the connection switched (101). Exec and attach are then
+translated stream by stream to the kubelet's `v5.channel.k8s.io` (`spdyexec`); port-forward's SPDY bytes
+are relayed as they are into the kubelet's tunnel, whose agent reads them.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Subprotocol
 
 from kubesat import errors, remotecommand
-from kubesat.api.app import SWITCHED, WEBSOCKET, Request, Response, Stream
+from kubesat.api import spdyexec
+from kubesat.api.app import SWITCHED, UPGRADE, WEBSOCKET, Request, Response, Stream, Switch
+from kubesat.api.rawconn import RawConnection
 from kubesat.pki import ClusterPKI
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import Registry
@@ -51,8 +58,12 @@ DIAL_TIMEOUT = 30.0
 MAX_ERROR_BODY = 50_000
 _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
             429: "TooManyRequests"}
-NO_SPDY = ("kubesat serves {what} over WebSockets only (kubectl 1.30 and later use them by default; "
-           "the official Python client's stream() does too); SPDY is not supported")
+# SPDY/3.1 proper: the upgrade's name, the header that negotiates the protocol, port-forward's one protocol.
+SPDY_UPGRADE = "SPDY/3.1"
+PROTOCOL_HEADER = "X-Stream-Protocol-Version"
+PORT_FORWARD_SPDY = "portforward.k8s.io"
+MAX_OFFERS = 32
+TUNNEL_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -281,13 +292,43 @@ class StreamProxy:
         if WEBSOCKET not in req.scope:
             if not req.headers.get("upgrade"):
                 raise errors.bad_request("Upgrade request required")
-            if sub == "portforward":
-                # kubectl falls back to SPDY when the tunnel's upgrade is refused: what refused it (the kubelet,
-                # or no way to reach it) is the answer, as kube-apiserver would relay it, not our lack of SPDY.
-                upstream = await self._dial_or_refuse(backend, path, query, remotecommand.PORT_FORWARD_TUNNEL_HOP)
-                await upstream.close()
-            raise errors.bad_request(NO_SPDY.format(what=f"pods/{sub}"))
+            return await self._spdy(req, backend, path, query, "/".join(ns_name))
         return await self._websocket(req, backend, path, query, supported, channel_errors, "/".join(ns_name))
+
+    async def _spdy(self, req: Request, backend: Backend, path: str, query: str, name: str) -> Switch:
+        """SPDY/3.1 proper: negotiated, the kubelet dialed (its refusal is the answer), then switched."""
+        if SPDY_UPGRADE.lower() not in req.headers.get("upgrade", "").lower() or UPGRADE not in req.scope:
+            raise errors.bad_request(f"unable to upgrade: missing upgrade headers in request: Connection: Upgrade "
+                                     f"and Upgrade: {SPDY_UPGRADE} are required")
+        forward = req.info.subresource == "portforward"
+        chosen = spdy_handshake(req.scope["headers"], (PORT_FORWARD_SPDY,) if forward else spdyexec.PROTOCOLS)
+        channels = None if forward else spdyexec.Channels(req.flag("stdin"), req.flag("stdout"),
+                                                          req.flag("stderr"), req.flag("tty"))
+        self._take()
+        try:
+            upstream = await self._dial_or_refuse(
+                backend, path, query, remotecommand.PORT_FORWARD_TUNNEL_HOP if forward else remotecommand.V5)
+        except BaseException:
+            self.active -= 1
+            raise
+        log.debug("relaying SPDY %s of %s to %s", req.info.subresource, name, backend.host)
+
+        async def session(conn: RawConnection) -> None:
+            try:
+                if channels is None:
+                    await tunnel(conn, upstream)
+                else:
+                    await spdyexec.SpdyExec(conn, upstream, chosen, channels, name).run()
+            finally:
+                await abandon()
+
+        async def abandon() -> None:
+            self.active -= 1
+            await upstream.close()
+
+        headers = [(b"connection", b"Upgrade"), (b"upgrade", SPDY_UPGRADE.encode()),
+                   (PROTOCOL_HEADER.lower().encode(), chosen.encode())]
+        return Switch(SWITCHED, b"", headers=headers, session=session, abandon=abandon)
 
     async def _websocket(self, req: Request, backend: Backend, path: str, query: str,
                          supported: tuple[str, ...], channel_errors: tuple[str, ...] | None, name: str) -> Response:
@@ -365,6 +406,54 @@ class StreamProxy:
         if req.method not in ("GET", "HEAD"):
             raise errors.method_not_allowed()
         return await self._get(backend, path, query, "text/plain")
+
+
+def spdy_handshake(headers: list[tuple[bytes, bytes]], supported: tuple[str, ...]) -> str:
+    """The protocol to speak: the first the client offers in X-Stream-Protocol-Version (one header or several,
+    comma-separated) that the server supports; the kubelet's `httpstream.Handshake` errors otherwise."""
+    name = PROTOCOL_HEADER.lower().encode()
+    values = [v.decode("latin-1") for k, v in headers if k.lower() == name]
+    if not values:
+        raise errors.bad_request(f"unable to upgrade: header {PROTOCOL_HEADER} does not exist in request with "
+                                 f"{len({k.lower() for k, _ in headers})} headers")
+    offered = [p.strip() for v in values for p in v.split(",") if p.strip()][:MAX_OFFERS]
+    if not offered:
+        raise errors.bad_request(f"unable to upgrade: header {PROTOCOL_HEADER} contains "
+                                 f"{_go_list(values[:MAX_OFFERS])}, but no valid protocols")
+    for p in offered:
+        if p in supported:
+            return p
+    raise errors.StatusError(403, "Forbidden", f"unable to upgrade: unable to negotiate protocol: client supports "
+                                               f"{_go_list(offered)}, server accepts {_go_list(list(supported))}",
+                             details={})
+
+
+def _go_list(items: list[str]) -> str:
+    return "[" + " ".join(x[:64] for x in items) + "]"
+
+
+async def tunnel(conn: RawConnection, upstream: ClientConnection) -> None:
+    """SPDY port-forward: the client's bytes, as they come, in binary messages to the kubelet's tunnel, and its
+    messages back as bytes, until either side ends (the agent reads the SPDY, as the kubelet does behind
+    kube-apiserver's proxy)."""
+    async def up() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while data := await conn.read(TUNNEL_CHUNK):
+                await upstream.send(data)
+
+    async def down() -> None:
+        with contextlib.suppress(ConnectionClosed, ConnectionError):
+            async for message in upstream:
+                if isinstance(message, bytes):
+                    await conn.write(message)
+
+    tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _frame(data: bytes | str) -> dict[str, Any]:

@@ -5,7 +5,11 @@ connection (the TLS layer has already verified it against the cluster CA) and pu
 request's scope: the DER bytes under a kubesat key, and the ASGI TLS extension's shape under
 `scope["extensions"]["tls"]`. It also bounds a connection as Go's server does for kube-apiserver:
 request line and headers at most 1 MiB and 1,000 fields (431 past that), headers read within the
-header timeout, the TLS handshake within the same timeout (`event_loop`). It touches private parts of
+header timeout, the TLS handshake within the same timeout (`event_loop`). A request with an Upgrade that
+uvicorn does not serve itself (anything but WebSocket: SPDY/3.1 for exec, attach and port-forward) goes to
+the app with a way to switch protocols in its scope (`UPGRADE`): the handler that accepts writes the 101
+through it and the connection's bytes go to a `RawConnection` from then on; a request answered without
+switching closes the connection, since what follows it is not HTTP. It touches private parts of
 uvicorn, so uvicorn is pinned to a range and tests/integration fail if any of this stops working.
 """
 
@@ -20,7 +24,8 @@ import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kubesat import errors
-from kubesat.api.app import STREAMING, TLS_PEER_DER
+from kubesat.api.app import STREAMING, TLS_PEER_DER, UPGRADE
+from kubesat.api.rawconn import RawConnection
 
 # Go's http.Server default (kube-apiserver keeps it): the request line and headers together.
 MAX_HEADER_BYTES = 1 << 20
@@ -129,6 +134,9 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
         # A pending check of the deadline, or the close after a refusal. One check serves many
         # requests (it re-arms only if a deadline is still set), so a request costs no timer.
         self._timer: asyncio.TimerHandle | None = None
+        # The parser stopped at an Upgrade that uvicorn does not serve: what follows the request is not HTTP.
+        self._switching = False
+        self._raw: RawConnection | None = None  # the connection once the app has switched protocols
 
     # uvicorn narrows BaseProtocol's BaseTransport to Transport; this override matches uvicorn's.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -148,9 +156,20 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
+        if self._raw is not None:
+            self._raw.feed_eof()
         super().connection_lost(exc)
 
+    def eof_received(self) -> None:
+        if self._raw is not None:
+            self._raw.feed_eof()
+
     def data_received(self, data: bytes) -> None:
+        if self._raw is not None:
+            self._raw.feed(data)
+            return
+        if self._switching:
+            return  # sent before the 101 (no SPDY client does): not HTTP, and no session to take it yet
         if self.transport.is_closing():
             return  # refused or timed out: nothing more is parsed
         if self._header_bytes is None:  # a body: its own limits apply in the app
@@ -229,6 +248,33 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._header_bytes = 0  # what follows is the next request's headers
 
+    def _unsupported_upgrade_warning(self) -> None:
+        """uvicorn's hook for an Upgrade it does not serve (it would log a warning): the request goes to the
+        app, which may switch protocols through `UPGRADE`. Reading pauses until it does; answered otherwise,
+        the connection closes."""
+        self._switching = True
+        self.transport.pause_reading()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope and not cycle.response_started:
+            cycle.keep_alive = False
+            self.scope[UPGRADE] = self._switch  # type: ignore[literal-required]  # our own scope key
+
+    def _switch(self, headers: list[tuple[bytes, bytes]]) -> RawConnection:
+        """Answer `101 Switching Protocols` with `headers` and hand the connection over: what arrives from
+        now on is the returned connection's. uvicorn's cycle counts as gone, so it writes nothing more."""
+        cycle = self.cycle
+        if self._raw is not None or cycle is None or cycle.response_started or self.transport.is_closing():
+            raise ConnectionResetError("this connection cannot switch protocols now")
+        cycle.disconnected = True
+        self._writer.flush()
+        head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        head += [b"%s: %s\r\n" % (name, value) for name, value in headers
+                 if b"\r" not in name + value and b"\n" not in name + value]
+        self.transport.write(b"".join([*head, b"\r\n"]))
+        self._raw = RawConnection(self.transport, self.flow.drain)
+        self.transport.resume_reading()
+        return self._raw
+
     def _head_before_body_end(self, head: bytes) -> bytes:
         """The head of an answer given before the request's body has all arrived, as Go decides it.
 
@@ -255,7 +301,7 @@ class ClientCertHttpToolsProtocol(HttpToolsProtocol):
         # by itself. Requests in flight still finish, as uvicorn does it.
         idle = self.cycle is None or self.cycle.response_complete
         streaming = self.scope is not None and self.scope.get(STREAMING)
-        if idle or streaming:
+        if idle or streaming or self._raw is not None:
             self.transport.abort()
         else:
             super().shutdown()
