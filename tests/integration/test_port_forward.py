@@ -178,6 +178,34 @@ def test_kubectl_port_forward_get_two_connections_and_ctrl_c(server: Server, web
         pf.kill()
 
 
+def test_kubectl_port_forward_over_spdy(server: Server, web: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubectl with the WebSocket tunnel off speaks SPDY/3.1 proper (`Upgrade: SPDY/3.1`), as clients before
+    1.31 do: the same GETs, byte for byte, and the kubelet's error for a port with nothing listening."""
+    monkeypatch.setenv("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
+    pf = PortForward(server, "-v=6", "pod/web", f":{web}")
+    try:
+        local = pf.wait_forwarding()
+        body = _get(local)
+        assert body.startswith(b"HTTP/1.0 200 OK") and b"Directory listing for /" in body, body[:200]
+        big = _get(local, "/big.bin")
+        assert big.startswith(b"HTTP/1.0 200 OK") and big.split(b"\r\n\r\n", 1)[1] == BIG
+        assert pf.stop() == 0
+        assert any(re.search(r"POST https://\S+/portforward 101 Switching Protocols", line) for line in pf.err), pf.err
+    finally:
+        pf.kill()
+    closed = _free_port()
+    pf = PortForward(server, "web", f":{closed}")
+    try:
+        local = pf.wait_forwarding()
+        with socket.create_connection(("127.0.0.1", local), timeout=10) as s:
+            assert _read_all(s) == b""
+        wait_for(lambda: pf.proc.poll() is not None, 15, "kubectl port-forward ends after the error")
+        err = "".join(pf.err)
+        assert f"an error occurred forwarding {local} -> {closed}: error forwarding port {closed} to pod " in err, err
+    finally:
+        pf.kill()
+
+
 def test_port_with_nothing_listening_is_the_kubelets_error(server: Server, web: int) -> None:
     closed = _free_port()
     pf = PortForward(server, "web", f":{closed}")

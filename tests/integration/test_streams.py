@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -191,7 +192,7 @@ def test_spdy_exec_exit_code_and_stderr(server: Server, agent: Path, spdy: None)
     assert out.stdout == "out\n"
     lines = [line for line in out.stderr.splitlines() if "] " not in line]  # -v=6's log lines aside
     assert lines == ["err", "command terminated with exit code 2"], out.stderr
-    assert "POST https://" in out.stderr and "101 Switching Protocols" in out.stderr, out.stderr
+    assert re.search(r"POST https://\S+/exec\?\S* 101 Switching Protocols", out.stderr), out.stderr
     assert server.kubectl("exec", "app", "--", "cat", TOKEN_NS).stdout == "default"
 
 
