@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from kubesat import errors
 from kubesat.api import eviction_api, node_api, quota_api, rbac_api, scale_api, services_api, streams, tokens_api
+from kubesat.api import proxy_api
 from kubesat.api import workloads_api
 from kubesat.api.app import App, Request, Response, json_response
 from kubesat.api.resources import ResourceHandler, status_success
@@ -124,6 +125,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
     app.state["node_graph"] = node_api.install(app, resources, registry, app.state["rbac"])
     _install_claims(app, resources, registry)
     app.state["streams"] = streams.install(registry, pki, resources.connect_handlers, app.on_shutdown)
+    app.state["proxy"] = proxy_api.install(app, resources, registry)
     quota_api.install(resources, registry)  # last: ResourceQuota counts objects as the other steps left them
 
 
