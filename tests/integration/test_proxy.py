@@ -248,6 +248,23 @@ def test_pod_proxy_relays_methods_headers_and_redirects(server: Server, web: int
     raw.close()
 
 
+def test_the_callers_credentials_never_reach_the_pod(server: Server, web: int) -> None:
+    server.kubectl("create", "serviceaccount", "prox")
+    server.kubectl("create", "clusterrolebinding", "prox-admin", "--clusterrole=cluster-admin",
+                   "--serviceaccount=default:prox")
+    token = server.kubectl("create", "token", "prox").stdout.strip()
+    raw = RawClient(server.port, server.ca_file, token=token)
+    echoed = wait_for(lambda: _ok_json(raw.request("GET", f"/api/v1/namespaces/default/pods/web:{web}/proxy/e")),
+                      10, "the token's binding")
+    assert "authorization" not in echoed["headers"]
+    assert echoed["headers"]["x-forwarded-for"] == "127.0.0.1"
+    raw.close()
+
+
+def _ok_json(answer: Answer) -> dict | None:
+    return answer.json() if answer.status == 200 else None
+
+
 def test_bodies_larger_than_the_api_limit_stream_both_ways(server: Server, web: int) -> None:
     raw = _raw(server)
     payload = os.urandom(8 << 20)  # the API's own bodies stop at 3 MiB

@@ -77,6 +77,8 @@ def allowed_address(ip: str) -> bool:
         return False
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
+    if addr.is_loopback:
+        return True  # (Python counts ::1 among the reserved ::/8)
     if addr.is_unspecified or addr.is_multicast or addr.is_link_local or addr.is_reserved:
         return False
     return not (isinstance(addr, ipaddress.IPv4Address) and addr == ipaddress.IPv4Address("255.255.255.255"))
