@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -228,3 +230,47 @@ roleRef: {kind: Role, name: exec-getter, apiGroup: rbac.authorization.k8s.io}
     denied = server.kubectl("exec", "--as=bob", "app", "--", "true", check=False)
     assert denied.returncode == 1
     assert 'User "bob" cannot create resource "pods/exec"' in denied.stderr, denied.stderr
+
+
+def _spdy_upgrade(server: Server, protocols: str) -> tuple[ssl.SSLSocket, bytes]:
+    """A SPDY exec upgrade by hand, as client-go writes it; the socket and the answer's head."""
+    ctx = ssl.create_default_context(cafile=str(server.ca_file))
+    ctx.load_cert_chain(str(server.data_dir / "pki" / "admin.crt"), str(server.data_dir / "pki" / "admin.key"))
+    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), timeout=10),
+                           server_hostname="127.0.0.1")
+    sock.sendall(b"POST /api/v1/namespaces/default/pods/app/exec?command=cat&stdin=true&stdout=true HTTP/1.1\r\n"
+                 b"Host: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n"
+                 b"X-Stream-Protocol-Version: " + protocols.encode() + b"\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return sock, head
+
+
+def test_spdy_hostile_frames_close_the_connection_with_one_log_line(server: Server, agent: Path) -> None:
+    sock, head = _spdy_upgrade(server, "v4.channel.k8s.io")
+    with sock:
+        assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), head
+        assert b"x-stream-protocol-version: v4.channel.k8s.io\r\n" in head.lower()
+        sock.sendall(b"\x80\x02\x00\x01\x00\x00\x00\x00")  # a control frame of SPDY version 2
+        rest = b""
+        while chunk := sock.recv(4096):
+            rest += chunk
+        assert rest == b"\x80\x03\x00\x07\x00\x00\x00\x08\x00\x00\x00\x00\x00\x00\x00\x01"  # GOAWAY, PROTOCOL_ERROR
+    wait_for(lambda: "SPDY stream of default/app closed: malformed SPDY: unsupported SPDY version 2" in server.log(),
+             5, "the log line")
+    assert "Traceback" not in server.log()
+    # the answer to an upgrade that cannot be negotiated closes the connection after it
+    sock, head = _spdy_upgrade(server, "v9.channel.k8s.io")
+    with sock:
+        assert head.startswith(b"HTTP/1.1 403 "), head
+        assert b"connection: close" in head.lower()
+        body = head.split(b"\r\n\r\n", 1)[1]
+        while chunk := sock.recv(4096):
+            body += chunk
+        assert json.loads(body)["message"] == "unable to upgrade: unable to negotiate protocol: client supports " \
+            "[v9.channel.k8s.io], server accepts [v5.channel.k8s.io v4.channel.k8s.io v3.channel.k8s.io " \
+            "v2.channel.k8s.io channel.k8s.io]"

@@ -113,7 +113,7 @@ class SpdyExec:
             await self.upstream.close()
 
     def _close(self, why: str) -> None:
-        log.info("SPDY stream of %s closed: %s", self.name, why)
+        log.warning("SPDY stream of %s closed: %s", self.name, why)
         with contextlib.suppress(ConnectionError):
             self._send(spdy.GoAway(self.last_id, spdy.GOAWAY_PROTOCOL_ERROR))
 
