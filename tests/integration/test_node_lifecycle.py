@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 import threading
 
 import pytest
@@ -167,3 +168,69 @@ def test_a_lost_nodes_pods_are_marked_not_ready(core: client.CoreV1Api) -> None:
     ev = wait_for(lambda: core.list_namespaced_event(
         "default", field_selector="involvedObject.name=on-lost1,reason=NodeNotReady").items)[0]
     assert (ev.type, ev.message, ev.source.component) == ("Warning", "Node is not ready", "node-controller")
+
+
+# --- taint-based eviction -------------------------------------------------------------------------------
+
+
+def _pod_on(core: client.CoreV1Api, name: str, node: str, tolerations: list[dict] | None = None) -> None:
+    spec: dict = {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}
+    if tolerations is not None:
+        spec["tolerations"] = tolerations
+    core.create_namespaced_pod("default", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                                           "spec": spec})
+
+
+def _deleting(core: client.CoreV1Api, name: str) -> bool:
+    try:
+        return core.read_namespaced_pod(name, "default").metadata.deletion_timestamp is not None
+    except client.ApiException as e:
+        return e.status == 404
+
+
+def _events(core: client.CoreV1Api, pod: str) -> list[tuple[str, str, str]]:
+    items = core.list_namespaced_event("default", field_selector=f"involvedObject.name={pod}").items
+    return [(e.reason, e.message, e.source.component) for e in items if e.reason == "TaintManagerEviction"]
+
+
+def test_a_lost_nodes_pods_are_evicted_when_their_toleration_runs_out(core: client.CoreV1Api) -> None:
+    _register(core, "te-lost")
+    short = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+              "tolerationSeconds": 3}]
+    _pod_on(core, "te-short", "te-lost", short)
+    _pod_on(core, "te-default", "te-lost")
+    _pod_on(core, "te-forever", "te-lost", [{"key": "node.kubernetes.io/unreachable", "operator": "Exists"}])
+    # DefaultTolerationSeconds: 300 s for not-ready and unreachable, added to the pod's own.
+    tols = {(t.key, t.toleration_seconds) for t in core.read_namespaced_pod("te-default", "default").spec.tolerations}
+    assert tols == {("node.kubernetes.io/not-ready", 300), ("node.kubernetes.io/unreachable", 300)}
+    wait_for(lambda: ("node.kubernetes.io/unreachable", "NoExecute") in _taints(core, "te-lost"),
+             timeout=6 * GRACE, what="the unreachable NoExecute taint")
+    tainted_at = time.monotonic()
+    wait_for(lambda: _deleting(core, "te-short"), timeout=15, what="te-short deleted")
+    assert time.monotonic() - tainted_at > 1.5  # not before its 3 s were up
+    pod = core.read_namespaced_pod("te-short", "default")  # no kubelet to finish it: it stays Terminating
+    cond = next(c for c in pod.status.conditions if c.type == "DisruptionTarget")
+    assert (cond.status, cond.reason, cond.message) == (
+        "True", "DeletionByTaintManager", "Taint manager: deleting due to NoExecute taint")
+    assert _events(core, "te-short") == [("TaintManagerEviction", "Marking for deletion Pod default/te-short",
+                                          "taint-eviction-controller")]
+    time.sleep(2)
+    assert not _deleting(core, "te-default")  # 300 s
+    assert not _deleting(core, "te-forever")  # no tolerationSeconds: for ever
+    assert _events(core, "te-forever") == []
+
+
+def test_an_untolerated_no_execute_taint_evicts_at_once_and_its_removal_cancels(server, core) -> None:  # type: ignore[no-untyped-def]
+    _register(core, "te-taint")
+    stay = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists"},
+            {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoExecute", "tolerationSeconds": 4}]
+    _pod_on(core, "te-tolerant", "te-taint", stay)
+    _pod_on(core, "te-intolerant", "te-taint", [{"key": "node.kubernetes.io/unreachable", "operator": "Exists"}])
+    server.kubectl("taint", "node", "te-taint", "dedicated=db:NoExecute")
+    wait_for(lambda: _deleting(core, "te-intolerant"), timeout=10, what="te-intolerant deleted at once")
+    assert not _deleting(core, "te-tolerant")
+    server.kubectl("taint", "node", "te-taint", "dedicated=db:NoExecute-")
+    wait_for(lambda: ("TaintManagerEviction", "Cancelling deletion of Pod default/te-tolerant",
+                      "taint-eviction-controller") in _events(core, "te-tolerant"), timeout=10, what="cancel Event")
+    time.sleep(5)  # past the 4 s it would have had
+    assert not _deleting(core, "te-tolerant")

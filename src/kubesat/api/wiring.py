@@ -32,6 +32,7 @@ from kubesat.controllers.mirrorpod import MirrorPodPublisher
 from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
 from kubesat.controllers.nodelifecycle import NodeLifecycleController
 from kubesat.controllers.podgc import PodGCController
+from kubesat.controllers.tainteviction import TaintEvictionController
 from kubesat.controllers.resourcequota import ResourceQuotaController
 from kubesat.controllers.replicaset import ReplicaSetController
 from kubesat.controllers.replicationcontroller import ReplicationManager
@@ -272,6 +273,7 @@ def controller_starters(
         registry, grace_period=opts.node_monitor_grace_period,
         startup_grace_period=opts.node_startup_grace_period)))
     starters.append(starter(lambda: PodGCController(registry)))
+    starters.append(starter(lambda: TaintEvictionController(registry)))
     starters.append(starter(lambda: ReplicaSetController(registry)))
     starters.append(starter(lambda: ReplicationManager(registry)))
     starters.append(starter(lambda: DeploymentController(registry)))
