@@ -5,13 +5,19 @@ Kubernetes' errors when a pod cannot be reached (no pod, no host, no such contai
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import pty
 import re
+import select
 import socket
 import ssl
+import struct
 import subprocess
 import sys
+import termios
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +28,7 @@ from kubernetes.stream import stream
 
 from kubesat.agent.runtime.process import runtime_available
 
-from .conftest import Server, wait_for
+from .conftest import Server, kubectl_binary, wait_for
 
 NODE = "streams-n1"
 TOKEN_NS = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -274,3 +280,64 @@ def test_spdy_hostile_frames_close_the_connection_with_one_log_line(server: Serv
         assert json.loads(body)["message"] == "unable to upgrade: unable to negotiate protocol: client supports " \
             "[v9.channel.k8s.io], server accepts [v5.channel.k8s.io v4.channel.k8s.io v3.channel.k8s.io " \
             "v2.channel.k8s.io channel.k8s.io]"
+
+
+def test_spdy_exec_with_a_tty(server: Server, agent: Path, spdy: None) -> None:
+    """`kubectl exec -it` on a terminal: the resize stream carries its size to the command's terminal, the exit
+    code comes back."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    env = dict(os.environ, KUBECONFIG=str(server.kubeconfig))
+    env.pop("HTTPS_PROXY", None)
+    env.pop("https_proxy", None)
+    script = 'for i in $(seq 50); do s=$(stty size); [ "$s" != "0 0" ] && break; sleep 0.1; done; echo "size $s"; ' \
+             '[ -t 0 ] && echo "on a tty"; exit 3'
+    proc = subprocess.Popen([kubectl_binary(), "exec", "-it", "app", "--", "sh", "-c", script], stdin=slave,
+                            stdout=slave, stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    out = b""
+    try:
+        while select.select([master], [], [], 20)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: kubectl has closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=20) == 3, out
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.stderr is not None
+    assert "command terminated with exit code 3" in proc.stderr.read().decode()
+    assert b"size 30 100\r\n" in out and b"on a tty\r\n" in out, out
+
+
+def test_spdy_attach_with_stdin(server: Server, agent: Path, spdy: None) -> None:
+    server.kubectl("apply", "-f", "-", input=f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: spdycat, namespace: default}}
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 1
+  containers: [{{name: c, image: busybox, command: [cat], stdin: true}}]
+""")
+    wait_for(lambda: json.loads(server.kubectl("get", "pod", "spdycat", "-o", "json").stdout)
+             .get("status", {}).get("phase") == "Running", 30, "pod spdycat running")
+    env = dict(os.environ, KUBECONFIG=str(server.kubeconfig))
+    proc = subprocess.Popen([kubectl_binary(), "attach", "-i", "spdycat"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"over spdy\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"over spdy\n"
+        proc.stdin.close()  # the session ends with the caller's stdin
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert server.kubectl("logs", "spdycat").stdout == "over spdy\n"
