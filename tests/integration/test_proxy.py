@@ -72,7 +72,8 @@ class H(http.server.BaseHTTPRequestHandler):
             return self.answer(302, b"", "text/plain", [("Location", "/healthz")])
         if self.path == "/big":
             return self.answer(200, bytes(range(256)) * 32768, "application/octet-stream")
-        self.answer(200, json.dumps({"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.answer(200, json.dumps({"method": self.command, "path": self.path, "headers": headers,
                                     "length": len(body), "sha256": hashlib.sha256(body).hexdigest()}).encode())
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = any
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
@@ -199,6 +200,8 @@ def test_kubectl_api_resources_and_auth_can_i(server: Server) -> None:
 
     wait_for(lambda: can("create", "pods", "--subresource=exec") == "yes", 10, "bob may create pods/exec")
     assert can("get", "pods", "--subresource=proxy") == "no"
+    # kubectl reads `pods/exec` as TYPE/NAME (the pod named "exec"), on Kubernetes as here.
+    assert can("create", "pods/exec") == "no"
     assert can("create", "pods") == "no"
 
 

@@ -3,12 +3,13 @@
 `/api/v1/namespaces/NS/pods/[scheme:]NAME[:PORT]/proxy/PATH` and `.../services/[scheme:]NAME[:PORT]/proxy/PATH`
 take every method Kubernetes' proxies take (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS); the App has already
 authorized the verb its method means on the `proxy` subresource. Where to go is decided in api/proxy_targets.py;
-this module reads the objects, then relays: the request's path (decoded and escaped again, as Go does) and query, its headers
-less the hop-by-hop ones and the caller's credentials (Authorization, Impersonate-*: kube-apiserver's filters
-remove them before a proxy runs), with X-Forwarded-For and X-Forwarded-Uri. Both bodies stream: the request's
-as it arrives (up to MAX_UPLOAD), the answer's as the backend sends it, each read bounded by IDLE_TIMEOUT.
-A backend that cannot be reached is kube-apiserver's 503 `error trying to reach service: ...`; a Location
-header on the backend's host is rewritten under the proxy path (HTML bodies are not rewritten).
+this module reads the objects, then relays: the request's path (decoded and escaped again, as Go does) and
+query, its headers less the hop-by-hop ones and the caller's credentials (Authorization, Impersonate-*:
+kube-apiserver's filters remove them before a proxy runs), with X-Forwarded-For and X-Forwarded-Uri. Both
+bodies stream: the request's as it arrives (up to MAX_UPLOAD), the answer's as the backend sends it, each read
+bounded by IDLE_TIMEOUT. A backend that cannot be reached is kube-apiserver's 503 `error trying to reach
+service: ...`; a Location header on the backend's host is rewritten under the proxy path (HTML bodies are not
+rewritten).
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ def _forwarded_headers(req: Request, target: Target) -> list[tuple[str, str]]:
         name = k.decode("latin-1").lower()
         if name in _HOP_BY_HOP or name in connection_named or name.startswith(_CREDENTIALS):
             continue
-        if name in ("x-forwarded-for", "x-forwarded-uri"):
-            continue  # set below
+        if name in ("x-forwarded-for", "x-forwarded-uri", "expect"):
+            continue  # set below; 100-continue is between the client and this server
         out.append((name, v.decode("latin-1")))
     client = req.scope.get("client")
     prior = req.headers.get("x-forwarded-for", "")
@@ -144,6 +145,17 @@ def _root_cause(e: BaseException) -> BaseException:
             break
         e = inner
     return e
+
+
+def _send_failure(e: BaseException, target: Target) -> errors.StatusError | None:
+    """The Status of a relay that failed before the answer's headers came, or None to let `e` through."""
+    if isinstance(e, UploadTooLarge):
+        return errors.too_large(f"Request entity too large: a proxied body is at most {MAX_UPLOAD} bytes")
+    if isinstance(e, ClientGone):
+        return errors.bad_request("the client closed the connection before its request body ended")
+    if isinstance(e, (httpx.HTTPError, OSError)):
+        return _unreachable(target, e)
+    return None
 
 
 def _unreachable(target: Target, e: BaseException) -> errors.StatusError:
@@ -224,16 +236,12 @@ class Proxy:
         self.active += 1
         try:
             resp = await client.send(request, stream=True)
-        except UploadTooLarge:
+        except BaseException as e:
             self.active -= 1
-            raise errors.too_large(f"Request entity too large: a proxied body is at most {MAX_UPLOAD} bytes") \
-                from None
-        except ClientGone:
-            self.active -= 1
-            raise errors.bad_request("the client closed the connection before its request body ended") from None
-        except (httpx.HTTPError, OSError) as e:
-            self.active -= 1
-            raise _unreachable(target, e) from None
+            failure = _send_failure(e, target)
+            if failure is None:
+                raise
+            raise failure from None
         return Stream(resp.status_code, self._streamer(resp, target), long_running=False,
                       headers=_answer_headers(resp, target, prefix))
 
