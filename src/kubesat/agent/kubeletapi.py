@@ -6,7 +6,8 @@ certificate is 401 and another identity 403, in the kubelet's words. The paths a
 the kubelet's: `GET /containerLogs/{ns}/{pod}/{container}`, `/exec/...` and `/attach/{ns}/{pod}[/{uid}]/
 {container}` and `/portForward/{ns}/{pod}[/{uid}]` over WebSocket channel protocols (`remotecommand`),
 plus `/healthz` and `/pods`. Port-forward also speaks SPDY tunneled in a WebSocket (`spdyforward`), which
-the API server relays from kubectl as is; SPDY proper (`Upgrade: SPDY/3.1`) is not served. Every stream goes
+the API server relays from kubectl as is; SPDY proper (`Upgrade: SPDY/3.1`) is not served here: the API
+server serves it to clients and comes here over these WebSockets (`kubesat.api.spdyexec`). Every stream goes
 through the runtime's seam (`runtime.Runtime`), whichever runtime the agent runs.
 """
 
