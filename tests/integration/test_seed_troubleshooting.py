@@ -104,6 +104,42 @@ def test_step4_the_token_authenticates_from_inside(server: Server) -> None:
     assert 'User "system:serviceaccount:default:default" cannot list resource "pods"' in answer["message"]
 
 
+def _step4(server: Server, pod: str) -> dict:
+    """Step 4's check from inside `pod`, verbatim: the API's answer to the pod's token."""
+    script = (f"kubectl exec {pod} -- sh -c '\nTOKEN=$(cat {SA_DIR}/token)\nAPISERVER=https://kubernetes.default.svc\n"
+              f"CACERT={SA_DIR}/ca.crt\ncurl -s --cacert $CACERT -H \"Authorization: Bearer $TOKEN\" "
+              f"$APISERVER/api/v1/namespaces/$(cat {SA_DIR}/namespace)/pods\n'")
+    out = sh(server, script)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_step2_a_deleted_service_account(server: Server) -> None:
+    """The failure mode of step 2, for real: the pod's ServiceAccount is deleted, its token stops working (401);
+    recreating the ServiceAccount is not enough (the token names the old one's uid) until the pod is restarted,
+    after which the token is valid again (403 here: the new ServiceAccount may not list pods)."""
+    server.kubectl("create", "serviceaccount", "gone-sa")
+    run = ["run", "orphan", "--image=busybox", "--overrides", json.dumps({"spec": {"serviceAccountName": "gone-sa"}}),
+           "--command", "--", "sleep", "3600"]
+    server.kubectl(*run)
+    wait_for(lambda: _running(server, "orphan"), 30, "orphan Running")
+    assert _step4(server, "orphan")["code"] == 403
+    server.kubectl("delete", "serviceaccount", "gone-sa")
+    assert sh(server, "kubectl get pod orphan -o jsonpath='{.spec.serviceAccountName}'").stdout == "gone-sa"
+    out = sh(server, "kubectl get serviceaccount gone-sa -n default")
+    assert out.returncode == 1 and 'serviceaccounts "gone-sa" not found' in out.stderr
+    answer = wait_for(lambda: (a := _step4(server, "orphan")).get("code") == 401 and a, 10, "the token refused")
+    assert answer["reason"] == "Unauthorized"
+    # The guide's fix: recreate it and restart the pod.
+    assert sh(server, "kubectl create serviceaccount gone-sa -n default").returncode == 0
+    assert _step4(server, "orphan")["code"] == 401  # still the old ServiceAccount's token
+    assert sh(server, "kubectl delete pod orphan").returncode == 0
+    server.kubectl(*run)
+    wait_for(lambda: _running(server, "orphan"), 30, "orphan Running again")
+    answer = _step4(server, "orphan")
+    assert answer["code"] == 403 and 'User "system:serviceaccount:default:gone-sa"' in answer["message"]
+
+
 def test_step5_expiry_node_health_and_projection(server: Server) -> None:
     out = sh(server, 'kubectl get pod web -o yaml | grep -A20 "projected:"')
     assert "serviceAccountToken:" in out.stdout and "expirationSeconds: 3607" in out.stdout
