@@ -50,7 +50,8 @@ def _shift_server_clock(server: Server, seconds: float) -> None:
     time.sleep(0.3)
 
 
-def _start_agent(server: Server, node: str, tmp: Path, rate: float) -> tuple[subprocess.Popen[bytes], Path]:
+def _start_agent(server: Server, node: str, tmp: Path, rate: float,
+                 offset: float = 0.0) -> tuple[subprocess.Popen[bytes], Path]:
     kubeconfig = tmp / f"{node}.kubeconfig"
     kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", node,
                                            "--data-dir", str(server.data_dir)], capture_output=True,
@@ -60,7 +61,8 @@ def _start_agent(server: Server, node: str, tmp: Path, rate: float) -> tuple[sub
         proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
                                  "--node-name", node, "--root", str(root), "--port", "0"],
                                 stdout=subprocess.DEVNULL, stderr=logf,
-                                env=dict(os.environ, KUBESAT_AGENT_CLOCK_RATE=str(rate)))
+                                env=dict(os.environ, KUBESAT_AGENT_CLOCK_RATE=str(rate),
+                                         KUBESAT_AGENT_CLOCK_OFFSET=str(offset)))
     return proc, root
 
 
@@ -222,6 +224,44 @@ def test_a_token_is_replaced_after_its_refresh_point_and_the_old_one_lives_until
         assert _review(server, newest)["authenticated"] is True
         review = _review(server, old)
         assert review.get("authenticated") is not True, review
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
+        _shift_server_clock(server, 0)
+
+
+def _ready(server: Server, node: str) -> dict[str, Any]:
+    """The troubleshooting guide's step 5: `kubectl get node NODE -o jsonpath='{...Ready}'`."""
+    out = server.kubectl("get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")]}").stdout
+    ready: dict[str, Any] = json.loads(out)
+    return ready
+
+
+def test_a_stopped_agent_lets_the_token_expire_and_its_restart_renews_it(server: Server, tmp_path: Path) -> None:
+    """The guide's "token expired" failure mode, for real: the node's agent is stopped, the pod's token passes
+    its expiry (the server's clock moved on), the app's token is refused and step 5 finds the node not Ready;
+    the fix (the kubelet healthy again) puts a new, working token in the same file."""
+    proc, root = _start_agent(server, "exp-stop", tmp_path, rate=1.0)
+    try:
+        uid = _token_pod(server, "expiring", "exp-stop")
+        path = root / "pods" / str(uid) / "volumes" / "kubernetes.io~projected" / "tok" / "token"
+        old = str(wait_for(lambda: path.exists() and path.read_text(), 30, "the token file"))
+        wait_for(lambda: _ready(server, "exp-stop")["status"] == "True", 30, "the node Ready")
+        _stop(proc)
+        ready = _ready(server, "exp-stop")
+        assert (ready["status"], ready["reason"], ready["message"]) == (
+            "False", "KubeletNotReady", "node is shutting down")
+        ahead = _claims(old)["exp"] + LEEWAY + 1 - time.time()
+        _shift_server_clock(server, ahead)
+        assert path.read_text() == old  # nobody renewed it
+        review = _review(server, old)
+        assert review.get("authenticated") is not True and "expired" in review.get("error", ""), review
+        # The kubelet back (its refresh clock where the server's is): the expired token is replaced at once.
+        proc, root = _start_agent(server, "exp-stop", tmp_path, rate=1.0, offset=ahead)
+        new = str(wait_for(lambda: (t := path.read_text()) != old and t, 30, "a new token in the same file"))
+        assert _review(server, new)["authenticated"] is True
+        assert _claims(new)["exp"] > _claims(old)["exp"] + LEEWAY
+        wait_for(lambda: _ready(server, "exp-stop")["status"] == "True", 30, "the node Ready again")
     finally:
         if proc.poll() is None:
             _stop(proc)
