@@ -322,6 +322,22 @@ def _listening(port: int) -> bool:
         return False
 
 
+def test_nodes_proxy_relays_to_the_kubelet_api(server: Server, agent: Path) -> None:
+    assert server.kubectl("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/healthz").stdout == "ok"
+    node = json.loads(server.kubectl("get", "node", NODE, "-o", "json").stdout)
+    port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+    assert server.kubectl("get", "--raw", f"/api/v1/nodes/https:{NODE}:{port}/proxy/healthz").stdout == "ok"
+    raw = _raw(server)
+    other = raw.request("GET", f"/api/v1/nodes/{NODE}:22/proxy/")
+    assert other.status == 400
+    assert _status(other)["message"] == (f'invalid node request "{NODE}:22": kubesat proxies to the kubelet API '
+                                         f"only (https, port {port})")
+    posted = raw.request("POST", f"/api/v1/nodes/{NODE}/proxy/healthz", b"{}", "application/json")
+    assert 400 <= posted.status < 500  # the kubelet's own answer to a POST, relayed
+    assert raw.request("GET", "/api/v1/nodes/nope/proxy/healthz").json()["message"] == 'nodes "nope" not found'
+    raw.close()
+
+
 # ----------------------------------------------------------------------------------------------- errors
 
 def test_errors_as_kubernetes_gives_them(server: Server, web: int) -> None:

@@ -113,3 +113,12 @@ def test_discovery_and_openapi_of_the_connect_subresources() -> None:
         "readCoreV1NamespacedPodLog"
     assert [p["name"] for p in paths["/api/v1/namespaces/{namespace}/pods/{name}/portforward"]["parameters"]] == \
         ["name", "namespace", "ports"]
+
+
+def test_node_target_is_the_kubelet_api_only() -> None:
+    assert proxy_targets.node_target("127.0.0.1", 10250, ProxyID("", "n1", "")) == Target("https", "127.0.0.1", 10250)
+    assert proxy_targets.node_target("10.0.0.2", 10250, ProxyID("https", "n1", "10250")).port == 10250
+    for pid in (ProxyID("", "n1", "22"), ProxyID("http", "n1", "10250")):
+        with pytest.raises(errors.StatusError) as e:
+            proxy_targets.node_target("127.0.0.1", 10250, pid)
+        assert e.value.code == 400 and e.value.message.startswith("invalid node request ")

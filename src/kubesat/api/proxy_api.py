@@ -1,4 +1,6 @@
-"""pods/proxy and services/proxy: an HTTP request relayed to a pod's IP, as kube-apiserver's proxy subresources do.
+"""pods/proxy and services/proxy: an HTTP request relayed to a pod's IP, as kube-apiserver's proxy subresources do;
+nodes/proxy: the same relay to the node's kubelet API, with the kubelet client certificate (its WebSockets are
+streams.py's).
 
 `/api/v1/namespaces/NS/pods/[scheme:]NAME[:PORT]/proxy/PATH` and `.../services/[scheme:]NAME[:PORT]/proxy/PATH`
 take every method Kubernetes' proxies take (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS); the App has already
@@ -15,6 +17,7 @@ rewritten).
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -23,10 +26,10 @@ import httpx
 
 from kubesat import errors
 from kubesat.api import proxy_targets
-from kubesat.api.app import RECEIVE, WEBSOCKET, App, Request, Response, Stream
+from kubesat.api.app import RECEIVE, WEBSOCKET, App, Handler, Request, Response, Stream
 from kubesat.api.resources import ResourceHandler
 from kubesat.api.proxy_targets import ProxyID, Target
-from kubesat.api.streams import Backend
+from kubesat.api.streams import Backend, StreamProxy, node_backend
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import Registry
 
@@ -35,6 +38,7 @@ log = logging.getLogger("kubesat.api.proxy")
 PODS = builtin_kind("v1", "Pod")
 SERVICES = builtin_kind("v1", "Service")
 ENDPOINTS = builtin_kind("v1", "Endpoints")
+NODES = builtin_kind("v1", "Node")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Bounds: dialing a backend, waiting on any one read or write, a request body, the proxied path, relays at once.
 DIAL_TIMEOUT = 10.0
@@ -67,11 +71,15 @@ def _escape(path: str) -> str:
 def _split_path(req: Request) -> tuple[str, str]:
     """(the escaped path up to and including `/proxy`, the escaped rest: "" when there is none)."""
     segments = req.path.split("/")
-    # "", api, v1, namespaces, NS, resource, [scheme:]name[:port], proxy, rest...
-    if len(segments) < 8 or segments[1:4] != ["api", "v1", "namespaces"] or segments[5] != req.info.resource \
-            or segments[7] != "proxy":
+    info = req.info
+    if info.namespace:
+        shape = ["", "api", "v1", "namespaces", info.namespace, info.resource, info.name, "proxy"]
+    else:
+        shape = ["", "api", "v1", info.resource, info.name, "proxy"]
+    if segments[:len(shape)] != shape:
         raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
-    return _escape("/".join(segments[:8])), (_escape("/" + "/".join(segments[8:])) if len(segments) > 8 else "")
+    n = len(shape)
+    return _escape("/".join(segments[:n])), (_escape("/" + "/".join(segments[n:])) if len(segments) > n else "")
 
 
 def _forwarded_headers(req: Request, target: Target) -> list[tuple[str, str]]:
@@ -170,34 +178,50 @@ def _unreachable(target: Target, e: BaseException) -> errors.StatusError:
 class Proxy:
     """The server's pods/proxy and services/proxy."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, kubelet_tls: Callable[[], ssl.SSLContext],
+                 node_websocket: Handler | None = None) -> None:
         self.registry = registry
         self.active = 0
+        self.kubelet_tls = kubelet_tls  # trusts the cluster CA, presents the kubelet client certificate
+        self.node_websocket = node_websocket  # streams.py's relay of a WebSocket to the kubelet
         self._http: httpx.AsyncClient | None = None
+        self._kubelet: httpx.AsyncClient | None = None
 
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
             # https backends are not verified, as kube-apiserver's proxy transport does not verify them.
-            self._http = httpx.AsyncClient(
-                verify=False, trust_env=False, follow_redirects=False,
-                timeout=httpx.Timeout(IDLE_TIMEOUT, connect=DIAL_TIMEOUT, pool=DIAL_TIMEOUT),
-                limits=httpx.Limits(max_connections=MAX_RELAYS, max_keepalive_connections=32))
+            self._http = _client(False)
         return self._http
 
+    def kubelet(self) -> httpx.AsyncClient:
+        if self._kubelet is None:
+            self._kubelet = _client(self.kubelet_tls())
+        return self._kubelet
+
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        for c in (self._http, self._kubelet):
+            if c is not None:
+                await c.aclose()
+
+    async def node(self, req: Request) -> Response | Stream:
+        if WEBSOCKET in req.scope and self.node_websocket is not None:
+            return await self.node_websocket(req)
+        _check_request(req, namespaced=False)
+        pid = proxy_targets.split_id("node", req.info.name)
+        backend = node_backend(await self.registry.get(NODES, "", pid.name))
+        return await self._relay(req, proxy_targets.node_target(backend.host, backend.port, pid), self.kubelet())
 
     async def pod(self, req: Request) -> Response | Stream:
-        _check_request(req)
+        _check_request(req, namespaced=True)
         pid = proxy_targets.split_id("pod", req.info.name)
         pod = await self.registry.get(PODS, req.info.namespace, pid.name)
-        return await self._relay(req, proxy_targets.pod_target(pod, pid))
+        return await self._relay(req, proxy_targets.pod_target(pod, pid), self.http())
 
     async def service(self, req: Request) -> Response | Stream:
-        _check_request(req)
+        _check_request(req, namespaced=True)
         pid = proxy_targets.split_id("service", req.info.name)
-        return await self._relay(req, await self._service_target(req.info.namespace, pid, req.info.name))
+        target = await self._service_target(req.info.namespace, pid, req.info.name)
+        return await self._relay(req, target, self.http())
 
     async def _service_target(self, namespace: str, pid: ProxyID, text: str) -> Target:
         proxy_targets.check_service_port(pid, text)
@@ -212,7 +236,7 @@ class Proxy:
                 return target
         raise proxy_targets.no_endpoints(text)
 
-    async def _relay(self, req: Request, target: Target) -> Response | Stream:
+    async def _relay(self, req: Request, target: Target, client: httpx.AsyncClient) -> Response | Stream:
         prefix, rest = _split_path(req)
         query = req.scope.get("query_string", b"").decode("latin-1")
         if not rest and req.method in ("GET", "HEAD"):
@@ -226,7 +250,6 @@ class Proxy:
             raise errors.StatusError(429, "TooManyRequests",
                                      f"too many proxied requests through this server (at most {MAX_RELAYS})",
                                      details={})
-        client = self.http()
         has_body = req.method in ("POST", "PUT", "PATCH", "DELETE") and RECEIVE in req.scope
         request = client.build_request(req.method, target.url(rest, query), headers=_forwarded_headers(req, target),
                                        content=_upload(req.scope[RECEIVE]) if has_body else None)
@@ -260,8 +283,14 @@ class Proxy:
         return relay
 
 
-def _check_request(req: Request) -> None:
-    if not req.info.namespace:
+def _client(verify: ssl.SSLContext | bool) -> httpx.AsyncClient:
+    return httpx.AsyncClient(verify=verify, trust_env=False, follow_redirects=False,
+                             timeout=httpx.Timeout(IDLE_TIMEOUT, connect=DIAL_TIMEOUT, pool=DIAL_TIMEOUT),
+                             limits=httpx.Limits(max_connections=MAX_RELAYS, max_keepalive_connections=32))
+
+
+def _check_request(req: Request, namespaced: bool) -> None:
+    if bool(req.info.namespace) != namespaced:
         raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
     if WEBSOCKET in req.scope:
         raise errors.bad_request("kubesat's proxy subresources relay plain HTTP requests; upgrades (WebSockets) "
@@ -270,11 +299,13 @@ def _check_request(req: Request) -> None:
         raise errors.method_not_allowed()
 
 
-def install(app: App, resources: ResourceHandler, registry: Registry) -> Proxy:
-    """Route pods/proxy and services/proxy to the proxy; their bodies stream through it."""
-    proxy = Proxy(registry)
-    resources.connect_handlers[("", "pods", "proxy")] = proxy.pod
-    resources.connect_handlers[("", "services", "proxy")] = proxy.service
-    app.streamed_bodies.update({("", "pods", "proxy"), ("", "services", "proxy")})
+def install(app: App, resources: ResourceHandler, registry: Registry, kubelet: StreamProxy) -> Proxy:
+    """Route pods/proxy, services/proxy and nodes/proxy to the proxy (after streams.install: the kubelet's
+    WebSockets through nodes/proxy stay with it); their bodies stream through it."""
+    routes = {("", "pods", "proxy"): "pod", ("", "services", "proxy"): "service", ("", "nodes", "proxy"): "node"}
+    proxy = Proxy(registry, kubelet.tls, resources.connect_handlers.get(("", "nodes", "proxy")))
+    for key, method in routes.items():
+        resources.connect_handlers[key] = getattr(proxy, method)
+    app.streamed_bodies.update(routes)
     app.on_shutdown.append(proxy.close)
     return proxy

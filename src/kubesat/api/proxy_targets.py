@@ -121,6 +121,17 @@ def pod_target(pod: dict[str, Any], pid: ProxyID) -> Target:
     return Target(scheme, ip, _default_port(scheme))
 
 
+def node_target(host: str, kubelet_port: int, pid: ProxyID) -> Target:
+    """The node's kubelet API. kube-apiserver also proxies to a node's other ports (plain HTTP, the proxy transport)
+    when the address is not loopback or link-local; a kubesat node's address is often 127.0.0.1, the server's own
+    host, so kubesat reaches the kubelet API's port only."""
+    if pid.port and pid.port != str(kubelet_port) or pid.scheme == "http":
+        text = ":".join(p for p in (pid.scheme, pid.name, pid.port) if p)
+        raise errors.bad_request(f"invalid node request {_quote(text)}: kubesat proxies to the kubelet API only "
+                                 f"(https, port {kubelet_port})")
+    return Target("https", host, kubelet_port)
+
+
 def service_port_name(service: dict[str, Any], pid: ProxyID) -> str:
     """The Service port's name a request means: a number is looked up among spec.ports (503 when none has it)."""
     number = _port_number(pid.port)

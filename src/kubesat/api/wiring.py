@@ -126,7 +126,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
     app.state["node_graph"] = node_api.install(app, resources, registry, app.state["rbac"])
     _install_claims(app, resources, registry)
     app.state["streams"] = streams.install(registry, pki, resources.connect_handlers, app.on_shutdown)
-    app.state["proxy"] = proxy_api.install(app, resources, registry)
+    app.state["proxy"] = proxy_api.install(app, resources, registry, app.state["streams"])
     quota_api.install(resources, registry)  # last: ResourceQuota counts objects as the other steps left them
 
 
