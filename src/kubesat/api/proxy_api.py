@@ -82,7 +82,7 @@ def _split_path(req: Request) -> tuple[str, str]:
     return _escape("/".join(segments[:n])), (_escape("/" + "/".join(segments[n:])) if len(segments) > n else "")
 
 
-def _forwarded_headers(req: Request, target: Target) -> list[tuple[str, str]]:
+def _forwarded_headers(req: Request) -> list[tuple[str, str]]:
     """The client's headers as the backend gets them."""
     connection_named = {t.strip().lower() for t in req.headers.get("connection", "").split(",")}
     out: list[tuple[str, str]] = []
@@ -251,7 +251,7 @@ class Proxy:
                                      f"too many proxied requests through this server (at most {MAX_RELAYS})",
                                      details={})
         has_body = req.method in ("POST", "PUT", "PATCH", "DELETE") and RECEIVE in req.scope
-        request = client.build_request(req.method, target.url(rest, query), headers=_forwarded_headers(req, target),
+        request = client.build_request(req.method, target.url(rest, query), headers=_forwarded_headers(req),
                                        content=_upload(req.scope[RECEIVE]) if has_body else None)
         for name in _HTTPX_DEFAULTS:
             if name not in req.headers:
