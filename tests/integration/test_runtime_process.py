@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -203,3 +204,112 @@ def test_a_host_path_outside_the_allowed_dirs_is_refused(server: Server, agent: 
     wait_for(refused, 20, "CreateContainerConfigError")
     events = server.kubectl("get", "events", "--field-selector", "involvedObject.name=hostpath-denied").stdout
     assert "--allow-host-path" in events
+
+
+def _condition(server: Server, name: str, type_: str) -> str:
+    return str({c["type"]: c for c in _get(server, name)["status"].get("conditions") or []}.get(type_, {})
+               .get("status", ""))
+
+
+def test_init_containers_run_in_order_before_the_app(server: Server, agent: tuple[Path, Path]) -> None:
+    root, shared = agent
+    order = shared / "init-order"
+    server.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "inits", "namespace": "default"},
+        "spec": {"nodeName": NODE, "restartPolicy": "Never",
+                 "volumes": [{"name": "out", "hostPath": {"path": str(shared)}}],
+                 "initContainers": [
+                     {"name": f"init-{i}", "image": "busybox",
+                      "command": ["sh", "-c", f"sleep 0.3; echo init-{i} >> /mnt/out/init-order"],
+                      "volumeMounts": [{"name": "out", "mountPath": "/mnt/out"}]} for i in (1, 2)],
+                 "containers": [{"name": "app", "image": "busybox",
+                                 "command": ["sh", "-c", "echo app >> /mnt/out/init-order"],
+                                 "volumeMounts": [{"name": "out", "mountPath": "/mnt/out"}]}]}}))
+    wait_for(lambda: _phase(server, "inits") == "Succeeded", 30, "Succeeded")
+    assert order.read_text().split() == ["init-1", "init-2", "app"]
+    st = _get(server, "inits")["status"]
+    inits = {s["name"]: s["state"]["terminated"] for s in st["initContainerStatuses"]}
+    assert {n: (t["exitCode"], t["reason"]) for n, t in inits.items()} == {
+        "init-1": (0, "Completed"), "init-2": (0, "Completed")}
+    assert inits["init-1"]["finishedAt"] <= inits["init-2"]["startedAt"]
+    assert _condition(server, "inits", "Initialized") == "True"
+
+
+def test_a_failing_init_container_keeps_the_app_from_starting(server: Server, agent: tuple[Path, Path]) -> None:
+    _, shared = agent
+    server.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "init-fails", "namespace": "default"},
+        "spec": {"nodeName": NODE, "restartPolicy": "Never",
+                 "volumes": [{"name": "out", "hostPath": {"path": str(shared)}}],
+                 "initContainers": [{"name": "init", "image": "busybox", "command": ["sh", "-c", "exit 7"]}],
+                 "containers": [{"name": "app", "image": "busybox", "command": ["sh", "-c", "touch /mnt/out/app-ran"],
+                                 "volumeMounts": [{"name": "out", "mountPath": "/mnt/out"}]}]}}))
+    wait_for(lambda: _phase(server, "init-fails") == "Failed", 30, "Failed")
+    st = _get(server, "init-fails")["status"]
+    assert st["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 7
+    assert not (shared / "app-ran").exists()
+    assert _condition(server, "init-fails", "Initialized") == "False"
+
+
+def test_a_readiness_probe_flips_ready_and_a_liveness_probe_restarts(server: Server, agent: tuple[Path, Path]) -> None:
+    _, shared = agent
+    flag = shared / "ready-flag"
+    server.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probed", "namespace": "default"},
+        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 2,  # sh as pid 1 ignores SIGTERM
+                 "volumes": [{"name": "out", "hostPath": {"path": str(shared)}}],
+                 "containers": [{
+                     "name": "app", "image": "busybox", "command": ["sh", "-c", "while :; do sleep 0.2; done"],
+                     "volumeMounts": [{"name": "out", "mountPath": "/mnt/out"}],
+                     "readinessProbe": {"exec": {"command": ["test", "-f", "/mnt/out/ready-flag"]},
+                                        "periodSeconds": 1, "failureThreshold": 1},
+                     "livenessProbe": {"exec": {"command": ["test", "!", "-f", "/mnt/out/kill-flag"]},
+                                       "periodSeconds": 1, "failureThreshold": 1}}]}}))
+    wait_for(lambda: _phase(server, "probed") == "Running", 20, "Running")
+    time.sleep(2)
+    assert _condition(server, "probed", "Ready") == "False"
+    flag.write_text("ok")
+    wait_for(lambda: _condition(server, "probed", "Ready") == "True", 10, "Ready once the probe passes")
+    flag.unlink()
+    wait_for(lambda: _condition(server, "probed", "Ready") == "False", 10, "not Ready once it fails")
+    (shared / "kill-flag").write_text("x")
+    try:
+        cs = wait_for(lambda: (s := _get(server, "probed")["status"]["containerStatuses"][0])["restartCount"] >= 1
+                      and s, 20, "a restart by the liveness probe")
+    finally:
+        (shared / "kill-flag").unlink()
+    assert "lastState" in cs and "terminated" in cs["lastState"]
+    events = server.kubectl("get", "events", "--field-selector", "involvedObject.name=probed").stdout
+    assert "Unhealthy" in events and "Liveness probe failed" in events and "Readiness probe failed" in events
+    server.kubectl("delete", "pod", "probed", "--wait=false")
+
+
+def test_a_pre_stop_hook_runs_before_sigterm(server: Server, agent: tuple[Path, Path]) -> None:
+    _, shared = agent
+    server.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hooked", "namespace": "default"},
+        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 10,
+                 "volumes": [{"name": "out", "hostPath": {"path": str(shared)}}],
+                 "containers": [{
+                     "name": "app", "image": "busybox",
+                     "command": ["sh", "-c", "trap 'echo term >> /mnt/out/stop-order; exit 0' TERM; "
+                                 "while :; do sleep 0.2; done"],
+                     "volumeMounts": [{"name": "out", "mountPath": "/mnt/out"}],
+                     "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c",
+                                                                    "echo pre-stop >> /mnt/out/stop-order"]}}}}]}}))
+    wait_for(lambda: _phase(server, "hooked") == "Running", 20, "Running")
+    time.sleep(0.5)
+    server.kubectl("delete", "pod", "hooked", "--wait=false")
+    wait_for(lambda: server.kubectl("get", "pod", "hooked", check=False).returncode != 0, 20, "the pod gone")
+    assert (shared / "stop-order").read_text().split() == ["pre-stop", "term"]
+
+
+def test_logs_previous_after_a_crash(server: Server, agent: tuple[Path, Path]) -> None:
+    _apply(server, "relapse", "echo attempt-$(date +%s%N); sleep 0.5; exit 1", policy="Always")
+    wait_for(lambda: (_get(server, "relapse")["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0)
+             >= 1, 30, "a restart")
+    previous = server.kubectl("logs", "relapse", "--previous").stdout.split()
+    assert len(previous) == 1 and previous[0].startswith("attempt-")
+    current = wait_for(lambda: server.kubectl("logs", "relapse", check=False).stdout.split(), 10, "the current log")
+    assert current != previous
+    server.kubectl("delete", "pod", "relapse", "--wait=false")

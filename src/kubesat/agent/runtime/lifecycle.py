@@ -162,22 +162,37 @@ def phase(pod: dict[str, Any], init_statuses: list[dict[str, Any]], statuses: li
     return "Pending"
 
 
+def _initialized(spec: dict[str, Any], pod_phase: str, init_statuses: list[dict[str, Any]],
+                 statuses: list[dict[str, Any]]) -> tuple[str, str, str]:
+    """GeneratePodInitializedCondition: True once a regular container has started (or with no init containers);
+    else every init container must have exited 0 (PodCompleted for a Succeeded pod)."""
+    inits = spec.get("initContainers") or []
+    states = [(_status_of(statuses, c.get("name", "")) or {}).get("state") or {} for c in spec.get("containers") or []]
+    started = any(state.keys() & {"running", "terminated"} for state in states)
+    if not inits or started:
+        return ("True", "", "")
+    unknown, incomplete = [], []
+    for c in inits:
+        st = _status_of(init_statuses, c.get("name", ""))
+        term = ((st or {}).get("state") or {}).get("terminated")
+        if st is None:
+            unknown.append(c.get("name", ""))
+        elif term is None or term.get("exitCode") != 0:
+            incomplete.append(c.get("name", ""))
+    if pod_phase == "Succeeded" and not unknown:
+        return ("True", "PodCompleted", "")
+    messages = [f"containers with {what} status: [{' '.join(names)}]"
+                for what, names in (("unknown", unknown), ("incomplete", incomplete)) if names]
+    if messages:
+        return ("False", "ContainersNotInitialized", ", ".join(messages))
+    return ("True", "", "")
+
+
 def conditions(pod: dict[str, Any], pod_phase: str, init_statuses: list[dict[str, Any]],
                statuses: list[dict[str, Any]]) -> dict[str, tuple[str, str, str]]:
     """type -> (status, reason, message) of Initialized, ContainersReady and Ready, as generate.go words them."""
     spec = pod.get("spec") or {}
-    out: dict[str, tuple[str, str, str]] = {}
-    incomplete = []
-    for c in spec.get("initContainers") or []:
-        st = _status_of(init_statuses, c.get("name", ""))
-        term = ((st or {}).get("state") or {}).get("terminated")
-        if term is None or term.get("exitCode") != 0:
-            incomplete.append(c.get("name", ""))
-    if incomplete and pod_phase not in ("Succeeded", "Failed"):
-        out["Initialized"] = ("False", "ContainersNotInitialized",
-                              f"containers with incomplete status: [{' '.join(incomplete)}]")
-    else:
-        out["Initialized"] = ("True", "", "")
+    out: dict[str, tuple[str, str, str]] = {"Initialized": _initialized(spec, pod_phase, init_statuses, statuses)}
     unready = [c.get("name", "") for c in spec.get("containers") or []
                if not (_status_of(statuses, c.get("name", "")) or {}).get("ready")]
     if pod_phase in ("Succeeded", "Failed"):
