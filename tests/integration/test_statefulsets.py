@@ -257,3 +257,28 @@ def test_claims_of_a_scale_down_go_when_scaled_delete(srv: Server) -> None:
     srv.kubectl("scale", "sts", "db", "-n", "sts11", "--replicas=1")
     wait_for(lambda: claims() == ["data-db-0"], 30, "data-db-1 removed with its pod")
     assert sorted(_pods(srv, "sts11", "db")) == ["db-0"]
+
+
+def test_claims_go_with_the_set_when_deleted_delete(srv: Server) -> None:
+    srv.kubectl("create", "namespace", "sts12")
+    claim = {"metadata": {"name": "data"},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}}
+    policy = {"whenDeleted": "Delete", "whenScaled": "Retain"}
+    srv.kubectl("apply", "-n", "sts12", "-f", "-", input=_manifest(
+        "db", 2, volumeClaimTemplates=[claim], persistentVolumeClaimRetentionPolicy=policy))
+    _rollout(srv, "sts12", "db")
+
+    def claims() -> dict[str, dict]:
+        return {c["metadata"]["name"]: c for c in _json(srv, "get", "pvc", "-n", "sts12")["items"]}
+
+    owned = claims()
+    assert sorted(owned) == ["data-db-0", "data-db-1"]
+    uid = _json(srv, "get", "sts", "db", "-n", "sts12")["metadata"]["uid"]
+    for c in owned.values():  # the set owns its claims, so the garbage collector removes them with it
+        assert [(r["kind"], r["name"], r["uid"]) for r in c["metadata"]["ownerReferences"]] == [
+            ("StatefulSet", "db", uid)]
+    srv.kubectl("scale", "sts", "db", "-n", "sts12", "--replicas=1")  # whenScaled Retain: the claim stays
+    wait_for(lambda: sorted(_pods(srv, "sts12", "db")) == ["db-0"], 30, "db-1 gone")
+    assert sorted(claims()) == ["data-db-0", "data-db-1"]
+    srv.kubectl("delete", "sts", "db", "-n", "sts12")
+    wait_for(lambda: claims() == {}, 30, "the claims removed with the set")
