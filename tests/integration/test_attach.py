@@ -2,12 +2,14 @@
 kubectl: output from the moment of attaching, stdin into a `stdin: true` container, `kubectl run -i --rm` (stdin
 given, the pod deleted, a non-zero exit reported from the pod's terminated state), `-i` on a container without
 stdin (the input goes nowhere, as with containerd), Kubernetes' errors for a container that no longer runs; the
-official Python client's `stream(connect_get_namespaced_pod_attach)`, with and without a TTY."""
+official Python client's `stream(connect_get_namespaced_pod_attach)`, with and without a TTY (and the CRI's
+refusal of stderr with one); `kubectl run -it --rm` under a pseudo-terminal."""
 
 from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import select
 import subprocess
@@ -230,3 +232,48 @@ def test_official_client_attach(server: Server, agent: Path) -> None:
         assert "hi\r\ngot hi\r\n" in out  # the terminal echoes, and turns \n into \r\n
     finally:
         resp.close()
+    # The session's TTY is the container's (the kubelet's GetAttach); with stderr too the CRI refuses it.
+    resp = stream(api.connect_get_namespaced_pod_attach, "term", "default", stdout=True, stderr=True,
+                  stdin=False, tty=False, _preload_content=False)
+    resp.run_forever(timeout=10)
+    error = json.loads(resp.read_channel(3))
+    assert error["status"] == "Failure"
+    assert error["message"] == ("Internal error occurred: unable to upgrade connection: rpc error: "
+                                "code = InvalidArgument desc = tty and stderr cannot both be true")
+
+
+def test_kubectl_run_it_on_a_terminal(server: Server, agent: Path) -> None:
+    """`kubectl run -it --rm` under a pseudo-terminal: a shell on the container's terminal, its exit code."""
+    env = dict(os.environ, KUBECONFIG=str(server.kubeconfig))
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(kubectl_binary(), ["kubectl", "run", "shell", "-it", "--rm", "--restart=Never",
+                                      "--image=busybox", "--", "sh"], env)
+    out = b""
+    try:
+        out = _read_pty(fd, out, b"try pressing enter")
+        os.write(fd, b"echo hi-$((40+2))\r")
+        out = _read_pty(fd, out, b"hi-42")
+        os.write(fd, b"exit 5\r")
+        out = _read_pty(fd, out, b"terminated (Error)")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 5, out
+    assert b'pod "shell" deleted' in out
+
+
+def _read_pty(fd: int, out: bytes, pattern: bytes, timeout: float = 60) -> bytes:
+    deadline = time.monotonic() + timeout
+    while pattern not in out:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError(f"{pattern!r} not seen within {timeout:g} s; got {out!r}")
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: kubectl is gone
+            chunk = b""
+        if not chunk:
+            raise AssertionError(f"kubectl ended before {pattern!r}; got {out!r}")
+        out += chunk
+    return out

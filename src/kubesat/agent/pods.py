@@ -168,14 +168,14 @@ _META_KEPT = ("name", "namespace", "uid", "resourceVersion", "labels", "annotati
               "deletionGracePeriodSeconds")
 _SPEC_KEPT = ("volumes", "serviceAccountName", "serviceAccount", "nodeName", "securityContext",
               "terminationGracePeriodSeconds", "restartPolicy")
-_CONTAINER_KEPT = ("name", "image", "securityContext", "resources")
+_CONTAINER_KEPT = ("name", "image", "securityContext", "resources", "tty")  # tty: the kubelet API's attach
 _CONTAINER_STATUS_KEPT = ("name", "image", "imageID", "containerID", "restartCount", "state")
 _STATUS_KEPT = ("phase", "startTime")
 
 
 def _trim(pod: dict[str, Any]) -> dict[str, Any]:
-    """What the agent keeps of a pod: what its volumes, its status and its termination read, nothing else
-    (managedFields, conditions, other spec fields go)."""
+    """What the agent keeps of a pod: what its volumes, its status, its termination and attach (a container's
+    `tty`) read, nothing else (managedFields, conditions, other spec fields go)."""
     meta, spec, status = _d(pod.get("metadata")), _d(pod.get("spec")), _d(pod.get("status"))
     out_spec = {k: spec[k] for k in _SPEC_KEPT if k in spec}
     for kind in ("initContainers", "containers", "ephemeralContainers"):
