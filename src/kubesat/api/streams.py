@@ -391,21 +391,20 @@ class StreamProxy:
 
     # ----------------------------------------------------------------------------- nodes/proxy
     async def node_proxy(self, req: Request) -> Response | Stream:
-        """nodes/NAME/proxy/PATH: the kubelet's PATH (GET; a WebSocket is relayed as is)."""
+        """nodes/NAME/proxy/PATH as a WebSocket, relayed as is to the kubelet's PATH (plain HTTP requests to
+        nodes/proxy are relayed by proxy_api, which hands WebSockets here)."""
+        if WEBSOCKET not in req.scope:
+            raise errors.method_not_allowed()
         node = await self.registry.get(NODES, "", req.info.name)
         backend = node_backend(node)
         prefix = f"/api/v1/nodes/{req.info.name}/proxy"
         path = req.path[len(prefix):] if req.path.startswith(prefix) else ""
         path = path if path.startswith("/") else "/" + path
         query = req.scope.get("query_string", b"").decode("latin-1")
-        if WEBSOCKET in req.scope:
-            offered = [str(p) for p in req.scope.get("subprotocols") or []]
-            chosen = offered[0] if offered else ""
-            supported = (chosen,) if chosen in remotecommand.EXEC_PROTOCOLS else remotecommand.EXEC_PROTOCOLS
-            return await self._websocket(req, backend, path, query, supported, None, req.info.name)
-        if req.method not in ("GET", "HEAD"):
-            raise errors.method_not_allowed()
-        return await self._get(backend, path, query, "text/plain")
+        offered = [str(p) for p in req.scope.get("subprotocols") or []]
+        chosen = offered[0] if offered else ""
+        supported = (chosen,) if chosen in remotecommand.EXEC_PROTOCOLS else remotecommand.EXEC_PROTOCOLS
+        return await self._websocket(req, backend, path, query, supported, None, req.info.name)
 
 
 def spdy_handshake(headers: list[tuple[bytes, bytes]], supported: tuple[str, ...]) -> str:
