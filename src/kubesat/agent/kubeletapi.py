@@ -8,7 +8,9 @@ the kubelet's: `GET /containerLogs/{ns}/{pod}/{container}`, `/exec/...` and `/at
 plus `/healthz` and `/pods`. Port-forward also speaks SPDY tunneled in a WebSocket (`spdyforward`), which
 the API server relays from kubectl as is; SPDY proper (`Upgrade: SPDY/3.1`) is not served here: the API
 server serves it to clients and comes here over these WebSockets (`kubesat.api.spdyexec`). Every stream goes
-through the runtime's seam (`runtime.Runtime`), whichever runtime the agent runs.
+through the runtime's seam (`runtime.Runtime`), whichever runtime the agent runs. An attach is the kubelet's
+GetAttach: the container must be running (`container c not found in pod p_ns`), its TTY is the one its spec
+allocates whatever the request asks, and the session ends with Success (the exit code is the pod's status's).
 """
 
 from __future__ import annotations
