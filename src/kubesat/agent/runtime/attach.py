@@ -65,11 +65,16 @@ class ContainerIO:
         for session in list(self._sessions):
             session.deliver(stream, data)
 
-    def end(self) -> None:
-        """The container's output has ended: every session ends, and its stdin is closed."""
+    def end_output(self) -> None:
+        """The container's output has ended (its stdout and stderr closed): every session ends, and no other
+        can start."""
         self.ended = True
         for session in list(self._sessions):
             session.finish()
+
+    def end(self) -> None:
+        """The container's process is gone: the sessions end, and its stdin is closed."""
+        self.end_output()
         self._close_fd()
 
     def forget(self, session: AttachSession) -> None:

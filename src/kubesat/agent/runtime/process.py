@@ -297,6 +297,7 @@ class ProcessRuntime:
             self._cancel_probes(c)
             if c.instance is not None:
                 _signal(c.instance, signal.SIGKILL)
+                c.instance.io.end()  # no supervisor is left to do it at the exit
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop_pod(uid, STOP_ON_CLOSE) for uid in list(self.pods)))
@@ -572,6 +573,7 @@ class ProcessRuntime:
             inst.open_streams -= 1
             if inst.open_streams == 0:
                 inst.streams_done.set()
+                inst.io.end_output()
         loop.add_reader(fd, readable)
 
     # ------------------------------------------------------------------ stopping
