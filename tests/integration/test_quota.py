@@ -87,3 +87,84 @@ def test_bad_ranges_and_quotas_are_refused(server: Server) -> None:
         "spec": {"limits": [{"type": "Node", "min": {"cpu": "2"}, "max": {"cpu": "1"}}]}}))
     assert 'spec.limits[0].type: Unsupported value: "Node"' in out.stderr
     assert "min value 2 is greater than max value 1" in out.stderr
+
+
+SCOPED = """
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: best-effort, namespace: quota-scopes}
+spec:
+  hard: {pods: "1"}
+  scopes: [BestEffort]
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: deadlined, namespace: quota-scopes}
+spec:
+  hard: {pods: "1", requests.cpu: 500m}
+  scopes: [Terminating, NotBestEffort]
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: everything, namespace: quota-scopes}
+spec:
+  hard: {pods: "10", count/configmaps: "5"}
+"""
+
+
+def _quota_used(server: Server, name: str) -> dict[str, str]:
+    quota = json.loads(server.kubectl("get", "quota", name, "-n", "quota-scopes", "-o", "json").stdout)
+    return (quota.get("status") or {}).get("used") or {}
+
+
+def _pod(name: str, cpu: str | None = None, deadline: int | None = None) -> str:
+    spec: dict = {"containers": [{"name": "c", "image": "busybox"}]}
+    if cpu:
+        spec["containers"][0]["resources"] = {"requests": {"cpu": cpu}, "limits": {"cpu": cpu}}
+    if deadline is not None:
+        spec["activeDeadlineSeconds"] = deadline
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "quota-scopes"},
+                       "spec": spec})
+
+
+def test_quota_scopes_select_the_pods_they_count(server: Server) -> None:
+    server.kubectl("create", "namespace", "quota-scopes")
+    server.kubectl("apply", "-f", "-", input=SCOPED)
+    wait_for(lambda: _quota_used(server, "best-effort").get("pods") == "0", what="quota status computed")
+    server.kubectl("create", "-f", "-", input=_pod("idle-1"))  # BestEffort, no deadline
+    out = server.kubectl("create", "-f", "-", input=_pod("idle-2"), check=False)
+    assert out.returncode == 1
+    assert ('pods "idle-2" is forbidden: exceeded quota: best-effort, requested: pods=1, used: pods=1, '
+            'limited: pods=1') in out.stderr
+    server.kubectl("create", "-f", "-", input=_pod("busy", cpu="200m"))  # Burstable: not BestEffort
+    server.kubectl("create", "-f", "-", input=_pod("batch-1", cpu="300m", deadline=60))  # Terminating, NotBestEffort
+    out = server.kubectl("create", "-f", "-", input=_pod("batch-2", cpu="300m", deadline=60), check=False)
+    assert "exceeded quota: deadlined, requested: pods=1,requests.cpu=300m, used: pods=1,requests.cpu=300m" \
+        in out.stderr
+    wait_for(lambda: (_quota_used(server, "best-effort"), _quota_used(server, "deadlined"),
+                      _quota_used(server, "everything").get("pods")) ==
+             ({"pods": "1"}, {"pods": "1", "requests.cpu": "300m"}, "3"), what="each quota's own count")
+    # A scoped quota counts pods only: ConfigMaps count against the unscoped one alone.
+    assert _quota_used(server, "everything")["count/configmaps"] == "1"
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"hard": {"cpu": "1"}, "scopes": ["BestEffort"]},
+     'spec.scopes: Invalid value: []core.ResourceQuotaScope{"BestEffort"}: unsupported scope applied to resource'),
+    ({"hard": {"pods": "1"}, "scopes": ["Terminating", "NotTerminating"]},
+     'spec.scopes: Invalid value: []core.ResourceQuotaScope{"Terminating", "NotTerminating"}: conflicting scopes'),
+    ({"hard": {"pods": "1"}, "scopes": ["Sometimes"]},
+     'spec.scopes: Invalid value: []core.ResourceQuotaScope{"Sometimes"}: unsupported scope'),
+    ({"hard": {"pods": "1"}, "scopeSelector": {"matchExpressions": [
+        {"scopeName": "PriorityClass", "operator": "In"}]}},
+     "spec.scopeSelector.matchExpressions.values: Required value: must be at least one value when "
+     "`operator` is 'In' or 'NotIn' for scope selector"),
+    ({"hard": {"pods": "1"}, "scopeSelector": {"matchExpressions": [
+        {"scopeName": "BestEffort", "operator": "In", "values": ["x"]}]}},
+     "spec.scopeSelector.matchExpressions.operator: Invalid value: \"In\": must be 'Exist' when scope is any of "),
+])
+def test_bad_scopes_are_refused(server: Server, spec: dict, message: str) -> None:
+    out = server.kubectl("create", "-f", "-", check=False, input=json.dumps({
+        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "bad-scope", "namespace": "default"},
+        "spec": spec}))
+    assert out.returncode == 1 and message in out.stderr, out.stderr

@@ -8,9 +8,9 @@ from typing import Any
 from kubesat.api.app import Request
 from kubesat.api.resources import ResourceHandler
 from kubesat.auth.quota import admit_pod_limits, admit_quota
-from kubesat.controllers.resourcequota import namespace_usage
+from kubesat.controllers.resourcequota import quota_usages
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
-from kubesat.registry.quota import object_usage
+from kubesat.registry.quota import object_usage, quota_matches
 from kubesat.registry.store import Registry
 
 PODS = builtin_kind("v1", "Pod")
@@ -36,13 +36,12 @@ def install(resources: ResourceHandler, registry: Registry) -> None:
         if not quotas:
             return
         requested = object_usage(res.plural, res.group, obj)
-        relevant = [q for q in quotas if set((q.get("spec") or {}).get("hard") or {}) & set(requested)
-                    or (res is PODS and (q.get("spec") or {}).get("hard"))]
+        relevant = [q for q in quotas if (set((q.get("spec") or {}).get("hard") or {}) & set(requested)
+                                          or (res is PODS and (q.get("spec") or {}).get("hard")))
+                    and quota_matches(q, res.plural, res.group, obj)]
         if not relevant:
             return
-        names = sorted({r for q in relevant for r in (q.get("spec") or {}).get("hard") or {}})
-        used = await namespace_usage(registry, ns, names)
-        admit_quota(res.plural, res.group, obj, relevant, {q["metadata"]["name"]: used for q in relevant})
+        admit_quota(res.plural, res.group, obj, relevant, await quota_usages(registry, ns, relevant))
 
     resources.admission.insert(0, limit_ranger)
     resources.admission.append(resource_quota)

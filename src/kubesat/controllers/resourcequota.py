@@ -1,7 +1,7 @@
 """The resource quota controller: each ResourceQuota's `status.hard` (its spec's) and `status.used` (what the
 namespace's objects take of each tracked resource), recomputed when a quota or a counted object changes.
 
-`namespace_usage` is also what the ResourceQuota admission check counts against, so both agree.
+`quota_usages` is also what the ResourceQuota admission check counts against, so both agree.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from kubesat import errors
 from kubesat.controllers.base import Key, QueuedController, resource_of_key, split_key
 from kubesat.registry.kinds import RESOURCES, ResourceInfo, builtin_kind
-from kubesat.registry.quota import SHORT_COUNTS, format_amounts, object_usage
+from kubesat.registry.quota import SHORT_COUNTS, format_amounts, object_usage, quota_matches
 from kubesat.registry.store import Registry
 from kubesat.storage.interface import WatchEvent
 
@@ -38,15 +38,23 @@ def counted_kind(resource: str) -> ResourceInfo | None:
     return next((r for r in RESOURCES if r.stored and r.plural == plural and not r.group), None)
 
 
-async def namespace_usage(registry: Registry, namespace: str, resources: list[str]) -> dict[str, Decimal]:
-    """How much of each named resource the namespace's objects use now."""
-    used = {name: Decimal(0) for name in resources}
-    kinds = {info for name in resources if (info := counted_kind(name)) is not None}
+async def quota_usages(registry: Registry, namespace: str,
+                       quotas: list[dict[str, Any]]) -> dict[str, dict[str, Decimal]]:
+    """Each quota's use now: for every resource its `hard` names, the sum over the namespace's objects the
+    quota counts (all of them, or the pods its scopes select)."""
+    used = {q["metadata"]["name"]: {r: Decimal(0) for r in (q.get("spec") or {}).get("hard") or {}} for q in quotas}
+    kinds = {info for q in quotas for r in (q.get("spec") or {}).get("hard") or {}
+             if (info := counted_kind(r)) is not None}
     for info in sorted(kinds, key=lambda i: i.group_resource):
         for obj in (await registry.list(info, namespace)).items:
-            for name, amount in object_usage(info.plural, info.group, obj).items():
-                if name in used:
-                    used[name] += amount
+            usage = object_usage(info.plural, info.group, obj)
+            for quota in quotas:
+                mine = used[quota["metadata"]["name"]]
+                if not set(usage) & set(mine) or not quota_matches(quota, info.plural, info.group, obj):
+                    continue
+                for name, amount in usage.items():
+                    if name in mine:
+                        mine[name] += amount
     return used
 
 
@@ -86,10 +94,10 @@ class ResourceQuotaController(QueuedController):
         if not quotas:
             self._watched.pop(namespace, None)
             return
-        used = await namespace_usage(self.registry, namespace, names)
+        used = await quota_usages(self.registry, namespace, quotas)
         for quota in quotas:
             hard = dict((quota.get("spec") or {}).get("hard") or {})
-            want = {"hard": hard, "used": format_amounts(used, sorted(hard))}
+            want = {"hard": hard, "used": format_amounts(used[quota["metadata"]["name"]], sorted(hard))}
             if quota.get("status") == want:
                 continue
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from kubesat.apimachinery.duration import age
 from kubesat.apimachinery.quantity import format_quantity, parse_quantity
-from kubesat.errors import FieldError, invalid_value, not_supported
-from kubesat.registry.meta import as_dict, column, name_column
+from kubesat.errors import FieldError, invalid_value, not_supported, required
+from kubesat.registry.meta import GoValue, as_dict, column, go_quote, name_column
+from kubesat.registry.pod import pod_qos
 from kubesat.registry.strategy import Strategy
 
 LIMIT_TYPES = ["Container", "PersistentVolumeClaim", "Pod"]
@@ -22,6 +23,13 @@ SHORT_COUNTS = {"pods": "pods", "services": "services", "configmaps": "configmap
                 "persistentvolumeclaims": "persistentvolumeclaims", "resourcequotas": "resourcequotas",
                 "replicationcontrollers": "replicationcontrollers"}
 BYTE_RESOURCES = ("memory", "storage", "ephemeral-storage")
+# Quota scopes (all of them select pods) and the resources a quota with each may track.
+POD_SCOPES = ("Terminating", "NotTerminating", "BestEffort", "NotBestEffort", "PriorityClass",
+              "CrossNamespacePodAffinity")
+_POD_COMPUTE = {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
+_SCOPE_RESOURCES = {scope: {"pods"} | _POD_COMPUTE for scope in POD_SCOPES} | {"BestEffort": {"pods"}}
+_CONFLICTS = (("Terminating", "NotTerminating"), ("BestEffort", "NotBestEffort"))
+SCOPE_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
 def _l(v: Any) -> list[Any]:
@@ -92,6 +100,121 @@ def object_usage(plural: str, group: str, obj: dict[str, Any]) -> dict[str, Deci
     return usage
 
 
+def _scope_requirements(quota: dict[str, Any]) -> list[dict[str, Any]]:
+    """spec.scopes (each as an Exists requirement) and spec.scopeSelector's matchExpressions."""
+    spec = as_dict(quota.get("spec"))
+    out = [{"scopeName": s, "operator": "Exists"} for s in _l(spec.get("scopes"))]
+    return out + [as_dict(e) for e in _l(as_dict(spec.get("scopeSelector")).get("matchExpressions"))]
+
+
+def _cross_namespace_affinity(pod: dict[str, Any]) -> bool:
+    affinity = as_dict(as_dict(pod.get("spec")).get("affinity"))
+    for kind in ("podAffinity", "podAntiAffinity"):
+        rules = as_dict(affinity.get(kind))
+        terms = _l(rules.get("requiredDuringSchedulingIgnoredDuringExecution")) + [
+            as_dict(w).get("podAffinityTerm") for w in _l(rules.get("preferredDuringSchedulingIgnoredDuringExecution"))]
+        if any(_l(as_dict(t).get("namespaces")) or as_dict(t).get("namespaceSelector") is not None for t in terms):
+            return True
+    return False
+
+
+def _pod_in_scope(pod: dict[str, Any], req: dict[str, Any]) -> bool:
+    """One scope requirement against a pod, as the pod quota evaluator reads it."""
+    spec = as_dict(pod.get("spec"))
+    scope = str(req.get("scopeName") or "")
+    deadline = spec.get("activeDeadlineSeconds")
+    terminating: bool = isinstance(deadline, int) and not isinstance(deadline, bool) and deadline >= 0
+    if scope in ("Terminating", "NotTerminating"):
+        return terminating == (scope == "Terminating")
+    if scope in ("BestEffort", "NotBestEffort"):
+        return (pod_qos(spec) == "BestEffort") == (scope == "BestEffort")
+    if scope == "CrossNamespacePodAffinity":
+        return _cross_namespace_affinity(pod)
+    if scope == "PriorityClass":
+        name = str(spec.get("priorityClassName") or "")
+        op, values = req.get("operator"), [str(v) for v in _l(req.get("values"))]
+        if op == "Exists":
+            return bool(name)
+        # The rest as a label selector over {PriorityClass: name}, where the key is always present.
+        return {"In": name in values, "NotIn": name not in values}.get(str(op), False)
+    return False
+
+
+def quota_matches(quota: dict[str, Any], plural: str, group: str, obj: dict[str, Any]) -> bool:
+    """Whether a quota counts `obj`: an unscoped one counts everything; scopes select pods only, all must hold."""
+    reqs = _scope_requirements(quota)
+    if not reqs:
+        return True
+    if plural != "pods" or group:
+        return False
+    return all(_pod_in_scope(obj, r) for r in reqs)
+
+
+_EXISTS_ONLY = ("must be 'Exist' when scope is any of ResourceQuotaScopeTerminating, "
+                "ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, ResourceQuotaScopeNotBestEffort or "
+                "ResourceQuotaScopeCrossNamespacePodAffinity")
+_NO_VALUES = "must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope selector"
+# The quota resource names validation knows ("standard"); a scope is checked against these only.
+_STANDARD = {"pods", "services", "replicationcontrollers", "resourcequotas", "secrets", "configmaps",
+             "persistentvolumeclaims", "services.nodeports", "services.loadbalancers", "requests.storage",
+             "cpu", "memory", "ephemeral-storage", "requests.cpu", "requests.memory", "requests.ephemeral-storage",
+             "limits.cpu", "limits.memory", "limits.ephemeral-storage"}
+
+
+def _go_strings(type_: str, values: list[Any]) -> str:
+    """A slice as Go's %#v prints it: `[]T{"a", "b"}` (`[]T(nil)` when empty)."""
+    return f"[]{type_}{{{', '.join(go_quote(v) for v in values)}}}" if values else f"[]{type_}(nil)"
+
+
+def _go_selector(exprs: list[Any]) -> GoValue:
+    reqs = ", ".join(f"core.ScopedResourceSelectorRequirement{{ScopeName:{go_quote(as_dict(e).get('scopeName'))}, "
+                     f"Operator:{go_quote(as_dict(e).get('operator'))}, "
+                     f"Values:{_go_strings('string', _l(as_dict(e).get('values')))}}}" for e in exprs)
+    return GoValue(f"core.ScopeSelector{{MatchExpressions:[]core.ScopedResourceSelectorRequirement{{{reqs}}}}}")
+
+
+def _scope_fits(scope: str, resource: str) -> bool:
+    return resource not in _STANDARD or scope not in _SCOPE_RESOURCES or resource in _SCOPE_RESOURCES[scope]
+
+
+def _validate_selector(spec: dict[str, Any]) -> list[FieldError]:
+    """validateScopedResourceSelectorRequirement: known scopes, operators and values that fit them."""
+    exprs = _l(as_dict(spec.get("scopeSelector")).get("matchExpressions"))
+    path, shown, errs = "spec.scopeSelector.matchExpressions", _go_selector(exprs), []
+    for e in map(as_dict, exprs):
+        name, op, values = str(e.get("scopeName") or ""), e.get("operator"), _l(e.get("values"))
+        if name not in POD_SCOPES:
+            errs.append(invalid_value(f"{path}.scopeName", name, "unsupported scope"))
+        if any(not _scope_fits(name, r) for r in as_dict(spec.get("hard"))):
+            errs.append(invalid_value(path, shown, "unsupported scope applied to resource"))
+        if name in POD_SCOPES and name != "PriorityClass" and op != "Exists":
+            errs.append(invalid_value(f"{path}.operator", op, _EXISTS_ONLY))
+        if op in ("In", "NotIn") and not values:
+            errs.append(required(f"{path}.values",
+                                 "must be at least one value when `operator` is 'In' or 'NotIn' for scope selector"))
+        elif op in ("Exists", "DoesNotExist") and values:
+            errs.append(invalid_value(f"{path}.values", GoValue(_go_strings("string", values)), _NO_VALUES))
+        elif op not in SCOPE_OPERATORS:
+            errs.append(invalid_value(f"{path}.operator", op, "not a valid selector operator"))
+    named = {str(as_dict(e).get("scopeName")) for e in exprs}
+    errs += [invalid_value(path, shown, "conflicting scopes") for a, b in _CONFLICTS if {a, b} <= named]
+    return errs
+
+
+def validate_scopes(quota: dict[str, Any]) -> list[FieldError]:
+    """validateResourceQuotaScopes and the scope selector's rules, worded as Kubernetes words them."""
+    spec = as_dict(quota.get("spec"))
+    scopes = [str(s) for s in _l(spec.get("scopes"))]
+    shown, errs = GoValue(_go_strings("core.ResourceQuotaScope", scopes)), []
+    for scope in scopes:
+        if scope not in POD_SCOPES:
+            errs.append(invalid_value("spec.scopes", shown, "unsupported scope"))
+        if any(not _scope_fits(scope, r) for r in as_dict(spec.get("hard"))):
+            errs.append(invalid_value("spec.scopes", shown, "unsupported scope applied to resource"))
+    errs += [invalid_value("spec.scopes", shown, "conflicting scopes") for a, b in _CONFLICTS if {a, b} <= set(scopes)]
+    return errs + _validate_selector(spec)
+
+
 def format_amounts(amounts: dict[str, Decimal], names: list[str] | None = None) -> dict[str, str]:
     return {k: format_quantity(amounts.get(k, Decimal(0)), is_binary(k)) for k in (names or sorted(amounts))}
 
@@ -121,7 +244,7 @@ class ResourceQuotaStrategy(Strategy):
             new.pop("status", None)
 
     def validate(self, obj: dict[str, Any]) -> list[FieldError]:
-        return _validate_amounts(as_dict(obj.get("spec")).get("hard"), "spec.hard")
+        return _validate_amounts(as_dict(obj.get("spec")).get("hard"), "spec.hard") + validate_scopes(obj)
 
     def table_columns(self) -> list[dict[str, Any]]:
         return [name_column(), column("Age", "CreationTimestamp"),
