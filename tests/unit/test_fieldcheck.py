@@ -165,8 +165,12 @@ def test_type_errors_special_types() -> None:
     pod = {"metadata": {"creationTimestamp": 12},
            "spec": {"containers": [{"name": "c", "livenessProbe": {"httpGet": {"port": {"a": 1}}},
                                     "resources": {"limits": {"cpu": "1 core"}, "requests": {"memory": 128}}}]}}
+    # A time that does not decode ends the decoding: it is the only message.
     assert fieldcheck.type_errors(pod, POD) == [
-        "json: cannot unmarshal number into Go value of type string",
+        "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.creationTimestamp of type string",
+    ]
+    del pod["metadata"]
+    assert fieldcheck.type_errors(pod, POD) == [
         "json: cannot unmarshal object into Go value of type int32",
         "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
     ]

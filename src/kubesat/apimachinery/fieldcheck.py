@@ -9,12 +9,13 @@ from typing import Any
 from collections.abc import Callable
 
 from kubesat.errors import go_json_kind
-from kubesat.apimachinery import schema
+from kubesat.apimachinery import metatime, schema
 
 _DEF = "#/definitions/"
 _INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 _QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
-_TIMES = ("io.k8s.apimachinery.pkg.apis.meta.v1.Time", "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime")
+_MICRO_TIME = "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime"
+_TIMES = ("io.k8s.apimachinery.pkg.apis.meta.v1.Time", _MICRO_TIME)
 # Types with their own JSON decoding that take any JSON value.
 _OPAQUE = ("io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1", "io.k8s.apimachinery.pkg.runtime.RawExtension")
 
@@ -193,8 +194,9 @@ def _refuse(value: Any) -> int:
 
 def _make_check(node: dict[str, Any]) -> Check:
     name, s = _lookup(node)
-    if name in _TIMES:
-        return lambda v: 0 if type(v) is str else -1
+    if name in _TIMES:  # a time not in its canonical form goes the slow way, to be rewritten or refused
+        micro = name == _MICRO_TIME
+        return lambda v: 0 if metatime.is_canonical(v, micro) else -1
     if name == _INT_OR_STRING:
         return lambda v: 0 if type(v) is str or (type(v) is int and -(2**31) <= v < 2**31) else -1
     if name == _QUANTITY or s.get("x-kubernetes-preserve-unknown-fields") and "properties" in s:
@@ -294,31 +296,47 @@ def _type_message(value_desc: str, go_type: str, stack: list[str], struct: str) 
 
 
 def type_errors(obj: dict[str, Any], definition: str) -> list[str]:
-    """One Go-json-style message per value whose JSON type does not fit the schema, in document order.
+    """Go-json-style messages for the values decoding obj into its Go type refuses; the first is the one
+    kube-apiserver reports. Decoding also rewrites what it reads: valid times are put in obj in their canonical
+    form, as Kubernetes stores them.
 
-    encoding/json (and so kube-apiserver) reports only the first of these: callers wanting the exact
-    Kubernetes answer use the first element.
+    encoding/json notes a value of the wrong type and goes on (reporting the first such at the end), but a
+    time that does not decode stops it at once: that message comes first, and the walk ends there.
     """
     root = schema.get(definition)
     if root is None or not isinstance(obj, dict):
         return []
     out: list[str] = []
-    _type_walk(obj, _reference(definition), [], definition.rsplit(".", 1)[-1], out)
+    try:
+        _type_walk(obj, _reference(definition), [], definition.rsplit(".", 1)[-1], out)
+    except _Stop as e:
+        return [e.message, *out]
     return out
 
 
-def _type_walk(value: Any, node: dict[str, Any], stack: list[str], struct: str, out: list[str]) -> None:
+class _Stop(Exception):
+    """A value whose decoding error ends the decoding (its message is what Kubernetes answers)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _type_walk(value: Any, node: dict[str, Any], stack: list[str], struct: str, out: list[str]) -> Any:
+    """value as decoding leaves it (the same object unless it is a time to rewrite); messages go to out."""
     if value is None:
-        return  # null leaves any Go value at its zero value
+        return None  # null leaves any Go value at its zero value
     name, s = _lookup(node)
+    if name in _TIMES:
+        return _decode_time(value, name == _MICRO_TIME, stack, struct)
     if name is not None and _check_named_type(name, value, out):
-        return
+        return value
     if s.get("x-kubernetes-preserve-unknown-fields"):
-        return
+        return value
     props = s.get("properties")
     if props is not None:
         _walk_struct(value, node, name, props, stack, struct, out)
-        return
+        return value
     kind = s.get("type")
     if kind == "array":
         _walk_array(value, node, s, stack, struct, out)
@@ -326,19 +344,27 @@ def _type_walk(value: Any, node: dict[str, Any], stack: list[str], struct: str, 
         _walk_map(value, node, s, stack, struct, out)
     else:
         _check_scalar(value, s, node, stack, struct, out)
+    return value
+
+
+def _decode_time(value: Any, micro: bool, stack: list[str], struct: str) -> str | None:
+    """A metav1.Time or MicroTime: its canonical text (None for Go's zero time), or _Stop with Go's words."""
+    if not isinstance(value, str):  # UnmarshalJSON's decoding into a string, with the field's context
+        raise _Stop(_type_message(_json_kind(value), "string", stack, struct))
+    try:
+        return metatime.canonical(value, micro)
+    except metatime.TimeParseError as e:
+        raise _Stop(str(e)) from None
 
 
 def _check_named_type(name: str, value: Any, out: list[str]) -> bool:
-    """Types with a JSON form of their own (opaque, int-or-string, quantity, times): True if `name` is one."""
+    """Types with a JSON form of their own (opaque, int-or-string, quantity): True if `name` is one."""
     if name in _OPAQUE:
         return True
     if name == _INT_OR_STRING:
         _check_int_or_string(value, out)
     elif name == _QUANTITY:
         _check_quantity(value, out)
-    elif name in _TIMES:
-        if not isinstance(value, str):
-            out.append(_type_message(_json_kind(value), "string", [], ""))
     else:
         return False
     return True
@@ -356,7 +382,9 @@ def _walk_struct(value: Any, node: dict[str, Any], name: str | None, props: dict
             continue
         if type(sub) is str and prop.get("type") == "string" and "format" not in prop:
             continue  # the most common field of all, fitting its schema: no walk needed
-        _type_walk(sub, prop, [*stack, key], here, out)
+        decoded = _type_walk(sub, prop, [*stack, key], here, out)
+        if decoded is not sub:
+            value[key] = decoded  # an existing key: the dict keeps its size while iterated
 
 
 def _walk_array(value: Any, node: dict[str, Any], s: dict[str, Any], stack: list[str], struct: str,
@@ -366,8 +394,10 @@ def _walk_array(value: Any, node: dict[str, Any], s: dict[str, Any], stack: list
         return
     items = s.get("items")
     if isinstance(items, dict):
-        for sub in value:
-            _type_walk(sub, items, stack, struct, out)
+        for i, sub in enumerate(value):
+            decoded = _type_walk(sub, items, stack, struct, out)
+            if decoded is not sub:
+                value[i] = decoded
 
 
 def _walk_map(value: Any, node: dict[str, Any], s: dict[str, Any], stack: list[str], struct: str,
@@ -380,8 +410,10 @@ def _walk_map(value: Any, node: dict[str, Any], s: dict[str, Any], stack: list[s
         return
     if extra.get("type") == "string" and "format" not in extra and all(type(sub) is str for sub in value.values()):
         return  # labels, annotations, ConfigMap data: one pass instead of one walk per value
-    for sub in value.values():
-        _type_walk(sub, extra, stack, struct, out)
+    for key, sub in value.items():
+        decoded = _type_walk(sub, extra, stack, struct, out)
+        if decoded is not sub:
+            value[key] = decoded
 
 
 def _check_scalar(value: Any, s: dict[str, Any], node: dict[str, Any], stack: list[str], struct: str,

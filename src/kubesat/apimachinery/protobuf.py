@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kubesat.apimachinery import metatime
 from kubesat.apimachinery.protobuf_tables import (
     BOOL,
     BYTES,
@@ -221,7 +221,6 @@ def _compile() -> dict[str, _Table]:
 _TABLES = _compile()
 _ENVELOPE = _TABLES["runtime.Unknown"]
 _U64 = (1 << 64) - 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OMIT: Any = object()
 
 
@@ -258,15 +257,12 @@ def _text(buf: bytes, start: int, stop: int) -> str:
         raise ProtobufError(f"invalid UTF-8 in a string field at byte {start + e.start}") from None
 
 
-def _timestamp(fields: dict[str, Any], micro: bool) -> str:
-    total = fields.get("seconds", 0) * 1_000_000_000 + fields.get("nanos", 0)
-    seconds, nanos = divmod(total, 1_000_000_000)
-    try:
-        t = _EPOCH + timedelta(seconds=seconds)
-    except OverflowError:
-        raise ProtobufError(f"timestamp {seconds} seconds after 1970 is out of range") from None
-    text = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
-    return f"{text}.{nanos // 1000:06d}Z" if micro else f"{text}Z"
+def _timestamp(fields: dict[str, Any], micro: bool) -> str | None:
+    """A Timestamp as Kubernetes' JSON writes it (a Time drops its nanoseconds, as its protobuf decoding does)."""
+    seconds = fields.get("seconds", 0)
+    if not metatime.FIRST_SECOND <= seconds <= metatime.LAST_SECOND:  # past what RFC 3339 writes: refused
+        raise ProtobufError(f"timestamp {seconds} seconds after 1970 is out of range")
+    return metatime.format_parts(seconds, fields.get("nanos", 0), micro)
 
 
 def _special(kind: int, fields: dict[str, Any], buf: bytes, empty: bool) -> Any:
