@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
@@ -73,8 +74,9 @@ spec:
     wait_for(lambda: _get(server, name).get("status", {}).get("phase") in phase, 30, f"pod {name} {phase}")
 
 
-def _get(server: Server, name: str) -> dict:
-    return json.loads(server.kubectl("get", "pod", name, "-o", "json").stdout)
+def _get(server: Server, name: str) -> dict[str, Any]:
+    pod: dict[str, Any] = json.loads(server.kubectl("get", "pod", name, "-o", "json").stdout)
+    return pod
 
 
 def _kubectl(server: Server, *args: str) -> subprocess.Popen[bytes]:
