@@ -98,10 +98,22 @@ class _Http(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._peer = peer_identity(transport.get_extra_info("peercert"))
+        no_delay(transport)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope[PEER] = self._peer  # type: ignore[literal-required]
+
+
+def no_delay(transport: asyncio.BaseTransport) -> None:
+    """Turn Nagle's algorithm off on a connection, as Go does on every TCP connection. asyncio does so itself only
+    on sockets made with IPPROTO_TCP, which `socket.create_server`'s (proto 0, and so the connections accepted on
+    it) are not: the last small write of an answer (a response's body after its head, a WebSocket's close after
+    the exec's Status) then waited for the peer's delayed ACK, 40 ms on Linux."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class _WebSocket(WebSocketsSansIOProtocol):
