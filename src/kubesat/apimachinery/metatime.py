@@ -25,6 +25,8 @@ class TimeParseError(ValueError):
 
 def _quote(b: bytes) -> str:
     """Go's time.quote: double quotes, every byte outside printable ASCII as \\xNN."""
+    if b.isascii() and (text := b.decode("ascii")).isprintable():  # the usual case, in one pass
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     out = ['"']
     for c in b:
         if c >= 0x80 or c < 0x20:
