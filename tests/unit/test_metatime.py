@@ -4,6 +4,7 @@ and Go's words for what it refuses."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -158,7 +159,7 @@ def test_field_check_refuses_what_is_no_time(value: object, message: str) -> Non
 
 
 def test_field_check_rewrites_times_in_place() -> None:
-    pod = {"metadata": {"name": "p", "creationTimestamp": "2026-12-03T10:00:00+01:00"},
+    pod: dict[str, Any] = {"metadata": {"name": "p", "creationTimestamp": "2026-12-03T10:00:00+01:00"},
            "status": {"startTime": "2026-12-03T10:00:00.5Z", "conditions": [
                {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-03T10:00:00-01:00"},
                {"type": "Initialized", "status": "True", "lastTransitionTime": None}],
