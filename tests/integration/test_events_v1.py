@@ -15,7 +15,9 @@ from tests.integration.rawclient import RawClient
 
 NS = "default"
 EVENT_TIME = "2026-01-02T03:04:05.123456Z"
-SEEN = "2026-01-02T03:09:05.000000Z"
+# A MicroTime needs its six fractional digits (kube-apiserver refuses "…:05Z" and "…:05+00:00"); the official client
+# writes a datetime with isoformat(), which leaves them out when they are all zero: hence not a whole second here.
+SEEN = "2026-01-02T03:09:05.500000Z"
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,8 @@ def test_created_with_a_series_through_events_v1_read_through_core(core: client.
     assert stored.series.count == 3
     assert stored.metadata.resource_version == made.metadata.resource_version
     # The recorder bumps a series with a patch of the newer form; the core form sees the new count.
-    events.patch_namespaced_event("op.1", ns, {"series": {"count": 4, "lastObservedTime": "2026-01-02T03:10:05Z"}})
+    events.patch_namespaced_event("op.1", ns,
+                                  {"series": {"count": 4, "lastObservedTime": "2026-01-02T03:10:05.000000Z"}})
     assert core.read_namespaced_event("op.1", ns).series.count == 4
 
 

@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kubesat.apimachinery import fieldcheck, metatime
 from kubesat.apimachinery.metatime import TimeParseError, canonical
@@ -176,3 +178,24 @@ def test_field_check_rewrites_times_in_place() -> None:
     lease = {"spec": {"renewTime": "2026-12-03T10:00:00.123456+01:00", "acquireTime": "2026-12-03T10:00:00.000000Z"}}
     assert fieldcheck.type_errors(lease, LEASE) == []
     assert lease["spec"] == {"renewTime": "2026-12-03T09:00:00.123456Z", "acquireTime": "2026-12-03T10:00:00.000000Z"}
+
+
+@given(st.integers(0, 9999), st.integers(1, 12), st.integers(1, 31), st.integers(0, 23), st.integers(0, 59),
+       st.integers(0, 59), st.one_of(st.none(), st.text("0123456789", min_size=1, max_size=12)),
+       st.one_of(st.just("Z"), st.tuples(st.sampled_from("+-"), st.integers(0, 24), st.integers(0, 60))),
+       st.booleans())
+def test_the_quick_path_agrees_with_the_byte_by_byte_reading(year: int, month: int, day: int, hour: int, minute: int,
+                                                             second: int, fraction: str | None, zone: Any,
+                                                             micro: bool) -> None:
+    zone_text = zone if zone == "Z" else f"{zone[0]}{zone[1]:02d}:{zone[2]:02d}"
+    text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
+    text += ("." + fraction if fraction is not None else "") + zone_text
+    try:
+        want: int | str = metatime._parse_slowly(text, micro)
+    except TimeParseError as e:
+        want = str(e)
+    try:
+        got: int | str = metatime.parse(text, micro)
+    except TimeParseError as e:
+        got = str(e)
+    assert got == want
