@@ -23,6 +23,7 @@ import httpx
 
 from kubesat.agent import envvars, servicenet
 from kubesat.agent.client import ApiClient, ApiError
+from kubesat.agent.podnet import PodNetwork
 from kubesat.agent.runtime import (ExecRequest, ExecSession, PodSandboxConfig, Runtime, VolumeMountSource,
                                    write_hosts_file)
 from kubesat.agent.runtime.none import NoneRuntime
@@ -65,7 +66,8 @@ class Containers:
                  node: Callable[[], dict[str, Any]], server: str,
                  kubernetes: Callable[[], tuple[str, int]] | None = None,
                  clock: Callable[[], float] = time.time,
-                 service_hosts: Callable[[str], Mapping[str, str]] | None = None) -> None:
+                 service_hosts: Callable[[str], Mapping[str, str]] | None = None,
+                 network: PodNetwork | None = None) -> None:
         self.api = api
         self.runtime = runtime
         self.name = runtime.name
@@ -78,6 +80,8 @@ class Containers:
         self.clock = clock
         # The Services' /etc/hosts names for a pod's namespace (the service proxy's); none without one.
         self.service_hosts = service_hosts or (lambda namespace: {})
+        # The bridge pod network: each pod's own IP, and Services at their ClusterIPs; None: the host's network.
+        self.network = network
         self._pods: dict[str, dict[str, Any]] = {}
         self._configs: dict[str, PodSandboxConfig] = {}  # started pods' configurations, for their hosts files
         self._starting: dict[str, asyncio.Task[None]] = {}
@@ -231,10 +235,22 @@ class Containers:
     def _with_addresses(self, pod: dict[str, Any]) -> dict[str, Any]:
         """The pod as its env's fieldRefs see it once running: its IPs set (status.podIP, status.hostIP)."""
         status = dict(pod.get("status") or {})
-        for key in ("podIP", "hostIP"):
-            status.setdefault(key, self.address)
-            status.setdefault(f"{key}s", [{"ip": self.address}])
+        for key, address in (("podIP", self._pod_ip(pod)), ("hostIP", self.address)):
+            status.setdefault(key, address)
+            status.setdefault(f"{key}s", [{"ip": address}])
         return dict(pod, status=status)
+
+    @property
+    def shares_host_network(self) -> bool:
+        """Whether pods run in the node's network (no pod network of their own)."""
+        return self.network is None
+
+    def _pod_ip(self, pod: dict[str, Any]) -> str:
+        """The pod's IP: its own on the bridge pod network (reserved here, before its containers start), else
+        the node's."""
+        if self.network is None or (pod.get("spec") or {}).get("hostNetwork"):
+            return self.address
+        return self.network.reserve(str(pod["metadata"]["uid"]))
 
     async def _env_sources(self, pod: dict[str, Any]) -> envvars.EnvSources:
         ns = pod["metadata"].get("namespace", "default")
@@ -244,7 +260,7 @@ class Containers:
             with contextlib.suppress(ApiError):
                 services = (await self.api.get(f"/api/v1/namespaces/{ns}/services")).get("items") or []
         # The variables name the address a pod reaches the Service at (its loopback one), not the ClusterIP.
-        services = [servicenet.with_reachable_address(s) for s in services]
+        services = [servicenet.with_reachable_address(s, cluster_ips=self.network is not None) for s in services]
         host, port = self.kubernetes()
         kubernetes = {"metadata": {"name": "kubernetes"},
                       "spec": {"clusterIP": host, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}}
@@ -316,9 +332,10 @@ class Containers:
             if message:
                 cond["message"] = message
             conditions.append(cond)
+        pod_ip = str(found.get("podIP") or self.address)
         status: dict[str, Any] = {
             "phase": found["phase"], "conditions": conditions, "hostIP": self.address,
-            "hostIPs": [{"ip": self.address}], "podIP": self.address, "podIPs": [{"ip": self.address}],
+            "hostIPs": [{"ip": self.address}], "podIP": pod_ip, "podIPs": [{"ip": pod_ip}],
             "startTime": (pod.get("status") or {}).get("startTime") or now,
             "containerStatuses": found["containerStatuses"],
         }

@@ -21,12 +21,13 @@ from typing import Any
 
 import httpx
 
-from kubesat.agent import certs, kubeletapi
+from kubesat.agent import certs, kubeletapi, podnet
 from kubesat.agent.containers import Containers, make_runtime
 from kubesat.agent.events import pod_ref
 from kubesat.agent.relay import Relay
 from kubesat.agent.serviceproxy import ServiceProxy
 from kubesat.agent.runtime import Runtime
+from kubesat.agent.runtime.process import ProcessRuntime
 from kubesat.agent.client import ApiClient, ApiError, Credentials, load_kubeconfig
 from kubesat.agent.pods import REFRESH_TICK, PodManager
 from kubesat.agent.node import RENEW_INTERVAL, READY, SHUTTING_DOWN, NodeFacts, NodeHeartbeat, default_address
@@ -68,6 +69,10 @@ class AgentOptions:
     hidden_paths: tuple[Path, ...] = ()
     # Where the kubernetes Service is relayed on 127.0.0.1 (see relay); 0: any free port.
     service_relay_port: int = 443
+    # "host": pods share the node's network; "bridge": each pod its own network namespace with an address of
+    # the Node's podCIDR, or of `pod_cidr` when the Node has none (see podnet; root and the process runtime only).
+    pod_network: str = "host"
+    pod_cidr: str = ""
 
 
 def refresh_clock(rate: float = 1.0, offset: float = 0.0,
@@ -106,8 +111,10 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
     if creds is None:
         return
     api = ApiClient(creds, opts.root / "pki", user_agent=f"kubesat-agent/{opts.node_name}")
+    _check_pod_network(opts)
     runtime = _runtime(opts)
     facts = NodeFacts.read(opts.node_name, opts.address or default_address(), opts.root, opts.runtime)
+    facts.pod_cidr = opts.pod_cidr if opts.pod_network == "bridge" else ""
     try:
         kubelet = kubeletapi.KubeletServer(facts.address, opts.port)
     except kubeletapi.KubeletApiError as e:
@@ -122,14 +129,17 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
             log.warning("test clock: token refresh and certificate rotation decisions run %g times as fast, "
                         "offset %+g s",
                         opts.clock_rate, opts.clock_offset)
-        relay = await _start_relay(creds.server, opts.service_relay_port) if runtime.name == "process" else None
+        network = await _start_pod_network(opts, heartbeat.node, runtime)
+        relay = await _start_relay(creds.server, opts.service_relay_port, network.gateway if network else None) \
+            if runtime.name == "process" else None
         # Other Services are proxied only where pods run processes that could call them.
-        services = ServiceProxy(api, facts.address) if runtime.name == "process" else None
+        services = ServiceProxy(api, facts.address, network=network) if runtime.name == "process" else None
         containers = Containers(api, runtime, opts.root, facts.address,
                                 lambda pod, c, *e: pods.events.record(pod_ref(pod, c), *e),
                                 lambda: heartbeat.node, creds.server,
                                 kubernetes=relay.address if relay is not None else None,
-                                service_hosts=services.hosts_entries if services is not None else None) \
+                                service_hosts=services.hosts_entries if services is not None else None,
+                                network=network) \
             if runtime.name == "process" else None
         pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address,
                           token_clock=clock, clock_offset=opts.clock_offset, tick=refresh_tick(opts.clock_rate),
@@ -155,6 +165,8 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
             await _close_runtime(pods.runtime or runtime)
             if relay is not None:
                 await relay.stop()
+            if network is not None:
+                await asyncio.to_thread(network.close)
         try:
             await heartbeat.report(SHUTTING_DOWN)
         except (ApiError, httpx.HTTPError) as e:
@@ -164,10 +176,43 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
         await api.close()
 
 
-async def _start_relay(server: str, port: int) -> Relay:
-    """The kubernetes Service's relay (127.0.0.1:443, or a free port with one warning line) to the API server."""
+def _check_pod_network(opts: AgentOptions) -> None:
+    """Refuse, in one line, a bridge pod network this agent cannot have."""
+    if opts.pod_network == "host":
+        return
+    if opts.pod_network != "bridge":
+        raise AgentError(f"unknown pod network {opts.pod_network!r} (host or bridge)")
+    if opts.runtime != "process":
+        raise AgentError("--pod-network bridge needs --runtime process (pods that run no process have no network)")
+    why = podnet.unavailable()
+    if why is not None:
+        raise AgentError(f"--pod-network bridge: {why}")
+
+
+async def _start_pod_network(opts: AgentOptions, node: dict[str, Any], runtime: Runtime) -> podnet.PodNetwork | None:
+    """The bridge pod network on the Node's podCIDR (--pod-cidr when the server assigned none), after removing
+    what an earlier run left; None for the host's network."""
+    if opts.pod_network != "bridge" or not isinstance(runtime, ProcessRuntime):
+        return None
+    cidr = str((node.get("spec") or {}).get("podCIDR") or opts.pod_cidr)
+    if not cidr:
+        raise AgentError(f"--pod-network bridge: node {opts.node_name} has no spec.podCIDR and no --pod-cidr was "
+                         "given")
+    try:
+        network = podnet.PodNetwork(podnet.tag_for(opts.node_name, opts.root), cidr)
+        await asyncio.to_thread(network.setup)
+    except (podnet.PodNetworkError, OSError) as e:
+        raise AgentError(f"--pod-network bridge: cannot set up the bridge: {e}") from None
+    runtime.use_network(network)
+    log.info("pod network: bridge %s, podCIDR %s, gateway %s", network.bridge, network.cidr, network.gateway)
+    return network
+
+
+async def _start_relay(server: str, port: int, host: str | None = None) -> Relay:
+    """The kubernetes Service's relay (127.0.0.1:443, or a free port with one warning line) to the API server;
+    on `host` (the bridge's gateway, where bridged pods reach it) when given."""
     url = urlsplit(server)
-    relay = Relay(url.hostname or "127.0.0.1", url.port or 443, port=port)
+    relay = Relay(url.hostname or "127.0.0.1", url.port or 443, host=host or "127.0.0.1", port=port)
     try:
         await relay.start()
     except OSError as e:

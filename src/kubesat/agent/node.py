@@ -65,6 +65,7 @@ class NodeFacts:
     boot_id: str = ""
     machine_id: str = ""
     kubelet_port: int = 10250  # where the agent serves the kubelet API (status.daemonEndpoints)
+    pod_cidr: str = ""  # registered as spec.podCIDR (the bridge pod network's --pod-cidr)
 
     @classmethod
     def read(cls, name: str, address: str, root: Path, runtime: str) -> NodeFacts:
@@ -104,7 +105,7 @@ def node_object(facts: NodeFacts, now: datetime) -> dict[str, Any]:
                 "beta.kubernetes.io/arch": _arch(),
             },
         },
-        "spec": {},
+        "spec": {"podCIDR": facts.pod_cidr, "podCIDRs": [facts.pod_cidr]} if facts.pod_cidr else {},
         "status": node_status(facts, now, READY),
     }
 

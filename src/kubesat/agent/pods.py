@@ -493,7 +493,8 @@ class PodManager:
             shutil.rmtree(pod_dir, ignore_errors=True)  # torn down while being written
             return
         if isinstance(self.runtime, Containers):  # a runtime that runs processes reports the status itself
-            if not state.reported and not (state.obj.get("spec") or {}).get("hostNetwork"):
+            if not state.reported and self.runtime.shares_host_network and \
+                    not (state.obj.get("spec") or {}).get("hostNetwork"):
                 # No pod network: say so on the pod, once, where `kubectl describe` shows it.
                 self.events.record(pod_ref(state.obj), "Normal", SHARED_NETWORK_REASON, SHARED_NETWORK_MESSAGE)
             await self.runtime.sync(state.obj, results)

@@ -6,7 +6,8 @@ kubesat has no pod network and no kube-proxy rules: pods share the host's networ
 24 bits of its ClusterIP under 127.0.0.0/8 (10.96.3.7 -> 127.96.3.7): Linux answers every 127/8 address on `lo`
 without configuration, the address is the same on every node and across agent restarts, and two Services never
 share one (the API server keeps ClusterIPs unique). The service proxy listens there; pods find the address
-through /etc/hosts and the `{SVC}_SERVICE_HOST` variables.
+through /etc/hosts and the `{SVC}_SERVICE_HOST` variables. With the bridge pod network (podnet.py) pods have
+their own network, and a Service's address is its ClusterIP itself (`cluster_ips`), added to the node's bridge.
 """
 
 from __future__ import annotations
@@ -48,20 +49,24 @@ def service_key(service: Mapping[str, Any]) -> tuple[str, str]:
     return str(meta.get("namespace") or "default"), str(meta.get("name") or "")
 
 
-def service_address(service: Mapping[str, Any]) -> str | None:
-    """The loopback address of a ClusterIP Service (None for headless, ExternalName and the `kubernetes` one)."""
+def service_address(service: Mapping[str, Any], cluster_ips: bool = False) -> str | None:
+    """The loopback address of a ClusterIP Service (None for headless, ExternalName and the `kubernetes` one);
+    `cluster_ips` (the bridge pod network, whose pods reach the ClusterIPs): its IPv4 ClusterIP itself."""
     if service_key(service) == MASTER_SERVICE:
         return None
     spec = _d(service.get("spec"))
     if spec.get("type") == "ExternalName":
         return None
-    return loopback_address(str(spec.get("clusterIP") or ""))
+    cluster_ip = str(spec.get("clusterIP") or "")
+    if cluster_ips:
+        return cluster_ip if loopback_address(cluster_ip) is not None else None
+    return loopback_address(cluster_ip)
 
 
-def with_reachable_address(service: dict[str, Any]) -> dict[str, Any]:
+def with_reachable_address(service: dict[str, Any], cluster_ips: bool = False) -> dict[str, Any]:
     """The Service as its environment variables should name it: `clusterIP` replaced by its loopback address
     (left as it is when it has none)."""
-    address = service_address(service)
+    address = service_address(service, cluster_ips)
     if address is None:
         return service
     return dict(service, spec=dict(_d(service.get("spec")), clusterIP=address))
@@ -74,11 +79,13 @@ def host_names(namespace: str, name: str, pod_namespace: str) -> list[str]:
     return ([name] if namespace == pod_namespace else []) + names
 
 
-def hosts_entries(services: Iterable[Mapping[str, Any]], pod_namespace: str) -> dict[str, str]:
-    """/etc/hosts entries (name -> address) for every Service with a loopback address, as a pod sees them."""
+def hosts_entries(services: Iterable[Mapping[str, Any]], pod_namespace: str,
+                  cluster_ips: bool = False) -> dict[str, str]:
+    """/etc/hosts entries (name -> address) for every Service with a loopback address (`cluster_ips`: its
+    ClusterIP), as a pod sees them."""
     out: dict[str, str] = {}
     for svc in sorted(services, key=service_key):
-        address = service_address(svc)
+        address = service_address(svc, cluster_ips)
         if address is None:
             continue
         namespace, name = service_key(svc)

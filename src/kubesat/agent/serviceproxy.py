@@ -12,6 +12,9 @@ Endpoints (the `system:node` rules); listing and watching EndpointSlices belongs
 lists and watches Services, and reads each ClusterIP Service's Endpoints with a `get` when the Service changes
 and every ENDPOINTS_POLL seconds after (a pod that turns ready is reachable within that time).
 
+With the bridge pod network (podnet.py) a Service is served at its ClusterIP instead, added to the node's bridge,
+on sockets bound to that bridge.
+
 Bounds: MAX_CONNECTIONS relayed connections at once over all Services and MAX_PER_PORT per Service port (past
 either, a new connection is closed at once), CONNECT_TIMEOUT per endpoint tried, and bytes copied a chunk at a
 time (relay.splice). A Service port gets no listener while it has no ready endpoint (a connection is refused,
@@ -34,6 +37,7 @@ import httpx
 
 from kubesat.agent import refresh
 from kubesat.agent.client import ApiClient, ApiError
+from kubesat.agent.podnet import PodNetwork
 from kubesat.agent.relay import splice
 from kubesat.agent.servicenet import (ServicePort, endpoint_order, hosts_entries, needs_listener, service_address,
                                       service_key, service_ports)
@@ -76,9 +80,11 @@ def bind_failure(service: str, address: str, port: int, error: OSError) -> str:
 class PortListener:
     """One Service port on its loopback address, relaying each connection to a ready endpoint."""
 
-    def __init__(self, service: str, address: str, port: ServicePort, slots: asyncio.Semaphore) -> None:
+    def __init__(self, service: str, address: str, port: ServicePort, slots: asyncio.Semaphore,
+                 network: PodNetwork | None = None) -> None:
         self.service = service  # "namespace/name", for log lines
         self.address = address
+        self.network = network  # the bridge pod network: listen on its bridge only
         self.port = port  # replaced by the proxy when the endpoints change
         self._slots = slots
         self._own_slots = asyncio.Semaphore(MAX_PER_PORT)
@@ -88,6 +94,10 @@ class PortListener:
 
     async def start(self) -> None:
         """Listen (OSError when the address and port cannot be bound)."""
+        if self.network is not None:
+            sock = await asyncio.to_thread(self.network.listen_socket, self.address, self.port.port)
+            self._server = await asyncio.start_server(self._serve, sock=sock)
+            return
         self._server = await asyncio.start_server(self._serve, self.address, self.port.port)
 
     async def stop(self) -> None:
@@ -143,8 +153,9 @@ class ServiceProxy:
     `on_change` is called when that answer may have changed (a Service added, removed or readdressed)."""
 
     def __init__(self, api: ApiClient, node_address: str, on_change: Callable[[], None] | None = None,
-                 poll: float = ENDPOINTS_POLL) -> None:
+                 poll: float = ENDPOINTS_POLL, network: PodNetwork | None = None) -> None:
         self.api = api
+        self.network = network  # the bridge pod network: Services at their ClusterIPs, on its bridge
         self.node_address = node_address
         self.on_change = on_change
         self.poll = poll
@@ -158,7 +169,7 @@ class ServiceProxy:
 
     def hosts_entries(self, namespace: str) -> dict[str, str]:
         """/etc/hosts names -> loopback addresses of every ClusterIP Service, for a pod in `namespace`."""
-        return hosts_entries(self.services.values(), namespace)
+        return hosts_entries(self.services.values(), namespace, self.network is not None)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the Services (list, then watch; retried with backoff) and poll their Endpoints until stopped."""
@@ -224,7 +235,7 @@ class ServiceProxy:
         await self._sync_or_later(key)
 
     def _addresses(self) -> frozenset[tuple[ServiceKey, str | None]]:
-        return frozenset((key, service_address(svc)) for key, svc in self.services.items())
+        return frozenset((key, service_address(svc, self.network is not None)) for key, svc in self.services.items())
 
     def _changed(self, before: frozenset[tuple[ServiceKey, str | None]]) -> None:
         if self.on_change is not None and self._addresses() != before:
@@ -255,7 +266,7 @@ class ServiceProxy:
 
     async def _sync_now(self, key: ServiceKey) -> None:
         svc = self.services.get(key)
-        address = service_address(svc) if svc is not None else None
+        address = service_address(svc, self.network is not None) if svc is not None else None
         if svc is None or address is None:
             await self._forget(key)
             return
@@ -287,7 +298,7 @@ class ServiceProxy:
 
     async def _listen(self, key: ServiceKey, address: str, port: ServicePort) -> None:
         service = f"{key[0]}/{key[1]}"
-        listener = PortListener(service, address, port, self._slots)
+        listener = PortListener(service, address, port, self._slots, self.network)
         tag = (*key, port.port, address)
         try:
             await listener.start()

@@ -57,6 +57,13 @@ from kubesat.paths import default_data_dir
               help="With --runtime process: the port on 127.0.0.1 where the kubernetes Service is relayed to the API "
                    "server (https://kubernetes.default.svc needs 443); 0 picks a free one. A taken port falls back "
                    "to a free one with a warning.")
+@click.option("--pod-network", "pod_network", type=click.Choice(["host", "bridge"]), default="host", show_default=True,
+              help="With --runtime process: host: pods share the node's network (its address, its ports); bridge "
+                   "(root only): each pod its own network namespace on a bridge, with an address of the Node's "
+                   "podCIDR (or --pod-cidr).")
+@click.option("--pod-cidr", "pod_cidr", default="", metavar="CIDR",
+              help="With --pod-network bridge: the pods' IPv4 range when the Node has no spec.podCIDR (registered "
+                   "as the new Node's podCIDR), e.g. 10.244.1.0/24.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 @click.option("--test-clock-rate", "clock_rate", type=click.FloatRange(min=0.0, max=1e6, min_open=True), default=1.0,
@@ -74,7 +81,7 @@ from kubesat.paths import default_data_dir
 def agent(kubeconfig: Path, bootstrap_kubeconfig: Path | None, cert_dir: Path | None, rotate_certificates: str,
           node_name: str, root_dir: Path | None, node_ip: str, port: int, runtime: str, allow_privileged: bool,
           allow_host_paths: tuple[Path, ...], hidden_paths: tuple[Path, ...], service_relay_port: int,
-          log_level: str, clock_rate: float, clock_offset: float) -> None:
+          pod_network: str, pod_cidr: str, log_level: str, clock_rate: float, clock_offset: float) -> None:
     """Run a node agent: register the Node, keep its Lease and status fresh, write and refresh the volumes
     of the pods bound to it until SIGTERM."""
     logs.configure(log_level)
@@ -85,7 +92,8 @@ def agent(kubeconfig: Path, bootstrap_kubeconfig: Path | None, cert_dir: Path | 
             clock_offset=clock_offset, bootstrap_kubeconfig=bootstrap_kubeconfig, cert_dir=cert_dir,
             rotate_certificates=parse_bool(rotate_certificates, "--rotate-certificates"), runtime=runtime,
             allow_privileged=allow_privileged, allow_host_paths=tuple(p.absolute() for p in allow_host_paths),
-            hidden_paths=tuple(p.absolute() for p in hidden_paths), service_relay_port=service_relay_port)))
+            hidden_paths=tuple(p.absolute() for p in hidden_paths), service_relay_port=service_relay_port,
+            pod_network=pod_network, pod_cidr=pod_cidr)))
     except KubeconfigError as e:
         fail(f"kubeconfig: {e}")
     except AgentError as e:

@@ -11,6 +11,10 @@ period is over. Containers run as nobody (65534) unless the pod's securityContex
 one that says `tty: true` runs on a pseudo-terminal; `attach` sessions (`attach.py`) write that stdin and get the
 output from the moment they attach, while it still goes to the log.
 
+With a bridge pod network (`use_network`, podnet.py) each pod but a hostNetwork one gets a network namespace of
+its own, made before its first container starts and removed once its containers stopped; every container joins
+it, and probes and port-forward reach the pod at its own address.
+
 As root the namespaces are the agent's to make; otherwise an unprivileged user namespace maps the agent's own
 user to root inside (and the container runs as that user: runAsUser cannot be honoured then).
 `runtime_available` says why neither is possible on this machine.
@@ -42,6 +46,7 @@ from typing import Any
 import httpx
 
 from kubesat.agent import envvars
+from kubesat.agent.podnet import NETNS_DIR, PodNetwork, PodNetworkError
 from kubesat.agent.runtime import (ExecRequest, ExecSession, PodSandboxConfig, RuntimeFailure, attach, lifecycle, logs,
                                    probes, write_hosts_file)
 from kubesat.agent.runtime.mounts import MountError, plan
@@ -191,6 +196,8 @@ class _Pod:
     task: asyncio.Task[None] | None = None
     stopping: bool = False
     backoff: lifecycle.CrashBackoff = field(default_factory=lifecycle.CrashBackoff)
+    address: str = ""  # its own IP (bridge pod network); "" in the host's network
+    netns: str = ""  # its network namespace's path, which every container joins
 
     @property
     def uid(self) -> str:
@@ -217,9 +224,14 @@ class ProcessRuntime:
         self.clock = clock
         self.userns = os.geteuid() != 0
         self.pods: dict[str, _Pod] = {}
+        self.network: PodNetwork | None = None  # the bridge pod network (use_network); None: the host's network
         self._http = httpx.AsyncClient(verify=False, follow_redirects=False)  # noqa: S501 - probes, as the kubelet's
         _subreaper()
         self._kill_leftovers()
+
+    def use_network(self, network: PodNetwork) -> None:
+        """Give each pod (but hostNetwork ones) a network namespace of its own on this bridge network."""
+        self.network = network
 
     # ------------------------------------------------------------------ the Runtime interface
     async def start_pod(self, config: PodSandboxConfig) -> None:
@@ -271,6 +283,9 @@ class ProcessRuntime:
         deadline = time.monotonic() + max(0.0, grace_seconds)
         await asyncio.gather(*(self._stop_container(pod, c, deadline) for c in pod.containers.values()
                                if c.instance is not None))
+        if self.network is not None and pod.netns:
+            await asyncio.to_thread(self.network.detach, pod_uid)
+            pod.netns = ""
         self._notify(pod)
 
     def container_statuses(self, pod_uid: str) -> list[dict[str, Any]] | None:
@@ -284,10 +299,15 @@ class ProcessRuntime:
         inits = [self._status(c) for c in pod.containers.values() if c.init]
         regular = sorted((self._status(c) for c in pod.containers.values() if not c.init), key=lambda s: s["name"])
         phase = lifecycle.phase(pod.config.pod, inits, regular)
-        return {"phase": phase, "initContainerStatuses": inits, "containerStatuses": regular,
-                "conditions": lifecycle.conditions(pod.config.pod, phase, inits, regular)}
+        status: dict[str, Any] = {"phase": phase, "initContainerStatuses": inits, "containerStatuses": regular,
+                                  "conditions": lifecycle.conditions(pod.config.pod, phase, inits, regular)}
+        if pod.address:
+            status["podIP"] = pod.address
+        return status
 
     def forget_pod(self, pod_uid: str) -> None:
+        if self.network is not None:  # its address may be reserved before it started
+            self.network.detach_soon(pod_uid)
         pod = self.pods.pop(pod_uid, None)
         if pod is None:
             return
@@ -346,13 +366,15 @@ class ProcessRuntime:
         if pod_uid not in self.pods:
             raise RuntimeFailure(f"pod {pod_uid} not found")
         try:
-            return await asyncio.open_connection(self.pod_address, port)
+            return await asyncio.open_connection(self._address(self.pods[pod_uid]), port)
         except OSError as e:
             raise RuntimeFailure(f"failed to connect to localhost:{port} inside namespace of pod: {e}") from None
 
     # ------------------------------------------------------------------ a pod's life
     async def _run_pod(self, pod: _Pod) -> None:
         try:
+            if not await self._network_up(pod):
+                return
             for c in [c for c in pod.containers.values() if c.init]:
                 if not await self._run_init(pod, c):
                     return
@@ -362,6 +384,28 @@ class ProcessRuntime:
             raise
         except Exception:  # a bug must not leave the pod silently half-started
             log.exception("the containers of pod %s stopped being supervised", lifecycle.pod_full_name(pod.config.pod))
+
+    async def _network_up(self, pod: _Pod) -> bool:
+        """The pod's network namespace on the bridge network (none needed in the host's network); False when it
+        cannot be made, the reason shown on its containers and in an Event."""
+        if self.network is None or (pod.config.pod.get("spec") or {}).get("hostNetwork"):
+            return True
+        try:
+            pod.netns = await asyncio.to_thread(self.network.attach, pod.uid)
+        except PodNetworkError as e:
+            message = f"Failed to create pod sandbox: {e}"
+            self._event(pod, "Warning", "FailedCreatePodSandBox", message, None)
+            for c in pod.containers.values():
+                c.state = {"waiting": {"reason": "ContainerCreating", "message": message}}
+            self._notify(pod)
+            return False
+        pod.address = self.network.address(pod.uid) or ""
+        self._notify(pod)
+        return True
+
+    def _address(self, pod: _Pod) -> str:
+        """Where the agent reaches the pod (probes, port-forward): its own IP, else the node's."""
+        return pod.address or self.pod_address
 
     async def _run_init(self, pod: _Pod, c: _Container) -> bool:
         """Run an init container until it succeeds (True), or fails for good under restartPolicy Never."""
@@ -457,14 +501,15 @@ class ProcessRuntime:
         return {"mounts": mounts, "masks": self.masks, "scratch": str(pod.dir), "argv": c.argv or IDLE,
                 "private": list(PRIVATE_DIRS), "tty": tty,
                 "env": env, "uid": c.uid, "gid": c.gid, "groups": c.groups, "userns": self.userns,
-                "cwd": str(c.spec.get("workingDir") or ""), "hostname": _hostname(pod.config.pod)}
+                "cwd": str(c.spec.get("workingDir") or ""), "hostname": _hostname(pod.config.pod),
+                "netns": pod.netns, "detach": [str(NETNS_DIR)] if self.network is not None else []}
 
     def _exec_spec(self, pod: _Pod, c: _Container, command: list[str], tty: bool) -> dict[str, Any]:
         env = dict(c.env)
         if tty:
             env.setdefault("TERM", "xterm")
         return {"argv": command, "env": env, "uid": c.uid, "gid": c.gid, "groups": c.groups, "tty": tty,
-                "userns": self.userns, "cwd": str(c.spec.get("workingDir") or "")}
+                "userns": self.userns, "cwd": str(c.spec.get("workingDir") or ""), "netns": pod.netns}
 
     def _write_hosts(self, pod: _Pod) -> None:
         write_hosts_file(pod.dir / "etc-hosts", pod.config.hosts_entries)
@@ -653,7 +698,7 @@ class ProcessRuntime:
             if kind != "startupProbe" and not c.started:
                 await asyncio.sleep(min(timing.period, 1.0))
                 continue
-            ok, output = await probes.probe_once(probe, c.spec, self.pod_address,
+            ok, output = await probes.probe_once(probe, c.spec, self._address(pod),
                                                  lambda cmd, t: self._run_in(pod, c, cmd, t), self._http)
             if not ok:
                 self._event(pod, "Warning", "Unhealthy", f"{word} probe failed: {output}"[:1024], c.name)

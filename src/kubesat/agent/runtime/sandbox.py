@@ -5,7 +5,8 @@ imports its side effects, and it imports nothing but the standard library, so th
 environment chosen by a pod (LD_PRELOAD, PYTHONPATH) never reaches a process that still has root's powers: the
 container's environment is read from the spec file and given only to the final execve.
 
-`run`: new mount, PID and UTS namespaces (and a user namespace when the agent is not root); the parent reports the
+`run`: new mount, PID and UTS namespaces (and a user namespace when the agent is not root), after joining the pod's
+network namespace when the spec names one (`netns`, the bridge pod network); the parent reports the
 child's PID and leaves, so the agent (a child subreaper) becomes the parent of the container's PID 1. The child
 makes every mount private, mounts a fresh /proc and an empty /tmp and /var/tmp of its own, opens each volume's
 source (a subPath resolved inside its volume, symlinks included, and checked again once open), hides the masked
@@ -49,6 +50,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
@@ -182,6 +184,8 @@ def _mask(path: str) -> None:
 def setup_mounts(spec: dict) -> None:  # type: ignore[type-arg]
     """Everything between the new namespaces and the command: see the module's docstring."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    for path in spec.get("detach", []):  # e.g. other pods' network namespaces, which this copy would keep alive
+        _libc.umount2(path.encode(), MNT_DETACH)
     if spec.get("proc", True):
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     sources = []
@@ -244,9 +248,20 @@ def _fail(err_fd: int, message: str, code: int = 128) -> None:
         os._exit(code)
 
 
+def _join_netns(path: str) -> None:
+    """Enter the pod's network namespace (bridge pod network), shared by all its containers."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(CLONE_NEWNET)), "setns (the pod's network)")
+    finally:
+        os.close(fd)
+
+
 def run(spec: dict, report_fd: int, err_fd: int) -> None:  # type: ignore[type-arg]
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS
     try:
+        if spec.get("netns"):
+            _join_netns(spec["netns"])
         if spec.get("userns"):
             uid, gid = os.getuid(), os.getgid()
             _unshare(CLONE_NEWUSER | flags)
@@ -315,7 +330,8 @@ def _forward(child: int) -> None:
 
 
 def execute(spec: dict, pidfd: int) -> None:  # type: ignore[type-arg]
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | (CLONE_NEWUSER if spec.get("userns") else 0)
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | (CLONE_NEWUSER if spec.get("userns") else 0) | \
+        (CLONE_NEWNET if spec.get("netns") else 0)
     try:
         _check(_libc.setns(ctypes.c_int(pidfd), ctypes.c_int(flags)), "setns")
         os.close(pidfd)

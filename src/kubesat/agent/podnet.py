@@ -1,0 +1,302 @@
+"""The bridge pod network (`kubesat agent --pod-network bridge`, root only): each pod its own network namespace
+with an address of the node's podCIDR, all through netlink (pyroute2), no `ip` commands.
+
+The agent makes a Linux bridge, `ks` and six hex digits of a hash of its node name and root (so two agents on one
+machine do not collide), holding the podCIDR's first address: the pods' gateway. Each pod gets a network namespace
+(/run/netns/kubesat-TAG-PODUID, where `ip netns` finds it) with `lo` up and one end of a veth pair as `eth0`,
+with the next free address of the podCIDR and a default route through the gateway; the other end (`ksTAG-XXXXXX`)
+is on the bridge. Every container of the pod joins that namespace (the sandbox's `netns`). Detaching a pod
+deletes its veth and namespace and frees its address; `setup` removes what a crashed agent left (its veths,
+namespaces and bridge), `close` removes everything. Namespaces are made and entered by the calling thread itself
+(unshare, setns), never by a forked child as pyroute2's own netns helpers do: a fork of the agent would share its
+event loop's signal wake-up descriptor, and the child's end would stop the agent.
+
+Services: a Service's ClusterIP is added to the bridge (/32) and the service proxy listens there on a socket
+bound to the bridge (SO_BINDTODEVICE), so that two agents on one machine each serve the same ClusterIP to their
+own pods. No NAT, no iptables and no IP forwarding are set up: pods reach each other, the node's addresses and
+the Services, not the internet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import ipaddress
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+NETNS_DIR = Path("/run/netns")
+POD_IFNAME = "eth0"
+_ENODEV = 19
+_ENOENT = 2
+_EEXIST = 17
+_EINVAL = 22
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MS_REC = 16384
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class PodNetworkError(Exception):
+    """A pod network step failed; the message says which."""
+
+
+def unavailable() -> str | None:
+    """None when the bridge pod network can be set up here, else why not, in one line."""
+    if not Path("/proc/self/ns/net").exists():
+        return "this kernel has no network namespaces"
+    if os.geteuid() != 0:
+        return "it needs root (bridges, veth pairs and network namespaces); run the agent as root or use " \
+               "--pod-network host"
+    return None
+
+
+def tag_for(node_name: str, root: Path) -> str:
+    """Six hex digits naming one agent's links and namespaces."""
+    return hashlib.sha256(f"{node_name}\0{root.absolute()}".encode()).hexdigest()[:6]
+
+
+class PodNetwork:
+    """See the module's docstring. Its methods block briefly (netlink) and each takes the lock; those that speak
+    netlink must not run on a thread with a running event loop (pyroute2 runs one of its own there)."""
+
+    def __init__(self, tag: str, cidr: str) -> None:
+        try:
+            self.cidr = ipaddress.IPv4Network(cidr, strict=False)
+        except ValueError as e:
+            raise PodNetworkError(f"podCIDR {cidr!r} is not an IPv4 CIDR: {e}") from None
+        if self.cidr.num_addresses < 8:
+            raise PodNetworkError(f"podCIDR {cidr} is too small (at least a /29)")
+        self.tag = tag
+        self.bridge = f"ks{tag}"
+        hosts = self.cidr.hosts()
+        self.gateway = str(next(hosts))
+        self._free = [str(a) for a in hosts]
+        self._addresses: dict[str, str] = {}  # pod uid -> address
+        self._attached: set[str] = set()
+        self._service_ips: set[str] = set()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ the bridge
+    def setup(self) -> None:
+        """Remove what an earlier run left, then make the bridge with the gateway address, up."""
+        with self._lock, IPRoute() as ipr:
+            self._remove_leftovers(ipr)
+            ipr.link("add", ifname=self.bridge, kind="bridge")
+            index = self._index(ipr, self.bridge)
+            ipr.addr("add", index=index, address=self.gateway, prefixlen=self.cidr.prefixlen)
+            ipr.link("set", index=index, state="up")
+
+    def close(self) -> None:
+        """Every pod's veth and namespace, then the bridge (with the Service addresses on it)."""
+        with self._lock, IPRoute() as ipr:
+            self._remove_leftovers(ipr)
+            self._addresses.clear()
+            self._attached.clear()
+            self._service_ips.clear()
+
+    def _remove_leftovers(self, ipr: IPRoute) -> None:
+        for link in ipr.get_links():
+            name = str(link.get_attr("IFLA_IFNAME") or "")
+            if name.startswith(f"ks{self.tag}-"):
+                _delete_link(ipr, int(link["index"]))
+        with contextlib.suppress(OSError):
+            for entry in NETNS_DIR.iterdir():
+                if entry.name.startswith(f"kubesat-{self.tag}-"):
+                    _remove_netns(str(entry))
+        for index in ipr.link_lookup(ifname=self.bridge):
+            _delete_link(ipr, int(index))
+
+    # ------------------------------------------------------------------ pods
+    def reserve(self, uid: str) -> str:
+        """The pod's address: the next free one of the podCIDR, kept until `detach` (the same for later calls)."""
+        with self._lock:
+            if uid not in self._addresses:
+                if not self._free:
+                    raise PodNetworkError(f"no free address left in podCIDR {self.cidr}")
+                self._addresses[uid] = self._free.pop(0)
+            return self._addresses[uid]
+
+    def address(self, uid: str) -> str | None:
+        return self._addresses.get(uid)
+
+    def netns_path(self, uid: str) -> str:
+        return str(NETNS_DIR / f"kubesat-{self.tag}-{uid}")
+
+    def attach(self, uid: str) -> str:
+        """The pod's namespace with its veth, address and route (made once); its path, for the sandbox."""
+        address = self.reserve(uid)
+        path = self.netns_path(uid)
+        with self._lock:
+            if uid in self._attached:
+                return path
+            host_end, pod_end = self._veth_names(uid)
+            try:
+                _create_netns(path)
+                with IPRoute() as ipr, _opened(path) as ns_fd:
+                    ipr.link("add", ifname=host_end, kind="veth", peer={"ifname": pod_end})
+                    ipr.link("set", index=self._index(ipr, host_end), master=self._index(ipr, self.bridge),
+                             state="up")
+                    ipr.link("set", index=self._index(ipr, pod_end), net_ns_fd=ns_fd)
+                with _inside(path):
+                    self._configure_inside(pod_end, address)
+            except (OSError, NetlinkError, PodNetworkError) as e:
+                self._remove_pod(uid)
+                raise PodNetworkError(f"could not give the pod its network: {e}") from None
+            self._attached.add(uid)
+        return path
+
+    def _configure_inside(self, pod_end: str, address: str) -> None:
+        """In the pod's namespace (this thread's): lo up, eth0 with the address, the default route."""
+        with IPRoute() as inside:
+            inside.link("set", index=self._index(inside, "lo"), state="up")
+            index = self._index(inside, pod_end)
+            inside.link("set", index=index, ifname=POD_IFNAME)
+            inside.addr("add", index=index, address=address, prefixlen=self.cidr.prefixlen)
+            inside.link("set", index=index, state="up")
+            inside.route("add", dst="0.0.0.0/0", gateway=self.gateway)
+
+    def detach(self, uid: str) -> None:
+        """The pod is gone: its veth and namespace removed, its address free again."""
+        with self._lock:
+            self._remove_pod(uid)
+            address = self._addresses.pop(uid, None)
+            if address is not None:
+                self._free.append(address)
+
+    def detach_soon(self, uid: str) -> None:
+        """`detach` from a thread of its own: for callers on the event loop, where pyroute2's blocking calls
+        cannot run (they drive an event loop of their own)."""
+        if uid in self._addresses or uid in self._attached:
+            threading.Thread(target=self.detach, args=(uid,), name=f"podnet-detach-{uid}", daemon=True).start()
+
+    def _remove_pod(self, uid: str) -> None:
+        self._attached.discard(uid)
+        host_end, _pod_end = self._veth_names(uid)
+        with IPRoute() as ipr:
+            for index in ipr.link_lookup(ifname=host_end):
+                _delete_link(ipr, int(index))
+        _remove_netns(self.netns_path(uid))
+
+    def _veth_names(self, uid: str) -> tuple[str, str]:
+        digest = hashlib.sha256(uid.encode()).hexdigest()[:6]
+        return f"ks{self.tag}-{digest}", f"ks{self.tag}p{digest}"
+
+    # ------------------------------------------------------------------ Services
+    def listen_socket(self, address: str, port: int) -> socket.socket:
+        """A TCP socket listening on `address:port` for this bridge's pods only (the address added to the bridge
+        first); OSError when it cannot be bound."""
+        self._add_service_address(address)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.bridge.encode())
+            sock.bind((address, port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _add_service_address(self, address: str) -> None:
+        with self._lock:
+            if address in self._service_ips or address == self.gateway:
+                return
+            with IPRoute() as ipr:
+                try:
+                    ipr.addr("add", index=self._index(ipr, self.bridge), address=address, prefixlen=32)
+                except NetlinkError as e:
+                    if e.code != _EEXIST:
+                        raise OSError(e.code, f"cannot add {address} to {self.bridge}: {e}") from None
+            self._service_ips.add(address)
+
+    @staticmethod
+    def _index(ipr: IPRoute, name: str) -> int:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            raise PodNetworkError(f"no link {name}")
+        return int(found[0])
+
+
+def _delete_link(ipr: IPRoute, index: int) -> None:
+    """Delete a link (with its veth peer); one already gone is no error."""
+    try:
+        ipr.link("del", index=index)
+    except NetlinkError as e:
+        if e.code not in (_ENODEV, _ENOENT):
+            raise
+
+
+# -- network namespaces, in this thread ----------------------------------------------------------------------
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def _opened(path: str) -> Iterator[int]:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _inside(path: str) -> Iterator[None]:
+    """This thread in the network namespace at `path`, and back in its own after."""
+    with _opened("/proc/thread-self/ns/net") as home, _opened(path) as target:
+        _check(_libc.setns(target, CLONE_NEWNET), f"setns {path}")
+        try:
+            yield
+        finally:
+            _check(_libc.setns(home, CLONE_NEWNET), "setns back to the node's network")
+
+
+def _share_netns_dir() -> None:
+    """NETNS_DIR a shared mount point of its own, as iproute2 makes it (so a sandbox can detach it whole)."""
+    NETNS_DIR.mkdir(parents=True, exist_ok=True)
+    target = str(NETNS_DIR).encode()
+    if _libc.mount(b"none", target, None, MS_SHARED | MS_REC, None) == 0:
+        return
+    if ctypes.get_errno() != _EINVAL:
+        _check(-1, f"mount --make-shared {NETNS_DIR}")
+    _check(_libc.mount(target, target, b"none", MS_BIND | MS_REC, None), f"mount --bind {NETNS_DIR}")
+    _check(_libc.mount(b"none", target, None, MS_SHARED | MS_REC, None), f"mount --make-shared {NETNS_DIR}")
+
+
+def _create_netns(path: str) -> None:
+    """A new network namespace kept at `path` (a bind mount of it), made by this thread, which stays in its own."""
+    _share_netns_dir()
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
+    try:
+        with _opened("/proc/thread-self/ns/net") as home:
+            _check(_libc.unshare(CLONE_NEWNET), "unshare")
+            try:
+                _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
+                       f"mount {path}")
+            finally:
+                _check(_libc.setns(home, CLONE_NEWNET), "setns back to the node's network")
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+
+
+def _remove_netns(path: str) -> None:
+    if os.path.lexists(path):
+        _libc.umount2(path.encode(), MNT_DETACH)
+        with contextlib.suppress(OSError):
+            os.unlink(path)

@@ -1,0 +1,197 @@
+"""The bridge pod network (`kubesat agent --pod-network bridge`): on a real server and a process-runtime agent, two
+pods listen on the same port, each at its own podIP in the podCIDR; a third reaches one by podIP, a Service by
+name and the API server at https://kubernetes.default.svc with its token; the agent's readiness probes and the API
+server's pods/proxy reach the pods; deleting a pod removes its veth; stopping the agent removes the bridge."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from kubesat.agent.podnet import tag_for, unavailable
+from kubesat.agent.runtime.process import runtime_available
+
+from .conftest import Server, wait_for
+
+NODE = "podnet-n1"
+NS = "podnet"
+
+
+def _veth_unavailable() -> str | None:
+    """Why veth pairs cannot be made here (None: they can)."""
+    if runtime_available() is not None or unavailable() is not None:
+        return runtime_available() or unavailable()
+    name = f"kstp{os.getpid() % 100000}"
+    try:
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=name, kind="veth", peer={"ifname": name + "p"})
+            ipr.link("del", index=ipr.link_lookup(ifname=name)[0])
+    except (OSError, NetlinkError) as e:
+        return f"cannot create a veth pair: {e}"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_veth_unavailable() is not None, reason=f"no bridge pod network: {_veth_unavailable()}")
+
+# Fetches a URL (retrying while the other side starts) and prints what came back, one line per call.
+CLIENT = r'''
+import os, ssl, sys, time, urllib.request
+SA = "/var/run/secrets/kubernetes.io/serviceaccount"
+def get(url, **kw):
+    for _ in range(100):
+        try:
+            return urllib.request.urlopen(urllib.request.Request(url, headers=kw.get("headers", {})),
+                                          timeout=5, context=kw.get("context")).read().decode()
+        except OSError as e:
+            print("retrying", url, e, flush=True)
+            time.sleep(0.2)
+    return "FAILED"
+print("POD", "Directory listing" in get(sys.argv[1]), flush=True)
+print("SERVICE", "Directory listing" in get("http://web:80/"), flush=True)
+api = get("https://kubernetes.default.svc/api", context=ssl.create_default_context(cafile=SA + "/ca.crt"),
+          headers={"Authorization": "Bearer " + open(SA + "/token").read()})
+print("API", '"APIVersions"' in api, flush=True)
+print("HOSTS", os.environ.get("KUBERNETES_SERVICE_HOST"), flush=True)
+'''
+
+
+@dataclass
+class Agent:
+    root: Path
+    log: Path
+    cidr: ipaddress.IPv4Network
+    tag: str
+
+
+def _free_cidr() -> ipaddress.IPv4Network:
+    """A /24 of 10.244.0.0/16 that no address on this machine is in (tests on one machine must not collide)."""
+    with IPRoute() as ipr:
+        used = [ipaddress.ip_interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}").network
+                for a in ipr.get_addr(family=2)]
+    candidates = [ipaddress.IPv4Network(f"10.244.{n}.0/24") for n in range(1, 255)]
+    random.shuffle(candidates)
+    return next(c for c in candidates if not any(c.overlaps(u) for u in used))
+
+
+def _links(tag: str) -> list[str]:
+    with IPRoute() as ipr:
+        return [str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()
+                if str(link.get_attr("IFLA_IFNAME")).startswith(f"ks{tag}")]
+
+
+@pytest.fixture(scope="module")
+def agent(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
+    tmp = tmp_path_factory.mktemp("netagent")
+    kubeconfig = tmp / "node.kubeconfig"
+    kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", NODE,
+                                           "--data-dir", str(server.data_dir)], capture_output=True,
+                                          check=True).stdout)
+    root, cidr = tmp / "root", _free_cidr()
+    log = (tmp / "agent.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
+                             "--node-name", NODE, "--root", str(root), "--runtime", "process",
+                             "--pod-network", "bridge", "--pod-cidr", str(cidr), "--service-relay-port", "443",
+                             "--port", "0", "--log-level", "info", "--hide-path", str(server.data_dir)], stderr=log)
+    tag = tag_for(NODE, root)
+    try:
+        wait_for(lambda: '"Ready"' in server.kubectl("get", "node", NODE, "-o", "json", check=False).stdout, 20,
+                 "the agent's node")
+        server.kubectl("create", "namespace", NS)
+        yield Agent(root, tmp / "agent.log", cidr, tag)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    assert _links(tag) == [], "the agent left its bridge or veths behind"
+    assert not [p for p in Path("/run/netns").glob(f"kubesat-{tag}-*")], "the agent left network namespaces"
+
+
+def _web(name: str, app: str) -> dict:
+    """A pod serving its /tmp on port 8080, ready once the agent's probe reaches it at its podIP."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": {"app": app}},
+            "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1, "containers": [{
+                "name": "web", "image": "python", "workingDir": "/tmp",
+                "command": ["python3", "-m", "http.server", "8080"],
+                "ports": [{"containerPort": 8080}],
+                "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}}]}}
+
+
+def _pod(server: Server, name: str) -> dict:
+    out = server.kubectl("get", "pod", "-n", NS, name, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else {}
+
+
+def _ready(server: Server, name: str) -> dict | None:
+    pod = _pod(server, name)
+    conditions = pod.get("status", {}).get("conditions") or []
+    return pod if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
+
+
+@pytest.fixture(scope="module")
+def webs(server: Server, agent: Agent) -> tuple[dict, dict]:
+    server.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        _web("web-a", "web"), _web("web-b", "other"),
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": NS},
+         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}]}))
+    try:
+        a = wait_for(lambda: _ready(server, "web-a"), 30, "web-a ready")
+        b = wait_for(lambda: _ready(server, "web-b"), 30, "web-b ready")
+    except AssertionError:
+        print(server.kubectl("describe", "pods", "-n", NS, check=False).stdout)
+        raise
+    return a, b
+
+
+def test_two_pods_listen_on_one_port_each_at_its_own_pod_ip(server: Server, agent: Agent,
+                                                            webs: tuple[dict, dict]) -> None:
+    ips = [w["status"]["podIP"] for w in webs]
+    assert ips[0] != ips[1]
+    for w, ip in zip(webs, ips, strict=True):
+        assert ipaddress.IPv4Address(ip) in agent.cidr
+        assert ip != str(next(agent.cidr.hosts()))  # the gateway, the bridge's own
+        assert w["status"]["podIPs"] == [{"ip": ip}]
+        assert w["status"]["hostIP"] != ip
+    node = json.loads(server.kubectl("get", "node", NODE, "-o", "json").stdout)
+    assert node["spec"]["podCIDR"] == str(agent.cidr)
+    events = server.kubectl("get", "events", "-n", NS, "-o", "json").stdout
+    assert "SharedHostNetwork" not in events
+    # The API server's pods/proxy reaches the pod at its podIP.
+    listing = server.kubectl("get", "--raw", f"/api/v1/namespaces/{NS}/pods/web-b:8080/proxy/").stdout
+    assert "Directory listing" in listing
+
+
+def test_a_pod_reaches_a_pod_ip_a_service_by_name_and_the_api(server: Server, agent: Agent,
+                                                              webs: tuple[dict, dict]) -> None:
+    target = f"http://{webs[1]['status']['podIP']}:8080/"
+    server.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": NS},
+        "spec": {"nodeName": NODE, "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "app", "image": "python",
+                                 "command": ["python3", "-c", CLIENT, target]}]}}))
+    wait_for(lambda: _pod(server, "client").get("status", {}).get("phase") in ("Succeeded", "Failed"), 60,
+             "the client pod's end")
+    out = server.kubectl("logs", "-n", NS, "client").stdout
+    assert "POD True" in out, out
+    assert "SERVICE True" in out, out
+    assert "API True" in out, out
+    assert f"HOSTS {next(agent.cidr.hosts())}" in out, out
+
+
+def test_deleting_a_pod_removes_its_veth(server: Server, agent: Agent, webs: tuple[dict, dict]) -> None:
+    before = _links(agent.tag)
+    assert f"ks{agent.tag}" in before and len(before) >= 3  # the bridge and the web pods' veths
+    server.kubectl("delete", "pod", "-n", NS, "web-a", "--wait=true", timeout=60)
+    wait_for(lambda: len(_links(agent.tag)) == len(before) - 1, 20, "the veth of web-a removed")
+    uid = webs[0]["metadata"]["uid"]
+    assert not Path(f"/run/netns/kubesat-{agent.tag}-{uid}").exists()
