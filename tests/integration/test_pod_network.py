@@ -1,10 +1,12 @@
 """The bridge pod network (`kubesat agent --pod-network bridge`): on a real server and a process-runtime agent, two
 pods listen on the same port, each at its own podIP in the podCIDR; a third reaches one by podIP, a Service by
 name and the API server at https://kubernetes.default.svc with its token; the agent's readiness probes and the API
-server's pods/proxy reach the pods; deleting a pod removes its veth; stopping the agent removes the bridge."""
+server's pods/proxy reach the pods, `kubectl exec` runs in the pod's network; deleting a pod removes its veth;
+stopping the agent removes the bridge, and an agent restarted after a kill removes what the killed one left."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -90,31 +92,45 @@ def _links(tag: str) -> list[str]:
                 if str(link.get_attr("IFLA_IFNAME")).startswith(f"ks{tag}")]
 
 
+def _start(server: Server, tmp: Path, node: str, cidr: ipaddress.IPv4Network) -> subprocess.Popen:
+    """A bridge agent for `node` with its root under `tmp` (kept across restarts), its log appended to."""
+    kubeconfig = tmp / "node.kubeconfig"
+    if not kubeconfig.exists():
+        kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", node,
+                                               "--data-dir", str(server.data_dir)], capture_output=True,
+                                              check=True).stdout)
+    with (tmp / "agent.log").open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
+                                 "--node-name", node, "--root", str(tmp / "root"), "--runtime", "process",
+                                 "--pod-network", "bridge", "--pod-cidr", str(cidr), "--service-relay-port", "443",
+                                 "--port", "0", "--log-level", "info", "--hide-path", str(server.data_dir)],
+                                stderr=log)
+
+
+def _stop(proc: subprocess.Popen, tag: str) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert _links(tag) == [], "the agent left its bridge or veths behind"
+    assert not list(Path("/run/netns").glob(f"kubesat-{tag}-*")), "the agent left network namespaces"
+
+
+def _node_ready(server: Server, node: str) -> None:
+    wait_for(lambda: '"Ready"' in server.kubectl("get", "node", node, "-o", "json", check=False).stdout, 20,
+             f"node {node} ready")
+
+
 @pytest.fixture(scope="module")
 def agent(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
     tmp = tmp_path_factory.mktemp("netagent")
-    kubeconfig = tmp / "node.kubeconfig"
-    kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", NODE,
-                                           "--data-dir", str(server.data_dir)], capture_output=True,
-                                          check=True).stdout)
-    root, cidr = tmp / "root", _free_cidr()
-    log = (tmp / "agent.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
-                             "--node-name", NODE, "--root", str(root), "--runtime", "process",
-                             "--pod-network", "bridge", "--pod-cidr", str(cidr), "--service-relay-port", "443",
-                             "--port", "0", "--log-level", "info", "--hide-path", str(server.data_dir)], stderr=log)
-    tag = tag_for(NODE, root)
+    cidr = _free_cidr()
+    proc = _start(server, tmp, NODE, cidr)
+    tag = tag_for(NODE, tmp / "root")
     try:
-        wait_for(lambda: '"Ready"' in server.kubectl("get", "node", NODE, "-o", "json", check=False).stdout, 20,
-                 "the agent's node")
+        _node_ready(server, NODE)
         server.kubectl("create", "namespace", NS)
-        yield Agent(root, tmp / "agent.log", cidr, tag)
+        yield Agent(tmp / "root", tmp / "agent.log", cidr, tag)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
-    assert _links(tag) == [], "the agent left its bridge or veths behind"
-    assert not [p for p in Path("/run/netns").glob(f"kubesat-{tag}-*")], "the agent left network namespaces"
+        _stop(proc, tag)
 
 
 def _web(name: str, app: str) -> dict:
@@ -195,3 +211,40 @@ def test_deleting_a_pod_removes_its_veth(server: Server, agent: Agent, webs: tup
     wait_for(lambda: len(_links(agent.tag)) == len(before) - 1, 20, "the veth of web-a removed")
     uid = webs[0]["metadata"]["uid"]
     assert not Path(f"/run/netns/kubesat-{agent.tag}-{uid}").exists()
+
+
+def test_exec_runs_in_the_pods_network(server: Server, agent: Agent, webs: tuple[dict, dict]) -> None:
+    probe = "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.connect(('10.96.0.1', 9)); " \
+            "print(s.getsockname()[0])"
+    out = server.kubectl("exec", "-n", NS, "web-b", "--", "python3", "-c", probe).stdout
+    assert out.strip() == webs[1]["status"]["podIP"]
+
+
+def _veth_index(tag: str, uid: str) -> int | None:
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=f"ks{tag}-{hashlib.sha256(uid.encode()).hexdigest()[:6]}")
+    return int(found[0]) if found else None
+
+
+def test_a_restarted_agent_removes_what_a_killed_one_left(server: Server, agent: Agent,
+                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+    node, tmp, cidr = "podnet-n2", tmp_path_factory.mktemp("netagent2"), _free_cidr()
+    tag = tag_for(node, tmp / "root")
+    proc = _start(server, tmp, node, cidr)
+    try:
+        _node_ready(server, node)
+        pod = _web("web-n2", "n2")
+        pod["spec"]["nodeName"] = node
+        server.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        uid = wait_for(lambda: _ready(server, "web-n2"), 30, "web-n2 ready")["metadata"]["uid"]
+        before = _veth_index(tag, uid)
+        assert before is not None
+        proc.kill()  # no cleanup: the bridge, the veth and the namespace stay
+        proc.wait(timeout=10)
+        assert f"ks{tag}" in _links(tag) and _veth_index(tag, uid) == before
+        proc = _start(server, tmp, node, cidr)  # removes them, makes the bridge again, runs the pod again
+        wait_for(lambda: _veth_index(tag, uid) not in (None, before), 30, "the pod's new veth")
+        wait_for(lambda: _ready(server, "web-n2"), 30, "web-n2 ready again")
+        server.kubectl("delete", "pod", "-n", NS, "web-n2", "--wait=true", timeout=60)
+    finally:
+        _stop(proc, tag)

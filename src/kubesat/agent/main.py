@@ -98,6 +98,7 @@ def _now() -> datetime:
 
 async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
     """Run the agent until `stop` is set (or a signal arrives)."""
+    _check_pod_network(opts)
     boot_creds = None if opts.bootstrap_kubeconfig else load_kubeconfig(opts.kubeconfig)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is the server's audit log's job
     opts.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -111,7 +112,6 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
     if creds is None:
         return
     api = ApiClient(creds, opts.root / "pki", user_agent=f"kubesat-agent/{opts.node_name}")
-    _check_pod_network(opts)
     runtime = _runtime(opts)
     facts = NodeFacts.read(opts.node_name, opts.address or default_address(), opts.root, opts.runtime)
     facts.pod_cidr = opts.pod_cidr if opts.pod_network == "bridge" else ""

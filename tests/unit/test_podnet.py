@@ -1,0 +1,51 @@
+"""The bridge pod network's decisions that need no netlink: names, addresses, and the agent's refusals at start."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from kubesat.agent import podnet
+from kubesat.agent.main import AgentError, AgentOptions, _check_pod_network
+from kubesat.agent.podnet import PodNetwork, PodNetworkError, tag_for
+
+
+def test_names_differ_per_agent_and_fit_a_link_name() -> None:
+    a, b = tag_for("n1", Path("/var/lib/a")), tag_for("n1", Path("/var/lib/b"))
+    assert a != b and a == tag_for("n1", Path("/var/lib/a"))
+    net = PodNetwork(a, "10.244.1.0/24")
+    host_end, pod_end = net._veth_names("3f1c0b5e-0000-4000-8000-000000000001")
+    assert len(net.bridge) <= 15 and len(host_end) <= 15 and len(pod_end) <= 15
+    assert host_end.startswith(f"{net.bridge}-")
+
+
+def test_addresses_are_distinct_skip_the_gateway_and_are_kept_per_pod() -> None:
+    net = PodNetwork("abcdef", "10.244.7.0/29")
+    assert net.gateway == "10.244.7.1"
+    got = [net.reserve(f"uid-{i}") for i in range(5)]
+    assert got == [f"10.244.7.{n}" for n in range(2, 7)]  # .0 the network, .1 the gateway, .7 broadcast
+    assert net.reserve("uid-0") == "10.244.7.2"
+    assert all(ipaddress.IPv4Address(a) in net.cidr for a in got)
+    with pytest.raises(PodNetworkError, match="no free address"):
+        net.reserve("uid-5")
+
+
+@pytest.mark.parametrize("cidr", ["fd00::/64", "10.244.0.0/30", "nonsense"])
+def test_a_cidr_it_cannot_use_is_refused(cidr: str) -> None:
+    with pytest.raises(PodNetworkError):
+        PodNetwork("abcdef", cidr)
+
+
+def _opts(**kw: object) -> AgentOptions:
+    return AgentOptions(kubeconfig=Path("k"), node_name="n1", root=Path("r"), **kw)  # type: ignore[arg-type]
+
+
+def test_the_agent_refuses_a_bridge_it_cannot_have(monkeypatch: pytest.MonkeyPatch) -> None:
+    _check_pod_network(_opts())  # host: nothing to check
+    with pytest.raises(AgentError, match="needs --runtime process"):
+        _check_pod_network(_opts(pod_network="bridge"))
+    monkeypatch.setattr(podnet.os, "geteuid", lambda: 1000)
+    with pytest.raises(AgentError, match="^--pod-network bridge: it needs root"):
+        _check_pod_network(_opts(pod_network="bridge", runtime="process"))
