@@ -25,6 +25,7 @@ from kubesat.agent.podnet import tag_for, unavailable
 from kubesat.agent.runtime.process import runtime_available
 
 from .conftest import Server, wait_for
+from .test_port_forward import PortForward, _get
 
 NODE = "podnet-n1"
 NS = "podnet"
@@ -218,6 +219,14 @@ def test_exec_runs_in_the_pods_network(server: Server, agent: Agent, webs: tuple
             "print(s.getsockname()[0])"
     out = server.kubectl("exec", "-n", NS, "web-b", "--", "python3", "-c", probe).stdout
     assert out.strip() == webs[1]["status"]["podIP"]
+
+
+def test_port_forward_reaches_the_pod_at_its_ip(server: Server, agent: Agent, webs: tuple[dict, dict]) -> None:
+    pf = PortForward(server, "-n", NS, "pod/web-b", ":8080")
+    try:
+        assert b"Directory listing" in _get(pf.wait_forwarding())
+    finally:
+        pf.kill()
 
 
 def _veth_index(tag: str, uid: str) -> int | None:
