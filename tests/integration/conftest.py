@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,3 +166,30 @@ def api(server: Server):
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(server.kubeconfig), client_configuration=cfg)
     return client.ApiClient(cfg)
+
+
+@contextlib.contextmanager
+def process_agent(server: Server, tmp: Path, node: str, *extra: str) -> Iterator[Path]:
+    """A `kubesat agent --runtime process` for `node` with a node kubeconfig from the server's CA, its root under
+    `tmp` (yielded; its log is tmp/agent.log), the kubelet API and the kubernetes Service relay on free ports and
+    the server's data dir hidden from pods; yields once the node is Ready, stops the agent on exit."""
+    kubeconfig = tmp / "node.kubeconfig"
+    kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", node,
+                                           "--data-dir", str(server.data_dir)], capture_output=True,
+                                          check=True).stdout)
+    with (tmp / "agent.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
+                                 "--node-name", node, "--root", str(tmp / "root"), "--runtime", "process",
+                                 "--service-relay-port", "0", "--port", "0", "--hide-path", str(server.data_dir),
+                                 *extra], stderr=log)
+        try:
+            wait_for(lambda: '"Ready"' in server.kubectl("get", "node", node, "-o", "json", check=False).stdout,
+                     20, "the agent's node")
+            yield tmp / "root"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -11,7 +11,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from kubernetes.stream import portforward
 
 from kubesat.agent.runtime.process import runtime_available
 
-from .conftest import Server, kubectl_binary, wait_for
+from .conftest import Server, kubectl_binary, process_agent, wait_for
 
 NODE = "pf-n1"
 
@@ -40,21 +39,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def agent(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("portforward")
-    kubeconfig = tmp / "node.kubeconfig"
-    kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", NODE,
-                                           "--data-dir", str(server.data_dir)], capture_output=True,
-                                          check=True).stdout)
-    log = (tmp / "agent.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
-                             "--node-name", NODE, "--root", str(tmp / "root"), "--runtime", "process",
-                             "--service-relay-port", "0", "--port", "0", "--hide-path", str(server.data_dir)],
-                            stderr=log)
-    wait_for(lambda: '"Ready"' in server.kubectl("get", "node", NODE, "-o", "json", check=False).stdout, 20,
-             "the agent's node")
-    yield tmp
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    with process_agent(server, tmp, NODE):
+        yield tmp
 
 
 BIG = bytes(range(256)) * 12288  # 3 MiB, written by the pod

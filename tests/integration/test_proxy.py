@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from kubernetes.client.rest import ApiException
 
 from kubesat.agent.runtime.process import runtime_available
 
-from .conftest import Server, free_port, kubectl_binary, wait_for
+from .conftest import Server, free_port, kubectl_binary, process_agent, wait_for
 from .rawclient import Answer, RawClient, status_problem
 
 NODE = "proxy-n1"
@@ -86,21 +85,8 @@ pytestmark = pytest.mark.skipif(runtime_available() is not None, reason=f"no pro
 @pytest.fixture(scope="module")
 def agent(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("proxy")
-    kubeconfig = tmp / "node.kubeconfig"
-    kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", NODE,
-                                           "--data-dir", str(server.data_dir)], capture_output=True,
-                                          check=True).stdout)
-    log = (tmp / "agent.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
-                             "--node-name", NODE, "--root", str(tmp / "root"), "--runtime", "process",
-                             "--service-relay-port", "0", "--port", "0", "--hide-path", str(server.data_dir)],
-                            stderr=log)
-    wait_for(lambda: '"Ready"' in server.kubectl("get", "node", NODE, "-o", "json", check=False).stdout, 20,
-             "the agent's node")
-    yield tmp
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    with process_agent(server, tmp, NODE):
+        yield tmp
 
 
 def _apply(server: Server, *objects: dict) -> None:

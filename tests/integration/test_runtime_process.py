@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 
 from kubesat.agent.runtime.process import runtime_available
 
-from .conftest import Server, wait_for
+from .conftest import Server, process_agent, wait_for
 
 NODE = "proc-n1"
 
@@ -27,25 +25,11 @@ pytestmark = pytest.mark.skipif(runtime_available() is not None, reason=f"no pro
 @pytest.fixture(scope="module")
 def agent(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     tmp = tmp_path_factory.mktemp("procagent")
-    kubeconfig = tmp / "node.kubeconfig"
-    kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", NODE,
-                                           "--data-dir", str(server.data_dir)], capture_output=True,
-                                          check=True).stdout)
-    root, shared = tmp / "root", tmp / "shared"
+    shared = tmp / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    log = (tmp / "agent.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
-                             "--node-name", NODE, "--root", str(root), "--runtime", "process",
-                             "--service-relay-port", "0", "--port", "0",
-                             "--allow-host-path", str(shared), "--hide-path", str(server.data_dir)],
-                            stderr=log)
-    wait_for(lambda: '"Ready"' in server.kubectl("get", "node", NODE, "-o", "json", check=False).stdout, 20,
-             "the agent's node")
-    yield root, shared
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    with process_agent(server, tmp, NODE, "--allow-host-path", str(shared)) as root:
+        yield root, shared
 
 
 def _apply(server: Server, name: str, script: str, extra: str = "", policy: str = "Never",

@@ -7,8 +7,6 @@ directly, and a Service created after a pod started is added to that pod's /etc/
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 from kubesat.agent.runtime.process import runtime_available
 from kubesat.agent.servicenet import loopback_address
 
-from .conftest import Server, free_port, wait_for
+from .conftest import Server, free_port, process_agent, wait_for
 
 NODE = "svc-n1"
 NS = "svc-calls"
@@ -76,22 +74,9 @@ print("ENV", os.environ.get("CALLEE_SERVICE_HOST"), os.environ.get("CALLEE_SERVI
 @pytest.fixture(scope="module")
 def agent(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("svcagent")
-    kubeconfig = tmp / "node.kubeconfig"
-    kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", NODE,
-                                           "--data-dir", str(server.data_dir)], capture_output=True,
-                                          check=True).stdout)
-    log = (tmp / "agent.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
-                             "--node-name", NODE, "--root", str(tmp / "root"), "--runtime", "process",
-                             "--service-relay-port", "0", "--port", "0", "--log-level", "info",
-                             "--hide-path", str(server.data_dir)], stderr=log)
-    wait_for(lambda: '"Ready"' in server.kubectl("get", "node", NODE, "-o", "json", check=False).stdout, 20,
-             "the agent's node")
-    server.kubectl("create", "namespace", NS)
-    yield tmp / "agent.log"
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    with process_agent(server, tmp, NODE, "--log-level", "info"):
+        server.kubectl("create", "namespace", NS)
+        yield tmp / "agent.log"
 
 
 def _pod(server: Server, name: str) -> dict:

@@ -16,7 +16,6 @@ import socket
 import ssl
 import struct
 import subprocess
-import sys
 import termios
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from kubernetes.stream import stream
 
 from kubesat.agent.runtime.process import runtime_available
 
-from .conftest import Server, kubectl_binary, wait_for
+from .conftest import Server, kubectl_binary, process_agent, wait_for
 
 NODE = "streams-n1"
 TOKEN_NS = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -39,22 +38,9 @@ pytestmark = pytest.mark.skipif(runtime_available() is not None, reason=f"no pro
 @pytest.fixture(scope="module")
 def agent(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("streams")
-    kubeconfig = tmp / "node.kubeconfig"
-    kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", NODE,
-                                           "--data-dir", str(server.data_dir)], capture_output=True,
-                                          check=True).stdout)
-    log = (tmp / "agent.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
-                             "--node-name", NODE, "--root", str(tmp / "root"), "--runtime", "process",
-                             "--service-relay-port", "0",
-                             "--port", "0", "--hide-path", str(server.data_dir)], stderr=log)
-    wait_for(lambda: '"Ready"' in server.kubectl("get", "node", NODE, "-o", "json", check=False).stdout, 20,
-             "the agent's node")
-    _pod(server, "app", '["sh", "-c", "echo one; echo two >&2; sleep 3600"]')
-    yield tmp
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    with process_agent(server, tmp, NODE):
+        _pod(server, "app", '["sh", "-c", "echo one; echo two >&2; sleep 3600"]')
+        yield tmp
 
 
 def _pod(server: Server, name: str, command: str, policy: str = "Always", node: str = NODE) -> None:
