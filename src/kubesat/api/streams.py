@@ -446,7 +446,12 @@ async def tunnel(conn: RawConnection, upstream: ClientConnection) -> None:
                 if isinstance(message, bytes):
                     await conn.write(message)
 
-    tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+    await _until_one_ends(up(), down())
+
+
+async def _until_one_ends(*coros: Awaitable[None]) -> None:
+    """Run the directions of a relay until the first ends; then stop the others."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -477,13 +482,9 @@ async def relay(upstream: ClientConnection, receive: Callable[[], Awaitable[dict
             if data is not None:
                 await upstream.send(data)
 
-    tasks = [asyncio.create_task(down()), asyncio.create_task(up())]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await _until_one_ends(down(), up())
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         await upstream.close()
         with contextlib.suppress(Exception):
             await send({"type": "websocket.close", "code": 1000})
