@@ -25,17 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import fcntl
 import json
 import logging
 import os
 import pty
 import pwd
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -49,6 +46,7 @@ from kubesat.agent import envvars
 from kubesat.agent.podnet import NETNS_DIR, PodNetwork, PodNetworkError
 from kubesat.agent.runtime import (ExecRequest, ExecSession, PodSandboxConfig, RuntimeFailure, attach, lifecycle, logs,
                                    probes, write_hosts_file)
+from kubesat.agent.runtime.execs import ExecHelpers
 from kubesat.agent.runtime.mounts import MountError, plan
 
 log = logging.getLogger("kubesat.agent")
@@ -226,6 +224,7 @@ class ProcessRuntime:
         self.pods: dict[str, _Pod] = {}
         self.network: PodNetwork | None = None  # the bridge pod network (use_network); None: the host's network
         self._http = httpx.AsyncClient(verify=False, follow_redirects=False)  # noqa: S501 - probes, as the kubelet's
+        self.execs = ExecHelpers(HELPER)  # exec sessions, probes and hooks
         _subreaper()
         self._kill_leftovers()
 
@@ -324,6 +323,7 @@ class ProcessRuntime:
         for uid in list(self.pods):
             self.forget_pod(uid)
         await self._http.aclose()
+        await self.execs.close()
 
     def log_path(self, pod_uid: str, container: str, previous: bool = False) -> Path | None:
         pod = self.pods.get(pod_uid)
@@ -344,7 +344,7 @@ class ProcessRuntime:
         if pod is None or c is None or c.instance is None or c.instance.exited.done():
             raise RuntimeFailure(f'container not found ("{request.container}")')
         spec = self._exec_spec(pod, c, request.command, request.tty)
-        return await _ProcessExec.start(spec, c.instance.pidfd, request)
+        return await self.execs.start(spec, c.instance.pidfd, request)
 
     async def attach(self, request: ExecRequest) -> ExecSession:
         """A session on the container's process (see `attach`), refused in the CRI's words (the kubelet relays
@@ -664,8 +664,8 @@ class ProcessRuntime:
         """Run a command in the container (hooks, exec probes): its exit code and output, within `timeout`."""
         if c.instance is None or c.instance.pidfd < 0:
             raise RuntimeFailure(f'container not found ("{c.name}")')
-        session = await _ProcessExec.start(self._exec_spec(pod, c, command, False), c.instance.pidfd,
-                                           ExecRequest(pod.uid, c.name, command))
+        session = await self.execs.start(self._exec_spec(pod, c, command, False), c.instance.pidfd,
+                                         ExecRequest(pod.uid, c.name, command))
         readers = [asyncio.create_task(_drain(session.read_stdout)), asyncio.create_task(_drain(session.read_stderr))]
         try:
             out, _ = await asyncio.wait_for(asyncio.gather(*readers), timeout)
@@ -750,112 +750,6 @@ class ProcessRuntime:
         if c.instance_id:
             status["containerID"] = _container_id(c.instance_id)
         return status
-
-
-# -- exec sessions ----------------------------------------------------------------------------------------------
-
-class _ProcessExec:
-    """An ExecSession: the exec helper's pipes (or a pseudo-terminal) and its exit status."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, master: int | None) -> None:
-        self.proc = proc
-        self.master = master
-        self._pty_queue: asyncio.Queue[bytes] | None = None
-
-    @classmethod
-    async def start(cls, spec: dict[str, Any], pidfd: int, request: ExecRequest) -> _ProcessExec:
-        spec_file = Path(os.environ.get("TMPDIR", "/tmp")) / f".kubesat-exec-{uuid.uuid4().hex}.json"
-        fd = os.open(spec_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(spec, f)
-        args = [*HELPER, "exec", str(spec_file), str(pidfd)]
-        if request.tty:
-            master, slave = pty.openpty()
-            try:
-                proc = await asyncio.create_subprocess_exec(*args, stdin=slave, stdout=slave, stderr=slave,
-                                                            pass_fds=(pidfd,))
-            finally:
-                os.close(slave)
-            session = cls(proc, master)
-            session._start_pty_reader()
-            return session
-        proc = await asyncio.create_subprocess_exec(
-            *args, stdin=subprocess.PIPE if request.stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE if request.stdout else subprocess.DEVNULL,
-            stderr=subprocess.PIPE if request.stderr else subprocess.DEVNULL, pass_fds=(pidfd,))
-        return cls(proc, None)
-
-    def _start_pty_reader(self) -> None:
-        assert self.master is not None
-        master = self.master
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
-        self._pty_queue = queue
-        loop = asyncio.get_running_loop()
-        os.set_blocking(master, False)
-
-        def readable() -> None:
-            try:
-                data = os.read(master, READ_CHUNK)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                loop.remove_reader(master)
-            queue.put_nowait(data)
-        loop.add_reader(master, readable)
-
-    async def write_stdin(self, data: bytes) -> None:
-        if self.master is not None:
-            os.write(self.master, data)
-        elif self.proc.stdin is not None:
-            self.proc.stdin.write(data)
-            await self.proc.stdin.drain()
-
-    async def close_stdin(self) -> None:
-        if self.master is not None:
-            with contextlib.suppress(OSError):
-                os.write(self.master, b"\x04")
-        elif self.proc.stdin is not None:
-            self.proc.stdin.close()
-
-    async def read_stdout(self) -> bytes:
-        if self._pty_queue is not None:
-            return await self._pty_queue.get()
-        if self.proc.stdout is None:
-            return b""
-        return await self.proc.stdout.read(READ_CHUNK)
-
-    async def read_stderr(self) -> bytes:
-        if self.master is not None or self.proc.stderr is None:
-            return b""
-        return await self.proc.stderr.read(READ_CHUNK)
-
-    def resize(self, width: int, height: int) -> None:
-        if self.master is not None:
-            with contextlib.suppress(OSError):
-                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
-
-    async def wait(self) -> int:
-        code = await self.proc.wait()
-        if self.master is not None and self._pty_queue is not None:
-            self._pty_queue.put_nowait(b"")
-        return code if code >= 0 else 128 - code
-
-    async def kill(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 2.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-        if self.master is not None:
-            with contextlib.suppress(OSError, ValueError):
-                asyncio.get_running_loop().remove_reader(self.master)
-                os.close(self.master)
-            self.master = None
 
 
 async def _drain(read: Callable[[], Any]) -> bytes:

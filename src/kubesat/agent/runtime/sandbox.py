@@ -1,9 +1,9 @@
 """The helper that puts one container's process in its sandbox, or one `exec` into a running container.
 
-The agent runs this file as a script (`python -I -S sandbox.py run|exec SPEC_FILE REPORT_FD ERROR_FD`), never
-imports its side effects, and it imports nothing but the standard library, so that it starts fast and an
+The agent runs this file as a script (`python -I -S sandbox.py run SPEC_FILE REPORT_FD ERROR_FD`, `exec SOCKET_FD`),
+never imports its side effects, and it imports nothing but the standard library, so that it starts fast and an
 environment chosen by a pod (LD_PRELOAD, PYTHONPATH) never reaches a process that still has root's powers: the
-container's environment is read from the spec file and given only to the final execve.
+container's environment is read from the spec (a file, or for `exec` the socket) and given only to the final execve.
 
 `run`: new mount, PID and UTS namespaces (and a user namespace when the agent is not root), after joining the pod's
 network namespace when the spec names one (`netns`, the bridge pod network); the parent reports the
@@ -18,9 +18,12 @@ existing parent, whose upper layer lives in memory, so the host's filesystem is 
 directory is the exception: it is created on the host, empty). Anything that fails before the command runs is
 written to ERROR_FD, which closes on exec: the agent reads EOF when the command started.
 
-`exec`: joins a running container's namespaces through a pidfd (no PID reuse race), then forks; the child
-takes the container's user, directory and environment and executes the command; the parent passes SIGTERM,
-SIGINT and SIGHUP on and exits with the child's status (128+N for a signal), as a runtime's exec does.
+`exec`: started before there is an exec to run (the agent keeps one waiting: the interpreter's start is most of an
+exec's time), it waits on SOCKET_FD for its request: the container's pidfd and the command's stdin, stdout and
+stderr (SCM_RIGHTS; they become the helper's own 0, 1 and 2), and the spec. Then it joins the container's
+namespaces through the pidfd (no PID reuse race) and forks; the child takes the container's user, directory and
+environment and executes the command; the parent passes SIGTERM, SIGINT and SIGHUP on and exits with the child's
+status (128+N for a signal), as a runtime's exec does. The socket closing before a request comes ends it (status 0).
 
 `local` (`python -I -S sandbox.py local SPEC_FILE ERROR_FD`, for `kubesat run`): the helper itself enters new mount
 and UTS namespaces (and, when not root, a user namespace that maps the caller's own uid and gid to themselves, so
@@ -39,6 +42,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import stat
 import sys
 import termios
@@ -329,6 +333,34 @@ def _forward(child: int) -> None:
         signal.signal(sig, handler)
 
 
+def receive(sock_fd: int) -> tuple[dict, int]:  # type: ignore[type-arg]
+    """`exec`'s request: the spec's length (4 bytes, big-endian) carrying the four descriptors, then the spec (JSON).
+    Returns the spec and the pidfd, with the command's streams in place as 0, 1 and 2."""
+    sock = socket.socket(fileno=sock_fd)
+    try:
+        head, fds, _flags, _addr = socket.recv_fds(sock, 4, 4, socket.MSG_CMSG_CLOEXEC)
+    except OSError:
+        os._exit(126)
+    if not head:
+        os._exit(0)  # no request: the agent stopped, or had no use for this helper
+    if len(head) != 4 or len(fds) != 4:
+        os._exit(126)
+    size = int.from_bytes(head, "big")
+    payload = bytearray()
+    while len(payload) < size:
+        chunk = sock.recv(min(size - len(payload), 1 << 20))
+        if not chunk:
+            os._exit(126)
+        payload += chunk
+    sock.close()
+    pidfd, *stdio = fds
+    for target, fd in enumerate(stdio):
+        os.dup2(fd, target)
+    for fd in stdio:
+        os.close(fd)
+    return json.loads(payload), pidfd
+
+
 def execute(spec: dict, pidfd: int) -> None:  # type: ignore[type-arg]
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | (CLONE_NEWUSER if spec.get("userns") else 0) | \
         (CLONE_NEWNET if spec.get("netns") else 0)
@@ -365,7 +397,11 @@ def execute(spec: dict, pidfd: int) -> None:  # type: ignore[type-arg]
 
 
 def main(argv: list[str]) -> None:
-    mode, spec_file = argv[1], argv[2]
+    mode = argv[1]
+    if mode == "exec":
+        execute(*receive(int(argv[2])))
+        return
+    spec_file = argv[2]
     with open(spec_file) as f:
         spec = json.load(f)
     try:
@@ -375,10 +411,8 @@ def main(argv: list[str]) -> None:
             raise
     if mode == "run":
         run(spec, int(argv[3]), int(argv[4]))
-    elif mode == "local":
-        local(spec, int(argv[3]))
     else:
-        execute(spec, int(argv[3]))
+        local(spec, int(argv[3]))
 
 
 if __name__ == "__main__":
