@@ -524,7 +524,11 @@ class ProcessRuntime:
             json.dump(self._spec(pod, c), f)
         log_file = logs.ContainerLog(logs.log_file(pod.config.log_dir, c.name, c.restart_count))
         tty = c.spec.get("tty") is True
-        stdio = _Stdio.open(tty, c.spec.get("stdin") is True)
+        try:
+            stdio = _Stdio.open(tty, c.spec.get("stdin") is True)
+        except OSError as e:  # out of descriptors or pseudo-terminals
+            log_file.close()
+            raise RuntimeFailure(f"could not open the container's stdio: {e}") from None
         rep_r, rep_w = os.pipe()
         fail_r, fail_w = os.pipe()
         try:
