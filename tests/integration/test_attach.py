@@ -13,7 +13,6 @@ import pty
 import re
 import select
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from kubernetes.stream import stream
 
 from kubesat.agent.runtime.process import runtime_available
 
-from .conftest import Server, kubectl_binary, wait_for
+from .conftest import Server, kubectl_binary, process_agent, wait_for
 
 NODE = "attach-n1"
 TICKER = 'i=0; while :; do i=$((i+1)); echo "line $i"; sleep 0.2; done'
@@ -37,22 +36,9 @@ pytestmark = pytest.mark.skipif(runtime_available() is not None, reason=f"no pro
 @pytest.fixture(scope="module")
 def agent(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("attach")
-    kubeconfig = tmp / "node.kubeconfig"
-    kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", NODE,
-                                           "--data-dir", str(server.data_dir)], capture_output=True,
-                                          check=True).stdout)
-    log = (tmp / "agent.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
-                             "--node-name", NODE, "--root", str(tmp / "root"), "--runtime", "process",
-                             "--service-relay-port", "0", "--port", "0", "--hide-path", str(server.data_dir)],
-                            stderr=log)
-    wait_for(lambda: '"Ready"' in server.kubectl("get", "node", NODE, "-o", "json", check=False).stdout, 20,
-             "the agent's node")
-    _pod(server, "ticker", ["sh", "-c", TICKER])
-    yield tmp
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    with process_agent(server, tmp, NODE):
+        _pod(server, "ticker", ["sh", "-c", TICKER])
+        yield tmp
 
 
 def _pod(server: Server, name: str, command: list[str], extra: str = "", policy: str = "Always",
