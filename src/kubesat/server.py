@@ -67,6 +67,11 @@ class ServeOptions:
     node_startup_grace_period: float = 60.0  # its --node-startup-grace-period
     node_name: str = ""  # the local node's name (an agent process beside the server); "": no local node
     node_runtime: str = "none"  # the local node's container runtime: "process" or "none"
+    # kube-controller-manager's --allocate-node-cidrs, --cluster-cidr and --node-cidr-mask-size (0: 24 for IPv4,
+    # 64 for IPv6): Nodes get podCIDRs (controllers/nodeipam.py). On by default, as in k3s.
+    allocate_node_cidrs: bool = True
+    cluster_cidr: str = "10.244.0.0/16"  # kubeadm's and flannel's, beside kubeadm's service range 10.96.0.0/12
+    node_cidr_mask_size: int = 0
     # Filled in by later layers (tokens, RBAC) through the same object.
     extra: dict[str, Any] = field(default_factory=dict)
 

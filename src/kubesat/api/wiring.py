@@ -30,6 +30,7 @@ from kubesat.controllers.job import JobController
 from kubesat.controllers.kubernetesservice import KubernetesServiceController
 from kubesat.controllers.mirrorpod import MirrorPodPublisher
 from kubesat.controllers.legacytokens import LegacyTokenCleaner, LegacyTokenTracking
+from kubesat.controllers import nodeipam
 from kubesat.controllers.nodelifecycle import NodeLifecycleController
 from kubesat.controllers.podgc import PodGCController
 from kubesat.controllers.tainteviction import TaintEvictionController
@@ -78,6 +79,15 @@ class WiringOptions(Protocol):
 
     @property
     def command_line(self) -> list[str]: ...
+
+    @property
+    def allocate_node_cidrs(self) -> bool: ...
+
+    @property
+    def cluster_cidr(self) -> str: ...
+
+    @property
+    def node_cidr_mask_size(self) -> int: ...
 
 
 class Controller(Protocol):
@@ -273,6 +283,9 @@ def controller_starters(
         registry, grace_period=opts.node_monitor_grace_period,
         startup_grace_period=opts.node_startup_grace_period)))
     starters.append(starter(lambda: PodGCController(registry)))
+    if opts.allocate_node_cidrs:
+        cluster, mask = nodeipam.check_options(opts.cluster_cidr, opts.node_cidr_mask_size or None)
+        starters.append(starter(lambda: nodeipam.NodeIpamController(registry, cluster, mask)))
     starters.append(starter(lambda: TaintEvictionController(registry)))
     starters.append(starter(lambda: ReplicaSetController(registry)))
     starters.append(starter(lambda: ReplicationManager(registry)))

@@ -16,6 +16,8 @@ from kubesat.agent.client import ApiClient, ApiError, KubeconfigError, load_kube
 from kubesat.agent.runtime.process import runtime_available
 from kubesat.auth import bootstrap as bootstrap_tokens
 from kubesat.cli.flags import fail, parse_bool, parse_duration, parse_timeout
+from kubesat.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, CIDRError
+from kubesat.controllers.nodeipam import check_options as check_node_cidrs
 from kubesat.localnode import default_node_name
 from kubesat.paths import default_data_dir
 from kubesat.pki import ClusterPKI, PKIError, kubeconfig_yaml
@@ -69,6 +71,14 @@ from kubesat.tokens.issuer import DEFAULT_ISSUER, TokenOptions, validate_options
                    "tainted unreachable (kube-controller-manager's flag and 1.32 default).")
 @click.option("--node-startup-grace-period", "node_startup_grace", default="1m", show_default=True,
               metavar="DURATION", help="The same for a node that has never posted its status.")
+@click.option("--allocate-node-cidrs", "allocate_cidrs", default="true", show_default=True, metavar="BOOL",
+              is_flag=False, flag_value="true",
+              help="Give each Node without spec.podCIDR a subnet of --cluster-cidr, as kube-controller-manager's "
+                   "node IPAM controller does (false: Nodes get none).")
+@click.option("--cluster-cidr", "cluster_cidr", default=DEFAULT_CLUSTER_CIDR, show_default=True, metavar="CIDR",
+              help="The pods' range the nodes' podCIDRs are taken from (kubeadm's and flannel's 10.244.0.0/16).")
+@click.option("--node-cidr-mask-size", "node_cidr_mask_size", type=int, default=None, metavar="N",
+              help="Prefix length of each node's podCIDR.  [default: 24 for IPv4, 64 for IPv6]")
 @click.option("--no-node", "no_node", is_flag=True, default=False,
               help="Do not run the local node (a `kubesat agent` process beside the server that runs the pods "
                    "scheduled to it).")
@@ -85,8 +95,8 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
           event_history: int, issuers: tuple[str, ...], api_audiences: tuple[str, ...], max_exp: str, extend: str,
           key_files: tuple[str, ...], jwks_uri: str, signing_alg: str, lookup: str, cleanup: str,
           signing_processes: int, audit_log_path: str | None, header_timeout: str, idle_timeout: str,
-          node_grace: str, node_startup_grace: str, no_node: bool, node_name: str, node_runtime: str,
-          log_level: str) -> None:
+          node_grace: str, node_startup_grace: str, allocate_cidrs: str, cluster_cidr: str,
+          node_cidr_mask_size: int | None, no_node: bool, node_name: str, node_runtime: str, log_level: str) -> None:
     """Serve the Kubernetes API over HTTPS on an embedded SQLite store, with a local node to run pods."""
     auds = tuple(a.strip() for v in api_audiences for a in v.split(",") if a.strip())
     tokens = TokenOptions(
@@ -105,6 +115,13 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
     if node_name and not no_node and (len(node_name) > 253 or default_node_name(node_name) != node_name):
         problems.append(f"--node-name {node_name!r}: must be a lowercase RFC 1123 subdomain (lower case "
                         "alphanumeric characters, '-' or '.', starting and ending with an alphanumeric character)")
+    allocate = parse_bool(allocate_cidrs, "--allocate-node-cidrs")
+    mask = 0
+    if allocate:
+        try:
+            mask = check_node_cidrs(cluster_cidr, node_cidr_mask_size)[1]
+        except CIDRError as e:
+            problems.append(str(e))
     if problems:
         fail("; ".join(problems))
 
@@ -124,6 +141,9 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
         node_monitor_grace_period=parse_timeout(node_grace, "--node-monitor-grace-period"),
         node_startup_grace_period=parse_timeout(node_startup_grace, "--node-startup-grace-period"),
         node_name="" if no_node else node_name or default_node_name(),
+        allocate_node_cidrs=allocate,
+        cluster_cidr=cluster_cidr,
+        node_cidr_mask_size=mask,
     )
 
     if opts.node_name:
