@@ -11,9 +11,11 @@ has no runtime to wait for and registers ready, and says `NodeReady` then.)
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +42,8 @@ _PRESSURE = (
 # The event each condition's healthy status gives when the kubelet sets it (pkg/kubelet/nodestatus/setters.go).
 _PRESSURE_EVENTS = ("NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID")
 READY = ("True", "KubeletReady", "kubelet is posting ready status")
+# How long a bridge agent whose new Node has no podCIDR waits for the server's node IPAM controller to give it one.
+POD_CIDR_WAIT = 10.0
 SHUTTING_DOWN = ("False", "KubeletNotReady", "node is shutting down")
 
 
@@ -65,7 +69,7 @@ class NodeFacts:
     boot_id: str = ""
     machine_id: str = ""
     kubelet_port: int = 10250  # where the agent serves the kubelet API (status.daemonEndpoints)
-    pod_cidr: str = ""  # registered as spec.podCIDR (the bridge pod network's --pod-cidr)
+    pod_cidr: str = ""  # registered as spec.podCIDR (the bridge pod network's --pod-cidr); "": the server gives one
 
     @classmethod
     def read(cls, name: str, address: str, root: Path, runtime: str) -> NodeFacts:
@@ -220,6 +224,18 @@ class NodeHeartbeat:
             await self.events.send(ref, "Normal", "NodeReady", f"Node {self.facts.name} status is now: NodeReady")
         await self.renew_lease()
         return self.node
+
+    async def pod_cidr(self, timeout: float = POD_CIDR_WAIT, poll: float = 0.2) -> str:
+        """The Node's spec.podCIDR: as last read, else as the server's node IPAM controller writes it just after
+        the Node is created (read again until `timeout`); "" when none came."""
+        deadline = time.monotonic() + timeout
+        while True:
+            spec = self.node.get("spec")
+            cidr = str((spec if isinstance(spec, dict) else {}).get("podCIDR") or "")
+            if cidr or time.monotonic() >= deadline:
+                return cidr
+            await asyncio.sleep(poll)
+            self.node = await self.api.get(f"/api/v1/nodes/{self.facts.name}")
 
     async def report(self, ready: tuple[str, str, str], announce: bool = True) -> None:
         """Patch the node's status; `NodeReady` / `NodeNotReady` when Ready changes from what the node said."""
