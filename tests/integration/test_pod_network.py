@@ -21,7 +21,7 @@ import pytest
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from kubesat.agent.podnet import tag_for, unavailable
+from kubesat.agent.netns import tag_for, unavailable
 from kubesat.agent.runtime.process import runtime_available
 
 from .conftest import Server, wait_for

@@ -9,6 +9,7 @@ last wrote.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
 import time
@@ -17,11 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from kubesat.agent import certs, kubeletapi, podnet
+from kubesat.agent import certs, kubeletapi, netns
 from kubesat.agent.containers import Containers, make_runtime
 from kubesat.agent.events import pod_ref
 from kubesat.agent.relay import Relay
@@ -31,6 +32,11 @@ from kubesat.agent.runtime.process import ProcessRuntime
 from kubesat.agent.client import ApiClient, ApiError, Credentials, load_kubeconfig
 from kubesat.agent.pods import REFRESH_TICK, PodManager
 from kubesat.agent.node import RENEW_INTERVAL, READY, SHUTTING_DOWN, NodeFacts, NodeHeartbeat, default_address
+
+if TYPE_CHECKING:
+    from kubesat.agent.podnet import PodNetwork
+
+BRIDGE_MODULE = "kubesat.agent.podnet"  # the bridge pod network, imported only when it is used
 
 log = logging.getLogger("kubesat.agent")
 
@@ -184,12 +190,12 @@ def _check_pod_network(opts: AgentOptions) -> None:
         raise AgentError(f"unknown pod network {opts.pod_network!r} (host or bridge)")
     if opts.runtime != "process":
         raise AgentError("--pod-network bridge needs --runtime process (pods that run no process have no network)")
-    why = podnet.unavailable()
+    why = netns.unavailable()
     if why is not None:
         raise AgentError(f"--pod-network bridge: {why}")
 
 
-async def _start_pod_network(opts: AgentOptions, node: dict[str, Any], runtime: Runtime) -> podnet.PodNetwork | None:
+async def _start_pod_network(opts: AgentOptions, node: dict[str, Any], runtime: Runtime) -> PodNetwork | None:
     """The bridge pod network on the Node's podCIDR (--pod-cidr when the server assigned none), after removing
     what an earlier run left; None for the host's network."""
     if opts.pod_network != "bridge" or not isinstance(runtime, ProcessRuntime):
@@ -199,9 +205,11 @@ async def _start_pod_network(opts: AgentOptions, node: dict[str, Any], runtime: 
         raise AgentError(f"--pod-network bridge: node {opts.node_name} has no spec.podCIDR and no --pod-cidr was "
                          "given")
     try:
-        network = podnet.PodNetwork(podnet.tag_for(opts.node_name, opts.root), cidr)
+        # Loaded here, in bridge mode only: pyroute2 costs an agent on the host's network 8 MB and 0.14 s.
+        bridge: type[PodNetwork] = importlib.import_module(BRIDGE_MODULE).PodNetwork
+        network = bridge(netns.tag_for(opts.node_name, opts.root), cidr)
         await asyncio.to_thread(network.setup)
-    except (podnet.PodNetworkError, OSError) as e:
+    except (netns.PodNetworkError, OSError) as e:
         raise AgentError(f"--pod-network bridge: cannot set up the bridge: {e}") from None
     runtime.use_network(network)
     log.info("pod network: bridge %s, podCIDR %s, gateway %s", network.bridge, network.cidr, network.gateway)

@@ -20,49 +20,18 @@ the Services, not the internet.
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import errno
 import hashlib
 import ipaddress
-import os
 import socket
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-NETNS_DIR = Path("/run/netns")
-POD_IFNAME = "eth0"
-_ENODEV = 19
-_ENOENT = 2
-_EEXIST = 17
-_EINVAL = 22
-CLONE_NEWNET = 0x40000000
-MS_BIND = 4096
-MS_REC = 16384
-MS_SHARED = 1 << 20
-MNT_DETACH = 2
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class PodNetworkError(Exception):
-    """A pod network step failed; the message says which."""
-
-
-def unavailable() -> str | None:
-    """None when the bridge pod network can be set up here, else why not, in one line."""
-    if not Path("/proc/self/ns/net").exists():
-        return "this kernel has no network namespaces"
-    if os.geteuid() != 0:
-        return "it needs root (bridges, veth pairs and network namespaces); run the agent as root or use " \
-               "--pod-network host"
-    return None
-
-
-def tag_for(node_name: str, root: Path) -> str:
-    """Six hex digits naming one agent's links and namespaces."""
-    return hashlib.sha256(f"{node_name}\0{root.absolute()}".encode()).hexdigest()[:6]
+from kubesat.agent.netns import (
+    NETNS_DIR, POD_IFNAME, PodNetworkError, create_netns, inside, opened, remove_netns,
+)
 
 
 class PodNetwork:
@@ -112,7 +81,7 @@ class PodNetwork:
         with contextlib.suppress(OSError):
             for entry in NETNS_DIR.iterdir():
                 if entry.name.startswith(f"kubesat-{self.tag}-"):
-                    _remove_netns(str(entry))
+                    remove_netns(str(entry))
         for index in ipr.link_lookup(ifname=self.bridge):
             _delete_link(ipr, int(index))
 
@@ -141,13 +110,13 @@ class PodNetwork:
                 return path
             host_end, pod_end = self._veth_names(uid)
             try:
-                _create_netns(path)
-                with IPRoute() as ipr, _opened(path) as ns_fd:
+                create_netns(path)
+                with IPRoute() as ipr, opened(path) as ns_fd:
                     ipr.link("add", ifname=host_end, kind="veth", peer={"ifname": pod_end})
                     ipr.link("set", index=self._index(ipr, host_end), master=self._index(ipr, self.bridge),
                              state="up")
                     ipr.link("set", index=self._index(ipr, pod_end), net_ns_fd=ns_fd)
-                with _inside(path):
+                with inside(path):
                     self._configure_inside(pod_end, address)
             except (OSError, NetlinkError, PodNetworkError) as e:
                 self._remove_pod(uid)
@@ -157,13 +126,13 @@ class PodNetwork:
 
     def _configure_inside(self, pod_end: str, address: str) -> None:
         """In the pod's namespace (this thread's): lo up, eth0 with the address, the default route."""
-        with IPRoute() as inside:
-            inside.link("set", index=self._index(inside, "lo"), state="up")
-            index = self._index(inside, pod_end)
-            inside.link("set", index=index, ifname=POD_IFNAME)
-            inside.addr("add", index=index, address=address, prefixlen=self.cidr.prefixlen)
-            inside.link("set", index=index, state="up")
-            inside.route("add", dst="0.0.0.0/0", gateway=self.gateway)
+        with IPRoute() as ipr:
+            ipr.link("set", index=self._index(ipr, "lo"), state="up")
+            index = self._index(ipr, pod_end)
+            ipr.link("set", index=index, ifname=POD_IFNAME)
+            ipr.addr("add", index=index, address=address, prefixlen=self.cidr.prefixlen)
+            ipr.link("set", index=index, state="up")
+            ipr.route("add", dst="0.0.0.0/0", gateway=self.gateway)
 
     def detach(self, uid: str) -> None:
         """The pod is gone: its veth and namespace removed, its address free again."""
@@ -185,7 +154,7 @@ class PodNetwork:
         with IPRoute() as ipr:
             for index in ipr.link_lookup(ifname=host_end):
                 _delete_link(ipr, int(index))
-        _remove_netns(self.netns_path(uid))
+        remove_netns(self.netns_path(uid))
 
     def _veth_names(self, uid: str) -> tuple[str, str]:
         digest = hashlib.sha256(uid.encode()).hexdigest()[:6]
@@ -216,7 +185,7 @@ class PodNetwork:
                 try:
                     ipr.addr("add", index=self._index(ipr, self.bridge), address=address, prefixlen=32)
                 except NetlinkError as e:
-                    if e.code != _EEXIST:
+                    if e.code != errno.EEXIST:
                         raise OSError(e.code, f"cannot add {address} to {self.bridge}: {e}") from None
             self._service_ips.add(address)
 
@@ -233,70 +202,7 @@ def _delete_link(ipr: IPRoute, index: int) -> None:
     try:
         ipr.link("del", index=index)
     except NetlinkError as e:
-        if e.code not in (_ENODEV, _ENOENT):
+        if e.code not in (errno.ENODEV, errno.ENOENT):
             raise
 
 
-# -- network namespaces, in this thread ----------------------------------------------------------------------
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-@contextlib.contextmanager
-def _opened(path: str) -> Iterator[int]:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _inside(path: str) -> Iterator[None]:
-    """This thread in the network namespace at `path`, and back in its own after."""
-    with _opened("/proc/thread-self/ns/net") as home, _opened(path) as target:
-        _check(_libc.setns(target, CLONE_NEWNET), f"setns {path}")
-        try:
-            yield
-        finally:
-            _check(_libc.setns(home, CLONE_NEWNET), "setns back to the node's network")
-
-
-def _share_netns_dir() -> None:
-    """NETNS_DIR a shared mount point of its own, as iproute2 makes it (so a sandbox can detach it whole)."""
-    NETNS_DIR.mkdir(parents=True, exist_ok=True)
-    target = str(NETNS_DIR).encode()
-    if _libc.mount(b"none", target, None, MS_SHARED | MS_REC, None) == 0:
-        return
-    if ctypes.get_errno() != _EINVAL:
-        _check(-1, f"mount --make-shared {NETNS_DIR}")
-    _check(_libc.mount(target, target, b"none", MS_BIND | MS_REC, None), f"mount --bind {NETNS_DIR}")
-    _check(_libc.mount(b"none", target, None, MS_SHARED | MS_REC, None), f"mount --make-shared {NETNS_DIR}")
-
-
-def _create_netns(path: str) -> None:
-    """A new network namespace kept at `path` (a bind mount of it), made by this thread, which stays in its own."""
-    _share_netns_dir()
-    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
-    try:
-        with _opened("/proc/thread-self/ns/net") as home:
-            _check(_libc.unshare(CLONE_NEWNET), "unshare")
-            try:
-                _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
-                       f"mount {path}")
-            finally:
-                _check(_libc.setns(home, CLONE_NEWNET), "setns back to the node's network")
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise
-
-
-def _remove_netns(path: str) -> None:
-    if os.path.lexists(path):
-        _libc.umount2(path.encode(), MNT_DETACH)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
