@@ -117,3 +117,29 @@ def test_errors_are_one_line(local: Server, args: list[str], message: str) -> No
     res = _run(local, *args)
     assert res.stderr == message
     assert res.returncode == (127 if "executable" in message else 1)
+
+
+KR8S_LIST = """
+import kr8s
+api = kr8s.api(serviceaccount="/var/run/secrets/kubernetes.io/serviceaccount")
+print("kr8s", sorted(p.name for p in kr8s.get("pods", namespace="apps", api=api)))
+"""
+LIGHTKUBE_LIST = """
+from lightkube import Client, KubeConfig
+from lightkube.resources.core_v1 import Pod
+client = Client(KubeConfig.from_service_account())
+print("lightkube", sorted(p.metadata.name for p in client.list(Pod, namespace="apps")))
+"""
+
+
+@pytest.mark.parametrize("script", [KR8S_LIST, LIGHTKUBE_LIST], ids=["kr8s", "lightkube"])
+def test_other_in_cluster_clients_run_unchanged(local: Server, script: str) -> None:
+    """kr8s and lightkube find the pod's service account where in-cluster code looks, and list pods with it."""
+    if local.kubectl("get", "serviceaccount", "libs", "-n", "apps", check=False).returncode != 0:
+        local.kubectl("create", "serviceaccount", "libs", "-n", "apps")
+        local.kubectl("create", "rolebinding", "libs-view", "-n", "apps", "--clusterrole=view",
+                      "--serviceaccount=apps:libs")
+    res = _run(local, "-n", "apps", "--serviceaccount", "libs", "--", sys.executable, "-c", script)
+    assert res.returncode == 0, res.stderr
+    lib, names = res.stdout.strip().split(" ", 1)
+    assert lib in script and names.startswith("['kubesat-run-libs-"), res.stdout

@@ -20,6 +20,7 @@ import termios
 from collections.abc import Iterator
 from pathlib import Path
 
+import kr8s
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -327,3 +328,11 @@ spec:
         if proc.poll() is None:
             proc.kill()
     assert server.kubectl("logs", "spdycat").stdout == "over spdy\n"
+
+
+def test_kr8s_pod_exec(server: Server, agent: Path) -> None:
+    """kr8s's Pod.exec (its own WebSocket client) against the same pod: output, stderr and the exit code."""
+    api = kr8s.api(kubeconfig=str(server.kubeconfig))
+    pod = kr8s.objects.Pod.get("app", namespace="default", api=api)
+    done = pod.exec(["sh", "-c", f"cat {TOKEN_NS}; echo oops >&2; exit 3"], check=False)
+    assert (done.stdout, done.stderr, done.returncode) == (b"default", b"oops\n", 3)
