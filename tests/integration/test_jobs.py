@@ -236,3 +236,69 @@ def test_a_cronjob_fires_on_the_servers_clock(server: Server, api: client.ApiCli
     resources = server.kubectl("api-resources", "--api-group=batch", "--no-headers").stdout.splitlines()
     assert sorted(line.split()[0] for line in resources) == ["cronjobs", "jobs"]
     assert next(line for line in resources if line.startswith("cronjobs")).split()[1] == "cj"
+
+
+# ------------------------------------------------------------------ pod tracking (batch.kubernetes.io/job-tracking)
+TRACKING = "batch.kubernetes.io/job-tracking"
+
+
+def _pods(server: Server, job: str) -> list[dict]:
+    return json.loads(server.kubectl("get", "pods", "-l", f"job-name={job}", "-o", "json").stdout)["items"]
+
+
+def _running_pods(server: Server, job: str, count: int, phases: tuple[str, ...] = ("Running",)) -> list[dict]:
+    return wait_for(_slowly(lambda: (pods := [p for p in _pods(server, job) if p["status"].get("phase") in phases])
+                            and len(pods) >= count and pods), 60, f"{count} running pods of {job}")
+
+
+def test_a_counted_pod_loses_its_finalizer_and_stays_counted_when_deleted(server: Server) -> None:
+    server.kubectl("apply", "-f", "-", input=_job_yaml("tracked", "sleep 2", "  completions: 2\n  parallelism: 1"))
+    running = _running_pods(server, "tracked", 1, ("Pending", "Running"))[0]
+    assert running["metadata"]["finalizers"] == [TRACKING]
+    first = running["metadata"]["name"]
+    done = wait_for(_slowly(lambda: (p := _get(server, "pod", first))["status"].get("phase") == "Succeeded"
+                            and not p["metadata"].get("finalizers") and p), 60, "the first pod counted")
+    assert _get(server, "job", "tracked")["status"]["succeeded"] == 1
+    server.kubectl("delete", "pod", done["metadata"]["name"])
+    assert _get(server, "job", "tracked")["status"]["succeeded"] >= 1  # not lowered (2 if the next one is done)
+    # The second pod's success adds to the count, though the first pod is gone.
+    server.kubectl("wait", "--for=condition=complete", "job/tracked", "--timeout=90s", timeout=100)
+    assert _get(server, "job", "tracked")["status"]["succeeded"] == 2
+
+
+def test_a_pod_deleted_while_running_counts_as_failed(server: Server) -> None:
+    server.kubectl("apply", "-f", "-", input=_job_yaml("dropped", "sleep 60", "  backoffLimit: 3"))
+    name = _running_pods(server, "dropped", 1)[0]["metadata"]["name"]
+    server.kubectl("delete", "pod", name, "--wait=false")
+    wait_for(_slowly(lambda: _get(server, "job", "dropped")["status"].get("failed") == 1), 30, "the failure counted")
+    wait_for(_slowly(lambda: server.kubectl("get", "pod", name, "--ignore-not-found", "-o", "name").stdout == ""), 30,
+             "the deleted pod gone")
+    server.kubectl("delete", "job", "dropped", "--wait=false")
+
+
+@pytest.mark.parametrize("cascade", ["background", "foreground", "orphan"])
+def test_a_deleted_job_leaves_no_pod_terminating(server: Server, cascade: str) -> None:
+    name = f"gone-{cascade}"
+    server.kubectl("apply", "-f", "-", input=_job_yaml(name, "sleep 60", "  parallelism: 2"))
+    pods = _running_pods(server, name, 2)
+    assert all(p["metadata"]["finalizers"] == [TRACKING] for p in pods)
+    server.kubectl("delete", "job", name, f"--cascade={cascade}", "--wait=false")
+    if cascade == "orphan":  # the orphans lose the finalizer: deleting them later is not held up
+        wait_for(_slowly(lambda: all(not p["metadata"].get("finalizers") for p in _pods(server, name))), 30,
+                 "the orphans' finalizers gone")
+        server.kubectl("delete", "pods", "-l", f"job-name={name}", "--wait=false")
+    wait_for(_slowly(lambda: not _pods(server, name)), 40, f"the pods of the {cascade}-deleted Job gone")
+    server.kubectl("wait", "--for=delete", f"job/{name}", "--timeout=30s", timeout=40)
+
+
+def test_an_indexed_jobs_completed_indexes_stay_when_its_pods_go(server: Server) -> None:
+    server.kubectl("apply", "-f", "-", input=_job_yaml("cumulative", "sleep 1", "  completions: 2\n  parallelism: 1\n"
+                                                                              "  completionMode: Indexed"))
+    wait_for(_slowly(lambda: _get(server, "job", "cumulative")["status"].get("completedIndexes") == "0"), 60,
+             "index 0 completed")
+    server.kubectl("delete", "pods", "-l", "job-name=cumulative,batch.kubernetes.io/job-completion-index=0")
+    server.kubectl("wait", "--for=condition=complete", "job/cumulative", "--timeout=90s", timeout=100)
+    status = _get(server, "job", "cumulative")["status"]
+    assert status["completedIndexes"] == "0-1" and status["succeeded"] == 2
+    assert [p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+            for p in _pods(server, "cumulative")] == ["1"]  # index 0 was not run again

@@ -33,7 +33,8 @@ def job(**spec: Any) -> dict[str, Any]:
 
 def pod(name: str, phase: str = "Running", index: int | None = None, exit_code: int | None = None,
         finished: float | None = None, restarts: int = 0) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": "ns", "uid": f"uid-{name}"}
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "uid": f"uid-{name}",
+                            "finalizers": [jc.TRACKING_FINALIZER]}  # as the controller makes them
     if index is not None:
         meta["annotations"] = {"batch.kubernetes.io/job-completion-index": str(index)}
     cs: dict[str, Any] = {"name": "c", "restartCount": restarts, "state": {}}
@@ -188,6 +189,91 @@ def test_pods_built_from_the_template() -> None:
         "apiVersion": "v1", "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}]
     plain = jc.pod_from_template(job(), None)
     assert plain["metadata"]["generateName"] == "pi-" and "hostname" not in plain["spec"]
+    assert p["metadata"]["finalizers"] == plain["metadata"]["finalizers"] == ["batch.kubernetes.io/job-tracking"]
+
+
+def untracked(p: dict[str, Any]) -> dict[str, Any]:
+    """The pod once the controller took its job-tracking finalizer off."""
+    p["metadata"].pop("finalizers", None)
+    return p
+
+
+def test_ended_pods_are_recorded_by_uid_then_counted() -> None:
+    plan = jc.plan_job(job(completions=3), [pod("a", "Succeeded"), pod("b")], NOW)
+    # First written: the UID in uncountedTerminatedPods; then the finalizer goes; then the counter.
+    assert plan.recorded is not None and plan.recorded["uncountedTerminatedPods"] == {"succeeded": ["uid-a"]}
+    assert "succeeded" not in plan.recorded
+    assert [p["metadata"]["name"] for p in plan.untrack] == ["a"]
+    assert plan.status["succeeded"] == 1 and plan.status["uncountedTerminatedPods"] == {}
+    # The counted pod deleted: the count stays, and a later success adds to it.
+    later = job(completions=3)
+    later["status"] = plan.status
+    again = jc.plan_job(later, [pod("b", "Succeeded")], NOW + 1)
+    assert again.status["succeeded"] == 2 and again.create == [None]
+    # A pod without the finalizer was counted already: not again.
+    assert jc.plan_job(later, [untracked(pod("a", "Succeeded"))], NOW + 1).recorded is None
+
+
+def test_a_uid_recorded_before_a_crash_is_counted_once() -> None:
+    crashed = job(completions=3)
+    crashed["status"] = {"succeeded": 1, "uncountedTerminatedPods": {"succeeded": ["uid-a"]}}
+    # The finalizer was still on: taken off again, counted once.
+    plan = jc.plan_job(crashed, [pod("a", "Succeeded")], NOW)
+    assert plan.recorded is not None and plan.recorded["uncountedTerminatedPods"] == {"succeeded": ["uid-a"]}
+    assert plan.status["succeeded"] == 2
+    # The finalizer was already off (or the pod gone): counted from the status alone.
+    plan = jc.plan_job(crashed, [untracked(pod("a", "Succeeded"))], NOW)
+    assert plan.recorded is None and plan.untrack == [] and plan.status["succeeded"] == 2
+    kept = jc.count_uncounted({"succeeded": 1, "uncountedTerminatedPods": {"succeeded": ["x", "y"]}}, {"y"})
+    assert kept == {"succeeded": 2, "uncountedTerminatedPods": {"succeeded": ["y"]}}
+
+
+def test_a_pod_deleted_before_it_finished_counts_as_failed() -> None:
+    going = pod("a")
+    going["metadata"]["deletionTimestamp"] = rfc3339(NOW)
+    plan = jc.plan_job(job(), [going], NOW)
+    assert plan.status["failed"] == 1 and plan.untrack == [going] and plan.status["terminating"] == 1
+    # Only failed pods replaced: it counts (and loses its finalizer) once Failed.
+    waiting = jc.plan_job(job(podReplacementPolicy="Failed"), [going], NOW)
+    assert "failed" not in waiting.status and waiting.untrack == []
+    going["status"]["phase"] = "Failed"
+    assert jc.plan_job(job(podReplacementPolicy="Failed"), [going], NOW).status["failed"] == 1
+
+
+def test_an_ignored_failure_loses_its_finalizer_uncounted() -> None:
+    policy = {"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [7]}}]}
+    failed = pod("b", "Failed", exit_code=7)
+    plan = jc.plan_job(job(podFailurePolicy=policy), [failed], NOW)
+    assert plan.untrack == [failed] and "failed" not in plan.status
+    assert plan.recorded is not None and plan.recorded["uncountedTerminatedPods"] == {}
+
+
+def test_backoff_limit_uses_the_cumulative_count() -> None:
+    counted = job(backoffLimit=2)
+    counted["status"] = {"failed": 2}
+    plan = jc.plan_job(counted, [pod("c", "Failed", exit_code=1)], NOW)  # the first two are gone
+    assert ("FailureTarget", "True", "BackoffLimitExceeded") in conditions(plan) and plan.status["failed"] == 3
+
+
+def test_stopped_pods_of_a_suspended_or_complete_job_are_not_counted() -> None:
+    suspended = jc.plan_job(job(suspend=True), [pod("a")], NOW)
+    assert suspended.untrack_deleted and [p["metadata"]["name"] for p in suspended.delete] == ["a"]
+    complete = jc.plan_job(job(completions=1, parallelism=2), [pod("a", "Succeeded"), pod("b")], NOW)
+    assert complete.untrack_deleted and [p["metadata"]["name"] for p in complete.delete] == ["b"]
+    assert "failed" not in complete.status
+
+
+def test_indexed_completed_indexes_are_cumulative() -> None:
+    spec = {"completions": 3, "parallelism": 1, "completionMode": "Indexed"}
+    plan = jc.plan_job(job(**spec), [pod("a", "Succeeded", index=0)], NOW)
+    # An index is recorded in completedIndexes at once (it cannot be counted twice), not by UID.
+    assert plan.recorded is not None and plan.recorded["completedIndexes"] == "0"
+    assert plan.recorded["uncountedTerminatedPods"] == {}
+    later = job(**spec)
+    later["status"] = plan.status
+    again = jc.plan_job(later, [pod("b", "Succeeded", index=2)], NOW + 1)  # index 0's pod is gone
+    assert again.status["completedIndexes"] == "0,2" and again.status["succeeded"] == 2 and again.create == [1]
+    assert jc.parse_indexes("0,2-4,x,7") == {0, 2, 3, 4, 7}
 
 
 # =============================================================================== the controller
@@ -302,6 +388,48 @@ def test_a_manual_selector_adopts_matching_orphans() -> None:
             assert pod["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
             await asyncio.sleep(0.2)
             assert [p["metadata"]["name"] for p in (await env.registry.list(PODS, "ns")).items] == ["early"]
+        finally:
+            await env.controller.stop()
+
+    asyncio.run(t())
+
+
+def test_the_controller_takes_the_finalizer_off_counted_orphaned_and_abandoned_pods() -> None:
+    async def t() -> None:
+        env = Env()
+        await env.setup()
+        await env.controller.start()
+        try:
+            body = {"metadata": {"name": "pair"}, "spec": {"parallelism": 3, "completions": 3, "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}
+            await env.registry.create(JOBS, "ns", body)
+
+            async def pods() -> list[dict[str, Any]]:
+                return sorted((await env.registry.list(PODS, "ns")).items, key=lambda p: p["metadata"]["name"])
+
+            async def three() -> bool:
+                return len(await pods()) == 3
+            await eventually(three)
+            done, orphan, left = await pods()
+            assert all(p["metadata"]["finalizers"] == [jc.TRACKING_FINALIZER] for p in (done, orphan, left))
+            await env.set_phase(done["metadata"]["name"], "Succeeded")
+
+            async def counted() -> bool:
+                current = await env.registry.get(PODS, "ns", done["metadata"]["name"])
+                job_status = (await env.registry.get(JOBS, "ns", "pair")).get("status", {})
+                return "finalizers" not in current["metadata"] and job_status.get("succeeded") == 1
+            await eventually(counted)
+
+            def drop_owner(cur: dict[str, Any]) -> dict[str, Any]:
+                cur["metadata"].pop("ownerReferences")
+                return cur
+            await env.registry.guaranteed_update(PODS, "ns", orphan["metadata"]["name"], drop_owner)
+            await env.registry.delete(JOBS, "ns", "pair")  # no garbage collector here: the pods stay
+
+            async def released() -> bool:
+                return all("finalizers" not in p["metadata"] for p in await pods()
+                           if p["metadata"]["name"] in (orphan["metadata"]["name"], left["metadata"]["name"]))
+            await eventually(released)
         finally:
             await env.controller.stop()
 

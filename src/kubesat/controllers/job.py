@@ -9,8 +9,20 @@ BackoffLimitExceeded, and a podFailurePolicy rule can fail it at once (FailJob) 
 (Ignore). A finished Job with ttlSecondsAfterFinished is deleted once that has passed (foreground, so its
 pods go first), as the ttl-after-finished controller does.
 
-Unlike Kubernetes, finished pods are counted from the pods that still exist (no job-tracking finalizer); the
-counts never go down, so a pod removed after it was counted is still counted.
+Pods are tracked as Kubernetes 1.26+ tracks them: each is made with the `batch.kubernetes.io/job-tracking`
+finalizer, so it cannot go before it is counted. A pod that ended (succeeded; failed; or deleted before it
+finished, counted as failed unless only Failed pods are replaced: podReplacementPolicy Failed or a
+podFailurePolicy) is first recorded by UID in `status.uncountedTerminatedPods` (an Indexed Job's success
+goes straight into `completedIndexes`: an index cannot count twice), that status is written, then the
+finalizer is taken off, then the UIDs are moved into `succeeded` and `failed`: a controller stopped in
+between counts each pod once. An Ignore'd failure loses its finalizer uncounted. The counters are
+cumulative and every decision uses them (completions reached, backoffLimit, how many pods to start, which
+indexes are missing); only the back-off delay is timed from the Failed pods that still exist. The pods a
+suspended or complete Job stops lose the finalizer before their delete (not failures); those a failing Job
+stops count as failed. A tracked pod nothing will count loses the finalizer, else it would stay Terminating
+for ever: one whose Job is gone, replaced (another UID), being deleted or finished, and one with no
+controller (orphaned by the garbage collector, or released). Pods without the finalizer (made before
+kubesat tracked pods, or adopted) are not counted, as in Kubernetes.
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ MESSAGE_BACKOFF = "Job has reached the specified backoff limit"
 REASON_DEADLINE = "DeadlineExceeded"
 MESSAGE_DEADLINE = "Job was active longer than specified deadline"
 REASON_POLICY = "PodFailurePolicy"
+TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 REASON_COMPLETIONS = "CompletionsReached"
 MESSAGE_COMPLETIONS = "Reached expected number of succeeded pods"
 
@@ -63,6 +76,12 @@ class JobPlan:
     delete: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
+    # Pod tracking: the finished pods' UIDs are written first in status.uncountedTerminatedPods (`recorded`),
+    # then the pods in `untrack` lose their finalizer, then `status` (the UIDs moved into the counters) is
+    # written. `untrack_deleted`: the pods in `delete` lose their finalizer before the delete (not counted).
+    recorded: dict[str, Any] | None = None
+    untrack: list[dict[str, Any]] = field(default_factory=list)
+    untrack_deleted: bool = False
 
 
 # ------------------------------------------------------------------------------------------------ pod facts
@@ -90,6 +109,26 @@ def _phase(pod: dict[str, Any]) -> str:
 
 def _deleting(pod: dict[str, Any]) -> bool:
     return bool(d(pod.get("metadata")).get("deletionTimestamp"))
+
+
+def is_tracked(pod: dict[str, Any]) -> bool:
+    """The pod still carries the job-tracking finalizer: its end is not yet in the Job's counters."""
+    return TRACKING_FINALIZER in lst(d(pod.get("metadata")).get("finalizers"))
+
+
+def _only_replace_failed(job: dict[str, Any]) -> bool:
+    """podReplacementPolicy Failed (implied by a podFailurePolicy): a pod counts as failed only once Failed."""
+    spec = d(job.get("spec"))
+    return spec.get("podReplacementPolicy") == "Failed" or bool(spec.get("podFailurePolicy"))
+
+
+def is_pod_failed(job: dict[str, Any], pod: dict[str, Any]) -> bool:
+    """Failed, or (unless only failed pods are replaced) deleted before it finished: an orphan pod never gets
+    the chance to reach Failed."""
+    phase = _phase(pod)
+    if phase == "Failed":
+        return True
+    return not _only_replace_failed(job) and _deleting(pod) and phase != "Succeeded"
 
 
 def pod_index(pod: dict[str, Any]) -> int | None:
@@ -177,6 +216,16 @@ def format_indexes(indexes: set[int]) -> str:
     return ",".join(out)
 
 
+def parse_indexes(text: Any) -> set[int]:
+    """The indexes a completedIndexes string lists (malformed parts are left out)."""
+    out: set[int] = set()
+    for part in str(text or "").split(","):
+        first, _, last = part.partition("-")
+        if first.isdigit() and (not last or last.isdigit()):
+            out.update(range(int(first), int(last or first) + 1))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ planning
 
 def _condition(kind: str, reason: str, message: str, now: str, status: str = "True") -> dict[str, Any]:
@@ -200,20 +249,21 @@ def _set_condition(status: dict[str, Any], cond: dict[str, Any]) -> bool:
 
 @dataclass
 class _Pods:
+    """The pods that exist now (the counters are the status's: see _record)."""
+
     active: list[dict[str, Any]]
     terminating: int
-    succeeded: list[dict[str, Any]]
-    failed: list[dict[str, Any]]  # counted failures (Ignore rules left out)
+    failed: list[dict[str, Any]]  # Failed pods an Ignore rule does not match: the back-off is timed from them
     fail_job: str  # a FailJob rule's message, if one matched
 
 
 def _sort_pods(job: dict[str, Any], pods: list[dict[str, Any]]) -> _Pods:
-    out = _Pods([], 0, [], [], "")
+    out = _Pods([], 0, [], "")
     for pod in pods:
         phase = _phase(pod)
         if phase == "Succeeded":
-            out.succeeded.append(pod)
-        elif phase == "Failed":
+            continue
+        if phase == "Failed":
             action, message = failure_action(job, pod)
             if action == "FailJob" and not out.fail_job:
                 out.fail_job = message
@@ -247,6 +297,7 @@ def _fail(plan: JobPlan, sorted_pods: _Pods, reason: str, message: str, now: str
 
 
 def _complete(plan: JobPlan, sorted_pods: _Pods, now: str) -> None:
+    plan.untrack_deleted = True  # the pods a complete Job stops are not failures
     _set_condition(plan.status, _condition("SuccessCriteriaMet", REASON_COMPLETIONS, MESSAGE_COMPLETIONS, now))
     _finish(plan, sorted_pods, "Complete", REASON_COMPLETIONS, MESSAGE_COMPLETIONS, now,
             ("Normal", "Completed", "Job completed"))
@@ -264,7 +315,7 @@ def _failure_reason(job: dict[str, Any], sorted_pods: _Pods, now: float) -> tupl
     spec, status = d(job.get("spec")), d(job.get("status"))
     if sorted_pods.fail_job:
         return REASON_POLICY, sorted_pods.fail_job
-    failures = len(sorted_pods.failed)
+    failures = as_int(status.get("failed"))  # cumulative: pods removed after they were counted still count
     if d(spec.get("template")).get("spec", {}).get("restartPolicy") == "OnFailure":
         failures += _restarts(sorted_pods.active)
     if failures > as_int(spec.get("backoffLimit"), 6):
@@ -286,7 +337,8 @@ def _backoff_left(sorted_pods: _Pods, now: float) -> float:
     return max(0.0, last + delay - now)
 
 
-def _to_create(job: dict[str, Any], sorted_pods: _Pods, succeeded_indexes: set[int]) -> list[int | None]:
+def _to_create(job: dict[str, Any], sorted_pods: _Pods, succeeded: int,
+               succeeded_indexes: set[int]) -> list[int | None]:
     spec = d(job.get("spec"))
     parallelism = as_int(spec.get("parallelism"), 1)
     completions = spec.get("completions")
@@ -299,9 +351,9 @@ def _to_create(job: dict[str, Any], sorted_pods: _Pods, succeeded_indexes: set[i
         room = max(0, parallelism - len(active))
         return list(missing[:min(room, BURST)])
     if isinstance(completions, int):
-        want = min(parallelism, completions - len(sorted_pods.succeeded))
+        want = min(parallelism, completions - succeeded)
     else:
-        want = 0 if sorted_pods.succeeded else parallelism  # a work queue: once one pod succeeded, no new ones
+        want = 0 if succeeded else parallelism  # a work queue: once one pod succeeded, no new ones
     return [None] * max(0, min(want - len(active), BURST))
 
 
@@ -309,6 +361,7 @@ def _suspend(plan: JobPlan, job: dict[str, Any], sorted_pods: _Pods, now: str) -
     spec = d(job.get("spec"))
     if spec.get("suspend"):
         plan.delete = sorted_pods.active[:BURST]
+        plan.untrack_deleted = True  # a suspended Job's pods are not failures
         plan.status["active"] = 0
         plan.status.pop("startTime", None)
         if _set_condition(plan.status, _condition("Suspended", "JobSuspended", "Job suspended", now)):
@@ -319,37 +372,130 @@ def _suspend(plan: JobPlan, job: dict[str, Any], sorted_pods: _Pods, now: str) -
         plan.events.append(("Normal", "Resumed", "Job resumed"))
 
 
+@dataclass
+class _Tracking:
+    """A Job's ended pods not yet in its counters: their UIDs (those recorded by an earlier sync too), in
+    Indexed mode the indexes that succeeded, and the pods whose finalizer may now go."""
+
+    succeeded: list[str]
+    failed: list[str]
+    indexes: set[int]
+    untrack: list[dict[str, Any]]
+
+
+def _index_in_range(job: dict[str, Any], pod: dict[str, Any]) -> int | None:
+    index, completions = pod_index(pod), d(job.get("spec")).get("completions")
+    return index if index is not None and isinstance(completions, int) and index < completions else None
+
+
+def _track(job: dict[str, Any], pods: list[dict[str, Any]], failing: bool) -> _Tracking:
+    """The tracked pods that ended: succeeded, or failed (deleted before they finished, also when only failed
+    pods are replaced once the Job is failing; the running pods a failing Job deletes count the sync after);
+    a failure an Ignore rule matches, or of an index out of range, is not counted,
+    but its finalizer goes all the same."""
+    uncounted = d(d(job.get("status")).get("uncountedTerminatedPods"))
+    out = _Tracking([str(u) for u in lst(uncounted.get("succeeded"))], [str(u) for u in lst(uncounted.get("failed"))],
+                    set(), [])
+    seen = {*out.succeeded, *out.failed}
+    indexed = d(job.get("spec")).get("completionMode") == "Indexed"
+    for pod in pods:
+        if not is_tracked(pod):
+            continue
+        uid = str(d(pod.get("metadata")).get("uid", ""))
+        index = _index_in_range(job, pod) if indexed else None
+        if _phase(pod) == "Succeeded":
+            if index is not None:
+                out.indexes.add(index)  # an index is counted once however many pods succeed in it
+            elif not indexed and uid not in seen:
+                out.succeeded.append(uid)
+        elif (failing and _deleting(pod)) or is_pod_failed(job, pod):
+            counted = _phase(pod) != "Failed" or failure_action(job, pod)[0] != "Ignore"
+            if counted and (index is not None or not indexed) and uid not in seen:
+                out.failed.append(uid)
+        else:
+            continue
+        seen.add(uid)
+        out.untrack.append(pod)
+    return out
+
+
+def _omit_zero(status: dict[str, Any]) -> dict[str, Any]:
+    for key in ("active", "succeeded", "failed"):
+        if not status.get(key):
+            status.pop(key, None)  # omitted when zero, as the API writes them (ready and terminating stay)
+    return status
+
+
+def count_uncounted(status: dict[str, Any], keep: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The status with uncountedTerminatedPods' UIDs moved into succeeded and failed, but for those in `keep`
+    (pods that still carry the finalizer: counted once it is gone)."""
+    out = copy.deepcopy(status)
+    uncounted = d(out.get("uncountedTerminatedPods"))
+    left: dict[str, list[str]] = {}
+    for key in ("succeeded", "failed"):
+        uids = [str(u) for u in lst(uncounted.get(key))]
+        out[key] = as_int(out.get(key)) + sum(1 for u in uids if u not in keep)
+        if any(u in keep for u in uids):
+            left[key] = [u for u in uids if u in keep]
+    out["uncountedTerminatedPods"] = left
+    return _omit_zero(out)
+
+
+def _record(plan: JobPlan, job: dict[str, Any], pods: list[dict[str, Any]], failing: bool) -> None:
+    """Pod tracking for one sync: `plan.recorded` (the ended pods' UIDs added to uncountedTerminatedPods and,
+    Indexed, their indexes to completedIndexes, which an index cannot be counted in twice), `plan.untrack` and
+    `plan.status`: the counters once those pods have lost their finalizer."""
+    tracking = _track(job, pods, failing)
+    recorded = copy.deepcopy(d(job.get("status")))
+    uncounted = {k: v for k, v in (("succeeded", tracking.succeeded), ("failed", tracking.failed)) if v}
+    recorded["uncountedTerminatedPods"] = uncounted
+    spec = d(job.get("spec"))
+    if spec.get("completionMode") == "Indexed":
+        completions = spec.get("completions")
+        done = {i for i in parse_indexes(recorded.get("completedIndexes")) | tracking.indexes
+                if not isinstance(completions, int) or i < completions}
+        recorded["completedIndexes"] = format_indexes(done)
+        if not recorded["completedIndexes"]:
+            del recorded["completedIndexes"]  # omitted when empty, as the API writes it
+        recorded["succeeded"] = len(done)
+        uncounted.pop("succeeded", None)  # Indexed successes are counted by index, never by UID
+    plan.recorded = _omit_zero(recorded) if tracking.untrack else None
+    plan.untrack = tracking.untrack
+    plan.status = count_uncounted(recorded)
+
+
 def plan_job(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> JobPlan:
     """One sync of an unfinished Job against its pods at time `now` (seconds since the epoch)."""
     plan = _plan(job, pods, now)
-    for key in ("active", "succeeded", "failed"):
-        if not plan.status.get(key):
-            plan.status.pop(key, None)  # omitted when zero, as the API writes them (ready and terminating stay)
+    _omit_zero(plan.status)
     return plan
 
 
+def _failing(job: dict[str, Any], plan: JobPlan, sorted_pods: _Pods, now: float) -> tuple[str, str] | None:
+    """Why the Job fails now (before this sync it had not): backoffLimit, deadline or a FailJob rule."""
+    status = plan.status
+    if _decided(status) is not None or d(job.get("spec")).get("suspend"):
+        return None
+    started = {**status, "startTime": status.get("startTime") or rfc3339(now)}
+    return _failure_reason({**job, "status": started}, sorted_pods, now)
+
+
 def _plan(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> JobPlan:
+    """Decisions use the cumulative counters (status.succeeded and failed after this sync's ended pods are
+    moved in), never the pods that happen to still exist; only the back-off delay is timed from failed pods."""
     spec = d(job.get("spec"))
     stamp = rfc3339(now)
-    plan = JobPlan(status=copy.deepcopy(d(job.get("status"))))
-    status = plan.status
+    plan = JobPlan(status={})
     sorted_pods = _sort_pods(job, pods)
-    indexed = spec.get("completionMode") == "Indexed"
-    completions = spec.get("completions")
-    succeeded_indexes = {i for p in sorted_pods.succeeded if (i := pod_index(p)) is not None
-                         and (not isinstance(completions, int) or i < completions)}
-    succeeded = len(succeeded_indexes) if indexed else len(sorted_pods.succeeded)
-    status["succeeded"] = max(as_int(status.get("succeeded")), succeeded)
-    status["failed"] = max(as_int(status.get("failed")), len(sorted_pods.failed))
+    _record(plan, job, pods, failing=False)
+    failure = _failing(job, plan, sorted_pods, now)
+    decided = _decided(plan.status)
+    if failure is not None or (decided is not None and decided["type"] == "FailureTarget"):
+        _record(plan, job, pods, failing=True)  # once failing, every deleted pod not succeeded counts as failed
+    status = plan.status
     status["active"] = len(sorted_pods.active)
     status["ready"] = sum(1 for p in sorted_pods.active if is_ready(p))
     status["terminating"] = sorted_pods.terminating
-    status.setdefault("uncountedTerminatedPods", {})
-    if indexed:
-        status["completedIndexes"] = format_indexes(succeeded_indexes)
-        if not status["completedIndexes"]:
-            del status["completedIndexes"]  # omitted when empty, as the API writes it
-    decided = _decided(status)
     if decided is not None:
         if decided["type"] == "FailureTarget":
             _fail(plan, sorted_pods, str(decided.get("reason", "")), str(decided.get("message", "")), stamp)
@@ -360,16 +506,17 @@ def _plan(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> JobPla
     if spec.get("suspend"):
         return plan
     status.setdefault("startTime", stamp)
-    failure = _failure_reason({**job, "status": status}, sorted_pods, now)
     if failure is not None:
         _fail(plan, sorted_pods, failure[0], failure[1], stamp)
         return plan
-    done = (isinstance(completions, int) and status["succeeded"] >= completions) or \
+    completions = spec.get("completions")
+    succeeded = as_int(status.get("succeeded"))
+    done = (isinstance(completions, int) and succeeded >= completions) or \
         (not isinstance(completions, int) and succeeded > 0 and not sorted_pods.active)
     if done:
         _complete(plan, sorted_pods, stamp)
         return plan
-    create = _to_create(job, sorted_pods, succeeded_indexes)
+    create = _to_create(job, sorted_pods, succeeded, parse_indexes(status.get("completedIndexes")))
     wait = _backoff_left(sorted_pods, now) if create else 0.0
     if wait > 0:
         plan.requeue_after = wait
@@ -409,12 +556,19 @@ def pod_from_template(job: dict[str, Any], index: int | None) -> dict[str, Any]:
                                 "ownerReferences": [owner_reference(job, "batch/v1", "Job")]}
     if annotations:
         pod_meta["annotations"] = annotations
-    if tmeta.get("finalizers"):
-        pod_meta["finalizers"] = list(tmeta["finalizers"])
+    finalizers = [f for f in lst(tmeta.get("finalizers")) if f != TRACKING_FINALIZER]
+    pod_meta["finalizers"] = [*finalizers, TRACKING_FINALIZER]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
 
 
 # ------------------------------------------------------------------------------------------------ controller
+
+RETRY_UNTRACK = 1.0  # seconds before a sync whose finalizer removal failed is tried again
+
+
+def _job_ref(ref: dict[str, Any] | None) -> bool:
+    return ref is not None and ref.get("kind") == "Job" and ref.get("apiVersion") == "batch/v1"
+
 
 class JobController:
     def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time) -> None:
@@ -422,6 +576,7 @@ class JobController:
         self.clock = clock
         self.events = EventRecorder(registry, COMPONENT, clock=clock)
         self.queue = WorkQueue(self.sync, "job")
+        self.orphans = WorkQueue(self._sync_orphan, "job-orphan-pods")  # tracked pods with no controller
         # Pods from a watch-fed cache (a Job syncs on each of its pods' changes; a store list each time would
         # cost a namespace scan), with the creations and deletions not yet seen coming back.
         self.pods = PodCache()
@@ -430,20 +585,35 @@ class JobController:
 
     async def start(self) -> None:
         self.queue.start()
+        self.orphans.start()
         rev = await self.resync()
         self._watch = watch_in_background(self.registry.store, rev, self._on_event, self.resync, "job")
 
     async def stop(self) -> None:
         await cancel(self._watch)
         await self.queue.stop()
+        await self.orphans.stop()
 
     async def resync(self) -> int:
         rev = await self.registry.revision()
-        self.pods.fill((await self.registry.list(PODS, "")).items)
+        pods = (await self.registry.list(PODS, "")).items
+        self.pods.fill(pods)
         for job in (await self.registry.list(JOBS, "")).items:
             meta = job["metadata"]
             self.queue.add((meta.get("namespace", ""), meta["name"]))
+        for pod in pods:  # a tracked pod whose Job went while the controller was away
+            if is_tracked(pod):
+                self._pod_changed(pod)
         return rev
+
+    def _pod_changed(self, pod: dict[str, Any]) -> None:
+        """Sync the pod's Job; a tracked pod with no controller (orphaned, released) loses its finalizer."""
+        meta = pod["metadata"]
+        ref = controller_ref(pod)
+        if _job_ref(ref):
+            self.queue.add((meta.get("namespace", ""), str(d(ref).get("name", ""))))
+        elif ref is None and is_tracked(pod):
+            self.orphans.add((meta.get("namespace", ""), meta["name"]))
 
     async def _on_event(self, ev: WatchEvent) -> None:
         info = resource_of_key(ev.key)
@@ -457,13 +627,12 @@ class JobController:
             else:
                 self.pods.put(pod)
             self.expectations.observe(pod, ns, name)
-            ref = controller_ref(pod if pod is not None else loads(ev.prev_value) or {})
-            if ref is not None and ref.get("kind") == "Job" and ref.get("apiVersion") == "batch/v1":
-                self.queue.add((ns, str(ref.get("name", ""))))
+            self._pod_changed(pod if pod is not None else loads(ev.prev_value) or {"metadata": {"name": name}})
 
     async def sync(self, key: tuple[str, str]) -> None:
         ns, name = key
         job = await self.registry.get_or_none(JOBS, ns, name)
+        await self._untrack_stale(ns, name, job)
         if job is None or d(job.get("metadata")).get("deletionTimestamp"):
             self.expectations.forget(key)
             return
@@ -478,21 +647,81 @@ class JobController:
         self.expectations.forget(key)
         pods = await self._claim(job)
         plan = plan_job(job, pods, now)
+        if not await self._flush(job, plan):
+            self.queue.add_after(key, RETRY_UNTRACK)
+            return
         ref = object_reference(job)
         for pod in plan.delete:
+            if plan.untrack_deleted:
+                await self._untrack(pod)
             await delete_owned_pod(self.registry, self.pods, self.expectations, self.events, key, ref, pod)
         created = 0
         for index in plan.create:
             created += await self._create_pod(key, ref, job, index)
         if created:
             plan.status["active"] = as_int(plan.status.get("active")) + created
-        await write_status(self.registry, JOBS, job, plan.status)
+        written = job if plan.recorded is None else {**job, "status": plan.recorded}
+        await write_status(self.registry, JOBS, written, plan.status)
         for type_, reason, message in plan.events:
             await self.events.event(ref, type_, reason, message)
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
         elif is_finished_job({"status": plan.status}):
             await self._expire({**job, "status": plan.status}, now)
+
+    async def _flush(self, job: dict[str, Any], plan: JobPlan) -> bool:
+        """Write the ended pods' UIDs in uncountedTerminatedPods, then take their finalizers off: counted once,
+        even if the controller stops in between. False when a finalizer stayed (the others are counted now)."""
+        if plan.recorded is None:
+            return True
+        await write_status(self.registry, JOBS, job, plan.recorded)
+        kept = {str(p["metadata"].get("uid", "")) for p in plan.untrack if not await self._untrack(p)}
+        if not kept:
+            return True
+        await write_status(self.registry, JOBS, {**job, "status": plan.recorded}, count_uncounted(plan.recorded, kept))
+        return False
+
+    async def _untrack(self, pod: dict[str, Any]) -> bool:
+        """Take the job-tracking finalizer off a pod (a deleted one with no grace left is then removed); False
+        when the API refused."""
+        meta = pod["metadata"]
+
+        def mutate(current: dict[str, Any]) -> dict[str, Any]:
+            cmeta = current["metadata"]
+            if cmeta.get("uid") != meta.get("uid"):
+                raise errors.not_found("pods", meta["name"])  # that pod is gone; this is another
+            finalizers = [f for f in lst(cmeta.get("finalizers")) if f != TRACKING_FINALIZER]
+            if finalizers:
+                cmeta["finalizers"] = finalizers
+            else:
+                cmeta.pop("finalizers", None)
+            return current
+
+        try:
+            await self.registry.guaranteed_update(PODS, meta.get("namespace", ""), meta["name"], mutate)
+        except errors.StatusError as e:
+            if e.code == 404:
+                return True
+            log.warning("pod %s/%s: removing %s: %s", meta.get("namespace"), meta["name"], TRACKING_FINALIZER,
+                        e.message)
+            return False
+        return True
+
+    async def _untrack_stale(self, ns: str, name: str, job: dict[str, Any] | None) -> None:
+        """The finalizer off the tracked pods of a Job that is gone, replaced, being deleted or finished: nothing
+        will count them, and they would stay Terminating for ever."""
+        live = job is not None and not d(job.get("metadata")).get("deletionTimestamp") and not is_finished_job(job)
+        uid = d(job.get("metadata")).get("uid") if job is not None else None
+        for pod in self.pods.pods(ns):
+            ref = controller_ref(pod)
+            if is_tracked(pod) and _job_ref(ref) and d(ref).get("name") == name and \
+                    not (live and d(ref).get("uid") == uid):
+                await self._untrack(pod)
+
+    async def _sync_orphan(self, key: tuple[str, str]) -> None:
+        pod = self.pods.get(*key)
+        if pod is not None and is_tracked(pod) and controller_ref(pod) is None:
+            await self._untrack(pod)
 
     async def _claim(self, job: dict[str, Any]) -> list[dict[str, Any]]:
         """The Job's pods, as ControllerRefManager claims them: orphans its selector matches are adopted (a
