@@ -24,7 +24,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from kubesat.agent.netns import tag_for, unavailable
 from kubesat.agent.runtime.process import runtime_available
 
-from .conftest import Server, wait_for
+from .conftest import Server, kubectl_binary, start_server, wait_for
 from .test_port_forward import PortForward, _get
 
 NODE = "podnet-n1"
@@ -78,13 +78,28 @@ class Agent:
 
 
 def _free_cidr() -> ipaddress.IPv4Network:
-    """A /24 of 10.244.0.0/16 that no address on this machine is in (tests on one machine must not collide)."""
+    """A /24 of 10.244.0.0/16 that no address on this machine is in (tests on one machine must not collide), nor
+    the server's cluster CIDR."""
     with IPRoute() as ipr:
         used = [ipaddress.ip_interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}").network
                 for a in ipr.get_addr(family=2)]
     candidates = [ipaddress.IPv4Network(f"10.244.{n}.0/24") for n in range(1, 255)]
     random.shuffle(candidates)
-    return next(c for c in candidates if not any(c.overlaps(u) for u in used))
+    return next(c for c in candidates if not any(c.overlaps(u) for u in [*used, *CLUSTER]))
+
+
+# The server's --cluster-cidr: a free /24, cut into /26 podCIDRs (set by the server fixture).
+CLUSTER: list[ipaddress.IPv4Network] = []
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    kubectl_binary()
+    CLUSTER[:] = [_free_cidr()]
+    srv = start_server(tmp_path_factory.mktemp("kubesat") / "data",
+                       extra=["--cluster-cidr", str(CLUSTER[0]), "--node-cidr-mask-size", "26"])
+    yield srv
+    srv.stop()
 
 
 def _links(tag: str) -> list[str]:
@@ -93,8 +108,9 @@ def _links(tag: str) -> list[str]:
                 if str(link.get_attr("IFLA_IFNAME")).startswith(f"ks{tag}")]
 
 
-def _start(server: Server, tmp: Path, node: str, cidr: ipaddress.IPv4Network) -> subprocess.Popen:
-    """A bridge agent for `node` with its root under `tmp` (kept across restarts), its log appended to."""
+def _start(server: Server, tmp: Path, node: str, cidr: ipaddress.IPv4Network | None) -> subprocess.Popen:
+    """A bridge agent for `node` with its root under `tmp` (kept across restarts), its log appended to; without
+    --pod-cidr when `cidr` is None."""
     kubeconfig = tmp / "node.kubeconfig"
     if not kubeconfig.exists():
         kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", node,
@@ -103,7 +119,8 @@ def _start(server: Server, tmp: Path, node: str, cidr: ipaddress.IPv4Network) ->
     with (tmp / "agent.log").open("ab") as log:
         return subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
                                  "--node-name", node, "--root", str(tmp / "root"), "--runtime", "process",
-                                 "--pod-network", "bridge", "--pod-cidr", str(cidr), "--service-relay-port", "443",
+                                 "--pod-network", "bridge", *(["--pod-cidr", str(cidr)] if cidr else []),
+                                 "--service-relay-port", "443",
                                  "--port", "0", "--log-level", "info", "--hide-path", str(server.data_dir)],
                                 stderr=log)
 
@@ -255,5 +272,26 @@ def test_a_restarted_agent_removes_what_a_killed_one_left(server: Server, agent:
         wait_for(lambda: _veth_index(tag, uid) not in (None, before), 30, "the pod's new veth")
         wait_for(lambda: _ready(server, "web-n2"), 30, "web-n2 ready again")
         server.kubectl("delete", "pod", "-n", NS, "web-n2", "--wait=true", timeout=60)
+    finally:
+        _stop(proc, tag)
+
+
+def test_an_agent_without_pod_cidr_takes_the_one_the_server_gives(server: Server,
+                                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    node, tmp = "podnet-n3", tmp_path_factory.mktemp("netagent3")
+    tag = tag_for(node, tmp / "root")
+    proc = _start(server, tmp, node, None)
+    try:
+        _node_ready(server, node)
+        cidr = ipaddress.IPv4Network(server.kubectl("get", "node", node, "-o", "jsonpath={.spec.podCIDR}").stdout)
+        assert cidr.prefixlen == 26 and cidr.subnet_of(CLUSTER[0])
+        gateway = str(next(cidr.hosts()))
+
+        def bridge_addresses() -> list[str]:
+            with IPRoute() as ipr:
+                found = ipr.link_lookup(ifname=f"ks{tag}")
+                return [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=found[0])] if found else []
+        wait_for(lambda: gateway in bridge_addresses(), 20, "the bridge with the podCIDR's gateway")
+        assert f"podCIDR {cidr}" in (tmp / "agent.log").read_text()
     finally:
         _stop(proc, tag)

@@ -31,7 +31,8 @@ from kubesat.agent.runtime import Runtime
 from kubesat.agent.runtime.process import ProcessRuntime
 from kubesat.agent.client import ApiClient, ApiError, Credentials, load_kubeconfig
 from kubesat.agent.pods import REFRESH_TICK, PodManager
-from kubesat.agent.node import RENEW_INTERVAL, READY, SHUTTING_DOWN, NodeFacts, NodeHeartbeat, default_address
+from kubesat.agent.node import POD_CIDR_WAIT, RENEW_INTERVAL, READY, SHUTTING_DOWN, NodeFacts, NodeHeartbeat, \
+    default_address
 
 if TYPE_CHECKING:
     from kubesat.agent.podnet import PodNetwork
@@ -135,7 +136,7 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
             log.warning("test clock: token refresh and certificate rotation decisions run %g times as fast, "
                         "offset %+g s",
                         opts.clock_rate, opts.clock_offset)
-        network = await _start_pod_network(opts, heartbeat.node, runtime)
+        network = await _start_pod_network(opts, heartbeat, runtime)
         relay = await _start_relay(creds.server, opts.service_relay_port, network.gateway if network else None) \
             if runtime.name == "process" else None
         # Other Services are proxied only where pods run processes that could call them.
@@ -195,15 +196,20 @@ def _check_pod_network(opts: AgentOptions) -> None:
         raise AgentError(f"--pod-network bridge: {why}")
 
 
-async def _start_pod_network(opts: AgentOptions, node: dict[str, Any], runtime: Runtime) -> PodNetwork | None:
-    """The bridge pod network on the Node's podCIDR (--pod-cidr when the server assigned none), after removing
-    what an earlier run left; None for the host's network."""
+async def _start_pod_network(opts: AgentOptions, heartbeat: NodeHeartbeat, runtime: Runtime) -> PodNetwork | None:
+    """The bridge pod network on the Node's podCIDR (--pod-cidr when it has none; without either, the one the
+    server's node IPAM controller gives the new Node, waited for), after removing what an earlier run left; None
+    for the host's network."""
     if opts.pod_network != "bridge" or not isinstance(runtime, ProcessRuntime):
         return None
-    cidr = str((node.get("spec") or {}).get("podCIDR") or opts.pod_cidr)
+    try:
+        cidr = await heartbeat.pod_cidr(timeout=0 if opts.pod_cidr else POD_CIDR_WAIT) or opts.pod_cidr
+    except (ApiError, httpx.HTTPError) as e:
+        raise AgentError(f"--pod-network bridge: cannot read node {opts.node_name}'s podCIDR: {e}") from None
     if not cidr:
-        raise AgentError(f"--pod-network bridge: node {opts.node_name} has no spec.podCIDR and no --pod-cidr was "
-                         "given")
+        raise AgentError(f"--pod-network bridge: node {opts.node_name} has no spec.podCIDR after {POD_CIDR_WAIT:g} s "
+                         "(the server gives none: --allocate-node-cidrs=false, or its --cluster-cidr is full) and no "
+                         "--pod-cidr was given")
     try:
         # Loaded here, in bridge mode only: pyroute2 costs an agent on the host's network 8 MB and 0.14 s.
         bridge: type[PodNetwork] = importlib.import_module(BRIDGE_MODULE).PodNetwork
