@@ -9,6 +9,7 @@ import ipaddress
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +86,24 @@ def test_a_podcidr_cannot_change_and_a_given_one_is_kept(server: Server) -> None
     assert 'node updates may not change podCIDR except from "" to valid' in res.stderr
     server.kubectl("patch", "node", "ipam-e", "-p", '{"spec":{"podCIDR":"192.168.77.0/24"}}')
     assert _cidrs(server, "ipam-e") == ["192.168.77.0/24"]
+
+
+def test_with_allocate_node_cidrs_false_nodes_get_none(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "data", extra=["--allocate-node-cidrs=false"])
+    try:
+        _create(srv, "plain")
+        time.sleep(1)  # the allocator, had it run, would have written by now
+        assert _cidr(srv, "plain") == ""
+        # A node made with one keeps it.
+        _create_with(srv, "given", "10.244.5.0/24")
+        assert _cidrs(srv, "given") == ["10.244.5.0/24"]
+    finally:
+        srv.stop()
+
+
+def _create_with(server: Server, name: str, cidr: str) -> None:
+    server.kubectl("create", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"podCIDR": cidr}}))
 
 
 @pytest.mark.parametrize("flags, words", [
