@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,11 +36,12 @@ def _create(server: Server, *names: str) -> None:
 
 
 def _cidr(server: Server, name: str) -> str:
-    return server.kubectl("get", "node", name, "-o", "jsonpath={.spec.podCIDR}").stdout.strip()
+    return str(server.kubectl("get", "node", name, "-o", "jsonpath={.spec.podCIDR}").stdout).strip()
 
 
 def _cidrs(server: Server, name: str) -> list[str]:
-    return json.loads(server.kubectl("get", "node", name, "-o", "jsonpath={.spec.podCIDRs}").stdout or "[]")
+    return [str(c) for c in json.loads(server.kubectl("get", "node", name, "-o", "jsonpath={.spec.podCIDRs}").stdout
+                                       or "[]")]
 
 
 def test_two_nodes_get_two_subnets_and_a_deleted_ones_is_given_again(server: Server) -> None:
@@ -64,7 +66,7 @@ def test_an_exhausted_range_gives_the_event_and_no_cidr(server: Server) -> None:
         pytest.skip("needs the nodes of the test before")
     _create(server, "ipam-d")
 
-    def event() -> dict | None:
+    def event() -> dict[str, Any] | None:
         items = json.loads(server.kubectl("get", "events", "-n", "default", "--field-selector",
                                           "involvedObject.name=ipam-d", "-o", "json").stdout)["items"]
         return next((e for e in items if e["reason"] == "CIDRNotAvailable"), None)
