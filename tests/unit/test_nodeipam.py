@@ -110,6 +110,13 @@ class Env:
         assert node is not None
         return str((node.get("spec") or {}).get("podCIDR") or "")
 
+    async def assigned(self, *names: str) -> str:
+        """Wait until every named node has a podCIDR; the last one's."""
+        async def given() -> bool:
+            return all([await self.cidr(n) for n in names])
+        await eventually(given)
+        return await self.cidr(names[-1])
+
     async def events(self) -> list[dict[str, Any]]:
         return [e for e in (await self.registry.list(EVENTS, "default")).items if e["reason"] == "CIDRNotAvailable"]
 
@@ -130,9 +137,7 @@ def test_new_nodes_get_the_next_free_subnet_in_both_fields_and_keep_it() -> None
             await env.node("a")
             await env.node("b")
 
-            async def both() -> bool:
-                return bool(await env.cidr("a")) and bool(await env.cidr("b"))
-            await eventually(both)
+            await env.assigned("a", "b")
             a = await env.registry.get_or_none(NODES, "", "a")
             assert a is not None
             assert a["spec"] == {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]}
@@ -141,9 +146,7 @@ def test_new_nodes_get_the_next_free_subnet_in_both_fields_and_keep_it() -> None
             await env.node("c", "10.244.2.0/24")
             await env.node("d")
 
-            async def d() -> bool:
-                return bool(await env.cidr("d"))
-            await eventually(d)
+            await env.assigned("d")
             assert await env.cidr("c") == "10.244.2.0/24"
             assert await env.cidr("d") == "10.244.3.0/24"
         finally:
@@ -159,16 +162,12 @@ def test_a_deleted_nodes_subnet_is_given_again() -> None:
             await env.node("a")
             await env.node("b")
 
-            async def two() -> bool:
-                return bool(await env.cidr("a")) and bool(await env.cidr("b"))
-            await eventually(two)
+            await env.assigned("a", "b")
             freed = await env.cidr("a")
             await env.registry.delete(NODES, "", "a", DeleteOptions())
             await env.node("c")
 
-            async def c() -> bool:
-                return bool(await env.cidr("c"))
-            await eventually(c)
+            await env.assigned("c")
             assert await env.cidr("c") == freed
         finally:
             await env.stop()
@@ -184,9 +183,7 @@ def test_existing_nodes_are_marked_at_start_and_the_service_range_is_skipped() -
         try:
             await env.node("new")
 
-            async def new() -> bool:
-                return bool(await env.cidr("new"))
-            await eventually(new)
+            await env.assigned("new")
             assert await env.cidr("new") == "10.112.0.0/12"
         finally:
             await env.stop()
@@ -197,9 +194,7 @@ def test_existing_nodes_are_marked_at_start_and_the_service_range_is_skipped() -
         await env2.node("waiting")  # created while no controller ran
         controller = await env2.start()
         try:
-            async def waiting() -> bool:
-                return bool(await env2.cidr("waiting"))
-            await eventually(waiting)
+            await env2.assigned("waiting")
             assert await env2.cidr("waiting") == "10.244.1.0/24"
             assert controller.cidrs.used() == 3
         finally:
@@ -226,9 +221,7 @@ def test_exhaustion_gives_the_event_and_no_cidr_until_one_is_freed() -> None:
             freed = await env.cidr("a")
             await env.registry.delete(NODES, "", "a", DeleteOptions())
 
-            async def c() -> bool:
-                return bool(await env.cidr("c"))
-            await eventually(c)
+            await env.assigned("c")
             assert await env.cidr("c") == freed
         finally:
             await env.stop()
@@ -251,9 +244,7 @@ def test_hostile_stored_nodes_do_not_stop_the_controller() -> None:
         try:
             await env.node("fresh")
 
-            async def fresh() -> bool:
-                return bool(await env.cidr("fresh"))
-            await eventually(fresh)
+            await env.assigned("fresh")
             assert await env.cidr("fresh") not in ("10.244.1.0/24", "")
             assert controller.cidrs.is_used(net("10.244.1.0/24"))
             assert await env.cidr("garbage") == "not-a-cidr"  # left as it is
