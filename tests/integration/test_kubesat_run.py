@@ -4,6 +4,7 @@ deleted afterwards, and one-line errors."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -142,4 +143,4 @@ def test_other_in_cluster_clients_run_unchanged(local: Server, script: str) -> N
     res = _run(local, "-n", "apps", "--serviceaccount", "libs", "--", sys.executable, "-c", script)
     assert res.returncode == 0, res.stderr
     lib, names = res.stdout.strip().split(" ", 1)
-    assert lib in script and names.startswith("['kubesat-run-libs-"), res.stdout
+    assert lib in script and any(n.startswith("kubesat-run-libs-") for n in ast.literal_eval(names)), res.stdout
