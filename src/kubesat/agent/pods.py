@@ -259,15 +259,7 @@ class PodManager:
         """
         selector = {"fieldSelector": f"spec.nodeName={self.node_name}"}
         if not self._rv:
-            listed = await self.api.get("/api/v1/pods", selector)
-            seen = set()
-            for pod in listed.get("items") or []:
-                seen.add(pod["metadata"]["uid"])
-                self.offer(pod)
-            for uid in set(self.pods) - seen:
-                self.teardown(uid)
-            self.remove_orphans(seen)
-            self._rv = str((listed.get("metadata") or {}).get("resourceVersion", ""))
+            self._rv = await self._relist(selector)
         params = dict(selector, resourceVersion=self._rv, timeoutSeconds=str(WATCH_SECONDS),
                       allowWatchBookmarks="true")
         try:
@@ -286,6 +278,19 @@ class PodManager:
                 self._rv = ""
                 return
             raise
+
+    async def _relist(self, selector: dict[str, str]) -> str:
+        """Offer every listed pod, tear down those gone, and return the list's resourceVersion. In a method of
+        its own so that the parsed list (7 KB a pod) is freed before the watch that follows, not held by it."""
+        listed = await self.api.get("/api/v1/pods", selector)
+        seen = set()
+        for pod in listed.get("items") or []:
+            seen.add(pod["metadata"]["uid"])
+            self.offer(pod)
+        for uid in set(self.pods) - seen:
+            self.teardown(uid)
+        self.remove_orphans(seen)
+        return str((listed.get("metadata") or {}).get("resourceVersion", ""))
 
     def offer(self, pod: dict[str, Any]) -> None:
         """Hand the newest object of a pod to the workers. A mirror pod (the API's picture of a static pod, e.g.
