@@ -12,7 +12,7 @@ import pytest
 from kubesat.agent import netns
 from kubesat.agent.main import AgentError, AgentOptions, _check_pod_network
 from kubesat.agent.netns import PodNetworkError, tag_for
-from kubesat.agent.podnet import PodNetwork
+from kubesat.agent.podnet import BridgeNetwork as PodNetwork
 
 
 def test_names_differ_per_agent_and_fit_a_link_name() -> None:

@@ -16,20 +16,18 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from kubesat.agent import envvars, servicenet
+from kubesat.agent.netns import PodNetwork
 from kubesat.agent.client import ApiClient, ApiError
 from kubesat.agent.runtime import (ExecRequest, ExecSession, PodSandboxConfig, Runtime, VolumeMountSource,
                                    write_hosts_file)
 from kubesat.agent.runtime.none import NoneRuntime
 from kubesat.agent.runtime.process import ProcessRuntime, runtime_available
-
-if TYPE_CHECKING:  # only a type here: the bridge network (and pyroute2) loads in bridge mode alone
-    from kubesat.agent.podnet import PodNetwork
 
 log = logging.getLogger("kubesat.agent")
 

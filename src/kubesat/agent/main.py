@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from kubesat.agent import certs, kubeletapi, netns
+from kubesat.agent.netns import PodNetwork
 from kubesat.agent.containers import Containers, make_runtime
 from kubesat.agent.events import pod_ref
 from kubesat.agent.relay import Relay
@@ -33,9 +34,6 @@ from kubesat.agent.client import ApiClient, ApiError, Credentials, load_kubeconf
 from kubesat.agent.pods import REFRESH_TICK, PodManager
 from kubesat.agent.node import POD_CIDR_WAIT, RENEW_INTERVAL, READY, SHUTTING_DOWN, NodeFacts, NodeHeartbeat, \
     default_address
-
-if TYPE_CHECKING:
-    from kubesat.agent.podnet import PodNetwork
 
 BRIDGE_MODULE = "kubesat.agent.podnet"  # the bridge pod network, imported only when it is used
 
@@ -212,7 +210,7 @@ async def _start_pod_network(opts: AgentOptions, heartbeat: NodeHeartbeat, runti
                          "--pod-cidr was given")
     try:
         # Loaded here, in bridge mode only: pyroute2 costs an agent on the host's network 8 MB and 0.14 s.
-        bridge: type[PodNetwork] = importlib.import_module(BRIDGE_MODULE).PodNetwork
+        bridge: Callable[[str, str], PodNetwork] = importlib.import_module(BRIDGE_MODULE).BridgeNetwork
         network = bridge(netns.tag_for(opts.node_name, opts.root), cidr)
         await asyncio.to_thread(network.setup)
     except (netns.PodNetworkError, OSError) as e:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import ipaddress
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 NETNS_DIR = Path("/run/netns")
 POD_IFNAME = "eth0"
@@ -24,6 +27,24 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 class PodNetworkError(Exception):
     """A pod network step failed; the message says which."""
+
+
+class PodNetwork(Protocol):
+    """What the agent asks of a pod network (podnet.BridgeNetwork is the one there is): an address and a network
+    namespace per pod, and sockets where the pods reach the node's Services."""
+
+    bridge: str
+    cidr: ipaddress.IPv4Network
+    gateway: str
+
+    def setup(self) -> None: ...
+    def close(self) -> None: ...
+    def reserve(self, uid: str) -> str: ...
+    def address(self, uid: str) -> str | None: ...
+    def attach(self, uid: str) -> str: ...
+    def detach(self, uid: str) -> None: ...
+    def detach_soon(self, uid: str) -> None: ...
+    def listen_socket(self, address: str, port: int) -> socket.socket: ...
 
 
 def unavailable() -> str | None:

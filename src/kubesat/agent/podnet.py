@@ -34,7 +34,7 @@ from kubesat.agent.netns import (
 )
 
 
-class PodNetwork:
+class BridgeNetwork:
     """See the module's docstring. Its methods block briefly (netlink) and each takes the lock; those that speak
     netlink must not run on a thread with a running event loop (pyroute2 runs one of its own there)."""
 

@@ -31,18 +31,16 @@ import contextlib
 import errno
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from kubesat.agent import refresh
+from kubesat.agent.netns import PodNetwork
 from kubesat.agent.client import ApiClient, ApiError
 from kubesat.agent.relay import splice
 from kubesat.agent.servicenet import (ServicePort, endpoint_order, hosts_entries, needs_listener, service_address,
                                       service_key, service_ports)
-
-if TYPE_CHECKING:  # only a type here: the bridge network (and pyroute2) loads in bridge mode alone
-    from kubesat.agent.podnet import PodNetwork
 
 log = logging.getLogger("kubesat.agent.serviceproxy")
 

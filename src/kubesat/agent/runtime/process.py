@@ -38,19 +38,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from kubesat.agent import envvars
-from kubesat.agent.netns import NETNS_DIR, PodNetworkError
+from kubesat.agent.netns import NETNS_DIR, PodNetwork, PodNetworkError
 from kubesat.agent.runtime import (ExecRequest, ExecSession, PodSandboxConfig, RuntimeFailure, attach, lifecycle, logs,
                                    probes, write_hosts_file)
 from kubesat.agent.runtime.execs import ExecHelpers
 from kubesat.agent.runtime.mounts import MountError, plan
-
-if TYPE_CHECKING:  # only a type here: the bridge network (and pyroute2) loads in bridge mode alone
-    from kubesat.agent.podnet import PodNetwork
 
 log = logging.getLogger("kubesat.agent")
 
