@@ -29,7 +29,7 @@ from kubesat.api import proxy_targets
 from kubesat.api.app import RECEIVE, WEBSOCKET, App, Handler, Request, Response, Stream
 from kubesat.api.resources import ResourceHandler
 from kubesat.api.proxy_targets import ProxyID, Target
-from kubesat.api.streams import Backend, StreamProxy, node_backend
+from kubesat.api.streams import Backend, StreamProxy, body_relay, node_backend
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import Registry
 
@@ -265,22 +265,11 @@ class Proxy:
             if failure is None:
                 raise
             raise failure from None
-        return Stream(resp.status_code, self._streamer(resp, target), long_running=False,
-                      headers=_answer_headers(resp, target, prefix))
+        return Stream(resp.status_code, body_relay(resp, self._give_back, f"proxied answer from {target.netloc}"),
+                      long_running=False, headers=_answer_headers(resp, target, prefix))
 
-    def _streamer(self, resp: httpx.Response, target: Target) -> Callable[[Callable[[bytes], Awaitable[None]],
-                                                                             Request], Awaitable[None]]:
-        async def relay(write: Callable[[bytes], Awaitable[None]], _req: Request) -> None:
-            try:
-                async for chunk in resp.aiter_raw():
-                    await write(chunk)
-            except httpx.HTTPError as e:
-                log.info("proxied answer from %s ended early: %s", target.netloc, e)
-            finally:
-                self.active -= 1
-                await resp.aclose()
-
-        return relay
+    def _give_back(self) -> None:
+        self.active -= 1
 
 
 def _client(verify: ssl.SSLContext | bool) -> httpx.AsyncClient:

@@ -252,18 +252,11 @@ class StreamProxy:
             await resp.aclose()
             raise _kubelet_status(resp.status_code, body)
         self._take()
+        return Stream(resp.status_code, body_relay(resp, self._give_back, f"kubelet stream from {backend.host}"),
+                      resp.headers.get("content-type", content_type))
 
-        async def relay(write: Callable[[bytes], Awaitable[None]], _req: Request) -> None:
-            try:
-                async for chunk in resp.aiter_raw():
-                    await write(chunk)
-            except httpx.HTTPError as e:
-                log.info("kubelet stream from %s ended: %s", backend.host, e)
-            finally:
-                self.active -= 1
-                await resp.aclose()
-
-        return Stream(resp.status_code, relay, resp.headers.get("content-type", content_type))
+    def _give_back(self) -> None:
+        self.active -= 1
 
     def _take(self) -> None:
         if self.active >= MAX_STREAMS:
@@ -405,6 +398,23 @@ class StreamProxy:
         chosen = offered[0] if offered else ""
         supported = (chosen,) if chosen in remotecommand.EXEC_PROTOCOLS else remotecommand.EXEC_PROTOCOLS
         return await self._websocket(req, backend, path, query, supported, None, req.info.name)
+
+
+def body_relay(resp: httpx.Response, release: Callable[[], None],
+               what: str) -> Callable[[Callable[[bytes], Awaitable[None]], Request], Awaitable[None]]:
+    """A Stream body that writes a backend's answer as it comes; `release` and the answer's close run at its end,
+    however it ends (an early end of the backend is one log line)."""
+    async def relay(write: Callable[[bytes], Awaitable[None]], _req: Request) -> None:
+        try:
+            async for chunk in resp.aiter_raw():
+                await write(chunk)
+        except httpx.HTTPError as e:
+            log.info("%s ended early: %s", what, e)
+        finally:
+            release()
+            await resp.aclose()
+
+    return relay
 
 
 def spdy_handshake(headers: list[tuple[bytes, bytes]], supported: tuple[str, ...]) -> str:
