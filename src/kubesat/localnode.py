@@ -52,10 +52,11 @@ class LocalNode:
     """Start, watch and stop the local agent process."""
 
     def __init__(self, data_dir: Path, node_name: str, write_kubeconfig: Callable[[Path], None],
-                 log_level: str = "warning", runtime: str = "none") -> None:
+                 log_level: str = "warning", runtime: str = "none", pod_network: str = "auto") -> None:
         self.data_dir = data_dir
         self.node_name = node_name
         self.runtime = runtime
+        self.pod_network = pod_network
         self.write_kubeconfig = write_kubeconfig
         self.log_level = log_level
         self.proc: asyncio.subprocess.Process | None = None
@@ -73,7 +74,7 @@ class LocalNode:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(self.kubeconfig),
                 "--node-name", self.node_name, "--root", str(self.root), "--log-level", self.log_level,
-                "--runtime", self.runtime,
+                "--runtime", self.runtime, "--pod-network", self.pod_network,
                 "--port", "0",  # the kubelet API on a free port: two servers' nodes on one machine do not clash
                 "--hide-path", str(self.data_dir)]  # the server's keys and database: out of every container's sight
 

@@ -67,6 +67,7 @@ class ServeOptions:
     node_startup_grace_period: float = 60.0  # its --node-startup-grace-period
     node_name: str = ""  # the local node's name (an agent process beside the server); "": no local node
     node_runtime: str = "none"  # the local node's container runtime: "process" or "none"
+    node_pod_network: str = "auto"  # the local node's pod network: "auto", "host" or "bridge" (kubesat agent's)
     # kube-controller-manager's --allocate-node-cidrs, --cluster-cidr and --node-cidr-mask-size (0: 24 for IPv4,
     # 64 for IPv6): Nodes get podCIDRs (controllers/nodeipam.py). On by default, as in k3s.
     allocate_node_cidrs: bool = True
@@ -333,7 +334,7 @@ def _local_node(opts: ServeOptions, pki: ClusterPKI) -> LocalNode | None:
         write_private(path, pki.node_kubeconfig(opts.node_name, opts.url))
 
     return LocalNode(opts.data_dir, opts.node_name, write_kubeconfig, log_level=opts.log_level,
-                     runtime=opts.node_runtime)
+                     runtime=opts.node_runtime, pod_network=opts.node_pod_network)
 
 
 class _Server(uvicorn.Server):

@@ -129,6 +129,11 @@ def start_server(data_dir: Path, port: int | None = None, extra: list[str] | Non
     their pods left alone, or run agents of their own."""
     port = port or free_port()
     lock = take_port_443_lock() if node else None
+    extra = list(extra or [])
+    if node and "--node-pod-network" not in extra:
+        # Pods on the host's network unless a test asks for a pod network: as root, `auto` would give every
+        # server's local node a bridge on the same default podCIDR, and tests on one machine would collide.
+        extra += ["--node-pod-network", "host"]
     log_path = data_dir.parent / f"{data_dir.name}-server-{port}.log"
     args = [sys.executable, "-m", "kubesat.cli", "serve", "--data-dir", str(data_dir), "--port", str(port),
             *([] if node else ["--no-node"]), *(extra or [])]
@@ -181,6 +186,7 @@ def process_agent(server: Server, tmp: Path, node: str, *extra: str) -> Iterator
         proc = subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
                                  "--node-name", node, "--root", str(tmp / "root"), "--runtime", "process",
                                  "--service-relay-port", "0", "--port", "0", "--hide-path", str(server.data_dir),
+                                 *([] if "--pod-network" in extra else ["--pod-network", "host"]),  # see start_server
                                  *extra], stderr=log)
         try:
             wait_for(lambda: '"Ready"' in server.kubectl("get", "node", node, "-o", "json", check=False).stdout,

@@ -11,8 +11,10 @@ import ipaddress
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +22,9 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.nftables.main import NFTables
 
-from kubesat.agent.netns import tag_for, unavailable
+from kubesat.agent.netns import create_netns, inside, opened, remove_netns, tag_for, unavailable
 from kubesat.agent.runtime.process import runtime_available
 
 from .conftest import Server, kubectl_binary, start_server, wait_for
@@ -108,9 +111,10 @@ def _links(tag: str) -> list[str]:
                 if str(link.get_attr("IFLA_IFNAME")).startswith(f"ks{tag}")]
 
 
-def _start(server: Server, tmp: Path, node: str, cidr: ipaddress.IPv4Network | None) -> subprocess.Popen:
-    """A bridge agent for `node` with its root under `tmp` (kept across restarts), its log appended to; without
-    --pod-cidr when `cidr` is None."""
+def _start(server: Server, tmp: Path, node: str, cidr: ipaddress.IPv4Network | None,
+           network: str = "bridge") -> subprocess.Popen:
+    """A bridge (or `network`) agent for `node` with its root under `tmp` (kept across restarts), its log appended
+    to; without --pod-cidr when `cidr` is None."""
     kubeconfig = tmp / "node.kubeconfig"
     if not kubeconfig.exists():
         kubeconfig.write_bytes(subprocess.run([sys.executable, "-m", "kubesat.cli", "kubeconfig", "--node", node,
@@ -119,7 +123,7 @@ def _start(server: Server, tmp: Path, node: str, cidr: ipaddress.IPv4Network | N
     with (tmp / "agent.log").open("ab") as log:
         return subprocess.Popen([sys.executable, "-m", "kubesat.cli", "agent", "--kubeconfig", str(kubeconfig),
                                  "--node-name", node, "--root", str(tmp / "root"), "--runtime", "process",
-                                 "--pod-network", "bridge", *(["--pod-cidr", str(cidr)] if cidr else []),
+                                 "--pod-network", network, *(["--pod-cidr", str(cidr)] if cidr else []),
                                  "--service-relay-port", "443",
                                  "--port", "0", "--log-level", "info", "--hide-path", str(server.data_dir)],
                                 stderr=log)
@@ -295,3 +299,140 @@ def test_an_agent_without_pod_cidr_takes_the_one_the_server_gives(server: Server
         assert f"podCIDR {cidr}" in (tmp / "agent.log").read_text()
     finally:
         _stop(proc, tag)
+
+
+# Run in a pod: connects to ADDRESS:PORT and prints what the far end says it saw as the caller's address.
+WHO_AM_I = r'''
+import socket, sys, time
+for _ in range(50):
+    try:
+        with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as s:
+            print("SEEN", s.recv(100).decode(), flush=True)
+            break
+    except OSError as e:
+        print("retrying", e, flush=True)
+        time.sleep(0.2)
+'''
+
+
+@pytest.fixture
+def outside() -> Iterator[tuple[str, str, socket.socket]]:
+    """A machine beyond the node: a network namespace on a veth from the host (a /30 of 198.18.0.0/15), with a
+    TCP server on its side; yields (the host's address on the link, the far address, the listening socket)."""
+    net = ipaddress.IPv4Network(f"198.18.{random.randrange(256)}.{4 * random.randrange(64)}/30")
+    host_ip, far_ip = (str(a) for a in net.hosts())
+    path, name = f"/run/netns/kstest-out-{os.getpid()}", f"kstout{os.getpid() % 100000}"
+    create_netns(path)
+    try:
+        with IPRoute() as ipr, opened(path) as fd:
+            ipr.link("add", ifname=name, kind="veth", peer={"ifname": name + "p"})
+            index = ipr.link_lookup(ifname=name)[0]
+            ipr.addr("add", index=index, address=host_ip, prefixlen=30)
+            ipr.link("set", index=index, state="up")
+            ipr.link("set", index=ipr.link_lookup(ifname=name + "p")[0], net_ns_fd=fd)
+        sockets: list[socket.socket] = []
+
+        def far_side() -> None:
+            with inside(path), IPRoute() as ipr:
+                far = ipr.link_lookup(ifname=name + "p")[0]
+                ipr.addr("add", index=far, address=far_ip, prefixlen=30)
+                ipr.link("set", index=far, state="up")
+                ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+                sockets.append(socket.create_server((far_ip, 0)))  # the socket stays in the namespace
+        thread = threading.Thread(target=far_side)
+        thread.start()
+        thread.join()
+        assert sockets, "could not set up the outside namespace"
+        yield host_ip, far_ip, sockets[0]
+    finally:
+        with IPRoute() as ipr:
+            for index in ipr.link_lookup(ifname=name):
+                ipr.link("del", index=index)
+        remove_netns(path)
+
+
+def _answer_with_peer(sock: socket.socket) -> None:
+    sock.settimeout(60)
+    conn, peer = sock.accept()
+    with conn:
+        conn.sendall(peer[0].encode())
+
+
+def test_a_pod_reaches_beyond_the_node_masqueraded_as_the_node(server: Server, agent: Agent,
+                                                                outside: tuple[str, str, socket.socket]) -> None:
+    host_ip, far_ip, sock = outside
+    answer = threading.Thread(target=_answer_with_peer, args=(sock,), daemon=True)
+    answer.start()
+    server.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "far-client", "namespace": NS},
+        "spec": {"nodeName": NODE, "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "app", "image": "python",
+                                 "command": ["python3", "-c", WHO_AM_I, far_ip, str(sock.getsockname()[1])]}]}}))
+    wait_for(lambda: _pod(server, "far-client").get("status", {}).get("phase") in ("Succeeded", "Failed"), 60,
+             "the far client's end")
+    out = server.kubectl("logs", "-n", NS, "far-client").stdout
+    # The far side has no route to the podCIDR: it can answer only because the node masqueraded the pod.
+    assert f"SEEN {host_ip}" in out, out
+    with NFTables(nfgen_family=2) as nft:
+        assert f"kubesat-{agent.tag}" in [t.get_attr("NFTA_TABLE_NAME") for t in nft.get_tables()]
+
+
+def test_auto_gives_pods_a_bridge_as_root(server: Server, agent: Agent, tmp_path_factory: pytest.TempPathFactory) -> None:
+    node, tmp, cidr = "podnet-auto", tmp_path_factory.mktemp("netauto"), _free_cidr()
+    tag = tag_for(node, tmp / "root")
+    proc = _start(server, tmp, node, cidr, network="auto")
+    try:
+        _node_ready(server, node)
+        pod = _web("web-auto", "auto")
+        pod["spec"]["nodeName"] = node
+        server.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        ip = wait_for(lambda: _ready(server, "web-auto"), 30, "web-auto ready")["status"]["podIP"]
+        assert ipaddress.IPv4Address(ip) in cidr
+        assert f"ks{tag}" in _links(tag)
+        server.kubectl("delete", "pod", "-n", NS, "web-auto", "--wait=true", timeout=60)
+    finally:
+        _stop(proc, tag)
+    with NFTables(nfgen_family=2) as nft:
+        assert f"kubesat-{tag}" not in [t.get_attr("NFTA_TABLE_NAME") for t in nft.get_tables()]
+
+
+def test_auto_falls_back_to_the_host_network_when_the_pod_cidr_is_taken(
+        server: Server, agent: Agent, tmp_path_factory: pytest.TempPathFactory) -> None:
+    node, tmp, cidr = "podnet-taken", tmp_path_factory.mktemp("nettaken"), _free_cidr()
+    dummy = f"kstdum{os.getpid() % 100000}"
+    with IPRoute() as ipr:  # someone else's route over the podCIDR
+        ipr.link("add", ifname=dummy, kind="veth", peer={"ifname": dummy + "p"})
+        index = ipr.link_lookup(ifname=dummy)[0]
+        ipr.addr("add", index=index, address=str(cidr[1]), prefixlen=cidr.prefixlen)
+        ipr.link("set", index=index, state="up")
+        ipr.link("set", index=ipr.link_lookup(ifname=dummy + "p")[0], state="up")
+    tag = tag_for(node, tmp / "root")
+    try:
+        proc = _start(server, tmp, node, cidr, network="auto")
+        try:
+            _node_ready(server, node)
+            pod = _web("web-taken", "taken")
+            pod["spec"]["nodeName"] = node
+            server.kubectl("apply", "-f", "-", input=json.dumps(pod))
+            ready = wait_for(lambda: _ready(server, "web-taken"), 30, "web-taken ready")
+            assert ready["status"]["podIP"] == ready["status"]["hostIP"]
+            assert _links(tag) == []
+            log = (tmp / "agent.log").read_text()
+            assert f"pods share the host's network (cannot set up the bridge: podCIDR {cidr} overlaps the route " \
+                   f"to {cidr} on {dummy}" in log, log
+            events = json.loads(server.kubectl("get", "events", "-n", NS, "--field-selector",
+                                               "involvedObject.name=web-taken", "-o", "json").stdout)["items"]
+            shared = [e["message"] for e in events if e["reason"] == "SharedHostNetwork"]
+            assert shared and f"overlaps the route to {cidr} on {dummy}" in shared[0], shared
+            server.kubectl("delete", "pod", "-n", NS, "web-taken", "--wait=true", timeout=60)
+        finally:
+            _stop(proc, tag)
+        # Asked for by name, the same bridge stops the agent with one line.
+        proc = _start(server, tmp, node, cidr)
+        assert proc.wait(timeout=30) != 0
+        assert f"--pod-network bridge: cannot set up the bridge: podCIDR {cidr} overlaps" in \
+            (tmp / "agent.log").read_text()
+    finally:
+        with IPRoute() as ipr:
+            for index in ipr.link_lookup(ifname=dummy):
+                ipr.link("del", index=index)

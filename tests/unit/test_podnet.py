@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from kubesat.agent import netns
-from kubesat.agent.main import AgentError, AgentOptions, _check_pod_network
+from kubesat.agent.main import AgentError, AgentOptions, _plan_pod_network
 from kubesat.agent.netns import PodNetworkError, tag_for
-from kubesat.agent.podnet import BridgeNetwork as PodNetwork
+from kubesat.agent.podnet import BridgeNetwork as PodNetwork, overlapping_route
 
 
 def test_names_differ_per_agent_and_fit_a_link_name() -> None:
@@ -46,12 +46,35 @@ def _opts(**kw: object) -> AgentOptions:
 
 
 def test_the_agent_refuses_a_bridge_it_cannot_have(monkeypatch: pytest.MonkeyPatch) -> None:
-    _check_pod_network(_opts())  # host: nothing to check
+    assert _plan_pod_network(_opts(pod_network="host")).mode == "host"
     with pytest.raises(AgentError, match="needs --runtime process"):
-        _check_pod_network(_opts(pod_network="bridge"))
+        _plan_pod_network(_opts(pod_network="bridge"))
     monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
-    with pytest.raises(AgentError, match="^--pod-network bridge: it needs root"):
-        _check_pod_network(_opts(pod_network="bridge", runtime="process"))
+    with pytest.raises(AgentError, match="^--pod-network bridge: a pod network needs root"):
+        _plan_pod_network(_opts(pod_network="bridge", runtime="process"))
+
+
+def test_auto_is_a_bridge_where_the_machine_allows_it(monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    assert _opts().pod_network == "auto"  # the default
+    monkeypatch.setattr(netns, "unavailable", lambda: None)
+    plan = _plan_pod_network(_opts(runtime="process"))
+    assert (plan.mode, plan.auto) == ("bridge", True)
+    assert _plan_pod_network(_opts()).mode == "host"  # runtime none: no processes, no network
+    monkeypatch.setattr(netns, "unavailable", lambda: "a pod network needs root (why)")
+    plan = _plan_pod_network(_opts(runtime="process"))
+    assert (plan.mode, plan.host_why) == ("host", "a pod network needs root (why)")
+    assert "pods share the host's network (a pod network needs root (why))" in caplog.text
+    with pytest.raises(AgentError, match="unknown pod network 'mesh'"):
+        _plan_pod_network(_opts(pod_network="mesh"))
+
+
+def test_a_pod_cidr_another_route_covers_is_found() -> None:
+    cidr = ipaddress.IPv4Network("10.244.1.0/24")
+    routes = [("0.0.0.0/0", "eth0"), ("10.0.0.0/16", "eth0"), ("10.244.0.0/24", "ksabc"), ("fd00::/64", "x")]
+    assert overlapping_route(cidr, routes) is None
+    assert overlapping_route(cidr, [*routes, ("10.244.0.0/16", "cni0")]) == "10.244.0.0/16 on cni0"
+    assert overlapping_route(cidr, [("10.244.1.128/25", "wg0")]) == "10.244.1.128/25 on wg0"
 
 
 def test_an_agent_on_the_hosts_network_does_not_load_netlink() -> None:

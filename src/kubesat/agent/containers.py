@@ -67,7 +67,7 @@ class Containers:
                  kubernetes: Callable[[], tuple[str, int]] | None = None,
                  clock: Callable[[], float] = time.time,
                  service_hosts: Callable[[str], Mapping[str, str]] | None = None,
-                 network: PodNetwork | None = None) -> None:
+                 network: PodNetwork | None = None, host_network_why: str = "") -> None:
         self.api = api
         self.runtime = runtime
         self.name = runtime.name
@@ -82,6 +82,7 @@ class Containers:
         self.service_hosts = service_hosts or (lambda namespace: {})
         # The bridge pod network: each pod's own IP, and Services at their ClusterIPs; None: the host's network.
         self.network = network
+        self.host_network_why = host_network_why  # why not, when network is None (for the pods' Event)
         self._pods: dict[str, dict[str, Any]] = {}
         self._configs: dict[str, PodSandboxConfig] = {}  # started pods' configurations, for their hosts files
         self._starting: dict[str, asyncio.Task[None]] = {}

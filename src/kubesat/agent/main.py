@@ -75,8 +75,9 @@ class AgentOptions:
     # Where the kubernetes Service is relayed on 127.0.0.1 (see relay); 0: any free port.
     service_relay_port: int = 443
     # "host": pods share the node's network; "bridge": each pod its own network namespace with an address of
-    # the Node's podCIDR, or of `pod_cidr` when the Node has none (see podnet; root and the process runtime only).
-    pod_network: str = "host"
+    # the Node's podCIDR, or of `pod_cidr` when the Node has none (see podnet; root and the process runtime only);
+    # "auto": bridge where the machine allows it, else host.
+    pod_network: str = "auto"
     pod_cidr: str = ""
 
 
@@ -103,7 +104,7 @@ def _now() -> datetime:
 
 async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
     """Run the agent until `stop` is set (or a signal arrives)."""
-    _check_pod_network(opts)
+    plan = _plan_pod_network(opts)
     boot_creds = None if opts.bootstrap_kubeconfig else load_kubeconfig(opts.kubeconfig)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is the server's audit log's job
     opts.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -119,7 +120,7 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
     api = ApiClient(creds, opts.root / "pki", user_agent=f"kubesat-agent/{opts.node_name}")
     runtime = _runtime(opts)
     facts = NodeFacts.read(opts.node_name, opts.address or default_address(), opts.root, opts.runtime)
-    facts.pod_cidr = opts.pod_cidr if opts.pod_network == "bridge" else ""
+    facts.pod_cidr = opts.pod_cidr if plan.mode == "bridge" else ""
     try:
         kubelet = kubeletapi.KubeletServer(facts.address, opts.port)
     except kubeletapi.KubeletApiError as e:
@@ -134,7 +135,7 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
             log.warning("test clock: token refresh and certificate rotation decisions run %g times as fast, "
                         "offset %+g s",
                         opts.clock_rate, opts.clock_offset)
-        network = await _start_pod_network(opts, heartbeat, runtime)
+        network = await _start_pod_network(opts, plan, heartbeat, runtime)
         relay = await _start_relay(creds.server, opts.service_relay_port, network.gateway if network else None) \
             if runtime.name == "process" else None
         # Other Services are proxied only where pods run processes that could call them.
@@ -144,7 +145,7 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
                                 lambda: heartbeat.node, creds.server,
                                 kubernetes=relay.address if relay is not None else None,
                                 service_hosts=services.hosts_entries if services is not None else None,
-                                network=network) \
+                                network=network, host_network_why=plan.host_why) \
             if runtime.name == "process" else None
         pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address,
                           token_clock=clock, clock_offset=opts.clock_offset, tick=refresh_tick(opts.clock_rate),
@@ -181,42 +182,75 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
         await api.close()
 
 
-def _check_pod_network(opts: AgentOptions) -> None:
-    """Refuse, in one line, a bridge pod network this agent cannot have."""
+@dataclass
+class _NetworkPlan:
+    mode: str  # "host" or "bridge"
+    auto: bool = False  # chosen by `auto`: a bridge that cannot be made falls back to host
+    host_why: str = ""  # why pods share the host's network, for their SharedHostNetwork Event
+
+
+def _plan_pod_network(opts: AgentOptions) -> _NetworkPlan:
+    """Settle `auto` (bridge where the machine allows it, else host, with one line saying why) and refuse, in
+    one line, a bridge pod network this agent cannot have."""
+    if opts.pod_network not in ("auto", "host", "bridge"):
+        raise AgentError(f"unknown pod network {opts.pod_network!r} (auto, host or bridge)")
+    if opts.pod_network == "auto":
+        why = None if opts.runtime == "process" else "no pod network without processes"
+        why = why or netns.unavailable()
+        if why is None:
+            return _NetworkPlan("bridge", auto=True)
+        if opts.runtime == "process":
+            log.warning("pod network: pods share the host's network (%s)", why)
+        return _NetworkPlan("host", host_why=why)
     if opts.pod_network == "host":
-        return
-    if opts.pod_network != "bridge":
-        raise AgentError(f"unknown pod network {opts.pod_network!r} (host or bridge)")
+        return _NetworkPlan("host", host_why="the agent runs with --pod-network host")
     if opts.runtime != "process":
         raise AgentError("--pod-network bridge needs --runtime process (pods that run no process have no network)")
     why = netns.unavailable()
     if why is not None:
         raise AgentError(f"--pod-network bridge: {why}")
+    return _NetworkPlan("bridge")
 
 
-async def _start_pod_network(opts: AgentOptions, heartbeat: NodeHeartbeat, runtime: Runtime) -> PodNetwork | None:
+async def _start_pod_network(opts: AgentOptions, plan: _NetworkPlan, heartbeat: NodeHeartbeat,
+                             runtime: Runtime) -> PodNetwork | None:
     """The bridge pod network on the Node's podCIDR (--pod-cidr when it has none; without either, the one the
     server's node IPAM controller gives the new Node, waited for), after removing what an earlier run left; None
-    for the host's network."""
-    if opts.pod_network != "bridge" or not isinstance(runtime, ProcessRuntime):
+    for the host's network. A bridge chosen by `auto` that cannot be made falls back to the host's network with
+    one line; one asked for stops the agent."""
+    if plan.mode != "bridge" or not isinstance(runtime, ProcessRuntime):
         return None
+    try:
+        network = await _make_bridge(opts, heartbeat)
+    except AgentError as e:
+        if not plan.auto:
+            raise AgentError(f"--pod-network bridge: {e}") from None
+        log.warning("pod network: pods share the host's network (%s; --pod-network bridge to insist)", e)
+        plan.mode, plan.host_why = "host", str(e)
+        return None
+    runtime.use_network(network)
+    log.info("pod network: bridge %s, podCIDR %s, gateway %s", network.bridge, network.cidr, network.gateway)
+    if network.nat_error:
+        log.warning("pod network: pods reach this node and each other only: %s", network.nat_error)
+    return network
+
+
+async def _make_bridge(opts: AgentOptions, heartbeat: NodeHeartbeat) -> PodNetwork:
     try:
         cidr = await heartbeat.pod_cidr(timeout=0 if opts.pod_cidr else POD_CIDR_WAIT) or opts.pod_cidr
     except (ApiError, httpx.HTTPError) as e:
-        raise AgentError(f"--pod-network bridge: cannot read node {opts.node_name}'s podCIDR: {e}") from None
+        raise AgentError(f"cannot read node {opts.node_name}'s podCIDR: {e}") from None
     if not cidr:
-        raise AgentError(f"--pod-network bridge: node {opts.node_name} has no spec.podCIDR after {POD_CIDR_WAIT:g} s "
-                         "(the server gives none: --allocate-node-cidrs=false, or its --cluster-cidr is full) and no "
-                         "--pod-cidr was given")
+        raise AgentError(f"node {opts.node_name} has no spec.podCIDR after {POD_CIDR_WAIT:g} s (the server gives "
+                         "none: --allocate-node-cidrs=false, or its --cluster-cidr is full) and no --pod-cidr was "
+                         "given")
     try:
         # Loaded here, in bridge mode only: pyroute2 costs an agent on the host's network 8 MB and 0.14 s.
         bridge: Callable[[str, str], PodNetwork] = importlib.import_module(BRIDGE_MODULE).BridgeNetwork
         network = bridge(netns.tag_for(opts.node_name, opts.root), cidr)
         await asyncio.to_thread(network.setup)
     except (netns.PodNetworkError, OSError) as e:
-        raise AgentError(f"--pod-network bridge: cannot set up the bridge: {e}") from None
-    runtime.use_network(network)
-    log.info("pod network: bridge %s, podCIDR %s, gateway %s", network.bridge, network.cidr, network.gateway)
+        raise AgentError(f"cannot set up the bridge: {e}") from None
     return network
 
 

@@ -36,6 +36,7 @@ class PodNetwork(Protocol):
     bridge: str
     cidr: ipaddress.IPv4Network
     gateway: str
+    nat_error: str | None  # why pods cannot reach beyond the node (None: they can)
 
     def setup(self) -> None: ...
     def close(self) -> None: ...
@@ -52,8 +53,7 @@ def unavailable() -> str | None:
     if not Path("/proc/self/ns/net").exists():
         return "this kernel has no network namespaces"
     if os.geteuid() != 0:
-        return "it needs root (bridges, veth pairs and network namespaces); run the agent as root or use " \
-               "--pod-network host"
+        return "a pod network needs root (bridges, veth pairs and network namespaces)"
     return None
 
 

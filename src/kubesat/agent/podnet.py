@@ -13,8 +13,13 @@ event loop's signal wake-up descriptor, and the child's end would stop the agent
 
 Services: a Service's ClusterIP is added to the bridge (/32) and the service proxy listens there on a socket
 bound to the bridge (SO_BINDTODEVICE), so that two agents on one machine each serve the same ClusterIP to their
-own pods. No NAT, no iptables and no IP forwarding are set up: pods reach each other, the node's addresses and
-the Services, not the internet.
+own pods.
+
+Beyond the node: the agent turns on IPv4 forwarding and adds an nftables table of its own (`kubesat-TAG`, through
+netlink) that masquerades what the pods send outside the podCIDR, as the CNI bridge plugin's ipMasq does; a
+kernel without nf_tables leaves the pods reaching only the node (`nat_error` says why). Before making the bridge,
+`setup` refuses a podCIDR that a route of this machine already covers (another agent's bridge, a CNI, a VPN):
+two bridges with one subnet would each lose half the replies.
 """
 
 from __future__ import annotations
@@ -26,12 +31,32 @@ import ipaddress
 import socket
 import threading
 
+from pathlib import Path
+
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.nfnetlink.nftsocket import Cmp
+from pyroute2.nftables.expressions import ipv4addr, masq
+from pyroute2.nftables.main import NFTables
 
 from kubesat.agent.netns import (
     NETNS_DIR, POD_IFNAME, PodNetworkError, create_netns, inside, opened, remove_netns,
 )
+
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+_NFPROTO_IPV4 = 2
+_NF_ACCEPT = 1
+_NAT_PRIORITY = 100  # srcnat, where masquerading goes
+
+
+def overlapping_route(cidr: ipaddress.IPv4Network, routes: list[tuple[str, str]]) -> str | None:
+    """The first of `routes` ((destination CIDR, link name) of this machine, default routes left out) whose
+    destination overlaps `cidr`, as "DEST on LINK"; None when the podCIDR is free here."""
+    for dest, link in routes:
+        net = ipaddress.ip_network(dest, strict=False)
+        if net.prefixlen > 0 and net.version == 4 and net.overlaps(cidr):
+            return f"{dest} on {link}"
+    return None
 
 
 class BridgeNetwork:
@@ -54,16 +79,43 @@ class BridgeNetwork:
         self._attached: set[str] = set()
         self._service_ips: set[str] = set()
         self._lock = threading.Lock()
+        self.table = f"kubesat-{tag}"
+        self.nat_error: str | None = None  # why pods cannot reach beyond the node (None: they can)
 
     # ------------------------------------------------------------------ the bridge
     def setup(self) -> None:
         """Remove what an earlier run left, then make the bridge with the gateway address, up."""
         with self._lock, IPRoute() as ipr:
             self._remove_leftovers(ipr)
+            taken = overlapping_route(self.cidr, _routes(ipr))
+            if taken is not None:
+                raise PodNetworkError(f"podCIDR {self.cidr} overlaps the route to {taken} already on this machine")
             ipr.link("add", ifname=self.bridge, kind="bridge")
             index = self._index(ipr, self.bridge)
             ipr.addr("add", index=index, address=self.gateway, prefixlen=self.cidr.prefixlen)
             ipr.link("set", index=index, state="up")
+        self.nat_error = self._masquerade()
+
+    def _masquerade(self) -> str | None:
+        """Forwarding on, and the pods' traffic leaving the podCIDR masqueraded; why not, when it cannot be."""
+        try:
+            if IP_FORWARD.read_text().strip() != "1":
+                IP_FORWARD.write_text("1\n")
+            with NFTables(nfgen_family=_NFPROTO_IPV4) as nft:
+                nft.table("add", name=self.table)
+                nft.chain("add", table=self.table, name="postrouting", hook="postrouting", type="nat",
+                          policy=_NF_ACCEPT, priority=_NAT_PRIORITY)
+                nft.rule("add", table=self.table, chain="postrouting", expressions=(
+                    ipv4addr(src=str(self.cidr)), ipv4addr(dst=str(self.cidr), op=Cmp.NFT_CMP_NEQ), masq()))
+        except (OSError, NetlinkError) as e:
+            self._remove_table()
+            return f"cannot masquerade the pods' traffic beyond the node (IP forwarding and nf_tables): {e}"
+        return None
+
+    def _remove_table(self) -> None:
+        with contextlib.suppress(OSError, NetlinkError), NFTables(nfgen_family=_NFPROTO_IPV4) as nft:
+            if any(t.get_attr("NFTA_TABLE_NAME") == self.table for t in nft.get_tables()):
+                nft.table("del", name=self.table)
 
     def close(self) -> None:
         """Every pod's veth and namespace, then the bridge (with the Service addresses on it)."""
@@ -84,6 +136,7 @@ class BridgeNetwork:
                     remove_netns(str(entry))
         for index in ipr.link_lookup(ifname=self.bridge):
             _delete_link(ipr, int(index))
+        self._remove_table()
 
     # ------------------------------------------------------------------ pods
     def reserve(self, uid: str) -> str:
@@ -195,6 +248,17 @@ class BridgeNetwork:
         if not found:
             raise PodNetworkError(f"no link {name}")
         return int(found[0])
+
+
+def _routes(ipr: IPRoute) -> list[tuple[str, str]]:
+    """This machine's IPv4 routes of the main table as (destination CIDR, link name)."""
+    names = {int(link["index"]): str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()}
+    out = []
+    for route in ipr.get_routes(family=socket.AF_INET, table=254):
+        dest = route.get_attr("RTA_DST")
+        if dest:
+            out.append((f"{dest}/{route['dst_len']}", names.get(int(route.get_attr("RTA_OIF") or 0), "?")))
+    return out
 
 
 def _delete_link(ipr: IPRoute, index: int) -> None:

@@ -107,10 +107,10 @@ class _Token:
         return now > self.due or now < self.issued
 
 
-# The Event a process-runtime pod gets at its start: kubesat gives pods no network of their own.
+# The Event a process-runtime pod gets at its start when the agent gives pods no network of their own.
 SHARED_NETWORK_REASON = "SharedHostNetwork"
 SHARED_NETWORK_MESSAGE = ("kubesat runs this pod in the node's network: its IP is the node's and its containers' "
-                          "ports are the host's, shared with every other pod (no pod network)")
+                          "ports are the host's, shared with every other pod (no pod network: {why})")
 
 
 @dataclass(slots=True, eq=False)
@@ -501,7 +501,8 @@ class PodManager:
             if not state.reported and self.runtime.shares_host_network and \
                     not (state.obj.get("spec") or {}).get("hostNetwork"):
                 # No pod network: say so on the pod, once, where `kubectl describe` shows it.
-                self.events.record(pod_ref(state.obj), "Normal", SHARED_NETWORK_REASON, SHARED_NETWORK_MESSAGE)
+                self.events.record(pod_ref(state.obj), "Normal", SHARED_NETWORK_REASON,
+                                   SHARED_NETWORK_MESSAGE.format(why=self.runtime.host_network_why or "host"))
             await self.runtime.sync(state.obj, results)
             state.reported, state.failed_mount, state.mount_failures = True, None, 0
         elif not state.reported or state.failed_mount:

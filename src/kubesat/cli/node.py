@@ -57,10 +57,12 @@ from kubesat.paths import default_data_dir
               help="With --runtime process: the port on 127.0.0.1 where the kubernetes Service is relayed to the API "
                    "server (https://kubernetes.default.svc needs 443); 0 picks a free one. A taken port falls back "
                    "to a free one with a warning.")
-@click.option("--pod-network", "pod_network", type=click.Choice(["host", "bridge"]), default="host", show_default=True,
+@click.option("--pod-network", "pod_network", type=click.Choice(["auto", "host", "bridge"]), default="auto",
+              show_default=True,
               help="With --runtime process: host: pods share the node's network (its address, its ports); bridge "
                    "(root only): each pod its own network namespace on a bridge, with an address of the Node's "
-                   "podCIDR (or --pod-cidr).")
+                   "podCIDR (or --pod-cidr), its traffic beyond the node masqueraded; auto: bridge where the "
+                   "machine allows it, else host (one line says why).")
 @click.option("--pod-cidr", "pod_cidr", default="", metavar="CIDR",
               help="With --pod-network bridge: the pods' IPv4 range when the Node has no spec.podCIDR (registered "
                    "as the new Node's podCIDR), e.g. 10.244.1.0/24.")

@@ -89,6 +89,11 @@ from kubesat.tokens.issuer import DEFAULT_ISSUER, TokenOptions, validate_options
               help="The local node's container runtime: process (pods' commands run as local processes, each in "
                    "its own sandbox), none (volumes and tokens only), or auto: process where the machine allows "
                    "it, else none.")
+@click.option("--node-pod-network", "node_pod_network", type=click.Choice(["auto", "host", "bridge"]),
+              default="auto", show_default=True,
+              help="The local node's pod network (kubesat agent's --pod-network): bridge (root, runtime process) "
+                   "gives each pod its own network namespace and an address of the node's podCIDR; host: pods share "
+                   "this machine's network; auto: bridge where the machine allows it, else host.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_sans: tuple[str, ...],
@@ -96,7 +101,8 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
           key_files: tuple[str, ...], jwks_uri: str, signing_alg: str, lookup: str, cleanup: str,
           signing_processes: int, audit_log_path: str | None, header_timeout: str, idle_timeout: str,
           node_grace: str, node_startup_grace: str, allocate_cidrs: str, cluster_cidr: str,
-          node_cidr_mask_size: int | None, no_node: bool, node_name: str, node_runtime: str, log_level: str) -> None:
+          node_cidr_mask_size: int | None, no_node: bool, node_name: str, node_runtime: str, node_pod_network: str,
+          log_level: str) -> None:
     """Serve the Kubernetes API over HTTPS on an embedded SQLite store, with a local node to run pods."""
     auds = tuple(a.strip() for v in api_audiences for a in v.split(",") if a.strip())
     tokens = TokenOptions(
@@ -148,6 +154,7 @@ def serve(data_dir: Path | None, bind: str, port: int, anonymous_auth: str, tls_
 
     if opts.node_name:
         opts.node_runtime = _local_runtime(node_runtime)
+        opts.node_pod_network = node_pod_network
 
     def ready(kubeconfig: str) -> None:
         node = f"; node {opts.node_name} (runtime {opts.node_runtime})" if opts.node_name else ""
