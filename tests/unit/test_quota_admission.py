@@ -9,7 +9,7 @@ import pytest
 
 from kubesat import errors
 from kubesat.apimachinery.quantity import format_quantity
-from kubesat.auth.quota import LIMIT_RANGER_ANNOTATION, admit_pod_limits, admit_quota
+from kubesat.auth.quota import LIMIT_RANGER_ANNOTATION, admit_pod_limits, charge_quotas
 from kubesat.registry.quota import apply_limit_range_defaults, object_usage, pod_usage
 
 
@@ -82,20 +82,88 @@ def test_object_counts_use_short_and_count_names() -> None:
     assert lb["services.loadbalancers"] == 1 and lb["services.nodeports"] == 2
 
 
+def _quota(hard: dict[str, str], used: dict[str, str] | None, name: str = "q") -> dict[str, Any]:
+    """A quota as the controller leaves it: status.hard its spec's, status.used counted (None: no status yet)."""
+    quota: dict[str, Any] = {"metadata": {"name": name}, "spec": {"hard": hard}}
+    if used is not None:
+        quota["status"] = {"hard": hard, "used": used}
+    return quota
+
+
 def test_quota_refuses_what_would_exceed_it() -> None:
-    quota = {"metadata": {"name": "q"}, "spec": {"hard": {"pods": "2", "requests.cpu": "1"}}}
+    hard = {"pods": "2", "requests.cpu": "1"}
     pod = _pod(_c("a", requests={"cpu": "600m"}))
-    admit_quota("pods", "", pod, [quota], {"q": {"pods": Decimal(1), "requests.cpu": Decimal("0.3")}})
+    assert charge_quotas("pods", "", pod, [_quota(hard, {"pods": "1", "requests.cpu": "300m"})]) == \
+        {"q": {"pods": "2", "requests.cpu": "900m"}}
     with pytest.raises(errors.StatusError) as e:
-        admit_quota("pods", "", pod, [quota], {"q": {"pods": Decimal(2), "requests.cpu": Decimal("0.5")}})
+        charge_quotas("pods", "", pod, [_quota(hard, {"pods": "2", "requests.cpu": "500m"})])
     assert e.value.message == ('pods "p" is forbidden: exceeded quota: q, requested: pods=1,requests.cpu=600m, '
                                "used: pods=2,requests.cpu=500m, limited: pods=2,requests.cpu=1")
 
 
 def test_quota_on_cpu_makes_every_container_say_it() -> None:
-    quota = {"metadata": {"name": "q"}, "spec": {"hard": {"limits.cpu": "4", "requests.memory": "1Gi"}}}
+    quota = _quota({"limits.cpu": "4", "requests.memory": "1Gi"}, {})
     pod = _pod(_c("a", requests={"memory": "1Mi"}), _c("b"))
     with pytest.raises(errors.StatusError) as e:
-        admit_quota("pods", "", pod, [quota], {"q": {}})
+        charge_quotas("pods", "", pod, [quota])
     assert e.value.message == ('pods "p" is forbidden: failed quota: q: must specify limits.cpu for: a,b; '
                                "requests.memory for: b")
+
+
+def test_charge_keeps_the_other_amounts_and_formats_bytes_in_binary() -> None:
+    quota = _quota({"pods": "5", "requests.memory": "1Gi", "count/configmaps": "3"},
+                   {"pods": "1", "requests.memory": "256Mi", "count/configmaps": "2"})
+    pod = _pod(_c("a", requests={"memory": "256Mi"}))
+    assert charge_quotas("pods", "", pod, [quota]) == \
+        {"q": {"pods": "2", "requests.memory": "512Mi", "count/configmaps": "2"}}
+    # A ConfigMap charges only its count; at the limit it is refused with the usage the status records.
+    assert charge_quotas("configmaps", "", {"metadata": {"name": "c"}}, [quota])["q"]["count/configmaps"] == "3"
+    full = _quota({"count/configmaps": "2"}, {"count/configmaps": "2"})
+    with pytest.raises(errors.StatusError) as e:
+        charge_quotas("configmaps", "", {"metadata": {"name": "c"}}, [full])
+    assert e.value.code == 403 and e.value.message == (
+        'configmaps "c" is forbidden: exceeded quota: q, requested: count/configmaps=1, used: count/configmaps=2, '
+        "limited: count/configmaps=2")
+
+
+def test_a_quota_without_status_limits_nothing_yet() -> None:
+    """Kubernetes reads status.hard: a quota the controller has not synced restricts no resource."""
+    assert charge_quotas("pods", "", _pod(_c("a")), [_quota({"pods": "0"}, None)]) == {}
+
+
+def test_status_without_a_usage_is_status_unknown() -> None:
+    quota = _quota({"pods": "3", "count/pods": "3", "configmaps": "1"}, {"pods": "1", "configmaps": "0"})
+    with pytest.raises(errors.StatusError) as e:
+        charge_quotas("pods", "", _pod(_c("a")), [quota])
+    assert e.value.code == 403
+    assert e.value.message == 'pods "p" is forbidden: status unknown for quota: q, resources: count/pods,pods'
+    # A usage that cannot be read is no usage either.
+    with pytest.raises(errors.StatusError):
+        charge_quotas("pods", "", _pod(_c("a")), [_quota({"pods": "3"}, {"pods": "lots"})])
+    # Other kinds are not held back by the pods' missing usage.
+    assert charge_quotas("configmaps", "", {"metadata": {"name": "c"}}, [quota]) == \
+        {"q": {"pods": "1", "configmaps": "1"}}
+
+
+def test_every_quota_is_checked_before_any_is_charged() -> None:
+    roomy = _quota({"pods": "10"}, {"pods": "0"}, "a-roomy")
+    full = _quota({"pods": "1"}, {"pods": "1"}, "b-full")
+    with pytest.raises(errors.StatusError) as e:
+        charge_quotas("pods", "", _pod(_c("a")), [full, roomy])
+    assert "exceeded quota: b-full" in e.value.message
+    assert charge_quotas("pods", "", _pod(_c("a")), [roomy]) == {"a-roomy": {"pods": "1"}}
+
+
+def test_scoped_quota_charges_only_the_pods_it_selects() -> None:
+    quota = _quota({"pods": "1"}, {"pods": "1"})
+    quota["spec"]["scopes"] = ["Terminating"]
+    assert charge_quotas("pods", "", _pod(_c("a")), [quota]) == {}
+    deadlined = _pod(_c("a"))
+    deadlined["spec"]["activeDeadlineSeconds"] = 30
+    with pytest.raises(errors.StatusError):
+        charge_quotas("pods", "", deadlined, [quota])
+
+
+def test_a_finished_pod_charges_nothing() -> None:
+    pod = {**_pod(_c("a")), "status": {"phase": "Succeeded"}}
+    assert charge_quotas("pods", "", pod, [_quota({"pods": "1"}, {"pods": "1"})]) == {}

@@ -9,7 +9,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import orjson
 
@@ -32,8 +32,10 @@ log = logging.getLogger("kubesat.api")
 
 # (group, resource, subresource) -> handler for POSTs the generic code does not own (TokenRequest, reviews).
 CreateHandler = Callable[[Request, ResourceInfo, dict[str, Any]], Awaitable[Response]]
-# Called before a create reaches the registry (admission): may mutate the object or raise a StatusError.
-Admission = Callable[[Request, ResourceInfo, str, dict[str, Any]], Awaitable[None]]
+# Called before a create reaches the registry (admission): may mutate the object or raise a StatusError; may
+# answer a callback to be told, once the create is over, whether the object was stored (ResourceQuota's charge).
+Settle = Callable[[bool], None]
+Admission = Callable[[Request, ResourceInfo, str, dict[str, Any]], Awaitable[Settle | None]]
 
 BOOKMARK_EVERY = 60.0
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -433,11 +435,26 @@ class ResourceHandler:
     async def _create(self, req: Request, res: ResourceInfo, ns: str) -> Response:
         obj = await self._decode(req, res)
         dry = self._dry_run(req)
-        for adm in self.admission:
-            await adm(req, res, ns, obj)
-        created = await self.registry.create(res, ns, obj, dry_run=dry, hook=self._managed_hook(req, res),
-                                             offload=_large(req))
+        async with self._admitted(req, res, ns, obj):
+            created = await self.registry.create(res, ns, obj, dry_run=dry, hook=self._managed_hook(req, res),
+                                                 offload=_large(req))
         return self._reply_one(req, res, created, 201)
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, req: Request, res: ResourceInfo, ns: str, obj: dict[str, Any]) -> AsyncIterator[None]:
+        """Run the admission steps on a new object; the body stores it, and the steps that asked are told whether
+        it was stored."""
+        settles: list[Settle] = []
+        stored = False
+        try:
+            for adm in self.admission:
+                if (settle := await adm(req, res, ns, obj)) is not None:
+                    settles.append(settle)
+            yield
+            stored = True
+        finally:
+            for settle in settles:
+                settle(stored)
 
     async def _update(self, req: Request, res: ResourceInfo, ns: str) -> Response:
         obj = await self._decode(req, res)
@@ -519,11 +536,10 @@ class ResourceHandler:
         if await self.registry.get_or_none(res, ns, name) is None and self.admission:
             obj = create()
             obj.setdefault("metadata", {})["name"] = name
-            for adm in self.admission:
-                await adm(req, res, ns, obj)
-            created = await self.registry.create(res, ns, obj, dry_run=dry,
-                                                 hook=self._managed_hook(req, res, sub, record=False),
-                                                 offload=_large(req))
+            async with self._admitted(req, res, ns, obj):
+                created = await self.registry.create(res, ns, obj, dry_run=dry,
+                                                     hook=self._managed_hook(req, res, sub, record=False),
+                                                     offload=_large(req))
             return self._reply_one(req, res, created, 201)
         updated, created_flag = await self.registry.guaranteed_update(
             res, ns, name, mutate, dry_run=dry, subresource=sub, create_if_missing=create,

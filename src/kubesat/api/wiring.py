@@ -19,6 +19,7 @@ from kubesat.auth.authz import ALLOW, Attributes
 from kubesat.auth.bootstrap import BootstrapTokenAuthenticator
 from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
 from kubesat.controllers.cronjob import CronJobController
+from kubesat.controllers.crd import CRDController
 from kubesat.controllers.daemonset import DaemonSetController
 from kubesat.controllers.csrapprover import CSRApprovingController
 from kubesat.controllers.csrsigner import CSRSigningController
@@ -137,7 +138,8 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
     _install_claims(app, resources, registry)
     app.state["streams"] = streams.install(registry, pki, resources.connect_handlers, app.on_shutdown)
     app.state["proxy"] = proxy_api.install(app, resources, registry, app.state["streams"])
-    quota_api.install(resources, registry)  # last: ResourceQuota counts objects as the other steps left them
+    # Last: ResourceQuota counts objects as the other steps left them.
+    app.state["quota_charges"] = quota_api.install(resources, registry)
 
 
 def _install_binding(resources: ResourceHandler, registry: Registry) -> None:
@@ -274,6 +276,8 @@ def controller_starters(
         return start
 
     starters = [
+        # First: custom resources are served again before the controllers that may look at them start.
+        starter(lambda: CRDController(registry)),
         starter(lambda: GarbageCollector(registry)),
         starter(lambda: TokensController(registry, issuer.sign_legacy_claims, root_ca)),
         starter(lambda: LegacyTokenTracking(registry)),
@@ -298,7 +302,7 @@ def controller_starters(
     starters.append(starter(lambda: EndpointsController(registry)))
     starters.append(starter(lambda: DisruptionController(registry)))
     starters.append(starter(lambda: PersistentVolumeController(registry)))
-    starters.append(starter(lambda: ResourceQuotaController(registry)))
+    starters.append(starter(lambda: ResourceQuotaController(registry, app.state["quota_charges"])))
     if opts.node_name:
         starters.append(starter(lambda: MirrorPodPublisher(registry, opts.node_name, opts.command_line,
                                                            opts.external_address)))

@@ -2,9 +2,10 @@
 
 LimitRanger fills a new pod's missing container requests and limits from its namespace's LimitRanges
 (`default`, `defaultRequest`), records what it set in the `kubernetes.io/limit-ranger` annotation, and
-refuses a pod outside a range's min, max or maxLimitRequestRatio. ResourceQuota refuses a new object that
-would take its namespace past a quota's `hard` amounts, and a pod that leaves out a request or limit a
-quota tracks. Both answer 403 Forbidden in Kubernetes' words.
+refuses a pod outside a range's min, max or maxLimitRequestRatio. ResourceQuota checks a new object against
+each quota's recorded status (refusing what would take it past its `hard` amounts, or a pod that leaves out
+a request or limit the quota tracks) and says what each quota's `status.used` becomes once it is charged.
+Both answer 403 Forbidden in Kubernetes' words.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from kubesat import errors
 from kubesat.apimachinery.quantity import format_quantity, parse_quantity
-from kubesat.registry.quota import is_binary, object_usage, pod_amounts
+from kubesat.registry.quota import counted_resource, is_binary, object_usage, pod_amounts, quota_matches
 
 LIMIT_RANGER_ANNOTATION = "kubernetes.io/limit-ranger"
 # Quota names that make every container spell out the matching request or limit (quota's "constraints").
@@ -185,26 +186,64 @@ def _missing_specs(pod: dict[str, Any], hard: dict[str, Any]) -> str:
     return "; ".join(f"{name} for: {','.join(sorted(set(names)))}" for name, names in sorted(missing.items()))
 
 
-def admit_quota(plural: str, group: str, obj: dict[str, Any], quotas: list[dict[str, Any]],
-                used_by: dict[str, dict[str, Decimal]]) -> None:
-    """Refuse `obj` if it would take a quota past its hard amounts. `used_by`: each quota's current use."""
-    requested = object_usage(plural, group, obj)
+def _amounts_of(values: dict[str, Any]) -> dict[str, Decimal]:
+    """A quota status list read back (an unparseable amount is left out: it counts as unknown)."""
+    return {name: amount for name, q in values.items() if (amount := parse_quantity(q)) is not None}
+
+
+def _pretty(names: list[str], amounts: dict[str, Decimal]) -> str:
+    return ",".join(f"{r}={format_quantity(amounts.get(r, Decimal(0)), is_binary(r))}" for r in names)
+
+
+def _restricted(plural: str, group: str, hard: dict[str, Any]) -> list[str]:
+    """The names of a quota's status.hard that this kind's objects are counted in (the evaluator's match)."""
+    return sorted(r for r in hard if counted_resource(r) == (plural, group))
+
+
+def _pertinent(plural: str, group: str, obj: dict[str, Any], quota: dict[str, Any], name: str) -> list[str]:
+    """The quota's restricted names for `obj` ([] when it does not count it), after its pre-checks:
+    a pod must spell out what the quota tracks, and every restricted name needs a recorded usage."""
+    if not quota_matches(quota, plural, group, obj):
+        return []
+    status = _d(quota.get("status"))
+    hard = _d(status.get("hard"))
+    restricted = _restricted(plural, group, hard)
+    quota_name = _d(quota.get("metadata")).get("name", "")
+    if plural == "pods" and not group and (missing := _missing_specs(obj, {r: hard[r] for r in restricted})):
+        raise _forbidden(plural, group, name, f"failed quota: {quota_name}: must specify {missing}")
+    used = _amounts_of(_d(status.get("used")))
+    if any(r not in used for r in restricted):
+        raise _forbidden(plural, group, name, f"status unknown for quota: {quota_name}, resources: "
+                                              f"{','.join(restricted)}")
+    return restricted
+
+
+def charge_quotas(plural: str, group: str, obj: dict[str, Any],
+                  quotas: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """The ResourceQuota admission check of a create, against each quota's recorded `status` (its hard amounts
+    and usage, as the quota controller or an earlier admission wrote them). Refuses (403) what would take a
+    quota past its hard amounts; returns, for each quota the object is charged to, its new `status.used`."""
     name = _d(obj.get("metadata")).get("name") or _d(obj.get("metadata")).get("generateName") or ""
-    for quota in sorted(quotas, key=lambda q: _d(q.get("metadata")).get("name", "")):
-        quota_name = _d(quota.get("metadata")).get("name", "")
-        hard = _d(_d(quota.get("spec")).get("hard"))
-        if plural == "pods" and not group and (missing := _missing_specs(obj, hard)):
-            raise _forbidden(plural, group, name, f"failed quota: {quota_name}: must specify {missing}")
-        used = used_by.get(quota_name, {})
-        exceeded = []
-        for resource, limit in hard.items():
-            cap = parse_quantity(limit)
-            if resource in requested and cap is not None and used.get(resource, Decimal(0)) + requested[resource] > cap:
-                exceeded.append(resource)
+    ordered = sorted(quotas, key=lambda q: str(_d(q.get("metadata")).get("name", "")))
+    pertinent = [(q, r) for q in ordered if (r := _pertinent(plural, group, obj, q, name))]
+    requested = {r: amount for r, amount in object_usage(plural, group, obj).items() if amount}
+    charged: dict[str, dict[str, str]] = {}
+    for quota, restricted in pertinent:
+        status = _d(quota.get("status"))
+        hard, used_text = _d(status.get("hard")), _d(status.get("used"))
+        asked = {r: requested[r] for r in restricted if r in requested}
+        if not asked:
+            continue
+        used = _amounts_of(used_text)
+        exceeded = sorted(r for r, amount in asked.items()
+                          if (cap := parse_quantity(hard[r])) is not None and used.get(r, Decimal(0)) + amount > cap)
+        quota_name = str(_d(quota.get("metadata")).get("name", ""))
         if exceeded:
-            exceeded.sort()
-            asked = ",".join(f"{r}={format_quantity(requested[r], is_binary(r))}" for r in exceeded)
-            had = ",".join(f"{r}={format_quantity(used.get(r, Decimal(0)), is_binary(r))}" for r in exceeded)
             cap_text = ",".join(f"{r}={_q(hard[r])}" for r in exceeded)
-            raise _forbidden(plural, group, name, f"exceeded quota: {quota_name}, requested: {asked}, used: {had}, "
+            raise _forbidden(plural, group, name, f"exceeded quota: {quota_name}, requested: "
+                                                  f"{_pretty(exceeded, asked)}, used: {_pretty(exceeded, used)}, "
                                                   f"limited: {cap_text}")
+        after = {str(k): str(v) for k, v in used_text.items()}
+        after.update({r: format_quantity(used.get(r, Decimal(0)) + n, is_binary(r)) for r, n in asked.items()})
+        charged[quota_name] = after
+    return charged

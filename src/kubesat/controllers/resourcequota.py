@@ -1,7 +1,8 @@
 """The resource quota controller: each ResourceQuota's `status.hard` (its spec's) and `status.used` (what the
 namespace's objects take of each tracked resource), recomputed when a quota or a counted object changes.
 
-`quota_usages` is also what the ResourceQuota admission check counts against, so both agree.
+Admission charges each create to the quotas' status.used before the object is stored (api/quota_api.py); this
+controller recounts from the store when objects change, so what was charged but never stored is released.
 """
 
 from __future__ import annotations
@@ -11,31 +12,25 @@ from decimal import Decimal
 from typing import Any
 
 from kubesat import errors
-from kubesat.controllers.base import Key, QueuedController, resource_of_key, split_key
+from kubesat.auth.quotacharges import QuotaCharges
+from kubesat.controllers.base import Key, QueuedController, loads, resource_of_key, split_key
 from kubesat.registry.kinds import RESOURCES, ResourceInfo, builtin_kind
-from kubesat.registry.quota import SHORT_COUNTS, format_amounts, object_usage, quota_matches
+from kubesat.registry.quota import counted_resource, format_amounts, object_usage, quota_matches
 from kubesat.registry.store import Registry
 from kubesat.storage.interface import WatchEvent
 
 log = logging.getLogger("kubesat.controllers.resourcequota")
 
 QUOTAS = builtin_kind("v1", "ResourceQuota")
-_POD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+RECHECK = 0.05  # seconds before a recount that a charge in flight held back is tried again
 
 
 def counted_kind(resource: str) -> ResourceInfo | None:
     """The kind whose objects a quota's resource name counts."""
-    if resource.startswith("count/"):
-        plural, _, group = resource[len("count/"):].partition(".")
-        return next((r for r in RESOURCES if r.stored and r.plural == plural and r.group == group), None)
-    plural = resource
-    if resource in _POD_RESOURCES or resource.startswith(("requests.", "limits.")):
-        plural = "persistentvolumeclaims" if resource == "requests.storage" else "pods"
-    elif resource.startswith("services."):
-        plural = "services"
-    elif resource not in SHORT_COUNTS:
+    found = counted_resource(resource)
+    if found is None:
         return None
-    return next((r for r in RESOURCES if r.stored and r.plural == plural and not r.group), None)
+    return next((r for r in RESOURCES if r.stored and (r.plural, r.group) == found), None)
 
 
 async def quota_usages(registry: Registry, namespace: str,
@@ -58,14 +53,30 @@ async def quota_usages(registry: Registry, namespace: str,
     return used
 
 
+def _needs_sync(ev: WatchEvent) -> bool:
+    """A quota event worth a recount: a new or deleted quota, or a change of its spec or of status.hard; not
+    a charge of status.used (ResourceQuota admission's, already counted), as Kubernetes' controller ignores it."""
+    new, old = loads(ev.value), loads(ev.prev_value)
+    if new is None or old is None:
+        return True
+    status: dict[str, Any] = new["status"] if isinstance(new.get("status"), dict) else {}
+    return (new.get("spec") != old.get("spec") or status.get("hard") != (new.get("spec") or {}).get("hard")
+            or "used" not in status)
+
+
 class ResourceQuotaController(QueuedController):
-    """Recomputes every quota of a namespace when a quota, or an object of a kind they count, changes."""
+    """Recomputes every quota of a namespace when a quota, or an object of a kind they count, changes.
+
+    A recount waits while a create charged by admission is in flight in the namespace, and its write is
+    guarded by the quota's resourceVersion: a charge made meanwhile is neither lost nor counted twice."""
 
     name = "resourcequota"
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, charges: QuotaCharges | None = None) -> None:
         super().__init__(registry)
         self._watched: dict[str, set[ResourceInfo]] = {}  # namespace -> kinds its quotas count
+        self.charges = charges or QuotaCharges()
+        self.charges.on_abandoned = self._mark
 
     async def _resync(self) -> int:
         rev = await self.registry.revision()
@@ -81,33 +92,52 @@ class ResourceQuotaController(QueuedController):
         if info is None or not info.namespaced:
             return
         ns, _ = split_key(info, ev.key)
-        if info is QUOTAS or info in self._watched.get(ns, ()):
+        if (info is QUOTAS and _needs_sync(ev)) or info in self._watched.get(ns, ()):
             self._mark(ns)
 
     async def _sync_key(self, key: Key) -> None:
-        await self.sync(key[0])
+        if not await self.sync(key[0]):
+            self.queue.add_after(key, RECHECK)
 
-    async def sync(self, namespace: str) -> None:
+    async def sync(self, namespace: str) -> bool:
+        """Recount the namespace's quotas; False when a charge got in the way (try again shortly)."""
+        mark = self.charges.settled(namespace)
+        if mark is None:
+            return False
         quotas = (await self.registry.list(QUOTAS, namespace)).items
         names = sorted({r for q in quotas for r in ((q.get("spec") or {}).get("hard") or {})})
         self._watched[namespace] = {k for r in names if (k := counted_kind(r)) is not None}
         if not quotas:
             self._watched.pop(namespace, None)
-            return
+            return True
         used = await quota_usages(self.registry, namespace, quotas)
+        if self.charges.settled(namespace) != mark:
+            return False
+        ok = True
         for quota in quotas:
             hard = dict((quota.get("spec") or {}).get("hard") or {})
             want = {"hard": hard, "used": format_amounts(used[quota["metadata"]["name"]], sorted(hard))}
-            if quota.get("status") == want:
-                continue
+            if quota.get("status") != want:
+                ok = await self._write(quota, want) and ok
+        return ok
 
-            def mutate(obj: dict[str, Any], want: dict[str, Any] = want) -> dict[str, Any]:
-                obj["status"] = want
-                return obj
+    async def _write(self, quota: dict[str, Any], want: dict[str, Any]) -> bool:
+        """Write a quota's status over the version counted from; False on a conflict."""
+        meta = quota["metadata"]
+        version = meta.get("resourceVersion")
 
-            try:
-                await self.registry.guaranteed_update(QUOTAS, namespace, quota["metadata"]["name"], mutate,
-                                                      subresource="status")
-            except errors.StatusError as e:
-                if e.code != 404:
-                    log.warning("resourcequota: updating %s/%s: %s", namespace, quota["metadata"]["name"], e.message)
+        def mutate(obj: dict[str, Any]) -> dict[str, Any]:
+            if obj["metadata"].get("resourceVersion") != version:
+                raise errors.conflict("resourcequotas", meta["name"], "the object has been modified")
+            obj["status"] = want
+            return obj
+
+        try:
+            await self.registry.guaranteed_update(QUOTAS, meta["namespace"], meta["name"], mutate,
+                                                  subresource="status")
+        except errors.StatusError as e:
+            if e.code == 409:
+                return False
+            if e.code != 404:
+                log.warning("resourcequota: updating %s/%s: %s", meta["namespace"], meta["name"], e.message)
+        return True

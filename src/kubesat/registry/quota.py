@@ -100,6 +100,22 @@ def object_usage(plural: str, group: str, obj: dict[str, Any]) -> dict[str, Deci
     return usage
 
 
+def counted_resource(name: str) -> tuple[str, str] | None:
+    """(plural, group) of the kind whose objects a quota's resource name counts (None: no kind counts it)."""
+    if name.startswith("count/"):
+        plural, _, group = name[len("count/"):].partition(".")
+        return plural, group
+    if name == "requests.storage" or name.endswith(".storageclass.storage.k8s.io/requests.storage"):
+        return "persistentvolumeclaims", ""
+    if name in COMPUTE or name.startswith(("requests.", "limits.", "hugepages-")):
+        return "pods", ""
+    if name.startswith("services."):
+        return "services", ""
+    if name in SHORT_COUNTS:
+        return SHORT_COUNTS[name], ""
+    return None
+
+
 def _scope_requirements(quota: dict[str, Any]) -> list[dict[str, Any]]:
     """spec.scopes (each as an Exists requirement) and spec.scopeSelector's matchExpressions."""
     spec = as_dict(quota.get("spec"))
