@@ -47,7 +47,7 @@ def storage_version_hash(group: str, version: str, kind: str) -> str:
 
 def _groups() -> list[str]:
     """Non-core groups with at least one served resource, in Kubernetes' discovery order."""
-    served = {r.group for r in kinds.RESOURCES if r.group}
+    served = {r.group for r in kinds.all_resources() if r.group}
     order = {g: i for i, g in enumerate(kinds.GROUP_ORDER)}
     return sorted(served, key=lambda g: (-_GROUP_PRIORITY.get(g, 1000), order.get(g, len(order)), g))
 
@@ -111,7 +111,9 @@ def _resource_entries(r: ResourceInfo) -> list[dict[str, Any]]:
         main["shortNames"] = list(r.short_names)
     if r.categories:
         main["categories"] = list(r.categories)
-    if r.stored:
+    if r.custom is not None:
+        main["storageVersionHash"] = storage_version_hash(r.group, r.custom.storage_version, r.kind)
+    elif r.stored:
         main["storageVersionHash"] = storage_version_hash(r.group, r.version, r.kind)
     out = [main]
     for s in r.subresources:
@@ -182,8 +184,9 @@ def _group_discovery(group: str) -> dict[str, Any]:
     return {"metadata": metadata, "versions": versions}
 
 
-@functools.cache
-def _aggregated(core: bool, version: str) -> dict[str, Any]:
+@functools.lru_cache(maxsize=8)
+def _aggregated(core: bool, version: str, generation: int) -> dict[str, Any]:
+    """Built once per change of the served custom resources (`generation`)."""
     items = [_group_discovery("")] if core else [_group_discovery(g) for g in _groups()]
     return {
         "kind": AGGREGATED_KIND,
@@ -197,7 +200,7 @@ def aggregated_discovery(core: bool, version: str) -> dict[str, Any]:
     """The APIGroupDiscoveryList for /api (core=True) or /apis, in apidiscovery.k8s.io/<version> (v2 or v2beta1)."""
     if version not in AGGREGATED_VERSIONS:
         raise ValueError(f"unsupported aggregated discovery version {version!r}")
-    return _aggregated(core, version)
+    return _aggregated(core, version, kinds.CUSTOM.generation)
 
 
 def parse_media_ranges(accept: str) -> list[tuple[str, dict[str, str], float]]:

@@ -135,6 +135,19 @@ def _user_agent_manager(req: Request) -> str:
 
 
 _NOT_FOUND = "the server could not find the requested resource"
+# What kube-apiserver reads and writes custom resources as.
+CUSTOM_MEDIA_TYPES = ("application/json", "application/yaml")
+_MAX_CONVERTING = 256
+
+
+def _accepts_json_or_yaml(accept: str) -> bool:
+    """Whether an Accept header lets the answer be JSON or YAML (a list naming protobuf first still does)."""
+    for part in accept.split(","):
+        mt = part.split(";", 1)[0].strip().lower()
+        if mt in ("application/json", "application/yaml", "application/*", "*/*", "", "application/x-yaml",
+                  "application/json;stream=watch"):
+            return True
+    return False
 
 
 def _served(info: RequestInfo) -> tuple[ResourceInfo, tuple[str, ...]]:
@@ -183,6 +196,8 @@ class ResourceHandler:
         self.write_checks: list[Callable[[Request, ResourceInfo, dict[str, Any] | None, dict[str, Any]], None]] = []
         # Handlers of resources stored as another (events.k8s.io Events), each over a registry that converts.
         self._converting: dict[ResourceInfo, ResourceHandler] = {}
+        # subresource -> its handler for custom resources (scale), whatever their group and version.
+        self.custom_subresources: dict[str, Handler] = {}
         self._by_verb: dict[str, Callable[[Request, ResourceInfo, str], Awaitable[Response | Stream]]] = {
             "get": self._get, "list": self._list, "watch": self._watch, "create": self._create,
             "update": self._update, "patch": self._patch, "delete": self._delete,
@@ -198,6 +213,10 @@ class ResourceHandler:
             return await connect(req)
         res, allowed = _served(info)
         ns = info.namespace if res.namespaced and res.plural != "namespaces" else ""
+        if res.custom is not None:
+            custom = self._custom_request(req, res)
+            if custom is not None:
+                return await custom(req)
         special = self.create_handlers.get((res.group, res.plural, info.subresource))
         if special is not None:
             if req.method != "POST":
@@ -208,16 +227,32 @@ class ResourceHandler:
         handler = self._by_verb.get(verb)
         if handler is None or not (res.stored or res.stored_as) or verb not in allowed or (
                 verb == "create" and info.name):
+            if verb == "create" and res.custom is not None and res.custom.terminating:
+                raise errors.method_not_allowed("create not allowed while custom resource definition is terminating")
             raise errors.method_not_allowed()
-        if res.stored_as:
+        if res.stored_as or (res.custom is not None and res.custom.multi_version):
             return await self._converting_handler(res)._by_verb[verb](req, res, ns)
         return await handler(req, res, ns)
+
+    def _custom_request(self, req: Request, res: ResourceInfo) -> Handler | None:
+        """What differs for a custom resource: JSON and YAML only (no protobuf either way), and its own handlers
+        of subresources such as scale; None to go on as for any resource."""
+        if req.body and codec.media_type(req.headers.get("content-type")) == codec.PROTOBUF:
+            raise errors.StatusError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                                     "accepted media types include: " + ", ".join(CUSTOM_MEDIA_TYPES))
+        accept = req.headers.get("accept")
+        if accept and not _accepts_json_or_yaml(accept):
+            raise errors.not_acceptable("only the following media types are accepted: "
+                                        + ", ".join(CUSTOM_MEDIA_TYPES))
+        return self.custom_subresources.get(req.info.subresource) if req.info.subresource else None
 
     def _converting_handler(self, res: ResourceInfo) -> ResourceHandler:
         """These same endpoints for a resource stored as another: bodies are converted on their way to and from
         the store, so that get, list, watch, writes, patches and tables all see the resource's own form."""
         view = self._converting.get(res)
         if view is None:
+            if len(self._converting) > _MAX_CONVERTING:  # views of custom resources whose CRD has changed since
+                self._converting.clear()
             view = ResourceHandler(conversion.served_registry(self.registry, res))
             view.yaml, view.admission, view.write_checks = self.yaml, self.admission, self.write_checks
             self._converting[res] = view
@@ -473,6 +508,10 @@ class ResourceHandler:
         name = req.info.name
         if ct in (codec.APPLY_PATCH_YAML, codec.APPLY_PATCH_CBOR):
             return await self._apply(req, res, ns, dry)
+        if res.custom is not None and ct not in (codec.JSON_PATCH, codec.MERGE_PATCH):
+            raise errors.StatusError(
+                415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types "
+                f"include: {codec.JSON_PATCH}, {codec.MERGE_PATCH}, {codec.APPLY_PATCH_YAML}")
         if ct not in (codec.JSON_PATCH, codec.MERGE_PATCH, codec.STRATEGIC_PATCH):
             raise errors.StatusError(
                 415, "UnsupportedMediaType",

@@ -14,7 +14,8 @@ from kubesat.apimachinery import apply as ssa
 from kubesat.apimachinery import codec, fieldcheck
 from kubesat.apimachinery import patch as patching
 from kubesat.registry.apps import scale_of, validate_scale
-from kubesat.registry.kinds import ResourceInfo, builtin_kind
+from kubesat.registry import customresource
+from kubesat.registry.kinds import ResourceInfo, builtin_kind, lookup
 from kubesat.registry.meta import column, field_doc, name_column
 from kubesat.registry.podtemplate import format_labels, selector_string
 from kubesat.registry.store import MODIFIED_MSG, Registry
@@ -213,3 +214,94 @@ def install(resources: ResourceHandler, registry: Registry) -> None:
     handler = ScaleHandler(resources, registry)
     for res in SCALABLE:
         resources.connect_handlers[(res.group, res.plural, "scale")] = handler
+    resources.custom_subresources["scale"] = CustomScaleHandler(resources, registry)
+
+
+class CustomScaleHandler:
+    """`/scale` of custom resources whose CRD version enables it: an autoscaling/v1 Scale read from and written to
+    the paths the CRD names (specReplicasPath, statusReplicasPath, labelSelectorPath)."""
+
+    def __init__(self, resources: ResourceHandler, registry: Registry) -> None:
+        self.resources = resources
+        self.registry = registry
+
+    def _resource(self, req: Request) -> ResourceInfo:
+        info = req.info
+        res = lookup(info.api_group, info.api_version, info.resource)
+        if res is None or res.custom is None or not customresource.scale_spec(res):
+            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
+        return res
+
+    async def __call__(self, req: Request) -> Response | Stream:
+        res = self._resource(req)
+        ns = req.info.namespace if res.namespaced else ""
+        if req.method in ("GET", "HEAD"):
+            obj = await self.registry.get(res, ns, req.info.name)
+            return _reply(req, 200, _custom_scale(res, obj))
+        if req.method == "PUT":
+            body = _checked_scale(codec.decode_object(req.headers.get("content-type"), req.body))
+            return await self._write(req, res, ns, lambda scale: body)
+        if req.method == "PATCH":
+            content_type = codec.media_type(req.headers.get("content-type"))
+            if content_type not in _PATCH_TYPES:
+                raise errors.StatusError(
+                    415, "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: "
+                    + ", ".join(_PATCH_TYPES))
+            if content_type == codec.APPLY_PATCH_YAML:
+                applied = _checked_scale(codec.decode_object(codec.YAML, req.body))
+                return await self._write(req, res, ns, lambda scale: _checked_scale(
+                    patching.apply_merge_patch(scale, codec.dump_json(applied))))
+            return await self._write(req, res, ns, lambda scale: _checked_scale(
+                _patched_scale(scale, content_type, req.body)))
+        raise errors.method_not_allowed()
+
+    async def _write(self, req: Request, res: ResourceInfo, ns: str, new_scale: Any) -> Response:
+        manager, checks, now = _manager(req), self.resources.write_checks, self.registry.now
+        spec_path = str(customresource.scale_spec(res).get("specReplicasPath", ""))
+
+        def mutate(current: dict[str, Any]) -> dict[str, Any]:
+            scale = new_scale(_custom_scale(res, current))
+            meta: dict[str, Any] = scale["metadata"] if isinstance(scale.get("metadata"), dict) else {}
+            if meta.get("uid") and meta["uid"] != current["metadata"].get("uid"):
+                raise errors.conflict(res.plural, req.info.name, f"Precondition failed: UID in precondition: "
+                                      f"{meta['uid']}, UID in object meta: {current['metadata'].get('uid')}", res.group)
+            new = copy.deepcopy(current)
+            spec = scale.get("spec")
+            customresource.set_path(new, spec_path, (spec.get("replicas") if isinstance(spec, dict) else None) or 0)
+            if meta.get("resourceVersion"):
+                new["metadata"]["resourceVersion"] = str(meta["resourceVersion"])
+            return new
+
+        def hook(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+            for check in checks:
+                check(req, res, old, new)
+            managed = ssa.record_update(old, new, manager, res.definition, now(), "scale")
+            if managed:
+                new["metadata"]["managedFields"] = managed
+
+        updated, _ = await self.registry.guaranteed_update(res, ns, req.info.name, mutate, dry_run=_dry_run(req),
+                                                           subresource="scale", hook=hook)
+        return _reply(req, 200, _custom_scale(res, updated))
+
+
+def _custom_scale(res: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+    """The Scale of a custom resource; a missing spec replicas field is kube-apiserver's internal error."""
+    spec = customresource.scale_spec(res)
+    spec_path = str(spec.get("specReplicasPath", ""))
+    replicas, found = customresource.get_path(obj, spec_path)
+    if not found:
+        raise errors.internal(f'the spec replicas field "{spec_path}" does not exist')
+    status_replicas, _ = customresource.get_path(obj, str(spec.get("statusReplicasPath", "")))
+    selector: Any = ""
+    if spec.get("labelSelectorPath"):
+        found_selector, ok = customresource.get_path(obj, str(spec["labelSelectorPath"]))
+        selector = found_selector if ok and isinstance(found_selector, str) else ""
+    meta = obj["metadata"]
+    out_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta}
+    return {
+        "kind": "Scale", "apiVersion": SCALE_API_VERSION, "metadata": out_meta,
+        "spec": {"replicas": replicas if isinstance(replicas, int) else 0},
+        "status": {"replicas": status_replicas if isinstance(status_replicas, int) else 0, "selector": selector},
+    }
+

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from kubesat.registry.kinds import RESOURCES, ResourceInfo
+from kubesat.registry.kinds import RESOURCES, ResourceInfo, custom_resource_of_key
 from kubesat.registry.store import Registry
 from kubesat.storage.interface import Compacted, Store, WatchEvent
 
@@ -32,7 +32,7 @@ def resource_of_key(key: str) -> ResourceInfo | None:
     for prefix, info in _PREFIXES:
         if key.startswith(prefix):
             return info
-    return None
+    return custom_resource_of_key(key)
 
 
 def split_key(info: ResourceInfo, key: str) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from kubesat import errors
 from kubesat.controllers.base import loads, resource_of_key, cancel, watch_in_background, split_key
-from kubesat.registry.kinds import RESOURCES, ResourceInfo, lookup_kind
+from kubesat.registry.kinds import ResourceInfo, lookup_kind, stored_resources
 from kubesat.registry.store import DeleteOptions, Registry
 from kubesat.storage.interface import WatchEvent
 
@@ -42,9 +42,7 @@ class GarbageCollector:
         self.owners_of.clear()
         rev = await self.registry.revision()
         pending: list[tuple[Ref, dict[str, Any]]] = []
-        for info in RESOURCES:
-            if not info.stored:
-                continue
+        for info in stored_resources():
             page = await self.registry.list(info, "")
             for obj in page.items:
                 ref = (info, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])

@@ -9,7 +9,7 @@ from typing import Any
 
 from kubesat import errors
 from kubesat.controllers.base import loads, resource_of_key, cancel, watch_in_background, split_key
-from kubesat.registry.kinds import RESOURCES, builtin_kind
+from kubesat.registry.kinds import builtin_kind, stored_resources
 from kubesat.registry.store import DeleteOptions, Registry
 from kubesat.storage.interface import WatchEvent
 
@@ -139,8 +139,8 @@ class NamespaceController:
         """Delete everything in a deleted namespace; when nothing is left, release the namespace."""
         self._finalizing.add(namespace)
         remaining = 0
-        for info in RESOURCES:
-            if not info.stored or not info.namespaced:
+        for info in stored_resources():
+            if not info.namespaced:
                 continue
             page = await self.registry.list(info, namespace)
             for obj in page.items:
@@ -155,8 +155,8 @@ class NamespaceController:
                                     obj["metadata"]["name"], e.message)
         if remaining:
             left = 0
-            for info in RESOURCES:
-                if info.stored and info.namespaced:
+            for info in stored_resources():
+                if info.namespaced:
                     left += await self.registry.store.count(info.list_prefix(namespace))
             if left:
                 return  # finalizers hold something; a later DELETE event brings us back

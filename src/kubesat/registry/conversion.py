@@ -37,10 +37,25 @@ CONVERSIONS: dict[tuple[str, str], Conversion] = {
 
 def conversion_for(info: ResourceInfo) -> Conversion:
     """The conversion of a resource served from another's storage; a KeyError names one that has none."""
+    if info.custom is not None:
+        return _custom_conversion(f"{info.group}/{info.custom.storage_version}", info.api_version)
     conv = CONVERSIONS.get((info.api_version, info.kind))
     if conv is None:
         raise KeyError(f"{info.api_version} {info.kind} has no conversion to {info.stored_as}")
     return conv
+
+
+def _custom_conversion(stored: str, served: str) -> Conversion:
+    """The None strategy of a CRD's versions: only apiVersion changes between the stored and the served form."""
+
+    def to(api_version: str) -> Convert:
+        def convert(obj: dict[str, Any]) -> dict[str, Any]:
+            obj["apiVersion"] = api_version
+            return obj
+
+        return convert
+
+    return Conversion(to(stored), to(served))
 
 
 def _recode(fn: Convert, value: bytes) -> bytes:

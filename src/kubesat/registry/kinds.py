@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 CRUD = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 CRUD_NO_COLLECTION = ("create", "delete", "get", "list", "patch", "update", "watch")
@@ -27,6 +29,23 @@ class Subresource:
     connect: bool = False
 
 
+@dataclass(frozen=True, eq=False)
+class CustomDefinition:
+    """What a served custom resource version takes from its CustomResourceDefinition (compared by identity: each
+    revision of a CRD makes new ones, so caches keyed by a ResourceInfo never serve an old definition)."""
+
+    crd_name: str
+    storage_version: str
+    # The CRD's spec.versions[] entry of this version, with the CRD-wide schema, subresources and columns.
+    version: dict[str, Any]
+    versions: tuple[str, ...]  # every version the CRD lists, as stored objects may carry any of them
+    terminating: bool = False
+
+    @property
+    def multi_version(self) -> bool:
+        return len(self.versions) > 1
+
+
 @dataclass(frozen=True)
 class ResourceInfo:
     """One served resource, the facts discovery, routing, storage and RBAC share."""
@@ -47,6 +66,7 @@ class ResourceInfo:
     # (apiVersion, kind) of the resource whose stored objects this one reads and writes in its own form, as
     # events.k8s.io/v1 Events are the core/v1 Events converted (registry/conversion.py holds the conversions).
     stored_as: tuple[str, str] | tuple[()] = ()
+    custom: CustomDefinition | None = None  # set for the versions of a CustomResourceDefinition
 
     @property
     def api_version(self) -> str:
@@ -67,7 +87,7 @@ class ResourceInfo:
 
     def storage_prefix(self) -> str:
         """Keys are laid out as Kubernetes lays them out in etcd: /registry/[group/]resource/[ns/]name."""
-        if self.stored_as:
+        if self.stored_as and self.custom is None:
             return builtin_kind(*self.stored_as).storage_prefix()
         if self.group:
             return f"/registry/{self.group}/{self.plural}/"
@@ -257,11 +277,10 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                  short_names=("netpol",)),
     ResourceInfo("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", False,
                  short_names=("sc",)),
-    # kubesat has no custom resources; the (always empty) list is served because kubectl asks for it
-    # before it validates a kind client-side (kubectl create -f of a review kind).
+    # CustomResourceDefinitions (registry/apiextensions.py); controllers/crd.py serves their custom resources.
     ResourceInfo("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
-                 "customresourcedefinition", False, verbs=READ_ONLY, short_names=("crd", "crds"),
-                 categories=("api-extensions",)),
+                 "customresourcedefinition", False, short_names=("crd", "crds"), categories=("api-extensions",),
+                 subresources=(Subresource("status", "CustomResourceDefinition", ("get", "patch", "update")),)),
 )
 
 # Groups in the order discovery lists them (core first, then as Kubernetes orders its groups).
@@ -289,31 +308,108 @@ class _Index:
     by_kind: dict[tuple[str, str], ResourceInfo] = field(default_factory=dict)
 
 
-def _build_index() -> _Index:
+def _build_index(resources: tuple[ResourceInfo, ...] | list[ResourceInfo]) -> _Index:
     idx = _Index()
-    for r in RESOURCES:
+    for r in resources:
         idx.by_path[(r.group, r.version, r.plural)] = r
         idx.by_kind[(r.api_version, r.kind)] = r
     return idx
 
 
-_INDEX = _build_index()
+_INDEX = _build_index(RESOURCES)
+
+
+class CustomResources:
+    """The custom resources being served, each CRD's versions added and removed as one; `generation` counts the
+    changes, so that what is built from the table (discovery, OpenAPI) knows when to build again."""
+
+    def __init__(self) -> None:
+        self._by_crd: dict[str, tuple[ResourceInfo, ...]] = {}
+        self._index = _Index()
+        self._by_prefix: dict[str, ResourceInfo] = {}
+        self.generation = 0
+
+    def set(self, crd_name: str, infos: tuple[ResourceInfo, ...]) -> None:
+        """Serve exactly `infos` for a CRD (none: stop serving it)."""
+        if self._by_crd.get(crd_name, ()) == infos:
+            return
+        if infos:
+            self._by_crd[crd_name] = infos
+        else:
+            self._by_crd.pop(crd_name, None)
+        everything = [r for rs in self._by_crd.values() for r in rs]
+        self._index = _build_index(everything)
+        self._by_prefix = {r.storage_prefix(): r for r in everything if r.stored}
+        self.generation += 1
+
+    def all(self) -> list[ResourceInfo]:
+        return [r for rs in self._by_crd.values() for r in rs]
+
+    def of(self, crd_name: str) -> tuple[ResourceInfo, ...]:
+        return self._by_crd.get(crd_name, ())
+
+    def lookup(self, group: str, version: str, plural: str) -> ResourceInfo | None:
+        return self._index.by_path.get((group, version, plural))
+
+    def lookup_kind(self, api_version: str, kind: str) -> ResourceInfo | None:
+        return self._index.by_kind.get((api_version, kind))
+
+    def by_prefix(self, prefix: str) -> ResourceInfo | None:
+        return self._by_prefix.get(prefix)
+
+
+CUSTOM = CustomResources()
 
 
 def lookup(group: str, version: str, plural: str) -> ResourceInfo | None:
-    return _INDEX.by_path.get((group, version, plural))
+    found = _INDEX.by_path.get((group, version, plural))
+    return found if found is not None else CUSTOM.lookup(group, version, plural)
 
 
 def lookup_kind(api_version: str, kind: str) -> ResourceInfo | None:
-    return _INDEX.by_kind.get((api_version, kind))
+    found = _INDEX.by_kind.get((api_version, kind))
+    return found if found is not None else CUSTOM.lookup_kind(api_version, kind)
 
 
 def builtin_kind(api_version: str, kind: str) -> ResourceInfo:
     """The ResourceInfo of a kind this server always serves; a KeyError if it does not."""
-    info = lookup_kind(api_version, kind)
+    info = _INDEX.by_kind.get((api_version, kind))
     if info is None:
         raise KeyError(f"{api_version} {kind} is not a served kind")
     return info
+
+
+def all_resources() -> list[ResourceInfo]:
+    """The built-in resources, then the custom ones served now."""
+    return [*RESOURCES, *CUSTOM.all()]
+
+
+def stored_resources() -> list[ResourceInfo]:
+    """One ResourceInfo per stored collection (a CRD's storage version stands for all its versions)."""
+    return [r for r in all_resources() if r.stored]
+
+
+def custom_resource_of_key(key: str) -> ResourceInfo | None:
+    """The custom resource whose storage holds `key` (/registry/<group>/<plural>/...), if one is served."""
+    parts = key.split("/", 4)
+    if len(parts) < 5:
+        return None
+    return CUSTOM.by_prefix(f"/registry/{parts[2]}/{parts[3]}/")
+
+
+_VERSION_RE = re.compile(r"^v([1-9][0-9]*)(?:(alpha|beta)([1-9][0-9]*))?$")
+
+
+def version_sort_key(version: str) -> tuple[int, int, int, str]:
+    """Kubernetes' version priority, highest first: GA, then beta, then alpha (each by number, higher first), then
+    the rest alphabetically."""
+    m = _VERSION_RE.match(version)
+    if m is None:
+        return (3, 0, 0, version)
+    major = int(m.group(1))
+    if m.group(2) is None:
+        return (0, -major, 0, "")
+    return (1 if m.group(2) == "beta" else 2, -major, -int(m.group(3)), "")
 
 
 def group_versions() -> dict[str, list[str]]:
@@ -325,8 +421,14 @@ def group_versions() -> dict[str, list[str]]:
         vs = out.setdefault(r.group, [])
         if r.version not in vs:
             vs.append(r.version)
+    custom: dict[str, set[str]] = {}
+    for r in CUSTOM.all():
+        custom.setdefault(r.group, set()).add(r.version)
+    for g, versions in custom.items():
+        vs = out.setdefault(g, [])
+        vs.extend(sorted(versions - set(vs), key=version_sort_key))
     return out
 
 
 def resources_in(group: str, version: str) -> list[ResourceInfo]:
-    return [r for r in RESOURCES if r.group == group and r.version == version]
+    return [r for r in all_resources() if r.group == group and r.version == version]

@@ -592,7 +592,7 @@ class Registry:
                 strategy.prepare_for_subresource_update(subresource, obj, current)
             else:
                 strategy.prepare_for_update(obj, current)
-            if strategy.has_generation and obj.get("spec") != current.get("spec"):
+            if strategy.has_generation and strategy.spec_changed(obj, current):
                 meta["generation"] = int(old_meta.get("generation", 1)) + 1
         # A deleting object may only lose finalizers, never gain new ones.
         if old_meta.get("deletionTimestamp"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kubesat.registry.apiextensions import CustomResourceDefinitionStrategy
 from kubesat.registry.apps import (
     ControllerRevisionStrategy,
     DaemonSetStrategy,
@@ -11,6 +12,7 @@ from kubesat.registry.apps import (
 )
 from kubesat.registry.batch import CronJobStrategy, JobStrategy
 from kubesat.registry.configmap import ConfigMapStrategy
+from kubesat.registry.customresource import CustomResourceStrategy
 from kubesat.registry.csr import CertificateSigningRequestStrategy
 from kubesat.registry.event import EventStrategy
 from kubesat.registry.eventsv1 import EventsV1Strategy
@@ -71,6 +73,7 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("apps/v1", "StatefulSet"): StatefulSetStrategy,
     ("apps/v1", "DaemonSet"): DaemonSetStrategy,
     ("apps/v1", "ControllerRevision"): ControllerRevisionStrategy,
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): CustomResourceDefinitionStrategy,
 }
 
 
@@ -86,14 +89,28 @@ def _build() -> dict[tuple[str, str], Strategy]:
 
 STRATEGIES: dict[tuple[str, str], Strategy] = _build()
 _PLAIN: dict[tuple[str, str], Strategy] = {}
+# Custom resources' strategies, by the ResourceInfo of one revision of their CRD (a new revision, a new strategy).
+_CUSTOM: dict[ResourceInfo, Strategy] = {}
+_CUSTOM_MAX = 1024
 
 
 def strategy_for(info: ResourceInfo) -> Strategy:
     """The strategy for a resource; virtual resources (reviews) and unknown kinds get the plain one."""
+    if info.custom is not None:
+        return _custom_strategy(info)
     key = (info.api_version, info.kind)
     s = STRATEGIES.get(key)
     if s is None:
         s = _PLAIN.get(key)
         if s is None:
             s = _PLAIN[key] = Strategy(info)
+    return s
+
+
+def _custom_strategy(info: ResourceInfo) -> Strategy:
+    s = _CUSTOM.get(info)
+    if s is None:
+        if len(_CUSTOM) >= _CUSTOM_MAX:  # strategies of CRD revisions no longer served
+            _CUSTOM.clear()
+        s = _CUSTOM[info] = CustomResourceStrategy(info)
     return s

@@ -50,6 +50,10 @@ class Strategy:
         """Validate `new` and its transition from `old` (immutable fields)."""
         return self.validate(new)
 
+    def spec_changed(self, new: dict[str, Any], old: dict[str, Any]) -> bool:
+        """Whether an update changes what metadata.generation counts (for kinds with has_generation)."""
+        return new.get("spec") != old.get("spec")
+
     def prepare_for_subresource_update(self, subresource: str, new: dict[str, Any], old: dict[str, Any]) -> None:
         """On a subresource other than status and finalize (e.g. a CSR's approval): as a main update unless
         the kind says otherwise."""

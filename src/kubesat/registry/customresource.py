@@ -1,0 +1,221 @@
+"""Custom resources: the ResourceInfos a CustomResourceDefinition's served versions become, and the one Strategy all
+custom resources share (status and scale subresources, printer columns, selectable fields)."""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from kubesat.apimachinery import jsonpath
+from kubesat.apimachinery.duration import age, human_duration, parse_time
+from kubesat.errors import FieldError, invalid_value
+from kubesat.registry.apiextensions import GROUP as CRD_GROUP, storage_version
+from kubesat.registry.kinds import CRUD, CustomDefinition, ResourceInfo, Subresource
+from kubesat.registry.meta import OBJECT_META, as_dict, column, field_doc, name_column
+from kubesat.registry.strategy import Strategy
+
+TERMINATING_VERBS = ("delete", "deletecollection", "get", "list", "watch")
+SUBRESOURCE_VERBS = ("get", "patch", "update")
+MAX_INT32 = 2**31 - 1
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def _version_view(version: dict[str, Any]) -> dict[str, Any]:
+    return {key: version.get(key) for key in ("name", "schema", "subresources", "additionalPrinterColumns",
+                                              "selectableFields", "deprecated", "deprecationWarning")}
+
+
+def infos_for(crd: dict[str, Any], terminating: bool = False) -> tuple[ResourceInfo, ...]:
+    """The ResourceInfos of a CRD's served versions; one of them (the storage version when it is served) is the
+    stored one, the others are read and written through it."""
+    spec = as_dict(crd.get("spec"))
+    names = as_dict(spec.get("names"))
+    group, kind, plural = str(spec.get("group", "")), str(names.get("kind", "")), str(names.get("plural", ""))
+    versions = [v for v in _list(spec.get("versions")) if isinstance(v, dict)]
+    served = [v for v in versions if v.get("served") is True]
+    storage = storage_version(crd)
+    primary = storage if any(v.get("name") == storage for v in served) else (served[0]["name"] if served else "")
+    all_names = tuple(str(v.get("name", "")) for v in versions)
+    out = []
+    for v in served:
+        name = str(v.get("name", ""))
+        custom = CustomDefinition(str(as_dict(crd.get("metadata")).get("name", "")), primary,
+                                  _version_view(v), all_names, terminating)
+        subs = []
+        sub = as_dict(v.get("subresources"))
+        if sub.get("scale") is not None:
+            subs.append(Subresource("scale", "Scale", SUBRESOURCE_VERBS, "autoscaling", "v1"))
+        if sub.get("status") is not None:
+            subs.append(Subresource("status", kind, SUBRESOURCE_VERBS))
+        selectable = tuple(str(as_dict(f).get("jsonPath", "")).lstrip(".") for f in _list(v.get("selectableFields")))
+        out.append(ResourceInfo(
+            group, name, kind, plural, str(names.get("singular", "")), spec.get("scope") == "Namespaced",
+            verbs=TERMINATING_VERBS if terminating else CRUD,
+            short_names=tuple(str(s) for s in _list(names.get("shortNames"))),
+            categories=tuple(str(c) for c in _list(names.get("categories"))),
+            subresources=tuple(subs), stored=name == primary, list_kind=str(names.get("listKind", "")),
+            field_selectors=selectable, stored_as=() if name == primary else (f"{group}/{primary}", kind),
+            custom=custom,
+        ))
+    return tuple(out)
+
+
+def crd_key(info: ResourceInfo) -> str:
+    """The storage key of the CRD that defines a custom resource."""
+    return f"/registry/{CRD_GROUP}/customresourcedefinitions/{info.custom.crd_name if info.custom else ''}"
+
+
+# ------------------------------------------------------------------------------------------ columns
+
+@functools.lru_cache(maxsize=256)
+def _steps(path: str) -> list[tuple[str, Any]] | None:
+    try:
+        return jsonpath.parse(path)
+    except jsonpath.PathError:
+        return None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return orjson.dumps(value).decode()
+
+
+def _cell(kind: str, values: list[Any], now: datetime) -> Any:
+    """One printer column's cell as kube-apiserver's table convertor gives it."""
+    if not values:
+        return None
+    value = values[0]
+    if kind == "string":
+        return " ".join(_text(v) for v in values)
+    if kind == "date":
+        ts = parse_time(value) if isinstance(value, str) else None
+        return human_duration((now - ts).total_seconds()) if ts is not None else "<invalid>"
+    if kind == "integer":
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if kind == "number":
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if kind == "boolean":
+        return value if isinstance(value, bool) else None
+    return value
+
+
+# ------------------------------------------------------------------------------------------- scale
+
+def _path_parts(path: str) -> list[str]:
+    return [p for p in path.lstrip(".").split(".") if p]
+
+
+def get_path(obj: dict[str, Any], path: str) -> tuple[Any, bool]:
+    node: Any = obj
+    for part in _path_parts(path):
+        if not isinstance(node, dict) or part not in node:
+            return None, False
+        node = node[part]
+    return node, True
+
+
+def set_path(obj: dict[str, Any], path: str, value: Any) -> None:
+    parts = _path_parts(path)
+    node = obj
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = value
+
+
+def scale_spec(info: ResourceInfo) -> dict[str, Any]:
+    """The version's subresources.scale (specReplicasPath, statusReplicasPath, labelSelectorPath)."""
+    return as_dict(as_dict(info.custom.version.get("subresources") if info.custom else None).get("scale"))
+
+
+def replicas_errors(value: Any, path: str) -> list[FieldError]:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return [invalid_value(path, value, "should be an integer")] if value is not None else []
+    if value < 0:
+        return [invalid_value(path, value, "should be a non-negative integer")]
+    if value > MAX_INT32:
+        return [invalid_value(path, value, f"should be less than or equal to {MAX_INT32}")]
+    return []
+
+
+# ---------------------------------------------------------------------------------------- strategy
+
+class CustomResourceStrategy(Strategy):
+    """Every custom resource kind: what its CRD version says of status, scale, columns and selectable fields."""
+
+    has_generation = True
+
+    def __init__(self, info: ResourceInfo) -> None:
+        super().__init__(info)
+        version = info.custom.version if info.custom else {}
+        sub = as_dict(version.get("subresources"))
+        self.has_status = sub.get("status") is not None
+        self._scale = as_dict(sub.get("scale"))
+        self._columns = [as_dict(c) for c in _list(version.get("additionalPrinterColumns"))]
+
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        if self.has_status:
+            obj.pop("status", None)
+
+    def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        if self.has_status:
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+
+    def spec_changed(self, new: dict[str, Any], old: dict[str, Any]) -> bool:
+        """Anything outside metadata is the spec of a custom resource (status too, without the subresource)."""
+        keys = (set(new) | set(old)) - {"metadata"}
+        return any(new.get(k) != old.get(k) for k in keys)
+
+    def validate(self, obj: dict[str, Any]) -> list[FieldError]:
+        if not self._scale:
+            return []
+        errs: list[FieldError] = []
+        for key in ("specReplicasPath", "statusReplicasPath"):
+            path = str(self._scale.get(key, ""))
+            value, found = get_path(obj, path) if path else (None, False)
+            if found:
+                errs += replicas_errors(value, path)
+        return errs
+
+    def validate_update(self, new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+        return self.validate(new)
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        cols = [name_column()]
+        if not self._columns:
+            return [*cols, column("Age", field_doc(OBJECT_META, "creationTimestamp"), type_="date")]
+        for c in self._columns:
+            cols.append(column(str(c.get("name", "")), str(c.get("description", "")), type_=str(c.get("type", "")),
+                               fmt=str(c.get("format", "")), priority=int(c.get("priority") or 0)))
+        return cols
+
+    def table_cells(self, obj: dict[str, Any], now: datetime) -> list[Any]:
+        cells: list[Any] = [as_dict(obj.get("metadata")).get("name", "")]
+        if not self._columns:
+            return [*cells, age(obj, now)]
+        for c in self._columns:
+            steps = _steps(str(c.get("jsonPath", "")))
+            cells.append(_cell(str(c.get("type", "")), jsonpath.find(obj, steps) if steps is not None else [], now))
+        return cells
+
+    def field_value(self, obj: dict[str, Any], field: str) -> str | None:
+        if field in ("metadata.name", "metadata.namespace") or field not in self.info.field_selectors:
+            return super().field_value(obj, field)
+        value, found = get_path(obj, field)
+        if not found or value is None:
+            return ""
+        return _text(value) if not isinstance(value, str) else value
