@@ -149,7 +149,7 @@ def test_indexed_jobs_fill_the_missing_indexes() -> None:
     finished = jc.plan_job(job(**spec), done, NOW)
     assert finished.status["completedIndexes"] == "0-3" and ("Complete", "True", "CompletionsReached") in \
         conditions(finished)
-    assert jc.format_indexes({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
+    assert jc.format_indexes({0, 1, 2, 5, 7, 8}) == "0-2,5,7,8"  # two in a row are not a range
 
 
 def test_pod_failure_policy_fail_job_and_ignore() -> None:
@@ -273,7 +273,8 @@ def test_indexed_completed_indexes_are_cumulative() -> None:
     later["status"] = plan.status
     again = jc.plan_job(later, [pod("b", "Succeeded", index=2)], NOW + 1)  # index 0's pod is gone
     assert again.status["completedIndexes"] == "0,2" and again.status["succeeded"] == 2 and again.create == [1]
-    assert jc.parse_indexes("0,2-4,x,7") == {0, 2, 3, 4, 7}
+    assert jc.parse_indexes("0,2-4,x,7", 10) == {0, 2, 3, 4, 7}
+    assert jc.parse_indexes("0,2-999999999", 5) == {0, 2, 3, 4}  # bounded by completions, whatever it says
 
 
 # =============================================================================== the controller

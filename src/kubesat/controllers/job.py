@@ -31,6 +31,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable
+from itertools import islice
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,8 @@ from kubesat.controllers.workload import (
     adopt, as_int, claim, controller_ref, create_admitted_pod, d, is_ready, lst, owner_reference, parse_time,
     release, write_status,
 )
-from kubesat.registry.batch import COMPLETION_INDEX_KEY
+from kubesat.registry.batch import COMPLETION_INDEX_KEY, JOB_CONTROLLER_NAME
+from kubesat.registry.jobindexes import format_indexes, parse_indexes
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry, rfc3339
 from kubesat.storage.interface import WatchEvent
@@ -63,6 +65,14 @@ REASON_POLICY = "PodFailurePolicy"
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 REASON_COMPLETIONS = "CompletionsReached"
 MESSAGE_COMPLETIONS = "Reached expected number of succeeded pods"
+REASON_FAILED_INDEXES = "FailedIndexes"
+MESSAGE_FAILED_INDEXES = "Job has failed indexes"
+REASON_MAX_FAILED_INDEXES = "MaxFailedIndexesExceeded"
+MESSAGE_MAX_FAILED_INDEXES = "Job has exceeded the specified maximal number of failed indexes"
+REASON_SUCCESS_POLICY = "SuccessPolicy"
+INDEX_FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
+INDEX_IGNORED_FAILURE_COUNT = "batch.kubernetes.io/job-index-ignored-failure-count"
+MAX_INT32 = 2**31 - 1
 
 Event = tuple[str, str, str]  # (type, reason, message)
 
@@ -82,6 +92,7 @@ class JobPlan:
     recorded: dict[str, Any] | None = None
     untrack: list[dict[str, Any]] = field(default_factory=list)
     untrack_deleted: bool = False
+    annotations: dict[int, dict[str, str]] = field(default_factory=dict)  # per created index (failure counts)
 
 
 # ------------------------------------------------------------------------------------------------ pod facts
@@ -202,28 +213,146 @@ def _finished_at(pod: dict[str, Any]) -> float | None:
     return max(found) if found else None
 
 
-def format_indexes(indexes: set[int]) -> str:
-    """completedIndexes: ascending, runs of consecutive indexes as `a-b` (e.g. `1,3-5,7`)."""
-    out: list[str] = []
-    ordered = sorted(indexes)
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        out.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ",".join(out)
+# ------------------------------------------------------------------------------------------------ indexes
+
+def is_managed_elsewhere(job: dict[str, Any]) -> bool:
+    """spec.managedBy names another controller: this one leaves the Job (and its pods) alone."""
+    managed_by = d(job.get("spec")).get("managedBy")
+    return managed_by is not None and managed_by != JOB_CONTROLLER_NAME
 
 
-def parse_indexes(text: Any) -> set[int]:
-    """The indexes a completedIndexes string lists (malformed parts are left out)."""
-    out: set[int] = set()
-    for part in str(text or "").split(","):
-        first, _, last = part.partition("-")
-        if first.isdigit() and (not last or last.isdigit()):
-            out.update(range(int(first), int(last or first) + 1))
+def per_index_limit(job: dict[str, Any]) -> int | None:
+    """An Indexed Job's backoffLimitPerIndex (None: failures are counted for the whole Job only)."""
+    spec = d(job.get("spec"))
+    limit = spec.get("backoffLimitPerIndex")
+    return limit if spec.get("completionMode") == "Indexed" and isinstance(limit, int) else None
+
+
+def _count_annotation(pod: dict[str, Any], key: str) -> int:
+    """A failure-count annotation; 0 when absent or not an int32 (it may have been edited)."""
+    raw = d(d(pod.get("metadata")).get("annotations")).get(key)
+    if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit() or len(raw) > 10:
+        return 0
+    value = int(raw)
+    return value if value <= MAX_INT32 else 0
+
+
+def index_failure_counts(pod: dict[str, Any]) -> tuple[int, int]:
+    """The failures (counted, ignored) the pod's index had before this pod was made."""
+    return _count_annotation(pod, INDEX_FAILURE_COUNT), _count_annotation(pod, INDEX_IGNORED_FAILURE_COUNT)
+
+
+def is_index_failed(job: dict[str, Any], pod: dict[str, Any], limit: int) -> bool:
+    """The failed pod ends its index: a FailIndex rule matched, or its index had used up backoffLimitPerIndex."""
+    if not is_pod_failed(job, pod):
+        return False
+    action = failure_action(job, pod)[0] if d(job.get("spec")).get("podFailurePolicy") else "Count"
+    if action == "FailIndex":
+        return True
+    return action != "Ignore" and index_failure_counts(pod)[0] >= limit
+
+
+def replacement_counts(job: dict[str, Any], replaced: dict[str, Any] | None) -> dict[str, str]:
+    """The failure-count annotations of an index's next pod: the replaced pod's, plus its own failure."""
+    if replaced is None:
+        return {INDEX_FAILURE_COUNT: "0"}
+    counted, ignored = index_failure_counts(replaced)
+    if d(job.get("spec")).get("podFailurePolicy") and failure_action(job, replaced)[0] == "Ignore":
+        ignored += 1
+    else:
+        counted += 1
+    out = {INDEX_FAILURE_COUNT: str(counted)}
+    if ignored:
+        out[INDEX_IGNORED_FAILURE_COUNT] = str(ignored)
     return out
+
+
+@dataclass
+class _Indexes:
+    """An Indexed Job's indexes after this sync: succeeded; failed (with backoffLimitPerIndex, else None); and per
+    index to run again, its last failed pod, whose finalizer stays until a replacement exists (it carries the
+    index's failure count, and the replacement's back-off is timed from it)."""
+
+    succeeded: set[int]
+    failed: set[int] | None
+    held: dict[int, dict[str, Any]]
+
+
+def _newer_failure(pod: dict[str, Any], than: dict[str, Any]) -> bool:
+    return sum(index_failure_counts(than)) <= sum(index_failure_counts(pod)) and \
+        (_finished_at(pod) or 0.0) >= (_finished_at(than) or 0.0)
+
+
+def index_state(job: dict[str, Any], pods: list[dict[str, Any]], active: list[dict[str, Any]]) -> _Indexes:
+    status = d(job.get("status"))
+    completions = as_int(d(job.get("spec")).get("completions"))
+    tracked = [(i, p) for p in pods if is_tracked(p) and (i := _index_in_range(job, p)) is not None]
+    succeeded = parse_indexes(status.get("completedIndexes"), completions) | \
+        {i for i, p in tracked if _phase(p) == "Succeeded"}
+    limit = per_index_limit(job)
+    if limit is None:
+        return _Indexes(succeeded, None, {})
+    failed = parse_indexes(status.get("failedIndexes"), completions) | \
+        {i for i, p in tracked if is_index_failed(job, p, limit)}
+    settled = succeeded | failed | {pod_index(p) for p in active}
+    held: dict[int, dict[str, Any]] = {}
+    for i, p in tracked:
+        if i not in settled and is_pod_failed(job, p) and (i not in held or _newer_failure(p, held[i])):
+            held[i] = p
+    return _Indexes(succeeded, failed, held)
+
+
+def success_policy_match(job: dict[str, Any], succeeded: set[int]) -> str | None:
+    """The message of the first successPolicy rule the succeeded indexes meet (`Matched rules at index N`)."""
+    spec = d(job.get("spec"))
+    completions = as_int(spec.get("completions"))
+    rules = lst(d(spec.get("successPolicy")).get("rules"))
+    if not succeeded or spec.get("completionMode") != "Indexed":
+        return None
+    for i, rule in enumerate(d(r) for r in rules):
+        count, wanted = rule.get("succeededCount"), rule.get("succeededIndexes")
+        if isinstance(wanted, str):
+            required_indexes = parse_indexes(wanted, completions)
+            hit = len(required_indexes & succeeded)
+            if required_indexes and (hit == len(required_indexes) or (isinstance(count, int) and hit >= count)):
+                return f"Matched rules at index {i}"
+        elif isinstance(count, int) and len(succeeded) >= count:
+            return f"Matched rules at index {i}"
+    return None
+
+
+def _indexes_failure(job: dict[str, Any], indexes: _Indexes) -> tuple[str, str] | None:
+    """More failed indexes than maxFailedIndexes, or every index settled with some failed."""
+    if indexes.failed is None:
+        return None
+    spec = d(job.get("spec"))
+    most = spec.get("maxFailedIndexes")
+    if isinstance(most, int) and len(indexes.failed) > most:
+        return REASON_MAX_FAILED_INDEXES, MESSAGE_MAX_FAILED_INDEXES
+    if indexes.failed and len(indexes.failed) + len(indexes.succeeded) >= as_int(spec.get("completions")):
+        return REASON_FAILED_INDEXES, MESSAGE_FAILED_INDEXES
+    return None
+
+
+def _index_backoff(create: list[int | None], held: dict[int, dict[str, Any]],
+                   now: float) -> tuple[list[int | None], float]:
+    """The indexes whose own back-off (10 s doubling per failure of the index, at most 6 min, from its last
+    failure) has passed, and the shortest wait of the others."""
+    ready: list[int | None] = []
+    waits: list[float] = []
+    for index in create:
+        last = held.get(index) if index is not None else None
+        if last is None:
+            ready.append(index)
+            continue
+        failures = sum(index_failure_counts(last)) + 1
+        delay = min(BACKOFF_BASE * float(2 ** min(failures - 1, 16)), BACKOFF_MAX)
+        left = (_finished_at(last) or now) + delay - now
+        if left > 0:
+            waits.append(left)
+        else:
+            ready.append(index)
+    return ready, min(waits) if waits else 0.0
 
 
 # ------------------------------------------------------------------------------------------------ planning
@@ -296,11 +425,13 @@ def _fail(plan: JobPlan, sorted_pods: _Pods, reason: str, message: str, now: str
     _finish(plan, sorted_pods, "Failed", reason, message, now, ("Warning", reason, message))
 
 
-def _complete(plan: JobPlan, sorted_pods: _Pods, now: str) -> None:
-    plan.untrack_deleted = True  # the pods a complete Job stops are not failures
-    _set_condition(plan.status, _condition("SuccessCriteriaMet", REASON_COMPLETIONS, MESSAGE_COMPLETIONS, now))
-    _finish(plan, sorted_pods, "Complete", REASON_COMPLETIONS, MESSAGE_COMPLETIONS, now,
-            ("Normal", "Completed", "Job completed"))
+def _complete(plan: JobPlan, sorted_pods: _Pods, now: str, reason: str = REASON_COMPLETIONS,
+              message: str = MESSAGE_COMPLETIONS) -> None:
+    """SuccessCriteriaMet (completions reached, or a successPolicy rule met), the pods left stopped (not counted as
+    failures), then Complete with the same reason and message."""
+    plan.untrack_deleted = True
+    _set_condition(plan.status, _condition("SuccessCriteriaMet", reason, message, now))
+    _finish(plan, sorted_pods, "Complete", reason, message, now, ("Normal", "Completed", "Job completed"))
 
 
 def _decided(status: dict[str, Any]) -> dict[str, Any] | None:
@@ -337,8 +468,7 @@ def _backoff_left(sorted_pods: _Pods, now: float) -> float:
     return max(0.0, last + delay - now)
 
 
-def _to_create(job: dict[str, Any], sorted_pods: _Pods, succeeded: int,
-               succeeded_indexes: set[int]) -> list[int | None]:
+def _to_create(job: dict[str, Any], sorted_pods: _Pods, succeeded: int, indexes: _Indexes) -> list[int | None]:
     spec = d(job.get("spec"))
     parallelism = as_int(spec.get("parallelism"), 1)
     completions = spec.get("completions")
@@ -346,10 +476,10 @@ def _to_create(job: dict[str, Any], sorted_pods: _Pods, succeeded: int,
     if spec.get("podReplacementPolicy") == "Failed" and sorted_pods.terminating:
         return []  # a pod is replaced only once it has fully terminated
     if spec.get("completionMode") == "Indexed" and isinstance(completions, int):
-        busy = {pod_index(p) for p in active}
-        missing = [i for i in range(completions) if i not in succeeded_indexes and i not in busy]
-        room = max(0, parallelism - len(active))
-        return list(missing[:min(room, BURST)])
+        # Neither a succeeded nor a failed index is run again; the first pending ones go first.
+        settled = indexes.succeeded | (indexes.failed or set()) | {pod_index(p) for p in active}
+        room = min(max(0, parallelism - len(active)), BURST)
+        return list(islice((i for i in range(completions) if i not in settled), room))
     if isinstance(completions, int):
         want = min(parallelism, completions - succeeded)
     else:
@@ -388,11 +518,11 @@ def _index_in_range(job: dict[str, Any], pod: dict[str, Any]) -> int | None:
     return index if index is not None and isinstance(completions, int) and index < completions else None
 
 
-def _track(job: dict[str, Any], pods: list[dict[str, Any]], failing: bool) -> _Tracking:
+def _track(job: dict[str, Any], pods: list[dict[str, Any]], failing: bool, hold: set[str]) -> _Tracking:
     """The tracked pods that ended: succeeded, or failed (deleted before they finished, also when only failed
     pods are replaced once the Job is failing; the running pods a failing Job deletes count the sync after);
     a failure an Ignore rule matches, or of an index out of range, is not counted,
-    but its finalizer goes all the same."""
+    but its finalizer goes all the same. The pods in `hold` (an index's last failure, until it is replaced) wait."""
     uncounted = d(d(job.get("status")).get("uncountedTerminatedPods"))
     out = _Tracking([str(u) for u in lst(uncounted.get("succeeded"))], [str(u) for u in lst(uncounted.get("failed"))],
                     set(), [])
@@ -402,6 +532,8 @@ def _track(job: dict[str, Any], pods: list[dict[str, Any]], failing: bool) -> _T
         if not is_tracked(pod):
             continue
         uid = str(d(pod.get("metadata")).get("uid", ""))
+        if uid in hold:
+            continue
         index = _index_in_range(job, pod) if indexed else None
         if _phase(pod) == "Succeeded":
             if index is not None:
@@ -441,24 +573,27 @@ def count_uncounted(status: dict[str, Any], keep: set[str] | frozenset[str] = fr
     return _omit_zero(out)
 
 
-def _record(plan: JobPlan, job: dict[str, Any], pods: list[dict[str, Any]], failing: bool) -> None:
+def _record(plan: JobPlan, job: dict[str, Any], pods: list[dict[str, Any]], indexes: _Indexes, failing: bool = False,
+            settled: bool = False) -> None:
     """Pod tracking for one sync: `plan.recorded` (the ended pods' UIDs added to uncountedTerminatedPods and,
     Indexed, their indexes to completedIndexes, which an index cannot be counted in twice), `plan.untrack` and
-    `plan.status`: the counters once those pods have lost their finalizer."""
-    tracking = _track(job, pods, failing)
+    `plan.status`: the counters once those pods have lost their finalizer. An index's last failed pod keeps its
+    finalizer until replaced, unless the Job's outcome is `settled` (or it is failing)."""
+    hold = set() if failing or settled else {str(d(p.get("metadata")).get("uid", "")) for p in indexes.held.values()}
+    tracking = _track(job, pods, failing, hold)
     recorded = copy.deepcopy(d(job.get("status")))
     uncounted = {k: v for k, v in (("succeeded", tracking.succeeded), ("failed", tracking.failed)) if v}
     recorded["uncountedTerminatedPods"] = uncounted
     spec = d(job.get("spec"))
     if spec.get("completionMode") == "Indexed":
-        completions = spec.get("completions")
-        done = {i for i in parse_indexes(recorded.get("completedIndexes")) | tracking.indexes
-                if not isinstance(completions, int) or i < completions}
+        done = parse_indexes(recorded.get("completedIndexes"), as_int(spec.get("completions"))) | tracking.indexes
         recorded["completedIndexes"] = format_indexes(done)
         if not recorded["completedIndexes"]:
             del recorded["completedIndexes"]  # omitted when empty, as the API writes it
         recorded["succeeded"] = len(done)
         uncounted.pop("succeeded", None)  # Indexed successes are counted by index, never by UID
+        if indexes.failed is not None:
+            recorded["failedIndexes"] = format_indexes(indexes.failed)
     plan.recorded = _omit_zero(recorded) if tracking.untrack else None
     plan.untrack = tracking.untrack
     plan.status = count_uncounted(recorded)
@@ -471,13 +606,38 @@ def plan_job(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> Job
     return plan
 
 
-def _failing(job: dict[str, Any], plan: JobPlan, sorted_pods: _Pods, now: float) -> tuple[str, str] | None:
-    """Why the Job fails now (before this sync it had not): backoffLimit, deadline or a FailJob rule."""
+def _failing(job: dict[str, Any], plan: JobPlan, sorted_pods: _Pods, now: float,
+             indexes: _Indexes) -> tuple[str, str] | None:
+    """Why the Job fails now (before this sync it had not): a FailJob rule, backoffLimit, deadline, then the
+    failed indexes (maxFailedIndexes exceeded, or every index settled with some failed)."""
     status = plan.status
     if _decided(status) is not None or d(job.get("spec")).get("suspend"):
         return None
     started = {**status, "startTime": status.get("startTime") or rfc3339(now)}
-    return _failure_reason({**job, "status": started}, sorted_pods, now)
+    return _failure_reason({**job, "status": started}, sorted_pods, now) or _indexes_failure(job, indexes)
+
+
+def _succeeding(job: dict[str, Any], plan: JobPlan, indexes: _Indexes) -> str | None:
+    """A successPolicy rule met now (before this sync none had been)."""
+    if _decided(plan.status) is not None or d(job.get("spec")).get("suspend"):
+        return None
+    return success_policy_match(job, indexes.succeeded)
+
+
+def _settle(plan: JobPlan, job: dict[str, Any], pods: list[dict[str, Any]], sorted_pods: _Pods,
+            now: float) -> tuple[tuple[str, str] | None, str | None, _Indexes]:
+    """Pod tracking for the sync, and whether the Job fails or meets its successPolicy now: once its outcome is
+    known, no failed pod waits for a replacement, and (failing) every deleted pod not succeeded counts as failed."""
+    indexes = index_state(job, pods, sorted_pods.active)
+    _record(plan, job, pods, indexes)
+    failure = _failing(job, plan, sorted_pods, now, indexes)
+    success = _succeeding(job, plan, indexes) if failure is None else None
+    decided = _decided(plan.status)
+    if failure is not None or (decided is not None and decided["type"] == "FailureTarget"):
+        _record(plan, job, pods, indexes, failing=True)
+    elif success is not None or decided is not None:
+        _record(plan, job, pods, indexes, settled=True)
+    return failure, success, indexes
 
 
 def _plan(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> JobPlan:
@@ -487,20 +647,18 @@ def _plan(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> JobPla
     stamp = rfc3339(now)
     plan = JobPlan(status={})
     sorted_pods = _sort_pods(job, pods)
-    _record(plan, job, pods, failing=False)
-    failure = _failing(job, plan, sorted_pods, now)
+    failure, success, indexes = _settle(plan, job, pods, sorted_pods, now)
     decided = _decided(plan.status)
-    if failure is not None or (decided is not None and decided["type"] == "FailureTarget"):
-        _record(plan, job, pods, failing=True)  # once failing, every deleted pod not succeeded counts as failed
     status = plan.status
     status["active"] = len(sorted_pods.active)
     status["ready"] = sum(1 for p in sorted_pods.active if is_ready(p))
     status["terminating"] = sorted_pods.terminating
     if decided is not None:
+        reason, message = str(decided.get("reason", "")), str(decided.get("message", ""))
         if decided["type"] == "FailureTarget":
-            _fail(plan, sorted_pods, str(decided.get("reason", "")), str(decided.get("message", "")), stamp)
+            _fail(plan, sorted_pods, reason, message, stamp)
         else:
-            _complete(plan, sorted_pods, stamp)
+            _complete(plan, sorted_pods, stamp, reason, message)
         return plan
     _suspend(plan, job, sorted_pods, stamp)
     if spec.get("suspend"):
@@ -509,6 +667,9 @@ def _plan(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> JobPla
     if failure is not None:
         _fail(plan, sorted_pods, failure[0], failure[1], stamp)
         return plan
+    if success is not None:
+        _complete(plan, sorted_pods, stamp, REASON_SUCCESS_POLICY, success)
+        return plan
     completions = spec.get("completions")
     succeeded = as_int(status.get("succeeded"))
     done = (isinstance(completions, int) and succeeded >= completions) or \
@@ -516,12 +677,7 @@ def _plan(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> JobPla
     if done:
         _complete(plan, sorted_pods, stamp)
         return plan
-    create = _to_create(job, sorted_pods, succeeded, parse_indexes(status.get("completedIndexes")))
-    wait = _backoff_left(sorted_pods, now) if create else 0.0
-    if wait > 0:
-        plan.requeue_after = wait
-    else:
-        plan.create = create
+    _start_pods(plan, job, sorted_pods, indexes, now)
     deadline = spec.get("activeDeadlineSeconds")
     start = parse_time(status.get("startTime"))
     if isinstance(deadline, int) and start is not None:
@@ -530,9 +686,28 @@ def _plan(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> JobPla
     return plan
 
 
-def pod_from_template(job: dict[str, Any], index: int | None) -> dict[str, Any]:
+def _start_pods(plan: JobPlan, job: dict[str, Any], sorted_pods: _Pods, indexes: _Indexes, now: float) -> None:
+    """The pods to make now, each after its back-off: the Job's (from its newest failure) or, with
+    backoffLimitPerIndex, each index's own; a new pod of such an index carries the index's failure counts."""
+    create = _to_create(job, sorted_pods, as_int(plan.status.get("succeeded")), indexes)
+    if per_index_limit(job) is None:
+        wait = _backoff_left(sorted_pods, now) if create else 0.0
+        if wait > 0:
+            plan.requeue_after = wait
+        else:
+            plan.create = create
+        return
+    plan.create, wait = _index_backoff(create, indexes.held, now)
+    if wait > 0:
+        plan.requeue_after = wait
+    plan.annotations = {i: replacement_counts(job, indexes.held.get(i)) for i in plan.create if i is not None}
+
+
+def pod_from_template(job: dict[str, Any], index: int | None,
+                      extra_annotations: dict[str, str] | None = None) -> dict[str, Any]:
     """A new pod of the Job: its template, its controller reference and, in Indexed mode, the completion index
-    (annotation and label, JOB_COMPLETION_INDEX from the annotation, hostname `<job>-<index>`)."""
+    (annotation and label, JOB_COMPLETION_INDEX from the annotation, hostname `<job>-<index>`) and, with
+    backoffLimitPerIndex, the index's failure counts (`extra_annotations`)."""
     meta = d(job.get("metadata"))
     template = copy.deepcopy(d(d(job.get("spec")).get("template")))
     tmeta = d(template.get("metadata"))
@@ -544,6 +719,7 @@ def pod_from_template(job: dict[str, Any], index: int | None) -> dict[str, Any]:
     if index is not None:
         labels[COMPLETION_INDEX_KEY] = str(index)
         annotations[COMPLETION_INDEX_KEY] = str(index)
+        annotations.update(extra_annotations or {})
         generate = f"{name}-{index}-"
         spec.setdefault("hostname", f"{name}-{index}")
         env_ref = {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
@@ -632,6 +808,13 @@ class JobController:
     async def sync(self, key: tuple[str, str]) -> None:
         ns, name = key
         job = await self.registry.get_or_none(JOBS, ns, name)
+        if job is not None and is_managed_elsewhere(job):
+            # Another controller runs it (and tracks its pods); only its ttlSecondsAfterFinished is kept here,
+            # as the ttl-after-finished controller does not look at managedBy.
+            self.expectations.forget(key)
+            if is_finished_job(job):
+                await self._expire(job, self.clock())
+            return
         await self._untrack_stale(ns, name, job)
         if job is None or d(job.get("metadata")).get("deletionTimestamp"):
             self.expectations.forget(key)
@@ -657,7 +840,8 @@ class JobController:
             await delete_owned_pod(self.registry, self.pods, self.expectations, self.events, key, ref, pod)
         created = 0
         for index in plan.create:
-            created += await self._create_pod(key, ref, job, index)
+            extra = plan.annotations.get(index) if index is not None else None
+            created += await self._create_pod(key, ref, job, index, extra)
         if created:
             plan.status["active"] = as_int(plan.status.get("active")) + created
         written = job if plan.recorded is None else {**job, "status": plan.recorded}
@@ -725,17 +909,18 @@ class JobController:
 
     async def _claim(self, job: dict[str, Any]) -> list[dict[str, Any]]:
         """The Job's pods, as ControllerRefManager claims them: orphans its selector matches are adopted (a
-        manual selector may pick up pods made before the Job), its pods that no longer match released."""
+        manual selector may pick up pods made before the Job) with the tracking finalizer, so their end is
+        counted as its own pods' is; its pods that no longer match are released, finalizer and all."""
         found = claim(job, self.pods.pods(job["metadata"].get("namespace", "")))
         ref = owner_reference(job, "batch/v1", "Job")
         for pod in found.release:
-            await release(self.registry, PODS, pod, ref["uid"])
-        return found.owned + [p for p in found.adopt if await adopt(self.registry, PODS, p, ref)]
+            await release(self.registry, PODS, pod, ref["uid"], TRACKING_FINALIZER)
+        return found.owned + [p for p in found.adopt if await adopt(self.registry, PODS, p, ref, TRACKING_FINALIZER)]
 
     async def _create_pod(self, key: tuple[str, str], ref: dict[str, Any], job: dict[str, Any],
-                          index: int | None) -> int:
+                          index: int | None, extra: dict[str, str] | None = None) -> int:
         try:
-            created = await create_admitted_pod(self.registry, pod_from_template(job, index))
+            created = await create_admitted_pod(self.registry, pod_from_template(job, index, extra))
         except errors.StatusError as e:
             await self.events.event(ref, "Warning", "FailedCreate", f"Error creating: {e.message}")
             return 0

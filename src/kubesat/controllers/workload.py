@@ -135,14 +135,19 @@ def claim(owner: dict[str, Any], objs: list[dict[str, Any]]) -> Claim:
     return out
 
 
-async def adopt(registry: Registry, info: ResourceInfo, obj: dict[str, Any], ref: dict[str, Any]) -> bool:
-    """Make `ref` the controller of `obj`, unless it has gained one meanwhile; False when not adopted."""
+async def adopt(registry: Registry, info: ResourceInfo, obj: dict[str, Any], ref: dict[str, Any],
+                finalizer: str | None = None) -> bool:
+    """Make `ref` the controller of `obj`, unless it has gained one meanwhile; False when not adopted. A
+    `finalizer` (the Job controller's tracking one) is added in the same write, as ControllerRefManager does."""
     meta = obj["metadata"]
 
     def mutate(current: dict[str, Any]) -> dict[str, Any]:
         if controller_ref(current) is not None:
             raise errors.conflict(info.plural, meta["name"], "the object already has a controller", info.group)
         current["metadata"]["ownerReferences"] = lst(current["metadata"].get("ownerReferences")) + [ref]
+        finalizers = lst(current["metadata"].get("finalizers"))
+        if finalizer is not None and finalizer not in finalizers:
+            current["metadata"]["finalizers"] = [*finalizers, finalizer]
         return current
 
     try:
@@ -155,16 +160,24 @@ async def adopt(registry: Registry, info: ResourceInfo, obj: dict[str, Any], ref
     return True
 
 
-async def release(registry: Registry, info: ResourceInfo, obj: dict[str, Any], owner_uid: str) -> None:
-    """Drop the owner's reference from a dependent that no longer matches its selector."""
+async def release(registry: Registry, info: ResourceInfo, obj: dict[str, Any], owner_uid: str,
+                  finalizer: str | None = None) -> None:
+    """Drop the owner's reference from a dependent that no longer matches its selector (and the owner's
+    `finalizer`, in the same write)."""
     meta = obj["metadata"]
 
     def mutate(current: dict[str, Any]) -> dict[str, Any]:
-        refs = [r for r in lst(current["metadata"].get("ownerReferences")) if d(r).get("uid") != owner_uid]
+        cmeta = current["metadata"]
+        refs = [r for r in lst(cmeta.get("ownerReferences")) if d(r).get("uid") != owner_uid]
         if refs:
-            current["metadata"]["ownerReferences"] = refs
+            cmeta["ownerReferences"] = refs
         else:
-            current["metadata"].pop("ownerReferences", None)
+            cmeta.pop("ownerReferences", None)
+        finalizers = [f for f in lst(cmeta.get("finalizers")) if f != finalizer]
+        if finalizers:
+            cmeta["finalizers"] = finalizers
+        else:
+            cmeta.pop("finalizers", None)
         return current
 
     try:

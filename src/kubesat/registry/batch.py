@@ -17,8 +17,11 @@ from typing import Any
 from croniter import croniter
 from croniter.croniter import CroniterError
 
-from kubesat.errors import FieldError, invalid_value, not_supported, required
-from kubesat.registry.meta import GoValue, age_column, as_dict, column, field_doc, name_column, validate_labels
+from kubesat.errors import FieldError, duplicate, invalid_value, not_supported, required, too_long
+from kubesat.registry.jobindexes import index_format_error, overlap_error
+from kubesat.registry.meta import (
+    GoValue, age_column, as_dict, column, dns1123_subdomain, field_doc, name_column, regex_error, validate_labels,
+)
 from kubesat.registry.pod import apply_pod_defaults, validate_pod_spec
 from kubesat.registry.strategy import Strategy
 from kubesat.apimachinery.duration import age, human_duration, parse_time
@@ -30,7 +33,13 @@ CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 LEGACY_CONTROLLER_UID_LABEL = "controller-uid"
 COMPLETION_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 CRONJOB_SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp"
-MAX_INDEXED = 100_000
+MAX_INDEXED = 100_000  # completions (kubesat's bound), parallelism and maxFailedIndexes of an Indexed Job
+MAX_MANAGED_BY = 63
+MAX_SUCCEEDED_INDEXES = 64 * 1024
+MAX_SUCCESS_RULES = 20
+JOB_CONTROLLER_NAME = "kubernetes.io/job-controller"
+_HTTP_PATH_FMT = r"[A-Za-z0-9/\-._~%!$&'()*+,;=:]+"
+_HTTP_PATH = re.compile("^" + _HTTP_PATH_FMT + "$")
 MAX_CRONJOB_NAME = 52  # a Job's name adds "-" and up to 10 digits of minutes, and must stay a 63-character label
 _JOB_SPEC = "io.k8s.api.batch.v1.JobSpec"
 _JOB_STATUS = "io.k8s.api.batch.v1.JobStatus"
@@ -154,7 +163,9 @@ def _validate_pod_failure_policy(spec: dict[str, Any], path: str) -> list[FieldE
         rule = as_dict(rule)
         rp = f"{path}.podFailurePolicy.rules[{i}]"
         action = rule.get("action")
-        if action not in _RULE_ACTIONS:
+        if action == "FailIndex" and spec.get("backoffLimitPerIndex") is None:
+            errs.append(invalid_value(f"{rp}.action", action, "requires the backoffLimitPerIndex to be set"))
+        elif action not in _RULE_ACTIONS:
             errs.append(not_supported(f"{rp}.action", action, _RULE_ACTIONS))
         codes, conditions = rule.get("onExitCodes"), rule.get("onPodConditions")
         if (codes is None) == (conditions is None):
@@ -171,29 +182,107 @@ def _validate_pod_failure_policy(spec: dict[str, Any], path: str) -> list[FieldE
 
 def _validate_indexed(spec: dict[str, Any], path: str) -> list[FieldError]:
     mode = spec.get("completionMode")
-    if mode is None:
-        return []  # a CronJob's job template is not defaulted: unset means NonIndexed
-    if mode not in _COMPLETION_MODES:
+    if mode is not None and mode not in _COMPLETION_MODES:
         return [not_supported(f"{path}.completionMode", mode, _COMPLETION_MODES)]
-    if mode != "Indexed":
-        return []
+    per_index, max_failed = _int(spec.get("backoffLimitPerIndex")), _int(spec.get("maxFailedIndexes"))
+    if mode != "Indexed":  # a CronJob's job template is not defaulted: unset means NonIndexed
+        return [invalid_value(f"{path}.{key}", value, "requires indexed completion mode")
+                for key, value in (("backoffLimitPerIndex", per_index), ("maxFailedIndexes", max_failed))
+                if value is not None]
     errs: list[FieldError] = []
     completions, parallelism = _int(spec.get("completions")), _int(spec.get("parallelism"))
     if completions is None:
         errs.append(required(f"{path}.completions", "when completion mode is Indexed"))
-    elif completions > MAX_INDEXED:
+    elif completions > MAX_INDEXED:  # kubesat's bound (Kubernetes 1.28+ has none without backoffLimitPerIndex)
         errs.append(invalid_value(f"{path}.completions", completions, f"must be less than or equal to {MAX_INDEXED}"))
     if parallelism is not None and parallelism > MAX_INDEXED:
-        errs.append(invalid_value(f"{path}.parallelism", parallelism, f"must be less than or equal to {MAX_INDEXED}"))
+        errs.append(invalid_value(f"{path}.parallelism", parallelism,
+                                  f"must be less than or equal to {MAX_INDEXED} when completion mode is Indexed"))
+    if completions is not None and max_failed is not None and max_failed > completions:
+        errs.append(invalid_value(f"{path}.maxFailedIndexes", max_failed, "must be less than or equal to completions"))
+    if max_failed is not None and max_failed > MAX_INDEXED:
+        errs.append(invalid_value(f"{path}.maxFailedIndexes", max_failed,
+                                  f"must be less than or equal to {MAX_INDEXED}"))
+    return errs
+
+
+def validate_managed_by(value: Any, path: str) -> list[FieldError]:
+    """IsDomainPrefixedPath (`acme.io/foo`) and at most 63 characters."""
+    if value is None:
+        return []
+    if not isinstance(value, str) or not value:
+        return [required(path)] if value == "" else [invalid_value(path, value, "must be a string")]
+    errs: list[FieldError] = []
+    host, slash, rest = value.partition("/")
+    if not slash or not host or not rest:
+        errs.append(invalid_value(path, value, 'must be a domain-prefixed path (such as "acme.io/foo")'))
+    else:
+        errs += [invalid_value(path, host, msg) for msg in dns1123_subdomain(host)]
+        if not _HTTP_PATH.match(rest):
+            errs.append(invalid_value(path, rest, regex_error("Invalid path", _HTTP_PATH_FMT)))
+    if len(value) > MAX_MANAGED_BY:
+        errs.append(too_long(path, MAX_MANAGED_BY))
+    return errs
+
+
+def _validate_success_policy(spec: dict[str, Any], path: str) -> list[FieldError]:
+    policy = spec.get("successPolicy")
+    if policy is None:
+        return []
+    path = f"{path}.successPolicy"
+    if spec.get("completionMode") != "Indexed":
+        return [invalid_value(path, GoValue("batch.SuccessPolicy{...}"), "requires indexed completion mode")]
+    rules = _l(as_dict(policy).get("rules"))
+    errs: list[FieldError] = []
+    if not rules:
+        errs.append(required(f"{path}.rules", "at least one rules must be specified when the successPolicy is "
+                                              "specified"))
+    if len(rules) > MAX_SUCCESS_RULES:
+        errs.append(FieldError("FieldValueTooMany", f"{path}.rules", f"must have at most {MAX_SUCCESS_RULES} items",
+                               len(rules), True))
+    completions = _int(spec.get("completions"))
+    for i, rule in enumerate(rules):
+        errs += _validate_success_rule(as_dict(rule), completions, f"{path}.rules[{i}]")
+    return errs
+
+
+def _validate_success_rule(rule: dict[str, Any], completions: int | None, path: str) -> list[FieldError]:
+    indexes, count = rule.get("succeededIndexes"), rule.get("succeededCount")
+    errs: list[FieldError] = []
+    if indexes is None and count is None:
+        errs.append(required(path, "at least one of succeededCount or succeededIndexes must be specified"))
+    total = 0
+    if isinstance(indexes, str):
+        if len(indexes) > MAX_SUCCEEDED_INDEXES:
+            errs.append(too_long(f"{path}.succeededIndexes", MAX_SUCCEEDED_INDEXES))
+        if completions is not None:
+            total, why = index_format_error(indexes, completions)
+            if why is not None:
+                errs.append(invalid_value(f"{path}.succeededIndexes", indexes,
+                                          f"error parsing succeededIndexes: {why}"))
+    count = _int(count)
+    if count is not None:
+        errs += _nonnegative(rule, "succeededCount", path)
+        if completions is not None and count > completions:
+            errs.append(invalid_value(f"{path}.succeededCount", count, f"must be less than or equal to {completions} "
+                                                                       "(the number of specified completions)"))
+        if indexes is not None and count > total:
+            errs.append(invalid_value(f"{path}.succeededCount", count, f"must be less than or equal to {total} (the "
+                                                                       "number of indexes in the specified "
+                                                                       "succeededIndexes field)"))
     return errs
 
 
 def validate_job_spec(spec: dict[str, Any], path: str) -> list[FieldError]:
-    """validateJobSpec: the counts, the completion mode, the pod template and its restart policy."""
+    """validateJobSpec: the counts, managedBy, the completion mode and its per-index fields, the pod failure and
+    success policies, the pod template and its restart policy."""
     errs: list[FieldError] = []
     for key in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished",
                 "backoffLimitPerIndex", "maxFailedIndexes"):
         errs += _nonnegative(spec, key, path)
+    if spec.get("maxFailedIndexes") is not None and spec.get("backoffLimitPerIndex") is None:
+        errs.append(required(f"{path}.backoffLimitPerIndex", "when maxFailedIndexes is specified"))
+    errs += validate_managed_by(spec.get("managedBy"), f"{path}.managedBy")
     errs += _validate_indexed(spec, path)
     template = as_dict(spec.get("template"))
     errs += validate_labels(as_dict(template.get("metadata")).get("labels"), f"{path}.template.metadata.labels")
@@ -203,6 +292,7 @@ def validate_job_spec(spec: dict[str, Any], path: str) -> list[FieldError]:
     if restart not in ("OnFailure", "Never"):
         errs.append(not_supported(f"{path}.template.spec.restartPolicy", restart, ["OnFailure", "Never"]))
     errs += _validate_pod_failure_policy(spec, path)
+    errs += _validate_success_policy(spec, path)
     return errs
 
 
@@ -260,7 +350,8 @@ def validate_job(job: dict[str, Any]) -> list[FieldError]:
 def _immutable(new: dict[str, Any], old: dict[str, Any], key: str, shown: Any = None) -> list[FieldError]:
     if new.get(key) == old.get(key):
         return []
-    return [invalid_value(f"spec.{key}", new.get(key) if shown is None else shown, "field is immutable")]
+    value = new.get(key)
+    return [invalid_value(f"spec.{key}", value if shown is None or value is None else shown, "field is immutable")]
 
 
 def validate_job_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
@@ -271,6 +362,9 @@ def validate_job_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldE
     errs += _immutable(spec, old_spec, "podFailurePolicy", GoValue("batch.PodFailurePolicy{...}"))
     errs += _immutable(spec, old_spec, "selector", GoValue(format_selector(as_dict(spec.get("selector")))))
     errs += _immutable(spec, old_spec, "template", GoValue("core.PodTemplateSpec{...}"))
+    errs += _immutable(spec, old_spec, "backoffLimitPerIndex")
+    errs += _immutable(spec, old_spec, "managedBy")
+    errs += _immutable(spec, old_spec, "successPolicy", GoValue("batch.SuccessPolicy{...}"))
     return errs
 
 
@@ -279,6 +373,156 @@ def _status_counts(status: dict[str, Any]) -> list[FieldError]:
     for key in ("active", "succeeded", "failed", "ready", "terminating"):
         errs += _nonnegative(status, key, "status")
     return errs
+
+
+def _true(status: dict[str, Any], kind: str) -> bool:
+    return any(as_dict(c).get("type") == kind and as_dict(c).get("status") == "True"
+               for c in _l(status.get("conditions")))
+
+
+def _conditions_error(detail: str) -> FieldError:
+    return FieldError("FieldValueInvalid", "status.conditions", detail)  # the value is omitted, as Go's OmitValueType
+
+
+def _uncounted_errors(status: dict[str, Any]) -> list[FieldError]:
+    """uncountedTerminatedPods: no empty UID, none listed twice (across succeeded and failed)."""
+    uncounted = as_dict(status.get("uncountedTerminatedPods"))
+    seen: set[str] = set()
+    errs: list[FieldError] = []
+    for key in ("succeeded", "failed"):
+        for i, uid in enumerate(_l(uncounted.get(key))):
+            path = f"status.uncountedTerminatedPods.{key}[{i}]"
+            if uid == "":
+                errs.append(invalid_value(path, uid, "must not be empty"))
+            elif str(uid) in seen:
+                errs.append(duplicate(path, uid))
+            else:
+                seen.add(str(uid))
+    return errs
+
+
+def _index_errors(job: dict[str, Any], old_status: dict[str, Any]) -> list[FieldError]:
+    """completedIndexes and failedIndexes, checked when they change (as kube-apiserver does since the Job status
+    may be written by another controller, spec.managedBy)."""
+    spec, status = as_dict(job.get("spec")), as_dict(job.get("status"))
+    completions = _int(spec.get("completions"))
+    completed, failed = str(status.get("completedIndexes") or ""), status.get("failedIndexes")
+    completed_changed = completed != str(old_status.get("completedIndexes") or "")
+    failed_changed = failed != old_status.get("failedIndexes")
+    errs: list[FieldError] = []
+    if completed_changed and completions is not None:
+        why = index_format_error(completed, completions)[1]
+        if why is not None:
+            errs.append(invalid_value("status.completedIndexes", completed, f"error parsing completedIndexes: {why}"))
+    if failed_changed and completions is not None and spec.get("backoffLimitPerIndex") is not None \
+            and isinstance(failed, str):
+        why = index_format_error(failed, completions)[1]
+        if why is not None:
+            errs.append(invalid_value("status.failedIndexes", failed, f"error parsing failedIndexes: {why}"))
+    if completed_changed and completed and spec.get("completionMode") != "Indexed":
+        errs.append(invalid_value("status.completedIndexes", completed,
+                                  "cannot set non-empty completedIndexes when non-indexed completion mode"))
+    if failed_changed and spec.get("backoffLimitPerIndex") is None and failed is not None:
+        errs.append(invalid_value("status.failedIndexes", failed,
+                                  "cannot set non-null failedIndexes when backoffLimitPerIndex is null"))
+    if (failed_changed or completed_changed) and completions is not None and isinstance(failed, str):
+        why_overlap = overlap_error(completed, failed, completions)
+        if why_overlap is not None:
+            errs.append(invalid_value("status.failedIndexes", failed, why_overlap))
+    return errs
+
+
+def _finished_errors(job: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+    """The rules on a finished Job's status, each checked when what it is about changes."""
+    status, old_status = as_dict(job.get("status")), as_dict(old.get("status"))
+    finished = _true(status, "Complete") or _true(status, "Failed")
+    finished_changed = finished != (_true(old_status, "Complete") or _true(old_status, "Failed"))
+    complete, complete_changed = _true(status, "Complete"), _true(status, "Complete") != _true(old_status, "Complete")
+    failed_changed = _true(status, "Failed") != _true(old_status, "Failed")
+    target_changed = _true(status, "FailureTarget") != _true(old_status, "FailureTarget")
+    start, done = status.get("startTime"), status.get("completionTime")
+    start_changed, done_changed = start != old_status.get("startTime"), done != old_status.get("completionTime")
+    uncounted = as_dict(status.get("uncountedTerminatedPods"))
+    errs: list[FieldError] = []
+    if finished and (finished_changed or status.get("active") != old_status.get("active")) and \
+            (_int(status.get("active")) or 0) > 0:
+        errs.append(invalid_value("status.active", status.get("active"), "active>0 is invalid for finished job"))
+    if finished and (finished_changed or start_changed) and start is None:
+        errs.append(required("status.startTime", "startTime is required for finished job"))
+    if finished and (finished_changed or uncounted != as_dict(old_status.get("uncountedTerminatedPods"))) and \
+            (_l(uncounted.get("succeeded")) or _l(uncounted.get("failed"))):
+        errs.append(invalid_value("status.uncountedTerminatedPods", GoValue("batch.UncountedTerminatedPods{...}"),
+                                  "uncountedTerminatedPods needs to be empty for finished job"))
+    if start_changed and old_status.get("startTime") is not None and \
+            not as_dict(job.get("spec")).get("suspend"):
+        errs.append(required("status.startTime", "startTime cannot be removed for unsuspended job"))
+    if (start_changed or done_changed) and start and done and _before(done, start):
+        errs.append(invalid_value("status.completionTime", done, "completionTime cannot be set before startTime"))
+    if done is not None and old_status.get("completionTime") is not None and done_changed:
+        errs.append(invalid_value("status.completionTime", done, "completionTime cannot be mutated"))
+    if (complete_changed or done_changed) and done is not None and not complete:
+        errs.append(invalid_value("status.completionTime", done,
+                                  "cannot set completionTime when there is no Complete=True condition"))
+    if (complete_changed or done_changed) and done is None and complete:
+        errs.append(required("status.completionTime", "completionTime is required for Complete jobs"))
+    if (complete_changed or failed_changed) and complete and _true(status, "Failed"):
+        errs.append(_conditions_error("cannot set Complete=True and Failed=true conditions"))
+    if (complete_changed or target_changed) and complete and _true(status, "FailureTarget"):
+        errs.append(_conditions_error("cannot set Complete=True and FailureTarget=true conditions"))
+    return errs
+
+
+def _before(a: Any, b: Any) -> bool:
+    first, second = parse_time(a), parse_time(b)
+    return first is not None and second is not None and first < second
+
+
+def _success_criteria_errors(job: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+    status, old_status = as_dict(job.get("status")), as_dict(old.get("status"))
+    met, complete = _true(status, "SuccessCriteriaMet"), _true(status, "Complete")
+    errs: list[FieldError] = []
+    if met and _true(status, "Failed"):
+        errs.append(_conditions_error("cannot set SuccessCriteriaMet=True and Failed=true conditions"))
+    if met and _true(status, "FailureTarget"):
+        errs.append(_conditions_error("cannot set SuccessCriteriaMet=True and FailureTarget=true conditions"))
+    if as_dict(job.get("spec")).get("successPolicy") is not None and not met and complete:
+        errs.append(_conditions_error("cannot set Complete=True for Job with SuccessPolicy unless "
+                                      "SuccessCriteriaMet=True"))
+    if _true(old_status, "SuccessCriteriaMet") and not met:
+        errs.append(_conditions_error("cannot disable the SuccessCriteriaMet=True condition"))
+    if _true(old_status, "Complete") and not _true(old_status, "SuccessCriteriaMet") and met:
+        errs.append(_conditions_error("cannot set SuccessCriteriaMet=True for Job already has Complete=true "
+                                      "conditions"))
+    return errs
+
+
+def _transition_errors(job: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+    """Counters that only grow and terminal conditions that stay."""
+    spec, status, old_status = as_dict(job.get("spec")), as_dict(job.get("status")), as_dict(old.get("status"))
+    errs: list[FieldError] = []
+    for kind in ("Failed", "Complete", "FailureTarget"):
+        if _true(old_status, kind) and not _true(status, kind):
+            errs.append(_conditions_error(f"cannot disable the terminal {kind}=True condition"))
+    failed = _int(status.get("failed")) or 0
+    if failed < (_int(old_status.get("failed")) or 0):
+        errs.append(invalid_value("status.failed", failed, "cannot decrease the failed counter"))
+    # An Indexed Job with completions == parallelism may be scaled down, and lose successes with it.
+    scalable = spec.get("completionMode") == "Indexed" and spec.get("completions") == spec.get("parallelism")
+    if not scalable and (_int(status.get("succeeded")) or 0) < (_int(old_status.get("succeeded")) or 0):
+        errs.append(invalid_value("status.succeeded", _int(status.get("succeeded")) or 0,
+                                  "cannot decrease the succeeded counter"))
+    return errs
+
+
+def validate_job_status_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+    """ValidateJobStatusUpdate with the options kube-apiserver 1.32 sets (JobManagedBy on): the counts, the
+    uncounted UIDs, the index strings, the finished-Job rules and the allowed transitions."""
+    status = as_dict(new.get("status"))
+    errs = _status_counts(status) + _uncounted_errors(status)
+    errs += _finished_errors(new, old)
+    errs += _index_errors(new, as_dict(old.get("status")))
+    errs += _success_criteria_errors(new, old)
+    return errs + _transition_errors(new, old)
 
 
 def every_interval(text: str) -> float | None:
@@ -511,8 +755,8 @@ class JobStrategy(Strategy):
         return validate_job(obj)
 
     def validate_update(self, new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
-        if new.get("spec") == old.get("spec"):
-            return _status_counts(as_dict(new.get("status")))  # a status write: the spec was validated before
+        if new.get("spec") == old.get("spec"):  # a status write: the spec was validated before
+            return validate_job_status_update(new, old) if new.get("status") != old.get("status") else []
         return validate_job_update(new, old) + _status_counts(as_dict(new.get("status")))
 
     def table_columns(self) -> list[dict[str, Any]]:
