@@ -30,6 +30,7 @@ from kubesat.api.websocket import ClientCertWebSocketProtocol
 from kubesat.auth.authn import RequestAuthenticator
 from kubesat.auth.authz import DenyAll
 from kubesat.controllers.namespace import NamespaceController
+from kubesat.registry.service import KUBERNETES_SERVICE_IP
 from kubesat.listener import ListenError, listen_sockets
 from kubesat.localnode import LocalNode
 from kubesat.pki import ClusterPKI, write_private
@@ -252,7 +253,9 @@ def serve(opts: ServeOptions, on_ready: Callable[[str], None] | None = None) -> 
     sockets: list[socket.socket] = []
     try:
         sockets = _listen(opts)
-        pki.ensure(opts.url, opts.extra_sans, opts.tokens.signing_alg)
+        # The kubernetes Service's ClusterIP, as kube-apiserver's certificate names it: in-cluster clients (the
+        # official ones' in-cluster config) dial https://KUBERNETES_SERVICE_HOST, the relay on a pod network.
+        pki.ensure(opts.url, (*opts.extra_sans, KUBERNETES_SERVICE_IP), opts.tokens.signing_alg)
         try:
             app = build(opts, pki)
         except ValueError as e:  # a key file that cannot be used, named in the message

@@ -37,7 +37,8 @@ def test_serving_certificate_names(server: Server) -> None:
     names = set(san.get_values_for_type(x509.DNSName))
     assert {"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local"} <= names
-    assert "127.0.0.1" in {str(i) for i in san.get_values_for_type(x509.IPAddress)}
+    # 10.96.0.1: the kubernetes Service's ClusterIP, where in-cluster clients on a pod network dial the API.
+    assert {"127.0.0.1", "10.96.0.1"} <= {str(i) for i in san.get_values_for_type(x509.IPAddress)}
 
 
 def test_private_keys_are_0600(server: Server) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import ipaddress
 import logging
 import signal
 import time
@@ -136,7 +137,7 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
                         "offset %+g s",
                         opts.clock_rate, opts.clock_offset)
         network = await _start_pod_network(opts, plan, heartbeat, runtime)
-        relay = await _start_relay(creds.server, opts.service_relay_port, network.gateway if network else None) \
+        relay = await _start_relay(api, creds.server, opts.service_relay_port, network) \
             if runtime.name == "process" else None
         # Other Services are proxied only where pods run processes that could call them.
         services = ServiceProxy(api, facts.address, network=network) if runtime.name == "process" else None
@@ -254,17 +255,42 @@ async def _make_bridge(opts: AgentOptions, heartbeat: NodeHeartbeat) -> PodNetwo
     return network
 
 
-async def _start_relay(server: str, port: int, host: str | None = None) -> Relay:
-    """The kubernetes Service's relay (127.0.0.1:443, or a free port with one warning line) to the API server;
-    on `host` (the bridge's gateway, where bridged pods reach it) when given."""
+async def _start_relay(api: ApiClient, server: str, port: int, network: PodNetwork | None) -> Relay:
+    """The kubernetes Service's relay to the API server: on 127.0.0.1:443 (or a free port, with one warning
+    line); with the bridge pod network, on the Service's ClusterIP on the bridge, where bridged pods reach it as
+    they would in a cluster (the server's certificate names that address)."""
     url = urlsplit(server)
-    relay = Relay(url.hostname or "127.0.0.1", url.port or 443, host=host or "127.0.0.1", port=port)
-    try:
-        await relay.start()
-    except OSError as e:
-        raise AgentError(f"cannot relay the kubernetes Service on {relay.host}:{relay.wanted_port}: {e}") from None
+    upstream = (url.hostname or "127.0.0.1", url.port or 443)
+    if network is None:
+        relay = Relay(*upstream, host="127.0.0.1", port=port)
+        try:
+            await relay.start()
+        except OSError as e:
+            raise AgentError(f"cannot relay the kubernetes Service on {relay.host}:{relay.wanted_port}: {e}") \
+                from None
+    else:
+        relay = Relay(*upstream, host=await _kubernetes_cluster_ip(api, network.gateway), port=port)
+        try:
+            await relay.start(await asyncio.to_thread(network.listen_socket, relay.host, port))
+        except OSError as e:
+            raise AgentError(f"cannot relay the kubernetes Service on {relay.host}:{port} on the bridge: {e}") \
+                from None
     log.info("kubernetes Service relayed on %s:%d to %s", relay.host, relay.port, server)
     return relay
+
+
+async def _kubernetes_cluster_ip(api: ApiClient, fallback: str) -> str:
+    """The `kubernetes` Service's ClusterIP (the node's credentials may read Services), or `fallback` with one
+    line when it cannot be read."""
+    try:
+        svc = await api.get("/api/v1/namespaces/default/services/kubernetes")
+        ip = str((svc.get("spec") or {}).get("clusterIP") or "")
+        ipaddress.IPv4Address(ip)
+        return ip
+    except (ApiError, httpx.HTTPError, ValueError) as e:
+        log.warning("cannot read the kubernetes Service's ClusterIP (%s): pods reach the API server at %s",
+                    e, fallback)
+        return fallback
 
 
 async def _close_runtime(runtime: Runtime) -> None:

@@ -2,9 +2,10 @@
 need, so that `https://kubernetes.default.svc` (port 443) and `KUBERNETES_SERVICE_HOST:PORT` reach the API
 server from a pod.
 
-It listens on a loopback address (127.0.0.1:443 by default) and copies bytes both ways to the API server the
-agent itself talks to; TLS passes through untouched, so a pod sees the server's own certificate, which
-names `kubernetes.default.svc` and 127.0.0.1 and verifies with the pod's mounted `ca.crt`. Where port 443
+It listens on a loopback address (127.0.0.1:443 by default; with the bridge pod network, on the Service's own
+ClusterIP on the bridge) and copies bytes both ways to the API server the agent itself talks to; TLS passes
+through untouched, so a pod sees the server's own certificate, which names `kubernetes.default.svc`, 127.0.0.1
+and the Service's ClusterIP, and verifies with the pod's mounted `ca.crt`. Where port 443
 cannot be bound (taken, or no privilege), it listens on a free port instead and says so in one line; the
 pods' environment then carries that port.
 """
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import socket
 
 log = logging.getLogger("kubesat.agent.relay")
 
@@ -40,7 +42,13 @@ class Relay:
         """Where pods reach the API: this relay's host and (bound) port."""
         return self.host, self.port
 
-    async def start(self) -> None:
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on host:port (a free port, with one line, when that one is taken), or on `sock`, already
+        bound and listening (the bridge pod network's socket at the Service's ClusterIP)."""
+        if sock is not None:
+            self._server = await asyncio.start_server(self._serve, sock=sock)
+            self.port = sock.getsockname()[1]
+            return
         try:
             self._server = await asyncio.start_server(self._serve, self.host, self.wanted_port)
         except OSError as e:
