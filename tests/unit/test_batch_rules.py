@@ -209,3 +209,163 @@ def test_cronjob_table_cells() -> None:
     assert CRONJOBS.table_cells(cj, now)[:7] == ["nightly", "*/5 * * * *", "Etc/UTC", "False", 0, "<none>", "10m"]
     cj["status"] = {"active": [{"name": "nightly-1"}], "lastScheduleTime": "2026-01-01T00:05:00Z"}
     assert CRONJOBS.table_cells(cj, now)[4:6] == [1, "5m"]
+
+
+# ------------------------------------------------------------------ backoffLimitPerIndex, successPolicy, managedBy
+def _indexed(**spec: Any) -> dict[str, Any]:
+    return _job(completionMode="Indexed", completions=spec.pop("completions", 4), **spec)
+
+
+def test_backoff_limit_per_index_and_max_failed_indexes_validated() -> None:
+    assert _errors(JOBS, _indexed(backoffLimitPerIndex=1, maxFailedIndexes=2)) == []
+    assert _errors(JOBS, _job(backoffLimitPerIndex=1, maxFailedIndexes=1)) == [
+        "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode",
+        "spec.maxFailedIndexes: Invalid value: 1: requires indexed completion mode"]
+    assert _errors(JOBS, _indexed(maxFailedIndexes=1)) == [
+        "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified"]
+    assert _errors(JOBS, _indexed(backoffLimitPerIndex=-1)) == [
+        "spec.backoffLimitPerIndex: Invalid value: -1: must be greater than or equal to 0"]
+    assert _errors(JOBS, _indexed(backoffLimitPerIndex=1, maxFailedIndexes=5)) == [
+        "spec.maxFailedIndexes: Invalid value: 5: must be less than or equal to completions"]
+    assert _errors(JOBS, _indexed(completions=4, parallelism=100_001)) == [
+        "spec.parallelism: Invalid value: 100001: must be less than or equal to 100000 when completion mode is "
+        "Indexed"]
+
+
+def test_fail_index_rule_needs_backoff_limit_per_index() -> None:
+    policy = {"rules": [{"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [42]}}]}
+    assert _errors(JOBS, _indexed(podFailurePolicy=policy)) == [
+        'spec.podFailurePolicy.rules[0].action: Invalid value: "FailIndex": requires the backoffLimitPerIndex to be '
+        'set']
+    assert _errors(JOBS, _indexed(podFailurePolicy=policy, backoffLimitPerIndex=2)) == []
+    # A FailJob rule goes with a per-index limit too.
+    fail_job = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [3]}}]}
+    assert _errors(JOBS, _indexed(podFailurePolicy=fail_job, backoffLimitPerIndex=2)) == []
+
+
+def test_success_policy_validated() -> None:
+    assert _errors(JOBS, _indexed(successPolicy={"rules": [{"succeededIndexes": "0,2-3", "succeededCount": 2}]})) == []
+    assert _errors(JOBS, _job(successPolicy={"rules": [{"succeededCount": 1}]})) == [
+        "spec.successPolicy: Invalid value: batch.SuccessPolicy{...}: requires indexed completion mode"]
+    assert _errors(JOBS, _indexed(successPolicy={"rules": []})) == [
+        "spec.successPolicy.rules: Required value: at least one rules must be specified when the successPolicy is "
+        "specified"]
+    assert _errors(JOBS, _indexed(successPolicy={"rules": [{}]})) == [
+        "spec.successPolicy.rules[0]: Required value: at least one of succeededCount or succeededIndexes must be "
+        "specified"]
+    bad = {"rules": [{"succeededIndexes": "2-1"}, {"succeededIndexes": "0,9"}, {"succeededIndexes": "x"},
+                     {"succeededIndexes": "1-2-3"}, {"succeededIndexes": "2,1"}]}
+    assert _errors(JOBS, _indexed(successPolicy=bad)) == [
+        'spec.successPolicy.rules[0].succeededIndexes: Invalid value: "2-1": error parsing succeededIndexes: '
+        'non-increasing order, previous: 2, current: 1',
+        'spec.successPolicy.rules[1].succeededIndexes: Invalid value: "0,9": error parsing succeededIndexes: '
+        'too large index: "9"',
+        'spec.successPolicy.rules[2].succeededIndexes: Invalid value: "x": error parsing succeededIndexes: '
+        'cannot convert string to integer for index: "x"',
+        'spec.successPolicy.rules[3].succeededIndexes: Invalid value: "1-2-3": error parsing succeededIndexes: '
+        'the fragment "1-2-3" violates the requirement that an index interval can have at most two parts '
+        "separated by '-'",
+        'spec.successPolicy.rules[4].succeededIndexes: Invalid value: "2,1": error parsing succeededIndexes: '
+        'non-increasing order, previous: 2, current: 1']
+    counts = {"rules": [{"succeededCount": 5}, {"succeededIndexes": "0-1", "succeededCount": 3},
+                        {"succeededCount": -1}]}
+    assert _errors(JOBS, _indexed(successPolicy=counts)) == [
+        "spec.successPolicy.rules[0].succeededCount: Invalid value: 5: must be less than or equal to 4 (the number "
+        "of specified completions)",
+        "spec.successPolicy.rules[1].succeededCount: Invalid value: 3: must be less than or equal to 2 (the number "
+        "of indexes in the specified succeededIndexes field)",
+        "spec.successPolicy.rules[2].succeededCount: Invalid value: -1: must be greater than or equal to 0"]
+    many = {"rules": [{"succeededCount": 1}] * 21}
+    assert _errors(JOBS, _indexed(successPolicy=many)) == [
+        "spec.successPolicy.rules: Too many: 21: must have at most 20 items"]
+    long_indexes = {"rules": [{"succeededIndexes": "0," * 40_000 + "1"}]}
+    assert "spec.successPolicy.rules[0].succeededIndexes: Too long: may not be more than 65536 bytes" in \
+        _errors(JOBS, _indexed(successPolicy=long_indexes))
+
+
+def test_managed_by_validated() -> None:
+    assert _errors(JOBS, _job(managedBy="kubernetes.io/job-controller")) == []
+    assert _errors(JOBS, _job(managedBy="example.com/custom-controller")) == []
+    assert _errors(JOBS, _job(managedBy="custom")) == [
+        'spec.managedBy: Invalid value: "custom": must be a domain-prefixed path (such as "acme.io/foo")']
+    assert _errors(JOBS, _job(managedBy="Example_com/x")) == [
+        'spec.managedBy: Invalid value: "Example_com": a lowercase RFC 1123 subdomain must consist of lower case '
+        "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. "
+        "'example.com', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"]
+    assert _errors(JOBS, _job(managedBy="example.com/a b")) == [
+        'spec.managedBy: Invalid value: "a b": Invalid path (regex used for validation is '
+        "'[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+')"]
+    assert _errors(JOBS, _job(managedBy="example.com/" + "x" * 60)) == [
+        "spec.managedBy: Too long: may not be more than 63 bytes"]
+    assert _errors(JOBS, _job(managedBy="")) == ["spec.managedBy: Required value"]
+
+
+def test_new_fields_are_immutable_but_max_failed_indexes() -> None:
+    old = _indexed(backoffLimitPerIndex=1, maxFailedIndexes=1, managedBy="example.com/x",
+                   successPolicy={"rules": [{"succeededCount": 1}]})
+    for key, value, shown in (("backoffLimitPerIndex", 2, "2"), ("managedBy", "example.com/y", '"example.com/y"'),
+                              ("successPolicy", {"rules": [{"succeededCount": 2}]}, "batch.SuccessPolicy{...}")):
+        new = copy.deepcopy(old)
+        new["spec"][key] = value
+        JOBS.prepare_for_update(new, old)
+        assert [e.text() for e in JOBS.validate_update(new, old)] == [
+            f"spec.{key}: Invalid value: {shown}: field is immutable"]
+    unset = copy.deepcopy(old)
+    del unset["spec"]["managedBy"]
+    JOBS.prepare_for_update(unset, old)
+    assert [e.text() for e in JOBS.validate_update(unset, old)] == [
+        "spec.managedBy: Invalid value: null: field is immutable"]
+    scaled = copy.deepcopy(old)
+    scaled["spec"]["maxFailedIndexes"] = 3
+    JOBS.prepare_for_update(scaled, old)
+    assert JOBS.validate_update(scaled, old) == []
+
+
+def _status_errors(old: dict[str, Any], **status: Any) -> list[str]:
+    new = copy.deepcopy(old)
+    new["status"] = {**old.get("status", {}), **status}
+    return [e.text() for e in JOBS.validate_update(new, old)]
+
+
+def _cond(kind: str) -> dict[str, Any]:
+    return {"type": kind, "status": "True"}
+
+
+def test_status_writes_checked_as_kube_apiserver_1_32_does() -> None:
+    old = _indexed(backoffLimitPerIndex=1)
+    old["status"] = {"startTime": "2026-01-01T00:00:00Z", "succeeded": 2, "failed": 1, "completedIndexes": "0,1"}
+    assert _status_errors(old, failed=0) == ["status.failed: Invalid value: 0: cannot decrease the failed counter"]
+    assert _status_errors(old, succeeded=1, completedIndexes="0") == [
+        "status.succeeded: Invalid value: 1: cannot decrease the succeeded counter"]
+    assert _status_errors(old, completedIndexes="0,7") == [
+        'status.completedIndexes: Invalid value: "0,7": error parsing completedIndexes: too large index: "7"']
+    assert _status_errors(old, failedIndexes="1") == [
+        'status.failedIndexes: Invalid value: "1": failedIndexes and completedIndexes overlap at index: 1']
+    assert _status_errors(old, uncountedTerminatedPods={"succeeded": ["a", ""], "failed": ["a"]}) == [
+        'status.uncountedTerminatedPods.succeeded[1]: Invalid value: "": must not be empty',
+        'status.uncountedTerminatedPods.failed[0]: Duplicate value: "a"']
+    assert _status_errors(old, conditions=[_cond("Complete")]) == [
+        "status.completionTime: Required value: completionTime is required for Complete jobs"]
+    assert _status_errors(old, completionTime="2026-01-01T00:00:05Z") == [
+        'status.completionTime: Invalid value: "2026-01-01T00:00:05Z": cannot set completionTime when there is no '
+        "Complete=True condition"]
+    assert _status_errors(old, conditions=[_cond("Failed")], active=1) == [
+        "status.active: Invalid value: 1: active>0 is invalid for finished job"]
+    assert _status_errors(old, conditions=[_cond("SuccessCriteriaMet"), _cond("FailureTarget")]) == [
+        "status.conditions: Invalid value: cannot set SuccessCriteriaMet=True and FailureTarget=true conditions"]
+    done = copy.deepcopy(old)
+    done["status"]["conditions"] = [_cond("FailureTarget"), _cond("Failed")]
+    assert _status_errors(done, conditions=[]) == [
+        "status.conditions: Invalid value: cannot disable the terminal Failed=True condition",
+        "status.conditions: Invalid value: cannot disable the terminal FailureTarget=True condition"]
+    plain = _job()
+    plain["status"] = {"startTime": "2026-01-01T00:00:00Z"}
+    assert _status_errors(plain, completedIndexes="0") == [
+        'status.completedIndexes: Invalid value: "0": cannot set non-empty completedIndexes when non-indexed '
+        "completion mode"]
+    assert _status_errors(plain, failedIndexes="") == [
+        'status.failedIndexes: Invalid value: "": cannot set non-null failedIndexes when backoffLimitPerIndex is '
+        "null"]
+    # What the job controller writes passes.
+    assert _status_errors(old, active=1, ready=0, failedIndexes="2", failed=2) == []

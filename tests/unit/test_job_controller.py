@@ -5,6 +5,7 @@ in-memory store (pods created with the ServiceAccount plugin applied, status wri
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -387,8 +388,18 @@ def test_a_manual_selector_adopts_matching_orphans() -> None:
             await eventually(adopted)
             pod = await env.registry.get(PODS, "ns", "early")
             assert pod["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+            # Adopted with the tracking finalizer, in the same write: its end is counted as the Job's own pods' is.
+            assert pod["metadata"]["finalizers"] == [jc.TRACKING_FINALIZER]
             await asyncio.sleep(0.2)
             assert [p["metadata"]["name"] for p in (await env.registry.list(PODS, "ns")).items] == ["early"]
+            await env.set_phase("early", "Succeeded")
+
+            async def counted() -> bool:
+                current = await env.registry.get(PODS, "ns", "early")
+                status = (await env.registry.get(JOBS, "ns", "manual")).get("status", {})
+                return "finalizers" not in current["metadata"] and status.get("succeeded") == 1 and \
+                    any(c["type"] == "Complete" for c in status.get("conditions", []))
+            await eventually(counted)
         finally:
             await env.controller.stop()
 
@@ -431,6 +442,145 @@ def test_the_controller_takes_the_finalizer_off_counted_orphaned_and_abandoned_p
                 return all("finalizers" not in p["metadata"] for p in await pods()
                            if p["metadata"]["name"] in (orphan["metadata"]["name"], left["metadata"]["name"]))
             await eventually(released)
+        finally:
+            await env.controller.stop()
+
+    asyncio.run(t())
+
+
+# =============================================================================== backoffLimitPerIndex
+def counted_pod(name: str, index: int, failures: int, phase: str = "Failed", exit_code: int | None = 1,
+                finished: float | None = None) -> dict[str, Any]:
+    """A pod of an index that had `failures` failures before it (the annotation the controller sets)."""
+    p = pod(name, phase, index=index, exit_code=exit_code if phase == "Failed" else None, finished=finished)
+    p["metadata"]["annotations"][jc.INDEX_FAILURE_COUNT] = str(failures)
+    return p
+
+
+def per_index_job(**spec: Any) -> dict[str, Any]:
+    return job(**{"completionMode": "Indexed", "completions": 3, "parallelism": 3, "backoffLimitPerIndex": 1, **spec})
+
+
+def test_a_failed_index_is_retried_after_its_own_back_off_with_its_failure_count() -> None:
+    pods = [counted_pod("a", 0, 0, finished=NOW), counted_pod("b", 1, 0, "Running"), counted_pod("c", 2, 0, "Running")]
+    plan = jc.plan_job(per_index_job(), pods, NOW + 1)
+    # The failed pod keeps its finalizer (not counted yet) until its replacement exists; the index waits 10 s.
+    assert plan.create == [] and 8.5 < (plan.requeue_after or 0) <= 9.0
+    assert plan.untrack == [] and "failed" not in plan.status and plan.status["failedIndexes"] == ""
+    assert not any(c[0] == "FailureTarget" for c in conditions(plan))
+    later = jc.plan_job(per_index_job(), pods, NOW + 10.5)
+    assert later.create == [0] and later.annotations == {0: {jc.INDEX_FAILURE_COUNT: "1"}}
+    made = jc.pod_from_template(per_index_job(), 0, later.annotations[0])
+    assert made["metadata"]["annotations"][jc.INDEX_FAILURE_COUNT] == "1"
+    # Once the replacement runs, the failed pod is counted and its finalizer goes.
+    replaced = jc.plan_job(per_index_job(), [*pods, counted_pod("d", 0, 1, "Running")], NOW + 11)
+    assert [p["metadata"]["name"] for p in replaced.untrack] == ["a"] and replaced.status["failed"] == 1
+    assert replaced.create == [] and replaced.status["failedIndexes"] == ""
+
+
+def test_an_index_past_its_limit_fails_and_the_job_fails_once_every_index_is_settled() -> None:
+    pods = [counted_pod("a", 0, 0, "Succeeded"), counted_pod("b", 1, 1), counted_pod("c", 2, 0, "Running")]
+    plan = jc.plan_job(per_index_job(), pods, NOW)
+    assert plan.status["failedIndexes"] == "1" and plan.status["failed"] == 1 and plan.create == []
+    assert plan.status["completedIndexes"] == "0" and not any(c[0] == "FailureTarget" for c in conditions(plan))
+    again = per_index_job()
+    again["status"] = plan.status
+    done = jc.plan_job(again, [pods[0], pods[1], counted_pod("c", 2, 0, "Succeeded")], NOW + 1)
+    assert ("FailureTarget", "True", "FailedIndexes") in conditions(done)
+    assert ("Failed", "True", "FailedIndexes") in conditions(done)
+    failed = next(c for c in done.status["conditions"] if c["type"] == "Failed")
+    assert failed["message"] == "Job has failed indexes"
+    assert ("Warning", "FailedIndexes", "Job has failed indexes") in done.events
+    assert done.status["completedIndexes"] == "0,2" and done.status["failedIndexes"] == "1"
+
+
+def test_more_failed_indexes_than_allowed_fail_the_job_at_once() -> None:
+    spec = per_index_job(maxFailedIndexes=0)
+    plan = jc.plan_job(spec, [counted_pod("a", 0, 1), counted_pod("b", 1, 0, "Running"),
+                              counted_pod("c", 2, 0, "Running")], NOW)
+    assert ("FailureTarget", "True", "MaxFailedIndexesExceeded") in conditions(plan)
+    target = next(c for c in plan.status["conditions"] if c["type"] == "FailureTarget")
+    assert target["message"] == "Job has exceeded the specified maximal number of failed indexes"
+    assert sorted(p["metadata"]["name"] for p in plan.delete) == ["b", "c"] and plan.create == []
+
+
+def test_a_fail_index_rule_ends_the_index_at_once_and_an_ignored_failure_is_counted_apart() -> None:
+    policy = {"rules": [{"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [42]}},
+                        {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [7]}}]}
+    spec = per_index_job(backoffLimitPerIndex=5, podFailurePolicy=policy)
+    plan = jc.plan_job(spec, [counted_pod("a", 0, 0, exit_code=42, finished=NOW - 60),
+                              counted_pod("b", 1, 0, exit_code=7, finished=NOW - 60)], NOW)
+    assert plan.status["failedIndexes"] == "0" and plan.status["failed"] == 1
+    # Index 1's failure was ignored: its next pod carries that apart from the counted failures.
+    assert plan.create == [1, 2]
+    assert plan.annotations[1] == {jc.INDEX_FAILURE_COUNT: "0", jc.INDEX_IGNORED_FAILURE_COUNT: "1"}
+    assert plan.annotations[2] == {jc.INDEX_FAILURE_COUNT: "0"}
+
+
+def test_the_index_failure_count_annotation_is_read_defensively() -> None:
+    for raw, want in (("3", 3), ("-1", 0), ("x", 0), ("99999999999", 0), ("٣", 0)):
+        p = pod("a", index=0)
+        p["metadata"]["annotations"][jc.INDEX_FAILURE_COUNT] = raw
+        assert jc.index_failure_counts(p) == (want, 0)
+
+
+# =============================================================================== successPolicy
+def test_a_met_success_policy_stops_the_rest_and_completes_the_job() -> None:
+    spec = job(completionMode="Indexed", completions=3, parallelism=3,
+               successPolicy={"rules": [{"succeededIndexes": "0"}]})
+    pods = [pod("a", "Succeeded", index=0), pod("b", index=1), pod("c", index=2)]
+    plan = jc.plan_job(spec, pods, NOW)
+    assert conditions(plan) == [("SuccessCriteriaMet", "True", "SuccessPolicy")]
+    assert plan.status["conditions"][0]["message"] == "Matched rules at index 0"
+    assert sorted(p["metadata"]["name"] for p in plan.delete) == ["b", "c"] and plan.untrack_deleted
+    later = copy.deepcopy(spec)
+    later["status"] = plan.status
+    done = jc.plan_job(later, [pods[0]], NOW + 1)
+    assert conditions(done) == [("SuccessCriteriaMet", "True", "SuccessPolicy"), ("Complete", "True", "SuccessPolicy")]
+    assert done.status["conditions"][1]["message"] == "Matched rules at index 0"
+    assert "failed" not in done.status and done.events == [("Normal", "Completed", "Job completed")]
+
+
+def test_success_policy_rules_match_in_order() -> None:
+    def matched(rules: list[dict[str, Any]], succeeded: set[int]) -> str | None:
+        spec = job(completionMode="Indexed", completions=6, successPolicy={"rules": rules})
+        return jc.success_policy_match(spec, succeeded)
+    assert matched([{"succeededCount": 2}], {4}) is None
+    assert matched([{"succeededCount": 2}], {1, 4}) == "Matched rules at index 0"
+    assert matched([{"succeededIndexes": "1-4", "succeededCount": 3}, {"succeededIndexes": "0,5"}], {0, 1, 3, 5}) == \
+        "Matched rules at index 1"
+    assert matched([{"succeededIndexes": "1-4", "succeededCount": 3}], {1, 3, 4}) == "Matched rules at index 0"
+    assert matched([{"succeededIndexes": "1-4"}], {1, 2, 3}) is None
+    assert matched([{"succeededCount": 1}], set()) is None
+
+
+def test_jobs_managed_by_another_controller_are_recognised() -> None:
+    assert jc.is_managed_elsewhere(job(managedBy="example.com/queue"))
+    assert not jc.is_managed_elsewhere(job(managedBy="kubernetes.io/job-controller"))
+    assert not jc.is_managed_elsewhere(job())
+
+
+def test_the_controller_leaves_a_job_managed_by_another_controller_alone() -> None:
+    async def t() -> None:
+        env = Env()
+        await env.setup()
+        await env.controller.start()
+        try:
+            template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
+            await env.registry.create(JOBS, "ns", {"metadata": {"name": "queued"}, "spec": {
+                "managedBy": "example.com/queue", "template": copy.deepcopy(template)}})
+            await env.registry.create(JOBS, "ns", {"metadata": {"name": "ours"}, "spec": {
+                "managedBy": "kubernetes.io/job-controller", "template": copy.deepcopy(template)}})
+
+            async def names() -> list[str]:
+                return [p["metadata"]["name"] for p in (await env.registry.list(PODS, "ns")).items]
+
+            async def ours_started() -> bool:
+                return any(n.startswith("ours-") for n in await names())
+            await eventually(ours_started)
+            await asyncio.sleep(0.3)
+            assert all(n.startswith("ours-") for n in await names())
+            assert (await env.registry.get(JOBS, "ns", "queued")).get("status") == {}
         finally:
             await env.controller.stop()
 
