@@ -206,6 +206,19 @@ def too_long(field: str, max_len: int) -> FieldError:
     return FieldError("FieldValueTooLong", field, f"may not be more than {max_len} bytes", None, False)
 
 
+def too_many(field: str, actual: int | None, max_items: int) -> FieldError:
+    """`Too many: 3: must have at most 2 items` (the count left out when unknown)."""
+    detail = f"must have at most {max_items} items" if max_items >= 0 else "has too many items"
+    if actual is None or actual < 0:
+        return FieldError("FieldValueTooMany", field, detail)
+    return FieldError("FieldValueTooMany", field, detail, actual, True)
+
+
+def type_invalid(field: str, value: Any, detail: str) -> FieldError:
+    """A value of the wrong JSON type: printed as `Invalid value`, with the cause reason FieldValueTypeInvalid."""
+    return FieldError("FieldValueTypeInvalid", field, detail, value, True)
+
+
 def invalid(kind: str, name: str, errors: list[FieldError], group: str = "") -> StatusError:
     """422 Invalid, worded like Kubernetes: `Kind.group "name" is invalid: [a, b]`."""
     qual_kind = f"{kind}.{group}" if group else kind

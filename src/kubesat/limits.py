@@ -22,6 +22,9 @@ MAX_DEPTH = 128
 # Work on a body or stored object larger than this (decoding, checks, patching, validation) is done off
 # the event loop, so that one large request never holds up the others.
 OFFLOAD_BYTES = 64 * 1024
+# Steps one walk of a custom resource schema may take (CRD checks, validating, pruning or defaulting one
+# object): a step is one schema node applied to one value; nested allOf/anyOf/oneOf can otherwise multiply.
+MAX_SCHEMA_STEPS = 2_000_000
 
 def too_large_body() -> errors.StatusError:
     return errors.too_large(f"Request entity too large: limit is {MAX_REQUEST_BYTES}")

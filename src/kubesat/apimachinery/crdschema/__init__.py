@@ -1,0 +1,1 @@
+"""Custom resource schemas: the CRD-time checks, validation, pruning and defaulting of OpenAPI v3 structural schemas."""

@@ -1,0 +1,117 @@
+"""Go's printing of decoded JSON values (`%v`, `%#v`, strconv's shortest `g`) for texts worded as Kubernetes'."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+
+class GoText:
+    """A bad value whose printed form is fixed text (a FieldError prints it unquoted)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"GoText({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GoText) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
+def go_float(f: float) -> str:
+    """strconv.FormatFloat(f, 'g', -1, 64), which is also Go's `%v` and `%#v` of a float64: the shortest digits,
+    in exponent form when the exponent is below -4 or at least 6 (`1e+06`, `1.5`, `1e-05`)."""
+    if f != f:
+        return "NaN"
+    if f in (math.inf, -math.inf):
+        return "+Inf" if f > 0 else "-Inf"
+    if f == 0:
+        return "-0" if math.copysign(1.0, f) < 0 else "0"
+    sign = "-" if f < 0 else ""
+    tup = Decimal(repr(abs(f))).normalize().as_tuple()
+    digits = "".join(str(d) for d in tup.digits)
+    exp = len(digits) + int(tup.exponent) - 1
+    if exp < -4 or exp >= 6:
+        head = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{head}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if exp >= len(digits) - 1:
+        return sign + digits + "0" * (exp - len(digits) + 1)
+    if exp >= 0:
+        return sign + digits[:exp + 1] + "." + digits[exp + 1:]
+    return sign + "0." + "0" * (-exp - 1) + digits
+
+
+def go_v(value: Any) -> str:
+    """Go's `%v` of a decoded JSON value (maps print with sorted keys)."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return go_float(value)
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{go_v(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(go_v(v) for v in value) + "]"
+    return str(value)
+
+
+def go_quote(s: str) -> str:
+    """Go's `%q` of a string (printable runes kept, the rest escaped)."""
+    out = ['"']
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif ord(ch) < 0x10000:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x80 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def go_sharp_v(value: Any, in_interface: bool = True) -> str:
+    """Go's `%#v` of a decoded JSON value held in an interface{} (`map[string]interface {}{"a":1}`)."""
+    if value is None:
+        return "interface {}(nil)" if in_interface else "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return go_quote(value)
+    if isinstance(value, float):
+        return go_float(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dict):
+        inner = ", ".join(f"{go_quote(k)}:{go_sharp_v(value[k])}" for k in sorted(value))
+        return "map[string]interface {}{" + inner + "}"
+    if isinstance(value, list):
+        return "[]interface {}{" + ", ".join(go_sharp_v(v) for v in value) + "}"
+    return str(value)
+
+
+def field_value(value: Any) -> Any:
+    """What to hand a FieldError so that it prints the value as field.Error does (`%v` scalars, `%#v` the rest)."""
+    if isinstance(value, float):
+        return GoText(go_float(value))
+    if isinstance(value, (dict, list)):
+        return GoText(go_sharp_v(value, in_interface=False))
+    return value

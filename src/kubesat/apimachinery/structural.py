@@ -1,0 +1,83 @@
+"""The public face of the structural-schema engine for custom resources (kubesat.apimachinery.crdschema).
+
+Pure functions on JSON values (dicts, lists, scalars): no I/O. Each walk is bounded by limits.MAX_DEPTH and
+limits.MAX_SCHEMA_STEPS; a schema or object beyond them gives one error instead of unbounded work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubesat import errors
+from kubesat.errors import FieldError
+from kubesat.apimachinery.crdschema import defaults as _defaults
+from kubesat.apimachinery.crdschema import prune as _prune
+from kubesat.apimachinery.crdschema.bounds import Budget, TooMuchWork
+from kubesat.apimachinery.crdschema.definition import schema_definition_errors
+from kubesat.apimachinery.crdschema.embedded import embedded_errors
+from kubesat.apimachinery.crdschema.lists import list_errors
+from kubesat.apimachinery.crdschema.validate import MetaValidator, schema_errors
+
+__all__ = ["MetaValidator", "TooMuchWork", "apply_defaults", "definition_errors", "drop_nulls", "prune",
+           "unknown_field_warnings", "strict_unknown_fields_message", "validate"]
+
+_TOO_MUCH = "the schema or object nests too deeply or is too large to check"
+
+
+def definition_errors(schema: dict[str, Any], path: str, *, status_enabled: bool = False) -> list[FieldError]:
+    """The errors kube-apiserver gives for one version's openAPIV3Schema (at field path `path`) on CRD create.
+
+    status_enabled: the version has the status subresource (the root then allows fewer keywords).
+    """
+    if not isinstance(schema, dict):
+        return [errors.required(path, "schemas are required")]
+    try:
+        return schema_definition_errors(schema, path, status_enabled, Budget())
+    except TooMuchWork:
+        return [errors.forbidden_field(path, _TOO_MUCH)]
+
+
+def validate(schema: dict[str, Any], obj: Any, path: str = "", *,
+             embedded_meta: MetaValidator | None = None) -> list[FieldError]:
+    """A custom resource's (or a part's) errors against its structural schema, in kube-apiserver's order: the
+    OpenAPI checks, then embedded resources (apiVersion, kind; their metadata through embedded_meta, if given),
+    then list-type set/map duplicates. The root's own metadata, apiVersion and kind are the caller's."""
+    budget = Budget()
+    try:
+        errs = schema_errors(schema, obj, path, budget)
+        errs.extend(embedded_errors(schema, obj, path, embedded_meta, budget))
+        errs.extend(list_errors(schema, obj, path, budget))
+        return errs
+    except TooMuchWork:
+        return [errors.forbidden_field(path or "<nil>", _TOO_MUCH)]
+
+
+def prune(schema: dict[str, Any], obj: Any) -> list[str]:
+    """Remove in place what the schema does not specify (obj is a resource root: apiVersion, kind and metadata
+    stay) and return the removed paths, sorted (`spec.foo`, `spec.items[0].bar`).
+
+    Raises TooMuchWork (the caller answers 400/422) for an object or schema beyond the bounds.
+    """
+    return _prune.prune_paths(schema, obj, Budget())
+
+
+def drop_nulls(schema: dict[str, Any], obj: Any) -> None:
+    """Remove in place null values whose schema is neither nullable nor defaulted (done after pruning, before
+    defaulting)."""
+    _prune.drop_nulls(obj, schema, Budget())
+
+
+def apply_defaults(schema: dict[str, Any], obj: Any) -> None:
+    """Default in place, top-down: absent properties, and nulls under non-nullable schemas, get their default."""
+    _defaults.default(obj, schema, Budget())
+
+
+def unknown_field_warnings(paths: list[str]) -> list[str]:
+    """The Warning headers of fieldValidation=Warn: `unknown field "spec.foo"`, one per pruned path."""
+    return [f'unknown field "{p}"' for p in paths]
+
+
+def strict_unknown_fields_message(kind: str, version: str, paths: list[str]) -> str:
+    """The 400 text of fieldValidation=Strict for pruned paths."""
+    fields = ", ".join(unknown_field_warnings(paths))
+    return f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding error: {fields}'
