@@ -277,6 +277,13 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                  short_names=("netpol",)),
     ResourceInfo("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", False,
                  short_names=("sc",)),
+    # Admission webhooks (registry/admissionregistration.py); auth/webhooks.py calls them.
+    ResourceInfo("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
+                 "validatingwebhookconfigurations", "validatingwebhookconfiguration", False,
+                 categories=("api-extensions",)),
+    ResourceInfo("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",
+                 "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", False,
+                 categories=("api-extensions",)),
     # CustomResourceDefinitions (registry/apiextensions.py); controllers/crd.py serves their custom resources.
     ResourceInfo("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
                  "customresourcedefinition", False, short_names=("crd", "crds"), categories=("api-extensions",),
@@ -298,6 +305,7 @@ GROUP_ORDER: tuple[str, ...] = (
     "policy",
     "rbac.authorization.k8s.io",
     "storage.k8s.io",
+    "admissionregistration.k8s.io",
     "apiextensions.k8s.io",
 )
 

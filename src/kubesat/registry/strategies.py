@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from kubesat.registry.admissionregistration import (
+    MutatingWebhookConfigurationStrategy,
+    ValidatingWebhookConfigurationStrategy,
+)
 from kubesat.registry.apiextensions import CustomResourceDefinitionStrategy
 from kubesat.registry.apps import (
     ControllerRevisionStrategy,
@@ -74,6 +78,8 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("apps/v1", "DaemonSet"): DaemonSetStrategy,
     ("apps/v1", "ControllerRevision"): ControllerRevisionStrategy,
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): CustomResourceDefinitionStrategy,
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): ValidatingWebhookConfigurationStrategy,
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"): MutatingWebhookConfigurationStrategy,
 }
 
 
