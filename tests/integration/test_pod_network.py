@@ -442,3 +442,27 @@ def test_auto_falls_back_to_the_host_network_when_the_pod_cidr_is_taken(
         with IPRoute() as ipr:
             for index in ipr.link_lookup(ifname=dummy):
                 ipr.link("del", index=index)
+
+
+# Run in a hostNetwork pod: the API at KUBERNETES_SERVICE_HOST:PORT, verified, with the pod's token.
+API_BY_ENV = r'''
+import os, ssl, urllib.request
+SA = "/var/run/secrets/kubernetes.io/serviceaccount"
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+request = urllib.request.Request(f"https://{host}:{port}/api",
+                                 headers={"Authorization": "Bearer " + open(SA + "/token").read()})
+body = urllib.request.urlopen(request, timeout=10, context=ssl.create_default_context(cafile=SA + "/ca.crt")).read()
+print("HOST", host, "API", b'"APIVersions"' in body, flush=True)
+'''
+
+
+def test_a_host_network_pod_of_a_bridge_agent_reaches_the_api(server: Server, agent: Agent) -> None:
+    server.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "host-client", "namespace": NS},
+        "spec": {"nodeName": NODE, "hostNetwork": True, "restartPolicy": "Never",
+                 "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "app", "image": "python", "command": ["python3", "-c", API_BY_ENV]}]}}))
+    wait_for(lambda: _pod(server, "host-client").get("status", {}).get("phase") in ("Succeeded", "Failed"), 60,
+             "the host-network client's end")
+    out = server.kubectl("logs", "-n", NS, "host-client").stdout
+    assert "HOST 127.0.0.1 API True" in out, out  # the loopback relay: the bridge's ClusterIP is not its network

@@ -67,7 +67,8 @@ class Containers:
                  kubernetes: Callable[[], tuple[str, int]] | None = None,
                  clock: Callable[[], float] = time.time,
                  service_hosts: Callable[[str], Mapping[str, str]] | None = None,
-                 network: PodNetwork | None = None, host_network_why: str = "") -> None:
+                 network: PodNetwork | None = None, host_network_why: str = "",
+                 host_kubernetes: Callable[[], tuple[str, int]] | None = None) -> None:
         self.api = api
         self.runtime = runtime
         self.name = runtime.name
@@ -77,6 +78,8 @@ class Containers:
         self.node = node
         self.server = server
         self.kubernetes = kubernetes or self._server_endpoint
+        # Where hostNetwork pods reach the API (the loopback relay; the pods' one may be on the bridge).
+        self.host_kubernetes = host_kubernetes or self.kubernetes
         self.clock = clock
         # The Services' /etc/hosts names for a pod's namespace (the service proxy's); none without one.
         self.service_hosts = service_hosts or (lambda namespace: {})
@@ -200,7 +203,7 @@ class Containers:
         mounts: dict[str, VolumeMountSource] = {}
         for name, result in volumes.items():
             if result.kind == "hostPath":
-                mounts[name] = VolumeMountSource(name, Path(result.host_path or ""))
+                mounts[name] = VolumeMountSource(name, Path(result.host_path or ""), on_host=result.on_host)
             elif result.rel_dir:
                 mounts[name] = VolumeMountSource(name, pod_dir / result.rel_dir)
                 if result.kind == "dir":
@@ -211,10 +214,14 @@ class Containers:
 
     def _hosts_entries(self, pod: dict[str, Any]) -> dict[str, str]:
         """The pod's /etc/hosts names: the Services', and the `kubernetes` Service's (its relay) over them."""
-        host, _port = self.kubernetes()
+        host, _port = self._kubernetes_for(pod)
         entries = dict(self.service_hosts(str(pod["metadata"].get("namespace") or "default")))
         entries.update({n: host for n in KUBERNETES_NAMES})
         return entries
+
+    def _kubernetes_for(self, pod: dict[str, Any]) -> tuple[str, int]:
+        """The kubernetes Service's relay this pod reaches: the loopback one for a hostNetwork pod."""
+        return self.host_kubernetes() if (pod.get("spec") or {}).get("hostNetwork") else self.kubernetes()
 
     def refresh_hosts(self) -> None:
         """The Services changed: rewrite the hosts file of every started pod whose names changed, in place, so
@@ -262,7 +269,7 @@ class Containers:
                 services = (await self.api.get(f"/api/v1/namespaces/{ns}/services")).get("items") or []
         # The variables name the address a pod reaches the Service at (its loopback one), not the ClusterIP.
         services = [servicenet.with_reachable_address(s, cluster_ips=self.network is not None) for s in services]
-        host, port = self.kubernetes()
+        host, port = self._kubernetes_for(pod)
         kubernetes = {"metadata": {"name": "kubernetes"},
                       "spec": {"clusterIP": host, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}}
         return envvars.EnvSources(

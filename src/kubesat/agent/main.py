@@ -33,6 +33,7 @@ from kubesat.agent.runtime import Runtime
 from kubesat.agent.runtime.process import ProcessRuntime
 from kubesat.agent.client import ApiClient, ApiError, Credentials, load_kubeconfig
 from kubesat.agent.pods import REFRESH_TICK, PodManager
+from kubesat.agent.volumereclaim import VolumeReclaimer
 from kubesat.agent.node import POD_CIDR_WAIT, RENEW_INTERVAL, READY, SHUTTING_DOWN, NodeFacts, NodeHeartbeat, \
     default_address
 
@@ -137,21 +138,23 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
                         "offset %+g s",
                         opts.clock_rate, opts.clock_offset)
         network = await _start_pod_network(opts, plan, heartbeat, runtime)
-        relay = await _start_relay(api, creds.server, opts.service_relay_port, network) \
-            if runtime.name == "process" else None
+        relays = await _start_relays(api, creds.server, opts.service_relay_port, network) \
+            if runtime.name == "process" else []
         # Other Services are proxied only where pods run processes that could call them.
         services = ServiceProxy(api, facts.address, network=network) if runtime.name == "process" else None
         containers = Containers(api, runtime, opts.root, facts.address,
                                 lambda pod, c, *e: pods.events.record(pod_ref(pod, c), *e),
                                 lambda: heartbeat.node, creds.server,
-                                kubernetes=relay.address if relay is not None else None,
+                                kubernetes=relays[0].address if relays else None,
+                                host_kubernetes=relays[-1].address if relays else None,
                                 service_hosts=services.hosts_entries if services is not None else None,
                                 network=network, host_network_why=plan.host_why) \
             if runtime.name == "process" else None
         pods = PodManager(api, opts.node_name, opts.root, lambda: heartbeat.node, facts.address,
                           token_clock=clock, clock_offset=opts.clock_offset, tick=refresh_tick(opts.clock_rate),
                           runtime=containers)
-        workers = [asyncio.create_task(pods.follow(stop)), asyncio.create_task(pods.keep_fresh(stop))]
+        workers = [asyncio.create_task(pods.follow(stop)), asyncio.create_task(pods.keep_fresh(stop)),
+                   asyncio.create_task(VolumeReclaimer(api, opts.node_name, opts.root).run(stop))]
         if services is not None and containers is not None:
             services.on_change = containers.refresh_hosts
             workers.append(asyncio.create_task(services.run(stop)))
@@ -170,7 +173,7 @@ async def run(opts: AgentOptions, stop: asyncio.Event | None = None) -> None:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             await _close_runtime(pods.runtime or runtime)
-            if relay is not None:
+            for relay in relays:
                 await relay.stop()
             if network is not None:
                 await asyncio.to_thread(network.close)
@@ -255,28 +258,30 @@ async def _make_bridge(opts: AgentOptions, heartbeat: NodeHeartbeat) -> PodNetwo
     return network
 
 
-async def _start_relay(api: ApiClient, server: str, port: int, network: PodNetwork | None) -> Relay:
-    """The kubernetes Service's relay to the API server: on 127.0.0.1:443 (or a free port, with one warning
-    line); with the bridge pod network, on the Service's ClusterIP on the bridge, where bridged pods reach it as
-    they would in a cluster (the server's certificate names that address)."""
+async def _start_relays(api: ApiClient, server: str, port: int, network: PodNetwork | None) -> list[Relay]:
+    """The kubernetes Service's relays to the API server: on 127.0.0.1:443 (or a free port, with one warning
+    line). With the bridge pod network, first one on the Service's ClusterIP on the bridge, where bridged pods
+    reach it as they would in a cluster (the server's certificate names that address), then the loopback one on
+    a free port, for hostNetwork pods (which are not on the bridge)."""
     url = urlsplit(server)
     upstream = (url.hostname or "127.0.0.1", url.port or 443)
-    if network is None:
-        relay = Relay(*upstream, host="127.0.0.1", port=port)
-        try:
-            await relay.start()
-        except OSError as e:
-            raise AgentError(f"cannot relay the kubernetes Service on {relay.host}:{relay.wanted_port}: {e}") \
-                from None
-    else:
-        relay = Relay(*upstream, host=await _kubernetes_cluster_ip(api, network.gateway), port=port)
-        try:
+    relays = []
+    try:
+        if network is not None:
+            relay = Relay(*upstream, host=await _kubernetes_cluster_ip(api, network.gateway), port=port)
+            relays.append(relay)
             await relay.start(await asyncio.to_thread(network.listen_socket, relay.host, port))
-        except OSError as e:
-            raise AgentError(f"cannot relay the kubernetes Service on {relay.host}:{port} on the bridge: {e}") \
-                from None
-    log.info("kubernetes Service relayed on %s:%d to %s", relay.host, relay.port, server)
-    return relay
+        relay = Relay(*upstream, host="127.0.0.1", port=port if network is None else 0)
+        relays.append(relay)
+        await relay.start()
+    except OSError as e:
+        for started in relays:
+            await started.stop()
+        raise AgentError(f"cannot relay the kubernetes Service on {relays[-1].host}:{relays[-1].wanted_port}: {e}") \
+            from None
+    for relay in relays:
+        log.info("kubernetes Service relayed on %s:%d to %s", relay.host, relay.port, server)
+    return relays
 
 
 async def _kubernetes_cluster_ip(api: ApiClient, fallback: str) -> str:
