@@ -23,6 +23,8 @@ _ROOT_WITH_STATUS = frozenset({
 _ROOT_WITH_STATUS_GO = ("[Description Type Format Title Maximum ExclusiveMaximum Minimum ExclusiveMinimum MaxLength "
                         "MinLength Pattern MaxItems MinItems UniqueItems MultipleOf Required Items Properties "
                         "ExternalDocs Example XPreserveUnknownFields XValidations]")
+_BOOLS = frozenset({"nullable", "uniqueItems", "exclusiveMaximum", "exclusiveMinimum", "x-kubernetes-embedded-resource",
+                    "x-kubernetes-int-or-string"})
 _REASONS = ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"]
 
 
@@ -280,8 +282,8 @@ def _default_errors(s: dict[str, Any], path: str, inside_meta: bool, budget: Bud
 
 def _status_root(schema: dict[str, Any], path: str) -> list[FieldError]:
     for key, value in schema.items():
-        if value in (None, False, "", [], {}, 0):
-            continue
+        if value is None or (value is False and key in _BOOLS) or (value in ("", [], {}) and key != "default"):
+            continue  # Go's zero values; pointers (additionalProperties: false, default) count as set
         if key == "type":
             if value != "object":
                 return [errors.invalid_value(f"{path}.type", value, 'only "object" is allowed as the type at the root '
