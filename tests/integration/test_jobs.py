@@ -302,3 +302,158 @@ def test_an_indexed_jobs_completed_indexes_stay_when_its_pods_go(server: Server)
     assert status["completedIndexes"] == "0,1" and status["succeeded"] == 2  # two in a row: not a range
     assert [p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
             for p in _pods(server, "cumulative")] == ["1"]  # index 0 was not run again
+
+
+# ------------------------------------------------------------------ backoffLimitPerIndex, successPolicy, managedBy
+FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
+INDEX = "batch.kubernetes.io/job-completion-index"
+
+
+def _indexed(completions: int, extra: str = "") -> str:
+    return f"  completionMode: Indexed\n  completions: {completions}\n  parallelism: {completions}\n{extra}"
+
+
+def test_an_index_past_its_backoff_limit_per_index_fails_and_is_not_run_again(server: Server) -> None:
+    # Index 1 always fails: run once, then once more after its own 10 s back-off, then marked failed.
+    server.kubectl("apply", "-f", "-", input=_job_yaml("per-index", 'test "$JOB_COMPLETION_INDEX" != 1',
+                                                       _indexed(3, "  backoffLimitPerIndex: 1")))
+    job = _get(server, "job", "per-index")
+    assert job["spec"]["backoffLimit"] == 2147483647  # defaulted off: failures are counted per index
+    server.kubectl("wait", "--for=condition=failed", "job/per-index", "--timeout=120s", timeout=130)
+    status = _get(server, "job", "per-index")["status"]
+    assert (status["failedIndexes"], status["completedIndexes"]) == ("1", "0,2")
+    assert (status["failed"], status["succeeded"]) == (2, 2)
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert (failed["reason"], failed["message"]) == ("FailedIndexes", "Job has failed indexes")
+    assert any(c["type"] == "FailureTarget" and c["reason"] == "FailedIndexes" for c in status["conditions"])
+    counts = sorted((p["metadata"]["annotations"][INDEX], p["metadata"]["annotations"][FAILURE_COUNT])
+                    for p in _pods(server, "per-index"))
+    assert counts == [("0", "0"), ("1", "0"), ("1", "1"), ("2", "0")]
+    assert all(not p["metadata"].get("finalizers") for p in _pods(server, "per-index"))
+    warnings = [(e["type"], e["reason"], e["message"]) for e in _events(server, "per-index")]
+    assert ("Warning", "FailedIndexes", "Job has failed indexes") in warnings
+
+
+def test_a_fail_index_rule_and_max_failed_indexes_fail_the_job_at_once(server: Server) -> None:
+    script = 'if [ "$JOB_COMPLETION_INDEX" = 0 ]; then exit 42; fi; sleep 60'
+    policy = ("  backoffLimitPerIndex: 3\n  maxFailedIndexes: 0\n  podFailurePolicy:\n    rules:\n"
+              "    - action: FailIndex\n      onExitCodes: {operator: In, values: [42]}\n")
+    server.kubectl("apply", "-f", "-", input=_job_yaml("max-failed", script, _indexed(3, policy)))
+    server.kubectl("wait", "--for=condition=failed", "job/max-failed", "--timeout=90s", timeout=100)
+    status = _get(server, "job", "max-failed")["status"]
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert (failed["reason"], failed["message"]) == ("MaxFailedIndexesExceeded", "Job has exceeded the specified "
+                                                                                 "maximal number of failed indexes")
+    assert status["failedIndexes"] == "0" and not status.get("active")
+    # Index 0 was not retried (FailIndex), and the running indexes were stopped.
+    index0 = [p for p in _pods(server, "max-failed") if p["metadata"]["annotations"][INDEX] == "0"]
+    assert len(index0) == 1
+    wait_for(_slowly(lambda: all(p["status"].get("phase") == "Failed" or p["metadata"]["annotations"][INDEX] == "0"
+                                 for p in _pods(server, "max-failed"))), 40, "the other indexes stopped")
+
+
+def test_a_met_success_policy_completes_the_job_and_stops_the_rest(server: Server, api: client.ApiClient) -> None:
+    script = 'if [ "$JOB_COMPLETION_INDEX" = 0 ]; then exit 0; fi; sleep 60'
+    policy = "  successPolicy:\n    rules:\n    - succeededIndexes: \"0\"\n"
+    server.kubectl("apply", "-f", "-", input=_job_yaml("lead", script, _indexed(3, policy)))
+    server.kubectl("wait", "--for=condition=complete", "job/lead", "--timeout=90s", timeout=100)
+    job = client.BatchV1Api(api).read_namespaced_job_status("lead", "default")
+    assert job.spec.success_policy.rules[0].succeeded_indexes == "0"
+    kinds = [(c.type, c.reason, c.message) for c in job.status.conditions]
+    assert kinds == [("SuccessCriteriaMet", "SuccessPolicy", "Matched rules at index 0"),
+                     ("Complete", "SuccessPolicy", "Matched rules at index 0")]
+    assert job.status.completed_indexes == "0" and job.status.succeeded == 1 and not job.status.failed
+    assert not job.status.active and job.status.completion_time is not None
+    wait_for(_slowly(lambda: [p["metadata"]["annotations"][INDEX] for p in _pods(server, "lead")] == ["0"]), 40,
+             "the other indexes' pods gone")
+
+
+def test_a_job_managed_by_another_controller_is_left_to_it(server: Server, api: client.ApiClient) -> None:
+    server.kubectl("apply", "-f", "-", input=_job_yaml("external", "exit 0", "  managedBy: example.com/queue"))
+    time.sleep(3)  # the job controller would have made its pod by now
+    assert _pods(server, "external") == [] and not _get(server, "job", "external").get("status")
+    out = server.kubectl("patch", "job", "external", "--type=merge", "-p", '{"spec":{"managedBy":"example.com/b"}}',
+                         check=False)
+    assert out.returncode != 0
+    assert 'spec.managedBy: Invalid value: "example.com/b": field is immutable' in out.stderr
+    # The other controller writes the status; kube-apiserver 1.32's rules for it apply.
+    batch = client.BatchV1Api(api)
+    batch.patch_namespaced_job_status("external", "default", {"status": {
+        "startTime": "2026-01-01T00:00:00Z", "active": 1, "ready": 0}})
+    with pytest.raises(client.ApiException) as bad:
+        batch.patch_namespaced_job_status("external", "default", {"status": {
+            "active": 0, "conditions": [{"type": "Complete", "status": "True"}]}})
+    assert bad.value.status == 422
+    body = json.loads(bad.value.body)
+    assert body["message"] == ('Job.batch "external" is invalid: status.completionTime: Required value: '
+                               "completionTime is required for Complete jobs")
+    with pytest.raises(client.ApiException) as lowered:
+        batch.patch_namespaced_job_status("external", "default", {"status": {"failed": 2}})
+        batch.patch_namespaced_job_status("external", "default", {"status": {"failed": 1}})
+    assert "status.failed: Invalid value: 1: cannot decrease the failed counter" in json.loads(lowered.value.body)[
+        "message"]
+
+
+BAD_JOBS = [
+    ("  backoffLimitPerIndex: 1", "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode"),
+    (_indexed(2, "  maxFailedIndexes: 1"),
+     "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified"),
+    (_indexed(2, "  backoffLimitPerIndex: -1"),
+     "spec.backoffLimitPerIndex: Invalid value: -1: must be greater than or equal to 0"),
+    (_indexed(2, "  backoffLimitPerIndex: 1\n  maxFailedIndexes: 3"),
+     "spec.maxFailedIndexes: Invalid value: 3: must be less than or equal to completions"),
+    (_indexed(2, "  podFailurePolicy:\n    rules:\n    - action: FailIndex\n      onExitCodes: {operator: In, values: "
+                 "[3]}\n"),
+     'spec.podFailurePolicy.rules[0].action: Invalid value: "FailIndex": requires the backoffLimitPerIndex to be set'),
+    ("  successPolicy:\n    rules:\n    - succeededCount: 1\n",
+     "spec.successPolicy: Invalid value: batch.SuccessPolicy{...}: requires indexed completion mode"),
+    (_indexed(2, "  successPolicy:\n    rules: []\n"),
+     "spec.successPolicy.rules: Required value: at least one rules must be specified when the successPolicy is "
+     "specified"),
+    (_indexed(2, "  successPolicy:\n    rules:\n    - succeededIndexes: \"0-5\"\n"),
+     'spec.successPolicy.rules[0].succeededIndexes: Invalid value: "0-5": error parsing succeededIndexes: too '
+     'large index: "5"'),
+    (_indexed(2, "  successPolicy:\n    rules:\n    - succeededCount: 3\n"),
+     "spec.successPolicy.rules[0].succeededCount: Invalid value: 3: must be less than or equal to 2 (the number of "
+     "specified completions)"),
+    (_indexed(2, "  successPolicy:\n    rules:\n    - {}\n"),
+     "spec.successPolicy.rules[0]: Required value: at least one of succeededCount or succeededIndexes must be "
+     "specified"),
+    ("  managedBy: queue", 'spec.managedBy: Invalid value: "queue": must be a domain-prefixed path (such as '
+                           '"acme.io/foo")'),
+    ("  managedBy: example.com/" + "q" * 60, "spec.managedBy: Too long: may not be more than 63 bytes"),
+]
+
+
+def test_bad_values_of_the_new_fields_are_refused_with_kubernetes_words(server: Server) -> None:
+    for i, (extra, message) in enumerate(BAD_JOBS):
+        out = server.kubectl("apply", "-f", "-", input=_job_yaml(f"refused-{i}", "exit 0", extra), check=False)
+        assert out.returncode != 0 and f'The Job "refused-{i}" is invalid: {message}' in out.stderr, out.stderr
+    assert "refused-" not in server.kubectl("get", "jobs", "-o", "name").stdout
+
+
+def test_an_adopted_pod_gets_the_tracking_finalizer_and_is_counted(server: Server) -> None:
+    server.kubectl("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: early-bird, namespace: default, labels: {app: early}}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: work, image: busybox, command: ["/bin/sh", "-c", "exit 0"]}
+""")
+    wait_for(_slowly(lambda: _get(server, "pod", "early-bird")["status"].get("phase") == "Succeeded"), 60,
+             "the orphan pod done")
+    extra = ("  manualSelector: true\n  selector: {matchLabels: {app: early}}\n  completions: 2\n  parallelism: 1\n")
+    manifest = _job_yaml("adopter", "exit 0", extra).replace("  template:\n", "  template:\n    metadata: {labels: "
+                                                                               "{app: early}}\n")
+    server.kubectl("apply", "-f", "-", input=manifest)
+    server.kubectl("wait", "--for=condition=complete", "job/adopter", "--timeout=90s", timeout=100)
+    job = _get(server, "job", "adopter")
+    assert job["status"]["succeeded"] == 2
+    adopted = _get(server, "pod", "early-bird")
+    owner = adopted["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("Job", job["metadata"]["uid"], True)
+    assert not adopted["metadata"].get("finalizers")  # counted, then let go
+    created = [e for e in _events(server, "adopter") if e["reason"] == "SuccessfulCreate"]
+    assert len(created) == 1  # the adopted pod's success counted: one pod made, not two
