@@ -9,6 +9,16 @@ BackoffLimitExceeded, and a podFailurePolicy rule can fail it at once (FailJob) 
 (Ignore). A finished Job with ttlSecondsAfterFinished is deleted once that has passed (foreground, so its
 pods go first), as the ttl-after-finished controller does.
 
+An Indexed Job with backoffLimitPerIndex counts failures per index instead: each pod carries its index's
+failures so far (`batch.kubernetes.io/job-index-failure-count`, and `...-ignored-failure-count` for those an
+Ignore rule matched), an index is retried after its own back-off, and one whose pod fails with its count at the
+limit (or on a FailIndex rule) is failed for good (`status.failedIndexes`). An index's last failed pod keeps
+its finalizer, uncounted, until its replacement exists, so its count carries over. The Job fails
+(MaxFailedIndexesExceeded) once more indexes failed than maxFailedIndexes, or (FailedIndexes) once every index
+succeeded or failed with some failed. A successPolicy rule met sets SuccessCriteriaMet (reason SuccessPolicy),
+stops the pods left and then completes the Job. A Job whose spec.managedBy names another controller is left
+to it (only its ttlSecondsAfterFinished is kept).
+
 Pods are tracked as Kubernetes 1.26+ tracks them: each is made with the `batch.kubernetes.io/job-tracking`
 finalizer, so it cannot go before it is counted. A pod that ended (succeeded; failed; or deleted before it
 finished, counted as failed unless only Failed pods are replaced: podReplacementPolicy Failed or a
@@ -21,8 +31,9 @@ indexes are missing); only the back-off delay is timed from the Failed pods that
 suspended or complete Job stops lose the finalizer before their delete (not failures); those a failing Job
 stops count as failed. A tracked pod nothing will count loses the finalizer, else it would stay Terminating
 for ever: one whose Job is gone, replaced (another UID), being deleted or finished, and one with no
-controller (orphaned by the garbage collector, or released). Pods without the finalizer (made before
-kubesat tracked pods, or adopted) are not counted, as in Kubernetes.
+controller (orphaned by the garbage collector). A pod the Job adopts gets the finalizer in the adopting write
+and is counted like the Job's own; a released one loses it in the releasing write. Pods without the finalizer
+(made before kubesat tracked pods) are not counted, as in Kubernetes.
 """
 
 from __future__ import annotations
