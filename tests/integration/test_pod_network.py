@@ -383,16 +383,22 @@ def test_a_pod_reaches_beyond_the_node_masqueraded_as_the_node(server: Server, a
         assert f"kubesat-{agent.tag}" in [t.get_attr("NFTA_TABLE_NAME") for t in nft.get_tables()]
 
 
-def test_auto_gives_pods_a_bridge_as_root(server: Server, agent: Agent, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _web_ready_on(server: Server, node: str, name: str) -> dict:
+    """A web pod on `node` (once the node is ready), once it is ready."""
+    _node_ready(server, node)
+    pod = _web(name, name)
+    pod["spec"]["nodeName"] = node
+    server.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    return wait_for(lambda: _ready(server, name), 30, f"{name} ready")
+
+
+def test_auto_gives_pods_a_bridge_as_root(server: Server, agent: Agent,
+                                          tmp_path_factory: pytest.TempPathFactory) -> None:
     node, tmp, cidr = "podnet-auto", tmp_path_factory.mktemp("netauto"), _free_cidr()
     tag = tag_for(node, tmp / "root")
     proc = _start(server, tmp, node, cidr, network="auto")
     try:
-        _node_ready(server, node)
-        pod = _web("web-auto", "auto")
-        pod["spec"]["nodeName"] = node
-        server.kubectl("apply", "-f", "-", input=json.dumps(pod))
-        ip = wait_for(lambda: _ready(server, "web-auto"), 30, "web-auto ready")["status"]["podIP"]
+        ip = _web_ready_on(server, node, "web-auto")["status"]["podIP"]
         assert ipaddress.IPv4Address(ip) in cidr
         assert f"ks{tag}" in _links(tag)
         server.kubectl("delete", "pod", "-n", NS, "web-auto", "--wait=true", timeout=60)
@@ -416,11 +422,7 @@ def test_auto_falls_back_to_the_host_network_when_the_pod_cidr_is_taken(
     try:
         proc = _start(server, tmp, node, cidr, network="auto")
         try:
-            _node_ready(server, node)
-            pod = _web("web-taken", "taken")
-            pod["spec"]["nodeName"] = node
-            server.kubectl("apply", "-f", "-", input=json.dumps(pod))
-            ready = wait_for(lambda: _ready(server, "web-taken"), 30, "web-taken ready")
+            ready = _web_ready_on(server, node, "web-taken")
             assert ready["status"]["podIP"] == ready["status"]["hostIP"]
             assert _links(tag) == []
             log = (tmp / "agent.log").read_text()
