@@ -2,15 +2,17 @@
 the API (the Node authorizer lets a node get the claims its pods use and the volumes bound to them), resolved
 to a directory.
 
-Only volumes the kubesat local provisioner made are mounted: their `hostPath` is relative and names a directory
-under this agent's root (`<root>/volumes/<pv-name>`), created on first use and writable by any of the pod's
-users, as an emptyDir is. A volume of any other kind (an absolute hostPath, nfs, csi...) is refused with a
-reason, so that a PersistentVolume cannot open a path of the host that `--allow-host-path` does not allow.
+A volume the kubesat local provisioner made has a relative `hostPath` naming a directory under this agent's
+root (`<root>/volumes/<pv-name>`), created on first use and writable by any of the pod's users, as an emptyDir
+is. A `hostPath` or `local` volume with an absolute path is that path of the host, mounted only where
+`--allow-host-path` allows (as a pod's own hostPath volume). A volume of any other kind (nfs, csi...) is refused
+with a reason.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +29,31 @@ def _d(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
 
+MAX_PATH = 4096
+_PV_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
 @dataclass(frozen=True)
 class ClaimVolume:
-    """Where a claim's volume lives on this node, or why it cannot be mounted (yet)."""
+    """Where a claim's volume lives on this node (`on_host`: a path of the host rather than under the agent's
+    root), or why it cannot be mounted (yet)."""
 
     path: str = ""
     error: str = ""
+    on_host: bool = False
+
+
+def safe_volume_name(name: str) -> bool:
+    """Whether a volume's name can name a directory under `<root>/volumes` (one component, no dots alone)."""
+    return bool(_PV_NAME.match(name)) and ".." not in name
+
+
+def host_path(path: Any) -> str | None:
+    """An absolute path without `..`, normalized (None when it is not one)."""
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > MAX_PATH or "\x00" in path:
+        return None
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return None if ".." in parts else "/" + "/".join(parts)
 
 
 def volume_claim(pod: dict[str, Any], volume: dict[str, Any]) -> str:
@@ -77,16 +98,27 @@ def claim_problem(namespace: str, name: str, pvc: dict[str, Any] | None) -> str:
 
 
 def volume_dir(pv: dict[str, Any], root: Path) -> ClaimVolume:
-    """The directory of a bound volume on this node, for a volume the local provisioner made."""
+    """The directory of a bound volume on this node: the local provisioner's under the agent's root, or the
+    host path of a `hostPath` or `local` volume."""
     meta, spec = _d(pv.get("metadata")), _d(pv.get("spec"))
     name = str(meta.get("name") or "")
     host = _d(spec.get("hostPath"))
     path = str(host.get("path") or "")
-    ours = _d(meta.get("annotations")).get(PROVISIONED_BY) == LOCAL_PROVISIONER
-    if not ours or not host or path.startswith("/") or ".." in path.split("/") or "/" in name:
-        return ClaimVolume(error=f'persistentvolume "{name}" is not a volume this node provides: kubesat mounts '
-                                 f"only volumes provisioned by {LOCAL_PROVISIONER}")
-    return ClaimVolume(path=str(root / VOLUMES_DIR / name))
+    if _d(meta.get("annotations")).get(PROVISIONED_BY) == LOCAL_PROVISIONER and host and not path.startswith("/"):
+        if ".." in path.split("/") or not safe_volume_name(name):
+            return ClaimVolume(error=f'persistentvolume "{name}": a {LOCAL_PROVISIONER} volume\'s name and path must '
+                                     "name one directory under the node's volumes")
+        return ClaimVolume(path=str(root / VOLUMES_DIR / name))
+    source = host or _d(spec.get("local"))
+    if source:
+        kind = "hostPath" if host else "local"
+        found = host_path(source.get("path"))
+        if found is None:
+            return ClaimVolume(error=f'persistentvolume "{name}": {kind} path {str(source.get("path"))[:MAX_PATH]!r} '
+                                     "must be an absolute path without '..'")
+        return ClaimVolume(path=found, on_host=True)
+    return ClaimVolume(error=f'persistentvolume "{name}" is not a volume this node provides: kubesat mounts '
+                             f"hostPath and local volumes and those provisioned by {LOCAL_PROVISIONER}")
 
 
 async def resolve(get: Getter, pod: dict[str, Any], name: str, root: Path) -> ClaimVolume:
@@ -103,16 +135,22 @@ async def resolve(get: Getter, pod: dict[str, Any], name: str, root: Path) -> Cl
     if pv is None:
         return ClaimVolume(error=f'persistentvolume "{volume}" not found')
     found = volume_dir(pv, root)
-    if found.path:
-        _make_dir(Path(found.path))
+    if found.path and not found.on_host:
+        return _make_dir(found, root / VOLUMES_DIR)
     return found
 
 
-def _make_dir(path: Path) -> None:
+def _make_dir(found: ClaimVolume, base: Path) -> ClaimVolume:
+    """Make a provisioned volume's directory; one that is not a directory of its own (a symlink) is refused."""
+    path = Path(found.path)
+    base.mkdir(parents=True, exist_ok=True)
+    if base.is_symlink() or path.is_symlink() or (path.exists() and not path.is_dir()):
+        return ClaimVolume(error=f"{path} is not a directory of this node's volumes")
     if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(exist_ok=True)
         # Any of the pod's users may write, as in an emptyDir (the umask would narrow mkdir's mode).
         os.chmod(path, 0o777)
+    return found
 
 
 async def resolve_all(get: Getter, pod: dict[str, Any], names: list[str], root: Path) -> dict[str, ClaimVolume]:

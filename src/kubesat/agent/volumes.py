@@ -103,6 +103,7 @@ class VolumeResult:
     plugin_dir: str = ""
     files: dict[str, FileProjection] = field(default_factory=dict)
     host_path: str | None = None
+    on_host: bool = False  # host_path is the host's (hostPath, a hostPath or local PersistentVolume)
     medium: str = ""
     uid: int | None = None
     gid: int | None = None
@@ -378,7 +379,7 @@ def _claim_volume(name: str, claim: str, fetched: Fetched) -> VolumeResult:
     found = fetched.claims.get(claim) or ClaimVolume(error=f'persistentvolumeclaim "{claim}" not found')
     if found.error:
         return VolumeResult(name=name, kind="hostPath", error=found.error)
-    return VolumeResult(name=name, kind="hostPath", host_path=found.path)
+    return VolumeResult(name=name, kind="hostPath", host_path=found.path, on_host=found.on_host)
 
 
 def payloads(pod: dict[str, Any], fetched: Fetched, node: dict[str, Any] | None = None) -> dict[str, VolumeResult]:
@@ -391,7 +392,8 @@ def payloads(pod: dict[str, Any], fetched: Fetched, node: dict[str, Any] | None 
             medium = str(_d(vol.get("emptyDir")).get("medium") or "")
             out[name] = VolumeResult(name=name, kind="dir", plugin_dir=PLUGIN_DIRS["emptyDir"], medium=medium)
         elif "hostPath" in vol:
-            out[name] = VolumeResult(name=name, kind="hostPath", host_path=str(_d(vol["hostPath"]).get("path", "")))
+            out[name] = VolumeResult(name=name, kind="hostPath", host_path=str(_d(vol["hostPath"]).get("path", "")),
+                                     on_host=True)
         elif "persistentVolumeClaim" in vol or "ephemeral" in vol:
             out[name] = _claim_volume(name, volume_claim(pod, vol), fetched)
         else:

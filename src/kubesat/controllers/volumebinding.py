@@ -7,8 +7,8 @@ is a `hostPath` PersistentVolume whose path is relative (`volumes/<pv-name>`), m
 `pv.kubernetes.io/provisioned-by: kubesat.io/local`; the agent that runs a pod using it resolves that path
 under its own root (`<root>/volumes/<pv-name>`) and creates the directory. Every agent of a cluster would see a
 different directory; kubesat clusters have one node, so this is the simplest sound choice (a multi-node cluster
-would need `local` volumes with node affinity). Deleting a provisioned volume (reclaimPolicy Delete) deletes
-the PersistentVolume object; its directory stays on the node.
+would need `local` volumes with node affinity). Deleting a provisioned volume (reclaimPolicy Delete) asks the
+Ready nodes to remove its directory and deletes the PersistentVolume once they have (controllers/localvolumes.py).
 
 Kubesat keeps the controller level-triggered and small: any change to a volume, claim, class or a pod that
 mounts a claim marks the cluster dirty, and one pass reconciles everything from a fresh read.
@@ -25,6 +25,7 @@ from typing import Any
 
 from kubesat import errors
 from kubesat.apimachinery.selectors import labels_match, selector_from_label_selector_object
+from kubesat.controllers import localvolumes
 from kubesat.controllers.base import cancel, loads, resource_of_key, watch_in_background
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.registry.kinds import builtin_kind
@@ -294,6 +295,9 @@ class PersistentVolumeController:
         info = resource_of_key(ev.key)
         if info is PVS or info is PVCS or info is CLASSES:
             self._wake.set()
+        elif info is localvolumes.NODES:
+            if localvolumes.requests_changed(ev):
+                self._wake.set()
         elif info is PODS:
             new, old = loads(ev.value), loads(ev.prev_value)
             if any(p is not None and claim_uses(p) for p in (new, old)):
@@ -494,6 +498,8 @@ class PersistentVolumeController:
             return
         name = str(_meta(pv).get("name"))
         if policy == "Delete" and as_dict(_meta(pv).get("annotations")).get(PROVISIONED_BY) == LOCAL_PROVISIONER:
+            if not await localvolumes.release(self.registry, pv):
+                return  # the nodes remove its directory first
             try:
                 await self.registry.delete(PVS, "", name, DeleteOptions())
             except errors.StatusError as e:

@@ -31,10 +31,13 @@ class RuntimeFailure(Exception):
 
 @dataclass(frozen=True)
 class VolumeMountSource:
-    """Where one of a pod's volumes is on the host: its directory (or, for hostPath, the host path)."""
+    """Where one of a pod's volumes is on the host: its directory (or, for hostPath, the host path). `on_host`:
+    a path of the host (a hostPath volume, or a hostPath or local PersistentVolume), mounted only under the
+    directories the agent allows."""
 
     name: str
     host_path: Path
+    on_host: bool = False
 
 
 @dataclass

@@ -48,14 +48,15 @@ def _clean_sub_path(sub: str) -> str:
     return "/".join(p for p in sub.split("/") if p not in ("", "."))
 
 
-def host_path_allowed(path: str, allowed: Sequence[Path]) -> bool:
-    """Whether a hostPath lies under one of the directories the agent allows (symlinks resolved)."""
+def allowed_host_path(path: str, allowed: Sequence[Path]) -> str | None:
+    """A hostPath with its symlinks resolved, if that lies under one of the directories the agent allows (what
+    is mounted is that resolved path, so that a symlink swapped in later is not followed); else None."""
     real = os.path.realpath(path)
     for base in allowed:
         b = os.path.realpath(base)
         if real == b or real.startswith(b.rstrip("/") + "/"):
-            return True
-    return False
+            return real
+    return None
 
 
 def plan(container: dict[str, Any], sources: Mapping[str, str],
@@ -75,10 +76,11 @@ def plan(container: dict[str, Any], sources: Mapping[str, str],
         read_only = m.get("readOnly") is True
         if name in host_paths:
             path = host_paths[name]
-            if not host_path_allowed(path, allowed_host_paths):
+            real = allowed_host_path(path, allowed_host_paths)
+            if real is None:
                 raise MountError(f'hostPath volume "{name}" ({path}) is not under a directory this node allows '
                                  "(kubesat agent --allow-host-path DIR)")
-            mounts.append(Mount(path, sub, target, read_only, True))
+            mounts.append(Mount(real, sub, target, read_only, True))
         elif name in sources:
             mounts.append(Mount(sources[name], sub, target, read_only, False))
         else:

@@ -263,8 +263,8 @@ class ProcessRuntime:
             if (c.get("securityContext") or {}).get("privileged") is True and not self.allow_privileged:
                 raise MountError("privileged containers are not allowed on this node (kubesat agent "
                                  "--allow-privileged)")
-            sources = {n: str(v.host_path) for n, v in config.volumes.items() if not _is_host_path(config, n)}
-            host_paths = {n: str(v.host_path) for n, v in config.volumes.items() if _is_host_path(config, n)}
+            sources = {n: str(v.host_path) for n, v in config.volumes.items() if not _on_host(config, n)}
+            host_paths = {n: str(v.host_path) for n, v in config.volumes.items() if _on_host(config, n)}
             ctr.mounts = [m.spec() for m in plan(c, sources, host_paths, self.allow_host_paths)]
         except (MountError, envvars.EnvError) as e:
             ctr.config_error = str(e)
@@ -778,7 +778,10 @@ def _no_command_message(c: dict[str, Any]) -> str:
             "exec works")
 
 
-def _is_host_path(config: PodSandboxConfig, name: str) -> bool:
+def _on_host(config: PodSandboxConfig, name: str) -> bool:
+    """A path of the host: the volume says so, or it is the pod's hostPath volume."""
+    if config.volumes[name].on_host:
+        return True
     for v in (config.pod.get("spec") or {}).get("volumes") or []:
         if isinstance(v, dict) and v.get("name") == name:
             return "hostPath" in v
