@@ -585,3 +585,11 @@ def test_the_controller_leaves_a_job_managed_by_another_controller_alone() -> No
             await env.controller.stop()
 
     asyncio.run(t())
+
+
+def test_an_index_whose_pod_was_deleted_running_waits_from_the_deletion() -> None:
+    gone = counted_pod("a", 0, 0, "Running")
+    gone["metadata"].update(deletionTimestamp=rfc3339(NOW - 4), deletionGracePeriodSeconds=2)
+    plan = jc.plan_job(per_index_job(parallelism=1, completions=1), [gone], NOW)
+    assert plan.create == [] and 3.5 < (plan.requeue_after or 0) <= 4.0  # 10 s from NOW - 6
+    assert plan.untrack == [] and plan.status["terminating"] == 1

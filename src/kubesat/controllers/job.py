@@ -224,6 +224,18 @@ def _finished_at(pod: dict[str, Any]) -> float | None:
     return max(found) if found else None
 
 
+def _failed_at(pod: dict[str, Any]) -> float:
+    """When a failed pod ended: its containers' last finish, else (a pod deleted before it ended) its deletion
+    time less the grace period, else its creation."""
+    meta = d(pod.get("metadata"))
+    deleted = parse_time(meta.get("deletionTimestamp"))
+    if (done := _finished_at(pod)) is not None:
+        return done
+    if deleted is not None:
+        return deleted - as_int(meta.get("deletionGracePeriodSeconds"))
+    return parse_time(meta.get("creationTimestamp")) or 0.0
+
+
 # ------------------------------------------------------------------------------------------------ indexes
 
 def is_managed_elsewhere(job: dict[str, Any]) -> bool:
@@ -291,7 +303,7 @@ class _Indexes:
 
 def _newer_failure(pod: dict[str, Any], than: dict[str, Any]) -> bool:
     return sum(index_failure_counts(than)) <= sum(index_failure_counts(pod)) and \
-        (_finished_at(pod) or 0.0) >= (_finished_at(than) or 0.0)
+        _failed_at(pod) >= _failed_at(than)
 
 
 def index_state(job: dict[str, Any], pods: list[dict[str, Any]], active: list[dict[str, Any]]) -> _Indexes:
@@ -358,7 +370,7 @@ def _index_backoff(create: list[int | None], held: dict[int, dict[str, Any]],
             continue
         failures = sum(index_failure_counts(last)) + 1
         delay = min(BACKOFF_BASE * float(2 ** min(failures - 1, 16)), BACKOFF_MAX)
-        left = (_finished_at(last) or now) + delay - now
+        left = _failed_at(last) + delay - now
         if left > 0:
             waits.append(left)
         else:
