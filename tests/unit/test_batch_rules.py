@@ -347,9 +347,12 @@ def test_status_writes_checked_as_kube_apiserver_1_32_does() -> None:
         'status.uncountedTerminatedPods.failed[0]: Duplicate value: "a"']
     assert _status_errors(old, conditions=[_cond("Complete")]) == [
         "status.completionTime: Required value: completionTime is required for Complete jobs"]
-    assert _status_errors(old, completionTime="2026-01-01T00:00:05Z") == [
-        'status.completionTime: Invalid value: "2026-01-01T00:00:05Z": cannot set completionTime when there is no '
-        "Complete=True condition"]
+    assert _status_errors(old, completionTime="2026-01-01T00:00:05Z") == [  # a metav1.Time, as Go prints it
+        "status.completionTime: Invalid value: 2026-01-01 00:00:05 +0000 UTC: cannot set completionTime when there "
+        "is no Complete=True condition"]
+    assert _status_errors(old, conditions=[_cond("Failed")], uncountedTerminatedPods={"failed": ["u1"]}) == [
+        'status.uncountedTerminatedPods: Invalid value: batch.UncountedTerminatedPods{Succeeded:[]types.UID(nil), '
+        'Failed:[]types.UID{"u1"}}: uncountedTerminatedPods needs to be empty for finished job']
     assert _status_errors(old, conditions=[_cond("Failed")], active=1) == [
         "status.active: Invalid value: 1: active>0 is invalid for finished job"]
     assert _status_errors(old, conditions=[_cond("SuccessCriteriaMet"), _cond("FailureTarget")]) == [

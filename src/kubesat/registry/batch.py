@@ -451,17 +451,18 @@ def _finished_errors(job: dict[str, Any], old: dict[str, Any]) -> list[FieldErro
         errs.append(required("status.startTime", "startTime is required for finished job"))
     if finished and (finished_changed or uncounted != as_dict(old_status.get("uncountedTerminatedPods"))) and \
             (_l(uncounted.get("succeeded")) or _l(uncounted.get("failed"))):
-        errs.append(invalid_value("status.uncountedTerminatedPods", GoValue("batch.UncountedTerminatedPods{...}"),
+        errs.append(invalid_value("status.uncountedTerminatedPods", _go_uncounted(uncounted),
                                   "uncountedTerminatedPods needs to be empty for finished job"))
     if start_changed and old_status.get("startTime") is not None and \
             not as_dict(job.get("spec")).get("suspend"):
         errs.append(required("status.startTime", "startTime cannot be removed for unsuspended job"))
     if (start_changed or done_changed) and start and done and _before(done, start):
-        errs.append(invalid_value("status.completionTime", done, "completionTime cannot be set before startTime"))
+        errs.append(invalid_value("status.completionTime", _go_time(done),
+                                  "completionTime cannot be set before startTime"))
     if done is not None and old_status.get("completionTime") is not None and done_changed:
-        errs.append(invalid_value("status.completionTime", done, "completionTime cannot be mutated"))
+        errs.append(invalid_value("status.completionTime", _go_time(done), "completionTime cannot be mutated"))
     if (complete_changed or done_changed) and done is not None and not complete:
-        errs.append(invalid_value("status.completionTime", done,
+        errs.append(invalid_value("status.completionTime", _go_time(done),
                                   "cannot set completionTime when there is no Complete=True condition"))
     if (complete_changed or done_changed) and done is None and complete:
         errs.append(required("status.completionTime", "completionTime is required for Complete jobs"))
@@ -470,6 +471,22 @@ def _finished_errors(job: dict[str, Any], old: dict[str, Any]) -> list[FieldErro
     if (complete_changed or target_changed) and complete and _true(status, "FailureTarget"):
         errs.append(_conditions_error("cannot set Complete=True and FailureTarget=true conditions"))
     return errs
+
+
+def _go_time(value: Any) -> Any:
+    """A status time as Go prints a metav1.Time in a message (time.Time's String, the server's zone UTC)."""
+    when = parse_time(value) if isinstance(value, str) else None
+    return GoValue(when.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")) if when is not None else value
+
+
+def _go_uncounted(uncounted: dict[str, Any]) -> GoValue:
+    """uncountedTerminatedPods as Go's %#v prints it."""
+    def uids(key: str) -> str:
+        raw = uncounted.get(key)
+        if not isinstance(raw, list):
+            return "[]types.UID(nil)"
+        return "[]types.UID{" + ", ".join('"' + str(u).replace('"', '\\"') + '"' for u in raw) + "}"
+    return GoValue(f"batch.UncountedTerminatedPods{{Succeeded:{uids('succeeded')}, Failed:{uids('failed')}}}")
 
 
 def _before(a: Any, b: Any) -> bool:
