@@ -8,6 +8,7 @@ import hashlib
 from typing import Any
 
 from kubesat.registry import kinds
+from kubesat.registry.customresource import DISCOVERED_TERMINATING_VERBS
 from kubesat.registry.kinds import ResourceInfo
 
 AGGREGATED_GROUP = "apidiscovery.k8s.io"
@@ -98,6 +99,12 @@ def _sorted_verbs(verbs: tuple[str, ...]) -> list[str]:
     return sorted(set(verbs))
 
 
+def _resource_verbs(r: ResourceInfo) -> list[str]:
+    if r.custom is not None and r.custom.terminating:
+        return _sorted_verbs(DISCOVERED_TERMINATING_VERBS)
+    return _sorted_verbs(r.verbs)
+
+
 def _resource_entries(r: ResourceInfo) -> list[dict[str, Any]]:
     """The APIResource entries of one resource: the resource itself, then its subresources."""
     main: dict[str, Any] = {
@@ -105,7 +112,7 @@ def _resource_entries(r: ResourceInfo) -> list[dict[str, Any]]:
         "singularName": r.singular,
         "namespaced": r.namespaced,
         "kind": r.kind,
-        "verbs": _sorted_verbs(r.verbs),
+        "verbs": _resource_verbs(r),
     }
     if r.short_names:
         main["shortNames"] = list(r.short_names)
@@ -152,7 +159,7 @@ def _resource_discovery(r: ResourceInfo) -> dict[str, Any]:
         "responseKind": {"group": "", "version": "", "kind": r.kind},
         "scope": "Namespaced" if r.namespaced else "Cluster",
         "singularResource": r.singular,
-        "verbs": _sorted_verbs(r.verbs),
+        "verbs": _resource_verbs(r),
     }
     if r.short_names:
         out["shortNames"] = list(r.short_names)

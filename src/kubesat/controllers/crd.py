@@ -15,7 +15,7 @@ from kubesat.controllers.base import Key, QueuedController
 from kubesat.registry import apiextensions
 from kubesat.registry.apiextensions import CLEANUP_FINALIZER, set_condition
 from kubesat.registry.customresource import infos_for
-from kubesat.registry.kinds import CUSTOM, builtin_kind, custom_resource_of_key
+from kubesat.registry.kinds import CUSTOM, ResourceInfo, builtin_kind, custom_resource_of_key
 from kubesat.registry.meta import as_dict
 from kubesat.registry.store import DeleteOptions, Registry
 from kubesat.storage.interface import WatchEvent
@@ -99,6 +99,18 @@ class CRDController(QueuedController):
         super().__init__(registry)
         self._served: dict[str, bytes] = {}  # CRD name -> what its served infos were built from
         self._terminating: set[str] = set()
+        # Served (or no longer) as each write commits, before its answer leaves: a client that saw Established can
+        # use the resource at once, and one that saw the CRD gone finds it gone.
+        registry.on_write.append(self._written)
+        registry.on_delete.insert(0, self._deleted)  # before any hook that awaits
+
+    def _written(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        if info is CRDS:
+            self._serve(obj["metadata"]["name"], obj)
+
+    def _deleted(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        if info is CRDS:
+            self._serve(obj["metadata"]["name"], None)
 
     async def _resync(self) -> int:
         rev = await self.registry.revision()
@@ -121,14 +133,15 @@ class CRDController(QueuedController):
             self._serve(name, None)
             self._terminating.discard(name)
             return
+        self._serve(name, crd)
         if crd["metadata"].get("deletionTimestamp"):
             await self._finalize(crd)
             return
-        crd = await self._accept_names(crd)
-        self._serve(name, crd)
+        await self._accept_names(crd)
 
-    def _serve(self, name: str, crd: dict[str, Any] | None, terminating: bool = False) -> None:
+    def _serve(self, name: str, crd: dict[str, Any] | None) -> None:
         """Serve the CRD's versions once it is Established (as they are now), or stop serving them."""
+        terminating = crd is not None and bool(crd["metadata"].get("deletionTimestamp"))
         if crd is None or not apiextensions.is_true(crd, "Established"):
             self._served.pop(name, None)
             CUSTOM.set(name, ())
@@ -182,7 +195,6 @@ class CRDController(QueuedController):
     async def _finalize(self, crd: dict[str, Any]) -> None:
         name = crd["metadata"]["name"]
         self._terminating.add(name)
-        self._serve(name, crd, terminating=True)
         if CLEANUP_FINALIZER not in (crd["metadata"].get("finalizers") or []):
             return
         if apiextensions.is_true(crd, "Established"):

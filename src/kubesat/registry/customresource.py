@@ -17,7 +17,10 @@ from kubesat.registry.kinds import CRUD, CustomDefinition, ResourceInfo, Subreso
 from kubesat.registry.meta import OBJECT_META, as_dict, column, field_doc, name_column
 from kubesat.registry.strategy import Strategy
 
-TERMINATING_VERBS = ("delete", "deletecollection", "get", "list", "watch")
+# A terminating CRD's resources may no longer be created; updates go on (finalizers must come off). Discovery lists
+# only DISCOVERED_TERMINATING_VERBS, as kube-apiserver's does.
+TERMINATING_VERBS = ("delete", "deletecollection", "get", "list", "patch", "update", "watch")
+DISCOVERED_TERMINATING_VERBS = ("delete", "deletecollection", "get", "list", "watch")
 SUBRESOURCE_VERBS = ("get", "patch", "update")
 MAX_INT32 = 2**31 - 1
 

@@ -1,0 +1,440 @@
+"""CustomResourceDefinitions through kubectl and the official client: a CRD is Established and served at once, its
+custom resources answer every verb with printer columns, short names, categories, status and scale subresources,
+RBAC and garbage collection, and deleting the CRD deletes them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+from .conftest import Server, wait_for
+
+GROUP = "stable.example.com"
+
+
+def crd_yaml(group: str = GROUP, plural: str = "crontabs", kind: str = "CronTab", short: str = "ct",
+             scope: str = "Namespaced", extra_version: str = "") -> str:
+    return f"""
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: {plural}.{group}
+spec:
+  group: {group}
+  scope: {scope}
+  names:
+    plural: {plural}
+    singular: {kind.lower()}
+    kind: {kind}
+    shortNames: [{short}]
+    categories: [all]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              cronSpec: {{type: string}}
+              image: {{type: string}}
+              replicas: {{type: integer}}
+          status:
+            type: object
+            properties:
+              replicas: {{type: integer}}
+              labelSelector: {{type: string}}
+    subresources:
+      status: {{}}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.labelSelector
+    additionalPrinterColumns:
+    - name: Spec
+      type: string
+      jsonPath: .spec.cronSpec
+    - name: Replicas
+      type: integer
+      jsonPath: .spec.replicas
+    - name: Image
+      type: string
+      priority: 1
+      jsonPath: .spec.image
+    selectableFields:
+    - jsonPath: .spec.cronSpec
+{extra_version}"""
+
+
+def cr(name: str, cron: str = "* * * * */5", replicas: int = 1, group: str = GROUP, kind: str = "CronTab",
+       **meta: Any) -> dict[str, Any]:
+    return {"apiVersion": f"{group}/v1", "kind": kind, "metadata": {"name": name, **meta},
+            "spec": {"cronSpec": cron, "image": "img", "replicas": replicas}}
+
+
+def established(ext: client.ApiextensionsV1Api, name: str) -> bool:
+    crd = ext.read_custom_resource_definition(name)
+    return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+
+
+def install(server: Server, ext: client.ApiextensionsV1Api, yaml_text: str, name: str) -> None:
+    server.kubectl("apply", "-f", "-", input=yaml_text)
+    wait_for(lambda: established(ext, name), 5, f"{name} Established")
+
+
+@pytest.fixture(scope="module")
+def ext(api: client.ApiClient) -> client.ApiextensionsV1Api:
+    return client.ApiextensionsV1Api(api)
+
+
+@pytest.fixture(scope="module")
+def objs(api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+@pytest.fixture(scope="module")
+def crontabs(server: Server, ext: client.ApiextensionsV1Api) -> str:
+    install(server, ext, crd_yaml(), f"crontabs.{GROUP}")
+    return f"crontabs.{GROUP}"
+
+
+def kubectl(server: Server, tmp_path: Path, *args: str, check: bool = True, input: str | None = None) -> Any:
+    """kubectl with a discovery cache of the test's own (kubectl caches discovery across runs)."""
+    return server.kubectl("--cache-dir", str(tmp_path / "kube-cache"), *args, check=check, input=input)
+
+
+def test_crd_established_and_served_within_a_second(server: Server, ext: client.ApiextensionsV1Api,
+                                                     tmp_path: Path) -> None:
+    body = yaml.safe_load(crd_yaml("quick.example.com", "widgets", "Widget", "wd"))
+    start = time.monotonic()
+    ext.create_custom_resource_definition(body)
+    wait_for(lambda: established(ext, "widgets.quick.example.com"), 1.0, "Established within 1 s")
+    crd = ext.read_custom_resource_definition("widgets.quick.example.com")
+    assert time.monotonic() - start < 1.0
+    conds = {c.type: (c.status, c.reason, c.message) for c in crd.status.conditions}
+    assert conds["NamesAccepted"] == ("True", "NoConflicts", "no conflicts found")
+    assert conds["Established"] == ("True", "InitialNamesAccepted", "the initial names have been accepted")
+    assert crd.status.stored_versions == ["v1"]
+    assert crd.status.accepted_names.kind == "Widget" and crd.status.accepted_names.short_names == ["wd"]
+    assert crd.spec.names.list_kind == "WidgetList" and crd.spec.conversion.strategy == "None"
+    # kubectl finds it at once through fresh discovery.
+    out = kubectl(server, tmp_path, "get", "widgets").stderr
+    assert "No resources found" in out
+    assert "widgets" in kubectl(server, tmp_path, "api-resources", "--api-group=quick.example.com").stdout
+
+
+def test_cr_verbs_through_kubectl(server: Server, crontabs: str, tmp_path: Path) -> None:
+    kubectl(server, tmp_path, "apply", "-f", "-", input=json.dumps(cr("k1", replicas=2)))
+    table = kubectl(server, tmp_path, "get", "crontabs").stdout.splitlines()
+    # Printer columns given: no Age column is added.
+    assert table[0].split() == ["NAME", "SPEC", "REPLICAS"]
+    assert table[1].split() == ["k1", "*", "*", "*", "*", "*/5", "2"]
+    wide = kubectl(server, tmp_path, "get", "ct", "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == ["NAME", "SPEC", "REPLICAS", "IMAGE"]
+    assert "crontab.stable.example.com/k1" in kubectl(server, tmp_path, "get", "all").stdout
+    refused = kubectl(server, tmp_path, "patch", "ct", "k1", "-p", '{"spec":{"image":"x"}}', check=False)
+    assert refused.returncode != 0
+    assert ("the body of the request was in an unknown format - accepted media types include: "
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml") in refused.stderr
+    kubectl(server, tmp_path, "patch", "ct", "k1", "--type=merge", "-p", '{"spec":{"image":"merged"}}')
+    kubectl(server, tmp_path, "patch", "ct", "k1", "--type=json", "-p",
+            '[{"op":"replace","path":"/spec/cronSpec","value":"1 2 3 4 5"}]')
+    got = json.loads(kubectl(server, tmp_path, "get", "ct", "k1", "-o", "json").stdout)
+    assert got["spec"]["image"] == "merged" and got["spec"]["cronSpec"] == "1 2 3 4 5"
+    kubectl(server, tmp_path, "apply", "--server-side", "--force-conflicts", "--field-manager=tester", "-f", "-",
+            input=json.dumps(cr("k1", cron="ssa", replicas=2)), check=True)
+    assert json.loads(kubectl(server, tmp_path, "get", "ct", "k1", "-o", "json").stdout)["spec"]["cronSpec"] == "ssa"
+    kubectl(server, tmp_path, "delete", "ct", "k1")
+    assert kubectl(server, tmp_path, "get", "ct", "k1", check=False).returncode != 0
+
+
+def test_cr_verbs_through_the_official_client(server: Server, objs: client.CustomObjectsApi, crontabs: str) -> None:
+    ns = "crd-client"
+    server.kubectl("create", "namespace", ns)
+    for i in range(5):
+        objs.create_namespaced_custom_object(GROUP, "v1", ns, "crontabs",
+                                             cr(f"c{i}", cron=f"{i} * * * *", labels={"n": str(i % 2)}))
+    got = objs.get_namespaced_custom_object(GROUP, "v1", ns, "crontabs", "c1")
+    assert got["metadata"]["generation"] == 1 and got["apiVersion"] == f"{GROUP}/v1"
+    names = lambda lst: sorted(i["metadata"]["name"] for i in lst["items"])  # noqa: E731
+    assert names(objs.list_namespaced_custom_object(GROUP, "v1", ns, "crontabs", label_selector="n=1")) == ["c1", "c3"]
+    assert names(objs.list_namespaced_custom_object(GROUP, "v1", ns, "crontabs",
+                                                    field_selector="metadata.name=c2")) == ["c2"]
+    assert names(objs.list_namespaced_custom_object(GROUP, "v1", ns, "crontabs",
+                                                    field_selector="spec.cronSpec=3 * * * *")) == ["c3"]
+    with pytest.raises(ApiException) as e:
+        objs.list_namespaced_custom_object(GROUP, "v1", ns, "crontabs", field_selector="spec.image=img")
+    assert e.value.status == 400 and "field label not supported: spec.image" in e.value.body
+    page = objs.list_namespaced_custom_object(GROUP, "v1", ns, "crontabs", limit=2)
+    assert len(page["items"]) == 2 and page["metadata"]["continue"]
+    rest = objs.list_namespaced_custom_object(GROUP, "v1", ns, "crontabs", limit=10,
+                                              _continue=page["metadata"]["continue"])
+    assert len(rest["items"]) == 3
+    assert len(objs.list_cluster_custom_object(GROUP, "v1", "crontabs")["items"]) >= 5
+    rv = objs.list_namespaced_custom_object(GROUP, "v1", ns, "crontabs")["metadata"]["resourceVersion"]
+    events: list[tuple[str, str]] = []
+
+    def watch_them() -> None:
+        for ev in watch.Watch().stream(objs.list_namespaced_custom_object, GROUP, "v1", ns, "crontabs",
+                                       resource_version=rv, timeout_seconds=5):
+            events.append((ev["type"], ev["object"]["metadata"]["name"]))
+            if len(events) == 2:
+                return
+
+    t = threading.Thread(target=watch_them)
+    t.start()
+    time.sleep(0.3)
+    objs.patch_namespaced_custom_object(GROUP, "v1", ns, "crontabs", "c0", {"spec": {"image": "new"}})
+    objs.delete_namespaced_custom_object(GROUP, "v1", ns, "crontabs", "c4")
+    t.join(10)
+    assert events == [("MODIFIED", "c0"), ("DELETED", "c4")]
+    objs.delete_collection_namespaced_custom_object(GROUP, "v1", ns, "crontabs", label_selector="n=1")
+    assert names(objs.list_namespaced_custom_object(GROUP, "v1", ns, "crontabs")) == ["c0", "c2"]
+    with pytest.raises(ApiException) as e:
+        objs.get_namespaced_custom_object(GROUP, "v1", ns, "crontabs", "c1")
+    assert e.value.status == 404 and f'crontabs.{GROUP} \\"c1\\" not found' in e.value.body
+
+
+def test_status_subresource_and_generation(objs: client.CustomObjectsApi, crontabs: str) -> None:
+    body = cr("gen")
+    body["status"] = {"replicas": 9}
+    created = objs.create_namespaced_custom_object(GROUP, "v1", "default", "crontabs", body)
+    assert "status" not in created and created["metadata"]["generation"] == 1
+    st = objs.patch_namespaced_custom_object_status(GROUP, "v1", "default", "crontabs", "gen",
+                                                    {"status": {"replicas": 3}, "spec": {"image": "ignored"}})
+    assert st["status"] == {"replicas": 3} and st["spec"]["image"] == "img" and st["metadata"]["generation"] == 1
+    main = objs.patch_namespaced_custom_object(GROUP, "v1", "default", "crontabs", "gen",
+                                               {"status": {"replicas": 7}, "metadata": {"labels": {"a": "b"}}})
+    assert main["status"] == {"replicas": 3} and main["metadata"]["generation"] == 1
+    bumped = objs.patch_namespaced_custom_object(GROUP, "v1", "default", "crontabs", "gen",
+                                                 {"spec": {"image": "changed"}})
+    assert bumped["metadata"]["generation"] == 2
+
+
+def test_scale_subresource(server: Server, objs: client.CustomObjectsApi, crontabs: str, tmp_path: Path) -> None:
+    objs.create_namespaced_custom_object(GROUP, "v1", "default", "crontabs", cr("scaled", replicas=2))
+    objs.patch_namespaced_custom_object_status(GROUP, "v1", "default", "crontabs", "scaled",
+                                               {"status": {"replicas": 2, "labelSelector": "app=x"}})
+    scale = objs.get_namespaced_custom_object_scale(GROUP, "v1", "default", "crontabs", "scaled")
+    assert scale["kind"] == "Scale" and scale["apiVersion"] == "autoscaling/v1"
+    assert scale["spec"] == {"replicas": 2} and scale["status"] == {"replicas": 2, "selector": "app=x"}
+    kubectl(server, tmp_path, "scale", "ct", "scaled", "--replicas=5")
+    got = objs.get_namespaced_custom_object(GROUP, "v1", "default", "crontabs", "scaled")
+    assert got["spec"]["replicas"] == 5 and got["metadata"]["generation"] == 2
+    with pytest.raises(ApiException) as e:
+        objs.patch_namespaced_custom_object_scale(GROUP, "v1", "default", "crontabs", "scaled",
+                                                  {"spec": {"replicas": -1}})
+    assert e.value.status == 422 and ".spec.replicas: Invalid value: -1: should be a non-negative integer" \
+        in json.loads(e.value.body)["message"]
+
+
+def test_rbac_on_custom_resources(server: Server, api: client.ApiClient, objs: client.CustomObjectsApi,
+                                  crontabs: str) -> None:
+    server.kubectl("create", "namespace", "crd-rbac")
+    server.kubectl("create", "serviceaccount", "reader", "-n", "crd-rbac")
+    server.kubectl("create", "role", "ct-reader", "-n", "crd-rbac", "--verb=get,list", f"--resource=crontabs.{GROUP}")
+    server.kubectl("create", "rolebinding", "ct-reader", "-n", "crd-rbac", "--role=ct-reader",
+                   "--serviceaccount=crd-rbac:reader")
+    objs.create_namespaced_custom_object(GROUP, "v1", "crd-rbac", "crontabs", cr("visible"))
+    token = server.kubectl("create", "token", "reader", "-n", "crd-rbac").stdout.strip()
+    cfg = client.Configuration(host=server.url, api_key={"authorization": f"Bearer {token}"})
+    cfg.ssl_ca_cert = str(server.ca_file)
+    as_reader = client.CustomObjectsApi(client.ApiClient(cfg))
+    got = wait_for(lambda: _try(lambda: as_reader.get_namespaced_custom_object(
+        GROUP, "v1", "crd-rbac", "crontabs", "visible")), 5, "the binding")
+    assert got["metadata"]["name"] == "visible"
+    with pytest.raises(ApiException) as e:
+        as_reader.create_namespaced_custom_object(GROUP, "v1", "crd-rbac", "crontabs", cr("nope"))
+    assert e.value.status == 403
+    assert (f'crontabs.{GROUP} is forbidden: User "system:serviceaccount:crd-rbac:reader" cannot create resource '
+            f'"crontabs" in API group "{GROUP}" in the namespace "crd-rbac"') in json.loads(e.value.body)["message"]
+    with pytest.raises(ApiException) as e:
+        as_reader.list_namespaced_custom_object(GROUP, "v1", "default", "crontabs")
+    assert e.value.status == 403
+
+
+def _try(fn: Any) -> Any:
+    try:
+        return fn()
+    except ApiException:
+        return None
+
+
+def test_garbage_collection_and_namespace_deletion(server: Server, api: client.ApiClient,
+                                                   objs: client.CustomObjectsApi, crontabs: str) -> None:
+    core = client.CoreV1Api(api)
+    owner = core.create_namespaced_config_map("default", {"metadata": {"name": "ct-owner"}})
+    owned = cr("owned", ownerReferences=[{"apiVersion": "v1", "kind": "ConfigMap", "name": "ct-owner",
+                                          "uid": owner.metadata.uid}])
+    objs.create_namespaced_custom_object(GROUP, "v1", "default", "crontabs", owned)
+    core.delete_namespaced_config_map("ct-owner", "default")
+    wait_for(lambda: _try(lambda: objs.get_namespaced_custom_object(GROUP, "v1", "default", "crontabs", "owned"))
+             is None, 10, "the owned custom resource collected")
+    server.kubectl("create", "namespace", "crd-gone")
+    objs.create_namespaced_custom_object(GROUP, "v1", "crd-gone", "crontabs", cr("inside"))
+    server.kubectl("delete", "namespace", "crd-gone", "--wait=false")
+    wait_for(lambda: core.list_namespace(field_selector="metadata.name=crd-gone").items == [], 15,
+             "the namespace and its custom resources gone")
+    assert objs.list_namespaced_custom_object(GROUP, "v1", "crd-gone", "crontabs")["items"] == []
+
+
+def test_cluster_scoped_and_protobuf(server: Server, ext: client.ApiextensionsV1Api, objs: client.CustomObjectsApi,
+                                     api: client.ApiClient) -> None:
+    install(server, ext, crd_yaml("cluster.example.com", "clocks", "Clock", "clk", scope="Cluster"),
+            "clocks.cluster.example.com")
+    objs.create_cluster_custom_object("cluster.example.com", "v1", "clocks", cr("tick", group="cluster.example.com",
+                                                                                 kind="Clock"))
+    got = objs.get_cluster_custom_object("cluster.example.com", "v1", "clocks", "tick")
+    assert "namespace" not in got["metadata"]
+    path = "/apis/cluster.example.com/v1/clocks/tick"
+    status, body, ctype = _raw(api, path, "application/vnd.kubernetes.protobuf")
+    assert status == 406 and "only the following media types are accepted: application/json, application/yaml" \
+        in body
+    status, body, ctype = _raw(api, path, "application/vnd.kubernetes.protobuf, application/json")
+    assert status == 200 and json.loads(body)["metadata"]["name"] == "tick" and ctype.startswith("application/json")
+
+
+def _raw(api: client.ApiClient, path: str, accept: str) -> tuple[int, str, str]:
+    try:
+        r = api.rest_client.pool_manager.request(
+            "GET", api.configuration.host + path, headers={"Accept": accept}, preload_content=True)
+    except Exception as e:  # noqa: BLE001
+        raise AssertionError(e) from None
+    return r.status, r.data.decode(), r.headers.get("content-type", "")
+
+
+def test_deleting_the_crd_deletes_its_resources(server: Server, ext: client.ApiextensionsV1Api,
+                                                objs: client.CustomObjectsApi, tmp_path: Path) -> None:
+    install(server, ext, crd_yaml("doomed.example.com", "gadgets", "Gadget", "gd"), "gadgets.doomed.example.com")
+    for ns in ("default", "kube-system"):
+        objs.create_namespaced_custom_object("doomed.example.com", "v1", ns, "gadgets",
+                                             cr("g", group="doomed.example.com", kind="Gadget"))
+    held = cr("held", group="doomed.example.com", kind="Gadget", finalizers=["example.com/hold"])
+    objs.create_namespaced_custom_object("doomed.example.com", "v1", "default", "gadgets", held)
+    ext.delete_custom_resource_definition("gadgets.doomed.example.com")
+    crd = ext.read_custom_resource_definition("gadgets.doomed.example.com")
+    assert "customresourcecleanup.apiextensions.k8s.io" in crd.metadata.finalizers
+    wait_for(lambda: len(objs.list_cluster_custom_object("doomed.example.com", "v1", "gadgets")["items"]) == 1, 5,
+             "the unheld gadgets deleted")
+    with pytest.raises(ApiException) as e:
+        objs.create_namespaced_custom_object("doomed.example.com", "v1", "default", "gadgets",
+                                             cr("late", group="doomed.example.com", kind="Gadget"))
+    assert e.value.status == 405 and "create not allowed while custom resource definition is terminating" \
+        in e.value.body
+    conds = {c.type: c for c in ext.read_custom_resource_definition("gadgets.doomed.example.com").status.conditions}
+    assert conds["Terminating"].status == "True" and conds["Terminating"].reason == "InstanceDeletionInProgress"
+    objs.patch_namespaced_custom_object("doomed.example.com", "v1", "default", "gadgets", "held",
+                                        {"metadata": {"finalizers": None}})
+    wait_for(lambda: _try(lambda: ext.read_custom_resource_definition("gadgets.doomed.example.com")) is None, 5,
+             "the CRD gone")
+    with pytest.raises(ApiException) as e:
+        objs.list_cluster_custom_object("doomed.example.com", "v1", "gadgets")
+    assert e.value.status == 404
+    groups = [g.name for g in client.ApisApi(objs.api_client).get_api_versions().groups]
+    assert "doomed.example.com" not in groups
+    assert kubectl(server, tmp_path, "get", "gadgets", check=False).returncode != 0
+
+
+BAD_STORAGE = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: things.bad.example.com
+spec:
+  group: bad.example.com
+  scope: Namespaced
+  names: {plural: things, kind: Thing}
+  versions:
+  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}
+  - {name: v2, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}
+"""
+
+
+def _refusal(ext: client.ApiextensionsV1Api, body: dict[str, Any]) -> dict[str, Any]:
+    with pytest.raises(ApiException) as e:
+        ext.create_custom_resource_definition(body)
+    assert e.value.status == 422
+    return json.loads(e.value.body)
+
+
+def _body(text: str) -> dict[str, Any]:
+    return yaml.safe_load(text)
+
+
+def test_bad_definitions_refused_with_kubernetes_messages(ext: client.ApiextensionsV1Api) -> None:
+    status = _refusal(ext, _body(BAD_STORAGE))
+    fields = {(c["field"], c["message"].rsplit(": ", 1)[-1]) for c in status["details"]["causes"]}
+    assert ("spec.versions", "must have exactly one version marked as storage version") in fields
+    assert ("status.storedVersions", "must have the storage version v2") in fields
+    assert status["message"].startswith(
+        'CustomResourceDefinition.apiextensions.k8s.io "things.bad.example.com" is invalid: [')
+    bad_name = _body(BAD_STORAGE.replace("storage: true, schema: {openAPIV3Schema: {type: object}}}\n  - {name: v2, "
+                                         "served: true, storage: true", "storage: true, schema: {openAPIV3Schema: "
+                                         "{type: object}}}\n  - {name: v2, served: true, storage: false"))
+    bad_name["metadata"]["name"] = "wrong.bad.example.com"
+    status = _refusal(ext, bad_name)
+    assert status["message"] == ('CustomResourceDefinition.apiextensions.k8s.io "wrong.bad.example.com" is invalid: '
+                                 'metadata.name: Invalid value: "wrong.bad.example.com": '
+                                 'must be spec.names.plural+"."+spec.group')
+    no_dot = _body(BAD_STORAGE.replace("bad.example.com", "nodot").replace("v2, served: true, storage: true",
+                                                                           "v2, served: true, storage: false"))
+    assert _refusal(ext, no_dot)["details"]["causes"][0]["message"] == (
+        'Invalid value: "nodot": should be a domain with at least one dot')
+    no_schema = _body(BAD_STORAGE.replace(", schema: {openAPIV3Schema: {type: object}}", "")
+                      .replace("v2, served: true, storage: true", "v2, served: true, storage: false"))
+    causes = _refusal(ext, no_schema)["details"]["causes"]
+    assert {(c["field"], c["message"]) for c in causes} == {
+        ("spec.versions[0].schema.openAPIV3Schema", "Required value: schemas are required"),
+        ("spec.versions[1].schema.openAPIV3Schema", "Required value: schemas are required")}
+    column = _body(crd_yaml("cols.example.com", "rows", "Row", "rw").replace("type: integer\n      jsonPath",
+                                                                              "type: int\n      jsonPath"))
+    causes = _refusal(ext, column)["details"]["causes"]
+    # One version: Kubernetes' internal form holds its columns (and schema, subresources) once, and names them so.
+    assert causes == [{"reason": "FieldValueInvalid", "field": "spec.additionalPrinterColumns[1].type",
+                       "message": 'Invalid value: "int": must be one of boolean,date,integer,number,string'}]
+    scale = _body(crd_yaml("scale.example.com", "rows", "Row", "rw").replace("specReplicasPath: .spec.replicas",
+                                                                              "specReplicasPath: .status.replicas"))
+    causes = _refusal(ext, scale)["details"]["causes"]
+    assert causes[0]["field"] == "spec.subresources.scale.specReplicasPath"
+    assert causes[0]["message"] == 'Invalid value: ".status.replicas": should be a json path under .spec'
+
+
+def test_conflicting_names_not_accepted(server: Server, ext: client.ApiextensionsV1Api, crontabs: str) -> None:
+    # Another CRD of the group asking for CronTab's kind (and so its listKind, the last name checked).
+    other = _body(crd_yaml(GROUP, "crontabs2", "CronTab", "ct2"))
+    ext.create_custom_resource_definition(other)
+
+    def names_condition() -> Any:
+        crd = ext.read_custom_resource_definition(f"crontabs2.{GROUP}")
+        return next((c for c in crd.status.conditions or [] if c.type == "NamesAccepted"), None)
+
+    cond = wait_for(names_condition, 5, "NamesAccepted")
+    assert (cond.status, cond.reason, cond.message) == ("False", "ListKindConflict",
+                                                        '"CronTabList" is already in use')
+    kind_only = _body(crd_yaml(GROUP, "crontabs4", "CronTab", "ct4"))
+    kind_only["spec"]["names"]["listKind"] = "CronTab4List"
+    ext.create_custom_resource_definition(kind_only)
+    wait_for(lambda: next((c.message for c in ext.read_custom_resource_definition(f"crontabs4.{GROUP}").status
+                           .conditions or [] if c.type == "NamesAccepted" and c.reason == "KindConflict"), None)
+             == '"CronTab" is already in use', 5, "KindConflict")
+    crd = ext.read_custom_resource_definition(f"crontabs2.{GROUP}")
+    est = next(c for c in crd.status.conditions if c.type == "Established")
+    assert (est.status, est.reason, est.message) == ("False", "NotAccepted", "not all names are accepted")
+    with pytest.raises(ApiException) as e:
+        client.CustomObjectsApi(ext.api_client).list_cluster_custom_object(GROUP, "v1", "crontabs2")
+    assert e.value.status == 404
+    short = _body(crd_yaml(GROUP, "crontabs3", "CronTab3", "crontabs"))
+    ext.create_custom_resource_definition(short)
+    wait_for(lambda: next((c.reason for c in ext.read_custom_resource_definition(f"crontabs3.{GROUP}").status.conditions
+                           or [] if c.type == "NamesAccepted"), None) == "ShortNamesConflict", 5, "ShortNamesConflict")
