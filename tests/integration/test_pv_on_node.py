@@ -106,6 +106,30 @@ def test_a_volume_outside_the_allowed_paths_is_not_mounted(server: Server, agent
     assert "CreateContainerConfigError" in waiting() and not (outside / "note").exists()
 
 
+def test_a_host_volumes_type_is_checked(server: Server, agent: tuple[Path, Path]) -> None:
+    _, allowed = agent
+    made = allowed / "made-on-demand"
+    (allowed / "plain-file").write_text("x")
+    _create(server, _volume("disk-made", "manual-made", {"hostPath": {"path": str(made),
+                                                                       "type": "DirectoryOrCreate"}}))
+    _create(server, _volume("disk-file", "manual-file", {"hostPath": {"path": str(allowed / "plain-file"),
+                                                                       "type": "Directory"}}))
+    for name in ("made", "file"):
+        _create(server, _claim(f"data-{name}", f"manual-{name}"))
+        _bound(server, f"data-{name}")
+    _create(server, _pod("writer-made", "data-made", "ls -ld /data"))
+    _wrote(server, "writer-made")
+    assert made.is_dir() and made.stat().st_mode & 0o777 == 0o755
+    _create(server, _pod("writer-file", "data-file", "true"))
+
+    def waiting() -> str:
+        statuses = (_json(server, "get", "pod", "writer-file").get("status") or {}).get("containerStatuses")
+        return str(((statuses or [{}])[0].get("state") or {}).get("waiting") or "")
+
+    wait_for(lambda: "type check" in waiting(), 30, "the pod refused its volume")
+    assert f"hostPath type check failed: {allowed / 'plain-file'} is not a directory" in waiting()
+
+
 def _provisioned(server: Server, root: Path, cls: str, claim: str) -> tuple[str, Path]:
     _create(server, _claim(claim, cls))
     volume = _bound(server, claim)

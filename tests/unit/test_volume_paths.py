@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from kubesat.agent.claims import ClaimVolume, host_path, safe_volume_name, volume_dir
+from kubesat.agent.runtime.hostpath import check_type
 from kubesat.agent.runtime.mounts import MountError, allowed_host_path, plan
 from kubesat.agent.volumereclaim import remove_volume_dir, requested
 
@@ -110,3 +111,39 @@ def test_delete_requests_are_read_from_the_nodes_annotations() -> None:
                                          "delete.volumes.kubesat.io/pvc-0": "true"}}}
     assert requested(node) == ["delete.volumes.kubesat.io/pvc-0", "delete.volumes.kubesat.io/pvc-1"]
     assert requested({"metadata": {"annotations": "junk"}}) == [] and requested({}) == []
+
+
+def test_host_path_types_are_checked_as_the_kubelet_checks_them(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    check_type(str(tmp_path / "anything"), "")  # no type: no check
+    check_type(str(tmp_path), "Directory")
+    check_type(str(tmp_path / "file"), "File")
+    check_type(str(tmp_path / "new" / "dir"), "DirectoryOrCreate")
+    assert (tmp_path / "new" / "dir").is_dir() and (tmp_path / "new" / "dir").stat().st_mode & 0o777 == 0o755
+    check_type(str(tmp_path / "new-file"), "FileOrCreate")
+    assert (tmp_path / "new-file").is_file()
+    for path, kind, what in ((tmp_path / "file", "Directory", "a directory"),
+                             (tmp_path / "file", "DirectoryOrCreate", "a directory"),
+                             (tmp_path, "File", "a file"), (tmp_path / "missing", "File", "a file"),
+                             (tmp_path, "Socket", "a socket file"), (tmp_path, "CharDevice", "a character device"),
+                             (tmp_path, "BlockDevice", "a block device")):
+        with pytest.raises(MountError) as e:
+            check_type(str(path), kind)
+        assert str(e.value) == f"hostPath type check failed: {path} is not {what}"
+    with pytest.raises(MountError, match="Sometimes is an invalid volume type"):
+        check_type(str(tmp_path), "Sometimes")
+    # A dangling symlink in the path's place is not replaced by FileOrCreate.
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(MountError):
+        check_type(str(tmp_path / "dangling"), "FileOrCreate")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_the_type_check_sees_the_allowed_path_only(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+    container = {"volumeMounts": [{"name": "data", "mountPath": "/data"}]}
+    plan(container, {}, {"data": str(tmp_path / "d")}, [tmp_path], lambda n, p: seen.append((n, p)))
+    assert seen == [("data", str(tmp_path / "d"))]
+    with pytest.raises(MountError):
+        plan(container, {}, {"data": "/etc"}, [tmp_path], lambda n, p: seen.append((n, p)))
+    assert len(seen) == 1

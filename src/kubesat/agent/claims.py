@@ -41,6 +41,7 @@ class ClaimVolume:
     path: str = ""
     error: str = ""
     on_host: bool = False
+    host_type: str = ""  # a hostPath volume's `type`
 
 
 def safe_volume_name(name: str) -> bool:
@@ -116,7 +117,7 @@ def volume_dir(pv: dict[str, Any], root: Path) -> ClaimVolume:
         if found is None:
             return ClaimVolume(error=f'persistentvolume "{name}": {kind} path {str(source.get("path"))[:MAX_PATH]!r} '
                                      "must be an absolute path without '..'")
-        return ClaimVolume(path=found, on_host=True)
+        return ClaimVolume(path=found, on_host=True, host_type=str(host.get("type") or ""))
     return ClaimVolume(error=f'persistentvolume "{name}" is not a volume this node provides: kubesat mounts '
                              f"hostPath and local volumes and those provisioned by {LOCAL_PROVISIONER}")
 

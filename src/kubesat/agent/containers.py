@@ -203,7 +203,8 @@ class Containers:
         mounts: dict[str, VolumeMountSource] = {}
         for name, result in volumes.items():
             if result.kind == "hostPath":
-                mounts[name] = VolumeMountSource(name, Path(result.host_path or ""), on_host=result.on_host)
+                mounts[name] = VolumeMountSource(name, Path(result.host_path or ""), on_host=result.on_host,
+                                                 host_type=result.host_type)
             elif result.rel_dir:
                 mounts[name] = VolumeMountSource(name, pod_dir / result.rel_dir)
                 if result.kind == "dir":

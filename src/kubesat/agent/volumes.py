@@ -104,6 +104,7 @@ class VolumeResult:
     files: dict[str, FileProjection] = field(default_factory=dict)
     host_path: str | None = None
     on_host: bool = False  # host_path is the host's (hostPath, a hostPath or local PersistentVolume)
+    host_type: str = ""  # its hostPath `type`
     medium: str = ""
     uid: int | None = None
     gid: int | None = None
@@ -379,7 +380,8 @@ def _claim_volume(name: str, claim: str, fetched: Fetched) -> VolumeResult:
     found = fetched.claims.get(claim) or ClaimVolume(error=f'persistentvolumeclaim "{claim}" not found')
     if found.error:
         return VolumeResult(name=name, kind="hostPath", error=found.error)
-    return VolumeResult(name=name, kind="hostPath", host_path=found.path, on_host=found.on_host)
+    return VolumeResult(name=name, kind="hostPath", host_path=found.path, on_host=found.on_host,
+                        host_type=found.host_type)
 
 
 def payloads(pod: dict[str, Any], fetched: Fetched, node: dict[str, Any] | None = None) -> dict[str, VolumeResult]:
@@ -392,8 +394,9 @@ def payloads(pod: dict[str, Any], fetched: Fetched, node: dict[str, Any] | None 
             medium = str(_d(vol.get("emptyDir")).get("medium") or "")
             out[name] = VolumeResult(name=name, kind="dir", plugin_dir=PLUGIN_DIRS["emptyDir"], medium=medium)
         elif "hostPath" in vol:
-            out[name] = VolumeResult(name=name, kind="hostPath", host_path=str(_d(vol["hostPath"]).get("path", "")),
-                                     on_host=True)
+            host = _d(vol["hostPath"])
+            out[name] = VolumeResult(name=name, kind="hostPath", host_path=str(host.get("path", "")), on_host=True,
+                                     host_type=str(host.get("type") or ""))
         elif "persistentVolumeClaim" in vol or "ephemeral" in vol:
             out[name] = _claim_volume(name, volume_claim(pod, vol), fetched)
         else:

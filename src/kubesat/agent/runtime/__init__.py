@@ -38,6 +38,7 @@ class VolumeMountSource:
     name: str
     host_path: Path
     on_host: bool = False
+    host_type: str = ""  # a host path's hostPath `type`, checked before it is mounted
 
 
 @dataclass

@@ -5,7 +5,7 @@ allows. Pure, apart from resolving the allowed host paths' symlinks."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,10 +59,11 @@ def allowed_host_path(path: str, allowed: Sequence[Path]) -> str | None:
     return None
 
 
-def plan(container: dict[str, Any], sources: Mapping[str, str],
-         host_paths: Mapping[str, str], allowed_host_paths: Sequence[Path]) -> list[Mount]:
+def plan(container: dict[str, Any], sources: Mapping[str, str], host_paths: Mapping[str, str],
+         allowed_host_paths: Sequence[Path], check: Callable[[str, str], None] | None = None) -> list[Mount]:
     """The container's mounts. `sources` maps a volume name to its directory under the agent's root;
-    `host_paths` a hostPath volume's name to its path. Raises MountError."""
+    `host_paths` a hostPath volume's name to its path; `check(name, path)` is called with each allowed host
+    path, symlinks resolved, before it is planned (the hostPath type check). Raises MountError."""
     mounts: list[Mount] = []
     vm = container.get("volumeMounts") or []
     if not isinstance(vm, list) or len(vm) > MAX_MOUNTS:
@@ -80,6 +81,8 @@ def plan(container: dict[str, Any], sources: Mapping[str, str],
             if real is None:
                 raise MountError(f'hostPath volume "{name}" ({path}) is not under a directory this node allows '
                                  "(kubesat agent --allow-host-path DIR)")
+            if check is not None:
+                check(name, real)
             mounts.append(Mount(real, sub, target, read_only, True))
         elif name in sources:
             mounts.append(Mount(sources[name], sub, target, read_only, False))

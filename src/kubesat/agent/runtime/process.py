@@ -48,6 +48,7 @@ from kubesat.agent.runtime import (ExecRequest, ExecSession, PodSandboxConfig, R
                                    probes, write_hosts_file)
 from kubesat.agent.runtime.execs import ExecHelpers
 from kubesat.agent.runtime.mounts import MountError, plan
+from kubesat.agent.runtime.hostpath import check_type
 
 log = logging.getLogger("kubesat.agent")
 
@@ -265,7 +266,8 @@ class ProcessRuntime:
                                  "--allow-privileged)")
             sources = {n: str(v.host_path) for n, v in config.volumes.items() if not _on_host(config, n)}
             host_paths = {n: str(v.host_path) for n, v in config.volumes.items() if _on_host(config, n)}
-            ctr.mounts = [m.spec() for m in plan(c, sources, host_paths, self.allow_host_paths)]
+            ctr.mounts = [m.spec() for m in plan(c, sources, host_paths, self.allow_host_paths,
+                                                 lambda n, path: check_type(path, config.volumes[n].host_type))]
         except (MountError, envvars.EnvError) as e:
             ctr.config_error = str(e)
         return ctr
