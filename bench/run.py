@@ -1,6 +1,6 @@
 """kubesat's benchmark: every figure beside a reference measured in the same run, as a table and bench/results.json.
 
-Usage: python bench/run.py [--quick] [--only http,tokens,kubectl,scale] [--out bench/results.json]
+Usage: python bench/run.py [--quick] [--only http,tokens,kubectl,scale,crd] [--out bench/results.json]
 
 Sections (see bench/README.md for what each measures and why):
   tokens   in process: kubesat's Verifier and sign() against raw `cryptography`, PyJWT, joserfc, jwcrypto, Node jose
@@ -11,6 +11,7 @@ Sections (see bench/README.md for what each measures and why):
   scale    cold start; RSS, TokenReview latency, a list and a watch of all Pods at 1k/10k(/100k) objects
   agent, runtime  the node agent's volumes, RSS and token rotation; the process runtime's pod start and exec
   workloads  a Deployment of 1,000 replicas (200 with --quick) on one agent: available, rolled, idle CPU
+  crd      CustomResourceDefinitions: from a CRD's create to Established and to its first custom resource created
 --quick takes under 3 minutes on a 2-core machine (1k and 10k objects only); the full run about 10-15 minutes.
 Each ratio is value / reference value; a target reads "ratio >= 0.7" or "value < 5" (ms).
 """
@@ -29,10 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from suite import agent, endpoints, kubectl, runtime, scale, tokens, workloads
+from suite import agent, crd, endpoints, kubectl, runtime, scale, tokens, workloads
 from suite.common import BENCH, ROOT, Entry, Floor, Kubesat, Results, bench_identity, fmt
 
-SECTIONS = ("tokens", "http", "kubectl", "scale", "agent", "runtime", "workloads")
+SECTIONS = ("tokens", "http", "kubectl", "scale", "agent", "runtime", "workloads", "crd")
 
 
 def machine() -> str:
@@ -111,6 +112,8 @@ def main() -> int:
         runtime.run(res, args.quick)
     if "workloads" in wanted:
         workloads.run(res, args.quick)
+    if "crd" in wanted:
+        crd.run(res, args.quick)
     took = time.perf_counter() - started
     print()
     print(f"kubesat bench{' --quick' if args.quick else ''}: {when}; {about}; took {took:.0f} s")
