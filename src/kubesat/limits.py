@@ -22,6 +22,8 @@ MAX_DEPTH = 128
 # Work on a body or stored object larger than this (decoding, checks, patching, validation) is done off
 # the event loop, so that one large request never holds up the others.
 OFFLOAD_BYTES = 64 * 1024
+# The most of an admission webhook's answer read (an AdmissionReview carries at most a patch of one object).
+MAX_WEBHOOK_RESPONSE_BYTES = 2 * MAX_REQUEST_BYTES
 # Steps one walk of a custom resource schema may take (CRD checks, validating, pruning or defaulting one
 # object): a step is one schema node applied to one value; nested allOf/anyOf/oneOf can otherwise multiply.
 MAX_SCHEMA_STEPS = 2_000_000
@@ -154,3 +156,15 @@ def check_stored(encoded: bytes) -> None:
         raise errors.too_large(
             f"Request entity too large: the object would be {len(encoded)} bytes when stored, "
             f"more than the limit of {MAX_OBJECT_BYTES}")
+
+
+# CEL (x-kubernetes-validations, webhook matchConditions, ValidatingAdmissionPolicy), as Kubernetes bounds it
+# (apiserver pkg/apis/cel/config.go, apiextensions validation): cost units are cel-go's.
+CEL_PER_CALL_LIMIT = 1_000_000  # one evaluation of one expression
+CEL_RUNTIME_BUDGET = 10_000_000  # every rule of one custom resource together
+CEL_MATCH_CONDITIONS_BUDGET = 2_500_000  # a webhook's matchConditions together
+CEL_STATIC_COST_LIMIT = 10_000_000  # the estimate of one rule, times how often it can run
+CEL_CRD_COST_LIMIT = 100_000_000  # the estimates of every rule of one version's schema
+CEL_MAX_MESSAGE_EXPRESSION_BYTES = 5 * 1024  # a messageExpression's result
+CEL_MAX_EXPRESSION_CHARS = 100_000  # cel-go's default parser limit on an expression's code points
+CEL_PROGRAM_CACHE = 4096  # compiled runtime programs kept, by expression text
