@@ -4,6 +4,8 @@ messages), and real HTTPS webhooks in this process called for creates, updates a
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.integration.conftest import Server
+from tests.integration.webhookserver import WebhookServer, json_patch, make_ca, slow
 
 VWC = "validatingwebhookconfigurations"
 MWC = "mutatingwebhookconfigurations"
@@ -112,3 +115,246 @@ def test_configuration_rules_client_config_and_duplicates(api: client.ApiClient)
         'webhooks[1].admissionReviewVersions: Invalid value: []string{"v2"}: must include at least one of v1, v1beta1',
     ):
         assert part in msg, (part, msg)
+
+
+# ------------------------------------------------------------------------------------------------- webhook calls
+@pytest.fixture(scope="module")
+def hooks() -> Iterator[WebhookServer]:
+    with WebhookServer() as srv:
+        yield srv
+
+
+@pytest.fixture()
+def configs(server: Server) -> Iterator[list[tuple[str, str]]]:
+    """(resource, name) of the configurations a test makes, deleted after it."""
+    made: list[tuple[str, str]] = []
+    yield made
+    for plural, name in made:
+        server.kubectl("delete", plural, name, "--ignore-not-found")
+
+
+def _install(server: Server, made: list[tuple[str, str]], kind: str, name: str, hooks: list[dict[str, Any]]) -> None:
+    server.kubectl("create", "-f", "-", input=json.dumps(_config(kind, name, hooks)))
+    made.append((kind.lower() + "s", name))
+
+
+def _url_hook(srv: WebhookServer, name: str, path: str, case: str, ops: tuple[str, ...] = ("CREATE",),
+              **over: Any) -> dict[str, Any]:
+    """A webhook on configmaps reached by objects labelled case=<case> only (so tests never meet each other's)."""
+    hook = _hook(name, clientConfig={"url": srv.url(path), "caBundle": srv.ca_bundle},
+                 objectSelector={"matchLabels": {"case": case}},
+                 rules=[{"operations": list(ops), "apiGroups": [""], "apiVersions": ["v1"],
+                         "resources": ["configmaps"]}])
+    hook.update(over)
+    return hook
+
+
+def _configmap(name: str, case: str, ns: str = "default", **labels: str) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": name, "namespace": ns, "labels": {"case": case, **labels}},
+                       "data": {"k": "v"}})
+
+
+def _add_label(key: str, value: str) -> Any:
+    def behaviour(request: dict[str, Any]) -> dict[str, Any]:
+        key_path = "/metadata/labels/" + key.replace("~", "~0").replace("/", "~1")
+        return json_patch([{"op": "add", "path": key_path, "value": value}])
+    return behaviour
+
+
+def test_mutating_webhook_patch_is_stored(server: Server, api: client.ApiClient, hooks: WebhookServer,
+                                          configs: list[tuple[str, str]]) -> None:
+    hooks.paths["mutate"] = _add_label("webhooked", "yes")
+    _install(server, configs, "MutatingWebhookConfiguration", "label-adder",
+             [_url_hook(hooks, "label.example.com", "mutate", "mutate")])
+    server.kubectl("create", "-f", "-", input=_configmap("mutated", "mutate"))
+    stored = client.CoreV1Api(api).read_namespaced_config_map("mutated", "default")
+    assert stored.metadata.labels == {"case": "mutate", "webhooked": "yes"}
+    review = hooks.got("mutate")[-1]
+    assert review["apiVersion"] == "admission.k8s.io/v1" and review["kind"] == "AdmissionReview"
+    assert review["_query"] == "timeout=10s"
+    req = review["request"]
+    assert req["operation"] == "CREATE" and req["name"] == "mutated" and req["namespace"] == "default"
+    assert req["kind"] == {"group": "", "version": "v1", "kind": "ConfigMap"}
+    assert req["resource"] == {"group": "", "version": "v1", "resource": "configmaps"}
+    assert req["requestKind"] == req["kind"] and req["requestResource"] == req["resource"]
+    assert req["userInfo"]["username"] == "kubernetes-admin"
+    assert "system:masters" in req["userInfo"]["groups"]
+    assert req["object"]["data"] == {"k": "v"} and req["oldObject"] is None
+    assert req["dryRun"] is False
+    assert req["options"]["kind"] == "CreateOptions" and req["options"]["apiVersion"] == "meta.k8s.io/v1"
+    # A label the object does not carry: the webhook is not called.
+    before = len(hooks.got("mutate"))
+    server.kubectl("create", "configmap", "unmutated")
+    assert len(hooks.got("mutate")) == before
+    assert "webhooked" not in (client.CoreV1Api(api).read_namespaced_config_map("unmutated", "default")
+                               .metadata.labels or {})
+
+
+def test_validating_webhook_denies_with_its_message(server: Server, api: client.ApiClient, hooks: WebhookServer,
+                                                    configs: list[tuple[str, str]]) -> None:
+    hooks.paths["deny"] = lambda r: {"allowed": False, "status": {"message": f"{r['name']} is not welcome"}}
+    _install(server, configs, "ValidatingWebhookConfiguration", "denier",
+             [_url_hook(hooks, "deny.example.com", "deny", "deny")])
+    res = server.kubectl("create", "-f", "-", input=_configmap("refused", "deny"), check=False)
+    assert res.returncode != 0
+    assert res.stderr.strip() == ('Error from server (Forbidden): error when creating "STDIN": configmaps "refused" is '
+                                  'forbidden: admission webhook "deny.example.com" denied the request: refused is '
+                                  "not welcome")
+    with pytest.raises(ApiException) as ei:
+        client.CoreV1Api(api).create_namespaced_config_map("default", json.loads(_configmap("refused2", "deny")))
+    assert ei.value.status == 403
+    status = json.loads(ei.value.body)
+    assert status["reason"] == "Forbidden"
+    assert status["message"] == ('configmaps "refused2" is forbidden: admission webhook "deny.example.com" denied '
+                                 "the request: refused2 is not welcome")
+    assert status["details"] == {"name": "refused2", "kind": "configmaps"}
+    # A code and reason of the webhook's own, and a denial without a message.
+    hooks.paths["deny"] = lambda r: {"allowed": False, "status": {"code": 409, "reason": "Conflict"}}
+    res = server.kubectl("create", "-f", "-", input=_configmap("refused3", "deny"), check=False)
+    assert res.stderr.strip() == ('Error from server (Conflict): error when creating "STDIN": configmaps "refused3" '
+                                  'is forbidden: admission webhook "deny.example.com" denied the request: Conflict')
+    hooks.paths["deny"] = lambda r: {"allowed": False}
+    res = server.kubectl("create", "-f", "-", input=_configmap("refused4", "deny"), check=False)
+    assert res.stderr.strip().endswith('admission webhook "deny.example.com" denied the request without explanation')
+    assert server.kubectl("get", "configmap", "refused", check=False).returncode != 0
+
+
+def test_warnings_reach_kubectl(server: Server, hooks: WebhookServer, configs: list[tuple[str, str]]) -> None:
+    hooks.paths["warn"] = lambda r: {"warnings": ["configmaps are so last year", "second thoughts"]}
+    _install(server, configs, "ValidatingWebhookConfiguration", "warner",
+             [_url_hook(hooks, "warn.example.com", "warn", "warn")])
+    res = server.kubectl("create", "-f", "-", input=_configmap("warned", "warn"))
+    assert "Warning: configmaps are so last year" in res.stderr
+    assert "Warning: second thoughts" in res.stderr
+    assert "configmap/warned created" in res.stdout
+
+
+def test_namespace_and_object_selectors_skip(server: Server, hooks: WebhookServer,
+                                             configs: list[tuple[str, str]]) -> None:
+    hooks.paths["deny-ns"] = lambda r: {"allowed": False, "status": {"message": "guarded namespace"}}
+    hook = _url_hook(hooks, "ns.example.com", "deny-ns", "nssel",
+                     namespaceSelector={"matchLabels": {"guarded": "yes"}})
+    _install(server, configs, "ValidatingWebhookConfiguration", "ns-guard", [hook])
+    server.kubectl("create", "namespace", "open-ns")
+    server.kubectl("create", "namespace", "guarded-ns")
+    server.kubectl("label", "namespace", "guarded-ns", "guarded=yes")
+    server.kubectl("create", "-f", "-", input=_configmap("free", "nssel", "open-ns"))
+    res = server.kubectl("create", "-f", "-", input=_configmap("caught", "nssel", "guarded-ns"), check=False)
+    assert "denied the request: guarded namespace" in res.stderr
+    # objectSelector: the same namespace, an object without the label is never sent.
+    calls = len(hooks.got("deny-ns"))
+    server.kubectl("create", "configmap", "unlabelled", "-n", "guarded-ns")
+    assert len(hooks.got("deny-ns")) == calls
+
+
+@pytest.mark.parametrize("policy", ["Ignore", "Fail"])
+def test_failure_policy_on_timeout(server: Server, hooks: WebhookServer, configs: list[tuple[str, str]],
+                                   policy: str) -> None:
+    hooks.paths["slow"] = slow(3)
+    _install(server, configs, "ValidatingWebhookConfiguration", f"slow-{policy.lower()}",
+             [_url_hook(hooks, "slow.example.com", "slow", f"slow-{policy}", failurePolicy=policy, timeoutSeconds=1)])
+    start = time.monotonic()
+    res = server.kubectl("create", "-f", "-", input=_configmap(f"slow-{policy.lower()}", f"slow-{policy}"),
+                         check=False)
+    took = time.monotonic() - start
+    assert took < 2.9, took  # the webhook's 1 s, not its 3 s
+    if policy == "Ignore":
+        assert res.returncode == 0, res.stderr
+        return
+    assert res.stderr.strip() == (
+        'Error from server (InternalError): error when creating "STDIN": Internal error occurred: failed calling '
+        f'webhook "slow.example.com": failed to call webhook: Post "{hooks.url("slow")}?timeout=1s": context '
+        "deadline exceeded")
+
+
+@pytest.mark.parametrize("policy", ["Ignore", "Fail"])
+def test_failure_policy_on_garbage(server: Server, hooks: WebhookServer, configs: list[tuple[str, str]],
+                                   policy: str) -> None:
+    hooks.paths["garbage"] = lambda r: b"not json at all"
+    _install(server, configs, "MutatingWebhookConfiguration", f"garbage-{policy.lower()}",
+             [_url_hook(hooks, "garbage.example.com", "garbage", f"garbage-{policy}", failurePolicy=policy)])
+    res = server.kubectl("create", "-f", "-", input=_configmap(f"garbage-{policy.lower()}", f"garbage-{policy}"),
+                         check=False)
+    if policy == "Ignore":
+        assert res.returncode == 0, res.stderr
+        return
+    assert res.stderr.strip() == (
+        'Error from server (InternalError): error when creating "STDIN": Internal error occurred: failed calling '
+        'webhook "garbage.example.com": failed to call webhook: couldn\'t get version/kind; json parse error: '
+        "invalid character 'n' looking for beginning of value")
+
+
+@pytest.mark.parametrize("policy", ["Ignore", "Fail"])
+def test_failure_policy_on_a_certificate_not_from_the_ca_bundle(server: Server, hooks: WebhookServer,
+                                                                configs: list[tuple[str, str]], policy: str) -> None:
+    with WebhookServer(make_ca("another-ca")) as other:
+        hook = _url_hook(other, "cert.example.com", "x", f"cert-{policy}", failurePolicy=policy)
+        hook["clientConfig"]["caBundle"] = hooks.ca_bundle  # trusts our CA, not the one that signed `other`
+        _install(server, configs, "ValidatingWebhookConfiguration", f"cert-{policy.lower()}", [hook])
+        res = server.kubectl("create", "-f", "-", input=_configmap(f"cert-{policy.lower()}", f"cert-{policy}"),
+                             check=False)
+        assert other.got("x") == []
+    if policy == "Ignore":
+        assert res.returncode == 0, res.stderr
+        return
+    assert res.stderr.strip() == (
+        'Error from server (InternalError): error when creating "STDIN": Internal error occurred: failed calling '
+        f'webhook "cert.example.com": failed to call webhook: Post "{other.url("x")}?timeout=10s": tls: failed to '
+        "verify certificate: x509: certificate signed by unknown authority")
+
+
+def test_dry_run_reaches_side_effect_free_webhooks(server: Server, hooks: WebhookServer,
+                                                   configs: list[tuple[str, str]]) -> None:
+    _install(server, configs, "ValidatingWebhookConfiguration", "dry",
+             [_url_hook(hooks, "dry.example.com", "dry", "dry", sideEffects="NoneOnDryRun")])
+    server.kubectl("create", "-f", "-", "--dry-run=server", input=_configmap("dry", "dry"))
+    req = hooks.got("dry")[-1]["request"]
+    assert req["dryRun"] is True and req["options"]["dryRun"] == ["All"]
+    assert server.kubectl("get", "configmap", "dry", check=False).returncode != 0
+
+
+def test_review_of_update_and_delete(server: Server, api: client.ApiClient, hooks: WebhookServer,
+                                     configs: list[tuple[str, str]]) -> None:
+    _install(server, configs, "ValidatingWebhookConfiguration", "recorder",
+             [_url_hook(hooks, "record.example.com", "record", "record", ops=("*",))])
+    server.kubectl("create", "-f", "-", input=_configmap("recorded", "record"))
+    server.kubectl("patch", "configmap", "recorded", "-p", '{"data":{"k":"v2"}}')
+    server.kubectl("delete", "configmap", "recorded")
+    ops = [r["request"]["operation"] for r in hooks.got("record")]
+    assert ops == ["CREATE", "UPDATE", "DELETE"], ops
+    update = hooks.got("record")[1]["request"]
+    assert update["oldObject"]["data"] == {"k": "v"} and update["object"]["data"] == {"k": "v2"}
+    assert update["options"]["kind"] == "UpdateOptions" and update["name"] == "recorded"
+    delete = hooks.got("record")[2]["request"]
+    assert delete["object"] is None and delete["oldObject"]["data"] == {"k": "v2"}
+    assert delete["options"]["kind"] == "DeleteOptions"
+    uids = {r["request"]["uid"] for r in hooks.got("record")}
+    assert len(uids) == 3
+
+
+def test_reinvocation_if_needed(server: Server, api: client.ApiClient, hooks: WebhookServer,
+                                configs: list[tuple[str, str]]) -> None:
+    hooks.paths["first"] = _add_label("first", "seen")
+    hooks.paths["second"] = _add_label("second", "seen")
+    _install(server, configs, "MutatingWebhookConfiguration", "a-first",
+             [_url_hook(hooks, "first.example.com", "first", "reinvoke", reinvocationPolicy="IfNeeded")])
+    _install(server, configs, "MutatingWebhookConfiguration", "b-second",
+             [_url_hook(hooks, "second.example.com", "second", "reinvoke")])
+    server.kubectl("create", "-f", "-", input=_configmap("reinvoked", "reinvoke"))
+    assert len(hooks.got("first")) == 2 and len(hooks.got("second")) == 1
+    # The second call of the first webhook sees what the second one added.
+    assert hooks.got("first")[1]["request"]["object"]["metadata"]["labels"]["second"] == "seen"
+    labels = client.CoreV1Api(api).read_namespaced_config_map("reinvoked", "default").metadata.labels
+    assert labels == {"case": "reinvoke", "first": "seen", "second": "seen"}
+
+
+def test_configurations_themselves_are_exempt(server: Server, hooks: WebhookServer,
+                                              configs: list[tuple[str, str]]) -> None:
+    hooks.paths["deny-all"] = lambda r: {"allowed": False}
+    hook = _hook("everything.example.com", clientConfig={"url": hooks.url("deny-all"), "caBundle": hooks.ca_bundle},
+                 rules=[{"operations": ["*"], "apiGroups": ["admissionregistration.k8s.io"], "apiVersions": ["*"],
+                         "resources": ["*"]}])
+    _install(server, configs, "ValidatingWebhookConfiguration", "deny-all", [hook])
+    server.kubectl("delete", "validatingwebhookconfiguration", "deny-all")
+    assert hooks.got("deny-all") == []

@@ -21,6 +21,8 @@ from kubesat.apimachinery import patch as patching
 from kubesat.api.app import Handler, Request, Response, Stream, json_response
 from kubesat.api.requestinfo import RequestInfo
 from kubesat.api.tables import to_table, wants_table
+from kubesat.auth.webhookrules import RequestResource
+from kubesat.auth.webhooks import Attributes, RequestAdmission, WebhookAdmission
 from kubesat.registry import conversion, kinds
 from kubesat.apimachinery import fieldcheck
 from kubesat.registry.kinds import ResourceInfo
@@ -192,6 +194,8 @@ class ResourceHandler:
         # any method, no stored object of its own.
         self.connect_handlers: dict[tuple[str, str, str], Handler] = {}
         self.admission: list[Admission] = []
+        # The admission webhooks (auth/webhooks.py), called by the registry around each write it stores.
+        self.webhooks: WebhookAdmission | None = None
         # Checks on the final object of every write, old None on create (e.g. RBAC escalation); raise to refuse.
         self.write_checks: list[Callable[[Request, ResourceInfo, dict[str, Any] | None, dict[str, Any]], None]] = []
         # Handlers of resources stored as another (events.k8s.io Events), each over a registry that converts.
@@ -255,6 +259,7 @@ class ResourceHandler:
                 self._converting.clear()
             view = ResourceHandler(conversion.served_registry(self.registry, res))
             view.yaml, view.admission, view.write_checks = self.yaml, self.admission, self.write_checks
+            view.webhooks = self.webhooks
             self._converting[res] = view
         return view
 
@@ -357,6 +362,37 @@ class ResourceHandler:
                 new["metadata"].pop("managedFields", None)
 
         return hook
+
+    # ------------------------------------------------------------------------ webhooks
+    def _webhooks(self, req: Request, res: ResourceInfo, ns: str, operation: str, name: str,
+                  options: dict[str, Any]) -> RequestAdmission | None:
+        """The admission webhook calls of one write, None when none could apply."""
+        if self.webhooks is None:
+            return None
+        r = RequestResource.of(res, req.info.subresource, ns)
+        return self.webhooks.for_request(Attributes(
+            operation, r, name, req.user, bool(options.get("dryRun")), options,
+            _equivalents(res, req.info.subresource, ns), req.warnings))
+
+    def _create_webhooks(self, req: Request, res: ResourceInfo, ns: str,
+                         obj: dict[str, Any]) -> RequestAdmission | None:
+        meta = obj.get("metadata")
+        name = str(meta.get("name") or "") if isinstance(meta, dict) else ""
+        return self._webhooks(req, res, ns, "CREATE", name, _options(req, "CreateOptions", self._dry_run(req)))
+
+    def _delete_webhooks(self, req: Request, res: ResourceInfo, ns: str, name: str,
+                         opts: DeleteOptions) -> RequestAdmission | None:
+        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}
+        if opts.grace_period is not None:
+            options["gracePeriodSeconds"] = opts.grace_period
+        if opts.propagation:
+            options["propagationPolicy"] = opts.propagation
+        if opts.uid or opts.resource_version:
+            options["preconditions"] = {k: v for k, v in (("uid", opts.uid),
+                                                          ("resourceVersion", opts.resource_version)) if v}
+        if opts.dry_run:
+            options["dryRun"] = ["All"]
+        return self._webhooks(req, res, ns, "DELETE", name, options)
 
     # --------------------------------------------------------------------------- reads
     async def _list(self, req: Request, res: ResourceInfo, ns: str) -> Response | Stream:
@@ -472,7 +508,7 @@ class ResourceHandler:
         dry = self._dry_run(req)
         async with self._admitted(req, res, ns, obj):
             created = await self.registry.create(res, ns, obj, dry_run=dry, hook=self._managed_hook(req, res),
-                                                 offload=_large(req))
+                                                 offload=_large(req), admit=self._create_webhooks(req, res, ns, obj))
         return self._reply_one(req, res, created, 201)
 
     @contextlib.asynccontextmanager
@@ -498,6 +534,7 @@ class ResourceHandler:
         updated, created = await self.registry.update(
             res, ns, req.info.name, obj, dry_run=dry, subresource=sub,
             hook=self._managed_hook(req, res, sub), offload=_large(req),
+            admit=self._webhooks(req, res, ns, "UPDATE", req.info.name, _options(req, "UpdateOptions", dry)),
         )
         return self._reply_one(req, res, updated, 201 if created else 200)
 
@@ -544,6 +581,7 @@ class ResourceHandler:
             res, ns, name, mutate, dry_run=dry, subresource=sub, hook=self._managed_hook(req, res, sub),
             # Copies can make a small JSON patch do megabytes of work (bounded, but not for the loop).
             offload=_large(req) or (ct == codec.JSON_PATCH and b'"copy"' in req.body),
+            admit=self._webhooks(req, res, ns, "UPDATE", name, _options(req, "UpdateOptions", dry)),
         )
         return self._reply_one(req, res, updated, 201 if created else 200)
 
@@ -578,11 +616,13 @@ class ResourceHandler:
             async with self._admitted(req, res, ns, obj):
                 created = await self.registry.create(res, ns, obj, dry_run=dry,
                                                      hook=self._managed_hook(req, res, sub, record=False),
-                                                     offload=_large(req))
+                                                     offload=_large(req),
+                                                     admit=self._create_webhooks(req, res, ns, obj))
             return self._reply_one(req, res, created, 201)
         updated, created_flag = await self.registry.guaranteed_update(
             res, ns, name, mutate, dry_run=dry, subresource=sub, create_if_missing=create,
             hook=self._managed_hook(req, res, sub, record=False), offload=_large(req),
+            admit=self._webhooks(req, res, ns, "UPDATE", name, _options(req, "UpdateOptions", dry)),
         )
         return self._reply_one(req, res, updated, 201 if created_flag else 200)
 
@@ -624,7 +664,8 @@ class ResourceHandler:
 
     async def _delete(self, req: Request, res: ResourceInfo, ns: str) -> Response:
         opts = await self._delete_options(req)
-        obj, gone = await self.registry.delete(res, ns, req.info.name, opts)
+        obj, gone = await self.registry.delete(res, ns, req.info.name, opts,
+                                               admit=self._delete_webhooks(req, res, ns, req.info.name, opts))
         # 202 only for an object that stays and a request that set orphanDependents=false, as kube-apiserver
         # answers (finalizers, graceful pods and namespaces are 200 with the object otherwise).
         return self._reply_one(req, res, obj, 202 if not gone and opts.orphan_dependents is False else 200)
@@ -642,7 +683,9 @@ class ResourceHandler:
         for obj in page.items:
             m = obj["metadata"]
             try:
-                d, _ = await self.registry.delete(res, m.get("namespace", ""), m["name"], opts)
+                d, _ = await self.registry.delete(
+                    res, m.get("namespace", ""), m["name"], opts,
+                    admit=self._delete_webhooks(req, res, m.get("namespace", ""), m["name"], opts))
                 deleted.append(d)
             except errors.StatusError as e:
                 if e.code != 404:
@@ -652,6 +695,25 @@ class ResourceHandler:
             "metadata": {"resourceVersion": str(await self.registry.revision())},
             "items": deleted,
         }, req)
+
+
+def _options(req: Request, kind: str, dry_run: bool) -> dict[str, Any]:
+    """The CreateOptions or UpdateOptions of a write, as an AdmissionReview carries them."""
+    out: dict[str, Any] = {"kind": kind, "apiVersion": "meta.k8s.io/v1"}
+    if dry_run:
+        out["dryRun"] = ["All"]
+    for key in ("fieldManager", "fieldValidation"):
+        if req.q(key):
+            out[key] = req.q(key)
+    return out
+
+
+def _equivalents(res: ResourceInfo, subresource: str, ns: str) -> tuple[RequestResource, ...]:
+    """The other served versions of the same group and resource (a custom resource's versions)."""
+    if res.custom is None:
+        return ()
+    others = (kinds.lookup(res.group, v, res.plural) for v in res.custom.versions if v != res.version)
+    return tuple(RequestResource.of(o, subresource, ns) for o in others if o is not None)
 
 
 def _list_stream(req: Request, res: ResourceInfo, page: ListStream, list_meta: dict[str, Any],

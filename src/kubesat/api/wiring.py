@@ -18,6 +18,7 @@ from kubesat.auth.admission import admit_pod_create
 from kubesat.auth.authz import ALLOW, Attributes
 from kubesat.auth.bootstrap import BootstrapTokenAuthenticator
 from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
+from kubesat.auth.webhooks import WebhookAdmission
 from kubesat.controllers.cronjob import CronJobController
 from kubesat.controllers.crd import CRDController
 from kubesat.controllers.daemonset import DaemonSetController
@@ -115,6 +116,8 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
         admit_pod_create(obj, lambda n, s: sa if s == sa_name else None)
 
     resources.admission.append(service_account_admission)
+    resources.webhooks = WebhookAdmission(registry)
+    app.on_shutdown.append(resources.webhooks.aclose)
 
     async def self_subject_review(req: Request, res: ResourceInfo, body: dict[str, Any]) -> Response:
         assert req.user is not None  # App._handle authenticates (or refuses) before any handler runs

@@ -15,7 +15,7 @@ import enum
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, TypeVar, TypeVarTuple
+from typing import Any, Protocol, TypeVar, TypeVarTuple
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -49,6 +49,16 @@ MODIFIED_MSG = "the object has been modified; please apply your changes to the l
 
 # (old object or None, new object) -> None; called just before a write, e.g. to record managedFields.
 WriteHook = Callable[[dict[str, Any] | None, dict[str, Any]], None]
+
+
+class WriteAdmission(Protocol):
+    """Admission that must wait on I/O (webhooks): `mutate` sees the object before defaults and validation and may
+    change it in place, `validate` sees it after, just before the write; either raises a StatusError to refuse.
+    old is None on create, new None on delete."""
+
+    async def mutate(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None: ...
+
+    async def validate(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None: ...
 
 
 _rfc3339_last: tuple[int, str] = (-1, "")
@@ -359,9 +369,13 @@ class Registry:
         dry_run: bool = False,
         hook: WriteHook | None = None,
         offload: bool = False,
+        admit: WriteAdmission | None = None,
     ) -> dict[str, Any]:
         """offload: the object is large, so its validation and hook run off the event loop."""
         strategy = self.strategy(info)
+        if admit is not None:
+            _identify(info, namespace, obj)
+            await admit.mutate(None, obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
@@ -391,6 +405,8 @@ class Registry:
             await self._check_namespace(info, namespace, meta.get("name", ""))
         if hook:
             await _cpu(offload, hook, None, obj)
+        if admit is not None:
+            await admit.validate(None, obj)
         if dry_run:
             return obj
         try:
@@ -424,6 +440,7 @@ class Registry:
         subresource: str = "",
         hook: WriteHook | None = None,
         offload: bool = False,
+        admit: WriteAdmission | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """PUT: replace the object. Returns (object, created)."""
         strategy = self.strategy(info)
@@ -441,16 +458,19 @@ class Registry:
         kv = await self.store.get(info.key(namespace, name))
         if kv is None:
             if getattr(strategy, "allow_create_on_update", False) and not subresource:
-                return await self.create(info, namespace, obj, dry_run=dry_run, hook=hook, offload=offload), True
+                return await self.create(info, namespace, obj, dry_run=dry_run, hook=hook, offload=offload,
+                                         admit=admit), True
             raise errors.not_found(info.plural, name, info.group)
         current = decode(kv.value, kv.mod_revision)
         want_rv = meta.get("resourceVersion")
         if want_rv and want_rv != str(kv.mod_revision):
             raise errors.conflict(info.plural, name, MODIFIED_MSG, info.group)
+        if admit is not None:
+            await admit.mutate(current, obj)
         return await self._write_update(
             info, strategy, namespace, name, current, kv.mod_revision, obj,
             dry_run=dry_run, subresource=subresource, hook=hook,
-            offload=offload or len(kv.value) > limits.OFFLOAD_BYTES,
+            offload=offload or len(kv.value) > limits.OFFLOAD_BYTES, admit=admit,
         ), False
 
     async def guaranteed_update(
@@ -465,6 +485,7 @@ class Registry:
         hook: WriteHook | None = None,
         create_if_missing: Callable[[], dict[str, Any]] | None = None,
         offload: bool = False,
+        admit: WriteAdmission | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """PATCH and controllers: read, mutate, write with CAS, retried on a conflict.
 
@@ -480,7 +501,7 @@ class Registry:
                     created.setdefault("metadata", {})["name"] = name
                     try:
                         return await self.create(info, namespace, created, dry_run=dry_run, hook=hook,
-                                                 offload=offload), True
+                                                 offload=offload, admit=admit), True
                     except errors.StatusError as e:
                         if e.reason == "AlreadyExists":
                             continue
@@ -499,10 +520,12 @@ class Registry:
             want_rv = new_meta.get("resourceVersion")
             if want_rv and want_rv != str(kv.mod_revision):
                 raise errors.conflict(info.plural, name, MODIFIED_MSG, info.group)
+            if admit is not None:
+                await admit.mutate(current, new)
             try:
                 return await self._write_update(
                     info, strategy, namespace, name, current, kv.mod_revision, new,
-                    dry_run=dry_run, subresource=subresource, hook=hook, offload=big,
+                    dry_run=dry_run, subresource=subresource, hook=hook, offload=big, admit=admit,
                 ), False
             except _Retry:
                 continue
@@ -522,9 +545,12 @@ class Registry:
         subresource: str,
         hook: WriteHook | None,
         offload: bool = False,
+        admit: WriteAdmission | None = None,
     ) -> dict[str, Any]:
         changed = await _cpu(offload, self._prepare_update, info, strategy, name, namespace, current, obj,
                              subresource, hook)
+        if admit is not None:
+            await admit.validate(current, obj)
         if not changed:
             return current
         meta = obj["metadata"]
@@ -612,11 +638,15 @@ class Registry:
 
     # ---------------------------------------------------------------------------- delete
     async def delete(
-        self, info: ResourceInfo, namespace: str, name: str, opts: DeleteOptions | None = None
+        self, info: ResourceInfo, namespace: str, name: str, opts: DeleteOptions | None = None,
+        admit: WriteAdmission | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """Returns (object, gone): gone is False when finalizers keep it around with a deletionTimestamp."""
+        """Returns (object, gone): gone is False when finalizers keep it around with a deletionTimestamp.
+        admit: mutating admission sees no object (as kube-apiserver's), validating the stored one."""
         opts = opts or DeleteOptions()
         strategy = self.strategy(info)
+        if admit is not None:
+            await admit.mutate(None, None)
         for _ in range(16):
             kv = await self.store.get(info.key(namespace, name))
             if kv is None:
@@ -636,6 +666,8 @@ class Registry:
                     f"ResourceVersion in object meta: {meta.get('resourceVersion')}",
                     info.group,
                 )
+            if admit is not None:
+                await admit.validate(obj, None)
             plan = _plan_delete(strategy, obj, opts, self.clock())
             if plan is _DeletePlan.PENDING or (opts.dry_run and plan is _DeletePlan.KEEP):
                 return obj, False
@@ -677,6 +709,14 @@ class Registry:
             r = cb(info, obj)
             if r is not None:
                 await r
+
+
+def _identify(info: ResourceInfo, namespace: str, obj: dict[str, Any]) -> None:
+    """What a new object's admission sees of where it goes: its kind and its namespace."""
+    obj["apiVersion"], obj["kind"] = info.api_version, info.kind
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and info.namespaced:
+        meta["namespace"] = namespace
 
 
 class _Retry(Exception):

@@ -1,0 +1,328 @@
+"""The MutatingAdmissionWebhook and ValidatingAdmissionWebhook plugins: the configured webhooks a write reaches,
+called in kube-apiserver's order, their patches applied and their answers turned into Kubernetes' errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubesat import errors, ids, limits
+from kubesat.apimachinery import patch as patching
+from kubesat.auth.user import UserInfo
+from kubesat.auth.webhookcall import V1, V1BETA1, Answer, CallError, Target, WebhookClient, ca_pem, read_answer
+from kubesat.auth.webhookrules import (
+    ADMISSION_GROUP, RequestResource, exempt, labels_of, matching_resource, object_selector_matches,
+    selector_is_everything,
+)
+from kubesat.registry.kinds import ResourceInfo, builtin_kind
+from kubesat.registry.podtemplate import selector_matches
+from kubesat.registry.store import Registry
+
+log = logging.getLogger("kubesat.admission")
+
+MUTATING = builtin_kind("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration")
+VALIDATING = builtin_kind("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration")
+NAMESPACES = builtin_kind("v1", "Namespace")
+SERVICES = builtin_kind("v1", "Service")
+ENDPOINTS = builtin_kind("v1", "Endpoints")
+NO_SIDE_EFFECTS = ("None", "NoneOnDryRun")
+
+Hook = tuple[str, dict[str, Any]]  # (configuration name, webhook)
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """One admission request: what kube-apiserver's admission.Attributes carry."""
+
+    operation: str  # CREATE, UPDATE, DELETE, CONNECT
+    resource: RequestResource
+    name: str
+    user: UserInfo | None
+    dry_run: bool
+    options: dict[str, Any] | None
+    equivalents: tuple[RequestResource, ...] = ()
+    warnings: list[str] = field(default_factory=list)  # the request's Warning headers
+
+
+class ConfigurationSource:
+    """The stored webhook configurations in calling order (by configuration name, then list order), read
+    again after any of them is written or deleted."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._dirty = True
+        self._lock = asyncio.Lock()
+        self._mutating: list[Hook] = []
+        self._validating: list[Hook] = []
+        registry.on_write.append(self._changed)
+        registry.on_delete.append(self._changed)
+
+    def _changed(self, info: ResourceInfo, _obj: dict[str, Any]) -> None:
+        if info.group == ADMISSION_GROUP:
+            self._dirty = True
+
+    async def hooks(self) -> tuple[list[Hook], list[Hook]]:
+        if self._dirty:
+            async with self._lock:
+                if self._dirty:
+                    self._dirty = False  # a write while we read sets it again
+                    self._mutating = _ordered((await self.registry.list(MUTATING, "")).items)
+                    self._validating = _ordered((await self.registry.list(VALIDATING, "")).items)
+        return self._mutating, self._validating
+
+
+def _ordered(configs: list[dict[str, Any]]) -> list[Hook]:
+    out: list[Hook] = []
+    for cfg in sorted(configs, key=lambda c: str(c["metadata"].get("name", ""))):
+        hooks = cfg.get("webhooks")
+        for hook in hooks if isinstance(hooks, list) else []:
+            if isinstance(hook, dict):
+                out.append((str(cfg["metadata"].get("name", "")), hook))
+    return out
+
+
+class WebhookAdmission:
+    """Both webhook plugins over one registry; `for_request` gives the calls of one write."""
+
+    def __init__(self, registry: Registry, client: WebhookClient | None = None) -> None:
+        self.registry = registry
+        self.source = ConfigurationSource(registry)
+        self.client = client or WebhookClient()
+
+    def for_request(self, attrs: Attributes) -> RequestAdmission | None:
+        if exempt(attrs.resource):
+            return None
+        return RequestAdmission(self, attrs)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def target(self, hook: dict[str, Any], timeout: int) -> Target:
+        """Where to POST: the url as given, or a ready endpoint of the Service (dialled by address, verified as
+        NAME.NAMESPACE.svc), with `?timeout=Ns` added."""
+        cc = _dict(hook.get("clientConfig"))
+        ca = ca_pem(cc.get("caBundle"))
+        query = f"?timeout={timeout}s"
+        if cc.get("url"):
+            url = str(cc["url"]) + query
+            return Target(url, url, "", ca)
+        svc = _dict(cc.get("service"))
+        name, ns, port = str(svc.get("name", "")), str(svc.get("namespace", "")), svc.get("port") or 443
+        path = str(svc.get("path") or "")
+        host = f"{name}.{ns}.svc"
+        shown = f"https://{host}:{port}{path}{query}"
+        ip, target_port = await self._endpoint(ns, name, port, shown)
+        address = f"[{ip}]" if ":" in ip else ip
+        return Target(shown, f"https://{address}:{target_port}{path}{query}", host, ca)
+
+    async def _endpoint(self, ns: str, name: str, port: int, shown: str) -> tuple[str, int]:
+        service = await self.registry.get_or_none(SERVICES, ns, name)
+        if service is None:
+            raise CallError(f'failed to call webhook: Post "{shown}": service "{name}" not found')
+        svc_port = next((p for p in (service.get("spec") or {}).get("ports") or []
+                         if isinstance(p, dict) and p.get("port") == port), None)
+        if svc_port is None:
+            raise CallError(f'failed to call webhook: Post "{shown}": no service port {port} found for service '
+                            f'"{name}"')
+        endpoints = await self.registry.get_or_none(ENDPOINTS, ns, name) or {}
+        for subset in endpoints.get("subsets") or []:
+            ports = [p for p in subset.get("ports") or [] if isinstance(p, dict)]
+            match = next((p for p in ports if p.get("name", "") == svc_port.get("name", "")), None)
+            addresses = [a for a in subset.get("addresses") or [] if isinstance(a, dict) and a.get("ip")]
+            if match is not None and addresses:
+                return str(addresses[0]["ip"]), int(match.get("port") or 0)
+        raise CallError(f'failed to call webhook: Post "{shown}": no endpoints available for service "{name}"')
+
+
+class RequestAdmission:
+    """The webhook calls of one write: `mutate` before the registry defaults and validates the object,
+    `validate` after (old is None on create, new None on delete)."""
+
+    def __init__(self, plugin: WebhookAdmission, attrs: Attributes) -> None:
+        self.plugin = plugin
+        self.attrs = attrs
+        self._namespace_labels: dict[str, str] | None = None
+
+    # ------------------------------------------------------------------------------------------ mutating
+    async def mutate(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        hooks, _ = await self.plugin.source.hooks()
+        if not hooks:
+            return
+        changes = 0
+        called_at: dict[int, int] = {}  # IfNeeded hooks called -> the count of changes after their call
+        for i, hook in enumerate(hooks):
+            called, changed = await self._mutating_call(hook, old, new)
+            changes += changed
+            if called and hook[1].get("reinvocationPolicy") == "IfNeeded":
+                called_at[i] = changes
+        # An IfNeeded hook is called once more when a later one changed the object after it.
+        for i in sorted(called_at):
+            if called_at[i] < changes:
+                await self._mutating_call(hooks[i], old, new)
+
+    async def _mutating_call(self, hook: Hook, old: dict[str, Any] | None,
+                             new: dict[str, Any] | None) -> tuple[bool, bool]:
+        """(called, changed the object)."""
+        answer = await self._call(hook, old, new, mutating=True)
+        if answer is None:
+            return False, False
+        if not answer.patch:
+            return True, False
+        name = str(hook[1].get("name", ""))
+        if new is None:
+            raise errors.internal(f'admission webhook "{name}" attempted to modify the object, which is not '
+                                  "supported for this operation")
+        if answer.patch_type != "JSONPatch":
+            self._failed(hook, f'failed calling webhook "{name}": unsupported patch type "{answer.patch_type}"')
+            return True, False
+        try:
+            patched = patching.apply_json_patch(new, answer.patch)
+            limits.check_document(patched)
+        except errors.StatusError as e:
+            raise errors.internal(e.message) from None
+        if not isinstance(patched, dict):
+            raise errors.internal(f'admission webhook "{name}" returned a patch that does not give an object')
+        if patched == new:
+            return True, False
+        new.clear()
+        new.update(patched)
+        return True, True
+
+    # ---------------------------------------------------------------------------------------- validating
+    async def validate(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        _, hooks = await self.plugin.source.hooks()
+        if not hooks:
+            return
+        results = await asyncio.gather(*(self._call(h, old, new, mutating=False) for h in hooks),
+                                       return_exceptions=True)
+        for r in results:  # the first failure in calling order wins
+            if isinstance(r, BaseException):
+                raise r
+
+    # ------------------------------------------------------------------------------------------- calling
+    async def _call(self, hook: Hook, old: dict[str, Any] | None, new: dict[str, Any] | None,
+                    mutating: bool) -> Answer | None:
+        """Call one webhook if the request reaches it; None when it does not, or its failure is ignored.
+        Raises the request's error for a denial or a failure under failurePolicy Fail."""
+        cfg_name, h = hook
+        matched = await self._matches(h, old, new)
+        if matched is None:
+            return None
+        name = str(h.get("name", ""))
+        if self.attrs.dry_run and h.get("sideEffects") not in NO_SIDE_EFFECTS:
+            raise errors.bad_request(f'admission webhook "{name}" does not support dry run')
+        timeout = h["timeoutSeconds"] if isinstance(h.get("timeoutSeconds"), int) else 10
+        versions = h.get("admissionReviewVersions") or []
+        version = V1 if "v1" in versions else V1BETA1
+        uid = ids.uuid4()
+        try:
+            if "v1" not in versions and "v1beta1" not in versions:
+                raise CallError("webhook does not accept known AdmissionReview versions (v1, v1beta1)")
+            target = await self.plugin.target(h, timeout)
+            status, body = await self._post(target, self._review(version, uid, matched, old, new), timeout)
+            answer = read_answer(status, body, uid, version, mutating)
+        except CallError as e:
+            self._failed(hook, f'failed calling webhook "{name}": {e}')
+            return None
+        self.attrs.warnings.extend(answer.warnings)
+        if not answer.allowed:
+            raise self._denied(name, answer.status)
+        log.debug("webhook %s of %s allowed %s", name, cfg_name, self.attrs.operation)
+        return answer
+
+    async def _post(self, target: Target, review: dict[str, Any], timeout: int) -> tuple[int, bytes]:
+        try:
+            return await self.plugin.client.post(target, review, timeout)
+        except CallError as e:
+            raise CallError(f"failed to call webhook: {e}") from None
+
+    def _failed(self, hook: Hook, reason: str) -> None:
+        """A call that failed: ignored (and logged) under failurePolicy Ignore, else the request fails."""
+        if hook[1].get("failurePolicy") == "Ignore":
+            log.warning("Failed calling webhook, failing open %s: %s", hook[1].get("name", ""), reason)
+            return
+        raise errors.internal(reason)
+
+    async def _matches(self, hook: dict[str, Any], old: dict[str, Any] | None,
+                       new: dict[str, Any] | None) -> RequestResource | None:
+        a = self.attrs
+        matched = matching_resource(hook, a.operation, a.resource, list(a.equivalents))
+        if matched is None or not object_selector_matches(hook, new, old):
+            return None
+        if not await self._namespace_matches(hook.get("namespaceSelector"), old, new):
+            return None
+        return matched
+
+    async def _namespace_matches(self, selector: Any, old: dict[str, Any] | None,
+                                 new: dict[str, Any] | None) -> bool:
+        r = self.attrs.resource
+        is_namespace = r.group == "" and r.resource == "namespaces"
+        if (not r.namespace and not is_namespace) or selector_is_everything(selector):
+            return True
+        if is_namespace:
+            return selector_matches(selector, labels_of(new if new is not None else old))
+        if self._namespace_labels is None:
+            ns = await self.plugin.registry.get_or_none(NAMESPACES, "", r.namespace)
+            if ns is None:
+                raise errors.not_found("namespaces", r.namespace)
+            self._namespace_labels = labels_of(ns)
+        return selector_matches(selector, self._namespace_labels)
+
+    def _review(self, version: str, uid: str, matched: RequestResource, old: dict[str, Any] | None,
+                new: dict[str, Any] | None) -> dict[str, Any]:
+        a, r = self.attrs, self.attrs.resource
+        request: dict[str, Any] = {
+            "uid": uid,
+            "kind": {"group": matched.group, "version": matched.version, "kind": matched.kind},
+            "resource": {"group": matched.group, "version": matched.version, "resource": matched.resource},
+            "requestKind": {"group": r.group, "version": r.version, "kind": r.kind},
+            "requestResource": {"group": r.group, "version": r.version, "resource": r.resource},
+        }
+        if r.subresource:
+            request["subResource"] = request["requestSubResource"] = r.subresource
+        if a.name:
+            request["name"] = a.name
+        if r.namespace:
+            request["namespace"] = r.namespace
+        request.update({
+            "operation": a.operation,
+            "userInfo": a.user.to_api() if a.user is not None else {},
+            "object": _in_version(new, matched, r),
+            "oldObject": _in_version(old, matched, r),
+            "dryRun": a.dry_run,
+            "options": a.options,
+        })
+        return {"apiVersion": version, "kind": "AdmissionReview", "request": request}
+
+    def _denied(self, name: str, status: dict[str, Any]) -> errors.StatusError:
+        """kube-apiserver's ToStatusErr: the webhook's code (403 when it gives none), reason and message."""
+        code = status.get("code")
+        code = code if isinstance(code, int) and 400 <= code <= 599 else 403
+        message, reason = str(status.get("message") or ""), str(status.get("reason") or "")
+        denied = f'admission webhook "{name}" denied the request'
+        denied = f"{denied}: {message}" if message else f"{denied}: {reason}" if reason else \
+            f"{denied} without explanation"
+        r = self.attrs.resource
+        obj_name = self.attrs.name or "Unknown"
+        details = status.get("details") if isinstance(status.get("details"), dict) else None
+        if code == 500:
+            return errors.StatusError(500, reason or "InternalError", f"Internal error occurred: {denied}",
+                                      details=details or {"causes": [{"message": denied}]})
+        group_resource = f"{r.resource}.{r.group}" if r.group else r.resource
+        forbidden = {"name": obj_name, **({"group": r.group} if r.group else {}), "kind": r.resource}
+        return errors.StatusError(code, reason or "Forbidden", f'{group_resource} "{obj_name}" is forbidden: {denied}',
+                                  details=details or forbidden)
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _in_version(obj: dict[str, Any] | None, matched: RequestResource, requested: RequestResource) -> Any:
+    """The object as the matched version shows it (only the apiVersion differs between a custom resource's
+    versions without a conversion webhook)."""
+    if obj is None or matched is requested:
+        return obj
+    return {**obj, "apiVersion": f"{matched.group}/{matched.version}" if matched.group else matched.version}
