@@ -105,3 +105,30 @@ def test_a_recount_waits_for_the_charges_in_flight() -> None:
 
     held, done, quota = asyncio.run(run())
     assert not held and done and quota["status"]["used"] == {"configmaps": "1"}
+
+
+def test_a_status_written_by_hand_is_corrected_by_the_full_recount() -> None:
+    async def run() -> tuple[dict[str, Any], dict[str, Any]]:
+        registry = await _setup("5")
+        controller = ResourceQuotaController(registry, full_resync=0.3)
+        await controller.start()
+        await asyncio.sleep(0.05)  # the first sync, at start
+        try:
+            def by_hand(obj: dict[str, Any]) -> dict[str, Any]:
+                obj["status"]["used"] = {"configmaps": "4"}
+                return obj
+
+            await registry.guaranteed_update(QUOTAS, "ns", "q", by_hand, subresource="status")
+            await asyncio.sleep(0.05)
+            early = await registry.get(QUOTAS, "ns", "q")  # a status-only change is no reason to recount...
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                late = await registry.get(QUOTAS, "ns", "q")
+                if late["status"]["used"] == {"configmaps": "0"}:
+                    break
+            return early, late  # ...but the periodic recount puts it right
+        finally:
+            await controller.stop()
+
+    early, late = asyncio.run(run())
+    assert early["status"]["used"] == {"configmaps": "4"} and late["status"]["used"] == {"configmaps": "0"}

@@ -7,13 +7,14 @@ controller recounts from the store when objects change, so what was charged but 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from decimal import Decimal
 from typing import Any
 
 from kubesat import errors
 from kubesat.auth.quotacharges import QuotaCharges
-from kubesat.controllers.base import Key, QueuedController, loads, resource_of_key, split_key
+from kubesat.controllers.base import Key, QueuedController, cancel, loads, resource_of_key, split_key
 from kubesat.registry.kinds import RESOURCES, ResourceInfo, builtin_kind
 from kubesat.registry.quota import counted_resource, format_amounts, object_usage, quota_matches
 from kubesat.registry.store import Registry
@@ -23,6 +24,7 @@ log = logging.getLogger("kubesat.controllers.resourcequota")
 
 QUOTAS = builtin_kind("v1", "ResourceQuota")
 RECHECK = 0.05  # seconds before a recount that a charge in flight held back is tried again
+FULL_RESYNC = 300.0  # every quota recounted this often (kube-controller-manager's --resource-quota-sync-period)
 
 
 def counted_kind(resource: str) -> ResourceInfo | None:
@@ -72,11 +74,31 @@ class ResourceQuotaController(QueuedController):
 
     name = "resourcequota"
 
-    def __init__(self, registry: Registry, charges: QuotaCharges | None = None) -> None:
+    def __init__(self, registry: Registry, charges: QuotaCharges | None = None,
+                 full_resync: float = FULL_RESYNC) -> None:
         super().__init__(registry)
         self._watched: dict[str, set[ResourceInfo]] = {}  # namespace -> kinds its quotas count
         self.charges = charges or QuotaCharges()
         self.charges.on_abandoned = self._mark
+        self.full_resync = full_resync
+        self._periodic: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await super().start()
+        self._periodic = asyncio.create_task(self._recount_all())
+
+    async def stop(self) -> None:
+        await cancel(self._periodic)
+        await super().stop()
+
+    async def _recount_all(self) -> None:
+        """A status written by hand, or a charge never released, is corrected at the next full recount."""
+        while True:
+            await asyncio.sleep(self.full_resync)
+            try:
+                await self._resync()
+            except errors.StatusError as e:
+                log.warning("resourcequota: full recount: %s", e.message)
 
     async def _resync(self) -> int:
         rev = await self.registry.revision()
