@@ -291,3 +291,219 @@ def test_cardinality_multiplies_rules_under_lists() -> None:
     inner = with_rules({"type": "string"}, "self.contains('gpu')")
     assert cel.rule_errors(obj(tags={"type": "array", "items": inner}), ROOT) != []
     assert cel.rule_errors(obj(tags={"type": "array", "maxItems": 10, "items": inner}), ROOT) == []
+
+
+# --- Kubernetes' function libraries --------------------------------------------------------------------------------
+
+def value(expr: str, **variables: Any) -> Any:
+    compiled = cel.compile_expression(expr, {name: None for name in variables})
+    return cel.evaluate(compiled, variables)
+
+
+@pytest.mark.parametrize("expr, want", [
+    # strings (ext.Strings)
+    ("'hello'.charAt(1)", "e"),
+    ("'hello'.indexOf('l')", 2),
+    ("'hello'.indexOf('l', 3)", 3),
+    ("'hello'.lastIndexOf('l')", 3),
+    ("'HeLLo'.lowerAscii()", "hello"),
+    ("'HeLLo'.upperAscii()", "HELLO"),
+    ("'a-b-c'.replace('-', '+')", "a+b+c"),
+    ("'a-b-c'.replace('-', '+', 1)", "a+b-c"),
+    ("'a,b,c'.split(',')", ["a", "b", "c"]),
+    ("'a,b,c'.split(',', 2)", ["a", "b,c"]),
+    ("'hello'.substring(1)", "ello"),
+    ("'hello'.substring(1, 3)", "el"),
+    ("'  hi \\t'.trim()", "hi"),
+    ("['a', 'b'].join()", "ab"),
+    ("['a', 'b'].join('-')", "a-b"),
+    ("'abc'.reverse()", "cba"),
+    ("strings.quote('a\"b')", '"a\\"b"'),
+    ("'%s has %d items (%.2f)'.format(['list', 3, 1.5])", "list has 3 items (1.50)"),
+    # lists
+    ("[1, 2, 3].isSorted()", True),
+    ("['b', 'a'].isSorted()", False),
+    ("[1, 2, 3].sum()", 6),
+    ("[1.5, 2.5].sum()", 4.0),
+    ("[3, 1, 2].min()", 1),
+    ("['a', 'c', 'b'].max()", "c"),
+    ("[1, 2, 1].indexOf(1)", 0),
+    ("[1, 2, 1].lastIndexOf(1)", 2),
+    ("['x', 'y'].indexOf('z')", -1),
+    # regex
+    ("'abc 123'.find('[0-9]+')", "123"),
+    ("'a1b22c333'.findAll('[0-9]+')", ["1", "22", "333"]),
+    ("'a1b22c333'.findAll('[0-9]+', 2)", ["1", "22"]),
+    ("'abc'.matches('^a')", True),
+    # URLs
+    ("url('https://user@example.com:8443/a%20b?x=1&x=2&y').getScheme()", "https"),
+    ("url('https://example.com:8443/p').getHost()", "example.com:8443"),
+    ("url('https://[::1]:80/p').getHostname()", "::1"),
+    ("url('https://example.com:8443/p').getPort()", "8443"),
+    ("url('https://example.com/a%20b').getEscapedPath()", "/a%20b"),
+    ("url('https://example.com/?x=1&x=2&y').getQuery()", {"x": ["1", "2"], "y": [""]}),
+    ("isURL('https://example.com')", True),
+    ("isURL('not a url')", False),
+    # IPs and CIDRs
+    ("ip('10.0.0.1').family()", 4),
+    ("ip('::1').isLoopback()", True),
+    ("ip('0.0.0.0').isUnspecified()", True),
+    ("ip('169.254.1.1').isLinkLocalUnicast()", True),
+    ("ip('224.0.0.1').isLinkLocalMulticast()", True),
+    ("ip('8.8.8.8').isGlobalUnicast()", True),
+    ("isIP('1.2.3.4') && !isIP('1.2.3')", True),
+    ("ip.isCanonical('2001:db8::1') && !ip.isCanonical('2001:DB8::1')", True),
+    ("ip('10.0.0.1') == ip('10.0.0.1')", True),
+    ("cidr('10.0.0.0/8').containsIP('10.1.2.3')", True),
+    ("cidr('10.0.0.0/8').containsIP(ip('11.1.2.3'))", False),
+    ("cidr('10.0.0.0/8').containsCIDR('10.1.0.0/16')", True),
+    ("cidr('10.0.0.0/8').containsCIDR(cidr('0.0.0.0/0'))", False),
+    ("cidr('10.1.2.3/8').ip() == ip('10.1.2.3')", True),
+    ("cidr('10.1.2.3/8').masked() == cidr('10.0.0.0/8')", True),
+    ("cidr('10.0.0.0/8').prefixLength()", 8),
+    ("isCIDR('10.0.0.0/8') && !isCIDR('10.0.0.0')", True),
+    # quantities
+    ("quantity('1Gi').isGreaterThan(quantity('1000Mi'))", True),
+    ("quantity('100m').isLessThan(quantity('1'))", True),
+    ("quantity('1') == quantity('1000m')", True),
+    ("quantity('1.5').compareTo(quantity('2'))", -1),
+    ("quantity('-3').sign()", -1),
+    ("quantity('2k').asInteger()", 2000),
+    ("quantity('1.5').isInteger()", False),
+    ("quantity('250m').asApproximateFloat()", 0.25),
+    ("quantity('1').add(quantity('500m')) == quantity('1500m')", True),
+    ("quantity('2').sub(1) == quantity('1')", True),
+    ("isQuantity('128Mi') && !isQuantity('12x')", True),
+    # sets
+    ("sets.contains([1, 2, 3], [1, 3])", True),
+    ("sets.equivalent([1, 2], [2, 1, 1])", True),
+    ("sets.intersects([1, 2], [3])", False),
+    # optionals
+    ("optional.of(1).orValue(2)", 1),
+    ("{'a': 1}.?b.orValue(5)", 5),
+])
+def test_library_functions(expr: str, want: Any) -> None:
+    assert value(expr) == want
+
+
+@pytest.mark.parametrize("expr, words", [
+    ("'ab'.charAt(5)", "index out of range: 5"),
+    ("'ab'.substring(3)", "index out of range: 3"),
+    ("[].min()", "min called on empty list"),
+    ("url('no url')", 'URL parse error during conversion from string: parse "no url": invalid URI for request'),
+    ("ip('1.2.3')", 'IP Address "1.2.3" parse error during conversion from string: ParseAddr("1.2.3"): '
+                    "unable to parse IP"),
+    ("quantity('1.5').asInteger()", "cannot convert value to integer"),
+])
+def test_library_errors(expr: str, words: str) -> None:
+    with pytest.raises(cel.CelError) as e:
+        value(expr)
+    assert str(e.value) == words
+
+
+def test_library_types_are_checked() -> None:
+    with pytest.raises(cel.CompileError) as e:
+        cel.compile_expression("url('https://x').getHost() + 1", {})
+    assert str(e.value).startswith("ERROR: <input>:1:28: found no matching overload for '_+_' applied to "
+                                   "'(string, int)'")
+
+
+# --- admission's variables (matchConditions, ValidatingAdmissionPolicy) --------------------------------------------
+
+def test_admission_variables() -> None:
+    obj_ = {"metadata": {"name": "a", "labels": {"team": "x"}}, "spec": {"replicas": 3}}
+    request = {"operation": "CREATE", "userInfo": {"username": "alice"}}
+    compiled = cel.compile_expression(
+        "request.operation == 'CREATE' && object.spec.replicas <= 5 && 'team' in object.metadata.labels",
+        {"object": None, "oldObject": None, "request": None, "params": None})
+    assert cel.evaluate(compiled, {"object": obj_, "oldObject": None, "request": request, "params": None}) is True
+    with pytest.raises(cel.CompileError):
+        cel.compile_expression("nosuch.x == 1", {"object": None})
+
+
+# --- schema typing of values ---------------------------------------------------------------------------------------
+
+def test_date_time_is_a_timestamp_and_duration_a_duration() -> None:
+    schema = obj(spec=with_rules(obj(at={"type": "string", "format": "date-time"},
+                                     ttl={"type": "string", "format": "duration"},
+                                     data={"type": "string", "format": "byte"}),
+                                 "self.at > timestamp('2020-01-01T00:00:00Z')",
+                                 "self.ttl < duration('1h')",
+                                 "self.data == b'hi'"))
+    assert cel.rule_errors(schema, ROOT) == []
+    assert run(schema, {"at": "2021-05-01T10:00:00.123456789Z", "ttl": "30m", "data": "aGk="}) == []
+    assert len(run(schema, {"at": "2019-05-01T10:00:00Z", "ttl": "2h", "data": "aGk="})) == 2
+
+
+def test_number_is_a_double_and_int_or_string_is_dyn() -> None:
+    schema = obj(spec=with_rules(obj(ratio={"type": "number"}, port={"x-kubernetes-int-or-string": True}),
+                                 "self.ratio == 1.0",
+                                 "self.port == 80 || self.port == '50%'"))
+    assert cel.rule_errors(schema, ROOT) == []
+    assert run(schema, {"ratio": 1, "port": 80}) == []
+    assert run(schema, {"ratio": 1, "port": "50%"}) == []
+    assert run(schema, {"ratio": 1.0, "port": "50"}) == [
+        'spec: Invalid value: "object": failed rule: self.port == 80 || self.port == \'50%\'']
+
+
+def test_escaped_property_names() -> None:
+    schema = obj(spec=with_rules(obj(**{"foo-bar": INT, "a.b": INT, "namespace": STR, "x__y": INT}),
+                                 "self.foo__dash__bar == 1 && self.a__dot__b == 2 && self.__namespace__ == 'n' && "
+                                 "self.x__underscores__y == 3"))
+    assert cel.rule_errors(schema, ROOT) == []
+    assert run(schema, {"foo-bar": 1, "a.b": 2, "namespace": "n", "x__y": 3}) == []
+
+
+def test_preserve_unknown_fields_hide_unknown_fields() -> None:
+    schema = obj(spec=with_rules({"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                                  "properties": {"known": INT}}, "self.known > 0"))
+    assert cel.rule_errors(schema, ROOT) == []
+    unknown = obj(spec=with_rules({"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                                   "properties": {"known": INT}}, "self.other > 0"))
+    assert "undefined field 'other'" in cel.rule_errors(unknown, ROOT)[0].detail
+
+
+def test_embedded_resource_sees_only_type_and_name() -> None:
+    embedded = {"type": "object", "x-kubernetes-embedded-resource": True, "x-kubernetes-preserve-unknown-fields": True}
+    schema = obj(spec=obj(template=with_rules(embedded, "self.kind == 'Pod' && self.metadata.name.startsWith('p')")))
+    assert cel.rule_errors(schema, ROOT) == []
+    tpl = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pod", "labels": {"a": "b"}}, "spec": {}}
+    assert run(schema, {"template": tpl}) == []
+
+
+def test_map_values_and_keys() -> None:
+    labels = with_rules({"type": "object", "additionalProperties": STR, "maxProperties": 10},
+                        "self.all(k, k.startsWith('app') && self[k].size() < 5)")
+    schema = obj(spec=obj(labels=labels))
+    assert cel.rule_errors(schema, ROOT) == []
+    assert run(schema, {"labels": {"app": "web"}}) == []
+    assert run(schema, {"labels": {"team": "web"}}) != []
+
+
+# --- runtime cost ----------------------------------------------------------------------------------------------------
+
+def test_runtime_call_cost_limit() -> None:
+    schema = obj(spec=obj(l=with_rules({"type": "array", "items": STR}, "self.all(x, self.all(y, x == y || true))")))
+    got = run(schema, {"l": [str(i) for i in range(2000)]})
+    assert got == ["spec.l: Invalid value: \"array\": 'operation cancelled: actual cost limit exceeded': no further "
+                   "validation rules will be run due to call cost exceeds limit for rule: "
+                   "self.all(x, self.all(y, x == y || true))"]
+    assert run(schema, {"l": ["a", "a"]}) == []
+
+
+def test_runtime_budget_for_the_whole_object() -> None:
+    item = with_rules(obj(l={"type": "array", "items": INT}), "self.l.all(x, self.l.all(y, x >= 0))")
+    schema = obj(spec=obj(items={"type": "array", "items": item}))
+    spec = {"items": [{"l": list(range(90))} for _ in range(400)]}
+    got = run(schema, spec)
+    assert got[-1].endswith("validation failed due to running out of cost budget, no further validation rules will "
+                            "be run")
+    assert len(got) == 1
+
+
+def test_iteration_cap_of_the_engine() -> None:
+    # cel-expr-python stops an evaluation after 9,999 comprehension iterations (Kubernetes has only the cost limit).
+    compiled = cel.compile_expression("l.all(x, x >= 0)", {"l": None})
+    assert cel.evaluate(compiled, {"l": list(range(9_999))}) is True
+    with pytest.raises(cel.CelError, match="Iteration budget exceeded"):
+        cel.evaluate(compiled, {"l": list(range(10_000))})

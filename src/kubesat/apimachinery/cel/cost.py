@@ -256,30 +256,58 @@ class Estimator:
         return ONE + args_sum
 
     def _kubernetes_cost(self, e: Node, oid: str) -> Range | None:
-        """Kubernetes' own estimates for its library functions (apiserver pkg/cel/library/cost.go), in outline."""
-        target = e.operand
-        name = e.name
-        if name in ("isSorted", "sum", "max", "min", "indexOf", "lastIndexOf") and target is not None \
-                and oid.startswith("list_"):
-            return self.size(target)
-        if name in ("lowerAscii", "upperAscii", "substring", "trim", "reverse", "charAt") and target is not None:
+        """Kubernetes' estimates for its library functions (apiserver pkg/cel/library/cost.go, EstimateCallCost)."""
+        target, name, a = e.operand, e.name, e.args
+        if name in ("isSorted", "sum", "max", "min", "indexOf", "lastIndexOf") and target is not None:
+            return self._list_function(target, oid)
+        if name == "url" and len(a) == 1:
+            return self.size(a[0]).factor(STRING_TRAVERSAL)
+        if name in ("lowerAscii", "upperAscii", "substring", "trim") and target is not None:
             self.sizes[e.id] = self.size(target)
             return self.size(target).factor(STRING_TRAVERSAL)
-        if name in ("replace", "split", "format") and target is not None:
-            self.sizes[e.id] = self.size(target)
-            return self.size(target).factor(STRING_TRAVERSAL) * Range(1, 1) + ONE
+        if name in ("replace", "split") and target is not None:
+            self.sizes[e.id] = Range(0, self.size(target).hi) if name == "split" else self.size(target)
+            return self.size(target).factor(2 * STRING_TRAVERSAL)
         if name == "join" and target is not None:
-            return self.size(target).factor(STRING_TRAVERSAL) + ONE
-        if name in ("find", "findAll") and target is not None and e.args:
-            s = (self.size(target) + ONE).factor(STRING_TRAVERSAL)
-            self.sizes[e.id] = self.size(target)
-            return s * self.size(e.args[0]).factor(REGEX_LENGTH)
-        if name in ("url", "isURL", "ip", "isIP", "cidr", "isCIDR", "ip.isCanonical", "quantity", "isQuantity") \
-                and e.args and target is None:
-            return self.size(e.args[0]).factor(STRING_TRAVERSAL) + ONE
-        if name.startswith("sets.") and len(e.args) == 2:
-            return self.size(e.args[0]) * self.size(e.args[1]) + ONE
+            return self._join(e, target)
+        if name in ("find", "findAll") and target is not None and a:
+            self.sizes[e.id] = Range(0, self.size(target).hi)
+            return (self.size(target) + ONE).factor(STRING_TRAVERSAL) * self.size(a[0]).factor(REGEX_LENGTH)
+        if name in ("masked", "prefixLength", "family", "isUnspecified", "isLoopback", "isLinkLocalMulticast",
+                    "isLinkLocalUnicast", "sign", "asInteger", "isInteger", "asApproximateFloat", "isGreaterThan",
+                    "isLessThan", "compareTo", "add", "sub") or (name == "ip" and target is not None):
+            return ONE
+        if name in ("containsIP", "containsCIDR") and target is not None and a:
+            c = Range(8, 32).factor(STRING_TRAVERSAL)
+            if name == "containsCIDR":
+                c = c + Range(4, 16).factor(STRING_TRAVERSAL) + ONE
+            if oid.endswith("_string"):
+                c = c + self.size(a[0]).factor(STRING_TRAVERSAL)
+            return c
+        if oid == "string_format" and target is not None:
+            return self.size(target).factor(STRING_TRAVERSAL)
         return None
+
+    def _list_function(self, target: Node, oid: str) -> Range:
+        if not oid.startswith("list_"):
+            return self.size(target).factor(STRING_TRAVERSAL)
+        element = ONE
+        t = self.tree.types.get(target.id)
+        if isinstance(t, tuple) and t[0] == "list" and t[1] in ("string", "bytes"):
+            path = self.path(target)
+            size = self.sizer([*path, "@items"]) if path and not path[0].startswith("@") else None
+            element = element + (size if size is not None else self.unknown).factor(STRING_TRAVERSAL)
+        return self.size(target) * element
+
+    def _join(self, e: Node, target: Node) -> Range:
+        count = self.size(target)
+        path = self.path(target)
+        item = self.sizer([*path, "@items"]) if path and not path[0].startswith("@") else None
+        total = count * (item if item is not None else self.unknown)
+        if e.args:
+            total = total + self.size(e.args[0]) * Range(max(count.lo - 1, 0), max(count.hi - 1, 0))
+        self.sizes[e.id] = total
+        return total.factor(STRING_TRAVERSAL)
 
     def _comprehension(self, e: Node) -> Range:
         assert e.iter_range is not None

@@ -9,6 +9,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from google.protobuf import duration_pb2, timestamp_pb2
+
 from kubesat.apimachinery.cel.decltype import DeclType
 
 _DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
@@ -73,12 +75,21 @@ def to_cel(value: Any, t: DeclType | None) -> Any:
 
 
 def _from_string(value: str, t: DeclType) -> Any:
+    # The runtime takes timestamps and durations inside maps and lists only as their protobuf messages.
     if t.kind == "timestamp":
         parsed = parse_timestamp(value, t.format == "date")
-        return parsed if parsed is not None else value
+        if parsed is None:
+            return value
+        ts = timestamp_pb2.Timestamp()
+        ts.FromDatetime(parsed)
+        return ts
     if t.kind == "duration":
         d = parse_duration(value)
-        return d if d is not None else value
+        if d is None:
+            return value
+        out = duration_pb2.Duration()
+        out.FromTimedelta(d)
+        return out
     if t.kind == "bytes":
         try:
             return base64.b64decode(value, validate=True)
