@@ -17,6 +17,7 @@ import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
@@ -92,7 +93,7 @@ def main() -> None:
     serve_webhooks(cert, key, port)
     config.load_incluster_config()
     api = client.CustomObjectsApi()
-    namespace = open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read().strip()
+    namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
     while True:
         stream = watch.Watch().stream(api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
                                       timeout_seconds=60)
