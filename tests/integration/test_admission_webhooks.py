@@ -157,6 +157,8 @@ def _configmap(name: str, case: str, ns: str = "default", **labels: str) -> str:
 
 def _add_label(key: str, value: str) -> Any:
     def behaviour(request: dict[str, Any]) -> dict[str, Any]:
+        if not request["object"]["metadata"].get("labels"):
+            return json_patch([{"op": "add", "path": "/metadata/labels", "value": {key: value}}])
         key_path = "/metadata/labels/" + key.replace("~", "~0").replace("/", "~1")
         return json_patch([{"op": "add", "path": key_path, "value": value}])
     return behaviour
@@ -358,3 +360,108 @@ def test_configurations_themselves_are_exempt(server: Server, hooks: WebhookServ
     _install(server, configs, "ValidatingWebhookConfiguration", "deny-all", [hook])
     server.kubectl("delete", "validatingwebhookconfiguration", "deny-all")
     assert hooks.got("deny-all") == []
+
+
+def test_match_conditions(server: Server, hooks: WebhookServer, configs: list[tuple[str, str]]) -> None:
+    hooks.paths["cond"] = lambda r: {"allowed": False, "status": {"message": "condition held"}}
+    hook = _url_hook(hooks, "cond.example.com", "cond", "cond", matchConditions=[
+        {"name": "wants-check", "expression": "has(object.data) && 'check' in object.data"},
+        {"name": "not-admin-ns", "expression": "namespaceObject.metadata.name != 'kube-system'"},
+        {"name": "creating", "expression": "request.operation == 'CREATE'"},
+    ])
+    _install(server, configs, "ValidatingWebhookConfiguration", "conditional", [hook])
+    server.kubectl("create", "-f", "-", input=_configmap("no-check", "cond"))  # a false condition: not called
+    assert hooks.got("cond") == []
+    cm = json.loads(_configmap("with-check", "cond"))
+    cm["data"] = {"check": "1"}
+    res = server.kubectl("create", "-f", "-", input=json.dumps(cm), check=False)
+    assert "denied the request: condition held" in res.stderr
+    # A condition that fails to evaluate: 403 under failurePolicy Fail.
+    hooks.paths["cond-err"] = lambda r: {}
+    bad = _url_hook(hooks, "conderr.example.com", "cond-err", "cond-err",
+                    matchConditions=[{"name": "missing", "expression": "object.data.missing == 'x'"}])
+    _install(server, configs, "ValidatingWebhookConfiguration", "conditional-error", [bad])
+    res = server.kubectl("create", "-f", "-", input=_configmap("cond-err", "cond-err"), check=False)
+    assert res.stderr.strip() == ('Error from server (Forbidden): error when creating "STDIN": configmaps "cond-err" '
+                                  "is forbidden: expression 'object.data.missing == 'x'' resulted in error: no such "
+                                  "key: missing")
+    assert hooks.got("cond-err") == []
+
+
+def test_match_condition_refused_when_it_does_not_compile(api: client.ApiClient) -> None:
+    msg = _refusal(api, VWC, _config("ValidatingWebhookConfiguration", "bad-cond", [
+        _hook(matchConditions=[{"name": "sum", "expression": "1 + 1"}, {"name": "sum", "expression": " "}]),
+    ]))["message"]
+    assert 'webhooks[0].matchConditions[0].expression: Invalid value: "1 + 1": cel expression must evaluate to a ' \
+        "bool" in msg
+    assert "webhooks[0].matchConditions[1].expression: Required value" in msg
+    assert 'webhooks[0].matchConditions[1].name: Duplicate value: "sum"' in msg
+
+
+def test_service_reference_reaches_an_endpoint(server: Server, api: client.ApiClient,
+                                               configs: list[tuple[str, str]]) -> None:
+    with WebhookServer(names=("hooksvc.default.svc",)) as srv:
+        srv.paths["svc"] = _add_label("via", "service")
+        server.kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "hooksvc", "namespace": "default"},
+            "spec": {"ports": [{"port": 8443, "targetPort": srv.port}]}}))
+        server.kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "hooksvc", "namespace": "default"},
+            "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": srv.port}]}]}))
+        hook = _url_hook(srv, "svc.example.com", "svc", "svc")
+        hook["clientConfig"] = {"service": {"name": "hooksvc", "namespace": "default", "path": "/svc", "port": 8443},
+                                "caBundle": srv.ca_bundle}
+        _install(server, configs, "MutatingWebhookConfiguration", "by-service", [hook])
+        server.kubectl("create", "-f", "-", input=_configmap("via-service", "svc"))
+        labels = client.CoreV1Api(api).read_namespaced_config_map("via-service", "default").metadata.labels
+        assert labels["via"] == "service"
+        assert srv.got("svc")[-1]["_query"] == "timeout=10s"
+        # No such port on the Service: the call fails, worded with the Service's name.
+        hook["clientConfig"]["service"]["port"] = 9999
+        server.kubectl("replace", "-f", "-", input=json.dumps(_config("MutatingWebhookConfiguration", "by-service",
+                                                                       [hook])))
+        res = server.kubectl("create", "-f", "-", input=_configmap("no-port", "svc"), check=False)
+        assert 'failed calling webhook "svc.example.com": failed to call webhook: Post ' \
+            '"https://hooksvc.default.svc:9999/svc?timeout=10s"' in res.stderr
+
+
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "gadgets.hooks.example.com"},
+    "spec": {"group": "hooks.example.com", "scope": "Namespaced",
+             "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
+                           "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields":
+                                                          True}}}]},
+}
+
+
+def test_custom_resources_and_status_subresource(server: Server, api: client.ApiClient, hooks: WebhookServer,
+                                                 configs: list[tuple[str, str]]) -> None:
+    server.kubectl("apply", "-f", "-", input=json.dumps(CRD))
+    server.kubectl("wait", "--for=condition=Established", "crd/gadgets.hooks.example.com", "--timeout=20s")
+    hooks.paths["gadget"] = _add_label("gadget", "patched")
+    hooks.paths["gadget-status"] = lambda r: {}
+    rules = [{"operations": ["CREATE"], "apiGroups": ["hooks.example.com"], "apiVersions": ["*"],
+              "resources": ["gadgets"], "scope": "Namespaced"}]
+    status_rules = [{"operations": ["UPDATE"], "apiGroups": ["hooks.example.com"], "apiVersions": ["v1"],
+                     "resources": ["gadgets/status"]}]
+    _install(server, configs, "MutatingWebhookConfiguration", "gadgets", [
+        _hook("gadget.example.com", rules=rules,
+              clientConfig={"url": hooks.url("gadget"), "caBundle": hooks.ca_bundle})])
+    _install(server, configs, "ValidatingWebhookConfiguration", "gadget-status", [
+        _hook("gadgetstatus.example.com", rules=status_rules,
+              clientConfig={"url": hooks.url("gadget-status"), "caBundle": hooks.ca_bundle})])
+    co = client.CustomObjectsApi(api)
+    co.create_namespaced_custom_object("hooks.example.com", "v1", "default", "gadgets", {
+        "apiVersion": "hooks.example.com/v1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"size": 1}})
+    got = co.get_namespaced_custom_object("hooks.example.com", "v1", "default", "gadgets", "g1")
+    assert got["metadata"]["labels"] == {"gadget": "patched"}
+    req = hooks.got("gadget")[-1]["request"]
+    assert req["kind"] == {"group": "hooks.example.com", "version": "v1", "kind": "Gadget"}
+    assert req["resource"] == {"group": "hooks.example.com", "version": "v1", "resource": "gadgets"}
+    server.kubectl("patch", "gadget", "g1", "--subresource=status", "--type=merge", "-p", '{"status":{"ok":true}}')
+    sreq = hooks.got("gadget-status")[-1]["request"]
+    assert sreq["subResource"] == "status" and sreq["operation"] == "UPDATE"
+    assert sreq["object"]["status"] == {"ok": True} and "status" not in sreq["oldObject"]
+    server.kubectl("delete", "crd", "gadgets.hooks.example.com", "--wait=false")

@@ -71,12 +71,13 @@ def json_patch(ops: list[dict[str, Any]]) -> dict[str, Any]:
 class WebhookServer:
     """`with WebhookServer() as s:` serves https://127.0.0.1:PORT/<path> for each path in `s.paths`."""
 
-    def __init__(self, ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None = None) -> None:
+    def __init__(self, ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None = None,
+                 names: tuple[str, ...] = ("localhost",)) -> None:
         self.ca_key, self.ca = ca or make_ca("webhook-test-ca")
         self.paths: dict[str, Behaviour] = {}
         self.reviews: dict[str, list[dict[str, Any]]] = {}
         self.lock = threading.Lock()
-        cert, key = make_serving_cert(self.ca_key, self.ca)
+        cert, key = make_serving_cert(self.ca_key, self.ca, names)
         self._dir = tempfile.TemporaryDirectory()
         d = Path(self._dir.name)
         (d / "tls.crt").write_bytes(cert)

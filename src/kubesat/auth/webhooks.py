@@ -4,12 +4,14 @@ called in kube-apiserver's order, their patches applied and their answers turned
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubesat import errors, ids, limits
 from kubesat.apimachinery import patch as patching
+from kubesat.apimachinery.cel import DYN, CelError, CompileError, Compiled, compile_expression, evaluate
 from kubesat.auth.user import UserInfo
 from kubesat.auth.webhookcall import V1, V1BETA1, Answer, CallError, Target, WebhookClient, ca_pem, read_answer
 from kubesat.auth.webhookrules import (
@@ -28,6 +30,8 @@ NAMESPACES = builtin_kind("v1", "Namespace")
 SERVICES = builtin_kind("v1", "Service")
 ENDPOINTS = builtin_kind("v1", "Endpoints")
 NO_SIDE_EFFECTS = ("None", "NoneOnDryRun")
+# The variables a matchCondition sees (Kubernetes' `authorizer` is not offered yet).
+MATCH_CONDITION_VARIABLES = ("object", "oldObject", "request", "namespaceObject")
 
 Hook = tuple[str, dict[str, Any]]  # (configuration name, webhook)
 
@@ -143,7 +147,7 @@ class RequestAdmission:
     def __init__(self, plugin: WebhookAdmission, attrs: Attributes) -> None:
         self.plugin = plugin
         self.attrs = attrs
-        self._namespace_labels: dict[str, str] | None = None
+        self._namespace: dict[str, Any] | None = None  # the request's Namespace, once read
 
     # ------------------------------------------------------------------------------------------ mutating
     async def mutate(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
@@ -253,7 +257,37 @@ class RequestAdmission:
             return None
         if not await self._namespace_matches(hook.get("namespaceSelector"), old, new):
             return None
+        conditions = hook.get("matchConditions")
+        if isinstance(conditions, list) and conditions and \
+                not await self._conditions_hold(hook, conditions, matched, old, new):
+            return None
         return matched
+
+    async def _conditions_hold(self, hook: dict[str, Any], conditions: list[Any], matched: RequestResource,
+                               old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+        """matchConditions: any false skips the webhook; errors skip it under failurePolicy Ignore and refuse the
+        request (403) otherwise."""
+        r = self.attrs.resource
+        activation = {
+            "object": _in_version(new, matched, r), "oldObject": _in_version(old, matched, r),
+            "request": self._request("", matched, None, None),
+            "namespaceObject": await self._namespace_object() if r.namespace else None,
+        }
+        problems: list[str] = []
+        for cond in conditions:
+            expr = str(cond.get("expression") or "").strip() if isinstance(cond, dict) else ""
+            try:
+                if evaluate(_compiled(expr), activation) is False:
+                    return False
+            except (CompileError, CelError) as e:
+                problems.append(f"expression '{expr}' resulted in error: {e}")
+        if not problems:
+            return True
+        if hook.get("failurePolicy") == "Ignore":
+            return False
+        log.warning("Failed evaluating match conditions, failing closed %s: %s", hook.get("name", ""), problems)
+        why = problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]"
+        raise errors.forbidden(r.resource, self.attrs.name, why, r.group)
 
     async def _namespace_matches(self, selector: Any, old: dict[str, Any] | None,
                                  new: dict[str, Any] | None) -> bool:
@@ -263,15 +297,23 @@ class RequestAdmission:
             return True
         if is_namespace:
             return selector_matches(selector, labels_of(new if new is not None else old))
-        if self._namespace_labels is None:
-            ns = await self.plugin.registry.get_or_none(NAMESPACES, "", r.namespace)
-            if ns is None:
-                raise errors.not_found("namespaces", r.namespace)
-            self._namespace_labels = labels_of(ns)
-        return selector_matches(selector, self._namespace_labels)
+        return selector_matches(selector, labels_of(await self._namespace_object()))
+
+    async def _namespace_object(self) -> dict[str, Any]:
+        if self._namespace is None:
+            ns = self.attrs.resource.namespace
+            self._namespace = await self.plugin.registry.get_or_none(NAMESPACES, "", ns)
+            if self._namespace is None:
+                raise errors.not_found("namespaces", ns)
+        return self._namespace
 
     def _review(self, version: str, uid: str, matched: RequestResource, old: dict[str, Any] | None,
                 new: dict[str, Any] | None) -> dict[str, Any]:
+        return {"apiVersion": version, "kind": "AdmissionReview", "request": self._request(uid, matched, old, new)}
+
+    def _request(self, uid: str, matched: RequestResource, old: dict[str, Any] | None,
+                 new: dict[str, Any] | None) -> dict[str, Any]:
+        """The AdmissionRequest of one call."""
         a, r = self.attrs, self.attrs.resource
         request: dict[str, Any] = {
             "uid": uid,
@@ -294,7 +336,7 @@ class RequestAdmission:
             "dryRun": a.dry_run,
             "options": a.options,
         })
-        return {"apiVersion": version, "kind": "AdmissionReview", "request": request}
+        return request
 
     def _denied(self, name: str, status: dict[str, Any]) -> errors.StatusError:
         """kube-apiserver's ToStatusErr: the webhook's code (403 when it gives none), reason and message."""
@@ -314,6 +356,11 @@ class RequestAdmission:
         forbidden = {"name": obj_name, **({"group": r.group} if r.group else {}), "kind": r.resource}
         return errors.StatusError(code, reason or "Forbidden", f'{group_resource} "{obj_name}" is forbidden: {denied}',
                                   details=details or forbidden)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(expression: str) -> Compiled:
+    return compile_expression(expression, dict.fromkeys(MATCH_CONDITION_VARIABLES, DYN))
 
 
 def _dict(v: Any) -> dict[str, Any]:

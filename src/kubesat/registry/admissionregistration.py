@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from kubesat.apimachinery.cel import DYN, CompileError, compile_expression
 from kubesat.apimachinery.duration import age
 from kubesat.errors import FieldError, duplicate, invalid_value, not_supported, required, too_many
 from kubesat.registry.meta import (
@@ -23,6 +24,8 @@ NO_SIDE_EFFECTS = ["None", "NoneOnDryRun"]
 REINVOCATION_POLICIES = ["IfNeeded", "Never"]
 REVIEW_VERSIONS = ["v1", "v1beta1"]
 MAX_MATCH_CONDITIONS = 64
+# What a matchCondition may name (Kubernetes also offers `authorizer`; kubesat does not yet).
+MATCH_CONDITION_VARIABLES = ("object", "oldObject", "request", "namespaceObject")
 _URL_FORM = "; desired format: https://host[/path]"
 
 
@@ -207,8 +210,11 @@ def _validate_match_conditions(conds: list[Any], path: str) -> list[FieldError]:
     seen: set[str] = set()
     for i, cond in enumerate(conds[:MAX_MATCH_CONDITIONS * 2]):
         c = as_dict(cond)
-        if not str(c.get("expression") or "").strip():
+        expression = str(c.get("expression") or "").strip()
+        if not expression:
             errs.append(required(f"{path}[{i}].expression"))
+        else:
+            errs += _compile_errors(expression, f"{path}[{i}].expression")
         name = str(c.get("name") or "")
         if not name:
             errs.append(required(f"{path}[{i}].name"))
@@ -218,6 +224,16 @@ def _validate_match_conditions(conds: list[Any], path: str) -> list[FieldError]:
             errs.append(duplicate(f"{path}[{i}].name", name))
         seen.add(name)
     return errs
+
+
+def _compile_errors(expression: str, path: str) -> list[FieldError]:
+    try:
+        compiled = compile_expression(expression, dict.fromkeys(MATCH_CONDITION_VARIABLES, DYN))
+    except CompileError as e:
+        return [invalid_value(path, expression, f"compilation failed: {e}")]
+    if compiled.result_type not in ("BOOL", "DYN"):
+        return [invalid_value(path, expression, "cel expression must evaluate to a bool")]
+    return []
 
 
 def _validate_review_versions(versions: list[Any], path: str) -> list[FieldError]:
