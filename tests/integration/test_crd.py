@@ -264,6 +264,14 @@ def test_rbac_on_custom_resources(server: Server, api: client.ApiClient, objs: c
     assert e.value.status == 403
 
 
+def _status_of(fn: Any) -> int:
+    try:
+        fn()
+        return 200
+    except ApiException as e:
+        return int(e.status)
+
+
 def _try(fn: Any) -> Any:
     try:
         return fn()
@@ -338,9 +346,9 @@ def test_deleting_the_crd_deletes_its_resources(server: Server, ext: client.Apie
                                         {"metadata": {"finalizers": None}})
     wait_for(lambda: _try(lambda: ext.read_custom_resource_definition("gadgets.doomed.example.com")) is None, 5,
              "the CRD gone")
-    with pytest.raises(ApiException) as e:
-        objs.list_cluster_custom_object("doomed.example.com", "v1", "gadgets")
-    assert e.value.status == 404
+    # As in Kubernetes the CRD's endpoints go as its delete is observed, a moment after the delete commits.
+    wait_for(lambda: _status_of(lambda: objs.list_cluster_custom_object("doomed.example.com", "v1", "gadgets"))
+             == 404, 5, "the gadgets no longer served")
     groups = [g.name for g in client.ApisApi(objs.api_client).get_api_versions().groups]
     assert "doomed.example.com" not in groups
     assert kubectl(server, tmp_path, "get", "gadgets", check=False).returncode != 0
@@ -438,3 +446,43 @@ def test_conflicting_names_not_accepted(server: Server, ext: client.Apiextension
     ext.create_custom_resource_definition(short)
     wait_for(lambda: next((c.reason for c in ext.read_custom_resource_definition(f"crontabs3.{GROUP}").status.conditions
                            or [] if c.type == "NamesAccepted"), None) == "ShortNamesConflict", 5, "ShortNamesConflict")
+
+
+def test_schema_prunes_defaults_and_validates(server: Server, ext: client.ApiextensionsV1Api,
+                                               objs: client.CustomObjectsApi, tmp_path: Path) -> None:
+    body = _body(crd_yaml("schema.example.com", "boxes", "Box", "bx"))
+    spec_props = body["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    spec_props["image"]["default"] = "nginx"
+    spec_props["replicas"]["minimum"] = 1
+    ext.create_custom_resource_definition(body)
+    wait_for(lambda: established(ext, "boxes.schema.example.com"), 5, "Established")
+    box = cr("b1", group="schema.example.com", kind="Box")
+    del box["spec"]["image"]
+    box["spec"]["foo"] = 1
+    strict = kubectl(server, tmp_path, "create", "-f", "-", input=json.dumps(box), check=False)
+    assert strict.returncode != 0 and ('Box in version "v1" cannot be handled as a Box: strict decoding error: '
+                                       'unknown field "spec.foo"') in strict.stderr
+    created = objs.create_namespaced_custom_object("schema.example.com", "v1", "default", "boxes", box)
+    assert created["spec"] == {"cronSpec": "* * * * */5", "image": "nginx", "replicas": 1}  # pruned, defaulted
+    box["metadata"]["name"] = "b2"
+    box["spec"]["replicas"] = 0
+    with pytest.raises(ApiException) as e:
+        objs.create_namespaced_custom_object("schema.example.com", "v1", "default", "boxes", box)
+    assert json.loads(e.value.body)["message"] == (
+        'Box.schema.example.com "b2" is invalid: spec.replicas: Invalid value: 0: spec.replicas in body should be '
+        'greater than or equal to 1')
+    box["spec"]["replicas"] = "two"
+    with pytest.raises(ApiException) as e:
+        objs.create_namespaced_custom_object("schema.example.com", "v1", "default", "boxes", box)
+    causes = {(c["field"], c["message"]) for c in json.loads(e.value.body)["details"]["causes"]}
+    assert ("spec.replicas", 'Invalid value: "string": spec.replicas in body must be of type integer: "string"') \
+        in causes
+    assert (".spec.replicas", "Invalid value: 0: .spec.replicas accessor error: two is of the type string, "
+                              "expected int64") in causes
+    bad = _body(crd_yaml("schema.example.com", "cans", "Can", "cn"))
+    bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["q"] = {
+        "properties": {}}
+    causes = _refusal(ext, bad)["details"]["causes"]
+    assert {"reason": "FieldValueRequired",
+            "field": "spec.validation.openAPIV3Schema.properties[spec].properties[q].type",
+            "message": "Required value: must not be empty for specified object fields"} in causes

@@ -23,7 +23,8 @@ from kubesat.api.requestinfo import RequestInfo
 from kubesat.api.tables import to_table, wants_table
 from kubesat.auth.webhookrules import RequestResource
 from kubesat.auth.webhooks import Attributes, RequestAdmission, WebhookAdmission
-from kubesat.registry import conversion, kinds
+from kubesat.apimachinery import structural
+from kubesat.registry import conversion, customresource, kinds
 from kubesat.apimachinery import fieldcheck
 from kubesat.registry.kinds import ResourceInfo
 from kubesat.apimachinery.selectors import parse_field_selector, parse_label_selector
@@ -303,10 +304,25 @@ class ResourceHandler:
         return obj
 
     async def _decode(self, req: Request, res: ResourceInfo) -> dict[str, Any]:
-        return await self._body(req, _resource_kind(res))
+        obj = await self._body(req, _resource_kind(res))
+        if res.custom is not None:
+            self._custom_fields(req, res, obj)
+        return obj
 
     def _field_validation(self, req: Request, res: ResourceInfo, obj: dict[str, Any]) -> None:
         self._check_fields(req, _resource_kind(res), obj, None)
+        if res.custom is not None:
+            self._custom_fields(req, res, obj)
+
+    def _custom_fields(self, req: Request, res: ResourceInfo, obj: dict[str, Any]) -> None:
+        """A custom resource's fields its schema does not declare: pruned, and reported as fieldValidation says."""
+        removed = customresource.prune_unknown(res, obj)
+        mode = req.q("fieldValidation", "Warn")
+        if not removed or mode == "Ignore":
+            return
+        if mode == "Strict":
+            raise errors.bad_request(structural.strict_unknown_fields_message(res.kind, res.version, removed))
+        req.warnings.extend(structural.unknown_field_warnings(removed))
 
     def _check_fields(self, req: Request, kind: _BodyKind, obj: dict[str, Any], json_body: bytes | None) -> None:
         """Type errors are 400s; unknown fields are dropped (as Go decoding drops them) and, per

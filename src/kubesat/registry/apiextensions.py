@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from kubesat.apimachinery import structural
 from kubesat.errors import FieldError, forbidden_field, invalid_value, not_supported, required
 from kubesat.registry.meta import (
     IMMUTABLE,
@@ -275,16 +276,11 @@ def _deprecation_warning(version: dict[str, Any], path: str) -> list[FieldError]
 
 
 def _validate_schema(schema: Any, status_enabled: bool, path: str) -> list[FieldError]:
-    """What kubesat checks of a version's schema itself: the root rules (the structural checks are not here)."""
-    root = as_dict(as_dict(schema).get("openAPIV3Schema"))
-    errs: list[FieldError] = []
-    if status_enabled and root.get("type") not in (None, "object"):
-        errs.append(invalid_value(f"{path}.openAPIV3Schema.type", root.get("type"),
-                                  'only "object" is allowed as the type at the root of the schema if the status '
-                                  "subresource is enabled"))
-    if root.get("nullable") is True:
-        errs.append(forbidden_field(f"{path}.openAPIV3Schema.nullable", "nullable cannot be true at the root"))
-    return errs
+    """A version's schema as Kubernetes checks it on a CRD (structural, its keywords, defaults, the root rules)."""
+    root = as_dict(schema).get("openAPIV3Schema")
+    if not isinstance(root, dict):
+        return []  # reported as required by _validate_versions
+    return structural.definition_errors(root, f"{path}.openAPIV3Schema", status_enabled=status_enabled)
 
 
 def _has_status(sub: Any) -> bool:

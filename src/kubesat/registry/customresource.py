@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from kubesat.apimachinery import jsonpath
+from kubesat import errors
+from kubesat.apimachinery import jsonpath, structural
 from kubesat.apimachinery.duration import age, human_duration, parse_time
 from kubesat.errors import FieldError, invalid_value
 from kubesat.registry.apiextensions import GROUP as CRD_GROUP, storage_version
@@ -142,14 +143,77 @@ def scale_spec(info: ResourceInfo) -> dict[str, Any]:
     return as_dict(as_dict(info.custom.version.get("subresources") if info.custom else None).get("scale"))
 
 
+def _go_type(value: Any) -> str:
+    """The Go type of a decoded JSON value, as unstructured's accessor errors name it."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int64"
+    if isinstance(value, float):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    return "map[string]interface {}" if isinstance(value, dict) else "[]interface {}"
+
+
+def _go_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
 def replicas_errors(value: Any, path: str) -> list[FieldError]:
+    """The scale checks of a replicas field of a custom resource (a path such as .spec.replicas), Kubernetes'."""
     if isinstance(value, bool) or not isinstance(value, int):
-        return [invalid_value(path, value, "should be an integer")] if value is not None else []
+        return [invalid_value(path, 0, f"{path} accessor error: {_go_text(value)} is of the type {_go_type(value)}, "
+                                       "expected int64")]
     if value < 0:
         return [invalid_value(path, value, "should be a non-negative integer")]
     if value > MAX_INT32:
         return [invalid_value(path, value, f"should be less than or equal to {MAX_INT32}")]
     return []
+
+
+def selector_errors(value: Any, path: str) -> list[FieldError]:
+    if isinstance(value, str):
+        return []
+    return [invalid_value(path, "", f"{path} accessor error: {_go_text(value)} is of the type {_go_type(value)}, "
+                                    "expected string")]
+
+
+# ------------------------------------------------------------------------------------------ schema
+
+def schema_of(info: ResourceInfo) -> dict[str, Any] | None:
+    """The version's openAPIV3Schema, if it has one."""
+    version = info.custom.version if info.custom else {}
+    schema = as_dict(version.get("schema")).get("openAPIV3Schema")
+    return schema if isinstance(schema, dict) else None
+
+
+def prune_unknown(info: ResourceInfo, obj: dict[str, Any]) -> list[str]:
+    """Drop the fields the version's schema does not declare (in place); their paths, as kube-apiserver reports
+    them under fieldValidation."""
+    schema = schema_of(info)
+    if schema is None:
+        return []
+    try:
+        return structural.prune(schema, obj)
+    except structural.TooMuchWork:
+        raise errors.bad_request("the object nests too deeply or is too large for its schema") from None
+
+
+def _normalize(schema: dict[str, Any] | None, obj: dict[str, Any]) -> None:
+    """What decoding does to a custom resource: unknown fields pruned, unwanted nulls dropped, defaults applied."""
+    if schema is None:
+        return
+    try:
+        structural.prune(schema, obj)
+        structural.drop_nulls(schema, obj)
+        structural.apply_defaults(schema, obj)
+    except structural.TooMuchWork:
+        raise errors.bad_request("the object nests too deeply or is too large for its schema") from None
 
 
 # ---------------------------------------------------------------------------------------- strategy
@@ -166,12 +230,15 @@ class CustomResourceStrategy(Strategy):
         self.has_status = sub.get("status") is not None
         self._scale = as_dict(sub.get("scale"))
         self._columns = [as_dict(c) for c in _list(version.get("additionalPrinterColumns"))]
+        self._schema = schema_of(info)
 
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        _normalize(self._schema, obj)
         if self.has_status:
             obj.pop("status", None)
 
     def prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        _normalize(self._schema, new)
         if self.has_status:
             if "status" in old:
                 new["status"] = old["status"]
@@ -183,15 +250,19 @@ class CustomResourceStrategy(Strategy):
         keys = (set(new) | set(old)) - {"metadata"}
         return any(new.get(k) != old.get(k) for k in keys)
 
+    def prepare_for_status_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        _normalize(self._schema, new)
+        super().prepare_for_status_update(new, old)
+
     def validate(self, obj: dict[str, Any]) -> list[FieldError]:
-        if not self._scale:
-            return []
         errs: list[FieldError] = []
-        for key in ("specReplicasPath", "statusReplicasPath"):
-            path = str(self._scale.get(key, ""))
+        if self._schema is not None:
+            errs += structural.validate(self._schema, obj)
+        for key in ("specReplicasPath", "statusReplicasPath", "labelSelectorPath"):
+            path = str(self._scale.get(key) or "")
             value, found = get_path(obj, path) if path else (None, False)
-            if found:
-                errs += replicas_errors(value, path)
+            if found and value is not None:
+                errs += selector_errors(value, path) if key == "labelSelectorPath" else replicas_errors(value, path)
         return errs
 
     def validate_update(self, new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
