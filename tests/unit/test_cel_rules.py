@@ -507,3 +507,21 @@ def test_iteration_cap_of_the_engine() -> None:
     assert cel.evaluate(compiled, {"l": list(range(9_999))}) is True
     with pytest.raises(cel.CelError, match="Iteration budget exceeded"):
         cel.evaluate(compiled, {"l": list(range(10_000))})
+
+
+def test_optional_old_self_runs_on_create_with_an_empty_optional() -> None:
+    schema = spec_schema({"rule": "!oldSelf.hasValue() || self.x >= oldSelf.value().x", "optionalOldSelf": True,
+                          "message": "x may only grow"},
+                         {"rule": "oldSelf.hasValue() || self.x < 100", "optionalOldSelf": True,
+                          "message": "new objects start below 100"})
+    assert cel.rule_errors(schema, ROOT) == []
+    assert run(schema, {"x": 5}) == []
+    assert run(schema, {"x": 500}) == ['spec: Invalid value: "object": new objects start below 100']
+    assert run(schema, {"x": 4}, {"x": 5}) == ['spec: Invalid value: "object": x may only grow']
+    assert run(schema, {"x": 500}, {"x": 5}) == []
+
+
+def test_optional_old_self_compile_errors_point_into_the_rule() -> None:
+    errs = cel.rule_errors(spec_schema({"rule": "oldSelf.value().nope > 1", "optionalOldSelf": True}), ROOT)
+    assert errs[0].detail == ("compilation failed: ERROR: <input>:1:16: undefined field 'nope'\n"
+                              " | oldSelf.value().nope > 1\n | ...............^")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cel_expr_python import cel
-from cel_expr_python.ext import ext_optional
+from cel_expr_python.ext import ext_bindings, ext_optional
 from google.protobuf import descriptor_pb2, descriptor_pool, duration_pb2, struct_pb2, timestamp_pb2
 
 from kubesat import limits
@@ -39,10 +39,11 @@ class Compiled:
     checked: Checked
     runtime_checked: Checked
     result_type: str  # BOOL, STRING, INT, DYN, ... as the checker named it
+    body: Node | None = None  # the part the user wrote, when the engine wrapped it (optionalOldSelf)
 
     def references(self, name: str) -> bool:
         """Whether the expression names a variable (oldSelf makes a transition rule)."""
-        return _names_variable(self.checked.root, name)
+        return _names_variable(self.body or self.checked.root, name)
 
 
 def _names_variable(node: Node | None, name: str) -> bool:
@@ -185,6 +186,11 @@ def _base_pool() -> descriptor_pool.DescriptorPool:
     return pool
 
 
+def _extensions() -> list[Any]:
+    # optional types (Kubernetes 1.28+); cel.bind carries optionalOldSelf's optional oldSelf into a rule.
+    return [ext_optional.ExtOptional(), ext_bindings.ExtBindings()]
+
+
 @functools.cache
 def _checker_functions() -> list[Any]:
     return library.declarations(lambda kind: T.AbstractType(f"kubernetes.{kind}"))
@@ -200,8 +206,7 @@ class Env:
         pool.Add(messages.file)
         self._pool = pool  # the environment refers to it
         self.names = tuple(sorted(variables))
-        self._env = cel.NewEnv(pool, variables=types, extensions=[ext_optional.ExtOptional()],
-                               functions=_checker_functions())
+        self._env = cel.NewEnv(pool, variables=types, extensions=_extensions(), functions=_checker_functions())
 
     def compile(self, expr: str) -> Compiled:
         if len(expr) > limits.CEL_MAX_EXPRESSION_CHARS:
@@ -234,7 +239,7 @@ def _runtime_functions() -> list[Any]:
 
 @functools.lru_cache(maxsize=64)
 def _runtime_env(names: tuple[str, ...]) -> Any:
-    return cel.NewEnv(variables={name: T.DYN for name in names}, extensions=[ext_optional.ExtOptional()],
+    return cel.NewEnv(variables={name: T.DYN for name in names}, extensions=_extensions(),
                       functions=_runtime_functions())
 
 

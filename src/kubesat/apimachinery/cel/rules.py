@@ -19,6 +19,33 @@ from kubesat.errors import FieldError
 
 REASONS = ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"]
 _NEWLINES = re.compile(r"[\n\r]+")
+# With optionalOldSelf a rule sees oldSelf as an optional: the rule runs inside a binding of it to these two.
+OLD_VALUE, HAS_OLD = "__kubesat_old_self__", "__kubesat_has_old_self__"
+_LINE = re.compile(r"<input>:(\d+):")
+
+
+class RuleEnvs:
+    """The checker environments of one schema node: self and oldSelf, and the optional oldSelf variant."""
+
+    def __init__(self, t: DeclType) -> None:
+        self.type = t
+        self._plain: engine.Env | None = None
+        self._optional: engine.Env | None = None
+
+    def compile(self, expr: str, optional_old_self: bool = False) -> engine.Compiled:
+        if not optional_old_self:
+            if self._plain is None:
+                self._plain = engine.Env({"self": self.type, "oldSelf": self.type})
+            return self._plain.compile(expr)
+        if self._optional is None:
+            self._optional = engine.Env({"self": self.type, OLD_VALUE: self.type, HAS_OLD: DeclType("bool")})
+        wrapped = f"cel.bind(oldSelf, {HAS_OLD} ? optional.of({OLD_VALUE}) : optional.none(),\n{expr}\n)"
+        try:
+            compiled = self._optional.compile(wrapped)
+            compiled.body = compiled.checked.root.result
+            return compiled
+        except engine.CompileError as e:
+            raise engine.CompileError(_LINE.sub(lambda m: f"<input>:{max(int(m.group(1)) - 1, 1)}:", str(e))) from None
 
 
 class GoStruct:
@@ -230,8 +257,8 @@ def _compile_rules(s: dict[str, Any], rules: list[Any], path: str, walk: _Walk, 
     t = decl_type(s, is_root)
     if t is None:
         return
-    env = engine.Env({"self": t, "oldSelf": t})
-    sizer = cost.schema_sizer({"self": t, "oldSelf": t})
+    env = RuleEnvs(t)
+    sizer = cost.schema_sizer({"self": t, "oldSelf": t, OLD_VALUE: t})
     times = cardinality if cardinality is not None else max_cardinality(t)
     for i, rule in enumerate(rules):
         if not isinstance(rule, dict) or not isinstance(rule.get("rule"), str) or not rule["rule"].strip():
@@ -240,11 +267,11 @@ def _compile_rules(s: dict[str, Any], rules: list[Any], path: str, walk: _Walk, 
         _compile_one(env, sizer, rule, rpath, times, forbid_old_self, walk)
 
 
-def _compile_one(env: engine.Env, sizer: cost.Sizer, rule: dict[str, Any], rpath: str, times: int,
+def _compile_one(env: RuleEnvs, sizer: cost.Sizer, rule: dict[str, Any], rpath: str, times: int,
                  forbid_old_self: str | None, walk: _Walk) -> None:
     compiled, problem = None, ""
     try:
-        compiled = env.compile(rule["rule"])
+        compiled = env.compile(rule["rule"], rule.get("optionalOldSelf") is True)
         if compiled.result_type != "BOOL":
             problem = "cel expression must evaluate to a bool"
     except engine.CompileError as e:
@@ -270,7 +297,7 @@ def _compile_one(env: engine.Env, sizer: cost.Sizer, rule: dict[str, Any], rpath
                                                     "may not be set if oldSelf is not used in rule"))
 
 
-def _compile_message_expression(env: engine.Env, sizer: cost.Sizer, rule: dict[str, Any], rpath: str,
+def _compile_message_expression(env: RuleEnvs, sizer: cost.Sizer, rule: dict[str, Any], rpath: str,
                                 walk: _Walk) -> None:
     expr = rule.get("messageExpression")
     if not isinstance(expr, str) or not expr.strip():
@@ -317,7 +344,7 @@ def _rules_for(s: dict[str, Any], is_root: bool) -> _NodeRules:
             return hit
     t = decl_type(s, is_root)
     compiled: list[tuple[dict[str, Any], engine.Compiled | None, str, engine.Compiled | None]] = []
-    env = engine.Env({"self": t, "oldSelf": t}) if t is not None else None
+    env = RuleEnvs(t) if t is not None else None
     for rule in s.get("x-kubernetes-validations") or []:
         if not isinstance(rule, dict) or not isinstance(rule.get("rule"), str) or not rule["rule"].strip():
             continue
@@ -326,7 +353,7 @@ def _rules_for(s: dict[str, Any], is_root: bool) -> _NodeRules:
             problem = "rule declared on schema that does not support validation rules"
         else:
             try:
-                program = env.compile(rule["rule"])
+                program = env.compile(rule["rule"], rule.get("optionalOldSelf") is True)
             except engine.CompileError as e:
                 problem = f"compilation failed: {e}"
             expr = rule.get("messageExpression")
@@ -435,14 +462,14 @@ def _expressions(s: dict[str, Any], new: Any, old: Any, path: str, run: _Run, is
         raise _OutOfBudget
     self_value = to_cel(new, node.decl)
     old_value = to_cel(old, node.decl) if old is not None else None
-    activation = {"self": self_value, "oldSelf": old_value}
+    activation = {"self": self_value, "oldSelf": old_value, OLD_VALUE: old_value, HAS_OLD: old is not None}
     sizer = cost.value_sizer(activation)
     for rule, program, problem, message in node.rules:
         if problem or program is None:
             run.errors.append(errors.invalid_value(field_path_, type_name, f"rule compile error: {problem}"))
             continue
         transition = program.references("oldSelf")
-        if transition and old is None:
+        if transition and old is None and rule.get("optionalOldSelf") is not True:
             continue
         _one_rule(rule, program, message, activation, sizer, s, path, type_name, run, ratchet and not transition)
 
