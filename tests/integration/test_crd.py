@@ -486,3 +486,29 @@ def test_schema_prunes_defaults_and_validates(server: Server, ext: client.Apiext
     assert {"reason": "FieldValueRequired",
             "field": "spec.validation.openAPIV3Schema.properties[spec].properties[q].type",
             "message": "Required value: must not be empty for specified object fields"} in causes
+
+
+def test_openapi_and_kubectl_explain(server: Server, ext: client.ApiextensionsV1Api, tmp_path: Path) -> None:
+    body = _body(crd_yaml("explain.example.com", "notes", "Note", "nt"))
+    spec = body["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec["description"] = "What the note says."
+    spec["properties"]["image"]["description"] = "The picture on the note."
+    ext.create_custom_resource_definition(body)
+    wait_for(lambda: established(ext, "notes.explain.example.com"), 5, "Established")
+    out = kubectl(server, tmp_path, "explain", "notes").stdout
+    assert "KIND:       Note" in out and "GROUP:      explain.example.com" in out
+    assert "spec\t<Object>\n    What the note says." in out
+    assert "Standard object's metadata." in out
+    assert "The picture on the note." in kubectl(server, tmp_path, "explain", "nt.spec.image").stdout
+    v2 = json.loads(server.kubectl("get", "--raw", "/openapi/v2").stdout)
+    note = v2["definitions"]["com.example.explain.v1.Note"]
+    assert note["x-kubernetes-group-version-kind"] == [{"group": "explain.example.com", "kind": "Note",
+                                                        "version": "v1"}]
+    assert "/apis/explain.example.com/v1/namespaces/{namespace}/notes/{name}" in v2["paths"]
+    index = json.loads(server.kubectl("get", "--raw", "/openapi/v3").stdout)["paths"]
+    assert "apis/explain.example.com/v1" in index
+    ext.delete_custom_resource_definition("notes.explain.example.com")
+    wait_for(lambda: "apis/explain.example.com/v1" not in json.loads(
+        server.kubectl("get", "--raw", "/openapi/v3").stdout)["paths"], 5, "the CRD's OpenAPI gone")
+    assert "com.example.explain.v1.Note" not in json.loads(
+        server.kubectl("get", "--raw", "/openapi/v2").stdout)["definitions"]

@@ -165,7 +165,7 @@ def _resource_paths(r: ResourceInfo) -> dict[str, dict[str, Any]]:
     verbs = set(r.verbs)
     defn = r.definition
     list_defn = r.definition + "List"
-    has_list = list_defn in schema.definitions()
+    has_list = list_defn in schema.definitions() or (r.custom is not None and list_defn in _custom_definitions(True))
     paths: dict[str, dict[str, Any]] = {}
 
     c: dict[str, Any] = {}
@@ -317,7 +317,7 @@ def _subresource_path(r: ResourceInfo, s: Subresource, gv: str, tag: str, ns: st
                       scope: list[dict[str, Any]]) -> dict[str, Any]:
     sg = s.group if (s.group or s.version) else r.group
     sv = s.version or r.version
-    sdef = kinds.definition_name(sg, sv, s.kind)
+    sdef = r.definition if (sg, sv, s.kind) == (r.group, r.version, r.kind) else kinds.definition_name(sg, sv, s.kind)
     gvk = _gvk(sg, sv, s.kind)
     suffix = f"{r.kind}{s.name[:1].upper()}{s.name[1:]}"
     out: dict[str, Any] = {}
@@ -404,8 +404,8 @@ def _refs_in(node: Any, out: set[str]) -> None:
             _refs_in(v, out)
 
 
-def _closure(roots: set[str]) -> dict[str, dict[str, Any]]:
-    defs = schema.definitions()
+def _closure(roots: set[str], v2: bool = True) -> dict[str, dict[str, Any]]:
+    defs = {**schema.definitions(), **_custom_definitions(v2)}
     seen: dict[str, dict[str, Any]] = {}
     todo = [n for n in roots if n in defs]
     while todo:
@@ -421,17 +421,86 @@ def _closure(roots: set[str]) -> dict[str, dict[str, Any]]:
 
 def _served_groups() -> list[str]:
     out: list[str] = []
-    for r in kinds.RESOURCES:
+    for r in kinds.all_resources():
         if r.group not in out:
             out.append(r.group)
     return out
 
 
+# ------------------------------------------------------------------------------- custom resources
+
+# What the v2 document cannot say of a custom resource's schema (kube-apiserver drops the same from v2).
+_NOT_IN_V2 = ("allOf", "anyOf", "oneOf", "not", "nullable")
+
+
+def _without_v3_keywords(node: Any, depth: int = 0) -> Any:
+    if depth > 64:
+        return {}
+    if isinstance(node, dict):
+        return {k: _without_v3_keywords(v, depth + 1) for k, v in node.items() if k not in _NOT_IN_V2}
+    if isinstance(node, list):
+        return [_without_v3_keywords(v, depth + 1) for v in node]
+    return node
+
+
+def _custom_definition(r: ResourceInfo, v2: bool) -> dict[str, Any]:
+    """A served custom resource version's schema as kube-apiserver publishes it: its openAPIV3Schema with
+    apiVersion, kind and metadata (an ObjectMeta reference) and the group-version-kind extension."""
+    version = r.custom.version if r.custom is not None else {}
+    root = ((version.get("schema") or {}).get("openAPIV3Schema") or {}) if isinstance(version, dict) else {}
+    out = copy.deepcopy(root) if isinstance(root, dict) else {}
+    if v2:
+        out = _without_v3_keywords(out)
+    props = out.setdefault("properties", {})
+    # Described as every kind's are (the Pod's words are the standard ones).
+    standard = (schema.definitions().get("io.k8s.api.core.v1.Pod") or {}).get("properties") or {}
+    for key in ("apiVersion", "kind"):
+        props[key] = {"description": standard.get(key, {}).get("description", ""), "type": "string"}
+    props["metadata"] = _ref(META + "ObjectMeta")  # the v3 form wraps it in allOf with its description
+    if standard.get("metadata", {}).get("description"):
+        props["metadata"]["description"] = standard["metadata"]["description"]
+    out["type"] = "object"
+    out["x-kubernetes-group-version-kind"] = [_gvk(r.group, r.version, r.kind)]
+    return out
+
+
+def _custom_list_definition(r: ResourceInfo) -> dict[str, Any]:
+    return {
+        "description": f"{r.list_kind_name} is a list of {r.kind}",
+        "required": ["items"],
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "items": {"type": "array", "items": _ref(r.definition)},
+            "kind": {"type": "string"},
+            "metadata": _ref(META + "ListMeta"),
+        },
+        "x-kubernetes-group-version-kind": [_gvk(r.group, r.version, r.list_kind_name)],
+    }
+
+
+def _custom_definitions(v2: bool) -> dict[str, dict[str, Any]]:
+    return _custom_definitions_at(v2, kinds.CUSTOM.generation)
+
+
+@functools.lru_cache(maxsize=4)
+def _custom_definitions_at(v2: bool, generation: int) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for r in kinds.CUSTOM.all():
+        out[r.definition] = _custom_definition(r, v2)
+        out[r.definition + "List"] = _custom_list_definition(r)
+    return out
+
+
 # ------------------------------------------------------------------------------------------- v2
 
-@functools.cache
 def openapi_v2() -> bytes:
     """The Swagger 2.0 document of every served path, with the definitions they reach."""
+    return _openapi_v2(kinds.CUSTOM.generation)
+
+
+@functools.lru_cache(maxsize=2)
+def _openapi_v2(generation: int) -> bytes:
     paths: dict[str, Any] = {}
     paths.update(_oidc_paths())
     for g in _served_groups():
@@ -465,16 +534,24 @@ V2_JSON = "application/json"
 _V2_OFFERS = ((V2_JSON, V2_JSON), (V2_PROTOBUF_DEPRECATED, V2_PROTOBUF), (V2_PROTOBUF, V2_PROTOBUF))
 
 
-@functools.cache
 def openapi_v2_protobuf() -> bytes:
     """The v2 document as gnostic's protobuf, made from the JSON bytes as kube-openapi makes it."""
-    return openapi_proto.encode_document(orjson.loads(openapi_v2()))
+    return _openapi_v2_protobuf(kinds.CUSTOM.generation)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=2)
+def _openapi_v2_protobuf(generation: int) -> bytes:
+    return openapi_proto.encode_document(orjson.loads(_openapi_v2(generation)))
+
+
 def openapi_v2_etag() -> str:
     """The quoted ETag of /openapi/v2 (either form): uppercase hex SHA-512 of the JSON form, as kube-openapi has it."""
-    return f'"{hashlib.sha512(openapi_v2()).hexdigest().upper()}"'
+    return _openapi_v2_etag(kinds.CUSTOM.generation)
+
+
+@functools.lru_cache(maxsize=2)
+def _openapi_v2_etag(generation: int) -> str:
+    return f'"{hashlib.sha512(_openapi_v2(generation)).hexdigest().upper()}"'
 
 
 def openapi_v2_media_type(accept: str) -> str | None:
@@ -582,7 +659,7 @@ def _paths_v3(paths: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def _v3_doc(paths: dict[str, dict[str, Any]], extra_roots: tuple[str, ...] = ()) -> dict[str, Any]:
     roots: set[str] = set(extra_roots)
     _refs_in(paths, roots)
-    schemas = {name: _schema_v3(d) for name, d in _closure(roots).items()}
+    schemas = {name: _schema_v3(d) for name, d in _closure(roots, v2=False).items()}
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": SPEC_VERSION},
@@ -642,8 +719,12 @@ def _v3_keys() -> list[str]:
     return sorted(set(keys))
 
 
-@functools.cache
 def _v3_bytes(path: str) -> bytes | None:
+    return _v3_bytes_at(path, kinds.CUSTOM.generation)
+
+
+@functools.lru_cache(maxsize=512)
+def _v3_bytes_at(path: str, generation: int) -> bytes | None:
     found = _v3_paths_for(path)
     if found is None:
         return None
@@ -660,9 +741,13 @@ def openapi_v3_group(path: str) -> bytes | None:
     return _v3_bytes(_normalize_key(path))
 
 
-@functools.cache
 def _v3_hash(key: str) -> str:
-    doc = _v3_bytes(key)
+    return _v3_hash_at(key, kinds.CUSTOM.generation)
+
+
+@functools.lru_cache(maxsize=512)
+def _v3_hash_at(key: str, generation: int) -> str:
+    doc = _v3_bytes_at(key, generation)
     return hashlib.sha512(doc or b"").hexdigest().upper()
 
 

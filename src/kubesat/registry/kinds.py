@@ -82,7 +82,10 @@ class ResourceInfo:
 
     @property
     def definition(self) -> str:
-        """The OpenAPI definition name, e.g. io.k8s.api.core.v1.Pod."""
+        """The OpenAPI definition name, e.g. io.k8s.api.core.v1.Pod (com.example.stable.v1.CronTab for a custom
+        resource: its group reversed, as kube-apiserver names it)."""
+        if self.custom is not None:
+            return custom_definition_name(self.group, self.version, self.kind)
         return definition_name(self.group, self.version, self.kind)
 
     def storage_prefix(self) -> str:
@@ -127,6 +130,10 @@ def definition_name(group: str, version: str, kind: str) -> str:
         return f"{prefix}.{version}.{kind}"
     pkg = _GROUP_PACKAGES.get(group, group.split(".")[0])
     return f"io.k8s.api.{pkg}.{version}.{kind}"
+
+
+def custom_definition_name(group: str, version: str, kind: str) -> str:
+    return ".".join([*reversed(group.split(".")), version, kind])
 
 
 RESOURCES: tuple[ResourceInfo, ...] = (
