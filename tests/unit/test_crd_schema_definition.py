@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from kubesat.apimachinery import structural
-from kubesat.apimachinery.crdschema import regex
+from kubesat.apimachinery.crdschema import re2vm, regex
 
 P = "spec.versions[0].schema.openAPIV3Schema"
 
@@ -181,3 +181,25 @@ def test_go_regexp_errors(pattern: str, error: str) -> None:
 ])
 def test_patterns_match_as_re2(pattern: str, text: str, matches: bool) -> None:
     assert bool(regex.translate(pattern).search(text)) is matches
+
+
+@pytest.mark.parametrize("pattern,text", [
+    ("^(a+)+$", "a" * 5000 + "b"), ("^(a|aa)*$", "a" * 5000 + "b"), ("^(a*)*b$", "a" * 5000),
+    ("^a*a*a*a*a*a*c$", "a" * 5000), (r"^(\w+\s?)*$", "word " * 2000 + "!"),
+], ids=["nested-plus", "alternation-star", "nested-star", "many-stars", "words"])
+def test_patterns_that_backtrack_exponentially_in_python_run_in_linear_time(pattern: str, text: str) -> None:
+    matcher = regex.translate(pattern)
+    assert matcher.nfa is not None
+    assert matcher.search(text) is False
+
+
+@pytest.mark.parametrize("pattern,text,matches", [
+    ("^(a+)+$", "aaa", True), ("^(ab|a)*c$", "ababac", True), ("^(ab|a)*c$", "ababbc", False),
+    ("(?i)^(A|b)+$", "aBab", True), (r"^\b(x+)+\b$", "xxx", True), ("^(a{2,3})+$", "aaaaa", True),
+    ("^(a{2,3})+$", "a", False), ("(?m)^(b+)+$", "a\nbb\nc", True), ("^([^a]+)+$", "bcd", True),
+    ("^([^a]+)+$", "bad", False),
+])
+def test_the_linear_matcher_agrees_with_re2(pattern: str, text: str, matches: bool) -> None:
+    matcher = regex.translate(pattern)
+    assert matcher.search(text) is matches
+    assert re2vm.Program(matcher.rx.pattern).search(text) is matches

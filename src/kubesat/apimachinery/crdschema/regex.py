@@ -6,6 +6,8 @@ import functools
 import re
 import sys
 import unicodedata
+
+from kubesat.apimachinery.crdschema import re2vm
 import contextlib
 
 # Go's regexp/syntax error codes, as they print.
@@ -386,13 +388,33 @@ def check(pattern: str) -> None:
         translate(pattern)
 
 
+class Matcher:
+    """An RE2 pattern ready to search: Python's `re` where that is safe, else a linear-time NFA."""
+
+    __slots__ = ("rx", "nfa")
+
+    def __init__(self, rx: re.Pattern[str], nfa: re2vm.Program | None) -> None:
+        self.rx = rx
+        self.nfa = nfa
+
+    def search(self, text: str) -> bool:
+        """Does the pattern match anywhere in text (Go's MatchString)."""
+        if self.nfa is not None:
+            return self.nfa.search(text)
+        return self.rx.search(text) is not None
+
+
 @functools.lru_cache(maxsize=256)
-def translate(pattern: str) -> re.Pattern[str]:
-    """The Python regex that matches what the RE2 pattern matches (RegexError or Unsupported otherwise)."""
-    if max(pattern, default="a") >= "\udc80" and any("\ud800" <= ch <= "\udfff" for ch in pattern):
+def translate(pattern: str) -> Matcher:
+    """A matcher for what the RE2 pattern matches (RegexError or Unsupported otherwise)."""
+    if any("\ud800" <= ch <= "\udfff" for ch in pattern):
         raise RegexError(_INVALID_UTF8, pattern)
     text = _Translator(pattern).run()
     try:
-        return re.compile(text)
+        rx = re.compile(text)
+        nfa = re2vm.Program(text) if re2vm.dangerous(re2vm.parse(text)) else None
     except (re.error, RecursionError, OverflowError) as e:
         raise Unsupported(str(e)) from None
+    except re2vm.TooLarge:
+        nfa = None
+    return Matcher(rx, nfa)
