@@ -9,7 +9,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cel_expr_python import cel
@@ -40,10 +40,15 @@ class Compiled:
     runtime_checked: Checked
     result_type: str  # BOOL, STRING, INT, DYN, ... as the checker named it
     body: Node | None = None  # the part the user wrote, when the engine wrapped it (optionalOldSelf)
+    static_cost: int | None = None  # the estimate from declared bounds, once someone computed it
+    _named: dict[str, bool] = field(default_factory=dict)
 
     def references(self, name: str) -> bool:
         """Whether the expression names a variable (oldSelf makes a transition rule)."""
-        return _names_variable(self.body or self.checked.root, name)
+        hit = self._named.get(name)
+        if hit is None:
+            hit = self._named[name] = _names_variable(self.body or self.checked.root, name)
+        return hit
 
 
 def _names_variable(node: Node | None, name: str) -> bool:
@@ -223,7 +228,15 @@ class Env:
 
 def compile_expression(expr: str, variables: Mapping[str, DeclType | None]) -> Compiled:
     """Check `expr` against the variables' types (None or DYN: dynamic) and prepare it to run."""
+    if all(t is None or t is DYN for t in variables.values()):
+        return _dynamic_env(tuple(sorted(variables))).compile(expr)
     return Env(variables).compile(expr)
+
+
+@functools.lru_cache(maxsize=64)
+def _dynamic_env(names: tuple[str, ...]) -> Env:
+    """The checker for admission's variables (object, request, params, ...), which are all dynamic."""
+    return Env(dict.fromkeys(names))
 
 
 # --- the runtime ---------------------------------------------------------------------------------------------------

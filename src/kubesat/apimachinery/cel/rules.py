@@ -345,6 +345,7 @@ def _rules_for(s: dict[str, Any], is_root: bool) -> _NodeRules:
     t = decl_type(s, is_root)
     compiled: list[tuple[dict[str, Any], engine.Compiled | None, str, engine.Compiled | None]] = []
     env = RuleEnvs(t) if t is not None else None
+    sizer = cost.schema_sizer({"self": t, "oldSelf": t, OLD_VALUE: t})
     for rule in s.get("x-kubernetes-validations") or []:
         if not isinstance(rule, dict) or not isinstance(rule.get("rule"), str) or not rule["rule"].strip():
             continue
@@ -362,6 +363,9 @@ def _rules_for(s: dict[str, Any], is_root: bool) -> _NodeRules:
                     message = env.compile(expr)
                 except engine.CompileError:
                     message = None
+        for c in (program, message):
+            if c is not None:
+                c.static_cost = cost.estimate(c.checked, sizer).hi
         compiled.append((rule, program, problem, message))
     entry = _NodeRules(s, t, compiled)
     with _cache_lock:
@@ -474,7 +478,14 @@ def _expressions(s: dict[str, Any], new: Any, old: Any, path: str, run: _Run, is
         _one_rule(rule, program, message, activation, sizer, s, path, type_name, run, ratchet and not transition)
 
 
+# A rule whose estimate from the schema's bounds is at most this is charged that estimate; a costlier one is
+# estimated again with the sizes of the values at hand (cel-go meters the actual cost instead).
+_CHEAP = 100
+
+
 def _charge(run: _Run, compiled: engine.Compiled, sizer: cost.Sizer) -> int:
+    if compiled.static_cost is not None and compiled.static_cost <= _CHEAP:
+        return compiled.static_cost
     return cost.Estimator(compiled.checked, sizer, unknown=cost.Range(0, limits.MAX_REQUEST_BYTES)).cost(
         compiled.checked.root).hi
 
