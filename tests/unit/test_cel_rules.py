@@ -525,3 +525,11 @@ def test_optional_old_self_compile_errors_point_into_the_rule() -> None:
     errs = cel.rule_errors(spec_schema({"rule": "oldSelf.value().nope > 1", "optionalOldSelf": True}), ROOT)
     assert errs[0].detail == ("compilation failed: ERROR: <input>:1:16: undefined field 'nope'\n"
                               " | oldSelf.value().nope > 1\n | ...............^")
+
+
+def test_runtime_cost_grows_with_the_values() -> None:
+    compiled = cel.compile_expression("object.spec.items.all(i, i.size() < 10)", {"object": None})
+    small = cel.runtime_cost(compiled, {"object": {"spec": {"items": ["a"] * 10}}})
+    large = cel.runtime_cost(compiled, {"object": {"spec": {"items": ["a"] * 1000}}})
+    assert 10 < small < large
+    assert large >= 1000 * 4  # at least the loop's condition and step per item

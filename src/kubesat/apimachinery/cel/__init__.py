@@ -3,9 +3,9 @@
 from kubesat.apimachinery.cel.decltype import DeclType, decl_type
 from kubesat.apimachinery.cel.engine import DYN, CompileError, Compiled, Env, compile_expression, evaluate
 from kubesat.apimachinery.cel.library import CelError
-from kubesat.apimachinery.cel.rules import rule_errors, validate_rules
+from kubesat.apimachinery.cel.rules import rule_errors, runtime_cost, validate_rules
 
 __all__ = [
     "DYN", "CelError", "CompileError", "Compiled", "DeclType", "Env", "compile_expression", "decl_type", "evaluate",
-    "rule_errors", "validate_rules",
+    "rule_errors", "runtime_cost", "validate_rules",
 ]

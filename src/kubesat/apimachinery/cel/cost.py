@@ -338,3 +338,9 @@ class Estimator:
 def estimate(tree: Checked, sizer: Sizer) -> Range:
     """The cost range of evaluating the expression once."""
     return Estimator(tree, sizer).cost(tree.root)
+
+
+def runtime_cost(tree: Checked, activation: Mapping[str, Any], unbounded: int) -> int:
+    """An upper bound of what evaluating the expression on these values costs in cel-go's units, with `unbounded`
+    standing for the size of values nothing bounds (computed strings): what the runtime limits are checked against."""
+    return Estimator(tree, value_sizer(activation), unknown=Range(0, unbounded)).cost(tree.root).hi

@@ -490,6 +490,12 @@ def _charge(run: _Run, compiled: engine.Compiled, sizer: cost.Sizer) -> int:
         compiled.checked.root).hi
 
 
+def runtime_cost(compiled: engine.Compiled, activation: dict[str, Any]) -> int:
+    """The cost units `evaluate(compiled, activation)` is charged against a budget (matchConditions' 2,500,000,
+    a policy's per-call 1,000,000): cel-go's estimate with the sizes of the values at hand."""
+    return cost.runtime_cost(compiled.checked, activation, limits.MAX_REQUEST_BYTES)
+
+
 def _one_rule(rule: dict[str, Any], program: engine.Compiled, message: engine.Compiled | None,
               activation: dict[str, Any], sizer: cost.Sizer, s: dict[str, Any], path: str, type_name: str,
               run: _Run, ratchet: bool) -> None:
