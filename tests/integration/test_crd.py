@@ -15,7 +15,7 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from .conftest import Server, wait_for
+from .conftest import Server, start_server, wait_for
 
 GROUP = "stable.example.com"
 
@@ -512,3 +512,21 @@ def test_openapi_and_kubectl_explain(server: Server, ext: client.ApiextensionsV1
         server.kubectl("get", "--raw", "/openapi/v3").stdout)["paths"], 5, "the CRD's OpenAPI gone")
     assert "com.example.explain.v1.Note" not in json.loads(
         server.kubectl("get", "--raw", "/openapi/v2").stdout)["definitions"]
+
+
+def test_served_again_after_a_restart(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "data")
+    try:
+        srv.kubectl("apply", "-f", "-", input=crd_yaml("restart.example.com", "lamps", "Lamp", "lp"))
+        srv.kubectl("wait", "--for=condition=Established", "crd/lamps.restart.example.com", "--timeout=5s")
+        srv.kubectl("--cache-dir", str(tmp_path / "c"), "create", "-f", "-",
+                    input=json.dumps(cr("on", group="restart.example.com", kind="Lamp")))
+    finally:
+        srv.stop()
+    srv = start_server(tmp_path / "data", port=srv.port)
+    try:
+        out = wait_for(lambda: srv.kubectl("--cache-dir", str(tmp_path / "c"), "get", "lamps", check=False).stdout,
+                       5, "lamps served after the restart")
+        assert out.split("\n")[1].split()[0] == "on"
+    finally:
+        srv.stop()
