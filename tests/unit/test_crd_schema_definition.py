@@ -81,6 +81,9 @@ def test_structural_rules(schema: dict[str, Any], want: list[str]) -> None:
     (obj(a={"type": "string", "$ref": "#/x"}), [f"{P}.properties[a].$ref: Forbidden: $ref is not supported"]),
     (obj(a={"type": "object", "patternProperties": {"x": {"type": "string"}}}),
      [f"{P}.properties[a].patternProperties: Forbidden: patternProperties is not supported"]),
+    (obj(a={"type": "object", "dependencies": {}}), [f"{P}.properties[a].dependencies: Forbidden: dependencies is "
+                                                     "not supported"]),
+    (obj(a={"type": "object", "definitions": {}}), []),
     (obj(a={"type": "array", "items": [{"type": "string"}]}),
      [f"{P}.properties[a].items: Forbidden: items must be a schema object and not an array"]),
     (obj(a={"type": "null"}),
@@ -189,8 +192,17 @@ def test_patterns_match_as_re2(pattern: str, text: str, matches: bool) -> None:
 ], ids=["nested-plus", "alternation-star", "nested-star", "many-stars", "words"])
 def test_patterns_that_backtrack_exponentially_in_python_run_in_linear_time(pattern: str, text: str) -> None:
     matcher = regex.translate(pattern)
-    assert matcher.nfa is not None
+    assert matcher.risky
     assert matcher.search(text) is False
+    assert matcher.nfa is not None
+
+
+def test_long_texts_are_searched_in_linear_time() -> None:
+    matcher = regex.translate("x.*y")
+    assert not matcher.risky
+    assert matcher.search("x" * 200_000) is False
+    assert matcher.search("x" * 200_000 + "y") is True
+    assert matcher.nfa is not None
 
 
 @pytest.mark.parametrize("pattern,text,matches", [

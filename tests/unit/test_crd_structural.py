@@ -249,16 +249,16 @@ PRUNE = {"type": "object", "properties": {
 
 
 def test_prune_removes_unknown_fields_and_lists_their_paths() -> None:
-    obj = {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "n"}, "extra": 1,
+    obj = {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "n", "rootmeta": "is the caller's"}, "extra": 1,
            "spec": {"a": "x", "b": 1, "list": [{"x": 1, "q": 2}], "map": {"k": {"y": "1", "w": 2}},
                     "free": {"anything": {"deep": 1}, "known": {"z": "1", "zz": 2}},
-                    "embedded": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "junk": 1,
+                    "embedded": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "colour": 1}, "junk": 1,
                                  "spec": {"x": 1}},
                     "anymap": {"k": "scalar stays", "o": {"inner": "goes"}}}}
     removed = structural.prune(PRUNE, obj)
-    assert removed == ["extra", "spec.anymap.o.inner", "spec.b", "spec.embedded.junk", "spec.embedded.spec.x",
-                       "spec.free.known.zz", "spec.list[0].q", "spec.map.k.w"]
-    assert obj == {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "n"},
+    assert removed == ["extra", "spec.anymap.o.inner", "spec.b", "spec.embedded.junk", "spec.embedded.metadata.colour",
+                       "spec.embedded.spec.x", "spec.free.known.zz", "spec.list[0].q", "spec.map.k.w"]
+    assert obj == {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "n", "rootmeta": "is the caller's"},
                    "spec": {"a": "x", "list": [{"x": 1}], "map": {"k": {"y": "1"}},
                             "free": {"anything": {"deep": 1}, "known": {"z": "1"}},
                             "embedded": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}},

@@ -42,11 +42,10 @@ def validate(schema: dict[str, Any], obj: Any, path: str = "", *,
     """A custom resource's (or a part's) errors against its structural schema, in kube-apiserver's order: the
     OpenAPI checks, then embedded resources (apiVersion, kind; their metadata through embedded_meta, if given),
     then list-type set/map duplicates. The root's own metadata, apiVersion and kind are the caller's."""
-    budget = Budget()
     try:
-        errs = schema_errors(schema, obj, path, budget)
-        errs.extend(embedded_errors(schema, obj, path, embedded_meta, budget))
-        errs.extend(list_errors(schema, obj, path, budget))
+        errs = schema_errors(schema, obj, path, Budget())
+        errs.extend(embedded_errors(schema, obj, path, embedded_meta, Budget()))
+        errs.extend(list_errors(schema, obj, path, Budget()))
         return errs
     except TooMuchWork:
         return [errors.forbidden_field(path or "<nil>", _TOO_MUCH)]
@@ -54,7 +53,8 @@ def validate(schema: dict[str, Any], obj: Any, path: str = "", *,
 
 def prune(schema: dict[str, Any], obj: Any) -> list[str]:
     """Remove in place what the schema does not specify (obj is a resource root: apiVersion, kind and metadata
-    stay) and return the removed paths, sorted (`spec.foo`, `spec.items[0].bar`).
+    stay) and return the removed paths, sorted (`spec.foo`, `spec.items[0].bar`). Embedded resources keep their
+    apiVersion and kind, and their metadata keeps only ObjectMeta's fields (`spec.template.metadata.foo` goes).
 
     Raises TooMuchWork (the caller answers 400/422) for an object or schema beyond the bounds.
     """

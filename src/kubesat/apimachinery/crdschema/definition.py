@@ -48,6 +48,14 @@ def _type(s: dict[str, Any]) -> str:
     return t if isinstance(t, str) else ""
 
 
+def _set(s: dict[str, Any], key: str) -> bool:
+    """Is the keyword set as Go sees it: id non-empty, the maps non-empty, the pointers present."""
+    value = s.get(key)
+    if key in ("id", "patternProperties", "definitions"):
+        return bool(value)
+    return value is not None
+
+
 def _go_strings(values: list[Any]) -> GoText:
     return GoText("[]string{" + ", ".join(f'"{v}"' for v in values) + "}")
 
@@ -77,7 +85,7 @@ class _OpenAPI:
         if s.get("default") is not None and ctx.defaults_reason is not None:
             add(errors.forbidden_field(f"{path}.default", ("must not be set " + ctx.defaults_reason).rstrip()))
         for key in ("id", "additionalItems", "patternProperties", "definitions", "dependencies", "$ref"):
-            if s.get(key) not in (None, "", {}) or (key == "additionalItems" and key in s and s[key] is not None):
+            if _set(s, key):
                 add(errors.forbidden_field(f"{path}.{key}", f"{key} is not supported"))
         if typ == "null":
             add(errors.forbidden_field(f"{path}.type", "type cannot be set to null, use nullable as an alternative"))

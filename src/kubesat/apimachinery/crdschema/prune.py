@@ -7,6 +7,11 @@ from typing import Any
 from kubesat.apimachinery.crdschema.bounds import Budget
 
 _META = ("apiVersion", "kind", "metadata")
+# ObjectMeta's fields: an embedded resource's metadata keeps only these (Kubernetes round-trips it through ObjectMeta).
+OBJECT_META_FIELDS = frozenset({
+    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation", "creationTimestamp",
+    "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations", "ownerReferences", "finalizers",
+    "managedFields"})
 # additionalProperties: true without a schema: the values are kept, but nothing inside them is specified.
 _NOTHING: dict[str, Any] = {}
 
@@ -29,6 +34,14 @@ def _sub(s: dict[str, Any], key: str) -> dict[str, Any] | None:
     return None
 
 
+def _coerce_meta(meta: dict[str, Any], path: str, found: list[str]) -> None:
+    """An embedded resource's metadata loses the keys ObjectMeta does not have (the root's is the caller's)."""
+    for k in list(meta):
+        if k not in OBJECT_META_FIELDS:
+            found.append(f"{path}.{k}")
+            del meta[k]
+
+
 def _prune(x: Any, s: dict[str, Any] | None, parent: str, found: list[str], budget: Budget, depth: int) -> None:
     budget.step(depth)
     if s is not None and s.get("x-kubernetes-preserve-unknown-fields") is True:
@@ -36,6 +49,8 @@ def _prune(x: Any, s: dict[str, Any] | None, parent: str, found: list[str], budg
         return
     if isinstance(x, dict):
         embedded = s is not None and s.get("x-kubernetes-embedded-resource") is True
+        if embedded and parent and isinstance(x.get("metadata"), dict):
+            _coerce_meta(x["metadata"], _child(parent, "metadata"), found)
         for k in list(x):
             if embedded and k in _META:
                 continue
@@ -55,6 +70,8 @@ def _skip(x: Any, s: dict[str, Any], parent: str, found: list[str], budget: Budg
     """Below preserve-unknown-fields: unknown keys stay, known ones are pruned by their own schema."""
     if isinstance(x, dict):
         embedded = s.get("x-kubernetes-embedded-resource") is True
+        if embedded and parent and isinstance(x.get("metadata"), dict):
+            _coerce_meta(x["metadata"], _child(parent, "metadata"), found)
         for k in list(x):
             if embedded and k in _META:
                 continue

@@ -25,29 +25,35 @@ def _word(ch: str) -> bool:
     return ch == "_" or ("0" <= ch <= "9") or ("a" <= ch <= "z") or ("A" <= ch <= "Z")
 
 
+def unbounded(tree: Any) -> int:
+    """How many unbounded repetitions (*, +, {n,}) the pattern has."""
+    count = 0
+    for op, av in tree:
+        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
+            count += (av[1] == _c.MAXREPEAT) + unbounded(av[2])
+        elif op is _c.BRANCH:
+            count += sum(unbounded(alt) for alt in av[1])
+        elif op is _c.SUBPATTERN:
+            count += unbounded(av[3])
+    return count
+
+
 def dangerous(tree: Any) -> bool:
-    """Could backtracking blow up: a repetition over something that itself repeats or branches."""
-    unbounded = 0
+    """Could backtracking blow up: a repetition over something that repeats or branches, or two unbounded ones."""
 
     def walk(items: Any, under_repeat: bool) -> bool:
-        nonlocal unbounded
         for op, av in items:
             if op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
-                lo, hi, sub = av
-                if hi == _c.MAXREPEAT:
-                    unbounded += 1
-                if under_repeat or walk(sub, hi > 1):
+                if under_repeat or walk(av[2], av[1] > 1):
                     return True
             elif op is _c.BRANCH:
-                if under_repeat:
-                    return True
-                if any(walk(alt, False) for alt in av[1]):
+                if under_repeat or any(walk(alt, False) for alt in av[1]):
                     return True
             elif op is _c.SUBPATTERN and walk(av[3], under_repeat):
                 return True
         return False
 
-    return walk(tree, False) or unbounded >= 3
+    return walk(tree, False) or unbounded(tree) >= 2
 
 
 class Program:

@@ -26,6 +26,8 @@ _INVALID_CHAR_CLASS = "invalid character class"
 _INVALID_UTF8 = "invalid UTF-8"
 
 _MAX_REPEAT = 1000
+# Texts longer than this are searched by the NFA whenever the pattern has an unbounded repetition.
+_LONG_TEXT = 4096
 _POSIX = {
     "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ", "cntrl": "\\x00-\\x1f\\x7f",
     "digit": "0-9", "graph": "!-~", "lower": "a-z", "print": " -~", "punct": "!-/:-@\\[-`{-~",
@@ -389,19 +391,35 @@ def check(pattern: str) -> None:
 
 
 class Matcher:
-    """An RE2 pattern ready to search: Python's `re` where that is safe, else a linear-time NFA."""
+    """An RE2 pattern ready to search: Python's `re` where that is safe, else a linear-time NFA.
 
-    __slots__ = ("rx", "nfa")
+    Backtracking is exponential for a repetition over a repetition or an alternation, and polynomial (an
+    unanchored search, or two unbounded repetitions) on long texts; those go to the NFA, as RE2 would run them.
+    """
 
-    def __init__(self, rx: re.Pattern[str], nfa: re2vm.Program | None) -> None:
+    __slots__ = ("rx", "nfa", "risky", "repeats")
+
+    def __init__(self, rx: re.Pattern[str], risky: bool, repeats: bool) -> None:
         self.rx = rx
-        self.nfa = nfa
+        self.nfa: re2vm.Program | None = None
+        self.risky = risky
+        self.repeats = repeats
 
     def search(self, text: str) -> bool:
         """Does the pattern match anywhere in text (Go's MatchString)."""
-        if self.nfa is not None:
-            return self.nfa.search(text)
+        if self.risky or (self.repeats and len(text) > _LONG_TEXT):
+            nfa = self._nfa()
+            if nfa is not None:
+                return nfa.search(text)
         return self.rx.search(text) is not None
+
+    def _nfa(self) -> re2vm.Program | None:
+        if self.nfa is None:
+            try:
+                self.nfa = re2vm.Program(self.rx.pattern)
+            except re2vm.TooLarge:
+                self.risky = self.repeats = False  # counted repetitions too large to expand: re handles those
+        return self.nfa
 
 
 @functools.lru_cache(maxsize=256)
@@ -412,9 +430,7 @@ def translate(pattern: str) -> Matcher:
     text = _Translator(pattern).run()
     try:
         rx = re.compile(text)
-        nfa = re2vm.Program(text) if re2vm.dangerous(re2vm.parse(text)) else None
+        tree = re2vm.parse(text)
     except (re.error, RecursionError, OverflowError) as e:
         raise Unsupported(str(e)) from None
-    except re2vm.TooLarge:
-        nfa = None
-    return Matcher(rx, nfa)
+    return Matcher(rx, re2vm.dangerous(tree), re2vm.unbounded(tree) > 0)
