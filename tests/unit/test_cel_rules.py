@@ -533,3 +533,12 @@ def test_runtime_cost_grows_with_the_values() -> None:
     large = cel.runtime_cost(compiled, {"object": {"spec": {"items": ["a"] * 1000}}})
     assert 10 < small < large
     assert large >= 1000 * 4  # at least the loop's condition and step per item
+
+
+def test_unchanged_schema_skips_the_per_rule_limit() -> None:
+    lst = with_rules({"type": "array", "maxItems": 1_000_000, "items": {"type": "string", "maxLength": 16}},
+                     "self.all(x, x.contains('gpu'))")
+    schema = obj(tags=lst)
+    assert [e.detail.split(" (")[0] for e in cel.rule_errors(schema, ROOT)] == [
+        "estimated rule cost exceeds budget by factor of 1.100000x"]
+    assert cel.rule_errors(schema, ROOT, old_schema=schema) == []

@@ -102,14 +102,16 @@ class _Total:
 @dataclass
 class _Walk:
     total: _Total
+    per_rule_limit: bool = True
     schema_errors: list[FieldError] = field(default_factory=list)
     cel_errors: list[FieldError] = field(default_factory=list)
 
 
-def rule_errors(schema: dict[str, Any], path: str) -> list[FieldError]:
+def rule_errors(schema: dict[str, Any], path: str, old_schema: dict[str, Any] | None = None) -> list[FieldError]:
     """The errors Kubernetes reports for the x-kubernetes-validations of one version's openAPIV3Schema at `path`
-    (`spec.versions[0].schema.openAPIV3Schema`)."""
-    walk = _Walk(_Total())
+    (`spec.versions[0].schema.openAPIV3Schema`). On update, pass the version's old schema: an unchanged schema is
+    not held to the per-rule cost limit (the schema's total still is)."""
+    walk = _Walk(_Total(), per_rule_limit=old_schema is None or old_schema != schema)
     if isinstance(schema, dict):
         _node(schema, path, walk, is_root=True, cardinality=1, forbid_old_self=None, depth=0)
     out = walk.schema_errors + walk.cel_errors
@@ -278,7 +280,7 @@ def _compile_one(env: RuleEnvs, sizer: cost.Sizer, rule: dict[str, Any], rpath: 
         problem = f"compilation failed: {e}"
     if compiled is not None and not problem:
         value = min(cost.estimate(compiled.checked, sizer).hi * times, cost.U64) if times else 0
-        if value > limits.CEL_STATIC_COST_LIMIT:
+        if value > limits.CEL_STATIC_COST_LIMIT and walk.per_rule_limit:
             walk.cel_errors.append(errors.forbidden_field(
                 f"{rpath}.rule", cost_error_message("estimated rule cost", value, limits.CEL_STATIC_COST_LIMIT)))
         walk.total.observe(f"{rpath}.rule", value)
@@ -313,7 +315,7 @@ def _compile_message_expression(env: RuleEnvs, sizer: cost.Sizer, rule: dict[str
                                                     "messageExpression must evaluate to a string"))
         return
     value = cost.estimate(compiled.checked, sizer).hi
-    if value > limits.CEL_STATIC_COST_LIMIT:
+    if value > limits.CEL_STATIC_COST_LIMIT and walk.per_rule_limit:
         walk.cel_errors.append(errors.forbidden_field(f"{rpath}.messageExpression", cost_error_message(
             "estimated messageExpression cost", value, limits.CEL_STATIC_COST_LIMIT)))
     walk.total.observe(f"{rpath}.messageExpression", value)
