@@ -218,7 +218,8 @@ class Env:
             raise CompileError(f"expression code point size exceeds limit: size: {len(expr)}, "
                                f"limit {limits.CEL_MAX_EXPRESSION_CHARS}")
         try:
-            ast = self._env.compile(expr)
+            with _compile_lock:
+                ast = self._env.compile(expr)
         except Exception as e:  # the binding raises RuntimeError with the checker's issues
             raise CompileError(_issues(e)) from None
         tree = parse(ast.serialize())
@@ -242,6 +243,8 @@ def _dynamic_env(names: tuple[str, ...]) -> Env:
 # --- the runtime ---------------------------------------------------------------------------------------------------
 
 _runtime_lock = threading.Lock()
+# Compiling is rare (programs are cached) and the engine's environments are not documented as thread-safe.
+_compile_lock = threading.Lock()
 _programs: OrderedDict[tuple[str, tuple[str, ...]], tuple[Any, Checked]] = OrderedDict()
 
 
@@ -265,7 +268,8 @@ def _runtime_program(expr: str, names: tuple[str, ...]) -> tuple[Any, Checked]:
             _programs.move_to_end(key)
             return hit
     try:
-        program = _runtime_env(names).compile(expr)
+        with _compile_lock:
+            program = _runtime_env(names).compile(expr)
     except Exception as e:
         raise CompileError(_issues(e)) from None
     entry = (program, parse(program.serialize()))
