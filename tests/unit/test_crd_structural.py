@@ -168,9 +168,9 @@ def test_paths_are_prefixed_and_root_errors_use_the_prefix() -> None:
 
 
 def test_enum_of_numbers_accepts_a_float_of_the_same_value() -> None:
-    schema = obj_schema(n={"type": "number", "enum": [1, 2.5]})
+    schema = obj_schema(n={"type": "number", "enum": [1, 2.5, 3.0, {"a": 1}]})
     assert texts(schema, {"n": 1.0}) == []
-    assert texts(schema, {"n": 3}) == ['n: Unsupported value: 3: supported values: "1", "2.5"']
+    assert texts(schema, {"n": 4}) == ['n: Unsupported value: 4: supported values: "1", "2.5", "3", "{\\"a\\":1}"']
 
 
 def test_one_of_and_not() -> None:
@@ -357,3 +357,45 @@ def test_prune_is_idempotent_on_valid_objects(spec: dict[str, Any]) -> None:
     once = copy.deepcopy(obj)
     assert structural.prune(PRUNE, obj) == []
     assert obj == once
+
+
+def test_prune_nested_preserve_unknown_fields_as_kubernetes() -> None:
+    """Kubernetes' own pruning case: preserve-unknown-fields keeps unknown keys, not unknown keys of known children."""
+    obj_s: dict[str, Any] = {"type": "object"}
+    keep = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    with_specified = {"type": "object", "properties": {"specified": obj_s}}
+    schema = {**keep, "properties": {
+        "alpha": {"type": "string"}, "beta": {"type": "number"},
+        "pruning": {"type": "object", "properties": {"preserving": keep, "pruning": obj_s}},
+        "preserving": {**keep, "properties": {"preserving": keep, "pruning": obj_s,
+                                              "preservingUnknownType": {"x-kubernetes-preserve-unknown-fields": True}}},
+        "preservingAdditionalPropertiesNotInheritingXPreserveUnknownFields": {**keep,
+                                                                              "additionalProperties": with_specified},
+        "preservingAdditionalPropertiesKeyPruneValues": {"type": "object", "additionalProperties": with_specified},
+    }}
+    unspecified = {"unspecified": "bar"}
+    obj = {
+        "unspecified": "bar", "alpha": "abc", "beta": 42.0, "unspecifiedObject": dict(unspecified),
+        "pruning": {"unspecified": "bar", "unspecifiedObject": dict(unspecified), "pruning": dict(unspecified),
+                    "apiVersion": "unknown", "preserving": dict(unspecified)},
+        "preserving": {"unspecified": "bar", "unspecifiedObject": dict(unspecified), "pruning": dict(unspecified),
+                       "preserving": dict(unspecified), "preservingUnknownType": [{"foo": True}, {"bar": True}]},
+        "preservingAdditionalPropertiesNotInheritingXPreserveUnknownFields": {
+            "foo": {"specified": dict(unspecified), "unspecified": "bar"}},
+        "preservingAdditionalPropertiesKeyPruneValues": {"foo": {"specified": dict(unspecified), "unspecified": "bar"}},
+    }
+    assert structural.prune(schema, obj) == [
+        "preserving.pruning.unspecified",
+        "preservingAdditionalPropertiesKeyPruneValues.foo.specified.unspecified",
+        "preservingAdditionalPropertiesKeyPruneValues.foo.unspecified",
+        "preservingAdditionalPropertiesNotInheritingXPreserveUnknownFields.foo.specified.unspecified",
+        "preservingAdditionalPropertiesNotInheritingXPreserveUnknownFields.foo.unspecified",
+        "pruning.apiVersion", "pruning.pruning.unspecified", "pruning.unspecified", "pruning.unspecifiedObject"]
+    assert obj == {
+        "unspecified": "bar", "alpha": "abc", "beta": 42.0, "unspecifiedObject": unspecified,
+        "pruning": {"pruning": {}, "preserving": unspecified},
+        "preserving": {"unspecified": "bar", "unspecifiedObject": unspecified, "pruning": {},
+                       "preserving": unspecified, "preservingUnknownType": [{"foo": True}, {"bar": True}]},
+        "preservingAdditionalPropertiesNotInheritingXPreserveUnknownFields": {"foo": {"specified": {}}},
+        "preservingAdditionalPropertiesKeyPruneValues": {"foo": {"specified": {}}},
+    }

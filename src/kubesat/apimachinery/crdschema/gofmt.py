@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from decimal import Decimal
 from typing import Any
@@ -115,3 +116,25 @@ def field_value(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return GoText(go_sharp_v(value, in_interface=False))
     return value
+
+
+def go_json(value: Any) -> str:
+    """encoding/json's Marshal of a decoded JSON value (map keys sorted, floats as Go writes them)."""
+    if isinstance(value, float):
+        return _json_float(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{go_json(value[k])}" for k in sorted(value)) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(go_json(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _json_float(f: float) -> str:
+    if not math.isfinite(f):
+        return "null"
+    a = abs(f)
+    if a == 0 or 1e-6 <= a < 1e21:
+        text = format(Decimal(repr(f)), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    mant, _, exp = repr(f).partition("e")
+    return f"{mant}e{exp[0]}{exp[1:].lstrip('0') or '0'}"

@@ -12,7 +12,7 @@ from kubesat import errors
 from kubesat.apimachinery.crdschema import formats, regex
 from kubesat.apimachinery.crdschema import nodes
 from kubesat.apimachinery.crdschema.bounds import Budget
-from kubesat.apimachinery.crdschema.gofmt import field_value, go_float, go_quote, go_v
+from kubesat.apimachinery.crdschema.gofmt import field_value, go_float, go_json, go_quote, go_v
 
 # (metadata object, its field path) -> errors; the caller's ObjectMeta validation for embedded resources.
 MetaValidator = Callable[[dict[str, Any], str], list[FieldError]]
@@ -413,7 +413,7 @@ def _to_field_error(e: _Err, prefix: str) -> FieldError:
     if e.code == "required":
         return errors.required(where)
     if e.code == "enum":
-        allowed = [v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for v in e.valid]
+        allowed = [v if isinstance(v, str) else go_json(v) for v in e.valid]
         detail = "supported values: " + ", ".join(go_quote(a) for a in allowed)
         return FieldError("FieldValueNotSupported", where, detail, field_value(e.value), True)
     if e.code == "tooLong":
