@@ -438,12 +438,13 @@ def test_date_time_is_a_timestamp_and_duration_a_duration() -> None:
 def test_number_is_a_double_and_int_or_string_is_dyn() -> None:
     schema = obj(spec=with_rules(obj(ratio={"type": "number"}, port={"x-kubernetes-int-or-string": True}),
                                  "self.ratio == 1.0",
-                                 "self.port == 80 || self.port == '50%'"))
+                                 "type(self.port) == int ? self.port > 0 : self.port.endsWith('%')"))
     assert cel.rule_errors(schema, ROOT) == []
     assert run(schema, {"ratio": 1, "port": 80}) == []
     assert run(schema, {"ratio": 1, "port": "50%"}) == []
     assert run(schema, {"ratio": 1.0, "port": "50"}) == [
-        'spec: Invalid value: "object": failed rule: self.port == 80 || self.port == \'50%\'']
+        'spec: Invalid value: "object": failed rule: type(self.port) == int ? self.port > 0 : '
+        "self.port.endsWith('%')"]
 
 
 def test_escaped_property_names() -> None:

@@ -44,9 +44,10 @@ Sizer = Callable[[list[str]], Range | None]
 
 
 def schema_sizer(roots: Mapping[str, DeclType | None]) -> Sizer:
-    """Sizes from declared bounds: the path's type's maximum element count (Kubernetes' size estimator)."""
+    """Sizes from declared bounds: the path's type's maximum element count (Kubernetes' size estimator). Like
+    Kubernetes', it reads every path as starting at `self` (so `type(self.x) == int` sizes `int` as `self`)."""
     def size(path: list[str]) -> Range | None:
-        t = roots.get(path[0]) if path else None
+        t = roots.get(path[0], roots.get("self")) if path else None
         for name in path[1:]:
             if t is None:
                 return None
