@@ -543,3 +543,23 @@ def test_unchanged_schema_skips_the_per_rule_limit() -> None:
     assert [e.detail.split(" (")[0] for e in cel.rule_errors(schema, ROOT)] == [
         "estimated rule cost exceeds budget by factor of 1.100000x"]
     assert cel.rule_errors(schema, ROOT, old_schema=schema) == []
+
+
+@pytest.mark.parametrize("expr, words", [
+    ("[1][5] == 1", "index '5' out of range in list size '1'"),
+    ("{'a': 1}['b'] == 1", "no such key: b"),
+    ("5 % 0 == 0", "modulus by zero"),
+    ("9223372036854775807 + 1 > 0", "integer overflow"),
+    ("p > 0", "no such overload"),
+])
+def test_runtime_error_words_are_cel_gos(expr: str, words: str) -> None:
+    with pytest.raises(cel.CelError) as e:
+        value(expr, p="text")
+    assert str(e.value) == words
+
+
+def test_runtime_overload_error_wording_in_a_rule() -> None:
+    schema = obj(spec=obj(port=with_rules({"x-kubernetes-int-or-string": True}, "self > 0")))
+    assert run(schema, {"port": "80"}) == [
+        "spec.port: Invalid value: \"\": 'no such overload': call arguments did not match a supported operator, "
+        "function or macro signature for rule: self > 0"]

@@ -77,7 +77,7 @@ _RUNTIME_WORDS = [
     (re.compile(r"^No overload found.*"), "no such overload"),
     (re.compile(r"^divide by zero$"), "division by zero"),
     (re.compile(r"^modulus by zero$"), "modulus by zero"),
-    (re.compile(r"^index out of bounds.*|^Index error: index=(-?\d+).*"), r"index out of bounds: \1"),
+    (re.compile(r"^Index error: index=(-?\d+) size=(\d+)$"), r"index '\1' out of range in list size '\2'"),
 ]
 
 
