@@ -465,3 +465,33 @@ def test_custom_resources_and_status_subresource(server: Server, api: client.Api
     assert sreq["subResource"] == "status" and sreq["operation"] == "UPDATE"
     assert sreq["object"]["status"] == {"ok": True} and "status" not in sreq["oldObject"]
     server.kubectl("delete", "crd", "gadgets.hooks.example.com", "--wait=false")
+
+
+def test_connect_and_subresource_creates(server: Server, api: client.ApiClient, hooks: WebhookServer,
+                                         configs: list[tuple[str, str]]) -> None:
+    hooks.paths["connect"] = lambda r: {"allowed": False, "status": {"message": "no shells here"}}
+    hooks.paths["evict"] = lambda r: {"allowed": False, "status": {"message": "stay"}}
+    rules = [{"operations": ["CONNECT"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/exec"]}]
+    evict_rules = [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/eviction"]}]
+    _install(server, configs, "ValidatingWebhookConfiguration", "no-exec", [
+        _hook("connect.example.com", rules=rules,
+              clientConfig={"url": hooks.url("connect"), "caBundle": hooks.ca_bundle}),
+        _hook("evict.example.com", rules=evict_rules,
+              clientConfig={"url": hooks.url("evict"), "caBundle": hooks.ca_bundle})])
+    server.kubectl("run", "shell-target", "--image=busybox", "--restart=Never")
+    res = server.kubectl("exec", "shell-target", "--", "sh", "-c", "echo hi", check=False, timeout=30)
+    assert res.returncode != 0
+    assert 'admission webhook "connect.example.com" denied the request: no shells here' in res.stderr
+    req = hooks.got("connect")[-1]["request"]
+    assert req["operation"] == "CONNECT" and req["subResource"] == "exec" and req["name"] == "shell-target"
+    assert req["kind"] == {"group": "", "version": "v1", "kind": "PodExecOptions"}
+    assert req["object"]["command"] == ["sh", "-c", "echo hi"] and req["object"]["kind"] == "PodExecOptions"
+    with pytest.raises(ApiException) as ei:
+        client.CoreV1Api(api).create_namespaced_pod_eviction("shell-target", "default", {
+            "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "shell-target"}})
+    assert ei.value.status == 403 and "denied the request: stay" in ei.value.body
+    ereq = hooks.got("evict")[-1]["request"]
+    assert ereq["kind"] == {"group": "policy", "version": "v1", "kind": "Eviction"}
+    assert ereq["resource"] == {"group": "", "version": "v1", "resource": "pods"}
+    assert ereq["subResource"] == "eviction"
+    server.kubectl("delete", "pod", "shell-target", "--grace-period=0", "--force", check=False)

@@ -215,6 +215,7 @@ class ResourceHandler:
         if connect is not None and info.name and info.api_version == "v1":
             check_path_segment("namespace", info.namespace)
             check_path_segment("name", info.name)
+            await self._admit_connect(req)
             return await connect(req)
         res, allowed = _served(info)
         ns = info.namespace if res.namespaced and res.plural != "namespaces" else ""
@@ -227,6 +228,8 @@ class ResourceHandler:
             if req.method != "POST":
                 raise errors.method_not_allowed()
             body = await self._body(req, _request_kind(res, info.subresource))
+            if res.stored or info.subresource:  # reviews are answers, not writes
+                await self._admit_special_create(req, res, ns, body)
             return await special(req, res, body)
         verb = info.verb
         handler = self._by_verb.get(verb)
@@ -389,6 +392,30 @@ class ResourceHandler:
         return self.webhooks.for_request(Attributes(
             operation, r, name, req.user, bool(options.get("dryRun")), options,
             _equivalents(res, req.info.subresource, ns), req.warnings))
+
+    async def _admit_connect(self, req: Request) -> None:
+        """Webhooks on CONNECT (exec, attach, portforward, the proxies), with the options as the object."""
+        info = req.info
+        res = kinds.lookup(info.api_group, info.api_version, info.resource)
+        if self.webhooks is None or res is None or info.subresource == "log":
+            return
+        ns = info.namespace if res.namespaced else ""
+        r = RequestResource.of(res, info.subresource, ns)
+        calls = self.webhooks.for_request(Attributes("CONNECT", r, info.name, req.user, False, None, (),
+                                                     req.warnings))
+        if calls is not None:
+            obj = _connect_options(req, r.kind)
+            await calls.mutate(None, obj)
+            await calls.validate(None, obj)
+
+    async def _admit_special_create(self, req: Request, res: ResourceInfo, ns: str, body: dict[str, Any]) -> None:
+        """Webhooks on a create the generic code does not store (pods/eviction, pods/binding, serviceaccounts/token):
+        called on the body before its handler reads it."""
+        name = req.info.name or str((body.get("metadata") or {}).get("name") or "")
+        calls = self._webhooks(req, res, ns, "CREATE", name, _options(req, "CreateOptions", self._dry_run(req)))
+        if calls is not None:
+            await calls.mutate(None, body)
+            await calls.validate(None, body)
 
     def _create_webhooks(self, req: Request, res: ResourceInfo, ns: str,
                          obj: dict[str, Any]) -> RequestAdmission | None:
@@ -721,6 +748,24 @@ def _options(req: Request, kind: str, dry_run: bool) -> dict[str, Any]:
     for key in ("fieldManager", "fieldValidation"):
         if req.q(key):
             out[key] = req.q(key)
+    return out
+
+
+def _connect_options(req: Request, kind: str) -> dict[str, Any]:
+    """The options object of a connect request (PodExecOptions and the like), read from its query as Kubernetes
+    decodes it."""
+    out: dict[str, Any] = {"kind": kind, "apiVersion": "v1"}
+    for flag in ("stdin", "stdout", "stderr", "tty"):
+        if req.q(flag) in ("true", "1"):
+            out[flag] = True
+    if req.q("container"):
+        out["container"] = req.q("container")
+    if kind == "PodExecOptions":
+        out["command"] = list(req.query.get("command") or [])
+    elif kind == "PodPortForwardOptions":
+        out["ports"] = [int(p) for p in req.query.get("ports") or [] if p.isdigit() and len(p) <= 5]
+    elif kind.endswith("ProxyOptions") and req.q("path"):
+        out["path"] = req.q("path")
     return out
 
 

@@ -28,10 +28,21 @@ class RequestResource:
     subresource: str
     kind: str
     namespace: str  # "" for cluster-scoped objects
+    # (group, version) of the kind when it is not the resource's: a subresource's own (policy/v1 Eviction).
+    kind_group_version: tuple[str, str] | None = None
 
     @classmethod
     def of(cls, res: ResourceInfo, subresource: str, namespace: str) -> RequestResource:
-        return cls(res.group, res.version, res.plural, subresource, res.kind, namespace)
+        """The resource of a request; the kind is the subresource's when it has one of its own."""
+        sub = next((s for s in res.subresources if s.name == subresource), None) if subresource else None
+        if sub is None or (sub.kind == res.kind and not sub.group and not sub.version):
+            return cls(res.group, res.version, res.plural, subresource, res.kind, namespace)
+        gv = (sub.group or res.group, sub.version or res.version) if sub.group or sub.version else None
+        return cls(res.group, res.version, res.plural, subresource, sub.kind, namespace, gv)
+
+    def gvk(self) -> dict[str, str]:
+        group, version = self.kind_group_version or (self.group, self.version)
+        return {"group": group, "version": version, "kind": self.kind}
 
 
 def exempt(r: RequestResource) -> bool:

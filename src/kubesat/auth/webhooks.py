@@ -317,9 +317,9 @@ class RequestAdmission:
         a, r = self.attrs, self.attrs.resource
         request: dict[str, Any] = {
             "uid": uid,
-            "kind": {"group": matched.group, "version": matched.version, "kind": matched.kind},
+            "kind": matched.gvk(),
             "resource": {"group": matched.group, "version": matched.version, "resource": matched.resource},
-            "requestKind": {"group": r.group, "version": r.version, "kind": r.kind},
+            "requestKind": r.gvk(),
             "requestResource": {"group": r.group, "version": r.version, "resource": r.resource},
         }
         if r.subresource:
