@@ -399,3 +399,45 @@ def test_prune_nested_preserve_unknown_fields_as_kubernetes() -> None:
         "preservingAdditionalPropertiesNotInheritingXPreserveUnknownFields": {"foo": {"specified": {}}},
         "preservingAdditionalPropertiesKeyPruneValues": {"foo": {"specified": {}}},
     }
+
+
+# ----------------------------------------------------------------------------- updates (validation ratcheting)
+
+RATCHET = {"type": "object", "properties": {"spec": {"type": "object", "required": ["size"], "properties": {
+    "size": {"type": "integer", "maximum": 5},
+    "name": {"type": "string", "maxLength": 3},
+    "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string", "maxLength": 2}},
+    "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+              "items": {"type": "object", "required": ["name"], "properties": {
+                  "name": {"type": "string"}, "port": {"type": "integer", "maximum": 100}}}},
+}}}}
+
+
+def update_texts(new: Any, old: Any) -> list[str]:
+    return [e.text() for e in structural.validate_update(RATCHET, new, old)]
+
+
+def test_unchanged_invalid_values_are_allowed_on_update() -> None:
+    old = {"spec": {"size": 9, "name": "toolong"}}
+    assert update_texts({"spec": {"size": 9, "name": "toolong"}}, old) == []
+    assert update_texts({"spec": {"size": 9, "name": "long2"}}, old) == [
+        "spec.name: Too long: may not be more than 3 bytes"]
+    assert update_texts({"spec": {"size": 10, "name": "toolong"}}, old) == [
+        "spec.size: Invalid value: 10: spec.size in body should be less than or equal to 5"]
+
+
+def test_ratcheting_follows_map_list_keys_but_not_set_items() -> None:
+    old = {"spec": {"size": 1, "ports": [{"name": "a", "port": 200}], "tags": ["long"]}}
+    new = {"spec": {"size": 1, "ports": [{"name": "b", "port": 1}, {"name": "a", "port": 200}], "tags": ["long", "x"]}}
+    assert update_texts(new, old) == ["spec.tags[0]: Too long: may not be more than 2 bytes"]
+
+
+def test_a_changed_parent_keeps_its_own_errors() -> None:
+    assert update_texts({"spec": {"name": "abc"}}, {"spec": {"name": "ab"}}) == ["spec.size: Required value"]
+
+
+def test_list_duplicates_count_on_update_only_if_the_old_object_had_none() -> None:
+    old = {"spec": {"size": 1, "tags": ["a", "a"]}}
+    assert update_texts({"spec": {"size": 1, "tags": ["b", "b"]}}, old) == []
+    assert update_texts({"spec": {"size": 1, "tags": ["b", "b"]}}, {"spec": {"size": 1}}) == [
+        'spec.tags[1]: Duplicate value: "b"']

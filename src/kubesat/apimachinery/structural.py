@@ -19,7 +19,7 @@ from kubesat.apimachinery.crdschema.lists import list_errors
 from kubesat.apimachinery.crdschema.validate import MetaValidator, schema_errors
 
 __all__ = ["MetaValidator", "TooMuchWork", "apply_defaults", "definition_errors", "drop_nulls", "prune",
-           "unknown_field_warnings", "strict_unknown_fields_message", "validate"]
+           "unknown_field_warnings", "strict_unknown_fields_message", "validate", "validate_update"]
 
 _TOO_MUCH = "the schema or object nests too deeply or is too large to check"
 
@@ -46,6 +46,21 @@ def validate(schema: dict[str, Any], obj: Any, path: str = "", *,
         errs = schema_errors(schema, obj, path, Budget())
         errs.extend(embedded_errors(schema, obj, path, embedded_meta, Budget()))
         errs.extend(list_errors(schema, obj, path, Budget()))
+        return errs
+    except TooMuchWork:
+        return [errors.forbidden_field(path or "<nil>", _TOO_MUCH)]
+
+
+def validate_update(schema: dict[str, Any], new: Any, old: Any, path: str = "", *,
+                    embedded_meta: MetaValidator | None = None) -> list[FieldError]:
+    """validate() for an update with CRDValidationRatcheting (beta, on in 1.32): OpenAPI errors on values equal
+    to their old counterparts (properties by name, map-list items by key) are dropped, and list-type duplicates
+    count only when the old object had none."""
+    try:
+        errs = schema_errors(schema, new, path, Budget(), old=old)
+        errs.extend(embedded_errors(schema, new, path, embedded_meta, Budget()))
+        if not list_errors(schema, old, path, Budget()):
+            errs.extend(list_errors(schema, new, path, Budget()))
         return errs
     except TooMuchWork:
         return [errors.forbidden_field(path or "<nil>", _TOO_MUCH)]

@@ -18,6 +18,8 @@ from kubesat.apimachinery.crdschema.gofmt import field_value, go_float, go_json,
 MetaValidator = Callable[[dict[str, Any], str], list[FieldError]]
 
 _IN = "body"
+# No old value to compare with (a create, or a value with nothing to correlate it to on update).
+NO_OLD: Any = object()
 
 
 class _Err:
@@ -149,7 +151,16 @@ class _Validator:
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
 
-    def schema(self, s: dict[str, Any], data: Any, path: str, depth: int) -> _Result:
+    def schema(self, s: dict[str, Any], data: Any, path: str, depth: int, old: Any = NO_OLD,
+               ratchet: bool = True) -> _Result:
+        """kube-openapi's SchemaValidator; with an old value (an update), errors on an unchanged value are dropped
+        (CRDValidationRatcheting), for this node when ratchet is set (not for the branches of a junctor)."""
+        result = self._schema(s, data, path, depth, old)
+        if ratchet and old is not NO_OLD and result.errors and deep_equal(data, old):
+            result.errors, result.texts = [], set()
+        return result
+
+    def _schema(self, s: dict[str, Any], data: Any, path: str, depth: int, old: Any) -> _Result:
         self.budget.step(depth)
         result = _Result()
         if data is None:
@@ -160,7 +171,7 @@ class _Validator:
         if _types(s) or _format(s):
             result.merge(self.type_check(s, data, path))
             result.matches += 1
-        result.merge(self.junctors(s, data, path, depth))
+        result.merge(self.junctors(s, data, path, depth, old))
         result.matches += 1
         if kind == "string":
             result.merge(self.string_check(s, data, path))
@@ -172,12 +183,12 @@ class _Validator:
             result.merge(self.number_check(s, data, path))
             result.matches += 1
         if kind == "array":
-            result.merge(self.slice_check(s, data, path, depth))
+            result.merge(self.slice_check(s, data, path, depth, old))
             result.matches += 1
         result.merge(self.enum_check(s, data, path))
         result.matches += 1
         if kind == "object":
-            result.merge(self.object_check(s, data, path, depth))
+            result.merge(self.object_check(s, data, path, depth, old))
             result.matches += 1
         result.matches += 1
         return result
@@ -250,12 +261,13 @@ class _Validator:
         res.matches += 1
         return res
 
-    def slice_check(self, s: dict[str, Any], data: list[Any], path: str, depth: int) -> _Result:
+    def slice_check(self, s: dict[str, Any], data: list[Any], path: str, depth: int, old: Any) -> _Result:
         result = _Result()
         items = s.get("items")
         if isinstance(items, dict):
+            olds = _correlated_items(s, data, old)
             for i, v in enumerate(data):
-                result.merge(self.schema(items, v, f"{path}[{i}]", depth + 1))
+                result.merge(self.schema(items, v, f"{path}[{i}]", depth + 1, olds[i]))
         size = len(data)
         min_items, max_items = _count(s.get("minItems")), _count(s.get("maxItems"))
         if min_items is not None and size < min_items:
@@ -268,7 +280,7 @@ class _Validator:
         result.matches += 1
         return result
 
-    def object_check(self, s: dict[str, Any], data: dict[str, Any], path: str, depth: int) -> _Result:
+    def object_check(self, s: dict[str, Any], data: dict[str, Any], path: str, depth: int, old: Any) -> _Result:
         res = _Result()
         n = len(data)
         min_p, max_p = _count(s.get("minProperties")), _count(s.get("maxProperties"))
@@ -285,43 +297,44 @@ class _Validator:
         elif isinstance(extra, dict):
             for k, v in data.items():
                 if k not in props:
-                    res.merge(self.schema(extra, v, f"{path}.{k}", depth + 1))
+                    res.merge(self.schema(extra, v, f"{path}.{k}", depth + 1, _old_key(old, k, path)))
         for name, sub in props.items():
             if name in data and isinstance(sub, dict):
-                res.merge(self.schema(sub, data[name], f"{path}.{name}" if path else name, depth + 1))
+                child = f"{path}.{name}" if path else name
+                res.merge(self.schema(sub, data[name], child, depth + 1, _old_key(old, name, path)))
         for k in nodes.seq(s.get("required")):
             if isinstance(k, str) and k not in data:
                 res.add(_Err("required", f"{path}.{k}", f"{path}.{k} in {_IN} is required"))
         return res
 
-    def junctors(self, s: dict[str, Any], data: Any, path: str, depth: int) -> _Result:
+    def junctors(self, s: dict[str, Any], data: Any, path: str, depth: int, old: Any) -> _Result:
         main = _Result()
         keep = _Result()
         any_of, one_of, all_of, not_ = s.get("anyOf"), s.get("oneOf"), s.get("allOf"), s.get("not")
         if isinstance(any_of, list) and any_of:
-            self._any_of(any_of, data, path, depth, main)
+            self._any_of(any_of, data, path, depth, main, old)
         if isinstance(one_of, list) and one_of:
-            self._one_of(one_of, data, path, depth, main)
+            self._one_of(one_of, data, path, depth, main, old)
         if isinstance(all_of, list) and all_of:
             valid = 0
             for sub in all_of:
-                r = self.schema(sub if isinstance(sub, dict) else {}, data, path, depth + 1)
+                r = self.schema(sub if isinstance(sub, dict) else {}, data, path, depth + 1, old, ratchet=False)
                 valid += r.ok()
                 main.merge(r)
             if valid != len(all_of):
                 tail = ". None validated" if valid == 0 else ""
                 main.add(_Err("composite", path, f"{json.dumps(path)} must validate all the schemas (allOf){tail}"))
-        if isinstance(not_, dict) and self.schema(not_, data, path, depth + 1).ok():
+        if isinstance(not_, dict) and self.schema(not_, data, path, depth + 1, old, ratchet=False).ok():
             main.add(_Err("composite", path, f"{json.dumps(path)} must not validate the schema (not)"))
         main.matches += 1
         main.merge(keep)
         return main
 
-    def _any_of(self, subs: list[Any], data: Any, path: str, depth: int, main: _Result) -> None:
+    def _any_of(self, subs: list[Any], data: Any, path: str, depth: int, main: _Result, old: Any) -> None:
         best: _Result | None = None
         first_ok: _Result | None = None
         for sub in subs:
-            r = self.schema(sub if isinstance(sub, dict) else {}, data, path, depth + 1)
+            r = self.schema(sub if isinstance(sub, dict) else {}, data, path, depth + 1, old, ratchet=False)
             if r.ok():
                 best, first_ok = None, r
                 break
@@ -331,12 +344,12 @@ class _Validator:
             main.add(_Err("composite", path, f"{json.dumps(path)} must validate at least one schema (anyOf)"))
         main.merge(best if best is not None else first_ok)
 
-    def _one_of(self, subs: list[Any], data: Any, path: str, depth: int, main: _Result) -> None:
+    def _one_of(self, subs: list[Any], data: Any, path: str, depth: int, main: _Result, old: Any) -> None:
         best: _Result | None = None
         first_ok: _Result | None = None
         valid = 0
         for sub in subs:
-            r = self.schema(sub if isinstance(sub, dict) else {}, data, path, depth + 1)
+            r = self.schema(sub if isinstance(sub, dict) else {}, data, path, depth + 1, old, ratchet=False)
             if r.ok():
                 valid += 1
                 best = None
@@ -351,6 +364,29 @@ class _Validator:
             main.merge(best)
         else:
             main.merge(first_ok)
+
+
+def _old_key(old: Any, key: str, path: str) -> Any:
+    """The old value a property correlates with (the root's apiVersion and kind never ratchet)."""
+    if not isinstance(old, dict) or key not in old or (not path and key in ("apiVersion", "kind")):
+        return NO_OLD
+    return old[key]
+
+
+def _correlated_items(s: dict[str, Any], data: list[Any], old: Any) -> list[Any]:
+    """Old items by new index: only map lists correlate (by their keys); set and atomic lists do not."""
+    keys = [k for k in nodes.seq(s.get("x-kubernetes-list-map-keys")) if isinstance(k, str)]
+    if s.get("x-kubernetes-list-type") != "map" or not keys or not isinstance(old, list):
+        return [NO_OLD] * len(data)
+    by_key: dict[str, Any] = {}
+    for item in old:
+        if isinstance(item, dict):
+            by_key.setdefault(_map_key(item, keys), item)
+    return [by_key.get(_map_key(item, keys), NO_OLD) if isinstance(item, dict) else NO_OLD for item in data]
+
+
+def _map_key(item: dict[str, Any], keys: list[str]) -> str:
+    return json.dumps([[k, item.get(k)] for k in keys], sort_keys=True)
 
 
 def _invalid_type(path: str, type_name: str, value: Any) -> _Err:
@@ -425,7 +461,8 @@ def _to_field_error(e: _Err, prefix: str) -> FieldError:
     return errors.invalid_value(where, _value(e.value), e.message)
 
 
-def schema_errors(schema: dict[str, Any], obj: Any, path: str, budget: Budget) -> list[FieldError]:
-    """The OpenAPI part of validation (kube-openapi's validator and its conversion to field errors)."""
-    result = _Validator(budget).schema(schema, obj, "", 0)
+def schema_errors(schema: dict[str, Any], obj: Any, path: str, budget: Budget, old: Any = NO_OLD) -> list[FieldError]:
+    """The OpenAPI part of validation (kube-openapi's validator and its conversion to field errors); with old,
+    an update's, where errors on values that did not change are dropped."""
+    result = _Validator(budget).schema(schema, obj, "", 0, old)
     return [_to_field_error(e, path) for e in result.errors]
