@@ -24,8 +24,6 @@ MAX_DEPTH = 128
 OFFLOAD_BYTES = 64 * 1024
 # The most of an admission webhook's answer read (an AdmissionReview carries at most a patch of one object).
 MAX_WEBHOOK_RESPONSE_BYTES = 2 * MAX_REQUEST_BYTES
-# The most of an admission webhook's answer read (an AdmissionReview carries at most a patch of one object).
-MAX_WEBHOOK_RESPONSE_BYTES = 2 * MAX_REQUEST_BYTES
 # Steps one walk of a custom resource schema may take (CRD checks, validating, pruning or defaulting one
 # object): a step is one schema node applied to one value; nested allOf/anyOf/oneOf can otherwise multiply.
 MAX_SCHEMA_STEPS = 2_000_000
