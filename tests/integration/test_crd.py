@@ -530,3 +530,29 @@ def test_served_again_after_a_restart(tmp_path: Path) -> None:
         assert out.split("\n")[1].split()[0] == "on"
     finally:
         srv.stop()
+
+
+def test_validation_rules(server: Server, ext: client.ApiextensionsV1Api, objs: client.CustomObjectsApi) -> None:
+    body = _body(crd_yaml("rules.example.com", "dials", "Dial", "dl"))
+    spec = body["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec["x-kubernetes-validations"] = [{"rule": "self.replicas <= 10", "message": "at most 10 replicas"},
+                                        {"rule": "self.image == oldSelf.image", "message": "image is immutable"}]
+    ext.create_custom_resource_definition(body)
+    wait_for(lambda: established(ext, "dials.rules.example.com"), 5, "Established")
+    objs.create_namespaced_custom_object("rules.example.com", "v1", "default", "dials",
+                                         cr("d", group="rules.example.com", kind="Dial", replicas=3))
+    with pytest.raises(ApiException) as e:
+        objs.create_namespaced_custom_object("rules.example.com", "v1", "default", "dials",
+                                             cr("big", group="rules.example.com", kind="Dial", replicas=11))
+    assert json.loads(e.value.body)["message"] == ('Dial.rules.example.com "big" is invalid: spec: Invalid value: '
+                                                   '"object": at most 10 replicas')
+    with pytest.raises(ApiException) as e:
+        objs.patch_namespaced_custom_object("rules.example.com", "v1", "default", "dials", "d",
+                                            {"spec": {"image": "other"}})
+    assert json.loads(e.value.body)["message"].endswith('spec: Invalid value: "object": image is immutable')
+    bad = _body(crd_yaml("rules.example.com", "knobs", "Knob", "kn"))
+    bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"] = [
+        {"rule": "self.nope > 1"}]
+    causes = _refusal(ext, bad)["details"]["causes"]
+    assert causes[0]["field"] == "spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"
+    assert "undefined field 'nope'" in causes[0]["message"]

@@ -170,8 +170,12 @@ class CRDController(QueuedController):
                     set_condition(new, "Established", "False", "NotAccepted", "not all names are accepted", now)
             return new
 
-        if mutate(crd) == crd:
+        wanted = mutate(crd)
+        if wanted == crd:
             return crd
+        # Served before Established is written: a client that sees the condition finds the resource there, as
+        # kube-apiserver's establishing controller waits for its handler.
+        self._serve(crd["metadata"]["name"], wanted)
         try:
             updated, _ = await self.registry.guaranteed_update(CRDS, "", crd["metadata"]["name"], mutate,
                                                                subresource="status")

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from kubesat.apimachinery import structural
+from kubesat.apimachinery import cel, structural
 from kubesat.errors import FieldError, forbidden_field, invalid_value, not_supported, required
 from kubesat.registry.meta import (
     IMMUTABLE,
@@ -280,7 +280,10 @@ def _validate_schema(schema: Any, status_enabled: bool, path: str) -> list[Field
     root = as_dict(schema).get("openAPIV3Schema")
     if not isinstance(root, dict):
         return []  # reported as required by _validate_versions
-    return structural.definition_errors(root, f"{path}.openAPIV3Schema", status_enabled=status_enabled)
+    errs = structural.definition_errors(root, f"{path}.openAPIV3Schema", status_enabled=status_enabled)
+    if not errs:  # the rules are compiled only against a valid structural schema
+        errs = cel.rule_errors(root, f"{path}.openAPIV3Schema")
+    return errs
 
 
 def _has_status(sub: Any) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from kubesat import errors
-from kubesat.apimachinery import jsonpath, structural
+from kubesat.apimachinery import cel, jsonpath, structural
 from kubesat.apimachinery.duration import age, human_duration, parse_time
 from kubesat.errors import FieldError, invalid_value
 from kubesat.registry.apiextensions import GROUP as CRD_GROUP, storage_version
@@ -24,6 +24,8 @@ TERMINATING_VERBS = ("delete", "deletecollection", "get", "list", "patch", "upda
 DISCOVERED_TERMINATING_VERBS = ("delete", "deletecollection", "get", "list", "watch")
 SUBRESOURCE_VERBS = ("get", "patch", "update")
 MAX_INT32 = 2**31 - 1
+RULES_NOT_CHECKED = ("some validation rules were not checked because the object was invalid; correct the existing "
+                     "errors to complete validation")
 
 
 def _list(v: Any) -> list[Any]:
@@ -255,6 +257,21 @@ class CustomResourceStrategy(Strategy):
         super().prepare_for_status_update(new, old)
 
     def validate(self, obj: dict[str, Any]) -> list[FieldError]:
+        return self._validate(obj, None)
+
+    def validate_update(self, new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+        return self._validate(new, old)
+
+    def _validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
+        """The schema, the scale paths, then the x-kubernetes-validations rules (not run past a type error)."""
+        errs = self._schema_errors(obj)
+        if self._schema is None:
+            return errs
+        if any(e.type in ("FieldValueTypeInvalid", "FieldValueNotSupported") for e in errs):
+            return [*errs, FieldError("FieldValueInvalid", "<nil>", RULES_NOT_CHECKED, None, True)]
+        return errs + cel.validate_rules(self._schema, obj, old)
+
+    def _schema_errors(self, obj: dict[str, Any]) -> list[FieldError]:
         errs: list[FieldError] = []
         if self._schema is not None:
             errs += structural.validate(self._schema, obj)
@@ -264,9 +281,6 @@ class CustomResourceStrategy(Strategy):
             if found and value is not None:
                 errs += selector_errors(value, path) if key == "labelSelectorPath" else replicas_errors(value, path)
         return errs
-
-    def validate_update(self, new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
-        return self.validate(new)
 
     def table_columns(self) -> list[dict[str, Any]]:
         cols = [name_column()]
