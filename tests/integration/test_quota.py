@@ -168,3 +168,34 @@ def test_bad_scopes_are_refused(server: Server, spec: dict, message: str) -> Non
         "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "bad-scope", "namespace": "default"},
         "spec": spec}))
     assert out.returncode == 1 and message in out.stderr, out.stderr
+
+
+def test_a_replica_sets_pods_pass_the_same_admission_as_a_users(server: Server) -> None:
+    """kube-controller-manager creates pods through the API: a LimitRange defaults them, and a quota refuses the
+    ones past it, which the ReplicaSet reports as FailedCreate events in kube-apiserver's words."""
+    ns = "quota-rs"
+    server.kubectl("create", "namespace", ns)
+    server.kubectl("apply", "-f", "-", input=MANIFESTS.replace(NS, ns))
+    wait_for(lambda: _used_in(server, ns).get("pods") == "0", 20, "the quota's first status")
+    server.kubectl("create", "deployment", "web", "--image=nginx", "--replicas=3", "-n", ns)
+
+    def refused() -> list[str]:
+        events = json.loads(server.kubectl("get", "events", "-n", ns, "--field-selector", "reason=FailedCreate",
+                                           "-o", "json").stdout)["items"]
+        return [e["message"] for e in events]
+    messages = wait_for(refused, 30, "a FailedCreate event")
+    rs = json.loads(server.kubectl("get", "rs", "-n", ns, "-o", "json").stdout)["items"][0]["metadata"]["name"]
+    assert (f'Error creating: pods "{rs}-" is forbidden: exceeded quota: compute, requested: pods=1, '
+            "used: pods=2, limited: pods=2") in messages, messages
+    pods = json.loads(server.kubectl("get", "pods", "-n", ns, "-o", "json", "--show-managed-fields").stdout)["items"]
+    assert len(pods) == 2
+    for pod in pods:  # the LimitRange's defaults, filled in at admission
+        resources = pod["spec"]["containers"][0]["resources"]
+        assert resources == {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "128Mi"}}
+        managers = [m["manager"] for m in pod["metadata"]["managedFields"]]
+        assert managers == ["kube-controller-manager"], managers
+
+
+def _used_in(server: Server, ns: str) -> dict[str, str]:
+    quota = json.loads(server.kubectl("get", "quota", "compute", "-n", ns, "-o", "json").stdout)
+    return (quota.get("status") or {}).get("used") or {}

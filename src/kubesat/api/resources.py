@@ -19,9 +19,11 @@ from kubesat.api import liststream
 from kubesat.apimachinery import codec, yamlproc
 from kubesat.apimachinery import patch as patching
 from kubesat.api.app import Handler, Request, Response, Stream, json_response
+from kubesat.api import requestinfo
 from kubesat.api.requestinfo import RequestInfo
 from kubesat.api.tables import to_table, wants_table
 from kubesat.auth.webhookrules import RequestResource
+from kubesat.auth.user import UserInfo
 from kubesat.auth.webhooks import Attributes, RequestAdmission, WebhookAdmission
 from kubesat.apimachinery import structural
 from kubesat.registry import conversion, customresource, kinds
@@ -553,6 +555,20 @@ class ResourceHandler:
             created = await self.registry.create(res, ns, obj, dry_run=dry, hook=self._managed_hook(req, res),
                                                  offload=_large(req), admit=self._create_webhooks(req, res, ns, obj))
         return self._reply_one(req, res, created, 201)
+
+    async def create_as(self, user: UserInfo, user_agent: str, res: ResourceInfo, ns: str,
+                        obj: dict[str, Any]) -> dict[str, Any]:
+        """A create made inside the server on behalf of `user` (a controller's pod), through what an API request
+        goes through: the admission plugins (ServiceAccount, LimitRanger, ResourceQuota ...), the webhooks and the
+        policies, and managedFields under the manager `user_agent` names, as kube-controller-manager's creates."""
+        group = f"apis/{res.group}" if res.group else "api"
+        path = f"/{group}/{res.version}/namespaces/{ns}/{res.plural}" if res.namespaced else \
+            f"/{group}/{res.version}/{res.plural}"
+        req = Request({}, "POST", path, {}, {"user-agent": user_agent}, requestinfo.parse("POST", path, False),
+                      user=user)
+        async with self._admitted(req, res, ns, obj):
+            return await self.registry.create(res, ns, obj, hook=self._managed_hook(req, res),
+                                              admit=self._create_webhooks(req, res, ns, obj))
 
     @contextlib.asynccontextmanager
     async def _admitted(self, req: Request, res: ResourceInfo, ns: str, obj: dict[str, Any]) -> AsyncIterator[None]:

@@ -13,12 +13,14 @@ from kubesat.api import eviction_api, node_api, quota_api, rbac_api, scale_api, 
 from kubesat.api import proxy_api
 from kubesat.api import workloads_api
 from kubesat.api.app import App, Request, Response, json_response
+from kubesat.api.system import KUBERNETES_VERSION
 from kubesat.api.resources import ResourceHandler, status_success
 from kubesat.auth.admission import admit_pod_create
 from kubesat.auth.authz import ALLOW, Attributes
 from kubesat.auth.bootstrap import BootstrapTokenAuthenticator
+from kubesat.auth.admissionchain import DynamicAdmission
 from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
-from kubesat.auth.webhooks import WebhookAdmission
+from kubesat.auth.user import AUTHENTICATED, UserInfo
 from kubesat.controllers.cronjob import CronJobController
 from kubesat.controllers.crd import CRDController
 from kubesat.controllers.daemonset import DaemonSetController
@@ -43,6 +45,7 @@ from kubesat.controllers.scheduler import Scheduler, bind_pod
 from kubesat.controllers.statefulset import StatefulSetController
 from kubesat.controllers.tokencleaner import TokenCleaner
 from kubesat.controllers.tokens import TokensController
+from kubesat.controllers.workload import PodCreator
 from kubesat.controllers.volumebinding import PersistentVolumeController, pick_default_class
 from kubesat.pki import ClusterPKI
 from kubesat.registry import csr as csrs
@@ -116,7 +119,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
         admit_pod_create(obj, lambda n, s: sa if s == sa_name else None)
 
     resources.admission.append(service_account_admission)
-    resources.webhooks = WebhookAdmission(registry)
+    resources.webhooks = DynamicAdmission(registry)
     app.on_shutdown.append(resources.webhooks.aclose)
 
     async def self_subject_review(req: Request, res: ResourceInfo, body: dict[str, Any]) -> Response:
@@ -143,6 +146,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
     app.state["proxy"] = proxy_api.install(app, resources, registry, app.state["streams"])
     # Last: ResourceQuota counts objects as the other steps left them.
     app.state["quota_charges"] = quota_api.install(resources, registry)
+    app.state["resources"] = resources
 
 
 def _install_binding(resources: ResourceHandler, registry: Registry) -> None:
@@ -263,6 +267,26 @@ def _install_tokens(
     app.state["keys"] = keys
 
 
+# kube-controller-manager's User-Agent (its requests' default field manager is the program name before "/").
+CONTROLLER_MANAGER_AGENT = f"kube-controller-manager/{KUBERNETES_VERSION} (linux/amd64) kubernetes"
+_PODS = builtin_kind("v1", "Pod")
+
+
+def _controller_pod_creator(resources: ResourceHandler) -> Callable[[str], PodCreator]:
+    """Per controller, the creator of its pods: through the API's admission under the controller's own
+    ServiceAccount (kube-controller-manager's --use-service-account-credentials), so quotas, LimitRanges,
+    webhooks and policies see and judge a ReplicaSet's pods as they judge a user's."""
+    def for_controller(name: str) -> PodCreator:
+        user = UserInfo(f"system:serviceaccount:kube-system:{name}",
+                        groups=("system:serviceaccounts", "system:serviceaccounts:kube-system", AUTHENTICATED))
+
+        async def create(pod: dict[str, Any]) -> dict[str, Any]:
+            return await resources.create_as(user, CONTROLLER_MANAGER_AGENT, _PODS,
+                                             str(pod["metadata"]["namespace"]), pod)
+        return create
+    return for_controller
+
+
 def controller_starters(
     app: App, registry: Registry, opts: WiringOptions, pki: ClusterPKI
 ) -> list[Callable[[], Awaitable[Controller]]]:
@@ -294,12 +318,13 @@ def controller_starters(
         cluster, mask = nodeipam.check_options(opts.cluster_cidr, opts.node_cidr_mask_size or None)
         starters.append(starter(lambda: nodeipam.NodeIpamController(registry, cluster, mask)))
     starters.append(starter(lambda: TaintEvictionController(registry)))
-    starters.append(starter(lambda: ReplicaSetController(registry)))
-    starters.append(starter(lambda: ReplicationManager(registry)))
+    creator = _controller_pod_creator(app.state["resources"])
+    starters.append(starter(lambda: ReplicaSetController(registry, create_pod=creator("replicaset-controller"))))
+    starters.append(starter(lambda: ReplicationManager(registry, create_pod=creator("replication-controller"))))
     starters.append(starter(lambda: DeploymentController(registry)))
-    starters.append(starter(lambda: StatefulSetController(registry)))
-    starters.append(starter(lambda: DaemonSetController(registry)))
-    starters.append(starter(lambda: JobController(registry)))
+    starters.append(starter(lambda: StatefulSetController(registry, create_pod=creator("statefulset-controller"))))
+    starters.append(starter(lambda: DaemonSetController(registry, create_pod=creator("daemon-set-controller"))))
+    starters.append(starter(lambda: JobController(registry, create_pod=creator("job-controller"))))
     starters.append(starter(lambda: CronJobController(registry)))
     starters.append(starter(lambda: KubernetesServiceController(registry, opts.external_address)))
     starters.append(starter(lambda: EndpointsController(registry)))

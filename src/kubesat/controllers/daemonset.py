@@ -20,7 +20,7 @@ from kubesat.controllers.podowner import PodOwnerController
 from kubesat.controllers.scheduler import matches_node_affinity, tolerated
 from kubesat.controllers.workload import (
     adopt, apps_kind, as_int, available_in, claim, d, is_available, is_ready, lst, owner_reference, parse_time,
-    release, write_status,
+    release, write_status, PodCreator,
 )
 from kubesat.registry.apps import TEMPLATE_GENERATION_ANNOTATION
 from kubesat.registry.kinds import builtin_kind
@@ -303,8 +303,9 @@ def _node_signature(node: dict[str, Any] | None) -> Any:
 # ------------------------------------------------------------------------------------------------ the shell
 
 class DaemonSetController(PodOwnerController):
-    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(registry, daemonsets(), COMPONENT, clock=clock)
+    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time,
+                 create_pod: PodCreator | None = None) -> None:
+        super().__init__(registry, daemonsets(), COMPONENT, clock=clock, create_pod=create_pod)
 
     async def other_event(self, ev: WatchEvent) -> None:
         if not ev.key.startswith(NODES.storage_prefix()):

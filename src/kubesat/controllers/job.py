@@ -51,8 +51,8 @@ from kubesat.controllers.base import WorkQueue, cancel, loads, resource_of_key, 
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.podcache import Expectations, PodCache, delete_owned_pod
 from kubesat.controllers.workload import (
-    adopt, as_int, claim, controller_ref, create_admitted_pod, d, is_ready, lst, owner_reference, parse_time,
-    release, write_status,
+    adopt, as_int, claim, controller_ref, d, is_ready, lst, owner_reference, parse_time,
+    release, write_status, PodCreator, pod_creator,
 )
 from kubesat.registry.batch import COMPLETION_INDEX_KEY, JOB_CONTROLLER_NAME
 from kubesat.registry.jobindexes import format_indexes, parse_indexes
@@ -770,9 +770,11 @@ def _job_ref(ref: dict[str, Any] | None) -> bool:
 
 
 class JobController:
-    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time,
+                 create_pod: PodCreator | None = None) -> None:
         self.registry = registry
         self.clock = clock
+        self.create_pod = pod_creator(registry, create_pod)
         self.events = EventRecorder(registry, COMPONENT, clock=clock)
         self.queue = WorkQueue(self.sync, "job")
         self.orphans = WorkQueue(self._sync_orphan, "job-orphan-pods")  # tracked pods with no controller
@@ -943,7 +945,7 @@ class JobController:
     async def _create_pod(self, key: tuple[str, str], ref: dict[str, Any], job: dict[str, Any],
                           index: int | None, extra: dict[str, str] | None = None) -> int:
         try:
-            created = await create_admitted_pod(self.registry, pod_from_template(job, index, extra))
+            created = await self.create_pod(pod_from_template(job, index, extra))
         except errors.StatusError as e:
             await self.events.event(ref, "Warning", "FailedCreate", f"Error creating: {e.message}")
             return 0

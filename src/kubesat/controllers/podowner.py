@@ -13,7 +13,7 @@ from kubesat import errors
 from kubesat.controllers.base import Key, WorkQueue, cancel, loads, watch_in_background
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.workload import (
-    controller_ref, create_admitted_pod, d, is_active, selector_matches,
+    controller_ref, d, is_active, selector_matches, PodCreator, pod_creator,
 )
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry
@@ -45,8 +45,9 @@ class PodOwnerController:
     """Subclasses set `info` (the owner kind) and write `sync`; `other_event` sees the watch's other keys."""
 
     def __init__(self, registry: Registry, info: ResourceInfo, component: str, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, create_pod: PodCreator | None = None) -> None:
         self.registry = registry
+        self.create_pod_admitted = pod_creator(registry, create_pod)
         self.info = info
         self.clock = clock
         self.events = EventRecorder(registry, component, clock=clock)
@@ -126,7 +127,7 @@ class PodOwnerController:
         ref, texts = object_reference(owner), self.messages_for(owner)
         meta = d(pod.get("metadata"))
         try:
-            created = await create_admitted_pod(self.registry, pod)
+            created = await self.create_pod_admitted(pod)
         except errors.StatusError as e:
             if e.code == 409 and e.reason == "AlreadyExists":
                 return False  # the watch has not shown it yet; the next sync sees it

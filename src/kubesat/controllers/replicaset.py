@@ -15,8 +15,8 @@ from kubesat.controllers.base import Key, WorkQueue, cancel, loads, watch_in_bac
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.podcache import Expectations, PodCache, delete_owned_pod
 from kubesat.controllers.workload import (
-    Claim, adopt, apps_kind, as_int, available_in, claim, controller_ref, create_admitted_pod, d, is_active,
-    lst, owner_reference, parse_time, ready_since, release, selector_matches,
+    Claim, adopt, apps_kind, as_int, available_in, claim, controller_ref, d, is_active,
+    lst, owner_reference, parse_time, ready_since, release, selector_matches, PodCreator, pod_creator,
 )
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.store import Registry, rfc3339
@@ -150,9 +150,10 @@ def next_check(rs: dict[str, Any], pods: list[dict[str, Any]], now: float) -> fl
 
 class ReplicaSetController:
     def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time,
-                 kind: ManagedKind | None = None) -> None:
+                 kind: ManagedKind | None = None, create_pod: PodCreator | None = None) -> None:
         self.registry = registry
         self.clock = clock
+        self.create_pod = pod_creator(registry, create_pod)
         self.kind = kind or ManagedKind(replicasets(), COMPONENT, lambda selector: selector)
         self.rs_info = self.kind.info
         self.events = EventRecorder(registry, self.kind.component, clock=clock)
@@ -293,8 +294,7 @@ class ReplicaSetController:
         return None
 
     async def _create_pod(self, rs: dict[str, Any]) -> dict[str, Any]:
-        return await create_admitted_pod(self.registry,
-                                         pod_from_template(rs, self.rs_info.api_version, self.rs_info.kind))
+        return await self.create_pod(pod_from_template(rs, self.rs_info.api_version, self.rs_info.kind))
 
     async def _write_status(self, rs: dict[str, Any], owned: list[dict[str, Any]], failure: str | None) -> None:
         now = self.clock()

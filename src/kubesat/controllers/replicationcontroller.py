@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubesat.controllers.replicaset import ManagedKind, ReplicaSetController
+from kubesat.controllers.workload import PodCreator
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import Registry
 
@@ -24,5 +25,6 @@ def replication_controllers() -> ManagedKind:
 
 
 class ReplicationManager(ReplicaSetController):
-    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(registry, clock=clock, kind=replication_controllers())
+    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time,
+                 create_pod: PodCreator | None = None) -> None:
+        super().__init__(registry, clock=clock, kind=replication_controllers(), create_pod=create_pod)

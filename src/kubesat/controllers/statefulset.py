@@ -22,7 +22,7 @@ from kubesat.controllers.base import Key, loads
 from kubesat.controllers.podcache import Expectations, PodCache
 from kubesat.controllers.workload import (
     adopt, apps_kind, as_int, available_in, claim, d, is_available, is_ready, lst, owner_reference, release,
-    write_status,
+    write_status, PodCreator,
 )
 from kubesat.registry.kinds import builtin_kind, lookup_kind
 from kubesat.registry.store import Registry
@@ -315,8 +315,9 @@ def next_check(sts: dict[str, Any], pods: list[dict[str, Any]], now: float) -> f
 # ------------------------------------------------------------------------------------------------ the shell
 
 class StatefulSetController(PodOwnerController):
-    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(registry, statefulsets(), COMPONENT, clock=clock)
+    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time,
+                 create_pod: PodCreator | None = None) -> None:
+        super().__init__(registry, statefulsets(), COMPONENT, clock=clock, create_pod=create_pod)
         self._claims_skipped: set[Key] = set()
         self._backoff: dict[Key, float] = {}
         # The namespace's pods from the watch, not the store: a list per sync costs O(pods in the namespace).

@@ -8,7 +8,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubesat.apimachinery.selectors import labels_match, selector_from_label_selector_object
@@ -227,6 +227,17 @@ def available_in(pod: dict[str, Any], min_ready_seconds: int, now: float) -> flo
         return None
     left = since + min_ready_seconds - now
     return left if left > 0 else None
+
+
+# Creates one of a controller's pods. The server's composition root gives each controller one that goes through
+# the API's whole admission chain (plugins, quota, webhooks) under the controller's own identity, as
+# kube-controller-manager's requests do; without one (controllers run alone, in tests) `create_admitted_pod`.
+PodCreator = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def pod_creator(registry: Registry, given: PodCreator | None) -> PodCreator:
+    """`given`, or the ServiceAccount plugin alone before the store (`create_admitted_pod`)."""
+    return given or functools.partial(create_admitted_pod, registry)
 
 
 async def create_admitted_pod(registry: Registry, pod: dict[str, Any]) -> dict[str, Any]:
