@@ -17,10 +17,23 @@ REGEX_LENGTH = 0.25
 LIST_CREATE, MAP_CREATE, STRUCT_CREATE = 10, 30, 40
 
 
-@dataclass(frozen=True)
 class Range:
-    lo: int
-    hi: int
+    """A [lo, hi] interval of cost or size that saturates at 2^64-1, as cel-go's estimates do."""
+
+    __slots__ = ("lo", "hi")
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo = lo
+        self.hi = hi
+
+    def __eq__(self, o: object) -> bool:
+        return isinstance(o, Range) and (self.lo, self.hi) == (o.lo, o.hi)
+
+    def __hash__(self) -> int:
+        return hash((self.lo, self.hi))
+
+    def __repr__(self) -> str:
+        return f"Range(lo={self.lo}, hi={self.hi})"
 
     def __add__(self, o: Range) -> Range:
         return Range(min(self.lo + o.lo, U64), min(self.hi + o.hi, U64))
