@@ -291,6 +291,13 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",
                  "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", False,
                  categories=("api-extensions",)),
+    # ValidatingAdmissionPolicy (registry/admissionpolicy.py); auth/policyadmission.py enforces them.
+    ResourceInfo("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy",
+                 "validatingadmissionpolicies", "validatingadmissionpolicy", False, categories=("api-extensions",),
+                 subresources=(Subresource("status", "ValidatingAdmissionPolicy", ("get", "patch", "update")),)),
+    ResourceInfo("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding",
+                 "validatingadmissionpolicybindings", "validatingadmissionpolicybinding", False,
+                 categories=("api-extensions",)),
     # CustomResourceDefinitions (registry/apiextensions.py); controllers/crd.py serves their custom resources.
     ResourceInfo("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
                  "customresourcedefinition", False, short_names=("crd", "crds"), categories=("api-extensions",),

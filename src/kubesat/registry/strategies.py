@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from kubesat.registry.admissionpolicy import (
+    ValidatingAdmissionPolicyBindingStrategy,
+    ValidatingAdmissionPolicyStrategy,
+)
 from kubesat.registry.admissionregistration import (
     MutatingWebhookConfigurationStrategy,
     ValidatingWebhookConfigurationStrategy,
@@ -80,6 +84,8 @@ _CLASSES: dict[tuple[str, str], type[Strategy]] = {
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): CustomResourceDefinitionStrategy,
     ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): ValidatingWebhookConfigurationStrategy,
     ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"): MutatingWebhookConfigurationStrategy,
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"): ValidatingAdmissionPolicyStrategy,
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding"): ValidatingAdmissionPolicyBindingStrategy,
 }
 
 

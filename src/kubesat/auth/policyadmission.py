@@ -1,0 +1,505 @@
+"""The ValidatingAdmissionPolicy admission plugin: the stored policies and their bindings matched against a write,
+their CEL expressions (compiled once per policy generation) evaluated, and the result turned into a denial, a
+warning or an audit annotation as each binding's validationActions say."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from kubesat import errors
+from kubesat.apimachinery.cel import CelError, CompileError, Compiled, evaluate
+from kubesat.auth.webhookrules import (
+    ADMISSION_GROUP, RequestResource, labels_of, object_selector_matches, rule_matches, selector_is_everything,
+)
+from kubesat.auth.webhooks import Attributes
+from kubesat.registry import kinds
+from kubesat.registry.admissionpolicy import cel_type_name, compile_policy_expression
+from kubesat.registry.kinds import ResourceInfo, builtin_kind
+from kubesat.registry.podtemplate import selector_matches
+from kubesat.registry.store import Registry
+
+log = logging.getLogger("kubesat.admission")
+
+POLICIES = builtin_kind("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy")
+BINDINGS = builtin_kind("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding")
+NAMESPACES = builtin_kind("v1", "Namespace")
+VALIDATION_FAILURE_ANNOTATION = "validation.policy.admission.k8s.io/validation_failure"
+MAX_VALIDATION_FAILURES = 50  # entries in the validation_failure annotation, as kube-apiserver bounds it
+MAX_AUDIT_VALUE_BYTES = 10 * 1024
+MAX_MESSAGE_BYTES = 5 * 1024  # a messageExpression's result (celconfig.MaxEvaluatedMessageExpressionSizeBytes)
+MAX_PARAMS = 1000  # param objects one selector may bring in
+_CODES = {"Forbidden": 403, "Invalid": 422, "RequestEntityTooLarge": 413}
+
+
+def _l(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def _d(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _s(v: Any) -> str:
+    return v if isinstance(v, str) else ""
+
+
+# --------------------------------------------------------------------------------------------- compiling
+@dataclass
+class Program:
+    """One expression of a policy: compiled, or why it is not."""
+
+    source: str
+    compiled: Compiled | None
+    error: str = ""
+
+
+def _program(expression: str, has_params: bool) -> Program:
+    try:
+        return Program(expression, compile_policy_expression(expression, has_params))
+    except CompileError as e:
+        return Program(expression, None, f"compilation failed: {e}")
+
+
+@dataclass
+class CompiledPolicy:
+    """A policy's expressions, compiled for one generation of it."""
+
+    policy: dict[str, Any]
+    generation: Any
+    conditions: list[Program]
+    variables: list[tuple[str, Program]]
+    validations: list[tuple[dict[str, Any], Program, Program | None]]  # (validation, expression, messageExpression)
+    annotations: list[tuple[str, Program]]
+
+    @property
+    def name(self) -> str:
+        return str(self.policy["metadata"].get("name", ""))
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return _d(self.policy.get("spec"))
+
+
+def compile_policy(policy: dict[str, Any]) -> CompiledPolicy:
+    spec = _d(policy.get("spec"))
+    params = isinstance(spec.get("paramKind"), dict)
+    validations = []
+    for v in map(_d, _l(spec.get("validations"))):
+        message = _s(v.get("messageExpression"))
+        validations.append((v, _program(_s(v.get("expression")).strip(), params),
+                            _program(message, params) if message.strip() else None))
+    return CompiledPolicy(
+        policy, policy["metadata"].get("generation"),
+        [_program(_s(_d(c).get("expression")).strip(), params) for c in _l(spec.get("matchConditions"))],
+        [(_s(_d(v).get("name")), _program(_s(_d(v).get("expression")), params)) for v in _l(spec.get("variables"))],
+        validations,
+        [(_s(_d(a).get("key")), _program(_s(_d(a).get("valueExpression")).strip(), params))
+         for a in _l(spec.get("auditAnnotations"))])
+
+
+class PolicySource:
+    """The stored policies (compiled, kept while their generation holds) and bindings, read again after any of
+    them is written or deleted."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._dirty = True
+        self._lock = asyncio.Lock()
+        self._compiled: dict[str, CompiledPolicy] = {}  # uid -> compiled policy
+        self._hooks: list[tuple[CompiledPolicy, list[dict[str, Any]]]] = []
+        self._observing: set[asyncio.Task[None]] = set()
+        registry.on_write.append(self._written)
+        registry.on_delete.append(self._changed)
+
+    def _changed(self, info: ResourceInfo, _obj: dict[str, Any]) -> None:
+        if info.group == ADMISSION_GROUP and info.plural in (POLICIES.plural, BINDINGS.plural):
+            self._dirty = True
+
+    def _written(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        self._changed(info, obj)
+        if info is POLICIES and _d(obj.get("status")).get("observedGeneration") != obj["metadata"].get("generation"):
+            task = asyncio.get_running_loop().create_task(self._observe(str(obj["metadata"].get("name", ""))))
+            self._observing.add(task)
+            task.add_done_callback(self._observing.discard)
+
+    async def _observe(self, name: str) -> None:
+        """status.observedGeneration (and an empty typeChecking: kubesat checks no types against schemas), as the
+        type-checking controller of kube-apiserver writes them."""
+        def observed(policy: dict[str, Any]) -> dict[str, Any]:
+            policy["status"] = {**_d(policy.get("status")), "observedGeneration": policy["metadata"].get("generation"),
+                                "typeChecking": {}}
+            return policy
+        try:
+            await self.registry.guaranteed_update(POLICIES, "", name, observed, subresource="status")
+        except errors.StatusError as e:  # deleted meanwhile
+            log.debug("observedGeneration of %s not written: %s", name, e.message)
+
+    async def hooks(self) -> list[tuple[CompiledPolicy, list[dict[str, Any]]]]:
+        """Each policy (by name) with its bindings (by name); policies without bindings are left out."""
+        if self._dirty:
+            async with self._lock:
+                if self._dirty:
+                    self._dirty = False  # a write while we read sets it again
+                    self._hooks = await self._load()
+        return self._hooks
+
+    async def _load(self) -> list[tuple[CompiledPolicy, list[dict[str, Any]]]]:
+        policies = (await self.registry.list(POLICIES, "")).items
+        bindings = (await self.registry.list(BINDINGS, "")).items
+        by_policy: dict[str, list[dict[str, Any]]] = {}
+        for b in sorted(bindings, key=lambda o: str(o["metadata"].get("name", ""))):
+            by_policy.setdefault(_s(_d(b.get("spec")).get("policyName")), []).append(b)
+        compiled: dict[str, CompiledPolicy] = {}
+        out = []
+        for p in sorted(policies, key=lambda o: str(o["metadata"].get("name", ""))):
+            uid = str(p["metadata"].get("uid", ""))
+            cp = self._compiled.get(uid)
+            if cp is None or cp.generation != p["metadata"].get("generation"):
+                cp = await asyncio.to_thread(compile_policy, p)
+            cp.policy = p
+            compiled[uid] = cp
+            if by_policy.get(cp.name):
+                out.append((cp, by_policy[cp.name]))
+        self._compiled = compiled
+        return out
+
+
+# ----------------------------------------------------------------------------------------------- matching
+def _rules_match(rules: list[Any], attrs: Attributes, r: RequestResource) -> bool:
+    for rule in rules:
+        if isinstance(rule, dict) and rule_matches(rule, attrs.operation, r):
+            names = _l(rule.get("resourceNames"))
+            if not names or attrs.name in names:
+                return True
+    return False
+
+
+def matched_resource(mr: dict[str, Any], attrs: Attributes) -> RequestResource | None:
+    """The resource matchResources' rules match (the request's, or with matchPolicy Equivalent another version of
+    it); excludeResourceRules win; no resourceRules match everything (a binding's)."""
+    r = attrs.resource
+    exclude = _l(mr.get("excludeResourceRules"))
+    equivalents = list(attrs.equivalents) if mr.get("matchPolicy", "Equivalent") == "Equivalent" else []
+    if any(_rules_match(exclude, attrs, c) for c in [r, *equivalents]):
+        return None
+    rules = _l(mr.get("resourceRules"))
+    if not rules:
+        return r
+    return next((c for c in [r, *equivalents] if _rules_match(rules, attrs, c)), None)
+
+
+def _in_version(obj: dict[str, Any] | None, matched: RequestResource, requested: RequestResource) -> Any:
+    """The object as the matched version shows it (only apiVersion differs between a custom resource's versions
+    served without a conversion webhook)."""
+    if obj is None or matched is requested:
+        return obj
+    return {**obj, "apiVersion": f"{matched.group}/{matched.version}" if matched.group else matched.version}
+
+
+def admission_request(attrs: Attributes, matched: RequestResource) -> dict[str, Any]:
+    """The `request` variable: an AdmissionRequest without its objects (CreateAdmissionRequest)."""
+    r = attrs.resource
+    request: dict[str, Any] = {
+        "kind": {"group": matched.group, "version": matched.version, "kind": matched.kind},
+        "resource": {"group": matched.group, "version": matched.version, "resource": matched.resource},
+        "requestKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "requestResource": {"group": r.group, "version": r.version, "resource": r.resource},
+        "name": attrs.name, "namespace": r.namespace, "operation": attrs.operation,
+        "userInfo": attrs.user.to_api() if attrs.user is not None else {},
+        "dryRun": attrs.dry_run, "options": attrs.options,
+    }
+    if r.subresource:
+        request["subResource"] = request["requestSubResource"] = r.subresource
+    return request
+
+
+def namespace_variable(ns: dict[str, Any] | None) -> dict[str, Any] | None:
+    """CreateNamespaceObject: the Namespace's metadata (without managedFields and owners), spec and status."""
+    if ns is None:
+        return None
+    meta = {k: v for k, v in _d(ns.get("metadata")).items() if k not in ("managedFields", "ownerReferences")}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta, "spec": ns.get("spec") or {},
+            "status": ns.get("status") or {}}
+
+
+# -------------------------------------------------------------------------------------------- decisions
+@dataclass
+class Decision:
+    """A failed validation (or an error treated as one): the message, its reason and which expression."""
+
+    message: str
+    reason: str = "Invalid"
+    index: int = 0
+
+
+@dataclass
+class Outcome:
+    """What the policies made of one request."""
+
+    denied: list[tuple[str, str, Decision]] = field(default_factory=list)  # (policy, binding or "", decision)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # the validation_failure annotation's entries
+    annotations: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Evaluation:
+    """One policy under one binding with one param object: matchConditions, variables, validations, annotations.
+    Errors become decisions when failurePolicy is Fail and are dropped under Ignore."""
+
+    def __init__(self, cp: CompiledPolicy, activation: dict[str, Any]) -> None:
+        self.cp = cp
+        self.activation = activation
+        self.fail = cp.spec.get("failurePolicy", "Fail") != "Ignore"
+
+    def run(self) -> tuple[list[Decision], list[tuple[str, str]]]:
+        """(decisions, audit annotations to publish)."""
+        matched = self._conditions()
+        if matched is not True:
+            return matched or [], []
+        self._variables()
+        decisions = [d for i, item in enumerate(self.cp.validations) if (d := self._validation(i, *item))]
+        annotations, errs = self._annotations()
+        return decisions + errs, annotations
+
+    def _error(self, message: str) -> list[Decision]:
+        return [Decision(message)] if self.fail else []
+
+    def _conditions(self) -> bool | list[Decision]:
+        problems = []
+        for p in self.cp.conditions:
+            try:
+                if p.compiled is None:
+                    raise CelError(f"compilation error: {p.error}")
+                if evaluate(p.compiled, self.activation) is False:
+                    return []
+            except CelError as e:
+                problems.append(f"expression '{p.source}' resulted in error: {e}")
+        if problems:
+            return self._error(problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]")
+        return True
+
+    def _variables(self) -> None:
+        """Each variable in order (a later one may use an earlier); one that fails is left out, so an expression
+        that uses it fails in its turn."""
+        values: dict[str, Any] = {}
+        self.activation["variables"] = values
+        for name, p in self.cp.variables:
+            if p.compiled is None:
+                continue
+            try:
+                values[name] = evaluate(p.compiled, self.activation)
+            except CelError as e:
+                log.debug("variable %s of policy %s failed: %s", name, self.cp.name, e)
+
+    def _validation(self, i: int, v: dict[str, Any], p: Program, message: Program | None) -> Decision | None:
+        try:
+            if p.compiled is None:
+                raise CelError(f"compilation error: {p.error}")
+            result = evaluate(p.compiled, self.activation)
+        except CelError as e:
+            return Decision(f"expression '{p.source}' resulted in error: {e}", index=i) if self.fail else None
+        if result is True:
+            return None
+        reason = _s(v.get("reason")) or "Invalid"
+        return Decision(self._message(v, p, message), reason, i)
+
+    def _message(self, v: dict[str, Any], p: Program, message: Program | None) -> str:
+        """messageExpression, else message, else `failed expression: <expression>`."""
+        if message is not None and message.compiled is not None:
+            try:
+                text = evaluate(message.compiled, self.activation)
+            except CelError:
+                text = None
+            if isinstance(text, str):
+                text = text.strip()
+                if text and len(text.encode()) <= MAX_MESSAGE_BYTES and "\n" not in text:
+                    return text
+        static = _s(v.get("message")).strip()
+        return static or f"failed expression: {p.source}"
+
+    def _annotations(self) -> tuple[list[tuple[str, str]], list[Decision]]:
+        out: list[tuple[str, str]] = []
+        errs: list[Decision] = []
+        for key, p in self.cp.annotations:
+            try:
+                if p.compiled is None:
+                    raise CelError(f"compilation error: {p.error}")
+                value = evaluate(p.compiled, self.activation)
+            except CelError as e:
+                errs += self._error(f"expression '{p.source}' resulted in error: {e}")
+                continue
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            if not isinstance(value, str):
+                errs.append(Decision(f"valueExpression '{p.source}' resulted in unsupported return type: "
+                                     f"{cel_type_name(type(value).__name__.upper())}. Return type must be either "
+                                     "string or null."))
+                continue
+            out.append((key, value.strip().encode()[:MAX_AUDIT_VALUE_BYTES].decode(errors="ignore")))
+        return out, errs
+
+
+# ------------------------------------------------------------------------------------------------ params
+class ConfigurationError(Exception):
+    """A policy or binding that cannot be applied (its failurePolicy decides)."""
+
+
+def _param_kind_text(pk: dict[str, Any]) -> str:
+    return f"&ParamKind{{APIVersion:{_s(pk.get('apiVersion'))},Kind:{_s(pk.get('kind'))},}}"
+
+
+async def collect_params(registry: Registry, spec: dict[str, Any], binding: dict[str, Any],
+                         namespace: str) -> list[dict[str, Any] | None]:
+    """CollectParams: [None] without a paramKind or paramRef, else the param objects named or selected."""
+    pk, ref = spec.get("paramKind"), _d(binding.get("spec")).get("paramRef")
+    if not isinstance(pk, dict) or not isinstance(ref, dict):
+        return [None]
+    info = kinds.lookup_kind(_s(pk.get("apiVersion")), _s(pk.get("kind")))
+    if info is None:
+        raise ConfigurationError(f"paramKind kind `{_param_kind_text(pk)}` not known")
+    ns = ""
+    if info.namespaced:
+        ns = _s(ref.get("namespace")) or namespace
+        if not ns:
+            raise ConfigurationError("cannot use namespaced paramRef in policy binding that matches cluster-scoped "
+                                     "resources")
+    elif ref.get("namespace"):
+        raise ConfigurationError("paramRef.namespace must not be provided for a cluster-scoped `paramKind`")
+    params: list[dict[str, Any] | None] = []
+    if ref.get("name"):
+        found = await registry.get_or_none(info, ns, _s(ref["name"]))
+        params = [found] if found is not None else []
+    elif isinstance(ref.get("selector"), dict):
+        items = (await registry.list(info, ns)).items
+        params.extend(o for o in items[:MAX_PARAMS * 10] if selector_matches(ref["selector"], labels_of(o)))
+        del params[MAX_PARAMS:]
+    if not params and ref.get("parameterNotFoundAction") == "Deny":
+        raise ConfigurationError("no params found for policy binding with `Deny` parameterNotFoundAction")
+    return params
+
+
+# ------------------------------------------------------------------------------------------------ the plugin
+class ValidatingPolicyAdmission:
+    """The ValidatingAdmissionPolicy plugin over one registry; kube-apiserver runs it after the mutating webhooks
+    and before the validating ones."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.source = PolicySource(registry)
+
+    async def validate(self, attrs: Attributes, old: dict[str, Any] | None, new: dict[str, Any] | None,
+                       audit: dict[str, str] | None = None) -> None:
+        hooks = await self.source.hooks()
+        if not hooks:
+            return
+        run = _Request(self, attrs, old, new)
+        outcome = Outcome()
+        for cp, bindings in hooks:
+            await run.policy(cp, bindings, outcome)
+        if audit is not None:
+            _publish(outcome, audit)
+        if outcome.denied:
+            raise _denial(attrs, *outcome.denied[0])
+
+
+class _Request:
+    """The policies' view of one write: its namespace (read once) and the variables."""
+
+    def __init__(self, plugin: ValidatingPolicyAdmission, attrs: Attributes, old: dict[str, Any] | None,
+                 new: dict[str, Any] | None) -> None:
+        self.plugin, self.attrs, self.old, self.new = plugin, attrs, old, new
+        self._namespace: dict[str, Any] | None = None
+
+    async def namespace(self) -> dict[str, Any]:
+        if self._namespace is None:
+            ns = self.attrs.resource.namespace
+            self._namespace = await self.plugin.registry.get_or_none(NAMESPACES, "", ns)
+            if self._namespace is None:
+                raise errors.not_found("namespaces", ns)
+        return self._namespace
+
+    async def matches(self, mr: dict[str, Any]) -> RequestResource | None:
+        """Namespace and object selectors, then the rules (policy matchConstraints or binding matchResources)."""
+        r = self.attrs.resource
+        selector = mr.get("namespaceSelector")
+        if not selector_is_everything(selector):
+            if r.group == "" and r.resource == "namespaces":
+                labels = labels_of(self.new if self.new is not None else self.old)
+            elif r.namespace:
+                labels = labels_of(await self.namespace())
+            else:
+                labels = None  # cluster-scoped objects always match
+            if labels is not None and not selector_matches(selector, labels):
+                return None
+        if not object_selector_matches(mr, self.new, self.old):
+            return None
+        return matched_resource(mr, self.attrs)
+
+    async def policy(self, cp: CompiledPolicy, bindings: list[dict[str, Any]], outcome: Outcome) -> None:
+        matched = await self.matches(_d(cp.spec.get("matchConstraints")))
+        if matched is None:
+            return
+        fail = cp.spec.get("failurePolicy", "Fail") != "Ignore"
+        published: dict[str, list[str]] = {}
+        for binding in bindings:
+            bname = str(binding["metadata"].get("name", ""))
+            mr = _d(binding.get("spec")).get("matchResources")
+            if isinstance(mr, dict) and await self.matches(mr) is None:
+                continue
+            try:
+                params = await collect_params(self.plugin.registry, cp.spec, binding, self.attrs.resource.namespace)
+            except ConfigurationError as e:
+                if fail:
+                    outcome.denied.append((cp.name, bname, Decision(f"failed to configure binding: {e}")))
+                continue
+            for param in params:
+                decisions, annotations = Evaluation(cp, await self._activation(matched, param)).run()
+                for d in decisions:
+                    self._act(cp.name, binding, d, outcome)
+                for key, value in annotations:
+                    if value not in published.setdefault(key, []):
+                        published[key].append(value)
+        for key, values in published.items():
+            outcome.annotations[f"{cp.name}/{key}"] = values
+
+    async def _activation(self, matched: RequestResource, param: dict[str, Any] | None) -> dict[str, Any]:
+        r = self.attrs.resource
+        is_namespace = r.group == "" and r.resource == "namespaces"
+        ns = namespace_variable(await self.namespace()) if r.namespace and not is_namespace else None
+        return {"object": _in_version(self.new, matched, r), "oldObject": _in_version(self.old, matched, r),
+                "request": admission_request(self.attrs, matched), "params": param, "namespaceObject": ns,
+                "variables": {}}
+
+    def _act(self, policy: str, binding: dict[str, Any], d: Decision, outcome: Outcome) -> None:
+        bname = str(binding["metadata"].get("name", ""))
+        actions = _l(_d(binding.get("spec")).get("validationActions"))
+        if "Deny" in actions:
+            outcome.denied.append((policy, bname, d))
+        if "Warn" in actions:
+            self.attrs.warnings.append(f"Validation failed for ValidatingAdmissionPolicy '{policy}' with binding "
+                                       f"'{bname}': {d.message}")
+        if "Audit" in actions:
+            outcome.failures.append({"message": d.message, "policy": policy, "binding": bname,
+                                     "expressionIndex": d.index, "validationActions": actions})
+
+
+def _publish(outcome: Outcome, audit: dict[str, str]) -> None:
+    for key, values in outcome.annotations.items():
+        audit[key] = ", ".join(values)
+    if outcome.failures:
+        audit[VALIDATION_FAILURE_ANNOTATION] = orjson.dumps(outcome.failures[:MAX_VALIDATION_FAILURES]).decode()
+
+
+def _denial(attrs: Attributes, policy: str, binding: str, d: Decision) -> errors.StatusError:
+    """admission.NewForbidden with the decision's reason and its code (Invalid, the default, is 422)."""
+    r = attrs.resource
+    message = f"ValidatingAdmissionPolicy '{policy}' with binding '{binding}' denied request: {d.message}"
+    err = errors.forbidden(r.resource, attrs.name, message, r.group)
+    err.reason = d.reason
+    err.code = _CODES.get(d.reason, 422)
+    err.details = {**(err.details or {}), "causes": [{"message": message}]}
+    return err
