@@ -441,3 +441,13 @@ def test_list_duplicates_count_on_update_only_if_the_old_object_had_none() -> No
     assert update_texts({"spec": {"size": 1, "tags": ["b", "b"]}}, old) == []
     assert update_texts({"spec": {"size": 1, "tags": ["b", "b"]}}, {"spec": {"size": 1}}) == [
         'spec.tags[1]: Duplicate value: "b"']
+
+
+def test_defaults_cannot_multiply_without_bound() -> None:
+    big = {"k": list(range(1000))}
+    schema = obj_schema(items={"type": "array", "items": {"type": "object", "default": big}})
+    with pytest.raises(structural.TooMuchWork):
+        structural.apply_defaults(schema, {"items": [None] * 5000})
+    small: dict[str, Any] = {"items": [None] * 10}
+    structural.apply_defaults(schema, small)
+    assert small["items"][9] == big

@@ -83,7 +83,10 @@ def drop_nulls(schema: dict[str, Any], obj: Any) -> None:
 
 
 def apply_defaults(schema: dict[str, Any], obj: Any) -> None:
-    """Default in place, top-down: absent properties, and nulls under non-nullable schemas, get their default."""
+    """Default in place, top-down: absent properties, and nulls under non-nullable schemas, get their default.
+
+    Raises TooMuchWork when the copies would exceed the step bound (many nulls under a large default).
+    """
     _defaults.default(obj, schema, Budget())
 
 

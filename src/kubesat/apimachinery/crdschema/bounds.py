@@ -17,6 +17,12 @@ class Budget:
     def __init__(self, steps: int = limits.MAX_SCHEMA_STEPS) -> None:
         self.left = steps
 
+    def charge(self, steps: int) -> None:
+        """Count work that is not one node, such as copying a default of that many nodes."""
+        self.left -= steps
+        if self.left < 0:
+            raise TooMuchWork()
+
     def step(self, depth: int) -> None:
         self.left -= 1
         if self.left < 0 or depth > limits.MAX_DEPTH:
