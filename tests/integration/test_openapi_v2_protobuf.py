@@ -123,7 +123,7 @@ _CRD = {
 
 
 def test_custom_resource_definitions_are_created_applied_and_deleted(server: Server) -> None:
-    """CRDs are served in full (tests/integration/test_crd.py has the rest): kubectl creates, applies and deletes one."""
+    """CRDs are served in full (tests/integration/test_crd.py has the rest): kubectl creates, applies, deletes one."""
     assert "No resources found" in server.kubectl("get", "crd").stderr
     listed = json.loads(server.kubectl("get", "--raw", CRD_LIST).stdout)
     assert listed["kind"] == "CustomResourceDefinitionList" and listed["items"] == []
