@@ -563,3 +563,29 @@ def test_runtime_overload_error_wording_in_a_rule() -> None:
     assert run(schema, {"port": "80"}) == [
         "spec.port: Invalid value: \"\": 'no such overload': call arguments did not match a supported operator, "
         "function or macro signature for rule: self > 0"]
+
+
+# --- the authorizer library (ValidatingAdmissionPolicy, matchConditions) -------------------------------------------
+
+def test_authorizer_checks_go_through_the_callback() -> None:
+    asked: list[dict[str, Any]] = []
+
+    def authorize(attributes: dict[str, Any]) -> tuple[str, str, str]:
+        asked.append(attributes)
+        if attributes.get("resource") == "deployments" and attributes["verb"] == "update":
+            return "allow", "RBAC: allowed by ClusterRoleBinding", ""
+        return "noOpinion", "", ""
+
+    variables = {"authorizer": None, "object": None}
+    activation = {"authorizer": cel.authorizer_value(authorize), "object": {}}
+    expr = ("authorizer.group('apps').resource('deployments').namespace('ns').name('web').check('update')"
+            ".allowed()")
+    assert cel.evaluate(cel.compile_expression(expr, variables), activation) is True
+    assert asked[-1] == {"serviceAccount": [], "group": "apps", "resource": "deployments", "subresource": "",
+                         "namespace": "ns", "name": "web", "fieldSelector": "", "labelSelector": "",
+                         "verb": "update"}
+    denied = "authorizer.serviceAccount('kube-system', 'sa').path('/healthz').check('get')"
+    decision = cel.compile_expression(f"{denied}.allowed() || {denied}.reason() != ''", variables)
+    assert cel.evaluate(decision, activation) is False
+    assert asked[-1] == {"serviceAccount": ["kube-system", "sa"], "path": "/healthz", "verb": "get"}
+    assert cel.runtime_cost(cel.compile_expression(f"{denied}.allowed()", variables), activation) >= 350_000

@@ -272,6 +272,9 @@ class Estimator:
     def _kubernetes_cost(self, e: Node, oid: str) -> Range | None:
         """Kubernetes' estimates for its library functions (apiserver pkg/cel/library/cost.go, EstimateCallCost)."""
         target, name, a = e.operand, e.name, e.args
+        if oid.startswith(("authorizer_", "groupcheck_", "resourcecheck_", "pathcheck_", "decision_")):
+            # an authorization check is priced to allow two per expression; its builders and accessors are nominal
+            return Range(350_000, 350_000) if name == "check" else ONE
         if name in ("isSorted", "sum", "max", "min", "indexOf", "lastIndexOf") and target is not None:
             return self._list_function(target, oid)
         if name == "url" and len(a) == 1:

@@ -17,7 +17,7 @@ from cel_expr_python.ext import ext_bindings, ext_optional
 from google.protobuf import descriptor_pb2, descriptor_pool, duration_pb2, struct_pb2, timestamp_pb2
 
 from kubesat import limits
-from kubesat.apimachinery.cel import library
+from kubesat.apimachinery.cel import authz, library
 from kubesat.apimachinery.cel.checked import Checked, Node, parse
 from kubesat.apimachinery.cel.decltype import DeclType
 from kubesat.apimachinery.cel.library import CelError
@@ -198,7 +198,9 @@ def _extensions() -> list[Any]:
 
 @functools.cache
 def _checker_functions() -> list[Any]:
-    return library.declarations(lambda kind: T.AbstractType(f"kubernetes.{kind}"))
+    def declared(kind: str) -> Any:
+        return T.AbstractType(f"kubernetes.{kind}")
+    return library.declarations(declared) + authz.declarations(declared)
 
 
 class Env:
@@ -250,7 +252,9 @@ _programs: OrderedDict[tuple[str, tuple[str, ...]], tuple[Any, Checked]] = Order
 
 @functools.cache
 def _runtime_functions() -> list[Any]:
-    return library.declarations(lambda kind: T.Map(T.STRING, T.DYN))
+    def declared(kind: str) -> Any:
+        return T.Map(T.STRING, T.DYN)
+    return library.declarations(declared) + authz.declarations(declared)
 
 
 @functools.lru_cache(maxsize=64)

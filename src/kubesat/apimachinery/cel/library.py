@@ -476,8 +476,13 @@ def _eq(x: Any, y: Any) -> bool:
 # --- declarations ------------------------------------------------------------------------------------------------
 
 
-def _ov(oid: str, result: Any, params: Sequence[Any], impl: Callable[..., Any], member: bool = False) -> Any:
+def guarded_overload(oid: str, result: Any, params: Sequence[Any], impl: Callable[..., Any],
+                     member: bool = False) -> Any:
+    """An overload whose Python implementation's failures become CEL errors."""
     return cel.Overload(oid, result, list(params), is_member=member, impl=_guard(impl))
+
+
+_ov = guarded_overload
 
 
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
