@@ -30,7 +30,6 @@ _CREDIT = re.compile(r"^(?:4[0-9]{12}(?:[0-9]{3})?|5[1-5][0-9]{14}|(222[1-9]|22[
                      r"|(?:2131|1800|35\d{3})\d{11}|6[27][0-9]{14})\Z")
 _DATE_TIME_TAIL = re.compile(r"^([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))\Z")
 _GO_DURATION = re.compile(r"^[-+]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+\Z")
-_LOOSE_DURATION = re.compile(r"(\d+)\s*([A-Za-zµ]+)")
 _DURATION_UNITS = (("ns", "nano"), ("us", "µs", "micro"), ("ms", "milli"), ("s", "sec"), ("m", "min"),
                    ("h", "hr", "hour"), ("d", "day"), ("w", "wk", "week"))
 _MAC = re.compile(r"^([0-9A-Fa-f]{2}([:-]))(?:[0-9A-Fa-f]{2}\2){4}[0-9A-Fa-f]{2}(?:(?:\2[0-9A-Fa-f]{2}){2}"
@@ -38,7 +37,7 @@ _MAC = re.compile(r"^([0-9A-Fa-f]{2}([:-]))(?:[0-9A-Fa-f]{2}\2){4}[0-9A-Fa-f]{2}
 _EMAIL_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LOCAL = rf"({_EMAIL_ATOM}(\.{_EMAIL_ATOM})*|\"([^\"\\\r\n]|\\.)*\")"
 _ADDR_SPEC = rf"{_LOCAL}@({_EMAIL_ATOM}(\.{_EMAIL_ATOM})*|\[[^\[\]\\]*\])"
-_EMAIL = re.compile(rf"^\s*({_ADDR_SPEC}|[^<>@]*<{_ADDR_SPEC}>)\s*\Z")
+_EMAIL = re.compile(rf"^({_ADDR_SPEC}|[^<>@]*<{_ADDR_SPEC}>)\Z")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
@@ -69,9 +68,10 @@ def _hostname(s: str) -> bool:
 
 def _ipv4(s: str) -> bool:
     parts = s.split(".")
-    if len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts):
+    # Go's sloppy parser: leading zeros allowed, any number of digits while the value fits a byte
+    if len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 12 and int(p) <= 255 for p in parts):
         return True
-    return ":" in s and _ipv6(s)
+    return "." in s and ":" in s and _ipv6(s)
 
 
 def _ipv6(s: str) -> bool:
@@ -116,12 +116,40 @@ def _datetime(s: str) -> bool:
 def _duration(s: str) -> bool:
     if s in ("0", "+0", "-0") or _GO_DURATION.match(s):
         return True
-    for _, unit in _LOOSE_DURATION.findall(s):
-        unit = unit.lower().strip()
+    found = False
+    for number, unit in _loose_duration_parts(s):
+        if len(number) > 18:
+            return False  # Go's Atoi overflows: the whole parse fails
+        unit = unit.lower()
         for variants in _DURATION_UNITS:
             if any(unit == v or (i == len(variants) - 1 and unit.startswith(v)) for i, v in enumerate(variants)):
-                return True
-    return False
+                found = True
+    return found
+
+
+def _loose_duration_parts(s: str) -> list[tuple[str, str]]:
+    """strfmt's fallback `(\\d+)\\s*([A-Za-zµ]+)` matches, found in one pass (the regex backtracks on digits)."""
+    out = []
+    i, n = 0, len(s)
+    while i < n:
+        if not ("0" <= s[i] <= "9"):
+            i += 1
+            continue
+        j = i
+        while j < n and "0" <= s[j] <= "9":
+            j += 1
+        k = j
+        while k < n and s[k] in " \t\n\r\f\v":
+            k += 1
+        m = k
+        while m < n and (s[m].isascii() and s[m].isalpha() or s[m] == "µ"):
+            m += 1
+        if m > k:
+            out.append((s[i:j], s[k:m]))
+            i = m
+        else:
+            i = j
+    return out
 
 
 def _isbn10(s: str) -> bool:
@@ -163,7 +191,7 @@ def _uri(s: str) -> bool:
 _CHECKS: dict[str, Callable[[str], bool]] = {
     "bsonobjectid": lambda s: bool(re.fullmatch(r"[0-9a-fA-F]{24}", s)),
     "uri": _uri,
-    "email": lambda s: bool(_EMAIL.match(s)),
+    "email": lambda s: bool(_EMAIL.match(s.strip())),
     "hostname": _hostname,
     "ipv4": _ipv4,
     "ipv6": _ipv6,
