@@ -4,6 +4,7 @@ RBAC and garbage collection, and deleting the CRD deletes them."""
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -556,3 +557,28 @@ def test_validation_rules(server: Server, ext: client.ApiextensionsV1Api, objs: 
     causes = _refusal(ext, bad)["details"]["causes"]
     assert causes[0]["field"] == "spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"
     assert "undefined field 'nope'" in causes[0]["message"]
+
+
+def test_versions_share_storage_and_warn_when_deprecated(server: Server, ext: client.ApiextensionsV1Api,
+                                                          objs: client.CustomObjectsApi, tmp_path: Path) -> None:
+    body = _body(crd_yaml("versions.example.com", "bells", "Bell", "bl"))
+    v1 = body["spec"]["versions"][0]
+    beta = {**copy.deepcopy(v1), "name": "v1beta1", "storage": False, "deprecated": True}
+    beta["additionalPrinterColumns"] = v1["additionalPrinterColumns"][:1]
+    body["spec"]["versions"] = [beta, v1]
+    ext.create_custom_resource_definition(body)
+    wait_for(lambda: established(ext, "bells.versions.example.com"), 5, "Established")
+    old = cr("ding", group="versions.example.com", kind="Bell")
+    old["apiVersion"] = "versions.example.com/v1beta1"
+    made = kubectl(server, tmp_path, "create", "-f", "-", input=json.dumps(old))
+    assert "Warning: versions.example.com/v1beta1 Bell is deprecated; use versions.example.com/v1 Bell" in made.stderr
+    assert objs.get_namespaced_custom_object("versions.example.com", "v1", "default", "bells", "ding")[
+        "apiVersion"] == "versions.example.com/v1"
+    as_beta = objs.get_namespaced_custom_object("versions.example.com", "v1beta1", "default", "bells", "ding")
+    assert as_beta["apiVersion"] == "versions.example.com/v1beta1" and as_beta["spec"]["replicas"] == 1
+    group = client.ApisApi(objs.api_client).get_api_versions().groups
+    versions = next(g for g in group if g.name == "versions.example.com")
+    assert [v.version for v in versions.versions] == ["v1", "v1beta1"]
+    assert versions.preferred_version.version == "v1"
+    table = kubectl(server, tmp_path, "get", "bells.v1beta1.versions.example.com").stdout.splitlines()
+    assert table[0].split() == ["NAME", "SPEC"]

@@ -254,6 +254,9 @@ class ResourceHandler:
         if accept and not _accepts_json_or_yaml(accept):
             raise errors.not_acceptable("only the following media types are accepted: "
                                         + ", ".join(CUSTOM_MEDIA_TYPES))
+        warning = customresource.deprecation_warning(res)
+        if warning:
+            req.warnings.append(warning)
         return self.custom_subresources.get(req.info.subresource) if req.info.subresource else None
 
     def _converting_handler(self, res: ResourceInfo) -> ResourceHandler:

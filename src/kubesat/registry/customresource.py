@@ -13,8 +13,8 @@ from kubesat import errors
 from kubesat.apimachinery import cel, jsonpath, structural
 from kubesat.apimachinery.duration import age, human_duration, parse_time
 from kubesat.errors import FieldError, invalid_value
-from kubesat.registry.apiextensions import GROUP as CRD_GROUP, storage_version
-from kubesat.registry.kinds import CRUD, CustomDefinition, ResourceInfo, Subresource
+from kubesat.registry.apiextensions import storage_version
+from kubesat.registry.kinds import CRUD, CUSTOM, CustomDefinition, ResourceInfo, Subresource, version_sort_key
 from kubesat.registry.meta import OBJECT_META, as_dict, column, field_doc, name_column
 from kubesat.registry.strategy import Strategy
 
@@ -72,9 +72,20 @@ def infos_for(crd: dict[str, Any], terminating: bool = False) -> tuple[ResourceI
     return tuple(out)
 
 
-def crd_key(info: ResourceInfo) -> str:
-    """The storage key of the CRD that defines a custom resource."""
-    return f"/registry/{CRD_GROUP}/customresourcedefinitions/{info.custom.crd_name if info.custom else ''}"
+def deprecation_warning(info: ResourceInfo) -> str:
+    """The Warning a request to a deprecated version gets: its deprecationWarning, else `<g>/<v> <Kind> is
+    deprecated`, naming the highest served version that is not deprecated and ranks above it, if any."""
+    if info.custom is None or not info.custom.version.get("deprecated"):
+        return ""
+    given = info.custom.version.get("deprecationWarning")
+    if isinstance(given, str):
+        return given
+    text = f"{info.api_version} {info.kind} is deprecated"
+    rank = version_sort_key(info.version)
+    better = sorted((i.version for i in CUSTOM.of(info.custom.crd_name)
+                     if i.custom is not None and not i.custom.version.get("deprecated")
+                     and version_sort_key(i.version) < rank), key=version_sort_key)
+    return f"{text}; use {info.group}/{better[0]} {info.kind}" if better else text
 
 
 # ------------------------------------------------------------------------------------------ columns
