@@ -34,6 +34,18 @@ def _config(kind: str, name: str, hooks: list[dict[str, Any]]) -> dict[str, Any]
             "webhooks": hooks}
 
 
+def _audit_events(server: Server, name: str, key_part: str) -> list[dict[str, Any]]:
+    """The audit events of writes of `name` with an annotation key containing `key_part` (waited for a moment)."""
+    deadline = time.monotonic() + 5
+    while True:
+        events = [json.loads(line) for line in (server.data_dir / "audit.log").read_text().splitlines()]
+        found = [e for e in events if (e.get("objectRef") or {}).get("name") == name
+                 and any(key_part in k for k in e.get("annotations") or {})]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def _create_raw(api: client.ApiClient, plural: str, body: dict[str, Any]) -> Any:
     return client.CustomObjectsApi(api).create_cluster_custom_object("admissionregistration.k8s.io", "v1", plural, body)
 
@@ -223,13 +235,16 @@ def test_validating_webhook_denies_with_its_message(server: Server, api: client.
 
 
 def test_warnings_reach_kubectl(server: Server, hooks: WebhookServer, configs: list[tuple[str, str]]) -> None:
-    hooks.paths["warn"] = lambda r: {"warnings": ["configmaps are so last year", "second thoughts"]}
+    hooks.paths["warn"] = lambda r: {"warnings": ["configmaps are so last year", "second thoughts"],
+                                     "auditAnnotations": {"verdict": "grudging"}}
     _install(server, configs, "ValidatingWebhookConfiguration", "warner",
              [_url_hook(hooks, "warn.example.com", "warn", "warn")])
     res = server.kubectl("create", "-f", "-", input=_configmap("warned", "warn"))
     assert "Warning: configmaps are so last year" in res.stderr
     assert "Warning: second thoughts" in res.stderr
     assert "configmap/warned created" in res.stdout
+    (event,) = _audit_events(server, "warned", "warn.example.com/")
+    assert event["annotations"]["warn.example.com/verdict"] == "grudging"
 
 
 def test_namespace_and_object_selectors_skip(server: Server, hooks: WebhookServer,
@@ -280,6 +295,9 @@ def test_failure_policy_on_garbage(server: Server, hooks: WebhookServer, configs
                          check=False)
     if policy == "Ignore":
         assert res.returncode == 0, res.stderr
+        (event,) = _audit_events(server, "garbage-ignore", "failed-open")
+        assert event["annotations"]["failed-open.mutation.webhook.admission.k8s.io/round_0_index_0"] == \
+            "garbage.example.com"
         return
     assert res.stderr.strip() == (
         'Error from server (InternalError): error when creating "STDIN": Internal error occurred: failed calling '
@@ -349,6 +367,16 @@ def test_reinvocation_if_needed(server: Server, api: client.ApiClient, hooks: We
     assert hooks.got("first")[1]["request"]["object"]["metadata"]["labels"]["second"] == "seen"
     labels = client.CoreV1Api(api).read_namespaced_config_map("reinvoked", "default").metadata.labels
     assert labels == {"case": "reinvoke", "first": "seen", "second": "seen"}
+    (event,) = _audit_events(server, "reinvoked", "mutation.webhook")
+    notes = {k: json.loads(v) for k, v in event["annotations"].items() if k.startswith("mutation.webhook")}
+    assert notes == {
+        "mutation.webhook.admission.k8s.io/round_0_index_0":
+            {"configuration": "a-first", "webhook": "first.example.com", "mutated": True},
+        "mutation.webhook.admission.k8s.io/round_0_index_1":
+            {"configuration": "b-second", "webhook": "second.example.com", "mutated": True},
+        "mutation.webhook.admission.k8s.io/round_1_index_0":
+            {"configuration": "a-first", "webhook": "first.example.com", "mutated": False},
+    }
 
 
 def test_configurations_themselves_are_exempt(server: Server, hooks: WebhookServer,

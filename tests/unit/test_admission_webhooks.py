@@ -160,3 +160,13 @@ def test_uid_and_kind_of_the_answer_are_checked() -> None:
         read_answer(200, b"{}", "a", "admission.k8s.io/v1", False)
     with pytest.raises(CallError, match="status code 500"):
         read_answer(500, b"", "a", "admission.k8s.io/v1", False)
+
+
+def test_an_update_that_creates_is_a_create() -> None:
+    attrs = Attributes("UPDATE", RequestResource("", "v1", "leases", "", "Lease", "ns"), "l", None, True,
+                       {"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1", "dryRun": ["All"],
+                        "fieldManager": "me"})
+    created = attrs.creating()
+    assert created.operation == "CREATE"
+    assert created.options == {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "dryRun": ["All"],
+                               "fieldManager": "me"}

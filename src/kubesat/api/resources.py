@@ -396,7 +396,7 @@ class ResourceHandler:
         r = RequestResource.of(res, req.info.subresource, ns)
         return self.webhooks.for_request(Attributes(
             operation, r, name, req.user, bool(options.get("dryRun")), options,
-            _equivalents(res, req.info.subresource, ns), req.warnings))
+            _equivalents(res, req.info.subresource, ns), req.warnings, req.audit))
 
     async def _admit_connect(self, req: Request) -> None:
         """Webhooks on CONNECT (exec, attach, portforward, the proxies), with the options as the object."""
@@ -407,7 +407,7 @@ class ResourceHandler:
         ns = info.namespace if res.namespaced else ""
         r = RequestResource.of(res, info.subresource, ns)
         calls = self.webhooks.for_request(Attributes("CONNECT", r, info.name, req.user, False, None, (),
-                                                     req.warnings))
+                                                     req.warnings, req.audit))
         if calls is not None:
             obj = _connect_options(req, r.kind)
             await calls.mutate(None, obj)

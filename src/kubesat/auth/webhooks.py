@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubesat import errors, ids, limits
@@ -30,10 +31,14 @@ NAMESPACES = builtin_kind("v1", "Namespace")
 SERVICES = builtin_kind("v1", "Service")
 ENDPOINTS = builtin_kind("v1", "Endpoints")
 NO_SIDE_EFFECTS = ("None", "NoneOnDryRun")
+MUTATION_ANNOTATION = "mutation.webhook.admission.k8s.io/"
+FAILED_OPEN_MUTATING = "failed-open.mutation.webhook.admission.k8s.io/"
+FAILED_OPEN_VALIDATING = "failed-open.validating.webhook.admission.k8s.io/"
 # The variables a matchCondition sees (Kubernetes' `authorizer` is not offered yet).
 MATCH_CONDITION_VARIABLES = ("object", "oldObject", "request", "namespaceObject")
 
 Hook = tuple[str, dict[str, Any]]  # (configuration name, webhook)
+Slot = tuple[int, int]  # (round, index): where a call stands, as audit annotations name it
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,13 @@ class Attributes:
     options: dict[str, Any] | None
     equivalents: tuple[RequestResource, ...] = ()
     warnings: list[str] = field(default_factory=list)  # the request's Warning headers
+    audit: dict[str, str] = field(default_factory=dict)  # the request's audit annotations
+
+    def creating(self) -> Attributes:
+        """The same request as a CREATE (an update or apply of an object that does not exist creates it)."""
+        options = {k: v for k, v in (self.options or {}).items() if k in ("dryRun", "fieldManager", "fieldValidation")}
+        return replace(self, operation="CREATE", options={**options, "kind": "CreateOptions",
+                                                          "apiVersion": "meta.k8s.io/v1"})
 
 
 class ConfigurationSource:
@@ -149,6 +161,9 @@ class RequestAdmission:
         self.attrs = attrs
         self._namespace: dict[str, Any] | None = None  # the request's Namespace, once read
 
+    def creating(self) -> RequestAdmission:
+        return self.plugin.for_request(self.attrs.creating()) or self
+
     # ------------------------------------------------------------------------------------------ mutating
     async def mutate(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         hooks, _ = await self.plugin.source.hooks()
@@ -157,30 +172,38 @@ class RequestAdmission:
         changes = 0
         called_at: dict[int, int] = {}  # IfNeeded hooks called -> the count of changes after their call
         for i, hook in enumerate(hooks):
-            called, changed = await self._mutating_call(hook, old, new)
+            called, changed = await self._mutating_call(hook, old, new, (0, i))
             changes += changed
             if called and hook[1].get("reinvocationPolicy") == "IfNeeded":
                 called_at[i] = changes
         # An IfNeeded hook is called once more when a later one changed the object after it.
         for i in sorted(called_at):
             if called_at[i] < changes:
-                await self._mutating_call(hooks[i], old, new)
+                await self._mutating_call(hooks[i], old, new, (1, i))
 
-    async def _mutating_call(self, hook: Hook, old: dict[str, Any] | None,
-                             new: dict[str, Any] | None) -> tuple[bool, bool]:
+    async def _mutating_call(self, hook: Hook, old: dict[str, Any] | None, new: dict[str, Any] | None,
+                             slot: Slot) -> tuple[bool, bool]:
         """(called, changed the object)."""
-        answer = await self._call(hook, old, new, mutating=True)
+        answer = await self._call(hook, old, new, True, slot)
         if answer is None:
             return False, False
+        changed = await self._apply_patch(hook, answer, new, slot)
+        self.attrs.audit[f"{MUTATION_ANNOTATION}round_{slot[0]}_index_{slot[1]}"] = json.dumps(
+            {"configuration": hook[0], "webhook": hook[1].get("name", ""), "mutated": changed}, separators=(",", ":"))
+        return True, changed
+
+    async def _apply_patch(self, hook: Hook, answer: Answer, new: dict[str, Any] | None, slot: Slot) -> bool:
+        """Whether the answer's patch changed the object."""
         if not answer.patch:
-            return True, False
+            return False
         name = str(hook[1].get("name", ""))
         if new is None:
             raise errors.internal(f'admission webhook "{name}" attempted to modify the object, which is not '
                                   "supported for this operation")
         if answer.patch_type != "JSONPatch":
-            self._failed(hook, f'failed calling webhook "{name}": unsupported patch type "{answer.patch_type}"')
-            return True, False
+            self._failed(hook, f'failed calling webhook "{name}": unsupported patch type "{answer.patch_type}"', True,
+                         slot)
+            return False
         try:
             patched = patching.apply_json_patch(new, answer.patch)
             limits.check_document(patched)
@@ -189,17 +212,17 @@ class RequestAdmission:
         if not isinstance(patched, dict):
             raise errors.internal(f'admission webhook "{name}" returned a patch that does not give an object')
         if patched == new:
-            return True, False
+            return False
         new.clear()
         new.update(patched)
-        return True, True
+        return True
 
     # ---------------------------------------------------------------------------------------- validating
     async def validate(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         _, hooks = await self.plugin.source.hooks()
         if not hooks:
             return
-        results = await asyncio.gather(*(self._call(h, old, new, mutating=False) for h in hooks),
+        results = await asyncio.gather(*(self._call(h, old, new, False, (0, i)) for i, h in enumerate(hooks)),
                                        return_exceptions=True)
         for r in results:  # the first failure in calling order wins
             if isinstance(r, BaseException):
@@ -207,7 +230,7 @@ class RequestAdmission:
 
     # ------------------------------------------------------------------------------------------- calling
     async def _call(self, hook: Hook, old: dict[str, Any] | None, new: dict[str, Any] | None,
-                    mutating: bool) -> Answer | None:
+                    mutating: bool, slot: Slot) -> Answer | None:
         """Call one webhook if the request reaches it; None when it does not, or its failure is ignored.
         Raises the request's error for a denial or a failure under failurePolicy Fail."""
         cfg_name, h = hook
@@ -228,9 +251,11 @@ class RequestAdmission:
             status, body = await self._post(target, self._review(version, uid, matched, old, new), timeout)
             answer = read_answer(status, body, uid, version, mutating)
         except CallError as e:
-            self._failed(hook, f'failed calling webhook "{name}": {e}')
+            self._failed(hook, f'failed calling webhook "{name}": {e}', mutating, slot)
             return None
         self.attrs.warnings.extend(answer.warnings)
+        for key, value in answer.audit_annotations.items():
+            self.attrs.audit[f"{name}/{key}"] = value
         if not answer.allowed:
             raise self._denied(name, answer.status)
         log.debug("webhook %s of %s allowed %s", name, cfg_name, self.attrs.operation)
@@ -242,10 +267,13 @@ class RequestAdmission:
         except CallError as e:
             raise CallError(f"failed to call webhook: {e}") from None
 
-    def _failed(self, hook: Hook, reason: str) -> None:
-        """A call that failed: ignored (and logged) under failurePolicy Ignore, else the request fails."""
+    def _failed(self, hook: Hook, reason: str, mutating: bool, slot: Slot) -> None:
+        """A call that failed: ignored (logged, and noted in the audit event) under failurePolicy Ignore, else the
+        request fails."""
         if hook[1].get("failurePolicy") == "Ignore":
             log.warning("Failed calling webhook, failing open %s: %s", hook[1].get("name", ""), reason)
+            prefix = FAILED_OPEN_MUTATING if mutating else FAILED_OPEN_VALIDATING
+            self.attrs.audit[f"{prefix}round_{slot[0]}_index_{slot[1]}"] = str(hook[1].get("name", ""))
             return
         raise errors.internal(reason)
 

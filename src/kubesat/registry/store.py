@@ -60,6 +60,10 @@ class WriteAdmission(Protocol):
 
     async def validate(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None: ...
 
+    def creating(self) -> WriteAdmission:
+        """The same admission for the create an update turns into when the object does not exist."""
+        ...
+
 
 _rfc3339_last: tuple[int, str] = (-1, "")
 
@@ -459,7 +463,7 @@ class Registry:
         if kv is None:
             if getattr(strategy, "allow_create_on_update", False) and not subresource:
                 return await self.create(info, namespace, obj, dry_run=dry_run, hook=hook, offload=offload,
-                                         admit=admit), True
+                                         admit=admit.creating() if admit is not None else None), True
             raise errors.not_found(info.plural, name, info.group)
         current = decode(kv.value, kv.mod_revision)
         want_rv = meta.get("resourceVersion")
@@ -500,8 +504,8 @@ class Registry:
                     created = create_if_missing()
                     created.setdefault("metadata", {})["name"] = name
                     try:
-                        return await self.create(info, namespace, created, dry_run=dry_run, hook=hook,
-                                                 offload=offload, admit=admit), True
+                        return await self.create(info, namespace, created, dry_run=dry_run, hook=hook, offload=offload,
+                                                 admit=admit.creating() if admit is not None else None), True
                     except errors.StatusError as e:
                         if e.reason == "AlreadyExists":
                             continue
