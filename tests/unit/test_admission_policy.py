@@ -166,3 +166,17 @@ def test_denial_status_and_namespace_variable() -> None:
     assert err.details == {"name": "c", "kind": "configmaps", "causes": [{"message": err.message.split(": ", 1)[1]}]}
     ns = namespace_variable({"metadata": {"name": "n", "managedFields": [{}], "labels": {"a": "b"}}})
     assert ns is not None and ns["metadata"] == {"name": "n", "labels": {"a": "b"}}
+
+
+def test_runtime_cost_limits() -> None:
+    obj = {"data": {f"k{i}": "v" for i in range(200)}}
+    heavy = "object.data.all(a, object.data.all(b, object.data.all(c, a != '' && b != '' && c != '')))"
+    decisions, _ = _run(_policy(validations=[{"expression": heavy}]), obj)
+    assert [d.message for d in decisions] == [
+        f"expression '{heavy}' resulted in error: operation cancelled: actual cost limit exceeded"]
+    assert _run(_policy(validations=[{"expression": heavy}]), {"data": {"a": "v"}})[0] == []
+    medium = "object.data.all(a, object.data.all(b, a != '' && b != ''))"  # about 1/25 of the budget each
+    decisions, _ = _run(_policy(validations=[{"expression": medium}] * 60), obj)
+    assert [d.message for d in decisions] == [
+        "validation failed due to running out of cost budget, no further validation rules will be run"]
+    assert _run(_policy(validations=[{"expression": medium}] * 60, failurePolicy="Ignore"), obj)[0] == []

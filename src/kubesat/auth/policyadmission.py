@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from kubesat import errors
-from kubesat.apimachinery.cel import CelError, CompileError, Compiled, evaluate
+from kubesat import errors, limits
+from kubesat.apimachinery.cel import CelError, CompileError, Compiled, cost, evaluate
 from kubesat.auth.webhookrules import (
     ADMISSION_GROUP, RequestResource, labels_of, object_selector_matches, rule_matches, selector_is_everything,
 )
@@ -246,24 +246,51 @@ class Outcome:
     annotations: dict[str, list[str]] = field(default_factory=dict)
 
 
+class _OutOfBudget(Exception):
+    pass
+
+
+OUT_OF_BUDGET = "validation failed due to running out of cost budget, no further validation rules will be run"
+
+
 class Evaluation:
     """One policy under one binding with one param object: matchConditions, variables, validations, annotations.
-    Errors become decisions when failurePolicy is Fail and are dropped under Ignore."""
+    Errors become decisions when failurePolicy is Fail and are dropped under Ignore. Each expression's cost (as
+    Kubernetes' estimator prices it for the values at hand) is charged to the evaluation's budget first."""
 
     def __init__(self, cp: CompiledPolicy, activation: dict[str, Any]) -> None:
         self.cp = cp
         self.activation = activation
         self.fail = cp.spec.get("failurePolicy", "Fail") != "Ignore"
+        self.budget = limits.CEL_RUNTIME_BUDGET
 
     def run(self) -> tuple[list[Decision], list[tuple[str, str]]]:
         """(decisions, audit annotations to publish)."""
-        matched = self._conditions()
-        if matched is not True:
-            return matched or [], []
-        self._variables()
-        decisions = [d for i, item in enumerate(self.cp.validations) if (d := self._validation(i, *item))]
-        annotations, errs = self._annotations()
+        try:
+            matched = self._conditions()
+            if matched is not True:
+                return matched or [], []
+            self._variables()
+            decisions = [d for i, item in enumerate(self.cp.validations) if (d := self._validation(i, *item))]
+            annotations, errs = self._annotations()
+        except _OutOfBudget:
+            return self._error(OUT_OF_BUDGET), []
         return decisions + errs, annotations
+
+    def _evaluate(self, p: Program) -> Any:
+        """The expression's value, after charging its cost: over the per-call limit it fails as cel-go's cancelled
+        evaluation; over what is left of the budget nothing more runs."""
+        if p.compiled is None:
+            raise CelError(f"compilation error: {p.error}")
+        spent = cost.Estimator(p.compiled.checked, cost.value_sizer(self.activation),
+                               unknown=cost.Range(0, limits.MAX_REQUEST_BYTES)).cost(p.compiled.checked.root).hi
+        charged = min(spent, limits.CEL_PER_CALL_LIMIT + 1)  # a cancelled call spent up to the limit
+        if charged > self.budget:
+            raise _OutOfBudget
+        self.budget -= charged
+        if spent > limits.CEL_PER_CALL_LIMIT:
+            raise CelError("operation cancelled: actual cost limit exceeded")
+        return evaluate(p.compiled, self.activation)
 
     def _error(self, message: str) -> list[Decision]:
         return [Decision(message)] if self.fail else []
@@ -272,9 +299,7 @@ class Evaluation:
         problems = []
         for p in self.cp.conditions:
             try:
-                if p.compiled is None:
-                    raise CelError(f"compilation error: {p.error}")
-                if evaluate(p.compiled, self.activation) is False:
+                if self._evaluate(p) is False:
                     return []
             except CelError as e:
                 problems.append(f"expression '{p.source}' resulted in error: {e}")
@@ -288,18 +313,14 @@ class Evaluation:
         values: dict[str, Any] = {}
         self.activation["variables"] = values
         for name, p in self.cp.variables:
-            if p.compiled is None:
-                continue
             try:
-                values[name] = evaluate(p.compiled, self.activation)
+                values[name] = self._evaluate(p)
             except CelError as e:
                 log.debug("variable %s of policy %s failed: %s", name, self.cp.name, e)
 
     def _validation(self, i: int, v: dict[str, Any], p: Program, message: Program | None) -> Decision | None:
         try:
-            if p.compiled is None:
-                raise CelError(f"compilation error: {p.error}")
-            result = evaluate(p.compiled, self.activation)
+            result = self._evaluate(p)
         except CelError as e:
             return Decision(f"expression '{p.source}' resulted in error: {e}", index=i) if self.fail else None
         if result is True:
@@ -311,7 +332,7 @@ class Evaluation:
         """messageExpression, else message, else `failed expression: <expression>`."""
         if message is not None and message.compiled is not None:
             try:
-                text = evaluate(message.compiled, self.activation)
+                text = self._evaluate(message)
             except CelError:
                 text = None
             if isinstance(text, str):
@@ -326,9 +347,7 @@ class Evaluation:
         errs: list[Decision] = []
         for key, p in self.cp.annotations:
             try:
-                if p.compiled is None:
-                    raise CelError(f"compilation error: {p.error}")
-                value = evaluate(p.compiled, self.activation)
+                value = self._evaluate(p)
             except CelError as e:
                 errs += self._error(f"expression '{p.source}' resulted in error: {e}")
                 continue
