@@ -40,7 +40,7 @@ def test_any_schema_and_object_give_errors_not_exceptions(schema: dict[str, Any]
     for e in structural.definition_errors(schema, "s"):
         assert e.text()
     root = {"type": "object", "properties": {"spec": schema}}
-    structural.definition_errors(root, "s", status_enabled=True)
+    structural.definition_errors(root, "s", status_enabled=True, old_schemas=[schema, root, None])
     doc = {"apiVersion": "g/v1", "kind": "K", "metadata": {}, "spec": copy.deepcopy(obj)}
     for e in structural.validate(root, doc) + structural.validate_update(root, doc, {"spec": obj}):
         assert e.text()

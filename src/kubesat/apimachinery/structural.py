@@ -24,15 +24,18 @@ __all__ = ["MetaValidator", "TooMuchWork", "apply_defaults", "definition_errors"
 _TOO_MUCH = "the schema or object nests too deeply or is too large to check"
 
 
-def definition_errors(schema: dict[str, Any], path: str, *, status_enabled: bool = False) -> list[FieldError]:
+def definition_errors(schema: dict[str, Any], path: str, *, status_enabled: bool = False,
+                      old_schemas: list[Any] | None = None) -> list[FieldError]:
     """The errors kube-apiserver gives for one version's openAPIV3Schema (at field path `path`) on CRD create.
 
     status_enabled: the version has the status subresource (the root then allows fewer keywords).
+    old_schemas: on update, the old CRD's openAPIV3Schemas (all versions); a rule one of them already broke is
+    not enforced (invalid types, unpruned defaults, non-atomic set items, map-list keys without default).
     """
     if not isinstance(schema, dict):
         return [errors.required(path, "schemas are required")]
     try:
-        return schema_definition_errors(schema, path, status_enabled, Budget())
+        return schema_definition_errors(schema, path, status_enabled, Budget(), old_schemas)
     except TooMuchWork:
         return [errors.forbidden_field(path, _TOO_MUCH)]
 

@@ -28,6 +28,64 @@ _BOOLS = frozenset({"nullable", "uniqueItems", "exclusiveMaximum", "exclusiveMin
 _REASONS = ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"]
 
 
+class Leniency:
+    """The rules an update does not enforce because the old CRD already broke them (Kubernetes' validationOptions)."""
+
+    __slots__ = ("valid_types", "pruned_defaults", "atomic_sets", "map_list_keys")
+
+    def __init__(self, old_schemas: list[Any] | None, budget: Budget) -> None:
+        old = [s for s in old_schemas or [] if isinstance(s, dict)]
+        self.valid_types = not any(_has(s, _invalid_type, budget) for s in old)
+        self.atomic_sets = not any(_has(s, _non_atomic_set, budget) for s in old)
+        self.map_list_keys = not any(_has(s, _bad_map_list_keys, budget) for s in old)
+        self.pruned_defaults = not any(_has_unpruned_defaults(s, budget) for s in old)
+
+
+def _has(s: dict[str, Any], pred: Any, budget: Budget, depth: int = 0) -> bool:
+    """Does any node of the schema (junctors, items, properties, additionalProperties too) satisfy pred."""
+    budget.step(depth)
+    if pred(s):
+        return True
+    subs: list[Any] = [s.get("not"), s.get("items"), s.get("additionalProperties"), *_props(s).values()]
+    for key in ("allOf", "anyOf", "oneOf"):
+        subs.extend(nodes.seq(s.get(key)))
+    return any(isinstance(x, dict) and _has(x, pred, budget, depth + 1) for x in subs)
+
+
+def _invalid_type(s: dict[str, Any]) -> bool:
+    return bool(_type(s)) and _type(s) not in _TYPES
+
+
+def _non_atomic_set(s: dict[str, Any]) -> bool:
+    items = s.get("items")
+    if s.get("x-kubernetes-list-type") != "set" or not isinstance(items, dict):
+        return False
+    if _type(items) == "array":
+        return items.get("x-kubernetes-list-type") not in (None, "atomic")
+    return _type(items) == "object" and items.get("x-kubernetes-map-type") != "atomic"
+
+
+def _bad_map_list_keys(s: dict[str, Any]) -> bool:
+    checks = _OpenAPI(Budget())
+    checks._map_list_keys(s, nodes.seq(s.get("x-kubernetes-list-map-keys")), "")
+    return bool(checks.errs)
+
+
+def _has_unpruned_defaults(s: dict[str, Any], budget: Budget) -> bool:
+    if _init_error(s, budget, 0) is not None or structural_errors(s, "", budget):
+        return False
+    return _has(s, lambda node: _default_changes_when_pruned(node, budget), budget)
+
+
+def _default_changes_when_pruned(s: dict[str, Any], budget: Budget) -> bool:
+    value = s.get("default")
+    if value is None:
+        return False
+    pruned = copy.deepcopy(value)
+    prune_embedded(s, pruned, s.get("x-kubernetes-embedded-resource") is True, budget)
+    return not deep_equal(pruned, value)
+
+
 class _Ctx:
     """What a schema node inherits: may it carry a default (and why not), and is it inside resource metadata."""
 
@@ -63,8 +121,9 @@ def _go_strings(values: list[Any]) -> GoText:
 class _OpenAPI:
     """ValidateCustomResourceDefinitionOpenAPISchema: the keyword rules, node by node, top-down."""
 
-    def __init__(self, budget: Budget) -> None:
+    def __init__(self, budget: Budget, lenient: Leniency | None = None) -> None:
         self.budget = budget
+        self.lenient = lenient or Leniency(None, budget)
         self.errs: list[FieldError] = []
 
     def node(self, s: dict[str, Any], path: str, ctx: _Ctx, is_root: bool, depth: int) -> None:
@@ -80,7 +139,7 @@ class _OpenAPI:
     def standard(self, s: dict[str, Any], path: str, ctx: _Ctx) -> None:
         add = self.errs.append
         typ = _type(s)
-        if typ and typ not in _TYPES:
+        if typ and typ not in _TYPES and self.lenient.valid_types:
             add(errors.not_supported(f"{path}.type", typ, _TYPES))
         if s.get("default") is not None and ctx.defaults_reason is not None:
             add(errors.forbidden_field(f"{path}.default", ("must not be set " + ctx.defaults_reason).rstrip()))
@@ -139,7 +198,7 @@ class _OpenAPI:
             add(errors.not_supported(f"{path}.x-kubernetes-map-type", map_type, ["atomic", "granular"]))
         if list_type is not None and typ != "array":
             self._wrong_type(path, typ, "must be array if x-kubernetes-list-type is specified")
-        elif list_type == "set" and isinstance(s.get("items"), dict):
+        elif list_type == "set" and isinstance(s.get("items"), dict) and self.lenient.atomic_sets:
             self._set_items(s["items"], path)
         if list_type is not None and list_type not in ("atomic", "set", "map"):
             add(errors.not_supported(f"{path}.x-kubernetes-list-type", list_type, ["atomic", "set", "map"]))
@@ -153,7 +212,8 @@ class _OpenAPI:
                                      "must be map if x-kubernetes-list-map-keys is non-empty"))
         if list_type == "map":
             self._map_list(s, keys, path)
-        self._map_list_keys(s, keys, path)
+        if self.lenient.map_list_keys:
+            self._map_list_keys(s, keys, path)
         self._validations(s, path)
 
     def _wrong_type(self, path: str, typ: str, detail: str) -> None:
@@ -261,7 +321,8 @@ class _OpenAPI:
 
 # ------------------------------------------------------------------------------------------ defaults
 
-def _default_errors(s: dict[str, Any], path: str, inside_meta: bool, budget: Budget, depth: int) -> list[FieldError]:
+def _default_errors(s: dict[str, Any], path: str, inside_meta: bool, budget: Budget, depth: int,
+                    require_pruned: bool = True) -> list[FieldError]:
     """ValidateDefaults: each default must be pruned already and valid against its own schema."""
     budget.step(depth)
     out: list[FieldError] = []
@@ -272,17 +333,17 @@ def _default_errors(s: dict[str, Any], path: str, inside_meta: bool, budget: Bud
     if value is not None and not inside_meta:
         pruned = copy.deepcopy(value)
         prune_embedded(s, pruned, embedded, budget)
-        if not deep_equal(pruned, value):
+        if require_pruned and not deep_equal(pruned, value):
             out.append(errors.invalid_value(f"{path}.default", field_value(value), "must not have unknown fields"))
         out.extend(schema_errors(s, value, f"{path}.default", budget))
     elif value is not None:
         out.extend(schema_errors(s, value, f"{path}.default", budget))
     items = s.get("items")
     if isinstance(items, dict):
-        out.extend(_default_errors(items, f"{path}.items", inside_meta, budget, depth + 1))
+        out.extend(_default_errors(items, f"{path}.items", inside_meta, budget, depth + 1, require_pruned))
     for k, sub in sorted(_props(s).items()):
         sub_meta = inside_meta or (embedded and k in _META)
-        out.extend(_default_errors(sub, f"{path}.properties[{k}]", sub_meta, budget, depth + 1))
+        out.extend(_default_errors(sub, f"{path}.properties[{k}]", sub_meta, budget, depth + 1, require_pruned))
     return out
 
 
@@ -304,8 +365,9 @@ def _status_root(schema: dict[str, Any], path: str) -> list[FieldError]:
     return []
 
 
-def schema_definition_errors(schema: dict[str, Any], path: str, status_enabled: bool,
-                             budget: Budget) -> list[FieldError]:
+def schema_definition_errors(schema: dict[str, Any], path: str, status_enabled: bool, budget: Budget,
+                             old_schemas: list[Any] | None = None) -> list[FieldError]:
+    lenient = Leniency(old_schemas, budget)
     errs: list[FieldError] = []
     if status_enabled:
         errs.extend(_status_root(schema, path))
@@ -315,8 +377,8 @@ def schema_definition_errors(schema: dict[str, Any], path: str, status_enabled: 
     if init_error is None:
         structural = structural_errors(schema, path, budget)
         root = {**schema, "x-kubernetes-embedded-resource": True}
-        errs.extend(structural or _default_errors(root, path, False, budget, 0))
-    checks = _OpenAPI(budget)
+        errs.extend(structural or _default_errors(root, path, False, budget, 0, lenient.pruned_defaults))
+    checks = _OpenAPI(budget, lenient)
     checks.node(schema, path, _Ctx(), True, 0)
     errs.extend(checks.errs)
     if not errs and init_error is not None:
