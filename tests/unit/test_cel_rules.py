@@ -589,3 +589,14 @@ def test_authorizer_checks_go_through_the_callback() -> None:
     assert cel.evaluate(decision, activation) is False
     assert asked[-1] == {"serviceAccount": ["kube-system", "sa"], "path": "/healthz", "verb": "get"}
     assert cel.runtime_cost(cel.compile_expression(f"{denied}.allowed()", variables), activation) >= 350_000
+
+
+def test_cross_type_numeric_comparisons() -> None:
+    schema = obj(spec=with_rules(obj(ratio={"type": "number"}, n=INT), "self.ratio <= 1 && self.n > 0.5"))
+    assert cel.rule_errors(schema, ROOT) == []
+    assert run(schema, {"ratio": 0.5, "n": 1}) == []
+    assert run(schema, {"ratio": 2, "n": 1}) == [
+        'spec: Invalid value: "object": failed rule: self.ratio <= 1 && self.n > 0.5']
+    assert value("1 < 1.5 && 2u >= 1 && 3.0 > 2") is True
+    with pytest.raises(cel.CompileError, match="found no matching overload for '_<_' applied to '\\(int, string\\)'"):
+        cel.compile_expression("1 < 'a'", {})

@@ -37,7 +37,6 @@ class Compiled:
     source: str
     program: Any
     checked: Checked
-    runtime_checked: Checked
     result_type: str  # BOOL, STRING, INT, DYN, ... as the checker named it
     body: Node | None = None  # the part the user wrote, when the engine wrapped it (optionalOldSelf)
     static_cost: int | None = None  # the estimate from declared bounds, once someone computed it
@@ -196,11 +195,35 @@ def _extensions() -> list[Any]:
     return [ext_optional.ExtOptional(), ext_bindings.ExtBindings()]
 
 
+_ORDERINGS = {"_<_": "less", "_<=_": "less_equals", "_>_": "greater", "_>=_": "greater_equals"}
+
+
+@functools.cache
+def _checker_config() -> Any:
+    """The standard library without its orderings, which _orderings() declares again with cel-go's cross-type
+    numeric overloads (`1 < 1.5`, on by default in Kubernetes' environment)."""
+    yaml = "stdlib:\n  exclude_functions:\n" + "".join(f'    - name: "{op}"\n' for op in _ORDERINGS)
+    return cel.NewEnvConfigFromYaml(yaml)
+
+
+def _orderings() -> list[Any]:
+    same = [("bool", T.BOOL), ("int64", T.INT), ("uint64", T.UINT), ("double", T.DOUBLE), ("string", T.STRING),
+            ("bytes", T.BYTES), ("timestamp", T.TIMESTAMP), ("duration", T.DURATION)]
+    numbers = [("int64", T.INT), ("uint64", T.UINT), ("double", T.DOUBLE)]
+    decls = []
+    for op, name in _ORDERINGS.items():
+        overloads = [cel.Overload(f"{name}_{n}", T.BOOL, [t, t]) for n, t in same]
+        overloads += [cel.Overload(f"{name}_{a}_{b}", T.BOOL, [ta, tb])
+                      for a, ta in numbers for b, tb in numbers if a != b]
+        decls.append(cel.FunctionDecl(op, overloads))
+    return decls
+
+
 @functools.cache
 def _checker_functions() -> list[Any]:
     def declared(kind: str) -> Any:
         return T.AbstractType(f"kubernetes.{kind}")
-    return library.declarations(declared) + authz.declarations(declared)
+    return library.declarations(declared) + authz.declarations(declared) + _orderings()
 
 
 class Env:
@@ -213,7 +236,8 @@ class Env:
         pool.Add(messages.file)
         self._pool = pool  # the environment refers to it
         self.names = tuple(sorted(variables))
-        self._env = cel.NewEnv(pool, variables=types, extensions=_extensions(), functions=_checker_functions())
+        self._env = cel.NewEnv(pool, config=_checker_config(), variables=types, extensions=_extensions(),
+                               functions=_checker_functions())
 
     def compile(self, expr: str) -> Compiled:
         if len(expr) > limits.CEL_MAX_EXPRESSION_CHARS:
@@ -225,8 +249,8 @@ class Env:
         except Exception as e:  # the binding raises RuntimeError with the checker's issues
             raise CompileError(_issues(e)) from None
         tree = parse(ast.serialize())
-        program, runtime_tree = _runtime_program(expr, self.names)
-        return Compiled(expr, program, tree, runtime_tree, ast.return_type().name())
+        program = _runtime_program(expr, self.names)
+        return Compiled(expr, program, tree, ast.return_type().name())
 
 
 def compile_expression(expr: str, variables: Mapping[str, DeclType | None]) -> Compiled:
@@ -247,7 +271,7 @@ def _dynamic_env(names: tuple[str, ...]) -> Env:
 _runtime_lock = threading.Lock()
 # Compiling is rare (programs are cached) and the engine's environments are not documented as thread-safe.
 _compile_lock = threading.Lock()
-_programs: OrderedDict[tuple[str, tuple[str, ...]], tuple[Any, Checked]] = OrderedDict()
+_programs: OrderedDict[tuple[str, tuple[str, ...]], Any] = OrderedDict()
 
 
 @functools.cache
@@ -263,7 +287,7 @@ def _runtime_env(names: tuple[str, ...]) -> Any:
                       functions=_runtime_functions())
 
 
-def _runtime_program(expr: str, names: tuple[str, ...]) -> tuple[Any, Checked]:
+def _runtime_program(expr: str, names: tuple[str, ...]) -> Any:
     """The program for an expression, compiled once against dynamic variables (values are checked per call)."""
     key = (expr, names)
     with _runtime_lock:
@@ -273,15 +297,16 @@ def _runtime_program(expr: str, names: tuple[str, ...]) -> tuple[Any, Checked]:
             return hit
     try:
         with _compile_lock:
-            program = _runtime_env(names).compile(expr)
+            # checked already by the caller's typed environment; unchecked, the runtime dispatches on the values
+            # (and compares int with double, as Kubernetes' environment does)
+            program = _runtime_env(names).compile(expr, disable_check=True)
     except Exception as e:
         raise CompileError(_issues(e)) from None
-    entry = (program, parse(program.serialize()))
     with _runtime_lock:
-        _programs[key] = entry
+        _programs[key] = program
         while len(_programs) > limits.CEL_PROGRAM_CACHE:
             _programs.popitem(last=False)
-    return entry
+    return program
 
 
 def evaluate(compiled: Compiled, activation: Mapping[str, Any]) -> Any:
