@@ -523,3 +523,36 @@ def test_connect_and_subresource_creates(server: Server, api: client.ApiClient, 
     assert ereq["resource"] == {"group": "", "version": "v1", "resource": "pods"}
     assert ereq["subResource"] == "eviction"
     server.kubectl("delete", "pod", "shell-target", "--grace-period=0", "--force", check=False)
+
+
+def test_scale_subresource_is_admitted_as_a_scale(server: Server, api: client.ApiClient, hooks: WebhookServer,
+                                                  configs: list[tuple[str, str]]) -> None:
+    def at_most_three(request: dict[str, Any]) -> dict[str, Any]:
+        if request["object"]["spec"]["replicas"] > 3:
+            return {"allowed": False, "status": {"message": "at most 3 replicas"}}
+        return {}
+
+    hooks.paths["scale-check"] = at_most_three
+    hooks.paths["scale-cap"] = lambda r: json_patch([{"op": "replace", "path": "/spec/replicas", "value": 2}]) \
+        if r["object"]["spec"]["replicas"] == 3 else {}
+    rules = [{"operations": ["UPDATE"], "apiGroups": ["apps"], "apiVersions": ["v1"],
+              "resources": ["deployments/scale"]}]
+    _install(server, configs, "ValidatingWebhookConfiguration", "scale-check", [
+        _hook("scale.example.com", rules=rules,
+              clientConfig={"url": hooks.url("scale-check"), "caBundle": hooks.ca_bundle})])
+    _install(server, configs, "MutatingWebhookConfiguration", "scale-cap", [
+        _hook("scalecap.example.com", rules=rules,
+              clientConfig={"url": hooks.url("scale-cap"), "caBundle": hooks.ca_bundle})])
+    server.kubectl("create", "deployment", "scaled", "--image=busybox")
+    res = server.kubectl("scale", "deployment", "scaled", "--replicas=5", check=False)
+    assert 'deployments.apps "scaled" is forbidden: admission webhook "scale.example.com" denied the request: at ' \
+        "most 3 replicas" in res.stderr
+    req = hooks.got("scale-check")[-1]["request"]
+    assert req["kind"] == {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+    assert req["resource"] == {"group": "apps", "version": "v1", "resource": "deployments"}
+    assert req["subResource"] == "scale" and req["object"]["kind"] == "Scale"
+    assert (req["oldObject"]["spec"]["replicas"], req["object"]["spec"]["replicas"]) == (1, 5)
+    server.kubectl("scale", "deployment", "scaled", "--replicas=3")  # the mutating webhook makes it 2
+    assert client.AppsV1Api(api).read_namespaced_deployment("scaled", "default").spec.replicas == 2
+    assert hooks.got("scale-check")[-1]["request"]["object"]["spec"]["replicas"] == 2
+    server.kubectl("delete", "deployment", "scaled")

@@ -402,7 +402,9 @@ class ResourceHandler:
         """Webhooks on CONNECT (exec, attach, portforward, the proxies), with the options as the object."""
         info = req.info
         res = kinds.lookup(info.api_group, info.api_version, info.resource)
-        if self.webhooks is None or res is None or info.subresource == "log":
+        sub = next((s for s in res.subresources if s.name == info.subresource), None) if res is not None else None
+        # Only real connect subresources (pods/log is a read; scale has handlers of its own that admit updates).
+        if self.webhooks is None or res is None or sub is None or not sub.connect or sub.name == "log":
             return
         ns = info.namespace if res.namespaced else ""
         r = RequestResource.of(res, info.subresource, ns)
@@ -412,6 +414,11 @@ class ResourceHandler:
             obj = _connect_options(req, r.kind)
             await calls.mutate(None, obj)
             await calls.validate(None, obj)
+
+    def update_webhooks(self, req: Request, res: ResourceInfo, ns: str) -> RequestAdmission | None:
+        """The webhook calls of an UPDATE of the request's object, for the handlers of subresources (scale)."""
+        return self._webhooks(req, res, ns, "UPDATE", req.info.name,
+                              _options(req, "UpdateOptions", self._dry_run(req)))
 
     async def _admit_special_create(self, req: Request, res: ResourceInfo, ns: str, body: dict[str, Any]) -> None:
         """Webhooks on a create the generic code does not store (pods/eviction, pods/binding, serviceaccounts/token):

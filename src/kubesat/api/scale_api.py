@@ -4,6 +4,7 @@ Scale that reads and writes the workload's spec.replicas (what `kubectl scale` a
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from kubesat import errors
@@ -18,7 +19,7 @@ from kubesat.registry import customresource
 from kubesat.registry.kinds import ResourceInfo, builtin_kind, lookup
 from kubesat.registry.meta import column, field_doc, name_column
 from kubesat.registry.podtemplate import format_labels, selector_string
-from kubesat.registry.store import MODIFIED_MSG, Registry
+from kubesat.registry.store import MODIFIED_MSG, Registry, WriteAdmission
 
 SCALE_API_VERSION = "autoscaling/v1"
 SCALE_DEFINITION = "io.k8s.api.autoscaling.v1.Scale"
@@ -92,6 +93,41 @@ def _apply_scale(current: dict[str, Any], scale: dict[str, Any], res: ResourceIn
     else:
         new["metadata"].pop("resourceVersion", None)
     return new
+
+
+def _set_replicas(workload: dict[str, Any], replicas: Any) -> None:
+    workload.setdefault("spec", {})["replicas"] = replicas
+
+
+class _ScaleAdmission:
+    """Admission webhooks see a scale write as kube-apiserver shows it, the autoscaling/v1 Scale before and after;
+    what a mutating webhook changes in the Scale's spec.replicas goes back to the workload."""
+
+    def __init__(self, inner: WriteAdmission, to_scale: Callable[[dict[str, Any]], dict[str, Any]],
+                 set_replicas: Callable[[dict[str, Any], Any], None]) -> None:
+        self.inner, self.to_scale, self.set_replicas = inner, to_scale, set_replicas
+
+    @classmethod
+    def of(cls, inner: WriteAdmission | None, to_scale: Callable[[dict[str, Any]], dict[str, Any]],
+           set_replicas: Callable[[dict[str, Any], Any], None]) -> _ScaleAdmission | None:
+        return cls(inner, to_scale, set_replicas) if inner is not None else None
+
+    def _scale(self, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+        return self.to_scale(obj) if obj is not None else None
+
+    async def mutate(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        scale = self._scale(new)
+        before = copy.deepcopy(scale)
+        await self.inner.mutate(self._scale(old), scale)
+        if new is not None and scale is not None and scale != before:
+            spec = scale.get("spec")
+            self.set_replicas(new, (spec.get("replicas") if isinstance(spec, dict) else None) or 0)
+
+    async def validate(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        await self.inner.validate(self._scale(old), self._scale(new))
+
+    def creating(self) -> _ScaleAdmission:
+        return self
 
 
 def _patched_scale(scale: dict[str, Any], content_type: str, body: bytes) -> Any:
@@ -170,7 +206,9 @@ class ScaleHandler:
                 new["metadata"]["managedFields"] = managed
 
         updated, _ = await self.registry.guaranteed_update(
-            res, req.info.namespace, req.info.name, mutate, dry_run=_dry_run(req), subresource="scale", hook=hook)
+            res, req.info.namespace, req.info.name, mutate, dry_run=_dry_run(req), subresource="scale", hook=hook,
+            admit=_ScaleAdmission.of(self.resources.update_webhooks(req, res, req.info.namespace), _scale,
+                                     _set_replicas))
         return _reply(req, 200, _scale(updated))
 
 
@@ -206,7 +244,9 @@ class ScaleHandler:
                 check(req, res, old, new)
 
         updated, _ = await self.registry.guaranteed_update(
-            res, req.info.namespace, req.info.name, mutate, dry_run=_dry_run(req), subresource="scale", hook=hook)
+            res, req.info.namespace, req.info.name, mutate, dry_run=_dry_run(req), subresource="scale", hook=hook,
+            admit=_ScaleAdmission.of(self.resources.update_webhooks(req, res, req.info.namespace), _scale,
+                                     _set_replicas))
         return _reply(req, 200, _scale(updated))
 
 
@@ -280,8 +320,10 @@ class CustomScaleHandler:
             if managed:
                 new["metadata"]["managedFields"] = managed
 
-        updated, _ = await self.registry.guaranteed_update(res, ns, req.info.name, mutate, dry_run=_dry_run(req),
-                                                           subresource="scale", hook=hook)
+        updated, _ = await self.registry.guaranteed_update(
+            res, ns, req.info.name, mutate, dry_run=_dry_run(req), subresource="scale", hook=hook,
+            admit=_ScaleAdmission.of(self.resources.update_webhooks(req, res, ns), lambda o: _custom_scale(res, o),
+                                     lambda o, n: customresource.set_path(o, spec_path, n)))
         return _reply(req, 200, _custom_scale(res, updated))
 
 
