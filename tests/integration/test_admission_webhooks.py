@@ -556,3 +556,34 @@ def test_scale_subresource_is_admitted_as_a_scale(server: Server, api: client.Ap
     assert client.AppsV1Api(api).read_namespaced_deployment("scaled", "default").spec.replicas == 2
     assert hooks.got("scale-check")[-1]["request"]["object"]["spec"]["replicas"] == 2
     server.kubectl("delete", "deployment", "scaled")
+
+
+def test_match_policy_equivalent_reaches_another_version(server: Server, api: client.ApiClient,
+                                                         hooks: WebhookServer, configs: list[tuple[str, str]]) -> None:
+    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "doohickeys.hooks.example.com"},
+           "spec": {"group": "hooks.example.com", "scope": "Namespaced",
+                    "names": {"plural": "doohickeys", "singular": "doohickey", "kind": "Doohickey"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": schema},
+                                 {"name": "v2", "served": True, "storage": False, "schema": schema}]}}
+    server.kubectl("apply", "-f", "-", input=json.dumps(crd))
+    server.kubectl("wait", "--for=condition=Established", "crd/doohickeys.hooks.example.com", "--timeout=20s")
+    rules = [{"operations": ["CREATE"], "apiGroups": ["hooks.example.com"], "apiVersions": ["v1"],
+              "resources": ["doohickeys"]}]
+    hooks.paths["equivalent"] = lambda r: {}
+    hooks.paths["exact"] = lambda r: {}
+    _install(server, configs, "ValidatingWebhookConfiguration", "versions", [
+        _hook("equivalent.example.com", rules=rules, matchPolicy="Equivalent",
+              clientConfig={"url": hooks.url("equivalent"), "caBundle": hooks.ca_bundle}),
+        _hook("exact.example.com", rules=rules, matchPolicy="Exact",
+              clientConfig={"url": hooks.url("exact"), "caBundle": hooks.ca_bundle})])
+    client.CustomObjectsApi(api).create_namespaced_custom_object("hooks.example.com", "v2", "default", "doohickeys", {
+        "apiVersion": "hooks.example.com/v2", "kind": "Doohickey", "metadata": {"name": "d2"}})
+    assert hooks.got("exact") == []
+    req = hooks.got("equivalent")[-1]["request"]
+    assert req["kind"] == {"group": "hooks.example.com", "version": "v1", "kind": "Doohickey"}
+    assert req["requestKind"] == {"group": "hooks.example.com", "version": "v2", "kind": "Doohickey"}
+    assert req["resource"]["version"] == "v1" and req["requestResource"]["version"] == "v2"
+    assert req["object"]["apiVersion"] == "hooks.example.com/v1"
+    server.kubectl("delete", "crd", "doohickeys.hooks.example.com", "--wait=false")
