@@ -5,6 +5,7 @@ conditions, selectors, variables, message expressions and failure policies."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -68,6 +69,19 @@ def _refused(api: client.ApiClient, plural: str, body: dict[str, Any]) -> dict[s
         client.CustomObjectsApi(api).create_cluster_custom_object(GROUP, "v1", plural, body)
     assert ei.value.status == 422, ei.value.body
     return json.loads(ei.value.body)
+
+
+def _audit_annotations(server: Server, name: str, key: str) -> dict[str, str]:
+    """The annotations of the audit event of a write of `name` that carries `key` (waited for a moment)."""
+    deadline = time.monotonic() + 5
+    while True:
+        for line in (server.data_dir / "audit.log").read_text().splitlines():
+            event = json.loads(line)
+            if (event.get("objectRef") or {}).get("name") == name and key in (event.get("annotations") or {}):
+                return dict(event["annotations"])
+        if time.monotonic() > deadline:
+            return {}
+        time.sleep(0.1)
 
 
 # ------------------------------------------------------------------------------------------------- the kinds
@@ -300,6 +314,36 @@ def test_policy_on_a_custom_resource(server: Server, api: client.ApiClient) -> N
     g["spec"]["size"] = 3
     server.kubectl("create", "-n", "default", "-f", "-", input=json.dumps(g))
     _delete(server, (VAPB, "gadget-size-b"), (VAP, "gadget-size"))
+
+
+def test_audit_action_and_audit_annotations(server: Server, api: client.ApiClient) -> None:
+    _ns(server, "vap-audit")
+    _apply(server, _policy("audited", [{"expression": "object.data.size() <= 1", "message": "one key at most"}],
+                           auditAnnotations=[{"key": "keys", "valueExpression": "string(object.data.size())"}]),
+           _binding("audited-b", "audited", actions=["Audit"]))
+    assert _create_cm(api, "vap-audit", _cm("audited-cm", {"a": "1", "b": "2"})) is None
+    annotations = _audit_annotations(server, "audited-cm", "validation.policy.admission.k8s.io/validation_failure")
+    assert json.loads(annotations["validation.policy.admission.k8s.io/validation_failure"]) == [
+        {"message": "one key at most", "policy": "audited", "binding": "audited-b", "expressionIndex": 0,
+         "validationActions": ["Audit"]}]
+    assert annotations["audited/keys"] == "2"
+    _delete(server, (VAPB, "audited-b"), (VAP, "audited"))
+
+
+def test_authorizer_variable(server: Server, api: client.ApiClient) -> None:
+    _ns(server, "vap-authz")
+    may = "authorizer.group('').resource('secrets').namespace(object.metadata.namespace).check('list').allowed()"
+    sa_may = ("authorizer.serviceAccount('vap-authz', 'nobody').group('').resource('secrets')"
+              ".namespace(object.metadata.namespace).check('list').allowed()")
+    _apply(server, _policy("authz", [{"expression": may, "message": "requester may not list secrets"},
+                                     {"expression": sa_may, "message": "nobody may not list secrets"}]),
+           _binding("authz-b", "authz"))
+    err = _create_cm(api, "vap-authz", _cm("c", {}))  # the admin may; the ServiceAccount has no role
+    assert err is not None and json.loads(err.body)["message"].endswith("denied request: nobody may not list secrets")
+    server.kubectl("create", "rolebinding", "nobody-view", "-n", "vap-authz", "--clusterrole=admin",
+                   "--serviceaccount=vap-authz:nobody")
+    assert _create_cm(api, "vap-authz", _cm("c", {})) is None
+    _delete(server, (VAPB, "authz-b"), (VAP, "authz"))
 
 
 def test_policies_never_apply_to_admission_kinds(server: Server, api: client.ApiClient) -> None:

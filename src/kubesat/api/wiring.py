@@ -119,7 +119,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
         admit_pod_create(obj, lambda n, s: sa if s == sa_name else None)
 
     resources.admission.append(service_account_admission)
-    resources.webhooks = DynamicAdmission(registry)
+    resources.webhooks = DynamicAdmission(registry, authorizer=lambda: app.authorizer)
     app.on_shutdown.append(resources.webhooks.aclose)
 
     async def self_subject_review(req: Request, res: ResourceInfo, body: dict[str, Any]) -> Response:

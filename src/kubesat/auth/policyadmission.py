@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from kubesat import errors, limits
-from kubesat.apimachinery.cel import CelError, CompileError, Compiled, cost, evaluate
+from kubesat.apimachinery.cel import CelError, CompileError, Compiled, authorizer_value, cost, evaluate
+from kubesat.apimachinery.cel.authz import Authorize
+from kubesat.auth import authz
+from kubesat.auth.user import UserInfo
 from kubesat.auth.webhookrules import (
     ADMISSION_GROUP, RequestResource, labels_of, object_selector_matches, rule_matches, selector_is_everything,
 )
@@ -58,9 +62,9 @@ class Program:
     error: str = ""
 
 
-def _program(expression: str, has_params: bool) -> Program:
+def _program(expression: str, has_params: bool, has_authorizer: bool = True) -> Program:
     try:
-        return Program(expression, compile_policy_expression(expression, has_params))
+        return Program(expression, compile_policy_expression(expression, has_params, has_authorizer))
     except CompileError as e:
         return Program(expression, None, f"compilation failed: {e}")
 
@@ -92,7 +96,7 @@ def compile_policy(policy: dict[str, Any]) -> CompiledPolicy:
     for v in map(_d, _l(spec.get("validations"))):
         message = _s(v.get("messageExpression"))
         validations.append((v, _program(_s(v.get("expression")).strip(), params),
-                            _program(message, params) if message.strip() else None))
+                            _program(message, params, has_authorizer=False) if message.strip() else None))
     return CompiledPolicy(
         policy, policy["metadata"].get("generation"),
         [_program(_s(_d(c).get("expression")).strip(), params) for c in _l(spec.get("matchConditions"))],
@@ -401,14 +405,40 @@ async def collect_params(registry: Registry, spec: dict[str, Any], binding: dict
     return params
 
 
+# --------------------------------------------------------------------------------------------- authorizer
+_DECISIONS = {authz.ALLOW: "allow", authz.DENY: "deny"}
+
+
+def authorize_for(authorizer: authz.Authorizer, user: UserInfo | None) -> Authorize:
+    """The `authorizer` variable's checks answered by the server's authorizer, for the request's user or (after
+    authorizer.serviceAccount(ns, name)) for that ServiceAccount."""
+    def authorize(check: dict[str, Any]) -> tuple[str, str, str]:
+        sa = check.get("serviceAccount") or []
+        who = user
+        if len(sa) == 2:
+            who = UserInfo(f"system:serviceaccount:{sa[0]}:{sa[1]}",
+                           groups=("system:serviceaccounts", f"system:serviceaccounts:{sa[0]}"))
+        if who is None:
+            return "noOpinion", "", "no user in the request"
+        path = _s(check.get("path"))
+        decision, reason = authorizer.authorize(authz.Attributes(
+            user=who, verb=_s(check.get("verb")), resource_request=not path, namespace=_s(check.get("namespace")),
+            api_group=_s(check.get("group")), api_version="*", resource=_s(check.get("resource")),
+            subresource=_s(check.get("subresource")), name=_s(check.get("name")), path=path,
+            field_selector=_s(check.get("fieldSelector"))))
+        return _DECISIONS.get(decision, "noOpinion"), reason, ""
+    return authorize
+
+
 # ------------------------------------------------------------------------------------------------ the plugin
 class ValidatingPolicyAdmission:
     """The ValidatingAdmissionPolicy plugin over one registry; kube-apiserver runs it after the mutating webhooks
-    and before the validating ones."""
+    and before the validating ones. `authorizer` gives the server's authorizer (it may be replaced while serving)."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, authorizer: Callable[[], authz.Authorizer] | None = None) -> None:
         self.registry = registry
         self.source = PolicySource(registry)
+        self.authorizer = authorizer or authz.DenyAll
 
     async def validate(self, attrs: Attributes, old: dict[str, Any] | None, new: dict[str, Any] | None,
                        audit: dict[str, str] | None = None) -> None:
@@ -432,6 +462,7 @@ class _Request:
                  new: dict[str, Any] | None) -> None:
         self.plugin, self.attrs, self.old, self.new = plugin, attrs, old, new
         self._namespace: dict[str, Any] | None = None
+        self._authorizer: dict[str, Any] | None = None
 
     async def namespace(self) -> dict[str, Any]:
         if self._namespace is None:
@@ -491,7 +522,12 @@ class _Request:
         ns = namespace_variable(await self.namespace()) if r.namespace and not is_namespace else None
         return {"object": _in_version(self.new, matched, r), "oldObject": _in_version(self.old, matched, r),
                 "request": admission_request(self.attrs, matched), "params": param, "namespaceObject": ns,
-                "variables": {}}
+                "variables": {}, "authorizer": self.authorizer_variable()}
+
+    def authorizer_variable(self) -> dict[str, Any]:
+        if self._authorizer is None:
+            self._authorizer = authorizer_value(authorize_for(self.plugin.authorizer(), self.attrs.user))
+        return self._authorizer
 
     def _act(self, policy: str, binding: dict[str, Any], d: Decision, outcome: Outcome) -> None:
         bname = str(binding["metadata"].get("name", ""))

@@ -26,7 +26,7 @@ MAX_AUDIT_ANNOTATIONS = 20
 MAX_MATCH_CONDITIONS = 64
 MAX_VALUE_EXPRESSION_BYTES = 5 * 1024
 MAX_COMPILED = 4096  # expressions checked per policy at most (each list is bounded by the request size anyway)
-# The variables a policy's expressions see; `params` only with a paramKind. Kubernetes' `authorizer` is not offered.
+# The variables a policy's expressions see; `params` only with a paramKind, `authorizer` in all but messageExpression.
 BASE_VARIABLES = ("object", "oldObject", "request", "namespaceObject", "variables")
 _CEL_IDENT = re.compile(r"^[_a-zA-Z][_a-zA-Z0-9]*$")
 _CEL_RESERVED = frozenset({"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
@@ -44,18 +44,18 @@ def _s(v: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ compiling
-def variable_names(has_params: bool) -> tuple[str, ...]:
-    return BASE_VARIABLES + ("params",) if has_params else BASE_VARIABLES
+def variable_names(has_params: bool, has_authorizer: bool = True) -> tuple[str, ...]:
+    return BASE_VARIABLES + (("params",) if has_params else ()) + (("authorizer",) if has_authorizer else ())
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def _env(names: tuple[str, ...]) -> Env:
     return Env(dict.fromkeys(names, DYN))
 
 
-def compile_policy_expression(expression: str, has_params: bool) -> Compiled:
+def compile_policy_expression(expression: str, has_params: bool, has_authorizer: bool = True) -> Compiled:
     """One policy expression checked against dynamic admission variables (raises CompileError)."""
-    return _env(variable_names(has_params)).compile(expression)
+    return _env(variable_names(has_params, has_authorizer)).compile(expression)
 
 
 _CEL_TYPE_NAMES = {"NULL": "null_type", "DURATION": "google.protobuf.Duration",
@@ -69,11 +69,11 @@ def cel_type_name(result_type: str) -> str:
 
 
 def _compile_errors(expression: str, path: str, has_params: bool, returns: tuple[str, ...],
-                    shown: str | None = None) -> list[FieldError]:
+                    shown: str | None = None, has_authorizer: bool = True) -> list[FieldError]:
     """compile.go's CompileCELExpression: `compilation failed: <issues>`, or the wrong result type."""
     value = expression if shown is None else shown
     try:
-        compiled = compile_policy_expression(expression, has_params)
+        compiled = compile_policy_expression(expression, has_params, has_authorizer)
     except CompileError as e:
         return [invalid_value(path, value, f"compilation failed: {e}")]
     if not returns or compiled.result_type == "DYN" or compiled.result_type in returns:
@@ -223,7 +223,8 @@ def _validate_validation(v: dict[str, Any], path: str, has_params: bool) -> list
     if message_expression and not message_expression.strip():
         errs.append(invalid_value(f"{path}.messageExpression", message_expression, "must be non-empty if specified"))
     elif message_expression.strip():
-        errs += _compile_errors(message_expression, f"{path}.messageExpression", has_params, ("STRING",))
+        errs += _compile_errors(message_expression, f"{path}.messageExpression", has_params, ("STRING",),
+                                has_authorizer=False)
     message = _s(v.get("message"))
     if message and not message.strip():
         errs.append(invalid_value(f"{path}.message", message, "message must be non-empty if specified"))
