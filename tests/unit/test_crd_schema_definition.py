@@ -180,7 +180,9 @@ def test_go_regexp_errors(pattern: str, error: str) -> None:
     ("^[a-z]+$", "abc", True), ("^[a-z]+$", "abc\n", False), ("a(?i)b", "aB", True), ("a(?i)b", "AB", False),
     ("a{,2}", "a{,2}", True), (r"\d+", "x٣", False), (r"\pL", "é", True), ("[[:digit:]]x", "1x", True),
     (r"\Qa.b\E", "axb", False), (r"\x{41}", "A", True), ("(?s)a.b", "a\nb", True), ("a.b", "a\nb", False),
-    ("^(?P<n>x)|(?<m>y)$", "y", True),
+    ("^(?P<n>x)|(?<m>y)$", "y", True), (r"^[\s\S]*$", "a\nb", True), (r"^[\D]+$", "a1", False),
+    (r"^[^\W_]+$", "ab1", True), (r"^[^\W_]+$", "a_b", False), ("^[[:^alpha:]]+$", "1a", False),
+    (r"^[\P{L}]+$", "12", True), (r"^[\P{L}]+$", "é", False), (r"^\w+$", "é", False), (r"^\s$", "\v", False),
 ])
 def test_patterns_match_as_re2(pattern: str, text: str, matches: bool) -> None:
     assert bool(regex.translate(pattern).search(text)) is matches

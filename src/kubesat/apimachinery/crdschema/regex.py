@@ -28,12 +28,19 @@ _INVALID_UTF8 = "invalid UTF-8"
 _MAX_REPEAT = 1000
 # Texts longer than this are searched by the NFA whenever the pattern has an unbounded repetition.
 _LONG_TEXT = 4096
-_POSIX = {
-    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ", "cntrl": "\\x00-\\x1f\\x7f",
-    "digit": "0-9", "graph": "!-~", "lower": "a-z", "print": " -~", "punct": "!-/:-@\\[-`{-~",
-    "space": "\\t\\n\\v\\f\\r ", "upper": "A-Z", "word": "0-9A-Za-z_", "xdigit": "0-9A-Fa-f",
+Ranges = tuple[tuple[int, int], ...]
+_DIGIT: Ranges = ((0x30, 0x39),)
+_UPPER: Ranges = ((0x41, 0x5A),)
+_LOWER: Ranges = ((0x61, 0x7A),)
+_POSIX: dict[str, Ranges] = {
+    "alnum": _DIGIT + _UPPER + _LOWER, "alpha": _UPPER + _LOWER, "ascii": ((0, 0x7F),), "blank": ((9, 9), (32, 32)),
+    "cntrl": ((0, 0x1F), (0x7F, 0x7F)), "digit": _DIGIT, "graph": ((0x21, 0x7E),), "lower": _LOWER,
+    "print": ((0x20, 0x7E),), "punct": ((0x21, 0x2F), (0x3A, 0x40), (0x5B, 0x60), (0x7B, 0x7E)),
+    "space": ((9, 13), (32, 32)), "upper": _UPPER, "word": _DIGIT + _UPPER + ((0x5F, 0x5F),) + _LOWER,
+    "xdigit": _DIGIT + ((0x41, 0x46), (0x61, 0x66)),
 }
-_PERL = {"d": "0-9", "s": "\\t\\n\\f\\r ", "w": "0-9A-Za-z_"}
+# RE2's Perl classes are ASCII-only; \s does not include \v.
+_PERL: dict[str, Ranges] = {"d": _DIGIT, "s": ((9, 10), (12, 13), (32, 32)), "w": _POSIX["word"]}
 _PUNCT = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 _SIMPLE_ESCAPES = {"a": "\\x07", "f": "\\x0c", "t": "\\t", "n": "\\n", "r": "\\r", "v": "\\x0b"}
 _CATEGORIES = {"L", "Lu", "Ll", "Lt", "Lm", "Lo", "M", "Mn", "Mc", "Me", "N", "Nd", "Nl", "No", "P", "Pc", "Pd", "Ps",
@@ -56,18 +63,35 @@ def _esc(cp: int) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _category_ranges(name: str) -> str:
-    """A Python class body for a Unicode general category (computed once per category)."""
-    out: list[str] = []
+def _category_ranges(name: str) -> Ranges:
+    """The code point ranges of a Unicode general category (computed once per category)."""
+    out: list[tuple[int, int]] = []
     start = -1
     for cp in range(sys.maxunicode + 2):
         inside = cp <= sys.maxunicode and unicodedata.category(chr(cp)).startswith(name)
         if inside and start < 0:
             start = cp
         elif not inside and start >= 0:
-            out.append(_esc(start) if start == cp - 1 else f"{_esc(start)}-{_esc(cp - 1)}")
+            out.append((start, cp - 1))
             start = -1
-    return "".join(out)
+    return tuple(out)
+
+
+def _body(ranges: Ranges) -> str:
+    """Ranges as the inside of a Python character class."""
+    return "".join(_esc(lo) if lo == hi else f"{_esc(lo)}-{_esc(hi)}" for lo, hi in ranges)
+
+
+def _complement(ranges: Ranges) -> Ranges:
+    out: list[tuple[int, int]] = []
+    nxt = 0
+    for lo, hi in sorted(ranges):
+        if lo > nxt:
+            out.append((nxt, lo - 1))
+        nxt = max(nxt, hi + 1)
+    if nxt <= sys.maxunicode:
+        out.append((nxt, sys.maxunicode))
+    return tuple(out)
 
 
 class _Translator:
@@ -291,9 +315,10 @@ class _Translator:
         """A Perl (\\d) or Unicode (\\pL, \\p{Lu}) class: as a bracketed Python class, or its body inside one."""
         s, i = self.s, self.i
         c = s[i + 1]
+        ranges: Ranges
         if c in "dDsSwW":
             self.i += 2
-            body = _PERL[c.lower()]
+            ranges = _PERL[c.lower()]
             neg = c.isupper()
         else:
             neg = c == "P"
@@ -311,18 +336,16 @@ class _Translator:
             if name.startswith("^"):
                 name, neg = name[1:], not neg
             if name == "Any":
-                body = "\\x00-\\U0010ffff"
+                ranges = ((0, sys.maxunicode),)
             elif name in _CATEGORIES:
-                body = _category_ranges(name)
+                ranges = _category_ranges(name)
             elif name.isalpha():
                 raise Unsupported(f"Unicode class \\p{{{name}}}")
             else:
                 raise RegexError(_INVALID_CHAR_RANGE, s[i:self.i])
         if in_class:
-            if neg:
-                raise Unsupported("a negated class inside a character class")
-            return body
-        return ("[^" if neg else "[") + body + "]"
+            return _body(_complement(ranges) if neg else ranges)
+        return ("[^" if neg else "[") + _body(ranges) + "]"
 
     def _class(self) -> str:
         s = self.s
@@ -346,12 +369,10 @@ class _Translator:
                 if end >= 0:
                     name = s[self.i + 2:end]
                     negp = name.startswith("^")
-                    body = _POSIX.get(name[1:] if negp else name)
-                    if body is None:
+                    posix = _POSIX.get(name[1:] if negp else name)
+                    if posix is None:
                         raise RegexError(_INVALID_CHAR_RANGE, s[self.i:end + 2])
-                    if negp:
-                        raise Unsupported("a negated POSIX class inside a character class")
-                    parts.append(body)
+                    parts.append(_body(_complement(posix) if negp else posix))
                     self.i = end + 2
                     continue
             if c == "\\" and self.i + 1 < len(s) and s[self.i + 1] in "dDsSwWpP":
