@@ -362,6 +362,10 @@ def value(expr: str, **variables: Any) -> Any:
     ("cidr('10.1.2.3/8').masked() == cidr('10.0.0.0/8')", True),
     ("cidr('10.0.0.0/8').prefixLength()", 8),
     ("isCIDR('10.0.0.0/8') && !isCIDR('10.0.0.0')", True),
+    ("string(ip('2001:DB8::1'))", "2001:db8::1"),
+    ("string(cidr('10.1.2.3/8'))", "10.1.2.3/8"),
+    ("string(cidr('10.1.2.3/8').masked())", "10.0.0.0/8"),
+    ("string(1) + string(true) + string(2u) + string(1.5)", "1true21.5"),
     # quantities
     ("quantity('1Gi').isGreaterThan(quantity('1000Mi'))", True),
     ("quantity('100m').isLessThan(quantity('1'))", True),

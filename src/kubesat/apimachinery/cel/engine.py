@@ -8,7 +8,7 @@ import itertools
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,9 +201,27 @@ _ORDERINGS = {"_<_": "less", "_<=_": "less_equals", "_>_": "greater", "_>=_": "g
 @functools.cache
 def _checker_config() -> Any:
     """The standard library without its orderings, which _orderings() declares again with cel-go's cross-type
-    numeric overloads (`1 < 1.5`, on by default in Kubernetes' environment)."""
-    yaml = "stdlib:\n  exclude_functions:\n" + "".join(f'    - name: "{op}"\n' for op in _ORDERINGS)
+    numeric overloads (`1 < 1.5`, on by default in Kubernetes' environment), and without `string()`, declared again
+    with Kubernetes' `string(ip)` and `string(cidr)`."""
+    names = [*_ORDERINGS, "string"]
+    yaml = "stdlib:\n  exclude_functions:\n" + "".join(f'    - name: "{op}"\n' for op in names)
     return cel.NewEnvConfigFromYaml(yaml)
+
+
+_STRING_FROM = [("string_to_string", T.STRING), ("int64_to_string", T.INT), ("uint64_to_string", T.UINT),
+                ("double_to_string", T.DOUBLE), ("bytes_to_string", T.BYTES), ("bool_to_string", T.BOOL),
+                ("timestamp_to_string", T.TIMESTAMP), ("duration_to_string", T.DURATION)]
+
+
+def _string_conversions(opaque: Callable[[str], Any], runtime: bool) -> list[Any]:
+    """`string()`: the standard overloads (the engine's own implementations) and IP and CIDR values."""
+    overloads = [cel.Overload(oid, T.STRING, [t]) for oid, t in _STRING_FROM]
+    if runtime:  # IPs and CIDRs are maps at run time: one overload serves both
+        overloads.append(library.guarded_overload("opaque_to_string", T.STRING, [opaque("IP")], library.opaque_text))
+    else:
+        overloads += [cel.Overload("ip_to_string", T.STRING, [opaque("IP")]),
+                      cel.Overload("cidr_to_string", T.STRING, [opaque("CIDR")])]
+    return [cel.FunctionDecl("string", overloads)]
 
 
 def _orderings() -> list[Any]:
@@ -223,7 +241,8 @@ def _orderings() -> list[Any]:
 def _checker_functions() -> list[Any]:
     def declared(kind: str) -> Any:
         return T.AbstractType(f"kubernetes.{kind}")
-    return library.declarations(declared) + authz.declarations(declared) + _orderings()
+    return (library.declarations(declared) + authz.declarations(declared) + _orderings()
+            + _string_conversions(declared, runtime=False))
 
 
 class Env:
@@ -278,13 +297,18 @@ _programs: OrderedDict[tuple[str, tuple[str, ...]], Any] = OrderedDict()
 def _runtime_functions() -> list[Any]:
     def declared(kind: str) -> Any:
         return T.Map(T.STRING, T.DYN)
-    return library.declarations(declared) + authz.declarations(declared)
+    return library.declarations(declared) + authz.declarations(declared) + _string_conversions(declared, runtime=True)
 
 
 @functools.lru_cache(maxsize=64)
 def _runtime_env(names: tuple[str, ...]) -> Any:
-    return cel.NewEnv(variables={name: T.DYN for name in names}, extensions=_extensions(),
+    return cel.NewEnv(config=_runtime_config(), variables={name: T.DYN for name in names}, extensions=_extensions(),
                       functions=_runtime_functions())
+
+
+@functools.cache
+def _runtime_config() -> Any:
+    return cel.NewEnvConfigFromYaml('stdlib:\n  exclude_functions:\n    - name: "string"\n')
 
 
 def _runtime_program(expr: str, names: tuple[str, ...]) -> Any:

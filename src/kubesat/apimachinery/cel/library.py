@@ -31,6 +31,13 @@ def opaque(kind: str, value: str) -> dict[str, str]:
     return {_KEY: kind, "v": value}
 
 
+def opaque_text(o: Any) -> str:
+    """`string(ip)` and `string(cidr)`: the canonical text of an IP or CIDR value."""
+    if not isinstance(o, dict) or o.get(_KEY) not in ("IP", "CIDR"):
+        raise CelError("no such overload")
+    return str(o["v"])
+
+
 def _val(o: Any, kind: str) -> str:
     if not isinstance(o, dict) or o.get(_KEY) != kind:
         raise CelError("no such overload")
@@ -371,7 +378,8 @@ def _cidr(s: str) -> dict[str, str]:
     if _parse_cidr(s) is None:
         raise CelError(f"network address {_go_quote(s)} parse error during conversion from string: "
                        f"netip.ParsePrefix({_go_quote(s)}): bad prefix")
-    return opaque("CIDR", s)
+    addr, _, bits = s.partition("/")
+    return opaque("CIDR", f"{ipaddress.ip_address(addr)}/{int(bits)}")
 
 
 def _cidr_net(o: Any) -> tuple[Any, Any]:
