@@ -330,6 +330,24 @@ def test_audit_action_and_audit_annotations(server: Server, api: client.ApiClien
     _delete(server, (VAPB, "audited-b"), (VAP, "audited"))
 
 
+def test_delete_sees_old_object(server: Server, api: client.ApiClient) -> None:
+    _ns(server, "vap-delete")
+    _apply(server, _policy("keep", [{"expression": "object == null && request.operation == 'DELETE' && "
+                                                   "!(has(oldObject.metadata.labels) && "
+                                                   "'protected' in oldObject.metadata.labels)",
+                                     "messageExpression": "oldObject.metadata.name + ' is protected'"}],
+                           rules=[_rule(ops=["DELETE"])]),
+           _binding("keep-b", "keep"))
+    assert _create_cm(api, "vap-delete", _cm("guarded", {}, {"protected": "yes"})) is None
+    assert _create_cm(api, "vap-delete", _cm("free", {})) is None
+    res = server.kubectl("delete", "configmap", "-n", "vap-delete", "guarded", check=False)
+    assert res.returncode == 1 and res.stderr.strip() == (
+        "The configmaps \"guarded\" is invalid: : ValidatingAdmissionPolicy 'keep' with binding 'keep-b' denied "
+        "request: guarded is protected")
+    server.kubectl("delete", "configmap", "-n", "vap-delete", "free")
+    _delete(server, (VAPB, "keep-b"), (VAP, "keep"))
+
+
 def test_authorizer_variable(server: Server, api: client.ApiClient) -> None:
     _ns(server, "vap-authz")
     may = "authorizer.group('').resource('secrets').namespace(object.metadata.namespace).check('list').allowed()"

@@ -180,3 +180,18 @@ def test_runtime_cost_limits() -> None:
     assert [d.message for d in decisions] == [
         "validation failed due to running out of cost budget, no further validation rules will be run"]
     assert _run(_policy(validations=[{"expression": medium}] * 60, failurePolicy="Ignore"), obj)[0] == []
+
+
+def test_variables_are_evaluated_on_use() -> None:
+    obj = {"metadata": {"name": "c"}, "data": {"a": "1"}}
+    broken = {"name": "broken", "expression": "object.data.missing"}
+    pol = _policy(variables=[broken, {"name": "keys", "expression": "object.data.size()"}],
+                  validations=[{"expression": "variables.keys < 1", "messageExpression": "'keys: ' + "
+                                "string(variables.keys)"}])
+    assert [d.message for d in _run(pol, obj)[0]] == ["keys: 1"]  # the unused broken variable fails nothing
+    pol = _policy(variables=[broken], validations=[{"expression": "variables.broken == '1'"}])
+    assert [d.message for d in _run(pol, obj)[0]] == [
+        "expression 'variables.broken == '1'' resulted in error: no such key: missing"]
+    pol = _policy(validations=[{"expression": "variables['nope'] == 1"}])
+    assert [d.message for d in _run(pol, obj)[0]] == [
+        "expression 'variables['nope'] == 1' resulted in error: no such key: nope"]

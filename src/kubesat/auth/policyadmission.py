@@ -15,6 +15,7 @@ import orjson
 from kubesat import errors, limits
 from kubesat.apimachinery.cel import CelError, CompileError, Compiled, authorizer_value, cost, evaluate
 from kubesat.apimachinery.cel.authz import Authorize
+from kubesat.apimachinery.cel.checked import Node
 from kubesat.auth import authz
 from kubesat.auth.user import UserInfo
 from kubesat.auth.webhookrules import (
@@ -55,18 +56,37 @@ def _s(v: Any) -> str:
 # --------------------------------------------------------------------------------------------- compiling
 @dataclass
 class Program:
-    """One expression of a policy: compiled, or why it is not."""
+    """One expression of a policy: compiled, or why it is not, and the policy variables it uses."""
 
     source: str
     compiled: Compiled | None
     error: str = ""
+    uses: tuple[str, ...] = ()
 
 
 def _program(expression: str, has_params: bool, has_authorizer: bool = True) -> Program:
     try:
-        return Program(expression, compile_policy_expression(expression, has_params, has_authorizer))
+        compiled = compile_policy_expression(expression, has_params, has_authorizer)
     except CompileError as e:
         return Program(expression, None, f"compilation failed: {e}")
+    return Program(expression, compiled, uses=tuple(sorted(variables_used(compiled.checked.root))))
+
+
+def variables_used(node: Node | None) -> set[str]:
+    """The names of `variables.NAME` (or `variables['NAME']`) an expression reads."""
+    if node is None:
+        return set()
+    if node.kind == "select" and node.operand is not None and node.operand.kind == "ident" \
+            and node.operand.name == "variables":
+        return {node.name}
+    if node.kind == "call" and node.name == "_[_]" and len(node.args) == 2 and node.args[0].kind == "ident" \
+            and node.args[0].name == "variables" and isinstance(node.args[1].value, str):
+        return {node.args[1].value}
+    out: set[str] = set()
+    for child in (node.operand, node.iter_range, node.accu_init, node.loop_condition, node.loop_step, node.result,
+                  *node.args):
+        out |= variables_used(child)
+    return out
 
 
 @dataclass
@@ -83,6 +103,9 @@ class CompiledPolicy:
     @property
     def name(self) -> str:
         return str(self.policy["metadata"].get("name", ""))
+
+    def variable(self, name: str) -> Program | None:
+        return next((p for n, p in self.variables if n == name), None)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -267,6 +290,9 @@ class Evaluation:
         self.activation = activation
         self.fail = cp.spec.get("failurePolicy", "Fail") != "Ignore"
         self.budget = limits.CEL_RUNTIME_BUDGET
+        self.values: dict[str, Any] = {}  # the variables evaluated so far
+        self.failed: dict[str, str] = {}  # the variables whose evaluation failed, and why
+        self.activation["variables"] = self.values
 
     def run(self) -> tuple[list[Decision], list[tuple[str, str]]]:
         """(decisions, audit annotations to publish)."""
@@ -274,7 +300,6 @@ class Evaluation:
             matched = self._conditions()
             if matched is not True:
                 return matched or [], []
-            self._variables()
             decisions = [d for i, item in enumerate(self.cp.validations) if (d := self._validation(i, *item))]
             annotations, errs = self._annotations()
         except _OutOfBudget:
@@ -286,6 +311,7 @@ class Evaluation:
         evaluation; over what is left of the budget nothing more runs."""
         if p.compiled is None:
             raise CelError(f"compilation error: {p.error}")
+        self._variables(p.uses)
         spent = cost.Estimator(p.compiled.checked, cost.value_sizer(self.activation),
                                unknown=cost.Range(0, limits.MAX_REQUEST_BYTES)).cost(p.compiled.checked.root).hi
         charged = min(spent, limits.CEL_PER_CALL_LIMIT + 1)  # a cancelled call spent up to the limit
@@ -311,16 +337,22 @@ class Evaluation:
             return self._error(problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]")
         return True
 
-    def _variables(self) -> None:
-        """Each variable in order (a later one may use an earlier); one that fails is left out, so an expression
-        that uses it fails in its turn."""
-        values: dict[str, Any] = {}
-        self.activation["variables"] = values
-        for name, p in self.cp.variables:
-            try:
-                values[name] = self._evaluate(p)
-            except CelError as e:
-                log.debug("variable %s of policy %s failed: %s", name, self.cp.name, e)
+    def _variables(self, names: tuple[str, ...]) -> None:
+        """The variables an expression uses, evaluated on first use (as Kubernetes' composition does, so a variable
+        nothing uses never fails a request); a use of one that failed fails with its error."""
+        for name in names:
+            if name not in self.values and name not in self.failed:
+                program = self.cp.variable(name)
+                if program is None:
+                    continue  # undefined: the lookup fails with cel's `no such key`
+                self.failed[name] = "variable evaluation in progress"  # a cycle fails rather than recursing
+                try:
+                    self.values[name] = self._evaluate(program)
+                    del self.failed[name]
+                except CelError as e:
+                    self.failed[name] = str(e)
+            if name in self.failed:
+                raise CelError(self.failed[name])
 
     def _validation(self, i: int, v: dict[str, Any], p: Program, message: Program | None) -> Decision | None:
         try:
