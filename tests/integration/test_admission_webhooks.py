@@ -587,3 +587,15 @@ def test_match_policy_equivalent_reaches_another_version(server: Server, api: cl
     assert req["resource"]["version"] == "v1" and req["requestResource"]["version"] == "v2"
     assert req["object"]["apiVersion"] == "hooks.example.com/v1"
     server.kubectl("delete", "crd", "doohickeys.hooks.example.com", "--wait=false")
+
+
+def test_an_oversized_answer_is_a_call_failure(server: Server, hooks: WebhookServer,
+                                               configs: list[tuple[str, str]]) -> None:
+    hooks.paths["big"] = lambda r: b'{"padding": "' + b"x" * (7 * 1024 * 1024) + b'"}'
+    _install(server, configs, "ValidatingWebhookConfiguration", "big",
+             [_url_hook(hooks, "big.example.com", "big", "big")])
+    res = server.kubectl("create", "-f", "-", input=_configmap("big", "big"), check=False)
+    assert res.stderr.strip() == (
+        'Error from server (InternalError): error when creating "STDIN": Internal error occurred: failed calling '
+        f'webhook "big.example.com": failed to call webhook: Post "{hooks.url("big")}?timeout=10s": the response is '
+        "larger than 6291456 bytes")
