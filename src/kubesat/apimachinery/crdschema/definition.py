@@ -10,7 +10,7 @@ from kubesat.errors import FieldError
 from kubesat.apimachinery.crdschema import nodes
 from kubesat.apimachinery.crdschema.bounds import Budget
 from kubesat.apimachinery.crdschema.gofmt import GoText, field_value
-from kubesat.apimachinery.crdschema.invariants import structural_errors, _init_error
+from kubesat.apimachinery.crdschema.invariants import structural_errors, init_error
 from kubesat.apimachinery.crdschema.prune import prune_embedded
 from kubesat.apimachinery.crdschema.validate import deep_equal, schema_errors
 
@@ -72,7 +72,7 @@ def _bad_map_list_keys(s: dict[str, Any]) -> bool:
 
 
 def _has_unpruned_defaults(s: dict[str, Any], budget: Budget) -> bool:
-    if _init_error(s, budget, 0) is not None or structural_errors(s, "", budget):
+    if init_error(s, budget, 0) is not None or structural_errors(s, "", budget):
         return False
     return _has(s, lambda node: _default_changes_when_pruned(node, budget), budget)
 
@@ -373,7 +373,7 @@ def schema_definition_errors(schema: dict[str, Any], path: str, status_enabled: 
         errs.extend(_status_root(schema, path))
     if schema.get("nullable") is True:
         errs.append(errors.forbidden_field(f"{path}.nullable", "nullable cannot be true at the root"))
-    init_error = _init_error(schema, budget, 0)
+    init_error = init_error(schema, budget, 0)
     if init_error is None:
         structural = structural_errors(schema, path, budget)
         root = {**schema, "x-kubernetes-embedded-resource": True}

@@ -45,7 +45,7 @@ def _keys(k: str) -> str:
 
 # ------------------------------------------------------------------------------------------ NewStructural
 
-def _init_error(s: dict[str, Any], budget: Budget, depth: int) -> str | None:
+def init_error(s: dict[str, Any], budget: Budget, depth: int) -> str | None:
     """Why the schema cannot become a structural schema at all (Go's NewStructural error), if it cannot."""
     budget.step(depth)
     for key, word in _UNSUPPORTED:
@@ -61,7 +61,7 @@ def _init_error(s: dict[str, Any], budget: Budget, depth: int) -> str | None:
             subs.extend(s[junctor])
     for sub in subs:
         if isinstance(sub, dict):
-            why = _init_error(sub, budget, depth + 1)
+            why = init_error(sub, budget, depth + 1)
             if why:
                 return why
     return None

@@ -309,7 +309,6 @@ class _Validator:
 
     def junctors(self, s: dict[str, Any], data: Any, path: str, depth: int, old: Any) -> _Result:
         main = _Result()
-        keep = _Result()
         any_of, one_of, all_of, not_ = s.get("anyOf"), s.get("oneOf"), s.get("allOf"), s.get("not")
         if isinstance(any_of, list) and any_of:
             self._any_of(any_of, data, path, depth, main, old)
@@ -323,11 +322,10 @@ class _Validator:
                 main.merge(r)
             if valid != len(all_of):
                 tail = ". None validated" if valid == 0 else ""
-                main.add(_Err("composite", path, f"{json.dumps(path)} must validate all the schemas (allOf){tail}"))
+                main.add(_Err("composite", path, f"{go_quote(path)} must validate all the schemas (allOf){tail}"))
         if isinstance(not_, dict) and self.schema(not_, data, path, depth + 1, old, ratchet=False).ok():
-            main.add(_Err("composite", path, f"{json.dumps(path)} must not validate the schema (not)"))
+            main.add(_Err("composite", path, f"{go_quote(path)} must not validate the schema (not)"))
         main.matches += 1
-        main.merge(keep)
         return main
 
     def _any_of(self, subs: list[Any], data: Any, path: str, depth: int, main: _Result, old: Any) -> None:
@@ -341,7 +339,7 @@ class _Validator:
             if best is None or r.matches > best.matches:
                 best = r
         if first_ok is None:
-            main.add(_Err("composite", path, f"{json.dumps(path)} must validate at least one schema (anyOf)"))
+            main.add(_Err("composite", path, f"{go_quote(path)} must validate at least one schema (anyOf)"))
         main.merge(best if best is not None else first_ok)
 
     def _one_of(self, subs: list[Any], data: Any, path: str, depth: int, main: _Result, old: Any) -> None:
@@ -360,7 +358,7 @@ class _Validator:
         if valid != 1:
             more = "Found none valid" if valid == 0 else f"Found {valid} valid alternatives"
             main.add(_Err("composite", path,
-                    f"{json.dumps(path)} must validate one and only one schema (oneOf). {more}"))
+                    f"{go_quote(path)} must validate one and only one schema (oneOf). {more}"))
             main.merge(best)
         else:
             main.merge(first_ok)
