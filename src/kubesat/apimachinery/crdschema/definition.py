@@ -10,7 +10,7 @@ from kubesat.errors import FieldError
 from kubesat.apimachinery.crdschema import nodes
 from kubesat.apimachinery.crdschema.bounds import Budget
 from kubesat.apimachinery.crdschema.gofmt import GoText, field_value
-from kubesat.apimachinery.crdschema.invariants import structural_errors, init_error
+from kubesat.apimachinery.crdschema.invariants import init_error, structural_errors
 from kubesat.apimachinery.crdschema.prune import prune_embedded
 from kubesat.apimachinery.crdschema.validate import deep_equal, schema_errors
 
@@ -373,14 +373,14 @@ def schema_definition_errors(schema: dict[str, Any], path: str, status_enabled: 
         errs.extend(_status_root(schema, path))
     if schema.get("nullable") is True:
         errs.append(errors.forbidden_field(f"{path}.nullable", "nullable cannot be true at the root"))
-    init_error = init_error(schema, budget, 0)
-    if init_error is None:
+    not_structural = init_error(schema, budget, 0)
+    if not_structural is None:
         structural = structural_errors(schema, path, budget)
         root = {**schema, "x-kubernetes-embedded-resource": True}
         errs.extend(structural or _default_errors(root, path, False, budget, 0, lenient.pruned_defaults))
     checks = _OpenAPI(budget, lenient)
     checks.node(schema, path, _Ctx(), True, 0)
     errs.extend(checks.errs)
-    if not errs and init_error is not None:
-        errs.append(errors.invalid_value(path, "", init_error))
+    if not errs and not_structural is not None:
+        errs.append(errors.invalid_value(path, "", not_structural))
     return errs
