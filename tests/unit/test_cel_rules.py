@@ -319,7 +319,7 @@ def value(expr: str, **variables: Any) -> Any:
     ("['a', 'b'].join('-')", "a-b"),
     ("'abc'.reverse()", "cba"),
     ("strings.quote('a\"b')", '"a\\"b"'),
-    ("'%s has %d items (%.2f)'.format(['list', 3, 1.5])", "list has 3 items (1.50)"),
+    ("'%s has %d items (%.2f)'.format([dyn('list'), 3, 1.5])", "list has 3 items (1.50)"),
     # lists
     ("[1, 2, 3].isSorted()", True),
     ("['b', 'a'].isSorted()", False),
@@ -604,3 +604,19 @@ def test_cross_type_numeric_comparisons() -> None:
     assert value("1 < 1.5 && 2u >= 1 && 3.0 > 2") is True
     with pytest.raises(cel.CompileError, match="found no matching overload for '_<_' applied to '\\(int, string\\)'"):
         cel.compile_expression("1 < 'a'", {})
+
+
+@pytest.mark.parametrize("expr, issue", [
+    ("[1, 'a'].size() == 2", "ERROR: <input>:1:5: expected type 'int' but found 'string'\n | [1, 'a'].size() == 2\n"
+                             " | ....^"),
+    ("{'a': 1, 'b': 'x'}.size() == 2", "ERROR: <input>:1:15: expected type 'int' but found 'string'"),
+    ("[[1], ['a']].size() == 2", "ERROR: <input>:1:7: expected type 'list(int)' but found 'list(string)'"),
+])
+def test_aggregate_literals_are_homogeneous(expr: str, issue: str) -> None:
+    with pytest.raises(cel.CompileError) as e:
+        cel.compile_expression(expr, {})
+    assert str(e.value).startswith(issue)
+
+
+def test_dynamic_aggregate_literals_are_allowed() -> None:
+    assert value("[1, dyn('a')].size() == 2 && [null, {'a': 1}].size() == 2") is True

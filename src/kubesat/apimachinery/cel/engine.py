@@ -17,7 +17,7 @@ from cel_expr_python.ext import ext_bindings, ext_optional
 from google.protobuf import descriptor_pb2, descriptor_pool, duration_pb2, struct_pb2, timestamp_pb2
 
 from kubesat import limits
-from kubesat.apimachinery.cel import authz, library
+from kubesat.apimachinery.cel import authz, library, literals
 from kubesat.apimachinery.cel.checked import Checked, Node, parse
 from kubesat.apimachinery.cel.decltype import DeclType
 from kubesat.apimachinery.cel.library import CelError
@@ -268,6 +268,9 @@ class Env:
         except Exception as e:  # the binding raises RuntimeError with the checker's issues
             raise CompileError(_issues(e)) from None
         tree = parse(ast.serialize())
+        mixed = literals.mismatches(tree)
+        if mixed:
+            raise CompileError("\n".join(literals.issue_text(expr, offset, msg) for offset, msg in mixed))
         program = _runtime_program(expr, self.names)
         return Compiled(expr, program, tree, ast.return_type().name())
 
