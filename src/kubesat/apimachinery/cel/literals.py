@@ -35,7 +35,10 @@ def _assignable(a: Any, b: Any) -> bool:
 
 
 def _general(a: Any, b: Any) -> Any:
-    return b if a in ("dyn", "error") or (a == "null" and b != "dyn") else a if b == "null" else a if b != "dyn" else b
+    """The less specific of two assignable types (dyn over anything, anything over null)."""
+    if "dyn" in (a, b):
+        return "dyn"
+    return b if a in ("null", "error") else a
 
 
 def mismatches(tree: Checked) -> list[tuple[int, str]]:
