@@ -230,3 +230,15 @@ def test_updates_keep_accepting_what_the_old_crd_already_had(schema: dict[str, A
     assert len(texts(schema)) == 1
     assert structural.definition_errors(schema, P, old_schemas=[schema]) == []
     assert len(structural.definition_errors(schema, P, old_schemas=[obj(a={"type": "string"})])) == 1
+
+
+@pytest.mark.parametrize("schema,want", [
+    ({"type": "object", "properties": {"foo": {"type": "string"}},
+      "allOf": [{"properties": {"notfoo": {"minLength": 2}}}]},
+     f"{P}.properties[notfoo]: Required value: because it is defined in {P}.allOf[0].properties[notfoo]"),
+    ({"type": "object", "allOf": [{"items": {"minLength": 2}}]},
+     f"{P}.items: Required value: because it is defined in {P}.allOf[0].items"),
+])
+def test_junctors_name_only_what_is_structurally_defined(schema: dict[str, Any], want: str) -> None:
+    """Kubernetes' TestValidateStructuralCompleteness cases, at a CRD's schema path."""
+    assert texts(schema) == [want]
