@@ -354,7 +354,9 @@ def test_authorizer_variable(server: Server, api: client.ApiClient) -> None:
     sa_may = ("authorizer.serviceAccount('vap-authz', 'nobody').group('').resource('secrets')"
               ".namespace(object.metadata.namespace).check('list').allowed()")
     _apply(server, _policy("authz", [{"expression": may, "message": "requester may not list secrets"},
-                                     {"expression": sa_may, "message": "nobody may not list secrets"}]),
+                                     {"expression": sa_may, "message": "nobody may not list secrets"},
+                                     {"expression": "authorizer.requestResource.check('create').allowed()",
+                                      "message": "requester may not create it"}]),
            _binding("authz-b", "authz"))
     err = _create_cm(api, "vap-authz", _cm("c", {}))  # the admin may; the ServiceAccount has no role
     assert err is not None and json.loads(err.body)["message"].endswith("denied request: nobody may not list secrets")

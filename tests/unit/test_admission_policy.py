@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubesat.auth import authz
 from kubesat.auth.policyadmission import (
-    Evaluation, _denial, admission_request, compile_policy, matched_resource, namespace_variable,
+    Evaluation, ValidatingPolicyAdmission, _denial, _Request, admission_request, compile_policy, matched_resource,
+    namespace_variable,
 )
+from kubesat.auth.user import UserInfo
 from kubesat.auth.webhookrules import RequestResource
 from kubesat.auth.webhooks import Attributes
 from kubesat.registry.admissionpolicy import (
     cel_type_name, default_binding, default_policy, param_ref_cell, validate_binding, validate_policy,
 )
+
+class _StubRegistry:
+    def __init__(self) -> None:
+        self.on_write: list[Any] = []
+        self.on_delete: list[Any] = []
+
+
+def _registry_stub() -> Any:
+    return _StubRegistry()
+
 
 CM = RequestResource("", "v1", "configmaps", "", "ConfigMap", "ns1")
 
@@ -195,3 +208,27 @@ def test_variables_are_evaluated_on_use() -> None:
     pol = _policy(validations=[{"expression": "variables['nope'] == 1"}])
     assert [d.message for d in _run(pol, obj)[0]] == [
         "expression 'variables['nope'] == 1' resulted in error: no such key: nope"]
+
+
+def test_authorizer_request_resource() -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Recorder:
+        def authorize(self, attrs: authz.Attributes) -> tuple[str, str]:
+            seen.append({"user": attrs.user.name, "verb": attrs.verb, "group": attrs.api_group,
+                         "resource": attrs.resource, "namespace": attrs.namespace, "name": attrs.name})
+            return (authz.ALLOW, "") if attrs.verb == "create" else (authz.NO_OPINION, "no rule")
+
+    plugin = ValidatingPolicyAdmission(_registry_stub(), Recorder)
+    attrs = Attributes("CREATE", CM, "c", UserInfo("alice"), False, None)
+    value = _Request(plugin, attrs, None, {}).authorizer_variable()
+    pol = _policy(validations=[{"expression": "authorizer.requestResource.check('create').allowed()"},
+                               {"expression": "authorizer.requestResource.check('delete').reason() == ''",
+                                "message": "delete refused"}])
+    cp = compile_policy(pol)
+    activation = {"object": {}, "oldObject": None, "request": {}, "params": None, "namespaceObject": None,
+                  "variables": {}, "authorizer": value}
+    decisions, _ = Evaluation(cp, activation).run()
+    assert [d.message for d in decisions] == ["delete refused"]
+    assert seen == [{"user": "alice", "verb": v, "group": "", "resource": "configmaps", "namespace": "ns1",
+                     "name": "c"} for v in ("create", "delete")]

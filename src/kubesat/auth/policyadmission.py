@@ -5,6 +5,7 @@ warning or an audit annotation as each binding's validationActions say."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,9 @@ from typing import Any
 import orjson
 
 from kubesat import errors, limits
-from kubesat.apimachinery.cel import CelError, CompileError, Compiled, authorizer_value, cost, evaluate
+from kubesat.apimachinery.cel import (
+    DYN, CelError, CompileError, Compiled, authorizer_value, compile_expression, cost, evaluate,
+)
 from kubesat.apimachinery.cel.authz import Authorize
 from kubesat.apimachinery.cel.checked import Node
 from kubesat.auth import authz
@@ -438,6 +441,13 @@ async def collect_params(registry: Registry, spec: dict[str, Any], binding: dict
 
 
 # --------------------------------------------------------------------------------------------- authorizer
+@functools.cache
+def _request_resource_program() -> Compiled:
+    """Builds authorizer.requestResource through the authorizer library itself."""
+    return compile_expression("authorizer.group(g).resource(r).subresource(s).namespace(ns).name(n)",
+                              dict.fromkeys(("authorizer", "g", "r", "s", "ns", "n"), DYN))
+
+
 _DECISIONS = {authz.ALLOW: "allow", authz.DENY: "deny"}
 
 
@@ -557,8 +567,15 @@ class _Request:
                 "variables": {}, "authorizer": self.authorizer_variable()}
 
     def authorizer_variable(self) -> dict[str, Any]:
+        """`authorizer`, with `authorizer.requestResource`: a check of the request's own resource, subresource,
+        namespace and name."""
         if self._authorizer is None:
-            self._authorizer = authorizer_value(authorize_for(self.plugin.authorizer(), self.attrs.user))
+            value = authorizer_value(authorize_for(self.plugin.authorizer(), self.attrs.user))
+            r = self.attrs.resource
+            check = evaluate(_request_resource_program(), {"authorizer": value, "g": r.group, "r": r.resource,
+                                                           "s": r.subresource, "ns": r.namespace,
+                                                           "n": self.attrs.name})
+            self._authorizer = {**value, "requestResource": check}
         return self._authorizer
 
     def _act(self, policy: str, binding: dict[str, Any], d: Decision, outcome: Outcome) -> None:
