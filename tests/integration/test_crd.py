@@ -582,3 +582,24 @@ def test_versions_share_storage_and_warn_when_deprecated(server: Server, ext: cl
     assert versions.preferred_version.version == "v1"
     table = kubectl(server, tmp_path, "get", "bells.v1beta1.versions.example.com").stdout.splitlines()
     assert table[0].split() == ["NAME", "SPEC"]
+
+
+def test_tightened_schema_ratchets_unchanged_values(server: Server, ext: client.ApiextensionsV1Api,
+                                                     objs: client.CustomObjectsApi) -> None:
+    ext.create_custom_resource_definition(_body(crd_yaml("ratchet.example.com", "gears", "Gear", "gr")))
+    wait_for(lambda: established(ext, "gears.ratchet.example.com"), 5, "Established")
+    objs.create_namespaced_custom_object("ratchet.example.com", "v1", "default", "gears",
+                                         cr("g1", group="ratchet.example.com", kind="Gear", replicas=1))
+    crd = ext.read_custom_resource_definition("gears.ratchet.example.com")
+    crd.spec.versions[0].schema.open_apiv3_schema.properties["spec"].properties["replicas"].minimum = 5
+    ext.replace_custom_resource_definition("gears.ratchet.example.com", crd)
+    wait_for(lambda: "minimum" in json.dumps(objs.api_client.sanitize_for_serialization(
+        ext.read_custom_resource_definition("gears.ratchet.example.com").spec)), 5, "the new schema")
+    # replicas: 1 no longer passes, but an update that leaves it alone goes through (CRDValidationRatcheting).
+    time.sleep(0.2)  # as in Kubernetes, the new schema applies a moment after the CRD's update commits
+    objs.patch_namespaced_custom_object("ratchet.example.com", "v1", "default", "gears", "g1",
+                                        {"spec": {"image": "new"}})
+    with pytest.raises(ApiException) as e:
+        objs.patch_namespaced_custom_object("ratchet.example.com", "v1", "default", "gears", "g1",
+                                            {"spec": {"replicas": 2}})
+    assert "spec.replicas in body should be greater than or equal to 5" in json.loads(e.value.body)["message"]

@@ -275,12 +275,14 @@ def _deprecation_warning(version: dict[str, Any], path: str) -> list[FieldError]
     return errs
 
 
-def _validate_schema(schema: Any, status_enabled: bool, path: str) -> list[FieldError]:
-    """A version's schema as Kubernetes checks it on a CRD (structural, its keywords, defaults, the root rules)."""
+def _validate_schema(schema: Any, status_enabled: bool, path: str, old_schemas: list[Any] | None) -> list[FieldError]:
+    """A version's schema as Kubernetes checks it on a CRD (structural, its keywords, defaults, the root rules);
+    on update, what the old CRD's schemas already broke is not enforced."""
     root = as_dict(schema).get("openAPIV3Schema")
     if not isinstance(root, dict):
         return []  # reported as required by _validate_versions
-    errs = structural.definition_errors(root, f"{path}.openAPIV3Schema", status_enabled=status_enabled)
+    errs = structural.definition_errors(root, f"{path}.openAPIV3Schema", status_enabled=status_enabled,
+                                        old_schemas=old_schemas)
     if not errs:  # the rules are compiled only against a valid structural schema
         errs = cel.rule_errors(root, f"{path}.openAPIV3Schema")
     return errs
@@ -290,7 +292,8 @@ def _has_status(sub: Any) -> bool:
     return isinstance(sub, dict) and sub.get("status") is not None
 
 
-def _validate_version(v: dict[str, Any], i: int, internal: _Internal) -> list[FieldError]:
+def _validate_version(v: dict[str, Any], i: int, internal: _Internal,
+                      old_schemas: list[Any] | None) -> list[FieldError]:
     path = f"spec.versions[{i}]"
     errs: list[FieldError] = []
     name = _str(v.get("name"))
@@ -301,7 +304,7 @@ def _validate_version(v: dict[str, Any], i: int, internal: _Internal) -> list[Fi
     own_sub = None if internal.subresources is not None else v.get("subresources")
     sub = internal.subresources if internal.subresources is not None else own_sub
     if internal.schema is None and v.get("schema") is not None:
-        errs += _validate_schema(v.get("schema"), _has_status(sub), f"{path}.schema")
+        errs += _validate_schema(v.get("schema"), _has_status(sub), f"{path}.schema", old_schemas)
     errs += validate_subresources(own_sub, f"{path}.subresources")
     if internal.columns is None:
         for j, col in enumerate(_list(v.get("additionalPrinterColumns"))[:64]):
@@ -323,7 +326,7 @@ def _validate_group(group: str) -> list[FieldError]:
     return []
 
 
-def _validate_versions(internal: _Internal) -> list[FieldError]:
+def _validate_versions(internal: _Internal, old_schemas: list[Any] | None) -> list[FieldError]:
     errs: list[FieldError] = []
     if internal.schema is None:
         for i, v in enumerate(internal.versions):
@@ -331,7 +334,7 @@ def _validate_versions(internal: _Internal) -> list[FieldError]:
                 errs.append(required(f"spec.versions[{i}].schema.openAPIV3Schema", "schemas are required"))
     names = [_str(v.get("name")) for v in internal.versions]
     for i, v in enumerate(internal.versions):
-        errs += _validate_version(v, i, internal)
+        errs += _validate_version(v, i, internal, old_schemas)
     if len(set(names)) != len(names):
         errs.append(invalid_value("spec.versions", internal.version_value(), "must contain unique version names"))
     if sum(1 for v in internal.versions if v.get("storage") is True) != 1:
@@ -382,7 +385,12 @@ def _validate_conversion(conversion: Any) -> list[FieldError]:
     return errs
 
 
-def validate_spec(spec: dict[str, Any]) -> list[FieldError]:
+def old_schemas_of(spec: dict[str, Any]) -> list[Any]:
+    """Every version's openAPIV3Schema of a stored CRD (what an update is compared with)."""
+    return [as_dict(as_dict(v).get("schema")).get("openAPIV3Schema") for v in _list(spec.get("versions"))]
+
+
+def validate_spec(spec: dict[str, Any], old_schemas: list[Any] | None = None) -> list[FieldError]:
     internal = _Internal(spec)
     errs = _validate_group(_str(spec.get("group")))
     scope = _str(spec.get("scope"))
@@ -390,14 +398,14 @@ def validate_spec(spec: dict[str, Any]) -> list[FieldError]:
         errs.append(required("spec.scope"))
     elif scope not in SCOPES:
         errs.append(not_supported("spec.scope", scope, SCOPES))
-    errs += _validate_versions(internal)
+    errs += _validate_versions(internal, old_schemas)
     names = as_dict(spec.get("names"))
     for key in ("plural", "singular", "kind", "listKind"):
         if not names.get(key):
             errs.append(required(f"spec.names.{key}"))
     errs += validate_names(names, "spec.names")
     if internal.schema is not None:
-        errs += _validate_schema(internal.schema, _has_status(internal.subresources), "spec.validation")
+        errs += _validate_schema(internal.schema, _has_status(internal.subresources), "spec.validation", old_schemas)
     errs += validate_subresources(internal.subresources, "spec.subresources")
     for j, col in enumerate(_list(internal.columns)[:64]):
         errs += validate_column(col, f"spec.additionalPrinterColumns[{j}]")
@@ -483,7 +491,7 @@ def validate_crd(crd: dict[str, Any]) -> list[FieldError]:
 
 def validate_crd_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
     spec, old_spec = as_dict(new.get("spec")), as_dict(old.get("spec"))
-    errs = validate_spec(spec)
+    errs = validate_spec(spec, old_schemas_of(old_spec))
     if is_true(old, "Established"):
         if spec.get("scope") != old_spec.get("scope"):
             errs.append(invalid_value("spec.scope", spec.get("scope"), IMMUTABLE))

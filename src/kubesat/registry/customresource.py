@@ -275,17 +275,19 @@ class CustomResourceStrategy(Strategy):
 
     def _validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
         """The schema, the scale paths, then the x-kubernetes-validations rules (not run past a type error)."""
-        errs = self._schema_errors(obj)
+        errs = self._schema_errors(obj, old)
         if self._schema is None:
             return errs
         if any(e.type in ("FieldValueTypeInvalid", "FieldValueNotSupported") for e in errs):
             return [*errs, FieldError("FieldValueInvalid", "<nil>", RULES_NOT_CHECKED, None, True)]
         return errs + cel.validate_rules(self._schema, obj, old)
 
-    def _schema_errors(self, obj: dict[str, Any]) -> list[FieldError]:
+    def _schema_errors(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
         errs: list[FieldError] = []
         if self._schema is not None:
-            errs += structural.validate(self._schema, obj)
+            # Updates ratchet: what was already invalid and did not change is let through (Kubernetes 1.32).
+            errs += structural.validate(self._schema, obj) if old is None else \
+                structural.validate_update(self._schema, obj, old)
         for key in ("specReplicasPath", "statusReplicasPath", "labelSelectorPath"):
             path = str(self._scale.get(key) or "")
             value, found = get_path(obj, path) if path else (None, False)
