@@ -611,6 +611,10 @@ def test_cross_type_numeric_comparisons() -> None:
                              " | ....^"),
     ("{'a': 1, 'b': 'x'}.size() == 2", "ERROR: <input>:1:15: expected type 'int' but found 'string'"),
     ("[[1], ['a']].size() == 2", "ERROR: <input>:1:7: expected type 'list(int)' but found 'list(string)'"),
+    ("duration('1x') > duration('1s')", "ERROR: <input>:1:10: invalid duration argument\n | duration('1x') > "
+                                        "duration('1s')\n | .........^"),
+    ("timestamp('2020-13-01T00:00:00Z') > timestamp(0)", "ERROR: <input>:1:11: invalid timestamp argument"),
+    ("'a'.matches('[')", "ERROR: <input>:1:13: invalid matches argument"),
 ])
 def test_aggregate_literals_are_homogeneous(expr: str, issue: str) -> None:
     with pytest.raises(cel.CompileError) as e:

@@ -1,11 +1,14 @@
-"""Kubernetes' environment checks list and map literals for one element type (cel-go's HomogeneousAggregateLiterals),
-which the engine's checker does not: `[1, 'a']` is `expected type 'int' but found 'string'`."""
+"""The literal checks of Kubernetes' environment that the engine's checker lacks: list and map literals of one type
+(`[1, 'a']`: `expected type 'int' but found 'string'`) and, since 1.29, valid literal durations, timestamps and regular
+expressions (`duration('1x')`: `invalid duration argument`)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kubesat.apimachinery.cel.checked import Checked, Node
+from kubesat.apimachinery.cel.values import parse_duration, parse_timestamp
 
 _NAMES = {"timestamp": "google.protobuf.Timestamp", "duration": "google.protobuf.Duration", "null": "null_type"}
 
@@ -42,10 +45,26 @@ def _general(a: Any, b: Any) -> Any:
 
 
 def mismatches(tree: Checked) -> list[tuple[int, str]]:
-    """(source offset, message) of each literal whose elements, keys or values differ in type."""
+    """(source offset, message) of each literal whose elements, keys or values differ in type, and of each invalid
+    literal argument of duration(), timestamp() and matches()."""
     out: list[tuple[int, str]] = []
     _walk(tree.root, tree, out)
     return out
+
+
+def _valid_regex(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
+_LITERAL_CHECKS = {
+    "duration": lambda s: parse_duration(s) is not None,
+    "timestamp": lambda s: parse_timestamp(s) is not None,
+    "matches": _valid_regex,
+}
 
 
 def _walk(node: Node | None, tree: Checked, out: list[tuple[int, str]]) -> None:
@@ -56,6 +75,10 @@ def _walk(node: Node | None, tree: Checked, out: list[tuple[int, str]]) -> None:
     elif node.kind == "map":
         _join(node.args[0::2], tree, out)
         _join(node.args[1::2], tree, out)
+    elif node.kind == "call" and node.name in _LITERAL_CHECKS and node.args:
+        arg = node.args[0]
+        if arg.kind == "const" and isinstance(arg.value, str) and not _LITERAL_CHECKS[node.name](arg.value):
+            out.append((tree.positions.get(arg.id, 0), f"invalid {node.name} argument"))
     for child in (node.operand, node.iter_range, node.accu_init, node.loop_condition, node.loop_step, node.result,
                   *node.args):
         _walk(child, tree, out)
