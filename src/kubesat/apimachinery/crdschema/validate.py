@@ -309,6 +309,9 @@ class _Validator:
 
     def junctors(self, s: dict[str, Any], data: Any, path: str, depth: int, old: Any) -> _Result:
         main = _Result()
+        main.matches = 1
+        if "anyOf" not in s and "oneOf" not in s and "allOf" not in s and "not" not in s:
+            return main
         any_of, one_of, all_of, not_ = s.get("anyOf"), s.get("oneOf"), s.get("allOf"), s.get("not")
         if isinstance(any_of, list) and any_of:
             self._any_of(any_of, data, path, depth, main, old)
@@ -325,7 +328,6 @@ class _Validator:
                 main.add(_Err("composite", path, f"{go_quote(path)} must validate all the schemas (allOf){tail}"))
         if isinstance(not_, dict) and self.schema(not_, data, path, depth + 1, old, ratchet=False).ok():
             main.add(_Err("composite", path, f"{go_quote(path)} must not validate the schema (not)"))
-        main.matches += 1
         return main
 
     def _any_of(self, subs: list[Any], data: Any, path: str, depth: int, main: _Result, old: Any) -> None:
