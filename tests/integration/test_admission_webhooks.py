@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, wait_for
 from tests.integration.webhookserver import WebhookServer, json_patch, make_ca, slow
 
 VWC = "validatingwebhookconfigurations"
@@ -468,6 +468,7 @@ def test_custom_resources_and_status_subresource(server: Server, api: client.Api
                                                  configs: list[tuple[str, str]]) -> None:
     server.kubectl("apply", "-f", "-", input=json.dumps(CRD))
     server.kubectl("wait", "--for=condition=Established", "crd/gadgets.hooks.example.com", "--timeout=20s")
+    wait_for(lambda: server.kubectl("get", "gadgets", check=False).returncode == 0, 20, "gadgets served")
     hooks.paths["gadget"] = _add_label("gadget", "patched")
     hooks.paths["gadget-status"] = lambda r: {}
     rules = [{"operations": ["CREATE"], "apiGroups": ["hooks.example.com"], "apiVersions": ["*"],
@@ -569,6 +570,8 @@ def test_match_policy_equivalent_reaches_another_version(server: Server, api: cl
                                  {"name": "v2", "served": True, "storage": False, "schema": schema}]}}
     server.kubectl("apply", "-f", "-", input=json.dumps(crd))
     server.kubectl("wait", "--for=condition=Established", "crd/doohickeys.hooks.example.com", "--timeout=20s")
+    wait_for(lambda: server.kubectl("get", "doohickeys.v2.hooks.example.com", check=False).returncode == 0, 20,
+             "doohickeys v2 served")
     rules = [{"operations": ["CREATE"], "apiGroups": ["hooks.example.com"], "apiVersions": ["v1"],
               "resources": ["doohickeys"]}]
     hooks.paths["equivalent"] = lambda r: {}
