@@ -7,6 +7,8 @@ import ipaddress
 import re
 from collections.abc import Callable
 
+from kubesat.apimachinery.crdschema import regex
+
 # Kubernetes keeps only these formats (after dropping every "-"); any other format is ignored.
 SUPPORTED = frozenset({
     "bsonobjectid", "uri", "email", "hostname", "ipv4", "ipv6", "cidr", "mac", "uuid", "uuid3", "uuid4", "uuid5",
@@ -18,8 +20,9 @@ _UUID = re.compile(r"(?i)^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0
 _UUID3 = re.compile(r"(?i)^[0-9a-f]{8}-?[0-9a-f]{4}-?3[0-9a-f]{3}-?[0-9a-f]{4}-?[0-9a-f]{12}\Z")
 _UUID4 = re.compile(r"(?i)^[0-9a-f]{8}-?[0-9a-f]{4}-?4[0-9a-f]{3}-?[89ab][0-9a-f]{3}-?[0-9a-f]{12}\Z")
 _UUID5 = re.compile(r"(?i)^[0-9a-f]{8}-?[0-9a-f]{4}-?5[0-9a-f]{3}-?[89ab][0-9a-f]{3}-?[0-9a-f]{12}\Z")
-_HOST_LABEL = re.compile(r"^[^\W_]([^\W_]|-){0,62}\Z")
-_TLD = re.compile(r"^[^\W\d_]{2,63}\Z")
+# kube-openapi's HostnamePattern, in Go's syntax (matched by the RE2 translation of crdschema.regex).
+_HOSTNAME = (r"^([a-zA-Z0-9\p{S}\p{L}]((-?[a-zA-Z0-9\p{S}\p{L}]{0,62})?)|([a-zA-Z0-9\p{S}\p{L}](([a-zA-Z0-9-\p{S}\p{L}]"
+             r"{0,61}[a-zA-Z0-9\p{S}\p{L}])?)(\.)){1,}([a-zA-Z\p{L}]){2,63})$")
 _BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})\Z")
 _HEXCOLOR = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})\Z")
 _BYTE_PART = r"\s*(0|[1-9]\d?|1\d\d?|2[0-4]\d|25[0-5])\s*"
@@ -56,14 +59,10 @@ def valid(fmt: str, value: str) -> bool:
 
 
 def _hostname(s: str) -> bool:
-    if len(s) > 255 or not s:
+    """strfmt.IsHostname: Go's pattern (letters and symbols of any script), at most 255 bytes, labels of 63."""
+    if len(s.encode()) > 255:  # checked first here (Go checks it after the pattern): same answer, bounded work
         return False
-    parts = s.split(".")
-    if len(parts) == 1:
-        return bool(_HOST_LABEL.match(s))
-    if not _TLD.match(parts[-1]):
-        return False
-    return all(p and len(p) <= 63 and p[0] != "-" and p[-1] != "-" and _HOST_LABEL.match(p) for p in parts[:-1])
+    return regex.translate(_HOSTNAME).search(s) and all(len(p.encode()) <= 63 for p in s.split("."))
 
 
 def _ipv4(s: str) -> bool:

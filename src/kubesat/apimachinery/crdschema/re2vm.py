@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -192,28 +193,40 @@ class Program:
 
 def _class_pred(items: Any, fold: bool) -> Pred:
     negate = False
-    singles: set[str] = set()
-    ranges: list[tuple[int, int]] = []
+    spans: list[tuple[int, int]] = []
     for op, av in items:
         if op is _c.NEGATE:
             negate = True
         elif op is _c.LITERAL:
-            singles.add(chr(av))
+            spans.append((av, av))
         elif op is _c.RANGE:
-            ranges.append(av)
+            spans.append(av)
         else:
             raise TooLarge()
+    merged = _merge(spans)
+    starts = [lo for lo, _ in merged]
+
+    def has(cp: int) -> bool:
+        i = bisect.bisect_right(starts, cp) - 1
+        return i >= 0 and cp <= merged[i][1]
 
     def inside(ch: str) -> bool:
-        if ch in singles or any(lo <= ord(ch) <= hi for lo, hi in ranges):
+        if has(ord(ch)):
             return True
-        if fold:
-            for alt in {ch.lower(), ch.upper()} - {ch}:
-                if alt in singles or any(lo <= ord(alt) <= hi for lo, hi in ranges):
-                    return True
-        return False
+        return fold and any(len(alt) == 1 and has(ord(alt)) for alt in (ch.lower(), ch.upper()))
 
     return (lambda ch: not inside(ch)) if negate else inside
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, disjoint spans covering the same code points."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def parse(pattern: str) -> Any:
