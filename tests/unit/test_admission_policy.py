@@ -232,3 +232,17 @@ def test_authorizer_request_resource() -> None:
     assert [d.message for d in decisions] == ["delete refused"]
     assert seen == [{"user": "alice", "verb": v, "group": "", "resource": "configmaps", "namespace": "ns1",
                      "name": "c"} for v in ("create", "delete")]
+
+
+def test_variables_must_be_declared_before_use() -> None:
+    errs = _texts(validate_policy(_policy(
+        variables=[{"name": "a", "expression": "variables.b + 1"}, {"name": "b", "expression": "1"}],
+        validations=[{"expression": "variables.a == 2 && variables.nope"}])))
+    assert errs == [
+        "spec.variables[0].expression: Invalid value: \"variables.b + 1\": compilation failed: ERROR: <input>:1:10: "
+        "undefined field 'b'\n | variables.b + 1\n | .........^",
+        "spec.validations[0].expression: Invalid value: \"variables.a == 2 && variables.nope\": compilation failed: "
+        "ERROR: <input>:1:30: undefined field 'nope'\n | variables.a == 2 && variables.nope\n"
+        " | .............................^"]
+    errs = _texts(validate_policy(_policy(matchConditions=[{"name": "m", "expression": "variables.a"}])))
+    assert len(errs) == 1 and "undeclared reference to 'variables" in errs[0]

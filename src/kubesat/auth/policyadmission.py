@@ -18,7 +18,6 @@ from kubesat.apimachinery.cel import (
     DYN, CelError, CompileError, Compiled, authorizer_value, compile_expression, cost, evaluate,
 )
 from kubesat.apimachinery.cel.authz import Authorize
-from kubesat.apimachinery.cel.checked import Node
 from kubesat.auth import authz
 from kubesat.auth.user import UserInfo
 from kubesat.auth.webhookrules import (
@@ -26,7 +25,9 @@ from kubesat.auth.webhookrules import (
 )
 from kubesat.auth.webhooks import Attributes
 from kubesat.registry import kinds
-from kubesat.registry.admissionpolicy import cel_type_name, compile_policy_expression
+from kubesat.registry.admissionpolicy import (
+    cel_type_name, compile_policy_expression, variable_names, variable_references,
+)
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.podtemplate import selector_matches
 from kubesat.registry.store import Registry
@@ -67,29 +68,13 @@ class Program:
     uses: tuple[str, ...] = ()
 
 
-def _program(expression: str, has_params: bool, has_authorizer: bool = True) -> Program:
+def _program(expression: str, names: tuple[str, ...]) -> Program:
     try:
-        compiled = compile_policy_expression(expression, has_params, has_authorizer)
+        compiled = compile_policy_expression(expression, names)
     except CompileError as e:
         return Program(expression, None, f"compilation failed: {e}")
-    return Program(expression, compiled, uses=tuple(sorted(variables_used(compiled.checked.root))))
-
-
-def variables_used(node: Node | None) -> set[str]:
-    """The names of `variables.NAME` (or `variables['NAME']`) an expression reads."""
-    if node is None:
-        return set()
-    if node.kind == "select" and node.operand is not None and node.operand.kind == "ident" \
-            and node.operand.name == "variables":
-        return {node.name}
-    if node.kind == "call" and node.name == "_[_]" and len(node.args) == 2 and node.args[0].kind == "ident" \
-            and node.args[0].name == "variables" and isinstance(node.args[1].value, str):
-        return {node.args[1].value}
-    out: set[str] = set()
-    for child in (node.operand, node.iter_range, node.accu_init, node.loop_condition, node.loop_step, node.result,
-                  *node.args):
-        out |= variables_used(child)
-    return out
+    return Program(expression, compiled,
+                   uses=tuple(sorted({name for name, _ in variable_references(compiled.checked.root)})))
 
 
 @dataclass
@@ -118,17 +103,20 @@ class CompiledPolicy:
 def compile_policy(policy: dict[str, Any]) -> CompiledPolicy:
     spec = _d(policy.get("spec"))
     params = isinstance(spec.get("paramKind"), dict)
+    names = variable_names(params)
     validations = []
     for v in map(_d, _l(spec.get("validations"))):
         message = _s(v.get("messageExpression"))
-        validations.append((v, _program(_s(v.get("expression")).strip(), params),
-                            _program(message, params, has_authorizer=False) if message.strip() else None))
+        validations.append((v, _program(_s(v.get("expression")).strip(), names),
+                            _program(message, variable_names(params, has_authorizer=False)) if message.strip()
+                            else None))
+    conditions = variable_names(params, has_variables=False)
     return CompiledPolicy(
         policy, policy["metadata"].get("generation"),
-        [_program(_s(_d(c).get("expression")).strip(), params) for c in _l(spec.get("matchConditions"))],
-        [(_s(_d(v).get("name")), _program(_s(_d(v).get("expression")), params)) for v in _l(spec.get("variables"))],
+        [_program(_s(_d(c).get("expression")).strip(), conditions) for c in _l(spec.get("matchConditions"))],
+        [(_s(_d(v).get("name")), _program(_s(_d(v).get("expression")), names)) for v in _l(spec.get("variables"))],
         validations,
-        [(_s(_d(a).get("key")), _program(_s(_d(a).get("valueExpression")).strip(), params))
+        [(_s(_d(a).get("key")), _program(_s(_d(a).get("valueExpression")).strip(), names))
          for a in _l(spec.get("auditAnnotations"))])
 
 

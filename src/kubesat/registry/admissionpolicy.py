@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from kubesat.apimachinery.cel import DYN, CompileError, Compiled, Env
+from kubesat.apimachinery.cel.checked import Node
 from kubesat.apimachinery.duration import age
 from kubesat.errors import FieldError, duplicate, forbidden_field, invalid_value, not_supported, required, too_many
 from kubesat.registry.admissionregistration import FAILURE_POLICIES, MATCH_POLICIES, validate_rule
@@ -44,8 +45,11 @@ def _s(v: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ compiling
-def variable_names(has_params: bool, has_authorizer: bool = True) -> tuple[str, ...]:
-    return BASE_VARIABLES + (("params",) if has_params else ()) + (("authorizer",) if has_authorizer else ())
+def variable_names(has_params: bool, has_authorizer: bool = True, has_variables: bool = True) -> tuple[str, ...]:
+    """The variables an expression is checked against: matchConditions have no `variables`, messageExpression no
+    `authorizer`."""
+    names = BASE_VARIABLES if has_variables else tuple(n for n in BASE_VARIABLES if n != "variables")
+    return names + (("params",) if has_params else ()) + (("authorizer",) if has_authorizer else ())
 
 
 @functools.lru_cache(maxsize=8)
@@ -53,9 +57,42 @@ def _env(names: tuple[str, ...]) -> Env:
     return Env(dict.fromkeys(names, DYN))
 
 
-def compile_policy_expression(expression: str, has_params: bool, has_authorizer: bool = True) -> Compiled:
+def compile_policy_expression(expression: str, names: tuple[str, ...]) -> Compiled:
     """One policy expression checked against dynamic admission variables (raises CompileError)."""
-    return _env(variable_names(has_params, has_authorizer)).compile(expression)
+    return _env(names).compile(expression)
+
+
+def variable_references(node: Node | None) -> list[tuple[str, int]]:
+    """Each `variables.NAME` (or `variables['NAME']`) an expression reads: (NAME, the node's id)."""
+    if node is None:
+        return []
+    if node.kind == "select" and node.operand is not None and node.operand.kind == "ident" \
+            and node.operand.name == "variables":
+        return [(node.name, node.id)]
+    if node.kind == "call" and node.name == "_[_]" and len(node.args) == 2 and node.args[0].kind == "ident" \
+            and node.args[0].name == "variables" and isinstance(node.args[1].value, str):
+        return [(node.args[1].value, node.id)]
+    out: list[tuple[str, int]] = []
+    for child in (node.operand, node.iter_range, node.accu_init, node.loop_condition, node.loop_step, node.result,
+                  *node.args):
+        out += variable_references(child)
+    return out
+
+
+def _undefined_variables(compiled: Compiled, defined: frozenset[str]) -> str:
+    """cel-go's issues for `variables.X` naming no variable declared before (the `variables` object's fields)."""
+    expr = compiled.source
+    issues = []
+    refs = [(compiled.checked.positions.get(i, 0), name) for name, i in variable_references(compiled.checked.root)]
+    for offset, name in sorted(refs):
+        if name in defined:
+            continue
+        line_start = expr.rfind("\n", 0, offset) + 1
+        line_end = expr.find("\n", offset)
+        text = expr[line_start:] if line_end < 0 else expr[line_start:line_end]
+        line, col = expr.count("\n", 0, offset) + 1, offset - line_start
+        issues.append(f"ERROR: <input>:{line}:{col + 1}: undefined field '{name}'\n | {text}\n | {'.' * col}^")
+    return "\n".join(issues)
 
 
 _CEL_TYPE_NAMES = {"NULL": "null_type", "DURATION": "google.protobuf.Duration",
@@ -68,14 +105,18 @@ def cel_type_name(result_type: str) -> str:
     return text.replace("<", "(").replace(">", ")").lower() if text == result_type else text
 
 
-def _compile_errors(expression: str, path: str, has_params: bool, returns: tuple[str, ...],
-                    shown: str | None = None, has_authorizer: bool = True) -> list[FieldError]:
-    """compile.go's CompileCELExpression: `compilation failed: <issues>`, or the wrong result type."""
+def _compile_errors(expression: str, path: str, names: tuple[str, ...], returns: tuple[str, ...],
+                    shown: str | None = None, defined: frozenset[str] = frozenset()) -> list[FieldError]:
+    """compile.go's CompileCELExpression: `compilation failed: <issues>` (a variable used must be declared before),
+    or the wrong result type."""
     value = expression if shown is None else shown
     try:
-        compiled = compile_policy_expression(expression, has_params, has_authorizer)
+        compiled = compile_policy_expression(expression, names)
     except CompileError as e:
         return [invalid_value(path, value, f"compilation failed: {e}")]
+    undefined = _undefined_variables(compiled, defined)
+    if undefined:
+        return [invalid_value(path, value, f"compilation failed: {undefined}")]
     if not returns or compiled.result_type == "DYN" or compiled.result_type in returns:
         return []
     got = cel_type_name(compiled.result_type)
@@ -185,7 +226,8 @@ def _validate_match_conditions(conds: list[Any], path: str, has_params: bool) ->
         if not expression:
             errs.append(required(f"{path}[{i}].expression"))
         else:
-            errs += _compile_errors(expression, f"{path}[{i}].expression", has_params, ("BOOL",))
+            errs += _compile_errors(expression, f"{path}[{i}].expression",
+                                    variable_names(has_params, has_variables=False), ("BOOL",))
         name = _s(c.get("name"))
         if not name:
             errs.append(required(f"{path}[{i}].name"))
@@ -197,7 +239,7 @@ def _validate_match_conditions(conds: list[Any], path: str, has_params: bool) ->
     return errs
 
 
-def _validate_variable(v: dict[str, Any], path: str, has_params: bool) -> list[FieldError]:
+def _validate_variable(v: dict[str, Any], path: str, has_params: bool, defined: frozenset[str]) -> list[FieldError]:
     errs: list[FieldError] = []
     name = _s(v.get("name"))
     if not name.strip():
@@ -208,23 +250,24 @@ def _validate_variable(v: dict[str, Any], path: str, has_params: bool) -> list[F
     if not expression.strip():
         errs.append(required(f"{path}.expression", "expression is not specified"))
     else:
-        errs += _compile_errors(expression, f"{path}.expression", has_params, ())
+        errs += _compile_errors(expression, f"{path}.expression", variable_names(has_params), (), defined=defined)
     return errs
 
 
-def _validate_validation(v: dict[str, Any], path: str, has_params: bool) -> list[FieldError]:
+def _validate_validation(v: dict[str, Any], path: str, has_params: bool, defined: frozenset[str]) -> list[FieldError]:
     errs: list[FieldError] = []
     expression = _s(v.get("expression"))
     if not expression.strip():
         errs.append(required(f"{path}.expression", "expression is not specified"))
     else:
-        errs += _compile_errors(expression, f"{path}.expression", has_params, ("BOOL",))
+        errs += _compile_errors(expression, f"{path}.expression", variable_names(has_params), ("BOOL",),
+                                defined=defined)
     message_expression = _s(v.get("messageExpression"))
     if message_expression and not message_expression.strip():
         errs.append(invalid_value(f"{path}.messageExpression", message_expression, "must be non-empty if specified"))
     elif message_expression.strip():
-        errs += _compile_errors(message_expression, f"{path}.messageExpression", has_params, ("STRING",),
-                                has_authorizer=False)
+        errs += _compile_errors(message_expression, f"{path}.messageExpression",
+                                variable_names(has_params, has_authorizer=False), ("STRING",), defined=defined)
     message = _s(v.get("message"))
     if message and not message.strip():
         errs.append(invalid_value(f"{path}.message", message, "message must be non-empty if specified"))
@@ -236,7 +279,8 @@ def _validate_validation(v: dict[str, Any], path: str, has_params: bool) -> list
     return errs
 
 
-def _validate_audit_annotation(a: dict[str, Any], policy_name: str, path: str, has_params: bool) -> list[FieldError]:
+def _validate_audit_annotation(a: dict[str, Any], policy_name: str, path: str, has_params: bool,
+                               defined: frozenset[str]) -> list[FieldError]:
     errs: list[FieldError] = []
     key = _s(a.get("key"))
     if policy_name:
@@ -252,8 +296,8 @@ def _validate_audit_annotation(a: dict[str, Any], policy_name: str, path: str, h
         errs.append(required(f"{path}.valueExpression",
                              f"must not exceed {MAX_VALUE_EXPRESSION_BYTES} bytes in length"))
     else:
-        errs += _compile_errors(trimmed, f"{path}.valueExpression", has_params, ("STRING", "NULL"),
-                                shown=value_expression)
+        errs += _compile_errors(trimmed, f"{path}.valueExpression", variable_names(has_params), ("STRING", "NULL"),
+                                shown=value_expression, defined=defined)
     return errs
 
 
@@ -264,7 +308,8 @@ def _go_audit_annotations(items: list[Any]) -> GoValue:
     return GoValue("[]admissionregistration.AuditAnnotation{" + ", ".join(str(s) for s in shown) + "}")
 
 
-def _validate_audit_annotations(items: list[Any], policy_name: str, path: str, has_params: bool) -> list[FieldError]:
+def _validate_audit_annotations(items: list[Any], policy_name: str, path: str, has_params: bool,
+                                defined: frozenset[str]) -> list[FieldError]:
     errs: list[FieldError] = []
     if len(items) > MAX_AUDIT_ANNOTATIONS:
         errs.append(invalid_value(path, _go_audit_annotations(items),
@@ -272,7 +317,7 @@ def _validate_audit_annotations(items: list[Any], policy_name: str, path: str, h
     keys: set[str] = set()
     for i, raw in enumerate(items[:MAX_COMPILED]):
         a = as_dict(raw)
-        errs += _validate_audit_annotation(a, policy_name, f"{path}[{i}]", has_params)
+        errs += _validate_audit_annotation(a, policy_name, f"{path}[{i}]", has_params, defined)
         key = _s(a.get("key"))
         if key in keys:
             errs.append(duplicate(f"{path}[{i}].key", key))
@@ -301,15 +346,18 @@ def validate_policy(obj: dict[str, Any]) -> list[FieldError]:
         if not _l(mc.get("resourceRules")):
             errs.append(required("spec.matchConstraints.resourceRules"))
     errs += _validate_match_conditions(_l(spec.get("matchConditions")), "spec.matchConditions", has_params)
+    defined: set[str] = set()
     for i, v in enumerate(_l(spec.get("variables"))[:MAX_COMPILED]):
-        errs += _validate_variable(as_dict(v), f"spec.variables[{i}]", has_params)
+        errs += _validate_variable(as_dict(v), f"spec.variables[{i}]", has_params, frozenset(defined))
+        defined.add(_s(as_dict(v).get("name")))
     validations, annotations = _l(spec.get("validations")), _l(spec.get("auditAnnotations"))
     if not validations and not annotations:
         why = "validations or auditAnnotations must contain at least one item"
         return errs + [required("spec.validations", why), required("spec.auditAnnotations", why)]
     for i, v in enumerate(validations[:MAX_COMPILED]):
-        errs += _validate_validation(as_dict(v), f"spec.validations[{i}]", has_params)
-    return errs + _validate_audit_annotations(annotations, name, "spec.auditAnnotations", has_params)
+        errs += _validate_validation(as_dict(v), f"spec.validations[{i}]", has_params, frozenset(defined))
+    return errs + _validate_audit_annotations(annotations, name, "spec.auditAnnotations", has_params,
+                                              frozenset(defined))
 
 
 def validate_param_ref(pr: dict[str, Any], path: str) -> list[FieldError]:
