@@ -139,6 +139,15 @@ def test_bad_policies_refused_in_kubernetes_words(api: client.ApiClient) -> None
     assert 'spec.matchConditions[1].name: Duplicate value: "a"' in msg
 
 
+def test_unknown_fields_and_explain(server: Server) -> None:
+    pol = _policy("strict", [{"expression": "true", "mesage": "typo"}])
+    res = server.kubectl("create", "-f", "-", input=json.dumps(pol), check=False)
+    assert res.returncode == 1
+    assert 'strict decoding error: unknown field "spec.validations[0].mesage"' in res.stderr
+    out = server.kubectl("explain", "validatingadmissionpolicy.spec.validations.messageExpression").stdout
+    assert "messageExpression" in out and "KIND:       ValidatingAdmissionPolicy" in out
+
+
 def test_bad_bindings_refused_in_kubernetes_words(api: client.ApiClient) -> None:
     body = _refused(api, VAPB, _binding("b1", "p", actions=["Deny", "Warn", "Shout"],
                                         paramRef={"name": "x", "selector": {}, "parameterNotFoundAction": "Maybe"}))

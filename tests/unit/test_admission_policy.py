@@ -246,3 +246,14 @@ def test_variables_must_be_declared_before_use() -> None:
         " | .............................^"]
     errs = _texts(validate_policy(_policy(matchConditions=[{"name": "m", "expression": "variables.a"}])))
     assert len(errs) == 1 and "undeclared reference to 'variables" in errs[0]
+
+
+def test_match_conditions_have_their_own_budget() -> None:
+    obj = {"data": {f"k{i}": "v" for i in range(21)}}
+    triple = "object.data.all(a, object.data.all(b, object.data.all(c, a != '' && b != '' && c != '')))"  # ~58,000
+    conditions = [{"name": f"c{i}", "expression": triple} for i in range(45)]  # past 2,500,000 together
+    decisions, _ = _run(_policy(matchConditions=conditions, validations=[{"expression": "true"}]), obj)
+    assert [d.message for d in decisions] == [
+        "validation failed due to running out of cost budget, no further validation rules will be run"]
+    # Under the conditions' budget, the validations get a budget of their own (10,000,000).
+    assert _run(_policy(matchConditions=conditions[:40], validations=[{"expression": triple}] * 150), obj)[0] == []

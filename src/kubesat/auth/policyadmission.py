@@ -280,7 +280,7 @@ class Evaluation:
         self.cp = cp
         self.activation = activation
         self.fail = cp.spec.get("failurePolicy", "Fail") != "Ignore"
-        self.budget = limits.CEL_RUNTIME_BUDGET
+        self.budget = limits.CEL_MATCH_CONDITIONS_BUDGET  # then CEL_RUNTIME_BUDGET for the rest, as Kubernetes
         self.values: dict[str, Any] = {}  # the variables evaluated so far
         self.failed: dict[str, str] = {}  # the variables whose evaluation failed, and why
         self.activation["variables"] = self.values
@@ -291,6 +291,7 @@ class Evaluation:
             matched = self._conditions()
             if matched is not True:
                 return matched or [], []
+            self.budget = limits.CEL_RUNTIME_BUDGET
             decisions = [d for i, item in enumerate(self.cp.validations) if (d := self._validation(i, *item))]
             annotations, errs = self._annotations()
         except _OutOfBudget:
