@@ -603,3 +603,33 @@ def test_tightened_schema_ratchets_unchanged_values(server: Server, ext: client.
         objs.patch_namespaced_custom_object("ratchet.example.com", "v1", "default", "gears", "g1",
                                             {"spec": {"replicas": 2}})
     assert "spec.replicas in body should be greater than or equal to 5" in json.loads(e.value.body)["message"]
+
+
+def test_server_side_apply_follows_the_schemas_list_types(ext: client.ApiextensionsV1Api,
+                                                          objs: client.CustomObjectsApi, api: client.ApiClient) -> None:
+    body = _body(crd_yaml("ssa.example.com", "routers", "Router", "rt"))
+    props = body["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    props["ports"] = {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                      "items": {"type": "object", "required": ["name"],
+                                "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}}
+    props["tags"] = {"type": "array", "items": {"type": "string"}}  # atomic, as lists are by default
+    ext.create_custom_resource_definition(body)
+    wait_for(lambda: established(ext, "routers.ssa.example.com"), 5, "Established")
+    path = "/apis/ssa.example.com/v1/namespaces/default/routers/r1"
+
+    def apply(manager: str, spec: dict[str, Any]) -> dict[str, Any]:
+        doc = {"apiVersion": "ssa.example.com/v1", "kind": "Router", "metadata": {"name": "r1"}, "spec": spec}
+        r = api.rest_client.pool_manager.request(
+            "PATCH", f"{api.configuration.host}{path}?fieldManager={manager}", body=json.dumps(doc),
+            headers={"Content-Type": "application/apply-patch+yaml"})
+        assert r.status in (200, 201), r.data
+        return json.loads(r.data)
+
+    apply("a", {"ports": [{"name": "http", "port": 80}], "tags": ["x"]})
+    got = apply("b", {"ports": [{"name": "https", "port": 443}]})
+    assert sorted(p["name"] for p in got["spec"]["ports"]) == ["http", "https"]  # merged by key
+    owned = {m["manager"]: json.dumps(m["fieldsV1"]) for m in got["metadata"]["managedFields"]}
+    assert 'k:{\\"name\\":\\"http\\"}' in owned["a"] and 'k:{\\"name\\":\\"https\\"}' in owned["b"]
+    got = apply("a", {"ports": [{"name": "http", "port": 8080}], "tags": ["y"]})
+    assert {p["name"]: p["port"] for p in got["spec"]["ports"]} == {"http": 8080, "https": 443}
+    assert got["spec"]["tags"] == ["y"]

@@ -12,7 +12,7 @@ import orjson
 
 from kubesat.apimachinery import openapi_proto
 from kubesat.api.discovery import parse_media_ranges
-from kubesat.registry import kinds
+from kubesat.registry import customresource, kinds
 from kubesat.apimachinery import schema
 from kubesat.registry.kinds import ResourceInfo, Subresource
 
@@ -429,41 +429,6 @@ def _served_groups() -> list[str]:
 
 # ------------------------------------------------------------------------------- custom resources
 
-# What the v2 document cannot say of a custom resource's schema (kube-apiserver drops the same from v2).
-_NOT_IN_V2 = ("allOf", "anyOf", "oneOf", "not", "nullable")
-
-
-def _without_v3_keywords(node: Any, depth: int = 0) -> Any:
-    if depth > 64:
-        return {}
-    if isinstance(node, dict):
-        return {k: _without_v3_keywords(v, depth + 1) for k, v in node.items() if k not in _NOT_IN_V2}
-    if isinstance(node, list):
-        return [_without_v3_keywords(v, depth + 1) for v in node]
-    return node
-
-
-def _custom_definition(r: ResourceInfo, v2: bool) -> dict[str, Any]:
-    """A served custom resource version's schema as kube-apiserver publishes it: its openAPIV3Schema with
-    apiVersion, kind and metadata (an ObjectMeta reference) and the group-version-kind extension."""
-    version = r.custom.version if r.custom is not None else {}
-    root = ((version.get("schema") or {}).get("openAPIV3Schema") or {}) if isinstance(version, dict) else {}
-    out = copy.deepcopy(root) if isinstance(root, dict) else {}
-    if v2:
-        out = _without_v3_keywords(out)
-    props = out.setdefault("properties", {})
-    # Described as every kind's are (the Pod's words are the standard ones).
-    standard = (schema.definitions().get("io.k8s.api.core.v1.Pod") or {}).get("properties") or {}
-    for key in ("apiVersion", "kind"):
-        props[key] = {"description": standard.get(key, {}).get("description", ""), "type": "string"}
-    props["metadata"] = _ref(META + "ObjectMeta")  # the v3 form wraps it in allOf with its description
-    if standard.get("metadata", {}).get("description"):
-        props["metadata"]["description"] = standard["metadata"]["description"]
-    out["type"] = "object"
-    out["x-kubernetes-group-version-kind"] = [_gvk(r.group, r.version, r.kind)]
-    return out
-
-
 def _custom_list_definition(r: ResourceInfo) -> dict[str, Any]:
     return {
         "description": f"{r.list_kind_name} is a list of {r.kind}",
@@ -487,7 +452,7 @@ def _custom_definitions(v2: bool) -> dict[str, dict[str, Any]]:
 def _custom_definitions_at(v2: bool, generation: int) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for r in kinds.CUSTOM.all():
-        out[r.definition] = _custom_definition(r, v2)
+        out[r.definition] = customresource.published_schema(r, v2)
         out[r.definition + "List"] = _custom_list_definition(r)
     return out
 

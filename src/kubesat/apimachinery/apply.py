@@ -335,8 +335,20 @@ def _with_ext(s: Any) -> dict[str, Any] | None:
     return target
 
 
+# Root schemas of kinds not in Kubernetes' definitions (custom resources), by definition name.
+_REGISTERED: dict[str, dict[str, Any]] = {}
+
+
+def register_schema(definition: str, schema: dict[str, Any] | None) -> None:
+    """Make apply and managedFields read `schema` for `definition` (None: forget it)."""
+    if schema is None:
+        _REGISTERED.pop(definition, None)
+    else:
+        _REGISTERED[definition] = schema
+
+
 def _root_schema(definition: str) -> dict[str, Any] | None:
-    return _with_ext(k8s_schema.get(definition) or {})
+    return _with_ext(k8s_schema.get(definition) or _REGISTERED.get(definition) or {})
 
 
 def _is_struct(s: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:

@@ -14,7 +14,7 @@ from kubesat import errors
 from kubesat.controllers.base import Key, QueuedController
 from kubesat.registry import apiextensions
 from kubesat.registry.apiextensions import CLEANUP_FINALIZER, set_condition
-from kubesat.registry.customresource import infos_for
+from kubesat.registry.customresource import infos_for, publish_for_apply
 from kubesat.registry.kinds import CUSTOM, ResourceInfo, builtin_kind, custom_resource_of_key
 from kubesat.registry.meta import as_dict
 from kubesat.registry.store import DeleteOptions, Registry
@@ -144,13 +144,17 @@ class CRDController(QueuedController):
         terminating = crd is not None and bool(crd["metadata"].get("deletionTimestamp"))
         if crd is None or not apiextensions.is_true(crd, "Established"):
             self._served.pop(name, None)
+            publish_for_apply(CUSTOM.of(name), False)
             CUSTOM.set(name, ())
             return
         basis = orjson.dumps([crd.get("spec"), as_dict(crd.get("status")).get("acceptedNames"), terminating])
         if self._served.get(name) == basis:
             return
         self._served[name] = basis
-        CUSTOM.set(name, infos_for(crd, terminating))
+        infos = infos_for(crd, terminating)
+        publish_for_apply(CUSTOM.of(name), False)
+        publish_for_apply(infos, True)
+        CUSTOM.set(name, infos)
 
     async def _accept_names(self, crd: dict[str, Any]) -> dict[str, Any]:
         others = (await self.registry.list(CRDS, "")).items

@@ -3,6 +3,7 @@ custom resources share (status and scale subresources, printer columns, selectab
 
 from __future__ import annotations
 
+import copy
 import functools
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 import orjson
 
 from kubesat import errors
+from kubesat.apimachinery import apply as ssa
 from kubesat.apimachinery import cel, jsonpath, structural
+from kubesat.apimachinery.schema import definitions as builtin_definitions
 from kubesat.apimachinery.duration import age, human_duration, parse_time
 from kubesat.errors import FieldError, invalid_value
 from kubesat.registry.apiextensions import storage_version
@@ -227,6 +230,66 @@ def _normalize(schema: dict[str, Any] | None, obj: dict[str, Any]) -> None:
         structural.apply_defaults(schema, obj)
     except structural.TooMuchWork:
         raise errors.bad_request("the object nests too deeply or is too large for its schema") from None
+
+
+# ------------------------------------------------------------------------------- published schema
+
+# What the v2 document cannot say of a custom resource's schema (kube-apiserver drops the same from v2).
+_NOT_IN_V2 = ("allOf", "anyOf", "oneOf", "not", "nullable")
+_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+MAX_SCHEMA_DEPTH = 64
+
+
+def _without_v3_keywords(node: Any, depth: int = 0) -> Any:
+    if depth > MAX_SCHEMA_DEPTH:
+        return {}
+    if isinstance(node, dict):
+        return {k: _without_v3_keywords(v, depth + 1) for k, v in node.items() if k not in _NOT_IN_V2}
+    if isinstance(node, list):
+        return [_without_v3_keywords(v, depth + 1) for v in node]
+    return node
+
+
+def published_schema(info: ResourceInfo, v2: bool) -> dict[str, Any]:
+    """A served custom resource version's schema as kube-apiserver publishes it (OpenAPI v3, or v2 without what
+    v2 cannot say): its openAPIV3Schema with apiVersion, kind, metadata (an ObjectMeta reference) and the
+    group-version-kind extension."""
+    out = copy.deepcopy(schema_of(info) or {})
+    if v2:
+        out = _without_v3_keywords(out)
+    props = out.setdefault("properties", {})
+    # Described as every kind's are (the Pod's words are the standard ones).
+    standard = (builtin_definitions().get("io.k8s.api.core.v1.Pod") or {}).get("properties") or {}
+    for key in ("apiVersion", "kind"):
+        props[key] = {"description": standard.get(key, {}).get("description", ""), "type": "string"}
+    props["metadata"] = {"$ref": f"#/definitions/{_OBJECT_META}"}  # v3 wraps it in allOf with its description
+    if standard.get("metadata", {}).get("description"):
+        props["metadata"]["description"] = standard["metadata"]["description"]
+    out["type"] = "object"
+    out["x-kubernetes-group-version-kind"] = [{"group": info.group, "kind": info.kind, "version": info.version}]
+    return out
+
+
+def _open_where_preserved(node: Any, depth: int = 0) -> Any:
+    """The schema as server-side apply reads it: where x-kubernetes-preserve-unknown-fields is set, fields
+    beyond the declared ones are allowed (untyped) rather than `not declared in schema`."""
+    if depth > MAX_SCHEMA_DEPTH or not isinstance(node, dict):
+        return node
+    out = {k: (_open_where_preserved(v, depth + 1) if k in ("items", "additionalProperties") else v)
+           for k, v in node.items() if k != "properties"}
+    if isinstance(node.get("properties"), dict):
+        out["properties"] = {k: _open_where_preserved(v, depth + 1) for k, v in node["properties"].items()}
+    if node.get("x-kubernetes-preserve-unknown-fields") is True and not isinstance(out.get("additionalProperties"),
+                                                                                   dict):
+        out["additionalProperties"] = {}
+    return out
+
+
+def publish_for_apply(infos: tuple[ResourceInfo, ...] | list[ResourceInfo], served: bool) -> None:
+    """Give (or take back from) server-side apply the schemas of a CRD's versions, so that apply and
+    managedFields follow their list and map types (x-kubernetes-list-type, -list-map-keys, -map-type)."""
+    for info in infos:
+        ssa.register_schema(info.definition, _open_where_preserved(published_schema(info, False)) if served else None)
 
 
 # ---------------------------------------------------------------------------------------- strategy
