@@ -428,7 +428,7 @@ def test_match_condition_refused_when_it_does_not_compile(api: client.ApiClient)
 
 def test_service_reference_reaches_an_endpoint(server: Server, api: client.ApiClient,
                                                configs: list[tuple[str, str]]) -> None:
-    with WebhookServer(names=("hooksvc.default.svc",)) as srv:
+    with WebhookServer(names=("hooksvc.default.svc", "slicesvc.default.svc")) as srv:
         srv.paths["svc"] = _add_label("via", "service")
         server.kubectl("create", "-f", "-", input=json.dumps({
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "hooksvc", "namespace": "default"},
@@ -444,6 +444,25 @@ def test_service_reference_reaches_an_endpoint(server: Server, api: client.ApiCl
         labels = client.CoreV1Api(api).read_namespaced_config_map("via-service", "default").metadata.labels
         assert labels["via"] == "service"
         assert srv.got("svc")[-1]["_query"] == "timeout=10s"
+        # A Service whose endpoints are only in an EndpointSlice.
+        server.kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "slicesvc", "namespace": "default"},
+            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": srv.port}]}}))
+        server.kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "slicesvc-1", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "slicesvc"}},
+            "addressType": "IPv4", "ports": [{"name": "https", "port": srv.port}],
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]}))
+        srv.paths["slice"] = _add_label("via", "slice")
+        slice_hook = _url_hook(srv, "slice.example.com", "slice", "slice")
+        slice_hook["clientConfig"] = {"service": {"name": "slicesvc", "namespace": "default", "path": "/slice"},
+                                      "caBundle": srv.ca_bundle}
+        _install(server, configs, "MutatingWebhookConfiguration", "by-slice", [slice_hook])
+        server.kubectl("create", "-f", "-", input=_configmap("via-slice", "slice"))
+        assert client.CoreV1Api(api).read_namespaced_config_map("via-slice", "default").metadata.labels["via"] == \
+            "slice"
+        assert server.kubectl("get", "endpoints", "slicesvc", check=False).returncode != 0  # the slice was the way
         # No such port on the Service: the call fails, worded with the Service's name.
         hook["clientConfig"]["service"]["port"] = 9999
         server.kubectl("replace", "-f", "-", input=json.dumps(_config("MutatingWebhookConfiguration", "by-service",

@@ -12,6 +12,7 @@ from typing import Any
 
 from kubesat import errors, ids, limits
 from kubesat.apimachinery import patch as patching
+from kubesat.apimachinery.selectors import parse_label_selector
 from kubesat.apimachinery.cel import DYN, CelError, CompileError, Compiled, compile_expression, evaluate
 from kubesat.auth.user import UserInfo
 from kubesat.auth.webhookcall import V1, V1BETA1, Answer, CallError, Target, WebhookClient, ca_pem, read_answer
@@ -30,6 +31,8 @@ VALIDATING = builtin_kind("admissionregistration.k8s.io/v1", "ValidatingWebhookC
 NAMESPACES = builtin_kind("v1", "Namespace")
 SERVICES = builtin_kind("v1", "Service")
 ENDPOINTS = builtin_kind("v1", "Endpoints")
+ENDPOINT_SLICES = builtin_kind("discovery.k8s.io/v1", "EndpointSlice")
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 NO_SIDE_EFFECTS = ("None", "NoneOnDryRun")
 MUTATION_ANNOTATION = "mutation.webhook.admission.k8s.io/"
 FAILED_OPEN_MUTATING = "failed-open.mutation.webhook.admission.k8s.io/"
@@ -142,14 +145,37 @@ class WebhookAdmission:
         if svc_port is None:
             raise CallError(f'failed to call webhook: Post "{shown}": no service port {port} found for service '
                             f'"{name}"')
+        port_name = str(svc_port.get("name", ""))
         endpoints = await self.registry.get_or_none(ENDPOINTS, ns, name) or {}
         for subset in endpoints.get("subsets") or []:
             ports = [p for p in subset.get("ports") or [] if isinstance(p, dict)]
-            match = next((p for p in ports if p.get("name", "") == svc_port.get("name", "")), None)
+            match = next((p for p in ports if p.get("name", "") == port_name), None)
             addresses = [a for a in subset.get("addresses") or [] if isinstance(a, dict) and a.get("ip")]
             if match is not None and addresses:
                 return str(addresses[0]["ip"]), int(match.get("port") or 0)
+        found = await self._slice_endpoint(ns, name, port_name)
+        if found is not None:
+            return found
         raise CallError(f'failed to call webhook: Post "{shown}": no endpoints available for service "{name}"')
+
+
+    async def _slice_endpoint(self, ns: str, name: str, port_name: str) -> tuple[str, int] | None:
+        """A ready address of the Service's EndpointSlices (kubernetes.io/service-name) and the named port."""
+        try:
+            selector = parse_label_selector(f"{SERVICE_NAME_LABEL}={name}")
+        except errors.StatusError:  # a name no label value can hold has no slices
+            return None
+        for es in (await self.registry.list(ENDPOINT_SLICES, ns, labels=selector)).items:
+            ports = [p for p in es.get("ports") or [] if isinstance(p, dict)]
+            match = next((p for p in ports if (p.get("name") or "") == port_name), None)
+            if match is None or not match.get("port"):
+                continue
+            for ep in es.get("endpoints") or []:
+                ready = ((ep.get("conditions") or {}).get("ready") if isinstance(ep, dict) else False) is not False
+                addresses = ep.get("addresses") if isinstance(ep, dict) else None
+                if ready and isinstance(addresses, list) and addresses:
+                    return str(addresses[0]), int(match["port"])
+        return None
 
 
 class RequestAdmission:
