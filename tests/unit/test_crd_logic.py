@@ -13,7 +13,7 @@ from kubesat.apimachinery import jsonpath
 from kubesat.controllers.crd import accepted_names
 from kubesat.registry import kinds
 from kubesat.registry.apiextensions import CustomResourceDefinitionStrategy, validate_crd, validate_crd_update
-from kubesat.registry.customresource import CustomResourceStrategy, infos_for
+from kubesat.registry.customresource import CustomResourceStrategy, open_where_preserved, infos_for, published_schema
 
 CRD_INFO = kinds.builtin_kind("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 
@@ -200,3 +200,19 @@ def test_kube_aware_version_order() -> None:
     versions = ["v1alpha1", "v2beta1", "foo", "v1", "v2", "v1beta2", "v10", "v1beta1"]
     assert sorted(versions, key=kinds.version_sort_key) == [
         "v10", "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+
+
+def test_published_schema_and_its_apply_form() -> None:
+    schema = {"type": "object", "properties": {"spec": {
+        "type": "object", "nullable": True, "x-kubernetes-preserve-unknown-fields": True,
+        "properties": {"a": {"type": "string"}}}}}
+    obj = crd(versions=[{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}])
+    info = infos_for(obj)[0]
+    v3 = published_schema(info, False)
+    assert v3["x-kubernetes-group-version-kind"] == [{"group": "example.com", "kind": "Thing", "version": "v1"}]
+    assert v3["properties"]["metadata"]["$ref"] == "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+    assert v3["properties"]["spec"]["nullable"] is True
+    assert "nullable" not in published_schema(info, True)["properties"]["spec"]
+    opened = open_where_preserved(v3)
+    assert opened["properties"]["spec"]["additionalProperties"] == {}
+    assert "additionalProperties" not in opened  # the root keeps its declared fields only

@@ -270,15 +270,15 @@ def published_schema(info: ResourceInfo, v2: bool) -> dict[str, Any]:
     return out
 
 
-def _open_where_preserved(node: Any, depth: int = 0) -> Any:
+def open_where_preserved(node: Any, depth: int = 0) -> Any:
     """The schema as server-side apply reads it: where x-kubernetes-preserve-unknown-fields is set, fields
     beyond the declared ones are allowed (untyped) rather than `not declared in schema`."""
     if depth > MAX_SCHEMA_DEPTH or not isinstance(node, dict):
         return node
-    out = {k: (_open_where_preserved(v, depth + 1) if k in ("items", "additionalProperties") else v)
+    out = {k: (open_where_preserved(v, depth + 1) if k in ("items", "additionalProperties") else v)
            for k, v in node.items() if k != "properties"}
     if isinstance(node.get("properties"), dict):
-        out["properties"] = {k: _open_where_preserved(v, depth + 1) for k, v in node["properties"].items()}
+        out["properties"] = {k: open_where_preserved(v, depth + 1) for k, v in node["properties"].items()}
     if node.get("x-kubernetes-preserve-unknown-fields") is True and not isinstance(out.get("additionalProperties"),
                                                                                    dict):
         out["additionalProperties"] = {}
@@ -289,7 +289,7 @@ def publish_for_apply(infos: tuple[ResourceInfo, ...] | list[ResourceInfo], serv
     """Give (or take back from) server-side apply the schemas of a CRD's versions, so that apply and
     managedFields follow their list and map types (x-kubernetes-list-type, -list-map-keys, -map-type)."""
     for info in infos:
-        ssa.register_schema(info.definition, _open_where_preserved(published_schema(info, False)) if served else None)
+        ssa.register_schema(info.definition, open_where_preserved(published_schema(info, False)) if served else None)
 
 
 # ---------------------------------------------------------------------------------------- strategy
