@@ -290,6 +290,13 @@ def test_garbage_collection_and_namespace_deletion(server: Server, api: client.A
     core.delete_namespaced_config_map("ct-owner", "default")
     wait_for(lambda: _try(lambda: objs.get_namespaced_custom_object(GROUP, "v1", "default", "crontabs", "owned"))
              is None, 10, "the owned custom resource collected")
+    # A custom resource as the owner: its dependent goes with it.
+    boss = objs.create_namespaced_custom_object(GROUP, "v1", "default", "crontabs", cr("boss"))
+    core.create_namespaced_config_map("default", {"metadata": {"name": "ct-dependent", "ownerReferences": [
+        {"apiVersion": f"{GROUP}/v1", "kind": "CronTab", "name": "boss", "uid": boss["metadata"]["uid"]}]}})
+    objs.delete_namespaced_custom_object(GROUP, "v1", "default", "crontabs", "boss")
+    wait_for(lambda: _try(lambda: core.read_namespaced_config_map("ct-dependent", "default")) is None, 10,
+             "the custom resource's dependent collected")
     server.kubectl("create", "namespace", "crd-gone")
     objs.create_namespaced_custom_object(GROUP, "v1", "crd-gone", "crontabs", cr("inside"))
     server.kubectl("delete", "namespace", "crd-gone", "--wait=false")

@@ -106,7 +106,7 @@ class GarbageCollector:
     async def _owner_exists(self, dep_ns: str, owner: dict[str, Any]) -> bool | None:
         """True/False if the owner (by uid) exists; None if its kind is not one kubesat serves."""
         info = lookup_kind(owner.get("apiVersion", ""), owner.get("kind", ""))
-        if info is None or not info.stored:
+        if info is None or not (info.stored or info.custom is not None):  # any version of a custom resource
             return None
         obj = await self.registry.get_or_none(info, dep_ns if info.namespaced else "", owner.get("name", ""))
         return obj is not None and obj["metadata"].get("uid") == owner.get("uid")
@@ -131,7 +131,7 @@ class GarbageCollector:
         """A dependent went away: an owner waiting on it in foreground deletion may now go too."""
         for o in dependent["metadata"].get("ownerReferences") or []:
             info = lookup_kind(o.get("apiVersion", ""), o.get("kind", ""))
-            if info is None or not info.stored or self.dependents.get(o.get("uid", "")):
+            if info is None or not (info.stored or info.custom is not None) or self.dependents.get(o.get("uid", "")):
                 continue
             ns = dep_ns if info.namespaced else ""
             owner = await self.registry.get_or_none(info, ns, o.get("name", ""))
