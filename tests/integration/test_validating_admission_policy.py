@@ -308,9 +308,24 @@ def test_policy_on_a_custom_resource(server: Server, api: client.ApiClient) -> N
                             "size": {"type": "integer"}}}}}}}]}}
     _apply(server, crd)
     wait_for(lambda: server.kubectl("get", "gadgets", check=False).returncode == 0, 10, "gadgets served")
-    _apply(server, _policy("gadget-size", [{"expression": "object.spec.size < 10", "message": "too big"}],
-                           rules=[_rule("gadgets", "vap.example.com", ["CREATE"])]),
+    rules = [{"operations": ["CREATE"], "apiGroups": ["vap.example.com"], "apiVersions": ["v1"],
+              "resources": ["gadgets"]}]
+    _apply(server, _policy("gadget-size", [{"expression": "object.spec.size < 10", "message": "too big"},
+                                           {"expression": "object.spec.sise < 10 && object.metadata.name != ''"}],
+                           rules=rules),
            _binding("gadget-size-b", "gadget-size"))
+    # status.typeChecking: the typo checked against the Gadget schema (the policy still applies).
+    wait_for(lambda: json.loads(server.kubectl("get", VAP, "gadget-size", "-o", "json").stdout)
+             .get("status", {}).get("observedGeneration") == 1, 10, "the type check")
+    status = json.loads(server.kubectl("get", VAP, "gadget-size", "-o", "json").stdout)["status"]
+    assert status["typeChecking"] == {"expressionWarnings": [{
+        "fieldRef": "spec.validations[1].expression",
+        "warning": "vap.example.com/v1, Kind=Gadget: compilation failed: ERROR: <input>:1:12: undefined field "
+                   "'sise'\n | object.spec.sise < 10 && object.metadata.name != ''\n | ...........^\n"}]}
+    _apply(server, _policy("gadget-size", [{"expression": "object.spec.size < 10", "message": "too big"}],
+                           rules=rules))
+    wait_for(lambda: json.loads(server.kubectl("get", VAP, "gadget-size", "-o", "json").stdout)
+             .get("status", {}) == {"observedGeneration": 2, "typeChecking": {}}, 10, "the second type check")
     g = {"apiVersion": "vap.example.com/v1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"size": 12}}
     res = server.kubectl("create", "-n", "default", "-f", "-", input=json.dumps(g), check=False)
     assert res.stderr.strip() == ('The gadgets "g1" is invalid: : ValidatingAdmissionPolicy \'gadget-size\' with '

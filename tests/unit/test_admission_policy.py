@@ -10,6 +10,7 @@ from kubesat.auth.policyadmission import (
     namespace_variable,
 )
 from kubesat.auth.user import UserInfo
+from kubesat.registry.admissionpolicytypes import expression_warnings
 from kubesat.auth.webhookrules import RequestResource
 from kubesat.auth.webhooks import Attributes
 from kubesat.registry.admissionpolicy import (
@@ -257,3 +258,24 @@ def test_match_conditions_have_their_own_budget() -> None:
         "validation failed due to running out of cost budget, no further validation rules will be run"]
     # Under the conditions' budget, the validations get a budget of their own (10,000,000).
     assert _run(_policy(matchConditions=conditions[:40], validations=[{"expression": triple}] * 150), obj)[0] == []
+
+
+def test_type_checking_against_the_matched_kinds() -> None:
+    rules = [{"operations": ["CREATE"], "apiGroups": ["apps"], "apiVersions": ["v1"],
+              "resources": ["deployments", "replicasets", "deployments/scale"]},
+             {"operations": ["CREATE"], "apiGroups": ["*"], "apiVersions": ["v1"], "resources": ["pods"]}]
+    pol = _policy(matchConstraints={"resourceRules": rules},
+                  validations=[{"expression": "object.spec.replicas <= 5 && object.metadata.labels.app != ''"},
+                               {"expression": "object.spec.replicaz <= 5",
+                                "messageExpression": "'n: ' + string(object.spec.template.spec.containers.size())"}])
+    assert expression_warnings(pol) == [{
+        "fieldRef": "spec.validations[1].expression",
+        "warning": "apps/v1, Kind=Deployment: compilation failed: ERROR: <input>:1:12: undefined field 'replicaz'\n"
+                   " | object.spec.replicaz <= 5\n | ...........^\n\n"
+                   "apps/v1, Kind=ReplicaSet: compilation failed: ERROR: <input>:1:12: undefined field 'replicaz'\n"
+                   " | object.spec.replicaz <= 5\n | ...........^\n"}]
+    with_params = _policy(paramKind={"apiVersion": "v1", "kind": "ConfigMap"},
+                          validations=[{"expression": "object.data.size() < int(params.dat.max)"}])
+    (w,) = expression_warnings(with_params)
+    assert w["warning"].startswith("/v1, Kind=ConfigMap: compilation failed: ERROR: <input>:1:32: undefined field "
+                                   "'dat'")

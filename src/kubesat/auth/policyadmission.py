@@ -5,6 +5,7 @@ warning or an audit annotation as each binding's validationActions say."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import logging
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from kubesat.registry import kinds
 from kubesat.registry.admissionpolicy import (
     cel_type_name, compile_policy_expression, variable_names, variable_references,
 )
+from kubesat.registry.admissionpolicytypes import expression_warnings
 from kubesat.registry.kinds import ResourceInfo, builtin_kind
 from kubesat.registry.podtemplate import selector_matches
 from kubesat.registry.store import Registry
@@ -141,21 +143,26 @@ class PolicySource:
     def _written(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         self._changed(info, obj)
         if info is POLICIES and _d(obj.get("status")).get("observedGeneration") != obj["metadata"].get("generation"):
-            task = asyncio.get_running_loop().create_task(self._observe(str(obj["metadata"].get("name", ""))))
+            task = asyncio.get_running_loop().create_task(self._observe(copy.deepcopy(obj)))
             self._observing.add(task)
             task.add_done_callback(self._observing.discard)
 
-    async def _observe(self, name: str) -> None:
-        """status.observedGeneration (and an empty typeChecking: kubesat checks no types against schemas), as the
-        type-checking controller of kube-apiserver writes them."""
+    async def _observe(self, checked: dict[str, Any]) -> None:
+        """status.observedGeneration and status.typeChecking, as kube-apiserver's type-checking controller writes
+        them, for the generation checked (a newer one gets its own check)."""
+        generation = checked["metadata"].get("generation")
+        warnings = await asyncio.to_thread(expression_warnings, checked)
+
         def observed(policy: dict[str, Any]) -> dict[str, Any]:
-            policy["status"] = {**_d(policy.get("status")), "observedGeneration": policy["metadata"].get("generation"),
-                                "typeChecking": {}}
+            if policy["metadata"].get("generation") == generation:
+                policy["status"] = {**_d(policy.get("status")), "observedGeneration": generation,
+                                    "typeChecking": {"expressionWarnings": warnings} if warnings else {}}
             return policy
+        name = str(checked["metadata"].get("name", ""))
         try:
             await self.registry.guaranteed_update(POLICIES, "", name, observed, subresource="status")
         except errors.StatusError as e:  # deleted meanwhile
-            log.debug("observedGeneration of %s not written: %s", name, e.message)
+            log.debug("status of %s not written: %s", name, e.message)
 
     async def hooks(self) -> list[tuple[CompiledPolicy, list[dict[str, Any]]]]:
         """Each policy (by name) with its bindings (by name); policies without bindings are left out."""
