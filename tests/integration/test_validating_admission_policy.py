@@ -390,6 +390,39 @@ def test_authorizer_variable(server: Server, api: client.ApiClient) -> None:
     _delete(server, (VAPB, "authz-b"), (VAP, "authz"))
 
 
+def test_readme_example(server: Server) -> None:
+    policy = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: replicas-limit}
+spec:
+  paramKind: {apiVersion: v1, kind: ConfigMap}
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}
+  validations:
+  - expression: object.spec.replicas <= int(params.data.max)
+    messageExpression: "'replicas must be at most ' + params.data.max"
+    reason: Forbidden
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: replicas-limit}
+spec:
+  policyName: replicas-limit
+  validationActions: [Deny]
+  paramRef: {name: replicas-limit, namespace: default, parameterNotFoundAction: Deny}
+"""
+    server.kubectl("apply", "-f", "-", input=policy)
+    server.kubectl("create", "configmap", "replicas-limit", "-n", "default", "--from-literal=max=5")
+    res = server.kubectl("create", "deployment", "web", "-n", "default", "--image=nginx", "--replicas=9", check=False)
+    assert res.returncode == 1 and res.stderr.strip() == (
+        'error: failed to create deployment: deployments.apps "web" is forbidden: ValidatingAdmissionPolicy '
+        "'replicas-limit' with binding 'replicas-limit' denied request: replicas must be at most 5")
+    server.kubectl("create", "deployment", "web", "-n", "default", "--image=nginx", "--replicas=3")
+    _delete(server, (VAPB, "replicas-limit"), (VAP, "replicas-limit"))
+
+
 def test_policies_never_apply_to_admission_kinds(server: Server, api: client.ApiClient) -> None:
     _apply(server, _policy("no-admission", [{"expression": "false"}],
                            rules=[_rule("*", GROUP, ["*"])]), _binding("no-admission-b", "no-admission"))
