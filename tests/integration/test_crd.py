@@ -640,3 +640,19 @@ def test_server_side_apply_follows_the_schemas_list_types(ext: client.Apiextensi
     got = apply("a", {"ports": [{"name": "http", "port": 8080}], "tags": ["y"]})
     assert {p["name"]: p["port"] for p in got["spec"]["ports"]} == {"http": 8080, "https": 443}
     assert got["spec"]["tags"] == ["y"]
+
+
+def test_resource_quota_counts_custom_resources(server: Server, objs: client.CustomObjectsApi,
+                                                api: client.ApiClient, crontabs: str) -> None:
+    server.kubectl("create", "namespace", "crd-quota")
+    core = client.CoreV1Api(api)
+    objs.create_namespaced_custom_object(GROUP, "v1", "crd-quota", "crontabs", cr("before"))
+    core.create_namespaced_resource_quota("crd-quota", {"metadata": {"name": "q"},
+                                                        "spec": {"hard": {f"count/crontabs.{GROUP}": "2"}}})
+    # The quota controller counts what was there before the quota.
+    wait_for(lambda: (core.read_namespaced_resource_quota("q", "crd-quota").status.used or {}).get(
+        f"count/crontabs.{GROUP}") == "1", 5, "the quota counted")
+    objs.create_namespaced_custom_object(GROUP, "v1", "crd-quota", "crontabs", cr("one"))
+    with pytest.raises(ApiException) as e:
+        objs.create_namespaced_custom_object(GROUP, "v1", "crd-quota", "crontabs", cr("two"))
+    assert e.value.status == 403 and "exceeded quota: q" in e.value.body

@@ -15,7 +15,7 @@ from typing import Any
 from kubesat import errors
 from kubesat.auth.quotacharges import QuotaCharges
 from kubesat.controllers.base import Key, QueuedController, cancel, loads, resource_of_key, split_key
-from kubesat.registry.kinds import RESOURCES, ResourceInfo, builtin_kind
+from kubesat.registry.kinds import ResourceInfo, builtin_kind, stored_resources
 from kubesat.registry.quota import counted_resource, format_amounts, object_usage, quota_matches
 from kubesat.registry.store import Registry
 from kubesat.storage.interface import WatchEvent
@@ -32,7 +32,7 @@ def counted_kind(resource: str) -> ResourceInfo | None:
     found = counted_resource(resource)
     if found is None:
         return None
-    return next((r for r in RESOURCES if r.stored and (r.plural, r.group) == found), None)
+    return next((r for r in stored_resources() if (r.plural, r.group) == found), None)  # custom resources too
 
 
 async def quota_usages(registry: Registry, namespace: str,
