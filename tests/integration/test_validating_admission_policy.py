@@ -5,6 +5,7 @@ conditions, selectors, variables, message expressions and failure policies."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -181,6 +182,10 @@ def test_deny_with_message_and_code_then_warn(server: Server, api: client.ApiCli
     assert status["message"] == want and status["reason"] == "Invalid"
     assert status["details"]["causes"] == [{"message": want.split(": ", 1)[1]}]
     assert _create_cm(api, "vap-deny", _cm("ok", {"a": "1"})) is None
+    # Validating admission runs after the name is generated (BeforeCreate): the message shows it.
+    generated = {**big, "metadata": {"generateName": "big-"}}
+    err = _create_cm(api, "vap-deny", generated)
+    assert err is not None and re.match(r'configmaps "big-[a-z0-9]{5}" is forbidden: ', json.loads(err.body)["message"])
     res = server.kubectl("create", "-n", "vap-deny", "-f", "-", input=json.dumps(big), check=False)
     # kubectl prints an Invalid status from its causes (one without a field): as it prints kube-apiserver's.
     assert res.returncode == 1 and res.stderr.strip() == f'The configmaps "big" is invalid: : {want.split(": ", 1)[1]}'

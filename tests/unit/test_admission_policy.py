@@ -7,7 +7,7 @@ from typing import Any
 from kubesat.auth import authz
 from kubesat.auth.policyadmission import (
     Evaluation, ValidatingPolicyAdmission, _denial, _Request, admission_request, compile_policy, matched_resource,
-    namespace_variable,
+    namespace_variable, shown_name,
 )
 from kubesat.auth.user import UserInfo
 from kubesat.registry.admissionpolicytypes import expression_warnings
@@ -173,11 +173,14 @@ def test_match_conditions_variables_and_audit_annotations() -> None:
 
 def test_denial_status_and_namespace_variable() -> None:
     decisions, _ = _run(_policy(validations=[{"expression": "false", "reason": "RequestEntityTooLarge"}]), {})
-    err = _denial(_attrs(), "p", "b", decisions[0])
+    err = _denial(_attrs(), "c", "p", "b", decisions[0])
     assert (err.code, err.reason) == (413, "RequestEntityTooLarge")
     assert err.message == "configmaps \"c\" is forbidden: ValidatingAdmissionPolicy 'p' with binding 'b' denied " \
         "request: failed expression: false"
     assert err.details == {"name": "c", "kind": "configmaps", "causes": [{"message": err.message.split(": ", 1)[1]}]}
+    assert shown_name(_attrs(name=""), {"metadata": {"generateName": "web-"}}) == "web-"
+    assert shown_name(_attrs(name=""), None) == "Unknown"
+    assert shown_name(_attrs(name="c"), None) == "c"
     ns = namespace_variable({"metadata": {"name": "n", "managedFields": [{}], "labels": {"a": "b"}}})
     assert ns is not None and ns["metadata"] == {"name": "n", "labels": {"a": "b"}}
 

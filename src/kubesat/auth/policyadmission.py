@@ -490,7 +490,7 @@ class ValidatingPolicyAdmission:
         if audit is not None:
             _publish(outcome, audit)
         if outcome.denied:
-            raise _denial(attrs, *outcome.denied[0])
+            raise _denial(attrs, shown_name(attrs, new), *outcome.denied[0])
 
 
 class _Request:
@@ -594,11 +594,18 @@ def _publish(outcome: Outcome, audit: dict[str, str]) -> None:
         audit[VALIDATION_FAILURE_ANNOTATION] = orjson.dumps(outcome.failures[:MAX_VALIDATION_FAILURES]).decode()
 
 
-def _denial(attrs: Attributes, policy: str, binding: str, d: Decision) -> errors.StatusError:
+def shown_name(attrs: Attributes, new: dict[str, Any] | None) -> str:
+    """The name admission errors give (extractResourceName): the request's, else the new object's name or
+    generateName (names are generated after admission), else `Unknown`."""
+    meta = _d((new or {}).get("metadata"))
+    return attrs.name or _s(meta.get("name")) or _s(meta.get("generateName")) or "Unknown"
+
+
+def _denial(attrs: Attributes, name: str, policy: str, binding: str, d: Decision) -> errors.StatusError:
     """admission.NewForbidden with the decision's reason and its code (Invalid, the default, is 422)."""
     r = attrs.resource
     message = f"ValidatingAdmissionPolicy '{policy}' with binding '{binding}' denied request: {d.message}"
-    err = errors.forbidden(r.resource, attrs.name, message, r.group)
+    err = errors.forbidden(r.resource, name, message, r.group)
     err.reason = d.reason
     err.code = _CODES.get(d.reason, 422)
     err.details = {**(err.details or {}), "causes": [{"message": message}]}
