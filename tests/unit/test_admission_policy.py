@@ -6,9 +6,9 @@ from typing import Any
 
 from kubesat.auth import authz
 from kubesat.auth.policyadmission import (
-    Evaluation, ValidatingPolicyAdmission, _denial, _Request, admission_request, compile_policy, matched_resource,
-    namespace_variable, shown_name,
+    ValidatingPolicyAdmission, _denial, _Request, admission_request, matched_resource, namespace_variable, shown_name,
 )
+from kubesat.auth.policyevaluation import Evaluation, compile_policy
 from kubesat.auth.user import UserInfo
 from kubesat.registry.admissionpolicytypes import expression_warnings
 from kubesat.auth.webhookrules import RequestResource
