@@ -17,6 +17,7 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from .conftest import Server, start_server, wait_for
+from .webhookserver import WebhookServer
 
 GROUP = "stable.example.com"
 
@@ -656,3 +657,64 @@ def test_resource_quota_counts_custom_resources(server: Server, objs: client.Cus
     with pytest.raises(ApiException) as e:
         objs.create_namespaced_custom_object(GROUP, "v1", "crd-quota", "crontabs", cr("two"))
     assert e.value.status == 403 and "exceeded quota: q" in e.value.body
+
+
+def _conversion_review(request: dict[str, Any]) -> bytes:
+    """A conversion webhook: v1's spec.cronSpec is v2's spec.schedule."""
+    out = []
+    for obj in request["objects"]:
+        obj = copy.deepcopy(obj)
+        want = request["desiredAPIVersion"]
+        spec = obj.setdefault("spec", {})
+        if want.endswith("/v2") and "cronSpec" in spec:
+            spec["schedule"] = spec.pop("cronSpec")
+        if want.endswith("/v1") and "schedule" in spec:
+            spec["cronSpec"] = spec.pop("schedule")
+        obj["apiVersion"] = want
+        out.append(obj)
+    return json.dumps({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+                       "response": {"uid": request["uid"], "result": {"status": "Success"},
+                                    "convertedObjects": out}}).encode()
+
+
+def test_conversion_webhook(ext: client.ApiextensionsV1Api, objs: client.CustomObjectsApi) -> None:
+    with WebhookServer() as hook:
+        hook.paths["convert"] = _conversion_review
+        body = _body(crd_yaml("convert.example.com", "clocks", "Clock", "ck"))
+        v1 = body["spec"]["versions"][0]
+        v2 = copy.deepcopy(v1)
+        v2.update({"name": "v2", "storage": False})
+        v2_spec = v2["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        v2_spec["schedule"] = v2_spec.pop("cronSpec")
+        v2["additionalPrinterColumns"] = [{"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"}]
+        v2["selectableFields"] = [{"jsonPath": ".spec.schedule"}]
+        body["spec"]["versions"] = [v1, v2]
+        body["spec"]["conversion"] = {"strategy": "Webhook", "webhook": {
+            "clientConfig": {"url": hook.url("convert"), "caBundle": hook.ca_bundle},
+            "conversionReviewVersions": ["v1"]}}
+        ext.create_custom_resource_definition(body)
+        wait_for(lambda: established(ext, "clocks.convert.example.com"), 5, "Established")
+        objs.create_namespaced_custom_object("convert.example.com", "v1", "default", "clocks",
+                                             cr("c1", cron="1 * * * *", group="convert.example.com", kind="Clock"))
+        as_v2 = objs.get_namespaced_custom_object("convert.example.com", "v2", "default", "clocks", "c1")
+        assert as_v2["apiVersion"] == "convert.example.com/v2" and as_v2["spec"]["schedule"] == "1 * * * *"
+        assert "cronSpec" not in as_v2["spec"]
+        made = {"apiVersion": "convert.example.com/v2", "kind": "Clock", "metadata": {"name": "c2"},
+                "spec": {"schedule": "2 * * * *", "image": "img", "replicas": 1}}
+        objs.create_namespaced_custom_object("convert.example.com", "v2", "default", "clocks", made)
+        as_v1 = objs.get_namespaced_custom_object("convert.example.com", "v1", "default", "clocks", "c2")
+        assert as_v1["spec"]["cronSpec"] == "2 * * * *"  # stored in v1, through the webhook
+        listed = objs.list_namespaced_custom_object("convert.example.com", "v2", "default", "clocks")
+        assert sorted(i["spec"]["schedule"] for i in listed["items"]) == ["1 * * * *", "2 * * * *"]
+        reviews = hook.got("convert")
+        assert reviews[0]["apiVersion"] == "apiextensions.k8s.io/v1" and reviews[0]["kind"] == "ConversionReview"
+        assert reviews[0]["request"]["desiredAPIVersion"] == "convert.example.com/v2"
+        hook.paths["convert"] = lambda request: json.dumps({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+            "response": {"uid": request["uid"], "result": {"status": "Failure", "message": "cannot convert"}}
+        }).encode()
+        with pytest.raises(ApiException) as e:
+            objs.get_namespaced_custom_object("convert.example.com", "v2", "default", "clocks", "c1")
+        assert e.value.status == 500
+        assert json.loads(e.value.body)["message"] == ("Internal error occurred: conversion webhook for "
+                                                       "convert.example.com/v2, Kind=Clock failed: cannot convert")

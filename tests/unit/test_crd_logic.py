@@ -216,3 +216,17 @@ def test_published_schema_and_its_apply_form() -> None:
     opened = open_where_preserved(v3)
     assert opened["properties"]["spec"]["additionalProperties"] == {}
     assert "additionalProperties" not in opened  # the root keeps its declared fields only
+
+
+def test_conversion_webhook_client_config_words() -> None:
+    hook = crd(conversion={"strategy": "Webhook", "webhook": {"conversionReviewVersions": ["v1"],
+                                                              "clientConfig": {"url": "http://h/x?y=1"}}})
+    assert texts(hook) == [
+        "spec.conversion.webhookClientConfig.url: Invalid value: \"http\": 'https' is the only allowed URL scheme; "
+        "desired format: https://host[/path]",
+        'spec.conversion.webhookClientConfig.url: Invalid value: "y=1": query parameters are not permitted in the URL']
+    svc = crd(conversion={"strategy": "Webhook", "webhook": {"conversionReviewVersions": ["v3"],
+                                                             "clientConfig": {"service": {"name": "s"}}}})
+    assert texts(svc) == [
+        "spec.conversion.webhookClientConfig.service.namespace: Required value: service namespace is required",
+        'spec.conversion.conversionReviewVersions: Invalid value: ["v3"]: must include at least one of v1, v1beta1']

@@ -24,6 +24,7 @@ from kubesat.api.requestinfo import RequestInfo
 from kubesat.api.tables import to_table, wants_table
 from kubesat.auth.webhookrules import RequestResource
 from kubesat.auth.user import UserInfo
+from kubesat.auth.conversionwebhook import ConversionWebhooks
 from kubesat.auth.webhooks import Attributes, RequestAdmission, WebhookAdmission
 from kubesat.apimachinery import structural
 from kubesat.registry import conversion, customresource, kinds
@@ -266,7 +267,8 @@ class ResourceHandler:
         if view is None:
             if len(self._converting) > _MAX_CONVERTING:  # views of custom resources whose CRD has changed since
                 self._converting.clear()
-            view = ResourceHandler(conversion.served_registry(self.registry, res))
+            hooks = ConversionWebhooks(self.webhooks).convert if self.webhooks is not None else None
+            view = ResourceHandler(conversion.served_registry(self.registry, res, hooks))
             view.yaml, view.admission, view.write_checks = self.yaml, self.admission, self.write_checks
             view.webhooks = self.webhooks
             self._converting[res] = view

@@ -12,6 +12,7 @@ import orjson
 
 from kubesat.apimachinery import cel, structural
 from kubesat.errors import FieldError, forbidden_field, invalid_value, not_supported, required
+from kubesat.registry.admissionregistration import validate_service, validate_url
 from kubesat.registry.meta import (
     IMMUTABLE,
     GoValue,
@@ -368,6 +369,10 @@ def _validate_conversion(conversion: Any) -> list[FieldError]:
         errs.append(required(f"{path}.webhookClientConfig", "required when strategy is set to Webhook"))
     elif (client.get("url") is None) == (client.get("service") is None):
         errs.append(required(f"{path}.webhookClientConfig", "exactly one of url or service is required"))
+    elif client.get("url") is not None:
+        errs += validate_url(f"{path}.webhookClientConfig.url", _str(client.get("url")))
+    else:
+        errs += validate_service(f"{path}.webhookClientConfig.service", as_dict(client.get("service")))
     if not reviews:
         errs.append(required(f"{path}.conversionReviewVersions"))
         return errs

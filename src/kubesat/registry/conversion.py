@@ -7,7 +7,7 @@ registry, the strategy and the API see the served form; the store below keeps th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,14 +63,14 @@ def _recode(fn: Convert, value: bytes) -> bytes:
 
 
 class _ConvertedSnapshot:
-    def __init__(self, inner: ListSnapshot, out: Callable[[KeyValue], KeyValue]) -> None:
+    def __init__(self, inner: ListSnapshot, out: Callable[[list[KeyValue]], Awaitable[list[KeyValue]]]) -> None:
         self._inner = inner
         self._out = out
         self.revision = inner.revision
 
     async def read(self, start_after: str, limit: int) -> ListResult:
         res = await self._inner.read(start_after, limit)
-        return ListResult([self._out(kv) for kv in res.items], res.revision, res.more)
+        return ListResult(await self._out(res.items), res.revision, res.more)
 
     def close(self) -> None:
         self._inner.close()
@@ -78,7 +78,9 @@ class _ConvertedSnapshot:
 
 class ConvertedStore:
     """The store as the served version sees it: values under `prefix` converted on every read and write, the rest
-    (namespaces the registry checks, say) as they are. Closing it leaves the underlying store open."""
+    (namespaces the registry checks, say) as they are. Closing it leaves the underlying store open.
+
+    Subclasses convert otherwise (a CRD's conversion webhook) by overriding `_to_stored` and `_from_stored`."""
 
     def __init__(self, inner: Callable[[], Store], prefix: str, conversion: Conversion) -> None:
         self._inner = inner  # read at each call: the server opens its store after wiring the handlers
@@ -88,26 +90,36 @@ class ConvertedStore:
     def _mine(self, key: str) -> bool:
         return key.startswith(self._prefix)
 
-    def _in(self, key: str, value: bytes) -> bytes:
-        return _recode(self._conv.to_stored, value) if self._mine(key) else value
+    async def _to_stored(self, value: bytes) -> bytes:
+        return _recode(self._conv.to_stored, value)
 
-    def _out_value(self, key: str, value: bytes | None) -> bytes | None:
+    async def _from_stored(self, values: list[bytes]) -> list[bytes]:
+        """Stored values in the served form (a list's page at once)."""
+        return [_recode(self._conv.from_stored, v) for v in values]
+
+    async def _in(self, key: str, value: bytes) -> bytes:
+        return await self._to_stored(value) if self._mine(key) else value
+
+    async def _out_value(self, key: str, value: bytes | None) -> bytes | None:
         if value is None or not self._mine(key):
             return value
-        return _recode(self._conv.from_stored, value)
+        return (await self._from_stored([value]))[0]
 
-    def _out(self, kv: KeyValue) -> KeyValue:
-        if not self._mine(kv.key):
-            return kv
-        return KeyValue(kv.key, _recode(self._conv.from_stored, kv.value), kv.mod_revision, kv.create_revision)
+    async def _out(self, kvs: list[KeyValue]) -> list[KeyValue]:
+        mine = [kv for kv in kvs if self._mine(kv.key)]
+        if not mine:
+            return kvs
+        converted = iter(await self._from_stored([kv.value for kv in mine]))
+        return [KeyValue(kv.key, next(converted), kv.mod_revision, kv.create_revision) if self._mine(kv.key) else kv
+                for kv in kvs]
 
     async def get(self, key: str) -> KeyValue | None:
         kv = await self._inner().get(key)
-        return None if kv is None else self._out(kv)
+        return None if kv is None else (await self._out([kv]))[0]
 
     async def list(self, prefix: str, *, start_after: str = "", limit: int = 0) -> ListResult:
         res = await self._inner().list(prefix, start_after=start_after, limit=limit)
-        return ListResult([self._out(kv) for kv in res.items], res.revision, res.more)
+        return ListResult(await self._out(res.items), res.revision, res.more)
 
     async def count(self, prefix: str) -> int:
         return await self._inner().count(prefix)
@@ -116,14 +128,14 @@ class ConvertedStore:
         return _ConvertedSnapshot(self._inner().snapshot(prefix), self._out)
 
     async def create(self, key: str, value: bytes) -> int:
-        return await self._inner().create(key, self._in(key, value))
+        return await self._inner().create(key, await self._in(key, value))
 
     async def update(self, key: str, value: bytes, expected_mod_revision: int) -> int:
-        return await self._inner().update(key, self._in(key, value), expected_mod_revision)
+        return await self._inner().update(key, await self._in(key, value), expected_mod_revision)
 
     async def delete(self, key: str, expected_mod_revision: int = 0) -> tuple[bytes, int]:
         value, rev = await self._inner().delete(key, expected_mod_revision)
-        return self._out_value(key, value) or value, rev
+        return await self._out_value(key, value) or value, rev
 
     async def revision(self) -> int:
         return await self._inner().revision()
@@ -135,8 +147,8 @@ class ConvertedStore:
         events = self._inner().watch(prefix, after_revision)
         try:
             async for ev in events:
-                yield WatchEvent(ev.type, ev.key, self._out_value(ev.key, ev.value),
-                                 self._out_value(ev.key, ev.prev_value), ev.revision, ev.created)
+                yield WatchEvent(ev.type, ev.key, await self._out_value(ev.key, ev.value),
+                                 await self._out_value(ev.key, ev.prev_value), ev.revision, ev.created)
         finally:
             await events.aclose()  # type: ignore[attr-defined]
 
@@ -144,10 +156,41 @@ class ConvertedStore:
         """The underlying store belongs to the server, which closes it."""
 
 
-def served_registry(base: Registry, info: ResourceInfo) -> Registry:
+# A CRD's conversion webhook: (the CRD's spec.conversion, objects, the apiVersion wanted) -> the objects in it.
+ConvertMany = Callable[[dict[str, Any], list[dict[str, Any]], str], Awaitable[list[dict[str, Any]]]]
+
+
+class WebhookConvertedStore(ConvertedStore):
+    """A custom resource version served from another through its CRD's conversion webhook (one call per write,
+    one per page of a list, none for objects already in the version wanted)."""
+
+    def __init__(self, inner: Callable[[], Store], prefix: str, stored: str, served: str,
+                 conversion: dict[str, Any], convert: ConvertMany) -> None:
+        super().__init__(inner, prefix, _custom_conversion(stored, served))
+        self._stored, self._served = stored, served
+        self._spec = conversion
+        self._convert = convert
+
+    async def _to_stored(self, value: bytes) -> bytes:
+        return orjson.dumps((await self._convert(self._spec, [orjson.loads(value)], self._stored))[0])
+
+    async def _from_stored(self, values: list[bytes]) -> list[bytes]:
+        objs = [orjson.loads(v) for v in values]
+        return [orjson.dumps(o) for o in await self._convert(self._spec, objs, self._served)]
+
+
+def served_registry(base: Registry, info: ResourceInfo, webhook: ConvertMany | None = None) -> Registry:
     """A Registry for `info`, a resource stored as another: its objects in their own form, over the same keys,
-    with the base registry's clock and write and delete hooks."""
-    store = ConvertedStore(lambda: base.store, info.storage_prefix(), conversion_for(info))
+    with the base registry's clock and write and delete hooks. `webhook`: how a CRD's conversion webhook is
+    called (a CRD whose strategy is Webhook converts through it when given)."""
+    store: ConvertedStore
+    custom = info.custom
+    if custom is not None and webhook is not None and custom.conversion.get("strategy") == "Webhook":
+        store = WebhookConvertedStore(lambda: base.store, info.storage_prefix(),
+                                      f"{info.group}/{custom.storage_version}", info.api_version,
+                                      custom.conversion, webhook)
+    else:
+        store = ConvertedStore(lambda: base.store, info.storage_prefix(), conversion_for(info))
     view = Registry(store, clock=lambda: base.clock())
     view.on_write = base.on_write
     view.on_delete = base.on_delete

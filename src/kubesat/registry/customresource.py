@@ -55,7 +55,7 @@ def infos_for(crd: dict[str, Any], terminating: bool = False) -> tuple[ResourceI
     for v in served:
         name = str(v.get("name", ""))
         custom = CustomDefinition(str(as_dict(crd.get("metadata")).get("name", "")), primary,
-                                  _version_view(v), all_names, terminating)
+                                  _version_view(v), all_names, terminating, as_dict(spec.get("conversion")))
         subs = []
         sub = as_dict(v.get("subresources"))
         if sub.get("scale") is not None:

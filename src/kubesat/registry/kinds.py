@@ -40,6 +40,7 @@ class CustomDefinition:
     version: dict[str, Any]
     versions: tuple[str, ...]  # every version the CRD lists, as stored objects may carry any of them
     terminating: bool = False
+    conversion: dict[str, Any] = field(default_factory=dict)  # the CRD's spec.conversion
 
     @property
     def multi_version(self) -> bool:
