@@ -718,3 +718,23 @@ def test_conversion_webhook(ext: client.ApiextensionsV1Api, objs: client.CustomO
         assert e.value.status == 500
         assert json.loads(e.value.body)["message"] == ("Internal error occurred: conversion webhook for "
                                                        "convert.example.com/v2, Kind=Clock failed: cannot convert")
+
+
+def test_invalid_ca_bundle_keeps_the_crd_from_being_established(ext: client.ApiextensionsV1Api,
+                                                                objs: client.CustomObjectsApi) -> None:
+    body = _body(crd_yaml("cabundle.example.com", "kettles", "Kettle", "kt"))
+    v2 = {**copy.deepcopy(body["spec"]["versions"][0]), "name": "v2", "storage": False}
+    body["spec"]["versions"].append(v2)
+    body["spec"]["conversion"] = {"strategy": "Webhook", "webhook": {
+        "clientConfig": {"url": "https://127.0.0.1:9/convert", "caBundle": "bm90IGEgY2VydGlmaWNhdGU="},
+        "conversionReviewVersions": ["v1"]}}
+    ext.create_custom_resource_definition(body)  # tolerated before the CRD is established
+
+    def established_condition() -> Any:
+        crd = ext.read_custom_resource_definition("kettles.cabundle.example.com")
+        return next((c for c in crd.status.conditions or [] if c.type == "Established"), None)
+
+    cond = wait_for(established_condition, 5, "the Established condition")
+    assert (cond.status, cond.reason, cond.message) == ("False", "InvalidCABundle",
+                                                        "The conversion webhook CABundle is invalid")
+    assert _status_of(lambda: objs.list_cluster_custom_object("cabundle.example.com", "v1", "kettles")) == 404

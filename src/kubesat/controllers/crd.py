@@ -4,11 +4,13 @@ apiextensions-apiserver's naming, establishing and finalizer controllers do toge
 
 from __future__ import annotations
 
+import base64
 import copy
 import logging
 from typing import Any
 
 import orjson
+from cryptography import x509
 
 from kubesat import errors
 from kubesat.controllers.base import Key, QueuedController
@@ -92,6 +94,20 @@ def accepted_names(crd: dict[str, Any], others: list[dict[str, Any]]) -> tuple[d
     return new, verdict
 
 
+def ca_bundle_valid(crd: dict[str, Any]) -> bool:
+    """Whether the conversion webhook's caBundle, if any, holds PEM certificates (an invalid one keeps the CRD
+    from being established)."""
+    conversion = as_dict(as_dict(crd.get("spec")).get("conversion"))
+    bundle = as_dict(as_dict(conversion.get("webhook")).get("clientConfig")).get("caBundle")
+    if conversion.get("strategy") != "Webhook" or not bundle:
+        return True
+    try:
+        x509.load_pem_x509_certificates(base64.b64decode(str(bundle), validate=True))
+    except ValueError:
+        return False
+    return True
+
+
 class CRDController(QueuedController):
     name = "crd"
 
@@ -166,7 +182,10 @@ class CRDController(QueuedController):
             st = new.setdefault("status", {})
             st["acceptedNames"] = names
             set_condition(new, "NamesAccepted", status, reason, message, now)
-            if not apiextensions.is_true(new, "Established"):
+            if not ca_bundle_valid(new):
+                set_condition(new, "Established", "False", "InvalidCABundle", "The conversion webhook CABundle is "
+                              "invalid", now)
+            elif not apiextensions.is_true(new, "Established"):
                 if status == "True":
                     set_condition(new, "Established", "True", "InitialNamesAccepted",
                                   "the initial names have been accepted", now)
