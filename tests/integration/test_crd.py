@@ -716,8 +716,8 @@ def test_conversion_webhook(ext: client.ApiextensionsV1Api, objs: client.CustomO
         with pytest.raises(ApiException) as e:
             objs.get_namespaced_custom_object("convert.example.com", "v2", "default", "clocks", "c1")
         assert e.value.status == 500
-        assert json.loads(e.value.body)["message"] == ("Internal error occurred: conversion webhook for "
-                                                       "convert.example.com/v2, Kind=Clock failed: cannot convert")
+        assert json.loads(e.value.body)["message"] == ("conversion webhook for "
+                                                       "convert.example.com/v1, Kind=Clock failed: cannot convert")
 
 
 def test_invalid_ca_bundle_keeps_the_crd_from_being_established(ext: client.ApiextensionsV1Api,

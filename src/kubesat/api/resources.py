@@ -24,7 +24,6 @@ from kubesat.api.requestinfo import RequestInfo
 from kubesat.api.tables import to_table, wants_table
 from kubesat.auth.webhookrules import RequestResource
 from kubesat.auth.user import UserInfo
-from kubesat.auth.conversionwebhook import ConversionWebhooks
 from kubesat.auth.webhooks import Attributes, RequestAdmission, WebhookAdmission
 from kubesat.apimachinery import structural
 from kubesat.registry import conversion, customresource, kinds
@@ -200,6 +199,8 @@ class ResourceHandler:
         self.admission: list[Admission] = []
         # The admission webhooks (auth/webhooks.py), called by the registry around each write it stores.
         self.webhooks: WebhookAdmission | None = None
+        # How CRDs' conversion webhooks are called (auth/conversionwebhook.py); without it Webhook converts as None.
+        self.conversion_webhooks: conversion.CustomConverter | None = None
         # Checks on the final object of every write, old None on create (e.g. RBAC escalation); raise to refuse.
         self.write_checks: list[Callable[[Request, ResourceInfo, dict[str, Any] | None, dict[str, Any]], None]] = []
         # Handlers of resources stored as another (events.k8s.io Events), each over a registry that converts.
@@ -267,10 +268,9 @@ class ResourceHandler:
         if view is None:
             if len(self._converting) > _MAX_CONVERTING:  # views of custom resources whose CRD has changed since
                 self._converting.clear()
-            hooks = ConversionWebhooks(self.webhooks).convert if self.webhooks is not None else None
-            view = ResourceHandler(conversion.served_registry(self.registry, res, hooks))
+            view = ResourceHandler(conversion.served_registry(self.registry, res, self.conversion_webhooks))
             view.yaml, view.admission, view.write_checks = self.yaml, self.admission, self.write_checks
-            view.webhooks = self.webhooks
+            view.webhooks, view.conversion_webhooks = self.webhooks, self.conversion_webhooks
             self._converting[res] = view
         return view
 

@@ -19,6 +19,7 @@ from kubesat.auth.admission import admit_pod_create
 from kubesat.auth.authz import ALLOW, Attributes
 from kubesat.auth.bootstrap import BootstrapTokenAuthenticator
 from kubesat.auth.admissionchain import DynamicAdmission
+from kubesat.auth.conversionwebhook import ConversionWebhooks
 from kubesat.auth.serviceaccount import ServiceAccountAuthenticator
 from kubesat.auth.user import AUTHENTICATED, UserInfo
 from kubesat.controllers.cronjob import CronJobController
@@ -121,6 +122,7 @@ def install(app: App, resources: ResourceHandler, registry: Registry, opts: Wiri
     resources.admission.append(service_account_admission)
     resources.webhooks = DynamicAdmission(registry, authorizer=lambda: app.authorizer)
     app.on_shutdown.append(resources.webhooks.aclose)
+    resources.conversion_webhooks = ConversionWebhooks(resources.webhooks)
 
     async def self_subject_review(req: Request, res: ResourceInfo, body: dict[str, Any]) -> Response:
         assert req.user is not None  # App._handle authenticates (or refuses) before any handler runs

@@ -67,7 +67,7 @@ def _ssl_context(ca: bytes) -> ssl.SSLContext:
     return ctx
 
 
-def _go_json_error(body: bytes) -> str:
+def go_json_error(body: bytes) -> str:
     """encoding/json's words for a body that is not JSON (the first character's, as Go reports it)."""
     text = body.lstrip()
     if not text:
@@ -168,7 +168,7 @@ def read_answer(status: int, body: bytes, uid: str, version: str, mutating: bool
         review = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise CallError(f"failed to call webhook: couldn't get version/kind; json parse error: "
-                        f"{_go_json_error(body)}") from None
+                        f"{go_json_error(body)}") from None
     if not isinstance(review, dict):
         raise CallError("failed to call webhook: couldn't get version/kind; json parse error: json: cannot "
                         "unmarshal non-object into Go value of type struct")

@@ -139,11 +139,11 @@ class WebhookAdmission:
     async def _endpoint(self, ns: str, name: str, port: int, shown: str) -> tuple[str, int]:
         service = await self.registry.get_or_none(SERVICES, ns, name)
         if service is None:
-            raise CallError(f'failed to call webhook: Post "{shown}": service "{name}" not found')
+            raise CallError(f'Post "{shown}": service "{name}" not found')
         svc_port = next((p for p in (service.get("spec") or {}).get("ports") or []
                          if isinstance(p, dict) and p.get("port") == port), None)
         if svc_port is None:
-            raise CallError(f'failed to call webhook: Post "{shown}": no service port {port} found for service '
+            raise CallError(f'Post "{shown}": no service port {port} found for service '
                             f'"{name}"')
         port_name = str(svc_port.get("name", ""))
         endpoints = await self.registry.get_or_none(ENDPOINTS, ns, name) or {}
@@ -156,7 +156,7 @@ class WebhookAdmission:
         found = await self._slice_endpoint(ns, name, port_name)
         if found is not None:
             return found
-        raise CallError(f'failed to call webhook: Post "{shown}": no endpoints available for service "{name}"')
+        raise CallError(f'Post "{shown}": no endpoints available for service "{name}"')
 
 
     async def _slice_endpoint(self, ns: str, name: str, port_name: str) -> tuple[str, int] | None:
@@ -273,7 +273,7 @@ class RequestAdmission:
         try:
             if "v1" not in versions and "v1beta1" not in versions:
                 raise CallError("webhook does not accept known AdmissionReview versions (v1, v1beta1)")
-            target = await self.plugin.target(h, timeout)
+            target = await self._target(h, timeout)
             status, body = await self._post(target, self._review(version, uid, matched, old, new), timeout)
             answer = read_answer(status, body, uid, version, mutating)
         except CallError as e:
@@ -286,6 +286,12 @@ class RequestAdmission:
             raise self._denied(name, answer.status)
         log.debug("webhook %s of %s allowed %s", name, cfg_name, self.attrs.operation)
         return answer
+
+    async def _target(self, hook: dict[str, Any], timeout: int) -> Target:
+        try:
+            return await self.plugin.target(hook, timeout)
+        except CallError as e:
+            raise CallError(f"failed to call webhook: {e}") from None
 
     async def _post(self, target: Target, review: dict[str, Any], timeout: int) -> tuple[int, bytes]:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -156,8 +156,14 @@ class ConvertedStore:
         """The underlying store belongs to the server, which closes it."""
 
 
-# A CRD's conversion webhook: (the CRD's spec.conversion, objects, the apiVersion wanted) -> the objects in it.
-ConvertMany = Callable[[dict[str, Any], list[dict[str, Any]], str], Awaitable[list[dict[str, Any]]]]
+class CustomConverter(Protocol):
+    """How a CRD's conversion webhook is called (auth/conversionwebhook.py, given by the composition root)."""
+
+    async def convert(self, conversion: dict[str, Any], objects: list[dict[str, Any]],
+                      desired: str) -> list[dict[str, Any]]:
+        """`objects` in apiVersion `desired` as the webhook of `conversion` (a CRD's spec.conversion) makes them;
+        a StatusError when it cannot."""
+        ...
 
 
 class WebhookConvertedStore(ConvertedStore):
@@ -165,21 +171,21 @@ class WebhookConvertedStore(ConvertedStore):
     one per page of a list, none for objects already in the version wanted)."""
 
     def __init__(self, inner: Callable[[], Store], prefix: str, stored: str, served: str,
-                 conversion: dict[str, Any], convert: ConvertMany) -> None:
+                 conversion: dict[str, Any], convert: CustomConverter) -> None:
         super().__init__(inner, prefix, _custom_conversion(stored, served))
         self._stored, self._served = stored, served
         self._spec = conversion
         self._convert = convert
 
     async def _to_stored(self, value: bytes) -> bytes:
-        return orjson.dumps((await self._convert(self._spec, [orjson.loads(value)], self._stored))[0])
+        return orjson.dumps((await self._convert.convert(self._spec, [orjson.loads(value)], self._stored))[0])
 
     async def _from_stored(self, values: list[bytes]) -> list[bytes]:
         objs = [orjson.loads(v) for v in values]
-        return [orjson.dumps(o) for o in await self._convert(self._spec, objs, self._served)]
+        return [orjson.dumps(o) for o in await self._convert.convert(self._spec, objs, self._served)]
 
 
-def served_registry(base: Registry, info: ResourceInfo, webhook: ConvertMany | None = None) -> Registry:
+def served_registry(base: Registry, info: ResourceInfo, webhook: CustomConverter | None = None) -> Registry:
     """A Registry for `info`, a resource stored as another: its objects in their own form, over the same keys,
     with the base registry's clock and write and delete hooks. `webhook`: how a CRD's conversion webhook is
     called (a CRD whose strategy is Webhook converts through it when given)."""
