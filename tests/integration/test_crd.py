@@ -266,6 +266,29 @@ def test_rbac_on_custom_resources(server: Server, api: client.ApiClient, objs: c
     assert e.value.status == 403
 
 
+
+def test_an_aggregated_cluster_role_grants_custom_resources_to_edit(server: Server, crontabs: str) -> None:
+    """A ClusterRole labelled aggregate-to-edit lends its rules on a custom resource to `edit`, as the
+    clusterrole-aggregation controller does: `edit` lists them and a user bound to it gets them."""
+    as_dev = ["--as=system:serviceaccount:crd-agg:dev", "-n", "crd-agg"]
+    server.kubectl("create", "namespace", "crd-agg")
+    server.kubectl("create", "serviceaccount", "dev", "-n", "crd-agg")
+    server.kubectl("create", "rolebinding", "dev-edit", "-n", "crd-agg", "--clusterrole=edit",
+                   "--serviceaccount=crd-agg:dev")
+    assert server.kubectl("auth", "can-i", "create", f"crontabs.{GROUP}", *as_dev, check=False).stdout.strip() == "no"
+    rules = [{"apiGroups": [GROUP], "resources": ["crontabs"], "verbs": ["get", "list", "watch", "create", "delete"]}]
+    server.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "crontabs-edit", "labels": {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}},
+        "rules": rules}))
+    wait_for(lambda: server.kubectl("auth", "can-i", "create", f"crontabs.{GROUP}", *as_dev,
+                                    check=False).stdout.strip() == "yes", 10, "edit to take the crontabs rules")
+    edit = json.loads(server.kubectl("get", "clusterrole", "edit", "-o", "json").stdout)
+    assert rules[0] in edit["rules"]
+    server.kubectl("apply", "-f", "-", *as_dev, input=json.dumps(cr("by-dev")))
+    assert "by-dev" in server.kubectl("get", f"crontabs.{GROUP}", *as_dev).stdout
+
+
 def _status_of(fn: Any) -> int:
     try:
         fn()
