@@ -27,6 +27,8 @@ MAX_WEBHOOK_RESPONSE_BYTES = 2 * MAX_REQUEST_BYTES
 # Steps one walk of a custom resource schema may take (CRD checks, validating, pruning or defaulting one
 # object): a step is one schema node applied to one value; nested allOf/anyOf/oneOf can otherwise multiply.
 MAX_SCHEMA_STEPS = 2_000_000
+QUICKCHECK_SCHEMAS = 1024  # custom resource schemas kept compiled for the quick validity check
+
 
 def too_large_body() -> errors.StatusError:
     return errors.too_large(f"Request entity too large: limit is {MAX_REQUEST_BYTES}")
@@ -168,3 +170,4 @@ CEL_CRD_COST_LIMIT = 100_000_000  # the estimates of every rule of one version's
 CEL_MAX_MESSAGE_EXPRESSION_BYTES = 5 * 1024  # a messageExpression's result
 CEL_MAX_EXPRESSION_CHARS = 100_000  # cel-go's default parser limit on an expression's code points
 CEL_PROGRAM_CACHE = 4096  # compiled runtime programs kept, by expression text
+CEL_RULED_NODE_CACHE = 65_536  # schema nodes remembered as having (or not) validation rules below them

@@ -12,6 +12,7 @@ from kubesat import errors
 from kubesat.errors import FieldError
 from kubesat.apimachinery.crdschema import defaults as _defaults
 from kubesat.apimachinery.crdschema import prune as _prune
+from kubesat.apimachinery.crdschema import quickcheck
 from kubesat.apimachinery.crdschema.bounds import Budget, TooMuchWork
 from kubesat.apimachinery.crdschema.definition import schema_definition_errors
 from kubesat.apimachinery.crdschema.embedded import embedded_errors
@@ -46,9 +47,11 @@ def validate(schema: dict[str, Any], obj: Any, path: str = "", *,
     OpenAPI checks, then embedded resources (apiVersion, kind; their metadata through embedded_meta, if given),
     then list-type set/map duplicates. The root's own metadata, apiVersion and kind are the caller's."""
     try:
-        errs = schema_errors(schema, obj, path, Budget())
-        errs.extend(embedded_errors(schema, obj, path, embedded_meta, Budget()))
-        errs.extend(list_errors(schema, obj, path, Budget()))
+        errs = [] if quickcheck.passes(schema, obj) else schema_errors(schema, obj, path, Budget())
+        if quickcheck.has_embedded(schema):
+            errs.extend(embedded_errors(schema, obj, path, embedded_meta, Budget()))
+        if quickcheck.has_list_types(schema):
+            errs.extend(list_errors(schema, obj, path, Budget()))
         return errs
     except TooMuchWork:
         return [errors.forbidden_field(path or "<nil>", _TOO_MUCH)]
@@ -60,9 +63,10 @@ def validate_update(schema: dict[str, Any], new: Any, old: Any, path: str = "", 
     to their old counterparts (properties by name, map-list items by key) are dropped, and list-type duplicates
     count only when the old object had none."""
     try:
-        errs = schema_errors(schema, new, path, Budget(), old=old)
-        errs.extend(embedded_errors(schema, new, path, embedded_meta, Budget()))
-        if not list_errors(schema, old, path, Budget()):
+        errs = [] if quickcheck.passes(schema, new) else schema_errors(schema, new, path, Budget(), old=old)
+        if quickcheck.has_embedded(schema):
+            errs.extend(embedded_errors(schema, new, path, embedded_meta, Budget()))
+        if quickcheck.has_list_types(schema) and not list_errors(schema, old, path, Budget()):
             errs.extend(list_errors(schema, new, path, Budget()))
         return errs
     except TooMuchWork:

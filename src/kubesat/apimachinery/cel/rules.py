@@ -377,6 +377,42 @@ def _rules_for(s: dict[str, Any], is_root: bool) -> _NodeRules:
     return entry
 
 
+class _Below:
+    """Whether a schema node or one below it (items, additionalProperties, properties) has rules, and which of
+    its properties lead to some: a custom resource's values under a node without any are not walked."""
+
+    __slots__ = ("node", "found", "props")
+
+    def __init__(self, node: dict[str, Any], found: bool, props: dict[str, dict[str, Any]]) -> None:
+        self.node = node
+        self.found = found
+        self.props = props
+
+
+# Kept by the node's identity, like the compiled rules.
+_below_cache: OrderedDict[int, _Below] = OrderedDict()
+
+
+def _below(s: dict[str, Any], depth: int = 0) -> _Below:
+    hit = _below_cache.get(id(s))
+    if hit is not None and hit.node is s:
+        return hit
+    props = s.get("properties")
+    if depth > limits.MAX_DEPTH:  # the walk stops at that depth anyway; not worth remembering
+        return _Below(s, True, {k: v for k, v in props.items() if isinstance(v, dict)} if isinstance(props, dict)
+                      else {})
+    ruled = {k: v for k, v in props.items() if isinstance(v, dict) and _below(v, depth + 1).found} \
+        if isinstance(props, dict) else {}
+    others = [b for b in (s.get("items"), s.get("additionalProperties")) if isinstance(b, dict)]
+    found = bool(s.get("x-kubernetes-validations")) or bool(ruled) or any(_below(b, depth + 1).found for b in others)
+    entry = _Below(s, found, ruled)
+    with _cache_lock:
+        _below_cache[id(s)] = entry
+        while len(_below_cache) > limits.CEL_RULED_NODE_CACHE:
+            _below_cache.popitem(last=False)
+    return entry
+
+
 class _OutOfBudget(Exception):
     pass
 
@@ -403,7 +439,7 @@ def validate_rules(schema: dict[str, Any], new: Any, old: Any | None, path: str 
 
 def _validate(s: dict[str, Any], new: Any, old: Any, path: str, run: _Run, *, is_root: bool, correlated: bool,
               parent_equal: bool, depth: int) -> None:
-    if new is None or not isinstance(s, dict) or depth > limits.MAX_DEPTH:
+    if new is None or not isinstance(s, dict) or depth > limits.MAX_DEPTH or not _below(s).found:
         return
     equal = old is not None and new == old if correlated else parent_equal
     if s.get("x-kubernetes-validations"):
@@ -430,11 +466,11 @@ def _validate_map(s: dict[str, Any], new: dict[str, Any], old: dict[str, Any] | 
             _validate(extra, v, (old or {}).get(k), f"{path}[{k}]", run,
                       is_root=bool(extra.get("x-kubernetes-embedded-resource")), correlated=correlated,
                       parent_equal=equal, depth=depth + 1)
-    props = s.get("properties")
-    if isinstance(props, dict):
+    props = _below(s).props
+    if props:
         for k, v in new.items():
             sub = props.get(k)
-            if isinstance(sub, dict):
+            if sub is not None:
                 _validate(sub, v, (old or {}).get(k), f"{path}.{k}" if path else k, run,
                           is_root=bool(sub.get("x-kubernetes-embedded-resource")), correlated=correlated,
                           parent_equal=equal, depth=depth + 1)
@@ -470,6 +506,7 @@ def _expressions(s: dict[str, Any], new: Any, old: Any, path: str, run: _Run, is
     old_value = to_cel(old, node.decl) if old is not None else None
     activation = {"self": self_value, "oldSelf": old_value, OLD_VALUE: old_value, HAS_OLD: old is not None}
     sizer = cost.value_sizer(activation)
+    bindings = engine.Bindings(activation)
     for rule, program, problem, message in node.rules:
         if problem or program is None:
             run.errors.append(errors.invalid_value(field_path_, type_name, f"rule compile error: {problem}"))
@@ -477,7 +514,7 @@ def _expressions(s: dict[str, Any], new: Any, old: Any, path: str, run: _Run, is
         transition = program.references("oldSelf")
         if transition and old is None and rule.get("optionalOldSelf") is not True:
             continue
-        _one_rule(rule, program, message, activation, sizer, s, path, type_name, run, ratchet and not transition)
+        _one_rule(rule, program, message, bindings, sizer, s, path, type_name, run, ratchet and not transition)
 
 
 # A rule whose estimate from the schema's bounds is at most this is charged that estimate; a costlier one is
@@ -499,7 +536,7 @@ def runtime_cost(compiled: engine.Compiled, activation: dict[str, Any]) -> int:
 
 
 def _one_rule(rule: dict[str, Any], program: engine.Compiled, message: engine.Compiled | None,
-              activation: dict[str, Any], sizer: cost.Sizer, s: dict[str, Any], path: str, type_name: str,
+              activation: engine.Bindings, sizer: cost.Sizer, s: dict[str, Any], path: str, type_name: str,
               run: _Run, ratchet: bool) -> None:
     field_path_ = path or "<nil>"
     what = rule_error_string(rule)
@@ -541,7 +578,7 @@ def _one_rule(rule: dict[str, Any], program: engine.Compiled, message: engine.Co
         run.errors.append(err)
 
 
-def _message(rule: dict[str, Any], message: engine.Compiled | None, activation: dict[str, Any], sizer: cost.Sizer,
+def _message(rule: dict[str, Any], message: engine.Compiled | None, activation: engine.Bindings, sizer: cost.Sizer,
              run: _Run, target: str, type_name: str) -> str:
     if message is not None:
         spent = _charge(run, message, sizer)

@@ -61,7 +61,8 @@ def to_cel(value: Any, t: DeclType | None) -> Any:
         for cel_name, sub in t.fields.items():
             name = t.names[cel_name]
             if name in value:
-                out[cel_name] = to_cel(value[name], sub)
+                v = value[name]
+                out[cel_name] = v if _unchanged(v, sub.kind) else to_cel(v, sub)
         return out
     if kind == "map" and isinstance(value, dict):
         return {k: to_cel(v, t.elem) for k, v in value.items()}
@@ -72,6 +73,19 @@ def to_cel(value: Any, t: DeclType | None) -> Any:
     if kind == "double" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+_FROM_STRING = ("timestamp", "duration", "bytes")
+
+
+def _unchanged(v: Any, kind: str) -> bool:
+    """A shortcut of to_cel for the common scalars: whether it would hand the value back as it is."""
+    tv = type(v)
+    if tv is str:
+        return kind not in _FROM_STRING
+    if tv is int:
+        return kind != "double"
+    return v is None or tv is bool or tv is float
 
 
 def _from_string(value: str, t: DeclType) -> Any:
