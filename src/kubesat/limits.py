@@ -28,6 +28,7 @@ MAX_WEBHOOK_RESPONSE_BYTES = 2 * MAX_REQUEST_BYTES
 # object): a step is one schema node applied to one value; nested allOf/anyOf/oneOf can otherwise multiply.
 MAX_SCHEMA_STEPS = 2_000_000
 QUICKCHECK_SCHEMAS = 1024  # custom resource schemas kept compiled for the quick validity check
+APPLY_SCHEMA_NODE_CACHE = 65_536  # schema nodes whose members managedFields bookkeeping remembers
 
 
 def too_large_body() -> errors.StatusError:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypeGuard
 
-from kubesat import errors
+from kubesat import errors, limits
 from kubesat.apimachinery import schema as k8s_schema
 
 __all__ = [
@@ -84,7 +86,7 @@ class FieldSet:
     __slots__ = ("_paths",)
 
     def __init__(self, paths: Iterable[Path] = ()) -> None:
-        self._paths: frozenset[Path] = frozenset(tuple(p) for p in paths)
+        self._paths: frozenset[Path] = frozenset(map(tuple, paths))
 
     @property
     def paths(self) -> frozenset[Path]:
@@ -125,6 +127,10 @@ class FieldSet:
         pre = list(prefixes)
         if not pre:
             return self
+        if len(pre) == 1:
+            q = pre[0]
+            n = len(q)
+            return FieldSet(p for p in self._paths if p[:n] != q)
         return FieldSet(p for p in self._paths if not any(p[: len(q)] == q for q in pre))
 
     def strings(self) -> list[str]:
@@ -322,17 +328,61 @@ def from_fields_v1(d: dict[str, Any]) -> FieldSet:
 
 
 def _with_ext(s: Any) -> dict[str, Any] | None:
-    """Resolve a `$ref`, keeping any x-kubernetes-* extension written next to it."""
+    """Resolve a `$ref`, keeping any x-kubernetes-* extension written next to it (the merged node is made once
+    per `$ref` node, so that what is remembered of it by identity stays valid)."""
     if not isinstance(s, dict) or not s:
         return None
-    target = k8s_schema.resolve(s)
-    if not target:
-        return None
-    if "$ref" in s:
-        extra = {k: v for k, v in s.items() if k.startswith("x-kubernetes-")}
-        if extra:
-            target = {**target, **extra}
+    if "$ref" not in s:
+        return s
+    hit = _merged.get(id(s))
+    if hit is not None and hit[0] is s:
+        return hit[1]
+    target: dict[str, Any] | None = k8s_schema.resolve(s) or None
+    extra = {k: v for k, v in s.items() if k.startswith("x-kubernetes-")}
+    if target and extra:
+        target = {**target, **extra}
+    _remember(_merged, s, target)
     return target
+
+
+class _Members:
+    """What a map's members need of its schema node, read once: each declared field's schema and whether a Go
+    object always carries it, and the schema of the other keys."""
+
+    __slots__ = ("fields", "other")
+
+    def __init__(self, s: dict[str, Any]) -> None:
+        props = s.get("properties")
+        self.fields: dict[str, tuple[dict[str, Any] | None, bool, bool]] = {}
+        if isinstance(props, dict):
+            for key, sub in props.items():
+                cs = _with_ext(sub)
+                self.fields[key] = (cs, True, _always_present(s, key, cs))
+        extra = s.get("additionalProperties")
+        self.other: tuple[dict[str, Any] | None, bool, bool] = (
+            _with_ext(extra) if isinstance(extra, dict) else None, False, False)
+
+
+_cache_lock = threading.Lock()
+# Schema nodes by identity (each entry keeps its node, so the identity is not reused while remembered).
+_merged: OrderedDict[int, tuple[dict[str, Any], dict[str, Any] | None]] = OrderedDict()
+_members: OrderedDict[int, tuple[dict[str, Any], _Members]] = OrderedDict()
+
+
+def _remember(cache: OrderedDict[int, Any], node: dict[str, Any], value: Any) -> None:
+    with _cache_lock:
+        cache[id(node)] = (node, value)
+        while len(cache) > limits.APPLY_SCHEMA_NODE_CACHE:
+            cache.popitem(last=False)
+
+
+def _members_of(s: dict[str, Any]) -> _Members:
+    hit = _members.get(id(s))
+    if hit is not None and hit[0] is s:
+        return hit[1]
+    m = _Members(s)
+    _remember(_members, s, m)
+    return m
 
 
 # Root schemas of kinds not in Kubernetes' definitions (custom resources), by definition name.
@@ -608,10 +658,11 @@ def _compare_maps(old: Any, new: Any, s: dict[str, Any] | None, path: Path, d: _
     """Compare two maps (either may be _MISSING) member by member, old's keys first."""
     old_m = old if isinstance(old, dict) else {}
     new_m = new if isinstance(new, dict) else {}
+    members = _members_of(s) if s else None
     for key in list(old_m) + [k for k in new_m if k not in old_m]:
-        cs, declared = _child(s, key)
+        cs, _, always = (members.fields.get(key) or members.other) if members is not None else (None, False, False)
         ov, nv = old_m.get(key, _MISSING), new_m.get(key, _MISSING)
-        if declared and _always_present(s, key, cs):
+        if always:
             ov, nv = _zero_for_missing(ov, nv, old, new)
         _compare(ov, nv, cs, path + ("f:" + key,), d)
 
