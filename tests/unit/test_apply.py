@@ -459,6 +459,14 @@ def test_list_map_merge_of_containers_by_name_from_two_appliers():
     assert live["spec"]["replicas"] == 2
 
 
+def test_fields_v1_orders_field_names_by_their_utf8_bytes():
+    names = ["z", "Z", "\u00e9", "\uffff", "\U0001f600", "a-b", "a_b", "a0", ""]
+    fs = FieldSet([("f:data", "f:" + n) for n in names])
+    got = list(to_fields_v1(fs)["f:data"])
+    assert got == ["f:" + n for n in sorted(names, key=lambda n: n.encode("utf-8"))]
+    assert got[-2:] == ["f:\uffff", "f:\U0001f600"]
+
+
 def test_list_map_order_follows_applied_order_for_shared_items():
     def p(*names: str) -> dict:
         return {

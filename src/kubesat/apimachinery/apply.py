@@ -284,6 +284,13 @@ def _nest(paths: Iterable[Path]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- FieldsV1
 
 
+def _ordered(tokens: set[str]) -> list[str]:
+    """Tokens in Kubernetes' order; field names alone sort as their UTF-8 bytes do, which is code point order."""
+    if all(t[:2] == "f:" for t in tokens):
+        return sorted(tokens)
+    return sorted(tokens, key=_token_sort_key)
+
+
 def to_fields_v1(fs: FieldSet) -> dict[str, Any]:
     """The FieldsV1 JSON form of a field set (`{"f:metadata":{"f:labels":{"f:app":{}}}}`)."""
 
@@ -291,7 +298,7 @@ def to_fields_v1(fs: FieldSet) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if include_self and (node["m"] or node["c"]):
             out["."] = {}
-        for tok in sorted(set(node["m"]) | set(node["c"]), key=_token_sort_key):
+        for tok in _ordered(set(node["m"]) | set(node["c"])):
             child = node["c"].get(tok)
             if child is None:
                 out[tok] = {}
