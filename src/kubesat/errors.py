@@ -128,6 +128,15 @@ def internal(message: str) -> StatusError:
     return StatusError(500, "InternalError", f"Internal error occurred: {message}")
 
 
+def wrapped_internal(e: StatusError) -> StatusError:
+    """An error without a reason (what stands for a Go error that is no APIStatus) as apierrors.NewInternalError
+    wraps it where Kubernetes does (a watch's ERROR event); others as they are."""
+    if e.reason:
+        return e
+    return StatusError(500, "InternalError", f"Internal error occurred: {e.message}",
+                       details={"causes": [{"message": e.message}]})
+
+
 class FieldError:
     """One cause of an Invalid (422) answer: `field: Type value: detail`."""
 

@@ -278,3 +278,34 @@ def test_a_v1beta1_only_webhook_gets_a_v1beta1_review(objs: client.CustomObjects
     assert got["spec"] == {"host": "beta", "port": 2}
     sent = hook.got("convert-beta")[-1]
     assert sent["apiVersion"] == "apiextensions.k8s.io/v1beta1" and sent["request"]["desiredAPIVersion"] == V2
+
+
+def raw_watch(server: Server, path: str) -> list[dict[str, Any]]:
+    res = server.kubectl("get", "--raw", path, check=False)
+    out = res.stdout + res.stderr
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_a_watch_at_v2_ends_with_an_error_event_when_conversion_fails(converting: WebhookServer,
+                                                                        objs: client.CustomObjectsApi,
+                                                                        server: Server) -> None:
+    rv = objs.list_namespaced_custom_object(GROUP, "v2", "kube-system", "backends")["metadata"]["resourceVersion"]
+    converting.paths["convert"] = lambda request: answer(request, [], {"status": "Failure", "message": "broken"})
+
+    def create_later() -> None:
+        time.sleep(1)
+        objs.create_namespaced_custom_object(GROUP, "v1", "kube-system", "backends", backend("we", hostPort="e:1"))
+
+    threading.Thread(target=create_later, daemon=True).start()
+    path = f"/apis/{GROUP}/v2/namespaces/kube-system/backends?watch=true"
+    events = raw_watch(server, f"{path}&resourceVersion={rv}&timeoutSeconds=10")
+    # as kube-apiserver's etcd watcher: the converter's error as an InternalError, and the watch ends
+    message = f"conversion webhook for {V1}, Kind=Backend failed: broken"
+    assert events == [{"type": "ERROR", "object": {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": 500,
+        "reason": "InternalError", "details": {"causes": [{"message": message}]},
+        "message": f"Internal error occurred: {message}"}}]
+    # a watch that starts with the objects there (no resourceVersion) fails the same way
+    events = raw_watch(server, f"{path}&timeoutSeconds=3")
+    assert [(ev["type"], ev["object"]["message"]) for ev in events] == [
+        ("ERROR", f"Internal error occurred: {message}")]

@@ -516,17 +516,13 @@ class ResourceHandler:
         async def streamer(write: Callable[[bytes], Awaitable[None]], _req: Request) -> None:
             start = rv
             if send_initial:
-                # "Get state and start at most recent": synthetic ADDED for what exists (read and
-                # written a chunk at a time), then the changes after the list's revision.
-                page = await registry.open_list(res, ns, labels=labels, fields=fields)
-                try:
-                    start = int(page.resource_version)
-                    out = liststream.Buffered(write)
-                    async for obj in page.objects():
-                        await out.add(encode("ADDED", obj))
-                    await out.flush()
-                finally:
-                    page.close()
+                # "Get state and start at most recent": synthetic ADDED for what exists, then the changes after
+                # the list's revision.
+                listed = await _initial_events(registry.open_list(res, ns, labels=labels, fields=fields), write,
+                                               encode)
+                if listed is None:
+                    return
+                start = listed
             last_rv = start
             events = registry.watch(res, ns, after_revision=start, labels=labels, fields=fields)
             it = events.__aiter__()
@@ -550,7 +546,7 @@ class ResourceHandler:
                     except StopAsyncIteration:
                         return
                     except errors.StatusError as e:
-                        await write(orjson.dumps({"type": "ERROR", "object": e.status()}) + b"\n")
+                        await write(_watch_error(e))
                         return
                     last_rv = int(obj["metadata"].get("resourceVersion") or last_rv)
                     await write(encode(kind, obj))
@@ -766,6 +762,32 @@ class ResourceHandler:
             "metadata": {"resourceVersion": str(await self.registry.revision())},
             "items": deleted,
         }, req)
+
+
+async def _initial_events(opening: Awaitable[ListStream], write: Callable[[bytes], Awaitable[None]],
+                          encode: Callable[[str, dict[str, Any]], bytes]) -> int | None:
+    """A watch's synthetic ADDED events (read and written a chunk at a time); the list's revision, or None when
+    an ERROR event ended the watch (a custom resource its conversion webhook cannot convert)."""
+    out, page = liststream.Buffered(write), None
+    try:
+        page = await opening
+        start = int(page.resource_version)
+        async for obj in page.objects():
+            await out.add(encode("ADDED", obj))
+        await out.flush()
+        return start
+    except errors.StatusError as e:
+        await out.flush()
+        await write(_watch_error(e))
+        return None
+    finally:
+        if page is not None:
+            page.close()
+
+
+def _watch_error(e: errors.StatusError) -> bytes:
+    """A watch's ERROR event, a reasonless error wrapped as kube-apiserver's watchers wrap it."""
+    return orjson.dumps({"type": "ERROR", "object": errors.wrapped_internal(e).status()}) + b"\n"
 
 
 def _options(req: Request, kind: str, dry_run: bool) -> dict[str, Any]:
