@@ -309,3 +309,33 @@ def test_a_watch_at_v2_ends_with_an_error_event_when_conversion_fails(converting
     events = raw_watch(server, f"{path}&timeoutSeconds=3")
     assert [(ev["type"], ev["object"]["message"]) for ev in events] == [
         ("ERROR", f"Internal error occurred: {message}")]
+
+
+def test_objects_of_an_old_storage_version_are_converted_when_it_changes(objs: client.CustomObjectsApi,
+                                                                           api: client.ApiClient,
+                                                                           hook: WebhookServer) -> None:
+    hook.paths["convert-mig"] = answer
+    ext = client.ApiextensionsV1Api(api)
+    install(ext, objs, crd("migrations", "Migration", hook.url("convert-mig"), hook.ca_bundle, ["v1"]))
+    objs.create_namespaced_custom_object(GROUP, "v1", NS, "migrations", {
+        "apiVersion": V1, "kind": "Migration", "metadata": {"name": "old"}, "spec": {"hostPort": "old:1"}})
+    assert hook.got("convert-mig") == []  # written at the storage version: no call
+    ext.patch_custom_resource_definition("migrations.conv.example.com", [
+        {"op": "replace", "path": "/spec/versions/0/storage", "value": False},
+        {"op": "replace", "path": "/spec/versions/1/storage", "value": True}])
+
+    def stored_v2() -> bool:  # a write at v2 needs no call once v2 is stored
+        start = len(hook.got("convert-mig"))
+        objs.create_namespaced_custom_object(GROUP, "v2", NS, "migrations", {
+            "apiVersion": V2, "kind": "Migration", "metadata": {"generateName": "new-"},
+            "spec": {"host": "new", "port": 2}})
+        return hook.got("convert-mig")[start:] == []
+
+    wait_for(stored_v2, 5, "v2 the storage version")
+    before = len(hook.got("convert-mig"))
+    # the object still stored as v1 is converted when read at v2, the new storage version
+    got = objs.get_namespaced_custom_object(GROUP, "v2", NS, "migrations", "old")
+    assert got["apiVersion"] == V2 and got["spec"] == {"host": "old", "port": 1}
+    calls = hook.got("convert-mig")[before:]
+    assert [(c["request"]["desiredAPIVersion"], [o["apiVersion"] for o in c["request"]["objects"]])
+            for c in calls] == [(V2, [V1])]
