@@ -339,3 +339,28 @@ def test_objects_of_an_old_storage_version_are_converted_when_it_changes(objs: c
     calls = hook.got("convert-mig")[before:]
     assert [(c["request"]["desiredAPIVersion"], [o["apiVersion"] for o in c["request"]["objects"]])
             for c in calls] == [(V2, [V1])]
+
+
+def test_a_webhook_behind_a_service(objs: client.CustomObjectsApi, api: client.ApiClient, server: Server) -> None:
+    with WebhookServer(names=("convsvc.default.svc",)) as srv:
+        srv.paths["convert"] = answer
+        server.kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "convsvc", "namespace": NS},
+            "spec": {"ports": [{"port": 443, "targetPort": srv.port}]}}))
+        body = crd("relays", "Relay", "", srv.ca_bundle, ["v1"])
+        body["spec"]["conversion"]["webhook"]["clientConfig"] = {
+            "service": {"name": "convsvc", "namespace": NS, "path": "/convert"}, "caBundle": srv.ca_bundle}
+        install(client.ApiextensionsV1Api(api), objs, body)
+        objs.create_namespaced_custom_object(GROUP, "v1", NS, "relays", {
+            "apiVersion": V1, "kind": "Relay", "metadata": {"name": "s"}, "spec": {"hostPort": "svc:3"}})
+        # no endpoints yet: kube-apiserver's words, the Service's URL named
+        with pytest.raises(ApiException) as e:
+            objs.get_namespaced_custom_object(GROUP, "v2", NS, "relays", "s")
+        assert json.loads(e.value.body)["message"] == (
+            f'conversion webhook for {V1}, Kind=Relay failed: Post '
+            '"https://convsvc.default.svc:443/convert?timeout=30s": no endpoints available for service "convsvc"')
+        server.kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "convsvc", "namespace": NS},
+            "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": srv.port}]}]}))
+        got = objs.get_namespaced_custom_object(GROUP, "v2", NS, "relays", "s")
+        assert got["spec"] == {"host": "svc", "port": 3} and srv.got("convert")[-1]["_query"] == "timeout=30s"
