@@ -220,10 +220,16 @@ def test_bad_answers_are_refused_with_kubernetes_words(converting: WebhookServer
         objs.create_namespaced_custom_object(GROUP, "v2", NS, "backends", backend("never", "v2", host="a", port=1))
     assert e.value.status == 500
     assert json.loads(e.value.body)["message"] == f"conversion webhook for {V2}, Kind=Backend failed: no"
+    # a delete through v2 reads the object first: it fails the same way and the object stays
+    with pytest.raises(ApiException) as e:
+        objs.delete_namespaced_custom_object(GROUP, "v2", NS, "backends", "bad")
+    assert e.value.status == 500
+    assert json.loads(e.value.body)["message"] == f"{prefix} failed: no"
     converting.paths["convert"] = answer
     with pytest.raises(ApiException) as e:
         objs.get_namespaced_custom_object(GROUP, "v1", NS, "backends", "never")
     assert e.value.status == 404
+    assert objs.get_namespaced_custom_object(GROUP, "v1", NS, "backends", "bad")["spec"] == {"hostPort": "x:1"}
 
 
 def test_labels_and_annotations_are_all_a_webhook_may_change(converting: WebhookServer,
