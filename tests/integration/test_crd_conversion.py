@@ -137,6 +137,9 @@ def test_kubectl_reads_and_writes_both_versions(converting: WebhookServer, serve
     server.kubectl(*cache, "patch", f"backends.v2.{GROUP}", "k1", "--type=merge", "-p", '{"spec":{"port":6380}}')
     out = server.kubectl(*cache, "get", f"backends.v1.{GROUP}", "k1", "-o", "jsonpath={.spec.hostPort}").stdout
     assert out == "cache:6380"
+    table = server.kubectl(*cache, "get", f"backends.v2.{GROUP}", "-o", "custom-columns=N:.metadata.name,H:.spec.host,"
+                           "P:.spec.port", "--no-headers").stdout.split("\n")
+    assert ["k1", "cache", "6380"] in [line.split() for line in table]  # a list at v2 through kubectl
 
 
 def test_a_list_at_v2_is_converted_in_one_review(converting: WebhookServer, objs: client.CustomObjectsApi) -> None:
