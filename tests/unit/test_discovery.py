@@ -29,11 +29,12 @@ def test_api_group_list_and_group() -> None:
     names = [g["name"] for g in doc["groups"]]
     assert "" not in names
     assert set(names) == {g for g in kinds.GROUP_ORDER if g}
-    # kube-apiserver's group priorities: authentication > authorization > certificates > rbac > apiextensions
-    # > coordination > discovery.
+    # kube-apiserver's group priorities: authentication > authorization > certificates > rbac > storage
+    # > admissionregistration > apiextensions > coordination > discovery.
     assert names == ["apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "batch",
                      "certificates.k8s.io", "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
-                     "storage.k8s.io", "apiextensions.k8s.io", "coordination.k8s.io", "discovery.k8s.io"]
+                     "storage.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
+                     "coordination.k8s.io", "discovery.k8s.io"]
     rbac = discovery.api_group("rbac.authorization.k8s.io")
     assert rbac == {
         "kind": "APIGroup",

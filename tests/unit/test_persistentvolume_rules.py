@@ -170,10 +170,15 @@ def test_claim_problems_in_the_kubelet_words() -> None:
 
 def test_only_provisioned_volumes_resolve_under_the_root(tmp_path: Path) -> None:
     assert claims.volume_dir(provisioned(), tmp_path).path == str(tmp_path / "volumes" / "pvc-1")
-    for pv in (provisioned(path="/etc"), provisioned(path="volumes/../../etc"),
-               {"metadata": {"name": "x"}, "spec": {"hostPath": {"path": "volumes/x"}}}):
-        found = claims.volume_dir(pv, tmp_path)
-        assert found.path == "" and "kubesat mounts only volumes provisioned by kubesat.io/local" in found.error
+    escape = claims.volume_dir(provisioned(path="volumes/../../etc"), tmp_path)
+    assert escape.path == "" and "must name one directory under the node's volumes" in escape.error
+    relative = claims.volume_dir({"metadata": {"name": "x"}, "spec": {"hostPath": {"path": "volumes/x"}}}, tmp_path)
+    assert relative.path == "" and "must be an absolute path without '..'" in relative.error
+    # An absolute path is a host path, whatever the annotation says: mounted only under --allow-host-path.
+    host = claims.volume_dir(provisioned(path="/etc"), tmp_path)
+    assert (host.path, host.on_host) == ("/etc", True)
+    other = claims.volume_dir({"metadata": {"name": "n"}, "spec": {"nfs": {"server": "s", "path": "/"}}}, tmp_path)
+    assert other.path == "" and "is not a volume this node provides" in other.error
 
 
 def test_a_claim_volume_is_planned_and_mounted_from_its_directory() -> None:
