@@ -73,6 +73,12 @@ SEED_EXTRAS: dict[str, Callable[[str], dict[str, Any]]] = {
     "Ingress": lambda ns: {"spec": {"defaultBackend": {"service": {"name": "s", "port": {"number": 80}}}}},
     "IngressClass": lambda ns: {"spec": {"controller": "example.com/fuzz"}},
     "StorageClass": lambda ns: {"provisioner": "example.com/fuzz"},
+    # A policy (and its binding) on a resource nothing serves, so the fuzzed requests never meet it.
+    "ValidatingAdmissionPolicy": lambda ns: {"spec": {
+        "matchConstraints": {"resourceRules": [{"apiGroups": ["fuzz.example.com"], "apiVersions": ["v1"],
+                                                "operations": ["CREATE"], "resources": ["nothings"]}]},
+        "validations": [{"expression": "true"}]}},
+    "ValidatingAdmissionPolicyBinding": lambda ns: {"spec": {"policyName": TARGET, "validationActions": ["Deny"]}},
 }
 
 
