@@ -3,6 +3,7 @@ and on the keywords it models it passes every object the validator accepts."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from kubesat import limits
 from kubesat.apimachinery import structural
+from kubesat.apimachinery.crdschema import defaults as _defaults
 from kubesat.apimachinery.crdschema import quickcheck
 from kubesat.apimachinery.crdschema.bounds import Budget
 from kubesat.apimachinery.crdschema.validate import schema_errors
@@ -65,7 +67,7 @@ def _modelled(kids: Any) -> Any:
         "x-kubernetes-int-or-string": st.just(True),
         "minimum": bound, "maximum": bound, "exclusiveMinimum": st.booleans(), "exclusiveMaximum": st.booleans(),
         "maxLength": count, "minLength": count, "pattern": st.sampled_from(["^a", "b$", "^[a-z]+$", "x-"]),
-        "enum": st.lists(_words, min_size=1, max_size=3), "format": st.sampled_from(["date", "int64", "byte"]),
+        "enum": st.lists(_words, min_size=1, max_size=3),
         "maxItems": count, "minItems": count, "maxProperties": count, "minProperties": count,
         "items": kids, "properties": st.dictionaries(st.sampled_from("abk"), kids, max_size=3),
         "additionalProperties": st.one_of(st.booleans(), kids),
@@ -80,8 +82,6 @@ _modelled_schemas = st.recursive(st.fixed_dictionaries({"type": st.sampled_from(
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(schema=_modelled_schemas, obj=_plain)
 def test_agrees_with_the_validator_on_the_modelled_keywords(schema: dict[str, Any], obj: Any) -> None:
-    if schema.get("format") and not (schema.get("type") or schema.get("x-kubernetes-int-or-string")):
-        return  # a format without a type is left to the validator
     assert quickcheck.passes(schema, obj) == (_errors(schema, obj) == [])
 
 
@@ -101,6 +101,13 @@ def test_a_typical_custom_resource_takes_the_quick_path() -> None:
         ["spec.f3: Invalid value: 101: spec.f3 in body should be less than or equal to 100"]
 
 
+def test_formats_of_strings() -> None:
+    schema = {"type": "string", "format": "date"}
+    assert quickcheck.passes(schema, "2024-01-02") and _errors(schema, "2024-01-02") == []
+    assert not quickcheck.passes(schema, "2024-13-02") and _errors(schema, "2024-13-02")
+    assert not quickcheck.passes({"format": "date"}, "2024-01-02")  # no type: left to the validator
+
+
 def test_keywords_it_does_not_model_are_left_to_the_validator() -> None:
     for extra in ({"multipleOf": 2}, {"anyOf": [{"minimum": 0}]}, {"not": {"maximum": -1}},
                   {"enum": [1, 2]}, {"uniqueItems": True}):
@@ -109,12 +116,29 @@ def test_keywords_it_does_not_model_are_left_to_the_validator() -> None:
     assert not quickcheck.passes({"type": "integer"}, 4.0)  # an integral float: the validator decides
 
 
-def test_embedded_resources_and_set_lists_are_noticed() -> None:
+def test_embedded_resources_set_lists_and_defaults_are_noticed() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "array", "items": {
         "type": "object", "x-kubernetes-embedded-resource": True}}}}
     assert quickcheck.has_embedded(schema) and not quickcheck.has_list_types(schema)
+    assert not quickcheck.has_defaults(schema)
     schema = {"type": "object", "additionalProperties": {"type": "array", "x-kubernetes-list-type": "set"}}
     assert quickcheck.has_list_types(schema) and not quickcheck.has_embedded(schema)
+    schema = {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string",
+                                                                                    "default": "x"}}}
+    assert quickcheck.has_defaults(schema)
+    obj = {"a": [None, "y"]}
+    structural.apply_defaults(schema, obj)
+    assert obj == {"a": ["x", "y"]}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schema=_schemas, obj=_json)
+def test_defaulting_skipped_only_where_it_changes_nothing(schema: dict[str, Any], obj: Any) -> None:
+    if quickcheck.has_defaults(schema):
+        return
+    before = copy.deepcopy(obj)
+    _defaults.default(obj, schema, Budget())
+    assert obj == before
 
 
 def test_past_the_step_budget_it_does_not_pass(monkeypatch: pytest.MonkeyPatch) -> None:

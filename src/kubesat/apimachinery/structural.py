@@ -92,9 +92,11 @@ def drop_nulls(schema: dict[str, Any], obj: Any) -> None:
 def apply_defaults(schema: dict[str, Any], obj: Any) -> None:
     """Default in place, top-down: absent properties, and nulls under non-nullable schemas, get their default.
 
-    Raises TooMuchWork when the copies would exceed the step bound (many nulls under a large default).
+    Raises TooMuchWork when the copies would exceed the step bound (many nulls under a large default); a schema
+    without any default leaves the object as it is, unwalked.
     """
-    _defaults.default(obj, schema, Budget())
+    if quickcheck.has_defaults(schema):
+        _defaults.default(obj, schema, Budget())
 
 
 def unknown_field_warnings(paths: list[str]) -> list[str]:

@@ -1,6 +1,6 @@
 """A structural schema compiled once into a yes/no check that a value has no OpenAPI errors (anything it does not
-model answers no), and whether the schema has embedded resources or set/map lists: the common, valid custom
-resource then skips the worded walks (validate.py, embedded.py, lists.py)."""
+model answers no), and whether the schema has embedded resources, set/map lists or defaults: the common, valid
+custom resource then skips the walks that would find nothing (validate.py, embedded.py, lists.py, defaults.py)."""
 
 from __future__ import annotations
 
@@ -163,13 +163,14 @@ def _mentions(s: dict[str, Any], found: Any, depth: int = 0) -> bool:
 
 
 class _Root:
-    __slots__ = ("schema", "node", "embedded", "lists")
+    __slots__ = ("schema", "node", "embedded", "lists", "defaults")
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self.schema = schema
         self.node = _Node(schema, 0)
         self.embedded = _mentions(schema, lambda s: s.get("x-kubernetes-embedded-resource") is True)
         self.lists = _mentions(schema, lambda s: s.get("x-kubernetes-list-type") in ("set", "map"))
+        self.defaults = _mentions(schema, lambda s: s.get("default") is not None)
 
 
 _lock = threading.Lock()
@@ -202,3 +203,8 @@ def has_embedded(schema: dict[str, Any]) -> bool:
 def has_list_types(schema: dict[str, Any]) -> bool:
     """Whether the schema may have a set or map list (x-kubernetes-list-type)."""
     return _root(schema).lists
+
+
+def has_defaults(schema: dict[str, Any]) -> bool:
+    """Whether the schema may have a node with a default (else defaulting changes nothing)."""
+    return _root(schema).defaults
