@@ -291,3 +291,18 @@ def test_the_fast_check_passes_a_plain_token_review() -> None:
     assert fieldcheck.fitting_keys(doc, "io.k8s.api.authentication.v1.TokenReview") == 5
     doc["spec"]["token"] = 1
     assert fieldcheck.fitting_keys(doc, "io.k8s.api.authentication.v1.TokenReview") == -1
+
+
+def test_without_a_definition_every_field_fits_and_duplicates_still_show() -> None:
+    doc = {"apiVersion": "g/v1", "kind": "Gadget", "metadata": {"name": "a"},
+           "spec": {"f0": 1, "tags": ["x", {"k": 1}], "deep": {"a": {"b": None}}}}
+    assert fieldcheck.fitting_keys(doc, "io.k8s.api.nope.v1.Nothing") == _count_keys(doc) == 11
+    raw = b'{"apiVersion":"g/v1","kind":"Gadget","metadata":{"name":"a"},"spec":{"f0":1,"f0":2}}'
+    keys = fieldcheck.fitting_keys(json.loads(raw), "io.k8s.api.nope.v1.Nothing")
+    assert fieldcheck.find_duplicate_fields(raw, keys) == ["spec.f0"]
+    clean = json.dumps(doc).encode()
+    assert fieldcheck.find_duplicate_fields(clean, fieldcheck.fitting_keys(doc, "io.k8s.api.nope.v1.Nothing")) == []
+    deep: Any = {}
+    for _ in range(200):
+        deep = {"a": deep}
+    assert fieldcheck.fitting_keys(deep, "io.k8s.api.nope.v1.Nothing") == -1

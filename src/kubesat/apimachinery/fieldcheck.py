@@ -8,6 +8,7 @@ import re
 from typing import Any
 from collections.abc import Callable
 
+from kubesat import limits
 from kubesat.errors import go_json_kind
 from kubesat.apimachinery import metatime, schema
 
@@ -171,8 +172,33 @@ def fitting_keys(obj: dict[str, Any], definition: str) -> int:
     """The number of object keys in obj if it certainly fits the definition (no type error, no unknown
     field), else -1. One walk with checks made once per schema node, for the hot paths' bodies."""
     if schema.get(definition) is None:
-        return -1
+        return _keys_in(obj, 0)  # no Go type to decode into (a custom resource): every field fits
     return _check_for(_reference(definition))(obj)
+
+
+def _keys_in(value: Any, depth: int) -> int:
+    """The number of object keys in a JSON value, -1 past the nesting bound."""
+    if depth > limits.MAX_DEPTH:
+        return -1
+    if type(value) is dict:
+        keys = len(value)
+        for sub in value.values():
+            if type(sub) is dict or type(sub) is list:
+                n = _keys_in(sub, depth + 1)
+                if n < 0:
+                    return -1
+                keys += n
+        return keys
+    if type(value) is list:
+        keys = 0
+        for sub in value:
+            if type(sub) is dict or type(sub) is list:
+                n = _keys_in(sub, depth + 1)
+                if n < 0:
+                    return -1
+                keys += n
+        return keys
+    return 0
 
 
 def _check_for(node: dict[str, Any]) -> Check:
