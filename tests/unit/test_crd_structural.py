@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubesat.apimachinery import structural
+from kubesat.apimachinery.crdschema.bounds import Budget, TooMuchWork
 from kubesat.apimachinery.crdschema.gofmt import go_float
+from kubesat.apimachinery.crdschema.prune import drop_nulls, prune_paths
 
 
 def texts(schema: dict[str, Any], obj: Any, path: str = "") -> list[str]:
@@ -451,3 +453,16 @@ def test_defaults_cannot_multiply_without_bound() -> None:
     small: dict[str, Any] = {"items": [None] * 10}
     structural.apply_defaults(schema, small)
     assert small["items"][9] == big
+
+
+def test_prune_and_drop_nulls_charge_one_step_per_value() -> None:
+    """Scalars are not walked into, but each still counts against the bound as one step."""
+    from_schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        k: {"type": "integer"} for k in "abcd"}}}}
+    obj = {"spec": {"a": 1, "b": 2, "c": None, "d": [1, 2]}}
+    # root, spec, 4 values, 2 items; dropping the null does not walk it
+    for walk, steps in ((lambda b: prune_paths(from_schema, copy.deepcopy(obj), b), 8),
+                        (lambda b: drop_nulls(copy.deepcopy(obj), from_schema, b), 7)):
+        walk(Budget(steps))
+        with pytest.raises(TooMuchWork):
+            walk(Budget(steps - 1))

@@ -58,8 +58,10 @@ def _prune(x: Any, s: dict[str, Any] | None, parent: str, found: list[str], budg
             if sub is None:
                 found.append(_child(parent, k))
                 del x[k]
-            else:
+            elif isinstance(x[k], (dict, list)):
                 _prune(x[k], None if sub is _NOTHING else sub, _child(parent, k), found, budget, depth + 1)
+            else:
+                budget.step(depth + 1)  # a scalar: nothing in it to prune
     elif isinstance(x, list):
         items = s.get("items") if s is not None else None
         for i, v in enumerate(x):
@@ -107,8 +109,11 @@ def drop_nulls(x: Any, s: dict[str, Any] | None, budget: Budget, depth: int = 0)
     budget.step(depth)
     if isinstance(x, dict):
         for k in list(x):
-            sub = _null_dropping_schema(s, k)
             v = x[k]
+            if v is not None and not isinstance(v, (dict, list)):
+                budget.step(depth + 1)  # a scalar: nothing in it to drop
+                continue
+            sub = _null_dropping_schema(s, k)
             if v is None and sub is not None and sub.get("nullable") is not True and sub.get("default") is None:
                 del x[k]
             else:
