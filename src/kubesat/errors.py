@@ -180,6 +180,28 @@ class FieldError:
         return {"reason": self.type, "message": msg, "field": self.field}
 
 
+class GoValue:
+    """A bad value whose printed form is fixed text, as Go's `%#v` prints it (e.g. `[]string{"a", "b"}`):
+    a FieldError shows it unquoted."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"GoValue({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GoValue) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
 def _go_value(v: Any) -> str:
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'

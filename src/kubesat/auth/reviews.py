@@ -8,6 +8,7 @@ from typing import Any
 from kubesat import errors
 from kubesat.auth.authz import ALLOW, DENY, Attributes
 from kubesat.auth.escalation import go_quote
+from kubesat.errors import GoValue
 from kubesat.auth.rbac import Rule
 from kubesat.auth.user import UserInfo
 
@@ -45,20 +46,10 @@ def attributes_from_sar_spec(spec: dict[str, Any], user: UserInfo) -> Attributes
 
 
 # ------------------------------------------------------------------------------ validation
-class _GoValue:
-    """A value printed verbatim in a field error (Go's %#v of a struct)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-
 def _nonresource_repr(nra: dict[str, Any] | None) -> Any:
     if nra is None:
         return "null"
-    return _GoValue(f'authorization.NonResourceAttributes{{Path:{go_quote(nra.get("path") or "")}, '
+    return GoValue(f'authorization.NonResourceAttributes{{Path:{go_quote(nra.get("path") or "")}, '
                     f'Verb:{go_quote(nra.get("verb") or "")}}}')
 
 
@@ -83,7 +74,7 @@ def _go_map(m: Any) -> str:
     return "map[string]string{" + ", ".join(f"{go_quote(k)}:{go_quote(str(v))}" for k, v in sorted(m.items())) + "}"
 
 
-def _object_meta_repr(meta: dict[str, Any]) -> _GoValue:
+def _object_meta_repr(meta: dict[str, Any]) -> GoValue:
     """ObjectMeta as Go's %#v prints it (pointers and nested structs approximated)."""
     s = go_quote
     fin = meta.get("finalizers")
@@ -107,7 +98,7 @@ def _object_meta_repr(meta: dict[str, Any]) -> _GoValue:
         "ManagedFields:" + ("[]v1.ManagedFieldsEntry{...}" if meta.get("managedFields")
                             else "[]v1.ManagedFieldsEntry(nil)"),
     ]
-    return _GoValue("v1.ObjectMeta{" + ", ".join(parts) + "}")
+    return GoValue("v1.ObjectMeta{" + ", ".join(parts) + "}")
 
 
 _META_FIELDS = ("name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",

@@ -16,7 +16,7 @@ import re
 from typing import Any
 from collections.abc import Callable
 
-from kubesat.errors import FieldError, forbidden_field, invalid_value, required, too_long
+from kubesat.errors import FieldError, GoValue, forbidden_field, invalid_value, required, too_long
 from kubesat.apimachinery.schema import definitions
 
 # --------------------------------------------------------------------------------------------
@@ -228,27 +228,6 @@ NAME_RULES: dict[str, NameRule] = {
 
 # --------------------------------------------------------------------------------------------
 # Go-style rendering of bad values that are not plain strings or numbers
-
-
-class GoValue:
-    """A bad value shown the way Go's `%#v` prints it (e.g. `[]string{"a", "b"}`)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return f"GoValue({self.text!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, GoValue) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
 
 
 def go_quote(s: Any) -> str:

@@ -6,10 +6,10 @@ import copy
 from typing import Any
 
 from kubesat import errors
-from kubesat.errors import FieldError
+from kubesat.errors import FieldError, GoValue
 from kubesat.apimachinery.crdschema import nodes
 from kubesat.apimachinery.crdschema.bounds import Budget
-from kubesat.apimachinery.crdschema.gofmt import GoText, field_value
+from kubesat.apimachinery.crdschema.gofmt import field_value
 from kubesat.apimachinery.crdschema.invariants import init_error, structural_errors
 from kubesat.apimachinery.crdschema.prune import prune_embedded
 from kubesat.apimachinery.crdschema.validate import deep_equal, schema_errors
@@ -114,8 +114,8 @@ def _set(s: dict[str, Any], key: str) -> bool:
     return value is not None
 
 
-def _go_strings(values: list[Any]) -> GoText:
-    return GoText("[]string{" + ", ".join(f'"{v}"' for v in values) + "}")
+def _go_strings(values: list[Any]) -> GoValue:
+    return GoValue("[]string{" + ", ".join(f'"{v}"' for v in values) + "}")
 
 
 class _OpenAPI:
@@ -359,7 +359,7 @@ def _status_root(schema: dict[str, Any], path: str) -> list[FieldError]:
                 "of the schema if the status subresource is enabled")]
             continue
         if key not in _ROOT_WITH_STATUS:
-            return [errors.invalid_value(path, GoText("apiextensions.JSONSchemaProps{...}"),
+            return [errors.invalid_value(path, GoValue("apiextensions.JSONSchemaProps{...}"),
                                          f"only {_ROOT_WITH_STATUS_GO} fields are allowed at the root of the schema "
                                          "if the status subresource is enabled")]
     return []

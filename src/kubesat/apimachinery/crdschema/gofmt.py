@@ -7,26 +7,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-
-class GoText:
-    """A bad value whose printed form is fixed text (a FieldError prints it unquoted)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return f"GoText({self.text!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, GoText) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
+from kubesat.errors import GoValue
 
 
 def go_float(f: float) -> str:
@@ -112,9 +93,9 @@ def go_sharp_v(value: Any, in_interface: bool = True) -> str:
 def field_value(value: Any) -> Any:
     """What to hand a FieldError so that it prints the value as field.Error does (`%v` scalars, `%#v` the rest)."""
     if isinstance(value, float):
-        return GoText(go_float(value))
+        return GoValue(go_float(value))
     if isinstance(value, (dict, list)):
-        return GoText(go_sharp_v(value, in_interface=False))
+        return GoValue(go_sharp_v(value, in_interface=False))
     return value
 
 
