@@ -416,6 +416,30 @@ def test_match_conditions(server: Server, hooks: WebhookServer, configs: list[tu
     assert hooks.got("cond-err") == []
 
 
+
+def test_match_conditions_ask_the_authorizer(server: Server, hooks: WebhookServer,
+                                             configs: list[tuple[str, str]]) -> None:
+    """Kubernetes' break-glass pattern: the webhook is skipped for whoever may `breakglass` configmaps (the admin,
+    in system:masters) and called for a ServiceAccount that may only create them."""
+    hooks.paths["glass"] = lambda r: {"allowed": False, "status": {"message": "no break-glass"}}
+    hook = _url_hook(hooks, "glass.example.com", "glass", "glass", matchConditions=[
+        {"name": "not-breakglass",
+         "expression": "!authorizer.group('').resource('configmaps').namespace(request.namespace).check('breakglass')"
+                       ".allowed()"},
+        {"name": "own-resource", "expression": "authorizer.requestResource.check('create').allowed()"},
+    ])
+    _install(server, configs, "ValidatingWebhookConfiguration", "breakglass", [hook])
+    server.kubectl("create", "-f", "-", input=_configmap("as-admin", "glass"))  # may break glass: not called
+    assert hooks.got("glass") == []
+    server.kubectl("create", "serviceaccount", "glass-user")
+    server.kubectl("create", "role", "cm-create", "--verb=create", "--resource=configmaps")
+    server.kubectl("create", "rolebinding", "cm-create", "--role=cm-create", "--serviceaccount=default:glass-user")
+    res = server.kubectl("create", "-f", "-", "--as=system:serviceaccount:default:glass-user",
+                         input=_configmap("as-user", "glass"), check=False)
+    assert 'admission webhook "glass.example.com" denied the request: no break-glass' in res.stderr, res.stderr
+    assert [r["request"]["userInfo"]["username"] for r in hooks.got("glass")] == \
+        ["system:serviceaccount:default:glass-user"]
+
 def test_match_condition_refused_when_it_does_not_compile(api: client.ApiClient) -> None:
     msg = _refusal(api, VWC, _config("ValidatingWebhookConfiguration", "bad-cond", [
         _hook(matchConditions=[{"name": "sum", "expression": "1 + 1"}, {"name": "sum", "expression": " "}]),

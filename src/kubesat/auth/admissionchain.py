@@ -19,7 +19,7 @@ class DynamicAdmission(WebhookAdmission):
 
     def __init__(self, registry: Registry, client: WebhookClient | None = None,
                  authorizer: Callable[[], Authorizer] | None = None) -> None:
-        super().__init__(registry, client)
+        super().__init__(registry, client, authorizer)
         self.policies = ValidatingPolicyAdmission(registry, authorizer)
 
     def for_request(self, attrs: Attributes) -> RequestAdmission | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,11 +14,9 @@ from typing import Any
 import orjson
 
 from kubesat import errors
-from kubesat.apimachinery.cel import DYN, Compiled, authorizer_value, compile_expression, evaluate
-from kubesat.apimachinery.cel.authz import Authorize
 from kubesat.auth import authz
+from kubesat.auth.celauthorizer import authorizer_variable
 from kubesat.auth.policyevaluation import CompiledPolicy, Decision, Evaluation, compile_policy
-from kubesat.auth.user import UserInfo
 from kubesat.auth.webhookrules import (
     ADMISSION_GROUP, RequestResource, labels_of, object_selector_matches, rule_matches, selector_is_everything,
 )
@@ -232,38 +229,6 @@ async def collect_params(registry: Registry, spec: dict[str, Any], binding: dict
     return params
 
 
-# --------------------------------------------------------------------------------------------- authorizer
-@functools.cache
-def _request_resource_program() -> Compiled:
-    """Builds authorizer.requestResource through the authorizer library itself."""
-    return compile_expression("authorizer.group(g).resource(r).subresource(s).namespace(ns).name(n)",
-                              dict.fromkeys(("authorizer", "g", "r", "s", "ns", "n"), DYN))
-
-
-_DECISIONS = {authz.ALLOW: "allow", authz.DENY: "deny"}
-
-
-def authorize_for(authorizer: authz.Authorizer, user: UserInfo | None) -> Authorize:
-    """The `authorizer` variable's checks answered by the server's authorizer, for the request's user or (after
-    authorizer.serviceAccount(ns, name)) for that ServiceAccount."""
-    def authorize(check: dict[str, Any]) -> tuple[str, str, str]:
-        sa = check.get("serviceAccount") or []
-        who = user
-        if len(sa) == 2:
-            who = UserInfo(f"system:serviceaccount:{sa[0]}:{sa[1]}",
-                           groups=("system:serviceaccounts", f"system:serviceaccounts:{sa[0]}"))
-        if who is None:
-            return "noOpinion", "", "no user in the request"
-        path = _s(check.get("path"))
-        decision, reason = authorizer.authorize(authz.Attributes(
-            user=who, verb=_s(check.get("verb")), resource_request=not path, namespace=_s(check.get("namespace")),
-            api_group=_s(check.get("group")), api_version="*", resource=_s(check.get("resource")),
-            subresource=_s(check.get("subresource")), name=_s(check.get("name")), path=path,
-            field_selector=_s(check.get("fieldSelector"))))
-        return _DECISIONS.get(decision, "noOpinion"), reason, ""
-    return authorize
-
-
 # ------------------------------------------------------------------------------------------------ the plugin
 class ValidatingPolicyAdmission:
     """The ValidatingAdmissionPolicy plugin over one registry; kube-apiserver runs it after the mutating webhooks
@@ -362,12 +327,8 @@ class _Request:
         """`authorizer`, with `authorizer.requestResource`: a check of the request's own resource, subresource,
         namespace and name."""
         if self._authorizer is None:
-            value = authorizer_value(authorize_for(self.plugin.authorizer(), self.attrs.user))
-            r = self.attrs.resource
-            check = evaluate(_request_resource_program(), {"authorizer": value, "g": r.group, "r": r.resource,
-                                                           "s": r.subresource, "ns": r.namespace,
-                                                           "n": self.attrs.name})
-            self._authorizer = {**value, "requestResource": check}
+            self._authorizer = authorizer_variable(self.plugin.authorizer(), self.attrs.user, self.attrs.resource,
+                                                   self.attrs.name)
         return self._authorizer
 
     def _act(self, policy: str, binding: dict[str, Any], d: Decision, outcome: Outcome) -> None:

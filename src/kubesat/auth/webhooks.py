@@ -7,6 +7,7 @@ import asyncio
 import functools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,6 +15,8 @@ from kubesat import errors, ids, limits
 from kubesat.apimachinery import patch as patching
 from kubesat.apimachinery.selectors import parse_label_selector
 from kubesat.apimachinery.cel import DYN, CelError, CompileError, Compiled, compile_expression, evaluate
+from kubesat.auth import authz
+from kubesat.auth.celauthorizer import authorizer_variable
 from kubesat.auth.user import UserInfo
 from kubesat.auth.webhookcall import V1, V1BETA1, Answer, CallError, Target, WebhookClient, ca_pem, read_answer
 from kubesat.auth.webhookrules import (
@@ -37,8 +40,8 @@ NO_SIDE_EFFECTS = ("None", "NoneOnDryRun")
 MUTATION_ANNOTATION = "mutation.webhook.admission.k8s.io/"
 FAILED_OPEN_MUTATING = "failed-open.mutation.webhook.admission.k8s.io/"
 FAILED_OPEN_VALIDATING = "failed-open.validating.webhook.admission.k8s.io/"
-# The variables a matchCondition sees (Kubernetes' `authorizer` is not offered yet).
-MATCH_CONDITION_VARIABLES = ("object", "oldObject", "request", "namespaceObject")
+# The variables a matchCondition sees.
+MATCH_CONDITION_VARIABLES = ("object", "oldObject", "request", "namespaceObject", "authorizer")
 
 Hook = tuple[str, dict[str, Any]]  # (configuration name, webhook)
 Slot = tuple[int, int]  # (round, index): where a call stands, as audit annotations name it
@@ -105,10 +108,13 @@ def _ordered(configs: list[dict[str, Any]]) -> list[Hook]:
 class WebhookAdmission:
     """Both webhook plugins over one registry; `for_request` gives the calls of one write."""
 
-    def __init__(self, registry: Registry, client: WebhookClient | None = None) -> None:
+    def __init__(self, registry: Registry, client: WebhookClient | None = None,
+                 authorizer: Callable[[], authz.Authorizer] | None = None) -> None:
         self.registry = registry
         self.source = ConfigurationSource(registry)
         self.client = client or WebhookClient()
+        # The server's authorizer (it may be replaced while serving), for matchConditions' `authorizer`.
+        self.authorizer = authorizer or authz.DenyAll
 
     def for_request(self, attrs: Attributes) -> RequestAdmission | None:
         if exempt(attrs.resource):
@@ -332,6 +338,7 @@ class RequestAdmission:
             "object": _in_version(new, matched, r), "oldObject": _in_version(old, matched, r),
             "request": self._request("", matched, None, None),
             "namespaceObject": await self._namespace_object() if r.namespace else None,
+            "authorizer": authorizer_variable(self.plugin.authorizer(), self.attrs.user, r, self.attrs.name),
         }
         problems: list[str] = []
         for cond in conditions:

@@ -24,8 +24,8 @@ NO_SIDE_EFFECTS = ["None", "NoneOnDryRun"]
 REINVOCATION_POLICIES = ["IfNeeded", "Never"]
 REVIEW_VERSIONS = ["v1", "v1beta1"]
 MAX_MATCH_CONDITIONS = 64
-# What a matchCondition may name (Kubernetes also offers `authorizer`; kubesat does not yet).
-MATCH_CONDITION_VARIABLES = ("object", "oldObject", "request", "namespaceObject")
+# What a matchCondition may name.
+MATCH_CONDITION_VARIABLES = ("object", "oldObject", "request", "namespaceObject", "authorizer")
 _URL_FORM = "; desired format: https://host[/path]"
 
 
