@@ -440,6 +440,26 @@ def test_match_conditions_ask_the_authorizer(server: Server, hooks: WebhookServe
     assert [r["request"]["userInfo"]["username"] for r in hooks.got("glass")] == \
         ["system:serviceaccount:default:glass-user"]
 
+
+def test_a_match_condition_over_the_cost_limit_fails_per_failure_policy(server: Server, hooks: WebhookServer,
+                                                                        configs: list[tuple[str, str]]) -> None:
+    """A condition priced (for the values at hand) over the per-call limit is not run: under Fail the request is
+    refused in Kubernetes' words, under Ignore the webhook is skipped."""
+    expression = "object.data.v.split('').all(c, c == 'a')"
+    hooks.paths["costly"] = lambda r: {"allowed": False, "status": {"message": "called"}}
+    for policy in ("Fail", "Ignore"):
+        _install(server, configs, "ValidatingWebhookConfiguration", f"costly-{policy.lower()}", [_url_hook(
+            hooks, f"costly-{policy.lower()}.example.com", "costly", f"costly-{policy.lower()}", failurePolicy=policy,
+            matchConditions=[{"name": "every-char", "expression": expression}])])
+    big = json.loads(_configmap("big", "costly-fail"))
+    big["data"] = {"v": "a" * 500_000}
+    res = server.kubectl("create", "-f", "-", input=json.dumps(big), check=False)
+    assert (f"configmaps \"big\" is forbidden: expression '{expression}' resulted in error: operation cancelled: "
+            "actual cost limit exceeded") in res.stderr, res.stderr
+    big["metadata"]["labels"]["case"] = "costly-ignore"
+    server.kubectl("create", "-f", "-", input=json.dumps(big))
+    assert hooks.got("costly") == []
+
 def test_match_condition_refused_when_it_does_not_compile(api: client.ApiClient) -> None:
     msg = _refusal(api, VWC, _config("ValidatingWebhookConfiguration", "bad-cond", [
         _hook(matchConditions=[{"name": "sum", "expression": "1 + 1"}, {"name": "sum", "expression": " "}]),

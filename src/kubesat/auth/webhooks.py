@@ -14,7 +14,9 @@ from typing import Any
 from kubesat import errors, ids, limits
 from kubesat.apimachinery import patch as patching
 from kubesat.apimachinery.selectors import parse_label_selector
-from kubesat.apimachinery.cel import DYN, CelError, CompileError, Compiled, compile_expression, evaluate
+from kubesat.apimachinery.cel import (
+    DYN, CelError, CompileError, Compiled, compile_expression, evaluate, runtime_cost,
+)
 from kubesat.auth import authz
 from kubesat.auth.celauthorizer import authorizer_variable
 from kubesat.auth.user import UserInfo
@@ -42,6 +44,7 @@ FAILED_OPEN_MUTATING = "failed-open.mutation.webhook.admission.k8s.io/"
 FAILED_OPEN_VALIDATING = "failed-open.validating.webhook.admission.k8s.io/"
 # The variables a matchCondition sees.
 MATCH_CONDITION_VARIABLES = ("object", "oldObject", "request", "namespaceObject", "authorizer")
+OUT_OF_BUDGET = "validation failed due to running out of cost budget, no further validation rules will be run"
 
 Hook = tuple[str, dict[str, Any]]  # (configuration name, webhook)
 Slot = tuple[int, int]  # (round, index): where a call stands, as audit annotations name it
@@ -341,10 +344,21 @@ class RequestAdmission:
             "authorizer": authorizer_variable(self.plugin.authorizer(), self.attrs.user, r, self.attrs.name),
         }
         problems: list[str] = []
+        budget = limits.CEL_MATCH_CONDITIONS_BUDGET
         for cond in conditions:
             expr = str(cond.get("expression") or "").strip() if isinstance(cond, dict) else ""
             try:
-                if evaluate(_compiled(expr), activation) is False:
+                compiled = _compiled(expr)
+                # Each condition's cost, as Kubernetes' estimator prices it for the values at hand, is charged
+                # to the conditions' shared budget first.
+                spent = runtime_cost(compiled, activation)
+                budget -= min(spent, limits.CEL_PER_CALL_LIMIT + 1)
+                if budget < 0:
+                    problems.append(OUT_OF_BUDGET)
+                    break
+                if spent > limits.CEL_PER_CALL_LIMIT:
+                    raise CelError("operation cancelled: actual cost limit exceeded")
+                if evaluate(compiled, activation) is False:
                     return False
             except (CompileError, CelError) as e:
                 problems.append(f"expression '{expr}' resulted in error: {e}")
