@@ -294,6 +294,9 @@ def test_logs_previous_after_a_crash(server: Server, agent: tuple[Path, Path]) -
              >= 1, 30, "a restart")
     previous = server.kubectl("logs", "relapse", "--previous").stdout.split()
     assert len(previous) == 1 and previous[0].startswith("attempt-")
-    current = wait_for(lambda: server.kubectl("logs", "relapse", check=False).stdout.split(), 10, "the current log")
-    assert current != previous
+    # Until the next attempt starts (after the back-off) the current log is still the crashed one's, as the
+    # kubelet's: wait for the next attempt's line.
+    current = wait_for(lambda: [line for line in server.kubectl("logs", "relapse", check=False).stdout.split()
+                                if line not in previous], 30, "the next attempt's log")
+    assert current[0].startswith("attempt-")
     server.kubectl("delete", "pod", "relapse", "--wait=false")
