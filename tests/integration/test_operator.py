@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+import kubernetes
 
 from kubesat.agent.runtime.process import runtime_available
 
@@ -27,6 +28,12 @@ from .conftest import Server, kubectl_binary, process_agent, start_server, wait_
 NS = "widgets"
 NODE = "op-node"
 OPERATOR = Path(__file__).parent / "operator" / "widget_operator.py"
+# The operator runs this test's Python with the official client. A container has a /tmp of its own, where a clone
+# or a virtualenv may live, so the client's packages and the operator's directory are mounted into the pod
+# (hostPath, allowed on the agent) and the base interpreter runs it.
+SITE_PACKAGES = Path(kubernetes.__file__).resolve().parents[1]
+PYTHON = getattr(sys, "_base_executable", "") or sys.executable
+IN_POD = "/opt/widget-operator"
 SERVICE_DNS = f"widget-webhook.{NS}.svc"
 
 pytestmark = pytest.mark.skipif(runtime_available() is not None, reason=f"no process runtime: {runtime_available()}")
@@ -97,13 +104,19 @@ def _operator_objects(cert: bytes, key: bytes) -> list[dict]:
          "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 8443}]}},
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "widget-operator", "namespace": NS, "labels": labels},
          "spec": {"nodeName": NODE, "serviceAccountName": "widget-operator", "terminationGracePeriodSeconds": 1,
-                  "volumes": [{"name": "tls", "secret": {"secretName": "widget-webhook-tls"}}],
+                  "volumes": [
+                      {"name": "tls", "secret": {"secretName": "widget-webhook-tls"}},
+                      {"name": "site", "hostPath": {"path": str(SITE_PACKAGES), "type": "Directory"}},
+                      {"name": "code", "hostPath": {"path": str(OPERATOR.parent), "type": "Directory"}}],
                   "securityContext": {"runAsUser": 0},
                   "containers": [{
                       "name": "operator", "image": "widget-operator",
-                      "command": [sys.executable, str(OPERATOR), "/tls/tls.crt", "/tls/tls.key", "8443"],
+                      "command": [PYTHON, f"{IN_POD}/code/{OPERATOR.name}", "/tls/tls.crt", "/tls/tls.key", "8443"],
+                      "env": [{"name": "PYTHONPATH", "value": f"{IN_POD}/site-packages"}],
                       "ports": [{"containerPort": 8443}],
-                      "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
+                      "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True},
+                                       {"name": "site", "mountPath": f"{IN_POD}/site-packages", "readOnly": True},
+                                       {"name": "code", "mountPath": f"{IN_POD}/code", "readOnly": True}],
                       "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1}}]}},
     ]
 
@@ -130,7 +143,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     kubectl_binary()
     srv = start_server(tmp_path_factory.mktemp("kubesat") / "data")
     try:
-        with process_agent(srv, tmp_path_factory.mktemp("agent"), NODE, "--allow-privileged"):
+        with process_agent(srv, tmp_path_factory.mktemp("agent"), NODE, "--allow-privileged",
+                           "--allow-host-path", str(SITE_PACKAGES), "--allow-host-path", str(OPERATOR.parent)):
             yield srv
     finally:
         srv.stop()
