@@ -112,8 +112,8 @@ spec:
 """
 
 
-def _quota_used(server: Server, name: str) -> dict[str, str]:
-    quota = json.loads(server.kubectl("get", "quota", name, "-n", "quota-scopes", "-o", "json").stdout)
+def _quota_used(server: Server, name: str, ns: str = "quota-scopes") -> dict[str, str]:
+    quota = json.loads(server.kubectl("get", "quota", name, "-n", ns, "-o", "json").stdout)
     return (quota.get("status") or {}).get("used") or {}
 
 
@@ -176,7 +176,7 @@ def test_a_replica_sets_pods_pass_the_same_admission_as_a_users(server: Server) 
     ns = "quota-rs"
     server.kubectl("create", "namespace", ns)
     server.kubectl("apply", "-f", "-", input=MANIFESTS.replace(NS, ns))
-    wait_for(lambda: _used_in(server, ns).get("pods") == "0", 20, "the quota's first status")
+    wait_for(lambda: _quota_used(server, "compute", ns).get("pods") == "0", 20, "the quota's first status")
     server.kubectl("create", "deployment", "web", "--image=nginx", "--replicas=3", "-n", ns)
 
     def refused() -> list[str]:
@@ -196,6 +196,25 @@ def test_a_replica_sets_pods_pass_the_same_admission_as_a_users(server: Server) 
         assert managers == ["kube-controller-manager"], managers
 
 
-def _used_in(server: Server, ns: str) -> dict[str, str]:
-    quota = json.loads(server.kubectl("get", "quota", "compute", "-n", ns, "-o", "json").stdout)
-    return (quota.get("status") or {}).get("used") or {}
+def test_a_deployments_replica_sets_pass_admission_too(server: Server) -> None:
+    """The deployment controller's ReplicaSets are created through admission as its own ServiceAccount: a quota on
+    ReplicaSets refuses a rollout's new one, and the Deployment says so as kube-controller-manager's does."""
+    ns = "quota-deploy"
+    server.kubectl("create", "namespace", ns)
+    server.kubectl("create", "quota", "rs-quota", "--hard=count/replicasets.apps=1", "-n", ns)
+    wait_for(lambda: _quota_used(server, "rs-quota", ns).get("count/replicasets.apps") == "0", 20,
+             "the quota's first status")
+    server.kubectl("create", "deployment", "web", "--image=nginx", "--replicas=0", "-n", ns)
+    wait_for(lambda: _quota_used(server, "rs-quota", ns).get("count/replicasets.apps") == "1", 20,
+             "the first ReplicaSet counted")
+    server.kubectl("set", "image", "deployment/web", "nginx=nginx:2", "-n", ns)
+
+    def refused() -> list[str]:
+        events = json.loads(server.kubectl("get", "events", "-n", ns, "--field-selector",
+                                           "reason=ReplicaSetCreateError", "-o", "json").stdout)["items"]
+        return [e["message"] for e in events]
+    messages = wait_for(refused, 30, "a ReplicaSetCreateError event")
+    assert any(m.startswith('Failed to create new replica set "web-') and "is forbidden: exceeded quota: rs-quota, "
+               "requested: count/replicasets.apps=1, used: count/replicasets.apps=1, limited: "
+               "count/replicasets.apps=1" in m for m in messages), messages
+    assert len(json.loads(server.kubectl("get", "rs", "-n", ns, "-o", "json").stdout)["items"]) == 1

@@ -46,7 +46,7 @@ from kubesat.controllers.scheduler import Scheduler, bind_pod
 from kubesat.controllers.statefulset import StatefulSetController
 from kubesat.controllers.tokencleaner import TokenCleaner
 from kubesat.controllers.tokens import TokensController
-from kubesat.controllers.workload import PodCreator
+from kubesat.controllers.workload import Creator, PodCreator
 from kubesat.controllers.volumebinding import PersistentVolumeController, pick_default_class
 from kubesat.pki import ClusterPKI
 from kubesat.registry import csr as csrs
@@ -274,19 +274,24 @@ CONTROLLER_MANAGER_AGENT = f"kube-controller-manager/{KUBERNETES_VERSION} (linux
 _PODS = builtin_kind("v1", "Pod")
 
 
-def _controller_pod_creator(resources: ResourceHandler) -> Callable[[str], PodCreator]:
-    """Per controller, the creator of its pods: through the API's admission under the controller's own
-    ServiceAccount (kube-controller-manager's --use-service-account-credentials), so quotas, LimitRanges,
-    webhooks and policies see and judge a ReplicaSet's pods as they judge a user's."""
-    def for_controller(name: str) -> PodCreator:
+def _controller_creator(resources: ResourceHandler) -> Callable[[str], Creator]:
+    """Per controller, its creates: through the API's admission under the controller's own ServiceAccount
+    (kube-controller-manager's --use-service-account-credentials), so quotas, LimitRanges, webhooks and policies
+    see and judge a ReplicaSet's pods, a Deployment's ReplicaSets or a CronJob's Jobs as they judge a user's."""
+    def for_controller(name: str) -> Creator:
         user = UserInfo(f"system:serviceaccount:kube-system:{name}",
                         groups=("system:serviceaccounts", "system:serviceaccounts:kube-system", AUTHENTICATED))
 
-        async def create(pod: dict[str, Any]) -> dict[str, Any]:
-            return await resources.create_as(user, CONTROLLER_MANAGER_AGENT, _PODS,
-                                             str(pod["metadata"]["namespace"]), pod)
+        async def create(info: ResourceInfo, ns: str, obj: dict[str, Any]) -> dict[str, Any]:
+            return await resources.create_as(user, CONTROLLER_MANAGER_AGENT, info, ns, obj)
         return create
     return for_controller
+
+
+def _pods_of(create: Creator) -> PodCreator:
+    async def create_pod(pod: dict[str, Any]) -> dict[str, Any]:
+        return await create(_PODS, str(pod["metadata"]["namespace"]), pod)
+    return create_pod
 
 
 def controller_starters(
@@ -320,14 +325,18 @@ def controller_starters(
         cluster, mask = nodeipam.check_options(opts.cluster_cidr, opts.node_cidr_mask_size or None)
         starters.append(starter(lambda: nodeipam.NodeIpamController(registry, cluster, mask)))
     starters.append(starter(lambda: TaintEvictionController(registry)))
-    creator = _controller_pod_creator(app.state["resources"])
-    starters.append(starter(lambda: ReplicaSetController(registry, create_pod=creator("replicaset-controller"))))
-    starters.append(starter(lambda: ReplicationManager(registry, create_pod=creator("replication-controller"))))
-    starters.append(starter(lambda: DeploymentController(registry)))
-    starters.append(starter(lambda: StatefulSetController(registry, create_pod=creator("statefulset-controller"))))
-    starters.append(starter(lambda: DaemonSetController(registry, create_pod=creator("daemon-set-controller"))))
-    starters.append(starter(lambda: JobController(registry, create_pod=creator("job-controller"))))
-    starters.append(starter(lambda: CronJobController(registry)))
+    creator = _controller_creator(app.state["resources"])
+    starters.append(starter(lambda: ReplicaSetController(
+        registry, create_pod=_pods_of(creator("replicaset-controller")))))
+    starters.append(starter(lambda: ReplicationManager(
+        registry, create_pod=_pods_of(creator("replication-controller")))))
+    starters.append(starter(lambda: DeploymentController(registry, create=creator("deployment-controller"))))
+    starters.append(starter(lambda: StatefulSetController(
+        registry, create_pod=_pods_of(creator("statefulset-controller")))))
+    starters.append(starter(lambda: DaemonSetController(
+        registry, create_pod=_pods_of(creator("daemon-set-controller")))))
+    starters.append(starter(lambda: JobController(registry, create_pod=_pods_of(creator("job-controller")))))
+    starters.append(starter(lambda: CronJobController(registry, create=creator("cronjob-controller"))))
     starters.append(starter(lambda: KubernetesServiceController(registry, opts.external_address)))
     starters.append(starter(lambda: EndpointsController(registry)))
     starters.append(starter(lambda: DisruptionController(registry)))

@@ -25,7 +25,7 @@ from kubesat import errors
 from kubesat.controllers.base import WorkQueue, cancel, loads, resource_of_key, split_key, watch_in_background
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.workload import (
-    controller_ref, d, lst, owner_reference, parse_time, write_status,
+    Creator, controller_ref, creator, d, lst, owner_reference, parse_time, write_status,
 )
 from kubesat.registry.batch import CRONJOB_SCHEDULED_TIMESTAMP, cron_schedule, every_interval, schedule_errors
 from kubesat.registry.kinds import builtin_kind
@@ -221,9 +221,11 @@ def plan_cronjob(cj: dict[str, Any], jobs: list[dict[str, Any]], now: float) -> 
 # ------------------------------------------------------------------------------------------------ controller
 
 class CronJobController:
-    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time,
+                 create: Creator | None = None) -> None:
         self.registry = registry
         self.clock = clock
+        self.create = creator(registry, create)
         self.events = EventRecorder(registry, COMPONENT, clock=clock)
         self.queue = WorkQueue(self.sync, "cronjob")
         self._watch: Any = None
@@ -285,7 +287,7 @@ class CronJobController:
     async def _create_job(self, ref: dict[str, Any], job: dict[str, Any]) -> dict[str, Any] | None:
         ns = str(job["metadata"]["namespace"])
         try:
-            created = await self.registry.create(JOBS, ns, job)
+            created = await self.create(JOBS, ns, job)
         except errors.StatusError as e:
             if e.code == 409:
                 # Made by an earlier sync whose status write was lost, it is this schedule time's Job; one of the

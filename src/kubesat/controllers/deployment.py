@@ -18,7 +18,8 @@ from kubesat import errors
 from kubesat.controllers.base import Key, WorkQueue, cancel, loads, watch_in_background
 from kubesat.controllers.events import EventRecorder, object_reference
 from kubesat.controllers.workload import (
-    adopt, apps_kind, as_int, claim, controller_ref, d, lst, owner_reference, parse_time, release, selector_matches,
+    Creator, adopt, apps_kind, as_int, claim, controller_ref, creator, d, lst, owner_reference, parse_time, release,
+    selector_matches,
 )
 from kubesat.registry.kinds import builtin_kind
 from kubesat.registry.store import DeleteOptions, Registry, rfc3339
@@ -561,9 +562,11 @@ class Sets:
 # ------------------------------------------------------------------------------------------------ the shell
 
 class DeploymentController:
-    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time,
+                 create: Creator | None = None) -> None:
         self.registry = registry
         self.clock = clock
+        self.create = creator(registry, create)
         self.deploy_info = deployments()
         self.rs_info = replicasets()
         self.events = EventRecorder(registry, COMPONENT, clock=clock)
@@ -711,7 +714,7 @@ class DeploymentController:
         set_new_rs_annotations(deploy, rs, revision, False)
         ns, name = rs["metadata"]["namespace"], rs["metadata"]["name"]
         try:
-            created = await self.registry.create(self.rs_info, ns, rs)
+            created = await self.create(self.rs_info, ns, rs)
         except errors.StatusError as e:
             if e.reason != "AlreadyExists":
                 message = f'Failed to create new replica set "{name}": {e.message}'

@@ -233,6 +233,14 @@ def available_in(pod: dict[str, Any], min_ready_seconds: int, now: float) -> flo
 # the API's whole admission chain (plugins, quota, webhooks) under the controller's own identity, as
 # kube-controller-manager's requests do; without one (controllers run alone, in tests) `create_admitted_pod`.
 PodCreator = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+# The same for any kind a controller creates (a Deployment's ReplicaSets, a CronJob's Jobs): (kind, namespace,
+# object) -> the stored object; without one, the registry's create (no admission).
+Creator = Callable[[ResourceInfo, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def creator(registry: Registry, given: Creator | None) -> Creator:
+    """`given`, or the registry's own create."""
+    return given or registry.create
 
 
 def pod_creator(registry: Registry, given: PodCreator | None) -> PodCreator:
